@@ -1,0 +1,225 @@
+//! `GET /api/v1/admin/audit-logs`: the audit trail, newest first, filtered by
+//! actor, target, action, outcome and time. Actor and target filters use
+//! their indexes; otherwise the day partitions are walked backwards. Personal
+//! data inside entries is masked for principals without `pii:read`.
+
+use axum::Json;
+use axum::extract::State;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use shared::audit::{AuditEntry, Outcome};
+use shared::cursor::{KeyPosition, key_of, position_of};
+use shared::error::{Error, Result};
+use shared::extract::{ValidQuery, page_limit};
+use shared::http::Principal;
+use shared::rbac::Permission;
+use shared::store::{from_item, s, timestamp};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{AdminState, masking};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Entries by this actor (user id, or `cli`/`system`).
+    pub actor_id: Option<String>,
+    /// With `target_id`: entries about this target, e.g. `user`.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// Exact action (`user.update`), or a prefix ending in `.` (`user.`).
+    pub action: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// From this time (RFC 3339); default 30 days before `to` when no actor
+    /// or target is given.
+    pub from: Option<String>,
+    /// Up to this time (RFC 3339); default now.
+    pub to: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// Where a listing stopped.
+#[derive(Debug, Serialize, Deserialize)]
+enum Position {
+    Index(KeyPosition),
+    Day { day: String, key: Option<KeyPosition> },
+}
+
+const MAX_READS_PER_PAGE: usize = 40;
+const MAX_DAYS: i64 = 366;
+
+fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
+    value
+        .as_deref()
+        .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time")))
+        .transpose()
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/audit-logs", tag = "audit", params(AuditQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of audit entries, newest first", body = AuditPage),
+        (status = 400, description = "Invalid filter or cursor", body = shared::error::Problem),
+        (status = 403, description = "Missing audit:read", body = shared::error::Problem),
+    ))]
+pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<AuditQuery>) -> Result<Json<AuditPage>> {
+    let limit = page_limit(q.limit)?;
+    let to = parse_time("to", &q.to)?.unwrap_or_else(Utc::now);
+    let from = parse_time("from", &q.from)?;
+    if from.is_some_and(|f| f > to) {
+        return Err(Error::field("from", "must not be after to"));
+    }
+    if q.target_type.is_some() != q.target_id.is_some() {
+        return Err(Error::field(if q.target_type.is_some() { "target_id" } else { "target_type" }, "target_type and target_id go together"));
+    }
+    for (field, value) in [("actor_id", &q.actor_id), ("target_type", &q.target_type), ("target_id", &q.target_id), ("action", &q.action)] {
+        if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > 200) {
+            return Err(Error::field(field, "must be 1 to 200 characters"));
+        }
+    }
+    let scope = format!("audit|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", q.actor_id, q.target_type, q.target_id, q.action, q.outcome, q.from, q.to);
+    let cursors = state.platform.cursors().await?;
+    let position: Option<Position> = q.cursor.as_deref().map(|c| cursors.decode(&scope, c)).transpose()?;
+
+    // Filters applied after the key condition.
+    let mut filters = Vec::new();
+    let mut values: Vec<(&str, AttributeValue)> = Vec::new();
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    if let Some(action) = &q.action {
+        if action.ends_with('.') {
+            filters.push("begins_with(#action, :action)");
+        } else {
+            filters.push("#action = :action");
+        }
+        names.push(("#action", "action"));
+        values.push((":action", s(action.clone())));
+    }
+    if let Some(outcome) = q.outcome {
+        filters.push("outcome = :outcome");
+        values.push((":outcome", s(serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())));
+    }
+    let mut index_partition = None;
+    if let Some(actor) = &q.actor_id {
+        index_partition = Some(("gsi1", "gsi1pk", "gsi1sk", format!("ACTOR#{actor}")));
+        if let (Some(t), Some(id)) = (&q.target_type, &q.target_id) {
+            filters.push("target_type = :tt AND target_id = :tid");
+            values.push((":tt", s(t.clone())));
+            values.push((":tid", s(id.clone())));
+        }
+    } else if let (Some(t), Some(id)) = (&q.target_type, &q.target_id) {
+        index_partition = Some(("gsi2", "gsi2pk", "gsi2sk", format!("TARGET#{t}#{id}")));
+    }
+    let filter = filters.join(" AND ");
+    // Sort keys are `ts#id`; `~` sorts after every id.
+    let lower = from.map(timestamp).unwrap_or_else(|| "0".into());
+    let upper = format!("{}~", timestamp(to));
+
+    let mut items = Vec::new();
+    let mut reads = 0;
+    let next: Option<Position> = if let Some((index, pk_name, sk_name, pk)) = index_partition {
+        let mut start = match position {
+            Some(Position::Index(k)) => Some(k),
+            None => None,
+            Some(_) => return Err(Error::field("cursor", "invalid or expired cursor; start again without one")),
+        };
+        let condition = format!("{pk_name} = :pk AND {sk_name} BETWEEN :lower AND :upper");
+        loop {
+            let mut query = state.platform.store.query().index_name(index).key_condition_expression(&condition)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":lower", s(lower.clone()))
+                .expression_attribute_values(":upper", s(upper.clone()))
+                .scan_index_forward(false)
+                .limit(limit - items.len() as i32)
+                .set_exclusive_start_key(start.as_ref().map(key_of));
+            if !filter.is_empty() {
+                query = query.filter_expression(&filter);
+            }
+            for (k, v) in &names { query = query.expression_attribute_names(*k, *v); }
+            for (k, v) in &values { query = query.expression_attribute_values(*k, v.clone()); }
+            let out = query.send().await.map_err(shared::error::aws("dynamodb Query (audit)"))?;
+            reads += 1;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item::<AuditEntry>(item)?);
+            }
+            start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
+            if start.is_none() || items.len() >= limit as usize || reads >= MAX_READS_PER_PAGE {
+                break;
+            }
+        }
+        start.map(Position::Index)
+    } else {
+        let from = from.unwrap_or(to - Duration::days(30));
+        if (to - from).num_days() > MAX_DAYS {
+            return Err(Error::field("from", format!("without an actor or target filter the range is at most {MAX_DAYS} days")));
+        }
+        let first_day = from.date_naive();
+        let (mut day, mut start) = match position {
+            Some(Position::Day { day, key }) => {
+                (NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| Error::field("cursor", "invalid cursor"))?, key)
+            }
+            None => (to.date_naive(), None),
+            Some(_) => return Err(Error::field("cursor", "invalid or expired cursor; start again without one")),
+        };
+        loop {
+            if day < first_day {
+                break None;
+            }
+            let mut query = state.platform.store.query().key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
+                .expression_attribute_values(":pk", s(format!("AUDIT#{}", day.format("%Y-%m-%d"))))
+                .expression_attribute_values(":lower", s(lower.clone()))
+                .expression_attribute_values(":upper", s(upper.clone()))
+                .scan_index_forward(false)
+                .limit(limit - items.len() as i32)
+                .set_exclusive_start_key(start.as_ref().map(key_of));
+            if !filter.is_empty() {
+                query = query.filter_expression(&filter);
+            }
+            for (k, v) in &names { query = query.expression_attribute_names(*k, *v); }
+            for (k, v) in &values { query = query.expression_attribute_values(*k, v.clone()); }
+            let out = query.send().await.map_err(shared::error::aws("dynamodb Query (audit)"))?;
+            reads += 1;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item::<AuditEntry>(item)?);
+            }
+            start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
+            if start.is_none() {
+                day = match day.pred_opt() { Some(d) => d, None => break None };
+            }
+            let full = items.len() >= limit as usize;
+            if full || reads >= MAX_READS_PER_PAGE {
+                break if day < first_day { None } else { Some(Position::Day { day: day.format("%Y-%m-%d").to_string(), key: start }) };
+            }
+        }
+    };
+    if !principal.can(Permission::PiiRead) {
+        items.iter_mut().for_each(mask);
+    }
+    let next_cursor = next.map(|p| cursors.encode(&scope, &p));
+    Ok(Json(AuditPage { items, next_cursor }))
+}
+
+/// Hide personal data in an entry: the actor's address and agent, and
+/// personal fields inside the recorded changes.
+fn mask(entry: &mut AuditEntry) {
+    entry.actor.source_ip = entry.actor.source_ip.as_deref().map(masking::ip);
+    entry.actor.user_agent = entry.actor.user_agent.as_ref().map(|_| "[masked]".to_string());
+    if let Some(changes) = entry.changes.as_mut() {
+        for side in ["before", "after"] {
+            if let Some(obj) = changes.get_mut(side).and_then(|v| v.as_object_mut()) {
+                if let Some(v) = obj.get_mut("email") {
+                    *v = serde_json::Value::String(v.as_str().map(masking::email).unwrap_or_default());
+                }
+                if let Some(v) = obj.get_mut("name") {
+                    *v = serde_json::Value::String(v.as_str().map(masking::name).unwrap_or_default());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! `/api/v1/admin/users` and `/api/v1/admin/users/{user_id}`: create (with a
+//! password or an emailed invitation), list with filters, read, update with a
+//! version check, suspend/reactivate, and soft delete. Every change is
+//! audited in its own transaction.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use shared::audit::AuditEntry;
+use shared::crypto::hash_password;
+use shared::cursor::{KeyPosition, key_of, position_of};
+use shared::error::{Error, FieldError, Result};
+use shared::extract::{ValidJson, ValidQuery, page_limit};
+use shared::http::{Caller, Principal};
+use shared::jobs::Job;
+use shared::rbac::{Permission, permissions_of};
+use shared::store::{Write, s, timestamp};
+use shared::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{AdminState, masking};
+
+/// A user as the API shows it (no secrets; personal data masked without
+/// `pii:read`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub status: UserStatus,
+    pub country: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_login_at: Option<String>,
+    pub deleted_at: Option<String>,
+    /// Send this back with an update; a stale value gets 409.
+    pub version: u64,
+    /// Whether a password is set (the hash itself is never shown).
+    pub has_password: bool,
+}
+
+impl UserView {
+    pub fn of(user: User, principal: &Principal) -> UserView {
+        let pii = principal.can(Permission::PiiRead);
+        UserView {
+            email: if pii { user.email.clone() } else { masking::email(&user.email) },
+            name: if pii { user.name.clone() } else { masking::name(&user.name) },
+            has_password: user.password_hash.is_some(),
+            id: user.id,
+            roles: user.roles,
+            status: user.status,
+            country: user.country,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login_at: user.last_login_at,
+            deleted_at: user.deleted_at,
+            version: user.version,
+        }
+    }
+}
+
+/// Refuse to grant or take away a role whose permissions the caller does not
+/// hold itself (no privilege escalation).
+fn check_grant(principal: &Principal, roles: &[String]) -> Result<()> {
+    let needed = permissions_of(roles);
+    match needed.iter().find(|p| !principal.can(*p)) {
+        Some(missing) => Err(Error::Forbidden { missing: missing.to_string() }),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    #[schema(format = "email")]
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// An initial password (12–128 characters); or set `invite`.
+    pub password: Option<String>,
+    /// Email the user an invitation link to set their own password.
+    #[serde(default)]
+    pub invite: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "users", request_body = CreateUser,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create safe")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 400, description = "Invalid fields", body = shared::error::Problem),
+        (status = 403, description = "Missing permission, or granting roles beyond your own", body = shared::error::Problem),
+        (status = 409, description = "Email already in use", body = shared::error::Problem),
+        (status = 413, description = "Body too large", body = shared::error::Problem),
+    ))]
+pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<CreateUser>) -> Result<impl IntoResponse> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let email = Email::parse(&body.email).map_err(|m| errors.push(FieldError::new("email", m))).ok();
+    errors.extend(check_name("name", &body.name));
+    let roles = if body.roles.is_empty() { vec!["user".to_string()] } else { body.roles.clone() };
+    errors.extend(check_roles("roles", &roles));
+    match (&body.password, body.invite) {
+        (Some(p), false) => errors.extend(check_password("password", p)),
+        (None, true) => {}
+        (Some(_), true) => errors.push(FieldError::new("invite", "give either a password or invite, not both")),
+        (None, false) => errors.push(FieldError::new("password", "required unless invite is true")),
+    }
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(Error::Validation(errors));
+    };
+    check_grant(&caller.principal, &roles)?;
+
+    let platform = &state.platform;
+    let status = if body.invite { UserStatus::Invited } else { UserStatus::Active };
+    let mut user = User::new(&email, &body.name, roles, status);
+    if let Some(password) = &body.password {
+        user.password_hash = Some(hash_password(password)?);
+    }
+    let mut writes = user.create_writes(&platform.store.table)?;
+    let invite_job = body.invite.then(|| Job::new("invite_email", &caller.principal.user_id, serde_json::json!({ "user_id": user.id })));
+    if let Some(job) = &invite_job {
+        writes.push(job.create_write(&platform.store.table)?);
+    }
+    let audit = AuditEntry::new(&caller.actor(), "user.create", "user", &user.id).changes::<User, User>(None, Some(&user));
+    platform.store.commit(writes, &audit).await?;
+    if let Some(job) = &invite_job {
+        shared::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, job).await?;
+    }
+    let location = format!("/api/v1/admin/users/{}", user.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(UserView::of(user, &caller.principal))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `active`, `invited`, `suspended` or `deleted`; by default every status but deleted.
+    pub status: Option<UserStatus>,
+    /// Users holding this role.
+    pub role: Option<String>,
+    /// Emails starting with this (case-insensitive).
+    pub email_prefix: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub created_from: Option<String>,
+    /// Created before (RFC 3339).
+    pub created_to: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
+    value
+        .as_deref()
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| timestamp(t.with_timezone(&chrono::Utc)))
+                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
+        })
+        .transpose()
+}
+
+/// At most this many DynamoDB pages are read to fill one response page, so a
+/// sparse filter cannot make one request expensive; the cursor continues.
+const MAX_READS_PER_PAGE: usize = 10;
+
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "users", params(ListQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users, newest first (alphabetical with email_prefix)", body = UserPage),
+        (status = 400, description = "Invalid filter or cursor", body = shared::error::Problem),
+        (status = 403, description = "Missing users:read", body = shared::error::Problem),
+    ))]
+pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<UserPage>> {
+    let limit = page_limit(q.limit)?;
+    let from = parse_time("created_from", &q.created_from)?;
+    let to = parse_time("created_to", &q.created_to)?;
+    if let Some(role) = &q.role {
+        if let Some(e) = check_roles("role", std::slice::from_ref(role)).into_iter().next() {
+            return Err(Error::Validation(vec![FieldError::new("role", e.message)]));
+        }
+    }
+    let prefix = match q.email_prefix.as_deref().map(|p| p.trim().to_lowercase()) {
+        Some(p) if p.is_empty() || p.len() > 254 => return Err(Error::field("email_prefix", "must be 1 to 254 characters")),
+        other => other,
+    };
+    let store = &state.platform.store;
+    let scope = format!("users|{:?}|{:?}|{:?}|{:?}|{:?}", q.status, q.role, prefix, from, to);
+    let mut start: Option<KeyPosition> = match &q.cursor {
+        Some(c) => Some(state.platform.cursors().await?.decode(&scope, c)?),
+        None => None,
+    };
+
+    let mut filters: Vec<&str> = Vec::new();
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    let mut values: Vec<(&str, AttributeValue)> = Vec::new();
+    let (index, key_condition) = if let Some(prefix) = &prefix {
+        values.push((":pk", s(User::email_partition(prefix))));
+        values.push((":prefix", s(prefix.clone())));
+        if let Some(status) = q.status {
+            filters.push("#status = :status");
+            values.push((":status", s(status.as_str())));
+        }
+        if let Some(from) = &from {
+            filters.push("created_at >= :from");
+            values.push((":from", s(from.clone())));
+        }
+        if let Some(to) = &to {
+            filters.push("created_at < :to");
+            values.push((":to", s(to.clone())));
+        }
+        ("gsi1", "gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+    } else {
+        let (index, pk) = match q.status {
+            Some(status) => ("gsi2", format!("USERS#{}", status.as_str())),
+            None => {
+                filters.push("#status <> :deleted");
+                values.push((":deleted", s("deleted")));
+                ("gsi3", "USERS".to_string())
+            }
+        };
+        values.push((":pk", s(pk)));
+        // Sort keys are `created#id`: a time range is a key range.
+        values.push((":from", s(from.clone().unwrap_or_else(|| "0".into()))));
+        values.push((":to", s(to.clone().unwrap_or_else(|| "~".into()))));
+        let condition = if index == "gsi2" { "gsi2pk = :pk AND gsi2sk BETWEEN :from AND :to" } else { "gsi3pk = :pk AND gsi3sk BETWEEN :from AND :to" };
+        (index, condition)
+    };
+    if let Some(role) = &q.role {
+        filters.push("contains(#roles, :role)");
+        names.push(("#roles", "roles"));
+        values.push((":role", s(role.clone())));
+    }
+    let filter = filters.join(" AND ");
+    if filter.contains("#status") {
+        names.push(("#status", "status"));
+    }
+    let newest_first = prefix.is_none();
+
+    let mut items = Vec::new();
+    for _ in 0..MAX_READS_PER_PAGE {
+        let mut query = store
+            .query()
+            .index_name(index)
+            .key_condition_expression(key_condition)
+            .scan_index_forward(!newest_first)
+            // Never read past what this page can return, so the last
+            // evaluated key is exactly where the next page starts.
+            .limit(limit - items.len() as i32)
+            .set_exclusive_start_key(start.as_ref().map(key_of));
+        if !filter.is_empty() {
+            query = query.filter_expression(&filter);
+        }
+        for (k, v) in &names {
+            query = query.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &values {
+            query = query.expression_attribute_values(*k, v.clone());
+        }
+        let out = query.send().await.map_err(shared::error::aws("dynamodb Query (users)"))?;
+        for item in out.items.unwrap_or_default() {
+            items.push(UserView::of(users::from_user_item(item)?, &principal));
+        }
+        start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
+        if start.is_none() || items.len() >= limit as usize {
+            break;
+        }
+    }
+    let next_cursor = match &start {
+        Some(position) => Some(state.platform.cursors().await?.encode(&scope, position)),
+        None => None,
+    };
+    Ok(Json(UserPage { items, next_cursor }))
+}
+
+async fn load(state: &AdminState, user_id: &str) -> Result<User> {
+    if uuid::Uuid::parse_str(user_id).is_err() {
+        return Err(Error::NotFound(format!("no user {user_id}")));
+    }
+    users::get(&state.platform.store, user_id).await?.ok_or_else(|| Error::NotFound(format!("no user {user_id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 403, description = "Missing users:read", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+    ))]
+pub async fn read(State(state): State<AdminState>, principal: Principal, Path(user_id): Path<String>) -> Result<Json<UserView>> {
+    let user = load(&state, &user_id).await?;
+    Ok(Json(UserView::of(user, &principal)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// The version you read; the update is refused (409) if it changed since.
+    pub version: u64,
+    pub name: Option<String>,
+    #[schema(format = "email")]
+    pub email: Option<String>,
+    pub roles: Option<Vec<String>>,
+    /// `active` (reactivate) or `suspended`.
+    pub status: Option<UserStatus>,
+    /// Why (kept in the audit entry).
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/admin/users/{user_id}", tag = "users", request_body = UpdateUser, security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "Updated", body = UserView),
+        (status = 400, description = "Invalid fields", body = shared::error::Problem),
+        (status = 403, description = "Missing permission", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 409, description = "Version conflict, email in use, or user deleted", body = shared::error::Problem),
+    ))]
+pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<UpdateUser>) -> Result<Json<UserView>> {
+    let mut errors = Vec::new();
+    if let Some(name) = &body.name {
+        errors.extend(check_name("name", name));
+    }
+    let email = match &body.email {
+        Some(e) => Email::parse(e).map_err(|m| errors.push(FieldError::new("email", m))).ok(),
+        None => None,
+    };
+    if let Some(roles) = &body.roles {
+        errors.extend(check_roles("roles", roles));
+        if roles.is_empty() {
+            errors.push(FieldError::new("roles", "at least one role"));
+        }
+    }
+    if matches!(body.status, Some(UserStatus::Deleted | UserStatus::Invited)) {
+        errors.push(FieldError::new("status", "may be set to active or suspended (use DELETE to delete)"));
+    }
+    if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        errors.push(FieldError::new("reason", "at most 500 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+
+    let store = &state.platform.store;
+    let current = load(&state, &user_id).await?;
+    if current.status == UserStatus::Deleted {
+        return Err(Error::Conflict("the user is deleted".into()));
+    }
+    if current.version != body.version {
+        return Err(Error::Conflict(format!("the user was changed (version {} now, {} sent); reload and retry", current.version, body.version)));
+    }
+    let mut next = current.next_version();
+    if let Some(name) = &body.name {
+        next.name = name.trim().to_string();
+    }
+    if let Some(roles) = &body.roles {
+        // Both what is added and what is taken away must be within the
+        // caller's own permissions.
+        let changed: Vec<String> = roles.iter().chain(current.roles.iter()).filter(|r| !(roles.contains(r) && current.roles.contains(r))).cloned().collect();
+        check_grant(&caller.principal, &changed)?;
+        next.roles = roles.clone();
+    }
+    if let Some(status) = body.status {
+        if status != current.status {
+            if user_id == caller.principal.user_id {
+                return Err(Error::field("status", "you cannot suspend or reactivate yourself"));
+            }
+            if current.status == UserStatus::Invited && status == UserStatus::Active {
+                return Err(Error::field("status", "an invited user becomes active by accepting the invitation"));
+            }
+            next.status = status;
+        }
+    }
+    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    if let Some(email) = &email {
+        if email.as_str() != current.email {
+            next.email = email.to_string();
+            writes[0] = Write::put_versioned(&store.table, next.to_item()?, current.version)?;
+            writes.push(Write::put_new(&store.table, next.guard_item(), User::email_taken())?);
+            writes.push(Write::delete_existing(&store.table, &User::guard_pk(&current.email), "GUARD", Error::Conflict("the user was changed; reload and retry".into()))?);
+        }
+    }
+    let action = match (current.status, next.status) {
+        (a, b) if a == b => "user.update",
+        (_, UserStatus::Suspended) => "user.suspend",
+        _ => "user.reactivate",
+    };
+    let mut audit = AuditEntry::new(&caller.actor(), action, "user", &user_id).changes(Some(&current), Some(&next));
+    if let Some(reason) = &body.reason {
+        audit = audit.reason(reason.clone());
+    }
+    store.commit(writes, &audit).await?;
+    Ok(Json(UserView::of(next, &caller.principal)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/admin/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "User id (UUID)"),
+        ("If-Match" = Option<String>, Header, description = "The version you read; 409 if it changed"),
+    ),
+    responses(
+        (status = 204, description = "Soft-deleted: hidden from lists, unable to sign in, kept for audit"),
+        (status = 403, description = "Missing users:delete", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 409, description = "Version conflict or already deleted", body = shared::error::Problem),
+    ))]
+pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
+    let store = &state.platform.store;
+    let current = load(&state, &user_id).await?;
+    if user_id == caller.principal.user_id {
+        return Err(Error::Conflict("you cannot delete yourself".into()));
+    }
+    if current.status == UserStatus::Deleted {
+        return Err(Error::Conflict("the user is already deleted".into()));
+    }
+    if let Some(expected) = headers.get(header::IF_MATCH) {
+        let expected = expected.to_str().ok().map(|v| v.trim_matches('"')).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| Error::field("If-Match", "must be the user's version number"))?;
+        if expected != current.version {
+            return Err(Error::Conflict(format!("the user was changed (version {} now, {expected} sent); reload and retry", current.version)));
+        }
+    }
+    // Deleting someone who holds a role you could not grant is escalation too.
+    check_grant(&caller.principal, &current.roles)?;
+    let mut next = current.next_version();
+    next.status = UserStatus::Deleted;
+    next.deleted_at = Some(next.updated_at.clone());
+    let writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let audit = AuditEntry::new(&caller.actor(), "user.delete", "user", &user_id).changes(Some(&current), Some(&next));
+    store.commit(writes, &audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,53 @@
+//! The auth function: `/api/v1/auth/*` — login, token refresh with rotation,
+//! logout, invitation acceptance, and the public key set (JWKS). It is the
+//! only function allowed to sign with the KMS signing key. It also serves the
+//! OpenAPI document of the whole API.
+
+pub mod invitations;
+pub mod jwks;
+pub mod login;
+pub mod sessions;
+pub mod signer;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{get, post};
+use shared::http::{Access, Platform, Route};
+
+pub use signer::Signer;
+
+#[derive(Clone, Debug)]
+pub struct AuthState {
+    pub platform: Platform,
+    pub signer: Signer,
+}
+
+/// Every route of this function and who may call it.
+pub static ROUTES: &[Route] = &[
+    Route::new(Method::POST, "/api/v1/auth/login", Access::Public),
+    Route::new(Method::POST, "/api/v1/auth/refresh", Access::Public),
+    Route::new(Method::POST, "/api/v1/auth/logout", Access::Public),
+    Route::new(Method::POST, "/api/v1/auth/invitations/accept", Access::Public),
+    Route::new(Method::GET, "/api/v1/auth/jwks", Access::Public),
+    Route::new(Method::GET, "/api/v1/openapi.json", Access::Public),
+];
+
+pub fn router(state: AuthState) -> Router {
+    let platform = state.platform.clone();
+    let routes = Router::new()
+        .route("/api/v1/auth/login", post(login::login))
+        .route("/api/v1/auth/refresh", post(sessions::refresh))
+        .route("/api/v1/auth/logout", post(sessions::logout))
+        .route("/api/v1/auth/invitations/accept", post(invitations::accept))
+        .route("/api/v1/auth/jwks", get(jwks::jwks))
+        .route("/api/v1/openapi.json", get(jwks::openapi_document))
+        .with_state(state);
+    shared::http::secure(routes, &platform, ROUTES)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(login::login, sessions::refresh, sessions::logout, invitations::accept, jwks::jwks, jwks::openapi_document),
+    components(schemas(shared::error::Problem, shared::error::FieldError))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,228 @@
+//! Sessions and refresh tokens. A login starts a session (a token family);
+//! each refresh rotates the token: the old one is marked `rotated` and a new
+//! one issued. Presenting a rotated token again means it was copied: the
+//! whole family is revoked. Tokens are random, stored only as SHA-256.
+//!
+//! Keys: family `USER#uid / SESSION#fid`; token `REFRESH#sha256 / REFRESH`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use shared::audit::{AuditEntry, Outcome};
+use shared::crypto::{random_token, sha256_hex};
+use shared::error::{Error, Result};
+use shared::extract::ValidJson;
+use shared::http::RequestMeta;
+use shared::store::{Store, Write, n, s, timestamp, to_item};
+use shared::users::{self, User, UserStatus};
+use utoipa::ToSchema;
+
+use crate::AuthState;
+
+/// Refresh tokens (and so sessions) live 30 days from their last use.
+pub const REFRESH_SECONDS: i64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Family {
+    pub pk: String,
+    pub sk: String,
+    pub id: String,
+    pub user_id: String,
+    pub status: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub ttl: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub pk: String,
+    pub sk: String,
+    pub user_id: String,
+    pub family_id: String,
+    /// `active` or `rotated`.
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: i64,
+    pub ttl: i64,
+}
+
+impl RefreshRecord {
+    fn pk(token: &str) -> String {
+        format!("REFRESH#{}", sha256_hex(token.as_bytes()))
+    }
+
+    fn issue(user_id: &str, family_id: &str) -> (String, RefreshRecord) {
+        let token = random_token();
+        let expires_at = chrono::Utc::now().timestamp() + REFRESH_SECONDS;
+        let record = RefreshRecord {
+            pk: RefreshRecord::pk(&token),
+            sk: "REFRESH".into(),
+            user_id: user_id.to_string(),
+            family_id: family_id.to_string(),
+            status: "active".into(),
+            created_at: timestamp(chrono::Utc::now()),
+            expires_at,
+            // Keep rotated tokens a while past expiry so reuse is still
+            // recognized as reuse, not as an unknown token.
+            ttl: expires_at + 24 * 3600,
+        };
+        (format!("{family_id}.{token}"), record)
+    }
+}
+
+/// The tokens a client gets at login and refresh.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+/// The writes that start a session for `user`, and the refresh token.
+pub fn start(table: &str, user: &User, meta: &RequestMeta) -> Result<(Family, String, Vec<Write>)> {
+    let now = chrono::Utc::now();
+    let family_id = uuid::Uuid::now_v7().to_string();
+    let family = Family {
+        pk: User::pk(&user.id),
+        sk: format!("SESSION#{family_id}"),
+        id: family_id.clone(),
+        user_id: user.id.clone(),
+        status: "active".into(),
+        created_at: timestamp(now),
+        last_used_at: timestamp(now),
+        source_ip: meta.source_ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        ttl: now.timestamp() + REFRESH_SECONDS,
+    };
+    let (token, record) = RefreshRecord::issue(&user.id, &family_id);
+    let writes = vec![
+        Write::put_new(table, to_item(&family)?, Error::Conflict("session exists".into()))?,
+        Write::put_new(table, to_item(&record)?, Error::Conflict("token exists".into()))?,
+    ];
+    Ok((family, token, writes))
+}
+
+fn invalid_token() -> Error {
+    Error::Unauthorized("invalid or expired refresh token".into())
+}
+
+/// Split `family.secret`; the family id lets logout and reuse detection find
+/// the session without trusting anything but the stored hash.
+fn parse_token(raw: &str) -> Result<(&str, &str)> {
+    raw.split_once('.').filter(|(f, t)| !f.is_empty() && !t.is_empty() && raw.len() < 512).ok_or_else(invalid_token)
+}
+
+async fn revoke_family(store: &Store, user_id: &str, family_id: &str, audit: AuditEntry) -> Result<()> {
+    let update = Update::builder()
+        .table_name(&store.table)
+        .key("pk", s(User::pk(user_id)))
+        .key("sk", s(format!("SESSION#{family_id}")))
+        .update_expression("SET #status = :revoked, revoked_at = :now")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":revoked", s("revoked"))
+        .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let write = Write::raw(TransactWriteItem::builder().update(update).build(), Some(invalid_token()));
+    store.commit(vec![write], &audit).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Exchange a refresh token for new tokens (the old refresh token dies).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 400, description = "Invalid body", body = shared::error::Problem),
+        (status = 401, description = "Invalid, expired, revoked or reused token", body = shared::error::Problem),
+    ))]
+pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<RefreshRequest>) -> Result<Json<TokenResponse>> {
+    let store = &state.platform.store;
+    let (family_id, secret) = parse_token(&body.refresh_token)?;
+    let record: RefreshRecord = store.get(&RefreshRecord::pk(secret), "REFRESH").await?.ok_or_else(invalid_token)?;
+    if record.family_id != family_id || record.expires_at < chrono::Utc::now().timestamp() {
+        return Err(invalid_token());
+    }
+    let family: Family = store.get(&User::pk(&record.user_id), &format!("SESSION#{family_id}")).await?.ok_or_else(invalid_token)?;
+    if family.status != "active" {
+        return Err(invalid_token());
+    }
+    let actor = meta.actor(&record.user_id);
+    if record.status != "active" {
+        // A rotated token came back: someone holds a copy. End the session.
+        let audit = AuditEntry::new(&actor, "auth.refresh_reuse", "session", family_id)
+            .outcome(Outcome::Denied)
+            .reason("a rotated refresh token was presented again; session revoked");
+        revoke_family(store, &record.user_id, family_id, audit).await?;
+        return Err(Error::Unauthorized("refresh token reuse detected; the session has been revoked".into()));
+    }
+    let user = users::get(store, &record.user_id).await?.filter(|u| u.status == UserStatus::Active).ok_or_else(invalid_token)?;
+
+    let (token, next) = RefreshRecord::issue(&user.id, family_id);
+    let rotate = Update::builder()
+        .table_name(&store.table)
+        .key("pk", s(&record.pk))
+        .key("sk", s("REFRESH"))
+        .update_expression("SET #status = :rotated, rotated_at = :now")
+        .condition_expression("#status = :active")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":rotated", s("rotated"))
+        .expression_attribute_values(":active", s("active"))
+        .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let touch = Update::builder()
+        .table_name(&store.table)
+        .key("pk", s(&family.pk))
+        .key("sk", s(&family.sk))
+        .update_expression("SET last_used_at = :now, #ttl = :ttl")
+        .condition_expression("#status = :active")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":active", s("active"))
+        .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
+        .expression_attribute_values(":ttl", n(chrono::Utc::now().timestamp() + REFRESH_SECONDS))
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let writes = vec![
+        // Lost a race with another refresh of the same token: that is reuse too.
+        Write::raw(TransactWriteItem::builder().update(rotate).build(), Some(invalid_token())),
+        Write::raw(TransactWriteItem::builder().update(touch).build(), Some(invalid_token())),
+        Write::put_new(&store.table, to_item(&next)?, Error::Conflict("token exists".into()))?,
+    ];
+    let audit = AuditEntry::new(&actor, "auth.refresh", "session", family_id);
+    store.commit(writes, &audit).await?;
+    let access = state.signer.access_token(&user, family_id).await?;
+    Ok(Json(TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token: token }))
+}
+
+/// End the session the refresh token belongs to.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "Session ended"),
+        (status = 400, description = "Invalid body", body = shared::error::Problem),
+        (status = 401, description = "Unknown token", body = shared::error::Problem),
+    ))]
+pub async fn logout(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<RefreshRequest>) -> Result<StatusCode> {
+    let store = &state.platform.store;
+    let (family_id, secret) = parse_token(&body.refresh_token)?;
+    let record: RefreshRecord = store.get(&RefreshRecord::pk(secret), "REFRESH").await?.ok_or_else(invalid_token)?;
+    if record.family_id != family_id {
+        return Err(invalid_token());
+    }
+    let audit = AuditEntry::new(&meta.actor(&record.user_id), "auth.logout", "session", family_id);
+    revoke_family(store, &record.user_id, family_id, audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,64 @@
+//! `invite_email` jobs: create a single-use invitation token (stored as its
+//! SHA-256, valid 7 days) and email the invited user a link to set their
+//! password (SES).
+
+use serde_json::{Value, json};
+use shared::crypto::{random_token, sha256_hex};
+use shared::error::{Error, Result};
+use shared::jobs::Job;
+use shared::store::{s, n};
+use shared::users::{self, UserStatus};
+
+use crate::Worker;
+
+pub const INVITATION_SECONDS: i64 = 7 * 24 * 3600;
+
+pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
+    let user_id = job.params.get("user_id").and_then(Value::as_str).ok_or_else(|| Error::internal("invite_email job has no user_id"))?;
+    let Some(user) = users::get(&worker.store, user_id).await? else {
+        return Ok(json!({ "skipped": "user no longer exists" }));
+    };
+    if user.status != UserStatus::Invited {
+        return Ok(json!({ "skipped": format!("user is {}", user.status.as_str()) }));
+    }
+    let token = random_token();
+    let expires_at = chrono::Utc::now().timestamp() + INVITATION_SECONDS;
+    worker
+        .store
+        .client
+        .put_item()
+        .table_name(&worker.store.table)
+        .item("pk", s(format!("INVITE#{}", sha256_hex(token.as_bytes()))))
+        .item("sk", s("INVITE"))
+        .item("user_id", s(&user.id))
+        .item("expires_at", n(expires_at))
+        .item("ttl", n(expires_at))
+        .item("type", s("invitation"))
+        .send()
+        .await
+        .map_err(shared::error::aws("dynamodb PutItem (invitation)"))?;
+
+    let link = format!("{}/accept-invitation?token={token}", worker.config.public_url);
+    let text = format!(
+        "Hello {name},\n\nYou have been invited to Keel. Set your password here (the link works once and expires in 7 days):\n\n{link}\n\nIf you did not expect this, ignore this email.\n",
+        name = user.name
+    );
+    let content = aws_sdk_sesv2::types::EmailContent::builder()
+        .simple(
+            aws_sdk_sesv2::types::Message::builder()
+                .subject(aws_sdk_sesv2::types::Content::builder().data("You are invited to Keel").build().map_err(|e| Error::internal(e.to_string()))?)
+                .body(aws_sdk_sesv2::types::Body::builder().text(aws_sdk_sesv2::types::Content::builder().data(text).build().map_err(|e| Error::internal(e.to_string()))?).build())
+                .build(),
+        )
+        .build();
+    let sent = worker
+        .ses
+        .send_email()
+        .from_email_address(&worker.config.email_from)
+        .destination(aws_sdk_sesv2::types::Destination::builder().to_addresses(&user.email).build())
+        .content(content)
+        .send()
+        .await
+        .map_err(shared::error::aws("ses SendEmail"))?;
+    Ok(json!({ "message_id": sent.message_id(), "invitation_expires_at": expires_at }))
+}

@@ -1,0 +1,112 @@
+//! The jobs worker: consumes the jobs queue (SQS), runs each job named by a
+//! message, and reports the messages that failed so only they are retried
+//! (partial batch response). A message for a job that already finished is
+//! acknowledged without doing the work again.
+
+pub mod invite;
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::Value;
+use shared::config::Config;
+use shared::error::{Error, Result};
+use shared::jobs::{self, Job, JobMessage, JobStatus};
+use shared::store::Store;
+
+/// After this many attempts a job is marked failed (the queue's redrive
+/// policy moves the message to the dead-letter queue at the same count).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Clone, Debug)]
+pub struct Worker {
+    pub store: Store,
+    pub ses: aws_sdk_sesv2::Client,
+    pub config: Arc<Config>,
+}
+
+impl Worker {
+    pub async fn from_env() -> anyhow::Result<Worker> {
+        let config = Arc::new(Config::from_env()?);
+        let sdk = aws_config::load_from_env().await;
+        Ok(Worker::new(config, &sdk))
+    }
+
+    pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
+        Worker {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+            config,
+        }
+    }
+
+    /// Handle one SQS batch; the returned failures are redelivered.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let outcomes = futures::future::join_all(event.records.iter().map(|m| self.process(m))).await;
+        let mut response = SqsBatchResponse::default();
+        for (message, outcome) in event.records.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                tracing::warn!(message_id = ?message.message_id, error = %e, "job message failed; it will be retried");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    async fn process(&self, message: &SqsMessage) -> Result<()> {
+        let body = message.body.as_deref().unwrap_or("");
+        let msg: JobMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed job message: {e}")))?;
+        let Some(job) = jobs::get(&self.store, &msg.job_id).await? else {
+            return Err(Error::internal(format!("job {} not found", msg.job_id)));
+        };
+        if job.status.is_final() {
+            tracing::info!(job_id = %job.id, status = job.status.as_str(), "duplicate delivery of a finished job; acknowledged");
+            return Ok(());
+        }
+        let mut running = job.clone();
+        running.status = JobStatus::Running;
+        running.attempts += 1;
+        let running = jobs::save(&self.store, &running).await?;
+        let started = std::time::Instant::now();
+        let outcome = self.run(&running).await;
+        shared::telemetry::emit_metric(
+            &[("Function", "jobs"), ("JobKind", running.kind.as_str())],
+            &[("JobDuration", started.elapsed().as_secs_f64() * 1000.0, "Milliseconds"), ("JobFailed", outcome.is_err() as u8 as f64, "Count")],
+        );
+        let mut done = running.clone();
+        match outcome {
+            Ok(result) => {
+                done.status = JobStatus::Succeeded;
+                done.result = Some(result);
+                done.error = None;
+                jobs::save(&self.store, &done).await?;
+                Ok(())
+            }
+            Err(e) => {
+                let message = match &e {
+                    Error::Internal(cause) => format!("{cause:#}"),
+                    other => other.to_string(),
+                };
+                done.error = Some(message);
+                if running.attempts >= MAX_ATTEMPTS {
+                    done.status = JobStatus::Failed;
+                    jobs::save(&self.store, &done).await?;
+                    Ok(())
+                } else {
+                    done.status = JobStatus::Queued;
+                    jobs::save(&self.store, &done).await?;
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn run(&self, job: &Job) -> Result<Value> {
+        match job.kind.as_str() {
+            "invite_email" => invite::send(self, job).await,
+            other => Err(Error::internal(format!("unknown job kind {other:?}"))),
+        }
+    }
+}

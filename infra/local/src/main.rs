@@ -1,0 +1,43 @@
+//! `keel-local`: the whole of Keel on this machine. Starts the AWS emulator,
+//! creates the stack from template.yaml, seeds demo data, bootstraps the
+//! super admin, writes `.keel/local.env`, then serves every API function on
+//! one port and runs the workers until Ctrl-C.
+
+use keel_local::{app, moto::Moto, poller, provision, seed, template::Template};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let settings = keel_local::Settings::from_env()?;
+    let root = keel_local::repo_root();
+    std::fs::create_dir_all(root.join(".keel"))?;
+    println!("Starting the AWS emulator (moto)...");
+    let moto = Moto::start(Some(root.join(".keel/moto.log"))).await?;
+    let sdk = keel_local::sdk_config(&moto.endpoint).await;
+    let template = Template::load(&root.join("template.yaml"))?;
+    let stack = provision::provision(&sdk, &template, "keel-local", &settings.parameters()).await?;
+    println!("Created {} resources from template.yaml (not emulated: {})", stack.resources.len(), stack.skipped.len());
+    let local = app::build(&sdk, &stack.env).await?;
+
+    println!("Seeding demo data ({} users)...", settings.demo_users);
+    let summary = seed::load(&local.platform.store, settings.demo_users, 2026).await?;
+    println!("  {} users, {} charts, {} orders ({} refunded), {} activity events", summary.users, summary.charts, summary.orders, summary.refunds, summary.events);
+    let admin = shared::users::bootstrap_admin(&local.platform.store, &settings.admin_email, "Local Admin", &settings.admin_password, false).await?;
+    keel_local::write_env_file(&root.join(".keel/local.env"), &moto.endpoint, &stack)?;
+
+    let jobs_queue = stack.env["KEEL_JOBS_QUEUE_URL"].clone();
+    let jobs_arn = stack.resources["JobsQueue"].attributes["Arn"].clone();
+    tokio::spawn(poller::run(local.clients.sqs.clone(), jobs_queue, jobs_arn, local.worker.clone()));
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("\nKeel is running at {url}/api/v1 (AWS emulator at {})", moto.endpoint);
+    println!("  admin login: {}  password: {}  (user id {})", settings.admin_email, settings.admin_password, admin.id);
+    println!("  try: curl -s {url}/api/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"...\"}}'", settings.admin_email);
+    println!("  resource names: .keel/local.env   Ctrl-C stops everything.\n");
+    let service = local.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    drop(moto);
+    println!("Stopped.");
+    Ok(())
+}

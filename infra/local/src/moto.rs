@@ -1,0 +1,59 @@
+//! Runs moto_server (the AWS emulator) on a free loopback port. It runs
+//! under a small shell guard that kills it as soon as our stdin pipe closes,
+//! so the emulator never outlives the process that started it — even when
+//! that process is killed.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+pub struct Moto {
+    pub endpoint: String,
+    _guard: Child,
+}
+
+/// The moto_server from the project's venv (made by `make venv`), or
+/// `KEEL_MOTO_SERVER`.
+pub fn moto_binary() -> PathBuf {
+    std::env::var_os("KEEL_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join(".keel/venv/bin/moto_server"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl Moto {
+    pub async fn start(log: Option<PathBuf>) -> anyhow::Result<Moto> {
+        let binary = moto_binary();
+        if !binary.exists() {
+            bail!("{} not found: run `make venv` (or `make dev`/`make test`, which do it)", binary.display());
+        }
+        let port = free_port()?;
+        let log = log.unwrap_or_else(|| PathBuf::from("/dev/null"));
+        let guard = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" >>"$2" 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT INT TERM; read _ignored; kill $pid 2>/dev/null"#)
+            .arg(&binary)
+            .arg(port.to_string())
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting moto_server")?;
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("moto_server did not start on port {port} within 30 s (log: {})", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Moto { endpoint: format!("http://127.0.0.1:{port}"), _guard: guard })
+    }
+}

@@ -1,0 +1,257 @@
+//! HTTP plumbing shared by every API function: the route table that declares
+//! each route's access in one place, authentication (JWT → `Principal`),
+//! authorization (deny by default), the caller's audit identity, and the
+//! middleware stack (`secure`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+use crate::audit::Actor;
+use crate::config::Config;
+use crate::crypto::Envelope;
+use crate::cursor::CursorCodec;
+use crate::error::{Error, Result};
+use crate::rbac::{Permission, PermissionSet, permissions_of};
+use crate::store::Store;
+use crate::token::TokenVerifier;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed (login, JWKS, the OpenAPI document).
+    Public,
+    /// Any signed-in principal; the handler limits it to the caller's own data.
+    Authenticated,
+    /// A principal holding this permission.
+    Permission(Permission),
+}
+
+/// One row of a function's route table. The table is the single place a
+/// route's access is declared; a route not in it is refused.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: Method,
+    /// The axum path, e.g. `/api/v1/admin/users/{user_id}`.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl Route {
+    pub const fn new(method: Method, path: &'static str, access: Access) -> Route {
+        Route { method, path, access }
+    }
+}
+
+/// What every API function has: configuration, the table, the token
+/// verifier, envelope encryption and the (lazily loaded) cursor key.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub verifier: Arc<TokenVerifier>,
+    pub envelope: Envelope,
+    cursors: Arc<tokio::sync::OnceCell<CursorCodec>>,
+}
+
+impl Platform {
+    pub fn new(config: Arc<Config>, clients: &crate::aws::Clients, verifier: TokenVerifier) -> Platform {
+        Platform {
+            store: Store::new(clients.dynamo.clone(), config.table.clone()),
+            envelope: Envelope::new(clients.kms.clone(), config.data_key_id.clone()),
+            verifier: Arc::new(verifier),
+            config,
+            cursors: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// Build everything from the environment: clients, config, public key.
+    pub async fn from_env() -> anyhow::Result<(Platform, crate::aws::Clients)> {
+        let config = Arc::new(Config::from_env()?);
+        let clients = crate::aws::Clients::from_env().await;
+        let verifier = TokenVerifier::load(&clients.kms, &config.signing_key_id, &config.issuer).await?;
+        Ok((Platform::new(config, &clients, verifier), clients))
+    }
+
+    /// The cursor codec, loaded on first use (not every request paginates,
+    /// so cold starts do not pay for it).
+    pub async fn cursors(&self) -> Result<&CursorCodec> {
+        self.cursors.get_or_try_init(|| crate::cursor::load_key(&self.store, &self.envelope)).await
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub roles: Vec<String>,
+    pub permissions: PermissionSet,
+    pub session_id: String,
+}
+
+impl Principal {
+    pub fn can(&self, permission: Permission) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn require(&self, permission: Permission) -> Result<()> {
+        if self.can(permission) { Ok(()) } else { Err(Error::Forbidden { missing: permission.to_string() }) }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Error::Unauthorized("authentication required".into()))
+    }
+}
+
+/// Where a request came from, for audit entries.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl RequestMeta {
+    pub fn actor(&self, id: &str) -> Actor {
+        Actor {
+            id: id.to_string(),
+            kind: "user".into(),
+            source_ip: self.source_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> std::result::Result<Self, Self::Rejection> {
+        // API Gateway puts the client address first in X-Forwarded-For.
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Ok(RequestMeta { source_ip: forwarded.or(connected), user_agent, request_id: crate::telemetry::current_request_id() })
+    }
+}
+
+/// A signed-in caller with request metadata: what handlers that change
+/// things take, so their audit entries name who and from where.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        self.meta.actor(&self.principal.user_id)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let Ok(meta) = RequestMeta::from_request_parts(parts, state).await;
+        Ok(Caller { principal, meta })
+    }
+}
+
+#[derive(Clone)]
+struct Gate {
+    routes: &'static [Route],
+    verifier: Arc<TokenVerifier>,
+}
+
+tokio::task_local! {
+    static BODY_LIMIT: usize;
+}
+
+/// The body limit in force for the current request (for 413 messages).
+pub fn current_body_limit() -> usize {
+    BODY_LIMIT.try_with(|l| *l).unwrap_or(0)
+}
+
+/// Verify a bearer token and build the principal it names.
+pub fn authenticate(verifier: &TokenVerifier, authorization: Option<&str>) -> Result<Principal> {
+    let token = authorization
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or_else(|| Error::Unauthorized("a bearer access token is required".into()))?;
+    let claims = verifier.verify(token.trim())?;
+    Ok(Principal {
+        permissions: permissions_of(&claims.roles),
+        user_id: claims.sub,
+        roles: claims.roles,
+        session_id: claims.sid,
+    })
+}
+
+async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, mut request: Request, next: Next) -> Response {
+    let path = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
+    let method = request.method().clone();
+    let Some(route) = gate.routes.iter().find(|r| r.path == path && r.method == method) else {
+        // Deny by default: a route without a declared access rule is closed.
+        tracing::error!(%method, path, "route has no access rule");
+        return Error::Forbidden { missing: "declared-route".into() }.into_response();
+    };
+    if route.access != Access::Public {
+        let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let principal = match authenticate(&gate.verifier, header) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        tracing::Span::current().record("principal", principal.user_id.as_str());
+        if let Access::Permission(p) = route.access {
+            if let Err(e) = principal.require(p) {
+                return e.into_response();
+            }
+        }
+        request.extensions_mut().insert(principal);
+    }
+    next.run(request).await
+}
+
+/// Wrap a function's router with Keel's middleware: request id and logs,
+/// body limit, authentication and authorization from the route table, and
+/// `Idempotency-Key` handling for POSTs.
+pub fn secure(router: Router, platform: &Platform, routes: &'static [Route]) -> Router {
+    let gate = Gate { routes, verifier: platform.verifier.clone() };
+    let limit = platform.config.max_body_bytes;
+    router
+        .route_layer(middleware::from_fn_with_state(platform.store.clone(), crate::idempotency::middleware))
+        .route_layer(middleware::from_fn_with_state(gate, authorize))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |req: Request, next: Next| BODY_LIMIT.scope(limit, next.run(req))))
+        .layer(middleware::from_fn(crate::telemetry::request_context))
+}
+
+/// Answer for paths no function serves.
+pub async fn not_found() -> Error {
+    Error::NotFound("no such route".into())
+}

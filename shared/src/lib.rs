@@ -1,0 +1,22 @@
+//! The common crate of Keel: everything two functions need — configuration,
+//! errors, telemetry, authentication and RBAC, audit, the single-table store,
+//! crypto, jobs and HTTP plumbing. Functions depend on this crate, never on
+//! each other.
+
+pub mod audit;
+pub mod aws;
+pub mod config;
+pub mod crypto;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod idempotency;
+pub mod jobs;
+pub mod rbac;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod users;
+
+pub use error::{Error, FieldError, Result};

@@ -1,0 +1,210 @@
+//! Role-based access control. Permissions are `resource:action` values;
+//! built-in roles map to fixed sets of them. Access is denied unless a route's
+//! declared permission is held (see `http::Route`).
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! permissions {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// A `resource:action` permission.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Permission { $($variant),+ }
+
+        impl Permission {
+            pub const ALL: &'static [Permission] = &[$(Permission::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Permission::$variant => $name),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Permission> {
+                match s { $($name => Some(Permission::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+permissions! {
+    UsersRead => "users:read",
+    UsersWrite => "users:write",
+    UsersDelete => "users:delete",
+    PiiRead => "pii:read",
+    RolesRead => "roles:read",
+    RolesWrite => "roles:write",
+    AuditRead => "audit:read",
+    ChartsRead => "charts:read",
+    ChartsModerate => "charts:moderate",
+    ConfigRead => "config:read",
+    ConfigWrite => "config:write",
+    AnalyticsRead => "analytics:read",
+    ReportsRead => "reports:read",
+    ReportsWrite => "reports:write",
+    DataExport => "data:export",
+    DataImport => "data:import",
+    DataBulk => "data:bulk",
+    GdprManage => "gdpr:manage",
+    ComplianceRead => "compliance:read",
+    IntegrationsRead => "integrations:read",
+    IntegrationsWrite => "integrations:write",
+    SearchRead => "search:read",
+    WorkflowsRead => "workflows:read",
+    WorkflowsWrite => "workflows:write",
+    SystemRead => "system:read",
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of permissions as a bit set (there are fewer than 64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PermissionSet(u64);
+
+impl PermissionSet {
+    pub const fn empty() -> Self {
+        PermissionSet(0)
+    }
+
+    pub fn of(perms: &[Permission]) -> Self {
+        perms.iter().fold(Self::empty(), |set, p| set.with(*p))
+    }
+
+    pub fn all() -> Self {
+        Self::of(Permission::ALL)
+    }
+
+    pub const fn with(self, p: Permission) -> Self {
+        PermissionSet(self.0 | (1 << p as u8))
+    }
+
+    pub const fn contains(self, p: Permission) -> bool {
+        self.0 & (1 << p as u8) != 0
+    }
+
+    pub const fn union(self, other: Self) -> Self {
+        PermissionSet(self.0 | other.0)
+    }
+
+    pub const fn is_subset_of(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL.iter().copied().filter(move |p| self.contains(*p))
+    }
+}
+
+/// The built-in roles. Custom roles (stored in the table) come later and map
+/// to permission sets the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinRole {
+    SuperAdmin,
+    Admin,
+    Moderator,
+    Analyst,
+    Support,
+    Auditor,
+    User,
+}
+
+impl BuiltinRole {
+    pub const ALL: &'static [BuiltinRole] = &[
+        BuiltinRole::SuperAdmin,
+        BuiltinRole::Admin,
+        BuiltinRole::Moderator,
+        BuiltinRole::Analyst,
+        BuiltinRole::Support,
+        BuiltinRole::Auditor,
+        BuiltinRole::User,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuiltinRole::SuperAdmin => "super_admin",
+            BuiltinRole::Admin => "admin",
+            BuiltinRole::Moderator => "moderator",
+            BuiltinRole::Analyst => "analyst",
+            BuiltinRole::Support => "support",
+            BuiltinRole::Auditor => "auditor",
+            BuiltinRole::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BuiltinRole> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == s)
+    }
+
+    pub fn permissions(self) -> PermissionSet {
+        use Permission::*;
+        match self {
+            BuiltinRole::SuperAdmin => PermissionSet::all(),
+            // Everything but changing roles, which stays with super admins.
+            BuiltinRole::Admin => PermissionSet::of(&[
+                UsersRead, UsersWrite, UsersDelete, PiiRead, RolesRead, AuditRead, ChartsRead,
+                ChartsModerate, ConfigRead, ConfigWrite, AnalyticsRead, ReportsRead, ReportsWrite,
+                DataExport, DataImport, DataBulk, GdprManage, ComplianceRead, IntegrationsRead,
+                IntegrationsWrite, SearchRead, WorkflowsRead, WorkflowsWrite, SystemRead,
+            ]),
+            // Moderators see users without personal data, and act on content.
+            BuiltinRole::Moderator => PermissionSet::of(&[UsersRead, ChartsRead, ChartsModerate, SearchRead]),
+            BuiltinRole::Analyst => PermissionSet::of(&[
+                AnalyticsRead, ReportsRead, ReportsWrite, ChartsRead, SearchRead, DataExport,
+            ]),
+            BuiltinRole::Support => PermissionSet::of(&[UsersRead, UsersWrite, PiiRead, ChartsRead, SearchRead]),
+            // Auditors read everything that is evidence, and change nothing.
+            BuiltinRole::Auditor => PermissionSet::of(&[
+                AuditRead, UsersRead, RolesRead, ConfigRead, ComplianceRead, SystemRead,
+            ]),
+            // End users act only on themselves (self-service routes).
+            BuiltinRole::User => PermissionSet::empty(),
+        }
+    }
+}
+
+/// The union of the permissions of the named roles; unknown names grant
+/// nothing (deny by default).
+pub fn permissions_of<S: AsRef<str>>(roles: &[S]) -> PermissionSet {
+    roles
+        .iter()
+        .filter_map(|r| BuiltinRole::parse(r.as_ref()))
+        .fold(PermissionSet::empty(), |set, role| set.union(role.permissions()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_fit_the_bit_set() {
+        assert!(Permission::ALL.len() < 64);
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(*p));
+            assert!(p.as_str().contains(':'));
+        }
+    }
+
+    #[test]
+    fn unknown_roles_grant_nothing() {
+        assert_eq!(permissions_of(&["root", "superadmin"]), PermissionSet::empty());
+    }
+
+    #[test]
+    fn roles_union() {
+        let set = permissions_of(&["moderator", "auditor"]);
+        assert!(set.contains(Permission::ChartsModerate));
+        assert!(set.contains(Permission::AuditRead));
+        assert!(!set.contains(Permission::UsersWrite));
+    }
+
+    #[test]
+    fn super_admin_holds_all_and_admin_cannot_change_roles() {
+        assert_eq!(BuiltinRole::SuperAdmin.permissions(), PermissionSet::all());
+        assert!(!BuiltinRole::Admin.permissions().contains(Permission::RolesWrite));
+        assert!(BuiltinRole::Admin.permissions().is_subset_of(PermissionSet::all()));
+        assert!(!BuiltinRole::Auditor.permissions().contains(Permission::UsersWrite));
+    }
+}

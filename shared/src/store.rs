@@ -1,0 +1,244 @@
+//! The single DynamoDB table: typed reads, conditional writes that always
+//! carry their audit entry in the same transaction, batch writes with
+//! UnprocessedItems retry, and the key helpers every entity uses.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::audit::AuditEntry;
+use crate::error::{Error, Result, aws};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+/// Largest number of items in one TransactWriteItems call.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+pub fn to_item<T: Serialize>(value: &T) -> Result<Item> {
+    serde_dynamo::to_item(value).map_err(|e| Error::internal(format!("serializing item: {e}")))
+}
+
+pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T> {
+    serde_dynamo::from_item(item).map_err(|e| Error::internal(format!("deserializing item: {e}")))
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// One write in a transaction, with the error to answer if its condition
+/// fails (a version conflict, a duplicate email...).
+#[derive(Debug)]
+pub struct Write {
+    pub item: TransactWriteItem,
+    pub on_conflict: Option<Error>,
+}
+
+impl Write {
+    /// Put an item that must not exist yet.
+    pub fn put_new(table: &str, item: Item, on_conflict: Error) -> Result<Write> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().put(put).build(), on_conflict: Some(on_conflict) })
+    }
+
+    /// Replace an item whose stored `version` must equal `expected`
+    /// (optimistic locking: the loser of a race gets `on_conflict`).
+    pub fn put_versioned(table: &str, item: Item, expected: u64) -> Result<Write> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write {
+            item: TransactWriteItem::builder().put(put).build(),
+            on_conflict: Some(Error::Conflict(format!(
+                "the resource was changed by someone else (expected version {expected}); reload and retry"
+            ))),
+        })
+    }
+
+    /// Put without a condition (items the transaction owns outright).
+    pub fn put(table: &str, item: Item) -> Result<Write> {
+        let put = Put::builder().table_name(table).set_item(Some(item)).build().map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().put(put).build(), on_conflict: None })
+    }
+
+    /// Delete an item that must exist.
+    pub fn delete_existing(table: &str, pk: &str, sk: &str, on_conflict: Error) -> Result<Write> {
+        let delete = Delete::builder()
+            .table_name(table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().delete(delete).build(), on_conflict: Some(on_conflict) })
+    }
+
+    /// Assert a condition on an item the transaction does not change.
+    pub fn check(table: &str, pk: &str, sk: &str, condition: &str, values: Vec<(&str, AttributeValue)>, on_conflict: Error) -> Result<Write> {
+        let mut check = ConditionCheck::builder().table_name(table).key("pk", s(pk)).key("sk", s(sk)).condition_expression(condition);
+        for (k, v) in values {
+            check = check.expression_attribute_values(k, v);
+        }
+        let check = check.build().map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().condition_check(check).build(), on_conflict: Some(on_conflict) })
+    }
+
+    /// A prepared transact item (e.g. an Update built by the caller).
+    pub fn raw(item: TransactWriteItem, on_conflict: Option<Error>) -> Write {
+        Write { item, on_conflict }
+    }
+}
+
+impl Store {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Store { client, table: table.into() }
+    }
+
+    pub async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws("dynamodb GetItem"))?;
+        Ok(out.item)
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> Result<Option<T>> {
+        self.get_item(pk, sk).await?.map(from_item).transpose()
+    }
+
+    /// A Query on this table; the caller adds the key condition.
+    pub fn query(&self) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client.query().table_name(&self.table)
+    }
+
+    /// Apply `writes` and `audit` atomically: either the change and its audit
+    /// entry are both stored, or neither is.
+    pub async fn commit(&self, writes: Vec<Write>, audit: &AuditEntry) -> Result<()> {
+        if writes.len() + 1 > MAX_TRANSACTION_ITEMS {
+            return Err(Error::internal(format!("transaction of {} items exceeds the limit", writes.len() + 1)));
+        }
+        let audit_write = Write::put_new(&self.table, audit.to_item()?, Error::internal("audit entry id collision"))?;
+        let mut conflicts = Vec::with_capacity(writes.len() + 1);
+        let mut items = Vec::with_capacity(writes.len() + 1);
+        for w in writes.into_iter().chain(std::iter::once(audit_write)) {
+            items.push(w.item);
+            conflicts.push(w.on_conflict);
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+                if let Some(E::TransactionCanceledException(cancel)) = err.as_service_error() {
+                    let reasons = cancel.cancellation_reasons();
+                    for (index, reason) in reasons.iter().enumerate() {
+                        match reason.code() {
+                            Some("ConditionalCheckFailed") => {
+                                if let Some(Some(conflict)) = conflicts.get_mut(index).map(Option::take) {
+                                    return Err(conflict);
+                                }
+                            }
+                            Some("TransactionConflict") => {
+                                return Err(Error::Conflict("a concurrent change touched the same data; retry".into()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    // Some emulators omit reasons; a cancelled transaction
+                    // with a single conditional write is that write's conflict.
+                    if reasons.is_empty() {
+                        if let Some(conflict) = conflicts.iter_mut().find_map(Option::take) {
+                            return Err(conflict);
+                        }
+                    }
+                }
+                Err(aws("dynamodb TransactWriteItems")(err))
+            }
+        }
+    }
+
+    /// Store an audit entry that records no change (a denied or failed
+    /// attempt, a read of personal data).
+    pub async fn record(&self, audit: &AuditEntry) -> Result<()> {
+        self.commit(Vec::new(), audit).await
+    }
+
+    /// Write many items in batches of 25, retrying UnprocessedItems with
+    /// backoff. For bulk loads only: these writes are not audited one by one.
+    pub async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
+        for chunk in items.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder().set_item(Some(item.clone())).build().map_err(|e| Error::internal(e.to_string()))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<_>>()?;
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(aws("dynamodb BatchWriteItem"))?;
+                pending = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(Error::internal(format!("{} items still unprocessed after retries", pending.len())));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 * 2u64.pow(attempt))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read a string attribute.
+pub fn attr_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// Seconds since the epoch, for the `ttl` attribute.
+pub fn ttl_after(seconds: i64) -> i64 {
+    chrono::Utc::now().timestamp() + seconds
+}
+
+/// RFC 3339 UTC with microseconds: sorts lexically in time order.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,207 @@
+//! Access tokens: ES256 JWTs. The auth function signs them with KMS (the only
+//! holder of `kms:Sign`); every function verifies them locally with the public
+//! key it fetched once at cold start. There is no shared secret anywhere.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use p256::pkcs8::DecodePublicKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::AUDIENCE;
+use crate::error::{Error, Result};
+
+/// Access token lifetime.
+pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    /// The session (refresh-token family) this token was issued in.
+    pub sid: String,
+    pub roles: Vec<String>,
+}
+
+/// The public half of the signing key, ready to verify and to publish.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    kid: String,
+    issuer: String,
+    key: DecodingKey,
+    jwk: serde_json::Value,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("kid", &self.kid).field("issuer", &self.issuer).finish()
+    }
+}
+
+/// The key id published in JWKS and token headers: a digest of the public
+/// key, so a rotated key gets a new id by itself.
+pub fn key_id(spki_der: &[u8]) -> String {
+    B64.encode(&Sha256::digest(spki_der)[..12])
+}
+
+impl TokenVerifier {
+    /// From the DER SubjectPublicKeyInfo that KMS `GetPublicKey` returns.
+    pub fn from_spki_der(spki_der: &[u8], issuer: &str) -> anyhow::Result<Self> {
+        let public = p256::PublicKey::from_public_key_der(spki_der)
+            .map_err(|e| anyhow::anyhow!("signing key is not a P-256 public key: {e}"))?;
+        let point = p256::EncodedPoint::from(public);
+        let x = B64.encode(point.x().ok_or_else(|| anyhow::anyhow!("public key has no x"))?);
+        let y = B64.encode(point.y().ok_or_else(|| anyhow::anyhow!("public key has no y"))?);
+        let key = DecodingKey::from_ec_components(&x, &y)?;
+        let kid = key_id(spki_der);
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": x, "y": y,
+            "kid": kid, "use": "sig", "alg": "ES256",
+        });
+        Ok(TokenVerifier { kid, issuer: issuer.to_string(), key, jwk })
+    }
+
+    /// Fetch the public key from KMS (once per cold start).
+    pub async fn load(kms: &aws_sdk_kms::Client, key_id: &str, issuer: &str) -> anyhow::Result<Self> {
+        let out = kms
+            .get_public_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("kms GetPublicKey for {key_id}: {}", aws_sdk_kms::error::DisplayErrorContext(e)))?;
+        let der = out.public_key().ok_or_else(|| anyhow::anyhow!("kms GetPublicKey returned no key"))?;
+        Self::from_spki_der(der.as_ref(), issuer)
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The JSON Web Key Set that `/auth/jwks` publishes.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk] })
+    }
+
+    /// Check signature (ES256 only: `none` and HMAC are refused), issuer,
+    /// audience, expiry and key id.
+    pub fn verify(&self, token: &str) -> Result<Claims> {
+        let unauthorized = |why: &str| Error::Unauthorized(format!("invalid access token: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed"))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(unauthorized("algorithm must be ES256"));
+        }
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(unauthorized("unknown key id"));
+        }
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => unauthorized("expired"),
+                    ErrorKind::InvalidAudience => unauthorized("wrong audience"),
+                    ErrorKind::InvalidIssuer => unauthorized("wrong issuer"),
+                    ErrorKind::InvalidSignature => unauthorized("bad signature"),
+                    _ => unauthorized("rejected"),
+                }
+            })
+    }
+}
+
+/// `base64url(header).base64url(claims)`: the bytes that get signed.
+pub fn signing_input(kid: &str, claims: &Claims) -> String {
+    let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": kid });
+    format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(serde_json::to_vec(claims).expect("claims serialize"))
+    )
+}
+
+/// Append a signature given in DER (as KMS returns it) in the JWS form
+/// (`r || s`, 64 bytes).
+pub fn assemble(signing_input: &str, der_signature: &[u8]) -> anyhow::Result<String> {
+    let signature = p256::ecdsa::Signature::from_der(der_signature)
+        .map_err(|e| anyhow::anyhow!("signature is not DER ECDSA: {e}"))?;
+    Ok(format!("{signing_input}.{}", B64.encode(signature.to_bytes())))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use p256::ecdsa::{SigningKey, signature::Signer};
+    use p256::pkcs8::EncodePublicKey;
+
+    pub fn local_key() -> (SigningKey, Vec<u8>) {
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let der = key.verifying_key().to_public_key_der().unwrap().into_vec();
+        (key, der)
+    }
+
+    fn claims(exp_offset: i64, aud: &str) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            iss: "keel".into(),
+            aud: aud.into(),
+            sub: "u1".into(),
+            exp: now + exp_offset,
+            iat: now,
+            jti: "j".into(),
+            sid: "s".into(),
+            roles: vec!["admin".into()],
+        }
+    }
+
+    fn sign(key: &SigningKey, kid: &str, c: &Claims) -> String {
+        let input = signing_input(kid, c);
+        let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+        assemble(&input, sig.to_der().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn verifies_a_good_token_and_refuses_bad_ones() {
+        let (key, der) = local_key();
+        let v = TokenVerifier::from_spki_der(&der, "keel").unwrap();
+        let good = sign(&key, v.kid(), &claims(60, AUDIENCE));
+        assert_eq!(v.verify(&good).unwrap().sub, "u1");
+
+        let expired = sign(&key, v.kid(), &claims(-3600, AUDIENCE));
+        assert!(v.verify(&expired).unwrap_err().to_string().contains("expired"));
+
+        let wrong_aud = sign(&key, v.kid(), &claims(60, "other"));
+        assert!(v.verify(&wrong_aud).unwrap_err().to_string().contains("audience"));
+
+        let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+        let mut body = claims(60, AUDIENCE);
+        body.roles = vec!["super_admin".into()];
+        parts[1] = B64.encode(serde_json::to_vec(&body).unwrap());
+        assert!(v.verify(&parts.join(".")).is_err(), "tampered payload accepted");
+
+        let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
+        assert!(v.verify(&sign(&other, v.kid(), &claims(60, AUDIENCE))).is_err());
+    }
+
+    #[test]
+    fn jwks_publishes_the_key() {
+        let (_, der) = local_key();
+        let v = TokenVerifier::from_spki_der(&der, "keel").unwrap();
+        let jwks = v.jwks();
+        assert_eq!(jwks["keys"][0]["kid"], v.kid());
+        assert_eq!(jwks["keys"][0]["crv"], "P-256");
+    }
+}
