@@ -1,0 +1,190 @@
+//! Test harness: one AWS emulator per test process (started here unless
+//! `KEEL_TEST_AWS_ENDPOINT` names a running one), and a fresh stack —
+//! created from template.yaml under a unique name — per test, so tests run
+//! in parallel without sharing state.
+
+use std::collections::HashMap;
+
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use keel_local::app::LocalApp;
+use keel_local::provision::Stack;
+use serde_json::Value;
+use shared::audit::{Actor, AuditEntry};
+use shared::users::{Email, User, UserStatus};
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+
+static ENDPOINT: OnceCell<String> = OnceCell::const_new();
+static MOTO: std::sync::OnceLock<keel_local::moto::Moto> = std::sync::OnceLock::new();
+
+pub async fn endpoint() -> String {
+    ENDPOINT
+        .get_or_init(|| async {
+            if let Ok(e) = std::env::var("KEEL_TEST_AWS_ENDPOINT") {
+                return e;
+            }
+            let moto = keel_local::moto::Moto::start(None).await.expect("start moto_server (run `make venv`)");
+            let endpoint = moto.endpoint.clone();
+            // Kept for the life of the process; the guard stops moto when
+            // the process exits.
+            let _ = MOTO.set(moto);
+            endpoint
+        })
+        .await
+        .clone()
+}
+
+pub struct TestApp {
+    pub app: LocalApp,
+    pub stack: Stack,
+    pub sdk: aws_config::SdkConfig,
+    pub endpoint: String,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    /// The field names of a problem+json validation error.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"].as_array().map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(HashMap::new()).await
+    }
+
+    pub async fn spawn_with(overrides: HashMap<String, String>) -> TestApp {
+        shared::telemetry::init();
+        let endpoint = endpoint().await;
+        let sdk = keel_local::sdk_config(&endpoint).await;
+        let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml")).unwrap();
+        let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut params = HashMap::from([("PublicUrl".to_string(), "http://keel.test".to_string()), ("EmailFrom".to_string(), format!("noreply@{name}.test"))]);
+        params.extend(overrides);
+        let stack = keel_local::provision::provision(&sdk, &template, &name, &params).await.expect("provision stack");
+        let app = keel_local::app::build(&sdk, &stack.env).await.expect("build app");
+        TestApp { app, stack, sdk, endpoint }
+    }
+
+    pub fn router(&self) -> Router {
+        self.app.router.clone()
+    }
+
+    pub fn store(&self) -> &shared::store::Store {
+        &self.app.platform.store
+    }
+
+    /// Send a request through the merged router (the local/API Gateway path).
+    pub async fn send(&self, request: Request<Body>) -> Response {
+        let response = self.router().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
+        Response { status, headers, body }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut builder = Request::builder().method(method).uri(path).header("user-agent", "keel-tests").header("x-forwarded-for", "203.0.113.9");
+        if let Some(t) = token {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        let request = match body {
+            Some(b) => builder.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    /// Create a user with `roles` and a password directly in the store (as
+    /// the system), and mint an access token for it.
+    pub async fn user(&self, roles: &[&str]) -> (User, String) {
+        let email = Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4().simple())).unwrap();
+        let mut user = User::new(&email, "Test User", roles.iter().map(|r| r.to_string()).collect(), UserStatus::Active);
+        user.password_hash = Some(shared::crypto::hash_password(PASSWORD).unwrap());
+        let audit = AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id);
+        shared::users::create(self.store(), &user, audit).await.unwrap();
+        let token = self.app.signer.access_token(&user, "test-session").await.unwrap().token;
+        (user, token)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.call(Method::POST, "/api/v1/auth/login", None, Some(serde_json::json!({ "email": email, "password": password }))).await
+    }
+
+    /// Run the jobs queue until it is empty, as Lambda's event source would.
+    pub async fn run_jobs(&self) -> usize {
+        let url = &self.stack.env["KEEL_JOBS_QUEUE_URL"];
+        let arn = &self.stack.resources["JobsQueue"].attributes["Arn"];
+        let mut total = 0;
+        loop {
+            let n = keel_local::poller::poll_once(&self.app.clients.sqs, url, arn, &self.app.worker, 0).await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Emails the emulator has accepted for sending to `to`.
+    pub async fn sent_emails(&self, to: &str) -> Vec<String> {
+        let data: Value = reqwest_like_get(&format!("{}/moto-api/data.json", self.endpoint)).await;
+        data["ses"]["Message"]
+            .as_array()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .filter(|m| m["destinations"]["ToAddresses"].as_array().is_some_and(|a| a.iter().any(|x| x == to)))
+                    .filter_map(|m| m["body"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Audit entries about a target, newest first (straight from the table).
+    pub async fn audit_for(&self, target_type: &str, target_id: &str) -> Vec<AuditEntry> {
+        let out = self
+            .store()
+            .query()
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :pk")
+            .expression_attribute_values(":pk", shared::store::s(format!("TARGET#{target_type}#{target_id}")))
+            .scan_index_forward(false)
+            .send()
+            .await
+            .unwrap();
+        out.items.unwrap_or_default().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect()
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A tiny HTTP GET over loopback (the emulator's own API), without pulling
+/// an HTTP client crate into the build.
+async fn reqwest_like_get(url: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+

@@ -1,0 +1,50 @@
+//! The local stack is built from template.yaml: the table, buckets, queues
+//! and keys exist with the template's settings, and the functions'
+//! environment is the template's own.
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn resources_match_the_template() {
+    let app = TestApp::spawn().await;
+    let env = &app.stack.env;
+    for var in ["KEEL_TABLE", "KEEL_DATA_KEY_ID", "KEEL_SIGNING_KEY_ID", "KEEL_JOBS_QUEUE_URL", "KEEL_EXPORTS_BUCKET", "KEEL_AUDIT_BUCKET", "KEEL_ISSUER", "KEEL_EMAIL_FROM", "KEEL_PUBLIC_URL"] {
+        assert!(env.get(var).is_some_and(|v| !v.is_empty()), "{var} not resolved");
+    }
+    let dynamo = aws_sdk_dynamodb::Client::new(&app.sdk);
+    let table = dynamo.describe_table().table_name(&env["KEEL_TABLE"]).send().await.unwrap().table.unwrap();
+    let mut indexes: Vec<String> = table.global_secondary_indexes().iter().filter_map(|g| g.index_name().map(String::from)).collect();
+    indexes.sort();
+    assert_eq!(indexes, vec!["gsi1", "gsi2", "gsi3"]);
+    assert_eq!(table.stream_specification().and_then(|s| s.stream_view_type()).map(|v| v.as_str()), Some("NEW_AND_OLD_IMAGES"));
+    let ttl = dynamo.describe_time_to_live().table_name(&env["KEEL_TABLE"]).send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().and_then(|t| t.attribute_name()), Some("ttl"));
+
+    let s3 = keel_local::s3_client(&app.sdk);
+    let enc = s3.get_bucket_encryption().bucket(&env["KEEL_EXPORTS_BUCKET"]).send().await.unwrap();
+    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm().as_str(), "aws:kms");
+    let lock = s3.get_object_lock_configuration().bucket(&env["KEEL_AUDIT_BUCKET"]).send().await.unwrap();
+    assert_eq!(lock.object_lock_configuration().and_then(|c| c.object_lock_enabled()).map(|e| e.as_str()), Some("Enabled"));
+
+    let sqs = aws_sdk_sqs::Client::new(&app.sdk);
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&env["KEEL_JOBS_QUEUE_URL"])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let redrive = attrs.attributes().unwrap().get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).unwrap();
+    assert!(redrive.contains("JobsDeadLetterQueue"), "{redrive}");
+
+    let kms = aws_sdk_kms::Client::new(&app.sdk);
+    let key = kms.describe_key().key_id(&env["KEEL_SIGNING_KEY_ID"]).send().await.unwrap().key_metadata.unwrap();
+    assert_eq!(key.key_spec().map(|s| s.as_str()), Some("ECC_NIST_P256"));
+
+    let path = std::env::temp_dir().join(format!("{}.env", app.stack.name));
+    keel_local::write_env_file(&path, &app.endpoint, &app.stack).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&format!("KEEL_TABLE={}", env["KEEL_TABLE"])));
+    assert!(text.contains("AWS_ENDPOINT_URL=http://127.0.0.1:"));
+}
