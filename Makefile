@@ -1,0 +1,44 @@
+# Keel's two commands: `make dev` (run everything locally) and `make test`
+# (everything CI checks). Both install what they need; no AWS account needed.
+
+VENV := .keel/venv
+PY_REQS := infra/local/requirements.txt
+STAMP := $(VENV)/.installed
+CARGO ?= cargo
+
+.PHONY: dev test venv lint-template openapi bench lambda clean
+
+## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
+## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
+dev: venv
+	$(CARGO) run --locked -p keel-local
+
+## Everything CI checks: template lint, unit and integration tests.
+test: venv lint-template
+	$(CARGO) test --locked --workspace
+
+## The Python tools the local stack uses (moto, cfn-lint), pinned.
+venv: $(STAMP)
+$(STAMP): $(PY_REQS)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQS)
+	touch $(STAMP)
+
+lint-template: venv
+	$(VENV)/bin/cfn-lint template.yaml
+
+## Regenerate docs/openapi.json after changing the API.
+openapi:
+	KEEL_UPDATE_OPENAPI=1 $(CARGO) test --locked -p keel-tests --test api openapi:: -- --test-threads=1
+
+## Benchmarks (release builds): cold start, binary size, warm latency.
+bench: venv
+	$(CARGO) build --locked --release -p auth -p admin -p jobs -p keel-bench
+	$(CARGO) run --locked --release -p keel-bench
+
+## Lambda artifacts for `sam deploy` (needs `pip install cargo-lambda`).
+lambda:
+	sam build --beta-features
+
+clean:
+	rm -rf target .keel
