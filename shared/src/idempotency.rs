@@ -2,6 +2,8 @@
 //! response is stored for 24 hours; a retry with the same key and the same
 //! request gets the stored response; the same key with a different request
 //! is refused (422); a retry while the first is still running gets 409.
+//! Only authenticated requests take part: public POSTs (login, refresh)
+//! answer with tokens, which must never be stored.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -46,6 +48,9 @@ pub async fn middleware(State(store): State<Store>, request: Request, next: Next
     let Some(key) = request.headers().get(HEADER).cloned() else {
         return next.run(request).await;
     };
+    if request.extensions().get::<Principal>().is_none() {
+        return next.run(request).await;
+    }
     match run(&store, key, request, next).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -59,7 +64,7 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| Error::field("Idempotency-Key", "must be 1 to 255 visible characters"))?
         .to_string();
-    let owner = request.extensions().get::<Principal>().map(|p| p.user_id.clone()).unwrap_or_else(|| "anonymous".into());
+    let owner = request.extensions().get::<Principal>().map(|p| p.user_id.clone()).unwrap_or_default();
     let (parts, body) = request.into_parts();
     let limit = crate::http::current_body_limit().max(1);
     let bytes = to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;

@@ -27,6 +27,14 @@ pub fn init() {
         .try_init();
 }
 
+/// Logs for tests: the same JSON lines, written through the test harness so
+/// they show only for failing tests.
+pub fn init_for_tests() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_test_writer().try_init();
+}
+
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(|id| id.clone()).ok()

@@ -64,7 +64,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(overrides: HashMap<String, String>) -> TestApp {
-        shared::telemetry::init();
+        shared::telemetry::init_for_tests();
         let endpoint = endpoint().await;
         let sdk = keel_local::sdk_config(&endpoint).await;
         let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml")).unwrap();

@@ -65,3 +65,23 @@ async fn logout_ends_the_session_and_suspended_users_cannot_refresh() {
         assert_eq!(refresh(&app, garbage).await.status, 401, "{garbage:?}");
     }
 }
+
+#[tokio::test]
+async fn login_responses_are_never_stored_for_idempotency() {
+    let app = TestApp::spawn().await;
+    let (user, _) = app.user(&["user"]).await;
+    let request = || {
+        http::Request::builder()
+            .method("POST")
+            .uri("/api/v1/auth/login")
+            .header("content-type", "application/json")
+            .header("idempotency-key", "same-key")
+            .body(axum::body::Body::from(json!({"email": user.email, "password": PASSWORD}).to_string()))
+            .unwrap()
+    };
+    let first = app.send(request()).await;
+    let second = app.send(request()).await;
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
+    assert_ne!(first.body["refresh_token"], second.body["refresh_token"], "each login is a new session");
+    assert!(second.headers.get("idempotent-replayed").is_none());
+}
