@@ -66,11 +66,23 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         .scope(id.clone(), next.run(request).instrument(span.clone()))
         .await;
     let _enter = span.enter();
-    tracing::info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served");
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    tracing::info!(status, elapsed_ms, "served");
+    emit_metric(
+        &[("Function", function_name())],
+        &[("Latency", elapsed_ms, "Milliseconds"), ("Requests", 1.0, "Count"), ("ServerErrors", f64::from(u8::from(status >= 500)), "Count")],
+    );
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The Lambda function's name (metrics dimension), or `local`.
+pub fn function_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()))
 }
 
 /// One EMF line: `metrics` are (name, value, unit) in namespace `Keel`,

@@ -12,7 +12,21 @@ use tokio::process::{Child, Command};
 
 pub struct Moto {
     pub endpoint: String,
-    _guard: Child,
+    guard: Child,
+}
+
+impl Drop for Moto {
+    /// Closing the guard's stdin makes it stop moto and exit. (Killing the
+    /// guard instead would orphan moto: a killed shell runs no trap.)
+    fn drop(&mut self) {
+        drop(self.guard.stdin.take());
+        for _ in 0..100 {
+            if !matches!(self.guard.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// The moto_server from the project's venv (made by `make venv`), or
@@ -38,13 +52,12 @@ impl Moto {
         let log = log.unwrap_or_else(|| PathBuf::from("/dev/null"));
         let guard = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p "$1" >>"$2" 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT INT TERM; read _ignored; kill $pid 2>/dev/null"#)
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" >>"$2" 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT; trap 'exit 0' INT TERM HUP; read _ignored"#)
             .arg(&binary)
             .arg(port.to_string())
             .arg(&log)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .context("starting moto_server")?;
         let started = Instant::now();
@@ -54,6 +67,6 @@ impl Moto {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Moto { endpoint: format!("http://127.0.0.1:{port}"), _guard: guard })
+        Ok(Moto { endpoint: format!("http://127.0.0.1:{port}"), guard })
     }
 }
