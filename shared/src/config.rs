@@ -19,6 +19,8 @@ pub struct Config {
     pub public_url: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Brute-force limits (`KEEL_RATE_LIMITS` overrides the defaults).
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 pub const AUDIENCE: &str = "keel-api";
@@ -47,6 +49,10 @@ impl Config {
             None => 256 * 1024,
             Some(v) => v.parse().map_err(|_| ConfigError(format!("KEEL_MAX_BODY_BYTES is not a number: {v:?}")))?,
         };
+        let rate_limits = match get("KEEL_RATE_LIMITS") {
+            Some(spec) => crate::ratelimit::RateLimits::parse(&spec).map_err(|e| ConfigError(format!("KEEL_RATE_LIMITS: {e}")))?,
+            None => crate::ratelimit::RateLimits::default(),
+        };
         let public_url = required("KEEL_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err(ConfigError(format!("KEEL_PUBLIC_URL must be an http(s) URL: {public_url:?}")));
@@ -62,6 +68,7 @@ impl Config {
             email_from: required("KEEL_EMAIL_FROM")?,
             public_url: public_url.trim_end_matches('/').to_string(),
             max_body_bytes,
+            rate_limits,
         })
     }
 }
@@ -84,5 +91,22 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("KEEL_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_default_and_bad_ones_are_named() {
+        let set = |spec: Option<&'static str>| move |n: &str| match n {
+            "KEEL_RATE_LIMITS" => spec.map(String::from),
+            "KEEL_MAX_BODY_BYTES" => None,
+            _ => Some("http://x".into()),
+        };
+        let defaults = Config::from_lookup(set(None)).unwrap();
+        assert_eq!(defaults.rate_limits, crate::ratelimit::RateLimits::default());
+        assert_eq!(Config::from_lookup(set(Some(""))).unwrap().rate_limits, defaults.rate_limits, "empty (the template's default) is the defaults");
+        let tuned = Config::from_lookup(set(Some("login.account=3:30"))).unwrap();
+        use crate::ratelimit::{Action, Policy, Scope};
+        assert_eq!(tuned.rate_limits.policy(Action::Login, Scope::Account), Policy::new(3, 30));
+        let err = Config::from_lookup(set(Some("login.account=lots"))).unwrap_err();
+        assert!(err.to_string().contains("KEEL_RATE_LIMITS"), "{err}");
     }
 }
