@@ -141,12 +141,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> std::result::Result<Self, Self::Rejection> {
-        // API Gateway puts the client address first in X-Forwarded-For.
+        // API Gateway appends the address it saw to X-Forwarded-For; what
+        // comes before it is whatever the client sent, so take the last.
         let forwarded = parts
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
         let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
