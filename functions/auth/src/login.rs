@@ -11,6 +11,7 @@ use shared::crypto::{dummy_password_hash, sha256_hex, verify_password};
 use shared::error::{Error, Result};
 use shared::extract::ValidJson;
 use shared::http::RequestMeta;
+use shared::ratelimit::{self, Action, Limit};
 use shared::store::{Write, s, timestamp};
 use shared::users::{self, Email, User, UserStatus};
 use utoipa::ToSchema;
@@ -36,12 +37,16 @@ fn refused() -> Error {
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Invalid body", body = shared::error::Problem),
         (status = 401, description = "Wrong email or password, or the account cannot sign in", body = shared::error::Problem),
+        (status = 429, description = "Too many failed attempts for this account or from this address; see Retry-After", body = shared::error::Problem),
     ))]
 pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<LoginRequest>) -> Result<Json<TokenResponse>> {
     let store = &state.platform.store;
     if body.password.len() > 1024 {
         return Err(Error::field("password", "too long"));
     }
+    // Before any password check, so a locked account costs no argon2 time;
+    // unknown emails are limited like known ones (nothing is revealed).
+    let attempt = ratelimit::guard(&state.platform, &[Limit::account(body.email.as_str()), Limit::ip(meta.source_ip.as_deref())], Action::Login, &meta.actor("anonymous")).await?;
     let user = users::find_by_email(store, &body.email).await?;
     let Some(user) = user else {
         let _ = verify_password(&body.password, dummy_password_hash());
@@ -69,6 +74,8 @@ pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(
         store.record(&audit).await?;
         return Err(refused());
     }
+    // The password was right: only failures count against the limits.
+    attempt.succeeded().await?;
 
     let (family, refresh_token, mut writes) = sessions::start(&store.table, &user, &meta)?;
     writes.push(touch_last_login(&store.table, &user)?);

@@ -15,6 +15,7 @@ use shared::crypto::{random_token, sha256_hex};
 use shared::error::{Error, Result};
 use shared::extract::ValidJson;
 use shared::http::RequestMeta;
+use shared::ratelimit::{self, Action, Limit};
 use shared::store::{Store, Write, n, s, timestamp, to_item};
 use shared::users::{self, User, UserStatus};
 use utoipa::ToSchema;
@@ -147,11 +148,16 @@ pub struct RefreshRequest {
         (status = 200, description = "New tokens", body = TokenResponse),
         (status = 400, description = "Invalid body", body = shared::error::Problem),
         (status = 401, description = "Invalid, expired, revoked or reused token", body = shared::error::Problem),
+        (status = 429, description = "Too many failed refreshes for this account or from this address; see Retry-After", body = shared::error::Problem),
     ))]
 pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<RefreshRequest>) -> Result<Json<TokenResponse>> {
     let store = &state.platform.store;
+    // Failed refreshes count per address before the token is looked at, and
+    // per account once the token names one.
+    let mut attempt = ratelimit::guard(&state.platform, &[Limit::ip(meta.source_ip.as_deref())], Action::Refresh, &meta.actor("anonymous")).await?;
     let (family_id, secret) = parse_token(&body.refresh_token)?;
     let record: RefreshRecord = store.get(&RefreshRecord::pk(secret), "REFRESH").await?.ok_or_else(invalid_token)?;
+    attempt.include(&[Limit::account(&record.user_id)]).await?;
     if record.family_id != family_id || record.expires_at < chrono::Utc::now().timestamp() {
         return Err(invalid_token());
     }
@@ -204,6 +210,7 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
     ];
     let audit = AuditEntry::new(&actor, "auth.refresh", "session", family_id);
     store.commit(writes, &audit).await?;
+    attempt.succeeded().await?;
     let access = state.signer.access_token(&user, family_id).await?;
     Ok(Json(TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token: token }))
 }
