@@ -1,7 +1,8 @@
 //! `/api/v1/admin/users` and `/api/v1/admin/users/{user_id}`: create (with a
 //! password or an emailed invitation), list with filters, read, update with a
-//! version check, suspend/reactivate, and soft delete. Every change is
-//! audited in its own transaction.
+//! version check, suspend/reactivate, soft delete, and lifting a sign-in
+//! lockout (`.../{user_id}/unlock`). Every change is audited in its own
+//! transaction.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -439,4 +440,39 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_i
     let audit = AuditEntry::new(&caller.actor(), "user.delete", "user", &user_id).changes(Some(&current), Some(&next));
     store.commit(writes, &audit).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockRequest {
+    /// Why (kept in the audit entry), e.g. how the person was verified.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnlockResponse {
+    pub user_id: String,
+    /// Whether the account was refusing sign-in attempts.
+    pub was_locked: bool,
+    /// The attempt counters that were cleared: `login`, `refresh`, `two_factor`.
+    pub cleared: Vec<String>,
+}
+
+/// Lift a brute-force lockout before it expires (see docs/rate-limits.md).
+#[utoipa::path(post, path = "/api/v1/admin/users/{user_id}/unlock", tag = "users", request_body = UnlockRequest, security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The user's failed-attempt counters are cleared (audited as auth.unlock when there were any)", body = UnlockResponse),
+        (status = 400, description = "Invalid body", body = shared::error::Problem),
+        (status = 403, description = "Missing users:write", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 409, description = "An attempt changed the counters meanwhile; retry", body = shared::error::Problem),
+    ))]
+pub async fn unlock(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<UnlockRequest>) -> Result<Json<UnlockResponse>> {
+    if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(Error::field("reason", "at most 500 characters"));
+    }
+    let user = load(&state, &user_id).await?;
+    let unlocked = shared::ratelimit::unlock_account(&state.platform, &user, &caller.actor(), body.reason.as_deref()).await?;
+    Ok(Json(UnlockResponse { user_id: user.id, was_locked: unlocked.was_locked, cleared: unlocked.cleared }))
 }
