@@ -7,6 +7,7 @@ mod helpers;
 mod audit_log;
 mod lambda_events;
 mod openapi;
+mod rate_limits;
 mod rbac;
 mod sessions;
 mod stack;
