@@ -297,7 +297,7 @@ struct Charged {
 #[must_use = "call succeeded() when the attempt succeeds; dropping it counts the attempt as failed"]
 pub struct Attempt {
     store: Store,
-    limits: RateLimits,
+    policies: RateLimits,
     action: Action,
     actor: Actor,
     charged: Vec<Charged>,
@@ -319,7 +319,7 @@ pub async fn guard(platform: &Platform, limits: &[Limit], action: Action, actor:
 
 /// [`guard`] with the store, policies and clock given.
 pub async fn guard_at(store: &Store, policies: &RateLimits, limits: &[Limit], action: Action, actor: &Actor, now: DateTime<Utc>) -> Result<Attempt> {
-    let mut attempt = Attempt { store: store.clone(), limits: policies.clone(), action, actor: actor.clone(), charged: Vec::new() };
+    let mut attempt = Attempt { store: store.clone(), policies: policies.clone(), action, actor: actor.clone(), charged: Vec::new() };
     attempt.charge(limits, now).await?;
     Ok(attempt)
 }
@@ -335,33 +335,40 @@ impl Attempt {
     async fn charge(&mut self, limits: &[Limit], now: DateTime<Utc>) -> Result<()> {
         let now_ms = now.timestamp_millis();
         for _ in 0..MAX_ROUNDS {
-            let mut reads = Vec::with_capacity(limits.len());
-            for limit in limits {
-                let key = limit.key(self.action);
-                let stored: Option<BucketItem> = self.store.get(&key, SK).await?;
-                let charged = Charged { limit: limit.clone(), key, policy: self.limits.policy(self.action, limit.scope) };
-                reads.push((charged, stored));
-            }
+            let (store, action, policies) = (&self.store, self.action, &self.policies);
+            let reads = futures::future::try_join_all(limits.iter().map(|limit| async move {
+                let key = limit.key(action);
+                let stored: Option<BucketItem> = store.get(&key, SK).await?;
+                Ok::<_, Error>((Charged { limit: limit.clone(), key, policy: policies.policy(action, limit.scope) }, stored))
+            }))
+            .await?;
 
-            let empty: Vec<&(Charged, Option<BucketItem>)> = reads
-                .iter()
-                .filter(|(c, stored)| stored.as_ref().is_some_and(|item| item.bucket().take(c.policy, now_ms).is_none()))
-                .collect();
-            if !empty.is_empty() {
-                let mut retry_after_secs = 1;
-                for (charged, stored) in empty {
-                    let item = stored.as_ref().expect("only stored buckets can be empty");
-                    let wait = item.bucket().retry_after_secs(charged.policy, now_ms);
-                    retry_after_secs = retry_after_secs.max(wait);
-                    self.record_refusal(charged, item, wait, now).await?;
+            let mut planned = Vec::with_capacity(reads.len());
+            let mut refused = Vec::new();
+            for (charged, stored) in reads {
+                let before = stored.as_ref().map(BucketItem::bucket).unwrap_or_else(|| Bucket::full(charged.policy, now_ms));
+                match before.take(charged.policy, now_ms) {
+                    Some(after) => planned.push((charged, stored, after)),
+                    None => {
+                        let wait = before.retry_after_secs(charged.policy, now_ms);
+                        refused.push((charged, stored, wait));
+                    }
+                }
+            }
+            if !refused.is_empty() {
+                // All or none: no token is taken from the other buckets.
+                let retry_after_secs = refused.iter().map(|(_, _, wait)| *wait).max().unwrap_or(1).max(1);
+                for (charged, stored, wait) in &refused {
+                    if let Some(item) = stored {
+                        self.record_refusal(charged, item, *wait, now).await?;
+                    }
                 }
                 return Err(Error::TooManyRequests { retry_after_secs });
             }
 
-            let mut writes = Vec::with_capacity(reads.len());
-            for (charged, stored) in &reads {
-                let before = stored.as_ref().map(BucketItem::bucket).unwrap_or_else(|| Bucket::full(charged.policy, now_ms));
-                let after = before.take(charged.policy, now_ms).expect("checked above");
+            let mut writes = Vec::with_capacity(planned.len());
+            for (charged, stored, after) in &planned {
+                let after = *after;
                 let locked = stored.as_ref().is_some_and(|i| i.locked_at.is_some());
                 let item = BucketItem {
                     pk: charged.key.clone(),
@@ -386,7 +393,7 @@ impl Attempt {
             let result = self.store.client.transact_write_items().set_transact_items(Some(writes)).send().await;
             match result {
                 Ok(_) => {
-                    self.charged.extend(reads.into_iter().map(|(c, _)| c));
+                    self.charged.extend(planned.into_iter().map(|(c, _, _)| c));
                     return Ok(());
                 }
                 Err(err) if is_contention(&err) => {
