@@ -41,6 +41,18 @@ pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// What a listing queries: index, key condition, optional filter, and the
+/// expression names and values they use.
+#[derive(Debug, Clone, Default)]
+pub struct QuerySpec<'a> {
+    pub index: Option<&'a str>,
+    pub key_condition: &'a str,
+    pub filter: &'a str,
+    pub names: Vec<(&'a str, &'a str)>,
+    pub values: Vec<(&'a str, AttributeValue)>,
+    pub forward: bool,
+}
+
 /// One write in a transaction, with the error to answer if its condition
 /// fails (a version conflict, a duplicate email...).
 #[derive(Debug)]
@@ -140,6 +152,29 @@ impl Store {
     /// A Query on this table; the caller adds the key condition.
     pub fn query(&self) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client.query().table_name(&self.table)
+    }
+
+    /// One page of a Query: at most `limit` items read from `start`, and the
+    /// key to continue from (none at the end).
+    pub async fn query_page(&self, spec: &QuerySpec<'_>, start: Option<Item>, limit: i32) -> Result<(Vec<Item>, Option<Item>)> {
+        let mut query = self
+            .query()
+            .set_index_name(spec.index.map(str::to_string))
+            .key_condition_expression(spec.key_condition)
+            .scan_index_forward(spec.forward)
+            .limit(limit)
+            .set_exclusive_start_key(start);
+        if !spec.filter.is_empty() {
+            query = query.filter_expression(spec.filter);
+        }
+        for (k, v) in &spec.names {
+            query = query.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &spec.values {
+            query = query.expression_attribute_values(*k, v.clone());
+        }
+        let out = query.send().await.map_err(aws("dynamodb Query"))?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
     /// Apply `writes` and `audit` atomically: either the change and its audit

@@ -14,7 +14,7 @@ use shared::error::{Error, Result};
 use shared::extract::{ValidQuery, page_limit};
 use shared::http::Principal;
 use shared::rbac::Permission;
-use shared::store::{from_item, s, timestamp};
+use shared::store::{QuerySpec, from_item, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AdminState, masking};
@@ -130,25 +130,14 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
             Some(_) => return Err(Error::field("cursor", "invalid or expired cursor; start again without one")),
         };
         let condition = format!("{pk_name} = :pk AND {sk_name} BETWEEN :lower AND :upper");
+        let spec = spec_for(Some(index), &condition, &filter, &names, &values, &pk, &lower, &upper);
         loop {
-            let mut query = state.platform.store.query().index_name(index).key_condition_expression(&condition)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":lower", s(lower.clone()))
-                .expression_attribute_values(":upper", s(upper.clone()))
-                .scan_index_forward(false)
-                .limit(limit - items.len() as i32)
-                .set_exclusive_start_key(start.as_ref().map(key_of));
-            if !filter.is_empty() {
-                query = query.filter_expression(&filter);
-            }
-            for (k, v) in &names { query = query.expression_attribute_names(*k, *v); }
-            for (k, v) in &values { query = query.expression_attribute_values(*k, v.clone()); }
-            let out = query.send().await.map_err(shared::error::aws("dynamodb Query (audit)"))?;
+            let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
             reads += 1;
-            for item in out.items.unwrap_or_default() {
+            for item in page {
                 items.push(from_item::<AuditEntry>(item)?);
             }
-            start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
+            start = last.as_ref().map(position_of).transpose()?;
             if start.is_none() || items.len() >= limit as usize || reads >= MAX_READS_PER_PAGE {
                 break;
             }
@@ -171,24 +160,14 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
             if day < first_day {
                 break None;
             }
-            let mut query = state.platform.store.query().key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
-                .expression_attribute_values(":pk", s(format!("AUDIT#{}", day.format("%Y-%m-%d"))))
-                .expression_attribute_values(":lower", s(lower.clone()))
-                .expression_attribute_values(":upper", s(upper.clone()))
-                .scan_index_forward(false)
-                .limit(limit - items.len() as i32)
-                .set_exclusive_start_key(start.as_ref().map(key_of));
-            if !filter.is_empty() {
-                query = query.filter_expression(&filter);
-            }
-            for (k, v) in &names { query = query.expression_attribute_names(*k, *v); }
-            for (k, v) in &values { query = query.expression_attribute_values(*k, v.clone()); }
-            let out = query.send().await.map_err(shared::error::aws("dynamodb Query (audit)"))?;
+            let pk = format!("AUDIT#{}", day.format("%Y-%m-%d"));
+            let spec = spec_for(None, "pk = :pk AND sk BETWEEN :lower AND :upper", &filter, &names, &values, &pk, &lower, &upper);
+            let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
             reads += 1;
-            for item in out.items.unwrap_or_default() {
+            for item in page {
                 items.push(from_item::<AuditEntry>(item)?);
             }
-            start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
+            start = last.as_ref().map(position_of).transpose()?;
             if start.is_none() {
                 day = match day.pred_opt() { Some(d) => d, None => break None };
             }
@@ -203,6 +182,23 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     }
     let next_cursor = next.map(|p| cursors.encode(&scope, &p));
     Ok(Json(AuditPage { items, next_cursor }))
+}
+
+/// Newest first within `lower..=upper` of a partition, with the filters.
+#[allow(clippy::too_many_arguments)]
+fn spec_for<'a>(
+    index: Option<&'a str>,
+    key_condition: &'a str,
+    filter: &'a str,
+    names: &[(&'a str, &'a str)],
+    values: &[(&'a str, AttributeValue)],
+    pk: &str,
+    lower: &str,
+    upper: &str,
+) -> QuerySpec<'a> {
+    let mut values = values.to_vec();
+    values.extend([(":pk", s(pk)), (":lower", s(lower)), (":upper", s(upper))]);
+    QuerySpec { index, key_condition, filter, names: names.to_vec(), values, forward: false }
 }
 
 /// Hide personal data in an entry: the actor's address and agent, and
