@@ -1,6 +1,6 @@
 //! The common crate of Keel: everything two functions need — configuration,
-//! errors, telemetry, authentication and RBAC, audit, the single-table store,
-//! crypto, jobs and HTTP plumbing. Functions depend on this crate, never on
+//! errors, telemetry, authentication and RBAC, two-factor authentication,
+//! audit, the single-table store, crypto, jobs and HTTP plumbing. Functions depend on this crate, never on
 //! each other.
 
 pub mod audit;
@@ -13,6 +13,7 @@ pub mod extract;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;
+pub mod mfa;
 pub mod rbac;
 pub mod store;
 pub mod telemetry;
