@@ -1,13 +1,14 @@
-//! The admin function: `/api/v1/admin/*` — user management and the audit
-//! log. (Charts, roles, system configuration and the dashboard join later.)
+//! The admin function: `/api/v1/admin/*` — user management (including
+//! resetting a user's 2FA) and the audit log. (Charts, roles, system configuration and the dashboard join later.)
 
 pub mod audit_logs;
 pub mod masking;
+pub mod two_factor;
 pub mod users;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::get;
+use axum::routing::{get, post};
 use shared::http::{Access, Platform, Route};
 use shared::rbac::Permission;
 
@@ -24,6 +25,7 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersRead)),
     Route::new(Method::PUT, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersWrite)),
     Route::new(Method::DELETE, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersDelete)),
+    Route::new(Method::POST, "/api/v1/admin/users/{user_id}/2fa/reset", Access::Permission(Permission::UsersWrite)),
     Route::new(Method::GET, "/api/v1/admin/audit-logs", Access::Permission(Permission::AuditRead)),
 ];
 
@@ -32,6 +34,7 @@ pub fn router(state: AdminState) -> Router {
     let routes = Router::new()
         .route("/api/v1/admin/users", get(users::list).post(users::create))
         .route("/api/v1/admin/users/{user_id}", get(users::read).put(users::update).delete(users::delete))
+        .route("/api/v1/admin/users/{user_id}/2fa/reset", post(two_factor::reset))
         .route("/api/v1/admin/audit-logs", get(audit_logs::list))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
@@ -39,7 +42,7 @@ pub fn router(state: AdminState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(users::create, users::list, users::read, users::update, users::delete, audit_logs::list),
+    paths(users::create, users::list, users::read, users::update, users::delete, two_factor::reset, audit_logs::list),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]
