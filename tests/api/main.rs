@@ -11,5 +11,6 @@ mod rbac;
 mod sessions;
 mod stack;
 mod tokens;
+mod two_factor;
 mod users;
 mod validation;
