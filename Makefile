@@ -17,10 +17,11 @@ dev: venv
 test: venv lint-template
 	$(CARGO) test --locked --workspace
 
-## The Python tools the local stack uses (moto, cfn-lint), pinned.
+## The Python tools the local stack and tests use (moto, cfn-lint, pyotp),
+## pinned. An existing virtualenv is reused (it may be a link to a shared one).
 venv: $(STAMP)
 $(STAMP): $(PY_REQS)
-	python3 -m venv $(VENV)
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQS)
 	touch $(STAMP)
 

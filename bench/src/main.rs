@@ -173,7 +173,8 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
     let caller_email = Email::parse("bench-admin@example.com").map_err(anyhow::Error::msg)?;
     let caller = User::new(&caller_email, "Bench Admin", vec!["admin".into()], UserStatus::Active);
     // Signed by KMS (moto) once, outside any timing.
-    let token = app.signer.access_token(&caller, "keel-bench-session").await?.token;
+    let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD, shared::token::amr::OTP, shared::token::amr::MFA], None);
+    let token = app.signer.access_token(&caller, "keel-bench-session", &grant).await?.token;
     let call = warm::Call::get(format!("/api/v1/admin/users/{}", user.id), &token)?;
 
     let stubbed = warm::stubbed_router(&app.platform, user.clone());

@@ -38,6 +38,26 @@ enum Command {
         #[arg(long)]
         additional: bool,
     },
+    /// Show the roles whose holders must use 2FA, or set them with --set
+    /// (default super_admin,admin). Audited with the `cli` actor; running
+    /// functions see a change within 30 seconds.
+    MfaRequiredRoles {
+        /// Comma-separated role names; an empty value requires 2FA of nobody.
+        #[arg(long, value_delimiter = ',')]
+        set: Option<Vec<String>>,
+    },
+}
+
+fn store(vars: &HashMap<String, String>, sdk: &aws_config::SdkConfig) -> anyhow::Result<shared::store::Store> {
+    let table = vars.get("KEEL_TABLE").ok_or_else(|| anyhow!("KEEL_TABLE is not set (the stack's TableName output, or --env-file .keel/local.env)"))?;
+    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()))
+}
+
+fn readable(e: shared::Error) -> anyhow::Error {
+    match e {
+        shared::Error::Validation(errors) => anyhow!("invalid input: {}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")),
+        other => anyhow!("{other}"),
+    }
 }
 
 fn settings(env_file: Option<&PathBuf>) -> anyhow::Result<HashMap<String, String>> {
@@ -72,7 +92,6 @@ async fn main() -> anyhow::Result<()> {
     let vars = settings(cli.env_file.as_ref())?;
     match cli.command {
         Command::BootstrapAdmin { email, name, password_stdin, additional } => {
-            let table = vars.get("KEEL_TABLE").ok_or_else(|| anyhow!("KEEL_TABLE is not set (the stack's TableName output, or --env-file .keel/local.env)"))?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
@@ -81,15 +100,25 @@ async fn main() -> anyhow::Result<()> {
                 (shared::crypto::random_token(), true)
             };
             let sdk = sdk_config(&vars).await;
-            let store = shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
-            let user = shared::users::bootstrap_admin(&store, &email, &name, &password, additional).await.map_err(|e| match e {
-                shared::Error::Validation(errors) => anyhow!("invalid input: {}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")),
-                other => anyhow!("{other}"),
-            })?;
+            let store = store(&vars, &sdk)?;
+            let user = shared::users::bootstrap_admin(&store, &email, &name, &password, additional).await.map_err(readable)?;
             println!("Created super admin {} ({})", user.email, user.id);
             if generated {
                 println!("Password (shown once; change it after signing in): {password}");
             }
+        }
+        Command::MfaRequiredRoles { set } => {
+            let sdk = sdk_config(&vars).await;
+            let store = store(&vars, &sdk)?;
+            let roles = match set {
+                Some(roles) => {
+                    let roles: Vec<String> = roles.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
+                    let actor = shared::audit::Actor { id: "cli".into(), kind: "cli".into(), ..Default::default() };
+                    shared::mfa::set_required_roles(&store, &roles, &actor).await.map_err(readable)?
+                }
+                None => shared::mfa::required_roles(&store).await.map_err(readable)?,
+            };
+            println!("Roles that require 2FA: {}", if roles.is_empty() { "(none)".to_string() } else { roles.join(", ") });
         }
     }
     Ok(())

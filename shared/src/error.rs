@@ -31,6 +31,12 @@ pub enum Error {
     Unauthorized(String),
     #[error("missing permission {missing}")]
     Forbidden { missing: String },
+    /// The token is limited to enrolling 2FA (its roles require 2FA).
+    #[error("two-factor authentication is required for your roles: enable it (POST /api/v1/auth/2fa/enable, then /api/v1/auth/2fa/verify) and sign in again")]
+    MfaEnrollmentRequired,
+    /// The action needs a session signed in with a second factor.
+    #[error("{0}")]
+    MfaRequired(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -58,7 +64,7 @@ impl Error {
         match self {
             Error::Validation(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Forbidden { .. } | Error::MfaEnrollmentRequired | Error::MfaRequired(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -74,6 +80,8 @@ impl Error {
             Error::BadRequest(_) => "bad-request",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden { .. } => "forbidden",
+            Error::MfaEnrollmentRequired => "mfa-enrollment-required",
+            Error::MfaRequired(_) => "mfa-required",
             Error::NotFound(_) => "not-found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload-too-large",

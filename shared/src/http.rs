@@ -1,13 +1,14 @@
 //! HTTP plumbing shared by every API function: the route table that declares
 //! each route's access in one place, authentication (JWT → `Principal`),
-//! authorization (deny by default), the caller's audit identity, and the
-//! middleware stack (`secure`).
+//! authorization (deny by default, and tokens limited to 2FA enrolment kept
+//! to the enrolment routes), the caller's audit identity, and the middleware
+//! stack (`secure`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, OptionalFromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
@@ -20,7 +21,7 @@ use crate::cursor::CursorCodec;
 use crate::error::{Error, Result};
 use crate::rbac::{Permission, PermissionSet, permissions_of};
 use crate::store::Store;
-use crate::token::TokenVerifier;
+use crate::token::{TokenScope, TokenVerifier};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub enum Access {
     Public,
     /// Any signed-in principal; the handler limits it to the caller's own data.
     Authenticated,
+    /// No token needed, but one that is sent must be valid, and its
+    /// principal reaches the handler (`Option<Principal>`): a route that
+    /// serves both a sign-in step and signed-in callers (`/auth/2fa/verify`).
+    OptionallyAuthenticated,
     /// A principal holding this permission.
     Permission(Permission),
 }
@@ -41,11 +46,20 @@ pub struct Route {
     /// The axum path, e.g. `/api/v1/admin/users/{user_id}`.
     pub path: &'static str,
     pub access: Access,
+    /// Whether tokens limited to 2FA enrolment (`TokenScope::MfaEnrollment`)
+    /// may call it; every other route refuses them.
+    pub enrolment: bool,
 }
 
 impl Route {
     pub const fn new(method: Method, path: &'static str, access: Access) -> Route {
-        Route { method, path, access }
+        Route { method, path, access, enrolment: false }
+    }
+
+    /// Also open to tokens limited to 2FA enrolment.
+    pub const fn for_enrolment(mut self) -> Route {
+        self.enrolment = true;
+        self
     }
 }
 
@@ -93,11 +107,20 @@ pub struct Principal {
     pub roles: Vec<String>,
     pub permissions: PermissionSet,
     pub session_id: String,
+    /// How the session was authenticated (`token::amr` values).
+    pub amr: Vec<String>,
+    /// A limit on the token (see `authorize`); `None` is full access.
+    pub scope: Option<TokenScope>,
 }
 
 impl Principal {
     pub fn can(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)
+    }
+
+    /// Whether the session was signed in with a second factor.
+    pub fn used_second_factor(&self) -> bool {
+        self.amr.iter().any(|m| m == crate::token::amr::MFA)
     }
 
     pub fn require(&self, permission: Permission) -> Result<()> {
@@ -114,6 +137,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .get::<Principal>()
             .cloned()
             .ok_or_else(|| Error::Unauthorized("authentication required".into()))
+    }
+}
+
+/// For `Access::OptionallyAuthenticated` routes: the principal if a token was sent.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>> {
+        Ok(parts.extensions.get::<Principal>().cloned())
     }
 }
 
@@ -178,7 +210,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+        let principal = <Principal as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         let Ok(meta) = RequestMeta::from_request_parts(parts, state).await;
         Ok(Caller { principal, meta })
     }
@@ -210,6 +242,8 @@ pub fn authenticate(verifier: &TokenVerifier, authorization: Option<&str>) -> Re
         user_id: claims.sub,
         roles: claims.roles,
         session_id: claims.sid,
+        amr: claims.amr,
+        scope: claims.scope,
     })
 }
 
@@ -221,13 +255,22 @@ async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, mut r
         tracing::error!(%method, path, "route has no access rule");
         return Error::Forbidden { missing: "declared-route".into() }.into_response();
     };
-    if route.access != Access::Public {
-        let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let needs_token = match route.access {
+        Access::Public => false,
+        Access::OptionallyAuthenticated => header.is_some(),
+        Access::Authenticated | Access::Permission(_) => true,
+    };
+    if needs_token {
         let principal = match authenticate(&gate.verifier, header) {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
         tracing::Span::current().record("principal", principal.user_id.as_str());
+        // A token limited to enrolment opens nothing else, whatever its roles.
+        if principal.scope == Some(TokenScope::MfaEnrollment) && !route.enrolment {
+            return Error::MfaEnrollmentRequired.into_response();
+        }
         if let Access::Permission(p) = route.access {
             if let Err(e) = principal.require(p) {
                 return e.into_response();

@@ -3,7 +3,9 @@
 //! request gets the stored response; the same key with a different request
 //! is refused (422); a retry while the first is still running gets 409.
 //! Only authenticated requests take part: public POSTs (login, refresh)
-//! answer with tokens, which must never be stored.
+//! answer with tokens, which must never be stored. Responses marked
+//! `Cache-Control: no-store` (2FA secrets, recovery codes) are never stored
+//! either; a retry of such a request runs again.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -107,8 +109,14 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
 
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = response.status();
-    if status.is_server_error() {
-        // Let the client retry a failure that was not its fault.
+    let no_store = response
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store")));
+    if status.is_server_error() || no_store {
+        // Let the client retry a failure that was not its fault; and never
+        // keep a response that holds secrets.
         let _ = store.client.delete_item().table_name(&store.table).key("pk", crate::store::s(&pk)).key("sk", crate::store::s("IDEMPOTENCY")).send().await;
         return Ok(response);
     }

@@ -155,3 +155,32 @@ pub async fn save(store: &Store, job: &Job) -> Result<Job> {
         Err(e) => Err(crate::error::aws("dynamodb PutItem (job)")(e)),
     }
 }
+
+/// The job kind that emails a user about a security event on their account.
+pub const SECURITY_EMAIL: &str = "security_email";
+
+/// Parameters of a `security_email` job. No secrets: the email only says
+/// what happened, when, and what to do if it was not expected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityEmail {
+    pub user_id: String,
+    pub event: SecurityEvent,
+    /// When it happened (RFC 3339).
+    pub occurred_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityEvent {
+    /// An administrator removed the user's two-factor authentication.
+    MfaReset,
+}
+
+impl SecurityEmail {
+    /// The job that sends this email, owned by whoever caused it.
+    pub fn job(&self, owner_id: &str) -> Result<Job> {
+        let params = serde_json::to_value(self).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Job::new(SECURITY_EMAIL, owner_id, params))
+    }
+}

@@ -1,6 +1,7 @@
 //! The common crate of Keel: everything two functions need — configuration,
-//! errors, telemetry, authentication and RBAC, audit, the single-table store,
-//! crypto, jobs, rate limits and HTTP plumbing. Functions depend on this crate, never on
+//! errors, telemetry, authentication and RBAC, two-factor authentication,
+//! rate limits, audit, the single-table store, crypto, jobs and HTTP plumbing.
+//! Functions depend on this crate, never on
 //! each other.
 
 pub mod audit;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod ratelimit;
+pub mod mfa;
 pub mod rbac;
 pub mod store;
 pub mod telemetry;

@@ -100,9 +100,10 @@ impl Default for RateLimits {
             // so these are generous; they stop floods, not guessing.
             ((Action::Refresh, Scope::Account), Policy::new(20, 15)),
             ((Action::Refresh, Scope::Ip), Policy::new(100, 1)),
-            // A six-digit code: five tries, then one every five minutes
-            // (under 300 guesses a day against a million codes).
-            ((Action::TwoFactor, Scope::Account), Policy::new(5, 300)),
+            // A six-digit code: each sign-in challenge locks after five wrong
+            // codes; across challenges, ten tries, then one every five
+            // minutes (under 300 guesses a day against a million codes).
+            ((Action::TwoFactor, Scope::Account), Policy::new(10, 300)),
             ((Action::TwoFactor, Scope::Ip), Policy::new(50, 5)),
         ]);
         RateLimits { policies }

@@ -110,6 +110,24 @@ impl Write {
         Ok(Write { item: TransactWriteItem::builder().delete(delete).build(), on_conflict: Some(on_conflict) })
     }
 
+    /// Delete an item whose stored `version` must equal `expected` (it was
+    /// read, decided on, and must not have changed since).
+    pub fn delete_versioned(table: &str, pk: &str, sk: &str, expected: u64) -> Result<Write> {
+        let delete = Delete::builder()
+            .table_name(table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write {
+            item: TransactWriteItem::builder().delete(delete).build(),
+            on_conflict: Some(Error::Conflict(format!("the resource was changed by someone else (expected version {expected}); retry"))),
+        })
+    }
+
     /// Assert a condition on an item the transaction does not change.
     pub fn check(table: &str, pk: &str, sk: &str, condition: &str, values: Vec<(&str, AttributeValue)>, on_conflict: Error) -> Result<Write> {
         let mut check = ConditionCheck::builder().table_name(table).key("pk", s(pk)).key("sk", s(sk)).condition_expression(condition);

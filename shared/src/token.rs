@@ -15,6 +15,52 @@ use crate::error::{Error, Result};
 /// Access token lifetime.
 pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
 
+/// Authentication method references (RFC 8176 `amr` values) that Keel
+/// records for a session.
+pub mod amr {
+    /// Password.
+    pub const PASSWORD: &str = "pwd";
+    /// A TOTP code (RFC 6238).
+    pub const OTP: &str = "otp";
+    /// A single-use 2FA recovery code (not in the RFC 8176 registry).
+    pub const RECOVERY_CODE: &str = "rec";
+    /// More than one factor was used (added with `otp` or `rec`).
+    pub const MFA: &str = "mfa";
+}
+
+/// A restriction on what a token may do beyond its roles; a token without
+/// one has the full permissions of its roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Signed in, but the roles require 2FA and none is active: only the
+    /// routes that enrol 2FA accept the token.
+    MfaEnrollment,
+}
+
+impl TokenScope {
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::MfaEnrollment => "mfa_enrollment",
+        }
+    }
+}
+
+/// How a session was authenticated and what its tokens may do; kept with
+/// the session so refreshed tokens say the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionGrant {
+    pub amr: Vec<String>,
+    pub scope: Option<TokenScope>,
+}
+
+impl SessionGrant {
+    pub fn new(amr: &[&str], scope: Option<TokenScope>) -> SessionGrant {
+        SessionGrant { amr: amr.iter().map(|m| m.to_string()).collect(), scope }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
     pub iss: String,
@@ -27,6 +73,14 @@ pub struct Claims {
     /// The session (refresh-token family) this token was issued in.
     pub sid: String,
     pub roles: Vec<String>,
+    /// How the session was authenticated (see [`amr`]). Absent in tokens
+    /// issued before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// Absent for full access; see [`TokenScope`]. An unknown scope fails
+    /// to parse, so the token is refused (deny by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScope>,
 }
 
 /// The public half of the signing key, ready to verify and to publish.
@@ -164,6 +218,8 @@ pub(crate) mod tests {
             jti: "j".into(),
             sid: "s".into(),
             roles: vec!["admin".into()],
+            amr: vec![amr::PASSWORD.into()],
+            scope: None,
         }
     }
 
@@ -194,6 +250,34 @@ pub(crate) mod tests {
 
         let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
         assert!(v.verify(&sign(&other, v.kid(), &claims(60, AUDIENCE))).is_err());
+    }
+
+    /// Sign a raw JSON payload (claims as other versions would write them).
+    fn sign_json(key: &SigningKey, kid: &str, payload: &serde_json::Value) -> String {
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(payload.to_string()));
+        let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+        assemble(&input, sig.to_der().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn tokens_without_amr_or_scope_still_parse_and_unknown_scopes_do_not() {
+        let (key, der) = local_key();
+        let v = TokenVerifier::from_spki_der(&der, "keel").unwrap();
+        let mut old = serde_json::to_value(claims(60, AUDIENCE)).unwrap();
+        old.as_object_mut().unwrap().retain(|k, _| k != "amr" && k != "scope");
+        let parsed = v.verify(&sign_json(&key, v.kid(), &old)).unwrap();
+        assert_eq!((parsed.amr.len(), parsed.scope), (0, None));
+
+        let mut limited = claims(60, AUDIENCE);
+        limited.scope = Some(TokenScope::MfaEnrollment);
+        let token = sign(&key, v.kid(), &limited);
+        assert!(token.split('.').nth(1).map(|p| String::from_utf8(B64.decode(p).unwrap()).unwrap()).unwrap().contains(r#""scope":"mfa_enrollment""#));
+        assert_eq!(v.verify(&token).unwrap().scope, Some(TokenScope::MfaEnrollment));
+
+        let mut unknown = old.clone();
+        unknown["scope"] = serde_json::json!("everything");
+        assert!(v.verify(&sign_json(&key, v.kid(), &unknown)).is_err(), "an unknown scope must not pass as full access");
     }
 
     #[test]

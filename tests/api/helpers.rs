@@ -118,7 +118,8 @@ impl TestApp {
         user.password_hash = Some(shared::crypto::hash_password(PASSWORD).unwrap());
         let audit = AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id);
         shared::users::create(self.store(), &user, audit).await.unwrap();
-        let token = self.app.signer.access_token(&user, "test-session").await.unwrap().token;
+        let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD], None);
+        let token = self.app.signer.access_token(&user, "test-session", &grant).await.unwrap().token;
         (user, token)
     }
 

@@ -12,5 +12,6 @@ mod rbac;
 mod sessions;
 mod stack;
 mod tokens;
+mod two_factor;
 mod users;
 mod validation;

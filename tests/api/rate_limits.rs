@@ -299,3 +299,30 @@ async fn concurrent_guards_on_one_token_admit_exactly_one() {
     attempt.succeeded().await.unwrap();
     assert!(bucket(&app, &account[0], Action::TwoFactor).await.is_none());
 }
+
+/// Wrong 2FA codes across fresh challenges are limited per account too: the
+/// per-challenge lock alone would let an attacker with the password retry
+/// forever by logging in again.
+#[tokio::test]
+async fn two_factor_codes_are_rate_limited_across_challenges() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let (user, token) = app.user(&["support"]).await;
+    let enrolment = app.call(http::Method::POST, "/api/v1/auth/2fa/enable", Some(&token), Some(serde_json::json!({}))).await;
+    assert_eq!(enrolment.status, 200, "{}", enrolment.body);
+    let secret = enrolment.body["secret"].as_str().unwrap().to_string();
+    crate::two_factor::settle().await;
+    let step = crate::two_factor::current_step();
+    let code = crate::two_factor::pyotp_at(&secret, step).await;
+    let confirmed = app.call(http::Method::POST, "/api/v1/auth/2fa/verify", Some(&token), Some(serde_json::json!({ "code": code }))).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let wrong = crate::two_factor::wrong_code(&secret, step).await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let login = app.login(&user.email, crate::helpers::PASSWORD).await;
+        let challenge = login.body["challenge_token"].as_str().expect("a 2FA challenge").to_string();
+        let r = app.call(http::Method::POST, "/api/v1/auth/2fa/verify", None, Some(serde_json::json!({ "challenge_token": challenge, "code": wrong }))).await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+}

@@ -18,6 +18,8 @@ fn claims(app: &TestApp, sub: &str, exp_offset: i64, aud: &str) -> Claims {
         jti: "t".into(),
         sid: "s".into(),
         roles: vec!["super_admin".into()],
+        amr: vec![shared::token::amr::PASSWORD.into()],
+        scope: None,
     }
 }
 

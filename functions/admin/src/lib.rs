@@ -1,8 +1,9 @@
-//! The admin function: `/api/v1/admin/*` — user management and the audit
-//! log. (Charts, roles, system configuration and the dashboard join later.)
+//! The admin function: `/api/v1/admin/*` — user management (including
+//! resetting a user's 2FA) and the audit log. (Charts, roles, system configuration and the dashboard join later.)
 
 pub mod audit_logs;
 pub mod masking;
+pub mod two_factor;
 pub mod users;
 
 use axum::Router;
@@ -25,6 +26,7 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::PUT, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersWrite)),
     Route::new(Method::DELETE, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersDelete)),
     Route::new(Method::POST, "/api/v1/admin/users/{user_id}/unlock", Access::Permission(Permission::UsersWrite)),
+    Route::new(Method::POST, "/api/v1/admin/users/{user_id}/2fa/reset", Access::Permission(Permission::UsersWrite)),
     Route::new(Method::GET, "/api/v1/admin/audit-logs", Access::Permission(Permission::AuditRead)),
 ];
 
@@ -34,6 +36,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/users", get(users::list).post(users::create))
         .route("/api/v1/admin/users/{user_id}", get(users::read).put(users::update).delete(users::delete))
         .route("/api/v1/admin/users/{user_id}/unlock", post(users::unlock))
+        .route("/api/v1/admin/users/{user_id}/2fa/reset", post(two_factor::reset))
         .route("/api/v1/admin/audit-logs", get(audit_logs::list))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
@@ -41,7 +44,7 @@ pub fn router(state: AdminState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(users::create, users::list, users::read, users::update, users::delete, users::unlock, audit_logs::list),
+    paths(users::create, users::list, users::read, users::update, users::delete, users::unlock, two_factor::reset, audit_logs::list),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]

@@ -66,7 +66,7 @@ impl UserView {
 
 /// Refuse to grant or take away a role whose permissions the caller does not
 /// hold itself (no privilege escalation).
-fn check_grant(principal: &Principal, roles: &[String]) -> Result<()> {
+pub(crate) fn check_grant(principal: &Principal, roles: &[String]) -> Result<()> {
     let needed = permissions_of(roles);
     match needed.iter().find(|p| !principal.can(*p)) {
         Some(missing) => Err(Error::Forbidden { missing: missing.to_string() }),
@@ -285,7 +285,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     Ok(Json(UserPage { items, next_cursor }))
 }
 
-async fn load(state: &AdminState, user_id: &str) -> Result<User> {
+pub(crate) async fn load(state: &AdminState, user_id: &str) -> Result<User> {
     if uuid::Uuid::parse_str(user_id).is_err() {
         return Err(Error::NotFound(format!("no user {user_id}")));
     }

@@ -1,13 +1,16 @@
 //! The auth function: `/api/v1/auth/*` — login, token refresh with rotation,
-//! logout, invitation acceptance, and the public key set (JWKS). It is the
+//! logout, TOTP two-factor authentication, invitation acceptance, and the
+//! public key set (JWKS). It is the
 //! only function allowed to sign with the KMS signing key. It also serves the
 //! OpenAPI document of the whole API.
 
 pub mod invitations;
 pub mod jwks;
 pub mod login;
+pub mod qr;
 pub mod sessions;
 pub mod signer;
+pub mod two_factor;
 
 use axum::Router;
 use axum::http::Method;
@@ -28,6 +31,11 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/auth/refresh", Access::Public),
     Route::new(Method::POST, "/api/v1/auth/logout", Access::Public),
     Route::new(Method::POST, "/api/v1/auth/invitations/accept", Access::Public),
+    // The two routes a token limited to 2FA enrolment may call.
+    Route::new(Method::POST, "/api/v1/auth/2fa/enable", Access::Authenticated).for_enrolment(),
+    Route::new(Method::POST, "/api/v1/auth/2fa/verify", Access::OptionallyAuthenticated).for_enrolment(),
+    Route::new(Method::POST, "/api/v1/auth/2fa/disable", Access::Authenticated),
+    Route::new(Method::POST, "/api/v1/auth/2fa/recovery-codes", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/auth/jwks", Access::Public),
     Route::new(Method::GET, "/api/v1/openapi.json", Access::Public),
 ];
@@ -39,6 +47,10 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/v1/auth/refresh", post(sessions::refresh))
         .route("/api/v1/auth/logout", post(sessions::logout))
         .route("/api/v1/auth/invitations/accept", post(invitations::accept))
+        .route("/api/v1/auth/2fa/enable", post(two_factor::enable))
+        .route("/api/v1/auth/2fa/verify", post(two_factor::verify))
+        .route("/api/v1/auth/2fa/disable", post(two_factor::disable))
+        .route("/api/v1/auth/2fa/recovery-codes", post(two_factor::regenerate_recovery_codes))
         .route("/api/v1/auth/jwks", get(jwks::jwks))
         .route("/api/v1/openapi.json", get(jwks::openapi_document))
         .with_state(state);
@@ -47,7 +59,10 @@ pub fn router(state: AuthState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(login::login, sessions::refresh, sessions::logout, invitations::accept, jwks::jwks, jwks::openapi_document),
+    paths(
+        login::login, sessions::refresh, sessions::logout, invitations::accept, jwks::jwks, jwks::openapi_document,
+        two_factor::enable, two_factor::verify, two_factor::disable, two_factor::regenerate_recovery_codes,
+    ),
     components(schemas(shared::error::Problem, shared::error::FieldError))
 )]
 pub struct ApiDoc;

@@ -1,11 +1,14 @@
-//! `POST /api/v1/auth/login`: email and password (argon2id) for tokens.
-//! Failures answer the same whatever the cause, so the endpoint does not
-//! reveal which emails exist; each failure is audited with its real reason.
+//! `POST /api/v1/auth/login`: email and password (argon2id) for tokens, or,
+//! when the user has 2FA, a short-lived challenge that only
+//! `/auth/2fa/verify` accepts. Failures answer the same whatever the cause,
+//! so the endpoint does not reveal which emails exist; each failure is
+//! audited with its real reason. `finish_login` is the common end of every
+//! sign-in method (password here, OAuth elsewhere).
 
 use axum::Json;
 use axum::extract::State;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
 use shared::crypto::{dummy_password_hash, sha256_hex, verify_password};
 use shared::error::{Error, Result};
@@ -13,11 +16,13 @@ use shared::extract::ValidJson;
 use shared::http::RequestMeta;
 use shared::ratelimit::{self, Action, Limit};
 use shared::store::{Write, s, timestamp};
+use shared::token::{SessionGrant, amr};
 use shared::users::{self, Email, User, UserStatus};
 use utoipa::ToSchema;
 
 use crate::AuthState;
 use crate::sessions::{self, TokenResponse};
+use crate::two_factor::{self, MfaChallenge};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -32,14 +37,55 @@ fn refused() -> Error {
     Error::Unauthorized("invalid email or password".into())
 }
 
+/// What a sign-in answers once the first factor is right.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    /// Signed in: no 2FA, or limited to enrolling it (`scope`).
+    Tokens(TokenResponse),
+    /// 2FA is active: send the challenge and a code to /auth/2fa/verify.
+    Challenge(MfaChallenge),
+}
+
+/// The end of every sign-in method, once `user` (active) has proven the
+/// first factor `amr` (e.g. `[amr::PASSWORD]`): a 2FA challenge if the user
+/// has 2FA; otherwise a session, limited to enrolling 2FA if the roles
+/// require it. Audited in the same transaction as what it stores.
+pub async fn finish_login(state: &AuthState, user: &User, meta: &RequestMeta, amr: &[&str]) -> Result<LoginOutcome> {
+    let store = &state.platform.store;
+    let mfa = shared::mfa::get(store, &user.id).await?;
+    if mfa.as_ref().is_some_and(|m| m.is_active()) {
+        return two_factor::challenge(store, user, meta, amr).await.map(LoginOutcome::Challenge);
+    }
+    let grant = SessionGrant::new(amr, shared::mfa::session_scope(store, user, mfa.as_ref()).await?);
+    let mut audit = AuditEntry::new(&meta.actor(&user.id), "auth.login", "user", &user.id);
+    if grant.scope.is_some() {
+        audit = audit.reason("roles require 2FA, which is not active: session limited to enrolment");
+    }
+    sign_in(state, user, meta, grant, Vec::new(), audit).await.map(LoginOutcome::Tokens)
+}
+
+/// Start a session for a user who passed every factor: the session, its
+/// first refresh token and `last_login_at`, committed with `writes` and
+/// `audit` in one transaction; then the access token.
+pub(crate) async fn sign_in(state: &AuthState, user: &User, meta: &RequestMeta, grant: SessionGrant, mut writes: Vec<Write>, audit: AuditEntry) -> Result<TokenResponse> {
+    let store = &state.platform.store;
+    let (family, refresh_token, session_writes) = sessions::start(&store.table, user, meta, &grant)?;
+    writes.extend(session_writes);
+    writes.push(touch_last_login(&store.table, user)?);
+    store.commit(writes, &audit).await?;
+    let access = state.signer.access_token(user, &family.id, &grant).await?;
+    Ok(TokenResponse::new(access, refresh_token, &grant))
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in (tokens), or a 2FA challenge when the user has 2FA", body = LoginOutcome),
         (status = 400, description = "Invalid body", body = shared::error::Problem),
         (status = 401, description = "Wrong email or password, or the account cannot sign in", body = shared::error::Problem),
         (status = 429, description = "Too many failed attempts for this account or from this address; see Retry-After", body = shared::error::Problem),
     ))]
-pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<LoginRequest>) -> Result<Json<TokenResponse>> {
+pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<LoginRequest>) -> Result<Json<LoginOutcome>> {
     let store = &state.platform.store;
     if body.password.len() > 1024 {
         return Err(Error::field("password", "too long"));
@@ -76,13 +122,7 @@ pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(
     }
     // The password was right: only failures count against the limits.
     attempt.succeeded().await?;
-
-    let (family, refresh_token, mut writes) = sessions::start(&store.table, &user, &meta)?;
-    writes.push(touch_last_login(&store.table, &user)?);
-    let audit = AuditEntry::new(&actor, "auth.login", "user", &user.id);
-    store.commit(writes, &audit).await?;
-    let access = state.signer.access_token(&user, &family.id).await?;
-    Ok(Json(TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token }))
+    finish_login(&state, &user, &meta, &[amr::PASSWORD]).await.map(Json)
 }
 
 /// `last_login_at` is not operator-editable, so it is set without bumping the

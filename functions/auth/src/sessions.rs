@@ -1,7 +1,10 @@
 //! Sessions and refresh tokens. A login starts a session (a token family);
 //! each refresh rotates the token: the old one is marked `rotated` and a new
 //! one issued. Presenting a rotated token again means it was copied: the
-//! whole family is revoked. Tokens are random, stored only as SHA-256.
+//! whole family is revoked. Tokens are random, stored only as SHA-256. The
+//! session remembers how it was authenticated (`amr`) and whether it is
+//! limited to 2FA enrolment, so refreshed tokens say the same; a session
+//! whose roles now require 2FA that is not active becomes limited.
 //!
 //! Keys: family `USER#uid / SESSION#fid`; token `REFRESH#sha256 / REFRESH`.
 
@@ -17,6 +20,7 @@ use shared::extract::ValidJson;
 use shared::http::RequestMeta;
 use shared::ratelimit::{self, Action, Limit};
 use shared::store::{Store, Write, n, s, timestamp, to_item};
+use shared::token::{SessionGrant, TokenScope, amr};
 use shared::users::{self, User, UserStatus};
 use utoipa::ToSchema;
 
@@ -37,6 +41,24 @@ pub struct Family {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub ttl: i64,
+    /// How the session was signed in; sessions from before this was kept
+    /// were all password sign-ins.
+    #[serde(default = "password_only")]
+    pub amr: Vec<String>,
+    /// Set when the session may only enrol 2FA; it stays set until the
+    /// session ends (sign in again after enrolling).
+    #[serde(default)]
+    pub scope: Option<TokenScope>,
+}
+
+fn password_only() -> Vec<String> {
+    vec![amr::PASSWORD.to_string()]
+}
+
+impl Family {
+    pub fn grant(&self) -> SessionGrant {
+        SessionGrant { amr: self.amr.clone(), scope: self.scope }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,10 +106,21 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     pub expires_in: i64,
     pub refresh_token: String,
+    /// `mfa_enrollment` when the tokens may only enrol 2FA (the roles
+    /// require it); absent for full access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScope>,
 }
 
-/// The writes that start a session for `user`, and the refresh token.
-pub fn start(table: &str, user: &User, meta: &RequestMeta) -> Result<(Family, String, Vec<Write>)> {
+impl TokenResponse {
+    pub fn new(access: crate::signer::AccessToken, refresh_token: String, grant: &SessionGrant) -> TokenResponse {
+        TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token, scope: grant.scope }
+    }
+}
+
+/// The writes that start a session for `user` with `grant`, and the
+/// refresh token.
+pub fn start(table: &str, user: &User, meta: &RequestMeta, grant: &SessionGrant) -> Result<(Family, String, Vec<Write>)> {
     let now = chrono::Utc::now();
     let family_id = uuid::Uuid::now_v7().to_string();
     let family = Family {
@@ -101,6 +134,8 @@ pub fn start(table: &str, user: &User, meta: &RequestMeta) -> Result<(Family, St
         source_ip: meta.source_ip.clone(),
         user_agent: meta.user_agent.clone(),
         ttl: now.timestamp() + REFRESH_SECONDS,
+        amr: grant.amr.clone(),
+        scope: grant.scope,
     };
     let (token, record) = RefreshRecord::issue(&user.id, &family_id);
     let writes = vec![
@@ -175,6 +210,14 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
         return Err(Error::Unauthorized("refresh token reuse detected; the session has been revoked".into()));
     }
     let user = users::get(store, &record.user_id).await?.filter(|u| u.status == UserStatus::Active).ok_or_else(invalid_token)?;
+    // Limited stays limited; a full session is limited from now on if the
+    // roles require 2FA that is not active (a role was granted, or 2FA reset).
+    let mut grant = family.grant();
+    if grant.scope.is_none() {
+        let mfa = shared::mfa::get(store, &user.id).await?;
+        grant.scope = shared::mfa::session_scope(store, &user, mfa.as_ref()).await?;
+    }
+    let newly_limited = grant.scope.is_some() && family.scope.is_none();
 
     let (token, next) = RefreshRecord::issue(&user.id, family_id);
     let rotate = Update::builder()
@@ -193,13 +236,21 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
         .table_name(&store.table)
         .key("pk", s(&family.pk))
         .key("sk", s(&family.sk))
-        .update_expression("SET last_used_at = :now, #ttl = :ttl")
         .condition_expression("#status = :active")
         .expression_attribute_names("#status", "status")
         .expression_attribute_names("#ttl", "ttl")
         .expression_attribute_values(":active", s("active"))
         .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
-        .expression_attribute_values(":ttl", n(chrono::Utc::now().timestamp() + REFRESH_SECONDS))
+        .expression_attribute_values(":ttl", n(chrono::Utc::now().timestamp() + REFRESH_SECONDS));
+    // A session that became limited stays limited: the scope is stored.
+    let touch = match grant.scope {
+        None => touch.update_expression("SET last_used_at = :now, #ttl = :ttl"),
+        Some(scope) => touch
+            .update_expression("SET last_used_at = :now, #ttl = :ttl, #scope = :scope")
+            .expression_attribute_names("#scope", "scope")
+            .expression_attribute_values(":scope", s(scope.as_str())),
+    };
+    let touch = touch
         .build()
         .map_err(|e| Error::internal(e.to_string()))?;
     let writes = vec![
@@ -208,11 +259,14 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
         Write::raw(TransactWriteItem::builder().update(touch).build(), Some(invalid_token())),
         Write::put_new(&store.table, to_item(&next)?, Error::Conflict("token exists".into()))?,
     ];
-    let audit = AuditEntry::new(&actor, "auth.refresh", "session", family_id);
+    let mut audit = AuditEntry::new(&actor, "auth.refresh", "session", family_id);
+    if newly_limited {
+        audit = audit.reason("roles require 2FA, which is not active: session limited to enrolment");
+    }
     store.commit(writes, &audit).await?;
     attempt.succeeded().await?;
-    let access = state.signer.access_token(&user, family_id).await?;
-    Ok(Json(TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token: token }))
+    let access = state.signer.access_token(&user, family_id, &grant).await?;
+    Ok(Json(TokenResponse::new(access, token, &grant)))
 }
 
 /// End the session the refresh token belongs to.

@@ -2,7 +2,7 @@
 //! signing input). The private key never leaves KMS.
 
 use shared::error::{Error, Result};
-use shared::token::{ACCESS_TOKEN_SECONDS, Claims, TokenVerifier, assemble, signing_input};
+use shared::token::{ACCESS_TOKEN_SECONDS, Claims, SessionGrant, TokenVerifier, assemble, signing_input};
 use shared::users::User;
 
 #[derive(Clone, Debug)]
@@ -23,7 +23,9 @@ impl Signer {
         Signer { kms, key_id: key_id.to_string(), kid: verifier.kid().to_string(), issuer: verifier.issuer().to_string() }
     }
 
-    pub async fn access_token(&self, user: &User, session_id: &str) -> Result<AccessToken> {
+    /// An access token for `user` in session `session_id`, saying how the
+    /// session was authenticated and what it may do (`grant`).
+    pub async fn access_token(&self, user: &User, session_id: &str, grant: &SessionGrant) -> Result<AccessToken> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -34,6 +36,8 @@ impl Signer {
             jti: uuid::Uuid::now_v7().to_string(),
             sid: session_id.to_string(),
             roles: user.roles.clone(),
+            amr: grant.amr.clone(),
+            scope: grant.scope,
         };
         self.sign(&claims).await.map(|token| AccessToken { token, expires_in: ACCESS_TOKEN_SECONDS })
     }

@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\nKeel is running at {url}/api/v1 (AWS emulator at {})", moto.endpoint);
     println!("  admin login: {}  password: {}  (user id {})", settings.admin_email, settings.admin_password, admin.id);
     println!("  try: curl -s {url}/api/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"...\"}}'", settings.admin_email);
+    println!("  the admin's first sign-in is limited to enrolling 2FA (docs/two-factor.md); then sign in again with a code");
     println!("  resource names: .keel/local.env   Ctrl-C stops everything.\n");
     let service = local.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
