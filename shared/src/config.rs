@@ -19,7 +19,14 @@ pub struct Config {
     pub public_url: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// How long a function instance reuses the custom roles it loaded before
+    /// reading them again: the longest a role change takes to reach tokens.
+    pub role_cache_ttl: std::time::Duration,
 }
+
+/// Role changes must reach every instance within a minute.
+pub const MAX_ROLE_CACHE_SECONDS: u64 = 60;
+const DEFAULT_ROLE_CACHE_SECONDS: u64 = 30;
 
 pub const AUDIENCE: &str = "keel-api";
 
@@ -47,6 +54,15 @@ impl Config {
             None => 256 * 1024,
             Some(v) => v.parse().map_err(|_| ConfigError(format!("KEEL_MAX_BODY_BYTES is not a number: {v:?}")))?,
         };
+        let role_cache_seconds = match get("KEEL_ROLE_CACHE_SECONDS") {
+            None => DEFAULT_ROLE_CACHE_SECONDS,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s <= MAX_ROLE_CACHE_SECONDS)
+                .ok_or_else(|| ConfigError(format!("KEEL_ROLE_CACHE_SECONDS must be 0 to {MAX_ROLE_CACHE_SECONDS}: {v:?}")))?,
+        };
         let public_url = required("KEEL_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err(ConfigError(format!("KEEL_PUBLIC_URL must be an http(s) URL: {public_url:?}")));
@@ -62,6 +78,7 @@ impl Config {
             email_from: required("KEEL_EMAIL_FROM")?,
             public_url: public_url.trim_end_matches('/').to_string(),
             max_body_bytes,
+            role_cache_ttl: std::time::Duration::from_secs(role_cache_seconds),
         })
     }
 }
@@ -84,5 +101,23 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("KEEL_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn role_cache_ttl_defaults_and_is_at_most_a_minute() {
+        let with = |ttl: Option<&'static str>| {
+            Config::from_lookup(move |n| match n {
+                "KEEL_ROLE_CACHE_SECONDS" => ttl.map(String::from),
+                "KEEL_MAX_BODY_BYTES" => None,
+                _ => Some("http://x".into()),
+            })
+        };
+        assert_eq!(with(None).unwrap().role_cache_ttl.as_secs(), DEFAULT_ROLE_CACHE_SECONDS);
+        assert_eq!(with(Some("0")).unwrap().role_cache_ttl.as_secs(), 0);
+        assert_eq!(with(Some("60")).unwrap().role_cache_ttl.as_secs(), 60);
+        for bad in ["61", "-1", "soon"] {
+            let err = with(Some(bad)).unwrap_err();
+            assert!(err.to_string().contains("KEEL_ROLE_CACHE_SECONDS"), "{err}");
+        }
     }
 }

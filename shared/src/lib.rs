@@ -1,7 +1,7 @@
 //! The common crate of Keel: everything two functions need — configuration,
-//! errors, telemetry, authentication and RBAC, audit, the single-table store,
-//! crypto, jobs and HTTP plumbing. Functions depend on this crate, never on
-//! each other.
+//! errors, telemetry, authentication, RBAC and custom roles, audit, the
+//! single-table store, crypto, jobs and HTTP plumbing. Functions depend on
+//! this crate, never on each other.
 
 pub mod audit;
 pub mod aws;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod rbac;
+pub mod roles;
 pub mod store;
 pub mod telemetry;
 pub mod token;
