@@ -8,6 +8,7 @@ mod audit_log;
 mod lambda_events;
 mod openapi;
 mod rbac;
+mod roles;
 mod sessions;
 mod stack;
 mod tokens;
