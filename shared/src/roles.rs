@@ -534,5 +534,30 @@ mod tests {
         assert!(catalog.current().await.unwrap().knows("late"), "fresh replaced the cache");
         assert_eq!(catalog.fresh_for(&["admin", "user"]).await.unwrap().custom_count(), 0, "built-ins need no read");
         assert_eq!(catalog.loads(), 2);
+        roles.lock().unwrap().clear();
+        catalog.invalidate();
+        assert!(!catalog.current().await.unwrap().knows("late"), "invalidated: read again");
+        assert_eq!(catalog.loads(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_catalog_fails_closed() {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = failing.clone();
+        let load: Loader = Arc::new(move || {
+            let fail = fail.load(Ordering::SeqCst);
+            Box::pin(async move { if fail { Err(Error::internal("table unavailable")) } else { Ok(vec![role("viewer", &[Permission::AuditRead], false)]) } })
+        });
+        let (start, offset) = (Instant::now(), Arc::new(AtomicU64::new(0)));
+        let seconds = offset.clone();
+        let catalog = RoleCatalog::with(Duration::from_secs(30), load, Arc::new(move || start + Duration::from_secs(seconds.load(Ordering::SeqCst))));
+        let token = vec!["viewer".to_string()];
+        assert!(catalog.permissions_of_token(&token, i64::MAX).await.unwrap().contains(Permission::AuditRead));
+        failing.store(true, Ordering::SeqCst);
+        advance(&offset, 31);
+        // The stale definition is not used past its TTL...
+        assert!(catalog.permissions_of_token(&token, i64::MAX).await.is_err());
+        // ...while built-in roles keep working without the table.
+        assert!(catalog.permissions_of_token(&["auditor".to_string()], i64::MAX).await.unwrap().contains(Permission::AuditRead));
     }
 }
