@@ -143,7 +143,17 @@ impl TestApp {
 
     /// Emails the emulator has accepted for sending to `to`.
     pub async fn sent_emails(&self, to: &str) -> Vec<String> {
-        let data: Value = reqwest_like_get(&format!("{}/moto-api/data.json", self.endpoint)).await;
+        // The emulator builds data.json by walking every model while other
+        // tests' requests change them, and answers 500 when one changes
+        // mid-walk: ask again until it returns a snapshot.
+        let mut data = Value::Null;
+        for _ in 0..20 {
+            data = reqwest_like_get(&format!("{}/moto-api/data.json", self.endpoint)).await;
+            if data.is_object() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         data["ses"]["Message"]
             .as_array()
             .map(|messages| {
