@@ -185,7 +185,7 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
         bail!("the store-free handler answers differently from admin::router:\n{stub_body}\n{real_body}");
     }
     let in_process = call.time(&stubbed, args.warmup as usize, args.requests as usize).await?;
-    let authenticate = warm::time_authenticate(&app.platform.verifier, &token, args.warmup as usize, args.requests as usize)?;
+    let authenticate = warm::time_authenticate(&app.platform.verifier, &app.platform.roles, &token, args.warmup as usize, args.requests as usize).await?;
     let emulator_warmup = (args.emulator_requests as usize / 10).max(1);
     let with_emulator = call.time(&real, emulator_warmup, args.emulator_requests as usize).await?;
     drop(moto);

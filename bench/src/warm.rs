@@ -100,16 +100,17 @@ async fn send(router: &Router, request: Request<Body>) -> anyhow::Result<(Status
 }
 
 /// `shared::http::authenticate` alone (ES256 verification, and the claims
-/// turned into a `Principal` with its permission set), timed the same way.
-pub fn time_authenticate(verifier: &TokenVerifier, token: &str, warmup: usize, count: usize) -> anyhow::Result<Vec<Duration>> {
+/// turned into a `Principal` with its permission set from the warm role
+/// catalog), timed the same way.
+pub async fn time_authenticate(verifier: &TokenVerifier, roles: &shared::roles::RoleCatalog, token: &str, warmup: usize, count: usize) -> anyhow::Result<Vec<Duration>> {
     let authorization = format!("Bearer {token}");
     for _ in 0..warmup {
-        shared::http::authenticate(verifier, Some(&authorization))?;
+        shared::http::authenticate(verifier, roles, Some(&authorization)).await?;
     }
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
-        let principal = shared::http::authenticate(verifier, Some(&authorization));
+        let principal = shared::http::authenticate(verifier, roles, Some(&authorization)).await;
         samples.push(started.elapsed());
         principal?;
     }

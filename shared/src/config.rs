@@ -21,7 +21,14 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Brute-force limits (`KEEL_RATE_LIMITS` overrides the defaults).
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// How long a function instance reuses the custom roles it loaded before
+    /// reading them again: the longest a role change takes to reach tokens.
+    pub role_cache_ttl: std::time::Duration,
 }
+
+/// Role changes must reach every instance within a minute.
+pub const MAX_ROLE_CACHE_SECONDS: u64 = 60;
+const DEFAULT_ROLE_CACHE_SECONDS: u64 = 30;
 
 pub const AUDIENCE: &str = "keel-api";
 
@@ -53,6 +60,15 @@ impl Config {
             Some(spec) => crate::ratelimit::RateLimits::parse(&spec).map_err(|e| ConfigError(format!("KEEL_RATE_LIMITS: {e}")))?,
             None => crate::ratelimit::RateLimits::default(),
         };
+        let role_cache_seconds = match get("KEEL_ROLE_CACHE_SECONDS") {
+            None => DEFAULT_ROLE_CACHE_SECONDS,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s <= MAX_ROLE_CACHE_SECONDS)
+                .ok_or_else(|| ConfigError(format!("KEEL_ROLE_CACHE_SECONDS must be 0 to {MAX_ROLE_CACHE_SECONDS}: {v:?}")))?,
+        };
         let public_url = required("KEEL_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err(ConfigError(format!("KEEL_PUBLIC_URL must be an http(s) URL: {public_url:?}")));
@@ -69,6 +85,7 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_string(),
             max_body_bytes,
             rate_limits,
+            role_cache_ttl: std::time::Duration::from_secs(role_cache_seconds),
         })
     }
 }
@@ -97,7 +114,7 @@ mod tests {
     fn rate_limits_default_and_bad_ones_are_named() {
         let set = |spec: Option<&'static str>| move |n: &str| match n {
             "KEEL_RATE_LIMITS" => spec.map(String::from),
-            "KEEL_MAX_BODY_BYTES" => None,
+            "KEEL_MAX_BODY_BYTES" | "KEEL_ROLE_CACHE_SECONDS" => None,
             _ => Some("http://x".into()),
         };
         let defaults = Config::from_lookup(set(None)).unwrap();
@@ -108,5 +125,23 @@ mod tests {
         assert_eq!(tuned.rate_limits.policy(Action::Login, Scope::Account), Policy::new(3, 30));
         let err = Config::from_lookup(set(Some("login.account=lots"))).unwrap_err();
         assert!(err.to_string().contains("KEEL_RATE_LIMITS"), "{err}");
+    }
+
+    #[test]
+    fn role_cache_ttl_defaults_and_is_at_most_a_minute() {
+        let with = |ttl: Option<&'static str>| {
+            Config::from_lookup(move |n| match n {
+                "KEEL_ROLE_CACHE_SECONDS" => ttl.map(String::from),
+                "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" => None,
+                _ => Some("http://x".into()),
+            })
+        };
+        assert_eq!(with(None).unwrap().role_cache_ttl.as_secs(), DEFAULT_ROLE_CACHE_SECONDS);
+        assert_eq!(with(Some("0")).unwrap().role_cache_ttl.as_secs(), 0);
+        assert_eq!(with(Some("60")).unwrap().role_cache_ttl.as_secs(), 60);
+        for bad in ["61", "-1", "soon"] {
+            let err = with(Some(bad)).unwrap_err();
+            assert!(err.to_string().contains("KEEL_ROLE_CACHE_SECONDS"), "{err}");
+        }
     }
 }

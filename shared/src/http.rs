@@ -19,7 +19,8 @@ use crate::config::Config;
 use crate::crypto::Envelope;
 use crate::cursor::CursorCodec;
 use crate::error::{Error, Result};
-use crate::rbac::{Permission, PermissionSet, permissions_of};
+use crate::rbac::{Permission, PermissionSet};
+use crate::roles::RoleCatalog;
 use crate::store::Store;
 use crate::token::{TokenScope, TokenVerifier};
 
@@ -64,20 +65,25 @@ impl Route {
 }
 
 /// What every API function has: configuration, the table, the token
-/// verifier, envelope encryption and the (lazily loaded) cursor key.
+/// verifier, the role catalog, envelope encryption and the (lazily loaded)
+/// cursor key.
 #[derive(Clone, Debug)]
 pub struct Platform {
     pub config: Arc<Config>,
     pub store: Store,
     pub verifier: Arc<TokenVerifier>,
+    /// Custom roles, cached per instance (see `roles`).
+    pub roles: RoleCatalog,
     pub envelope: Envelope,
     cursors: Arc<tokio::sync::OnceCell<CursorCodec>>,
 }
 
 impl Platform {
     pub fn new(config: Arc<Config>, clients: &crate::aws::Clients, verifier: TokenVerifier) -> Platform {
+        let store = Store::new(clients.dynamo.clone(), config.table.clone());
         Platform {
-            store: Store::new(clients.dynamo.clone(), config.table.clone()),
+            roles: RoleCatalog::new(store.clone(), config.role_cache_ttl),
+            store,
             envelope: Envelope::new(clients.kms.clone(), config.data_key_id.clone()),
             verifier: Arc::new(verifier),
             config,
@@ -220,6 +226,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 struct Gate {
     routes: &'static [Route],
     verifier: Arc<TokenVerifier>,
+    roles: RoleCatalog,
 }
 
 tokio::task_local! {
@@ -231,14 +238,16 @@ pub fn current_body_limit() -> usize {
     BODY_LIMIT.try_with(|l| *l).unwrap_or(0)
 }
 
-/// Verify a bearer token and build the principal it names.
-pub fn authenticate(verifier: &TokenVerifier, authorization: Option<&str>) -> Result<Principal> {
+/// Verify a bearer token and build the principal it names. The token
+/// carries role names; their permissions are resolved now from the role
+/// catalog, so a changed custom role applies to tokens already issued.
+pub async fn authenticate(verifier: &TokenVerifier, roles: &RoleCatalog, authorization: Option<&str>) -> Result<Principal> {
     let token = authorization
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .ok_or_else(|| Error::Unauthorized("a bearer access token is required".into()))?;
     let claims = verifier.verify(token.trim())?;
     Ok(Principal {
-        permissions: permissions_of(&claims.roles),
+        permissions: roles.permissions_of_token(&claims.roles, claims.iat).await?,
         user_id: claims.sub,
         roles: claims.roles,
         session_id: claims.sid,
@@ -262,7 +271,7 @@ async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, mut r
         Access::Authenticated | Access::Permission(_) => true,
     };
     if needs_token {
-        let principal = match authenticate(&gate.verifier, header) {
+        let principal = match authenticate(&gate.verifier, &gate.roles, header).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
@@ -285,7 +294,7 @@ async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, mut r
 /// body limit, authentication and authorization from the route table, and
 /// `Idempotency-Key` handling for POSTs.
 pub fn secure(router: Router, platform: &Platform, routes: &'static [Route]) -> Router {
-    let gate = Gate { routes, verifier: platform.verifier.clone() };
+    let gate = Gate { routes, verifier: platform.verifier.clone(), roles: platform.roles.clone() };
     let limit = platform.config.max_body_bytes;
     router
         .route_layer(middleware::from_fn_with_state(platform.store.clone(), crate::idempotency::middleware))

@@ -1,8 +1,7 @@
 //! The common crate of Keel: everything two functions need — configuration,
-//! errors, telemetry, authentication and RBAC, two-factor authentication,
-//! rate limits, audit, the single-table store, crypto, jobs and HTTP plumbing.
-//! Functions depend on this crate, never on
-//! each other.
+//! errors, telemetry, authentication, RBAC and custom roles, two-factor
+//! authentication, rate limits, audit, the single-table store, crypto, jobs
+//! and HTTP plumbing. Functions depend on this crate, never on each other.
 
 pub mod audit;
 pub mod aws;
@@ -17,6 +16,7 @@ pub mod jobs;
 pub mod ratelimit;
 pub mod mfa;
 pub mod rbac;
+pub mod roles;
 pub mod store;
 pub mod telemetry;
 pub mod token;

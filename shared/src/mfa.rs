@@ -318,11 +318,20 @@ pub async fn required_roles(store: &Store) -> Result<Vec<String>> {
     Ok(roles)
 }
 
-/// Whether a principal holding `roles` must use 2FA. The one place this is
-/// decided (a per-role flag on custom roles would join here).
+/// Whether a principal holding `roles` must use 2FA: one of them is in the
+/// configured list, or is a custom role flagged `require_2fa`. The one place
+/// this is decided. Custom roles are read fresh (sign-in is not a hot path,
+/// and users with only built-in roles cause no read).
 pub async fn requires_2fa(store: &Store, roles: &[String]) -> Result<bool> {
     let required = required_roles(store).await?;
-    Ok(roles.iter().any(|r| required.contains(r)))
+    if roles.iter().any(|r| required.contains(r)) {
+        return Ok(true);
+    }
+    if roles.iter().all(|r| crate::rbac::BuiltinRole::parse(r).is_some()) {
+        return Ok(false);
+    }
+    let catalog = crate::roles::Catalog::new(crate::roles::load_all(store).await?);
+    Ok(catalog.requires_2fa(roles))
 }
 
 /// The scope of a new session for `user`, whose 2FA record is `mfa`: limited
@@ -335,7 +344,8 @@ pub async fn session_scope(store: &Store, user: &User, mfa: Option<&MfaRecord>) 
 /// Set the roles that require 2FA (each a known role), audited. This
 /// process sees it at once, others within 30 s.
 pub async fn set_required_roles(store: &Store, roles: &[String], actor: &Actor) -> Result<Vec<String>> {
-    let errors = crate::users::check_roles("roles", roles);
+    let catalog = crate::roles::Catalog::new(crate::roles::load_all(store).await?);
+    let errors = crate::users::check_roles("roles", roles, &catalog);
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }

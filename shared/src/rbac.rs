@@ -1,6 +1,7 @@
 //! Role-based access control. Permissions are `resource:action` values;
-//! built-in roles map to fixed sets of them. Access is denied unless a route's
-//! declared permission is held (see `http::Route`).
+//! built-in roles map to fixed sets of them (custom roles, stored in the
+//! table, are resolved by `roles::RoleCatalog`). Access is denied unless a
+//! route's declared permission is held (see `http::Route`).
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,14 @@ impl PermissionSet {
         PermissionSet(self.0 | other.0)
     }
 
+    pub const fn intersection(self, other: Self) -> Self {
+        PermissionSet(self.0 & other.0)
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
     pub const fn is_subset_of(self, other: Self) -> bool {
         self.0 & !other.0 == 0
     }
@@ -95,10 +104,22 @@ impl PermissionSet {
     pub fn iter(self) -> impl Iterator<Item = Permission> {
         Permission::ALL.iter().copied().filter(move |p| self.contains(*p))
     }
+
+    /// The first permission of `self` (in declaration order) that `held`
+    /// lacks: what a 403 names when someone reaches beyond their own rights.
+    pub fn first_missing_from(self, held: PermissionSet) -> Option<Permission> {
+        self.iter().find(|p| !held.contains(*p))
+    }
+
+    /// The permissions as `resource:action` strings, in declaration order.
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|p| p.as_str().to_string()).collect()
+    }
 }
 
-/// The built-in roles. Custom roles (stored in the table) come later and map
-/// to permission sets the same way.
+/// The built-in roles: constant, readable through the roles API, never
+/// editable. Custom roles (`roles::CustomRole`) map to permission sets the
+/// same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BuiltinRole {
@@ -138,6 +159,20 @@ impl BuiltinRole {
         Self::ALL.iter().copied().find(|r| r.as_str() == s)
     }
 
+    /// What the role is for (shown by `GET /api/v1/admin/roles` and in
+    /// docs/roles.md).
+    pub fn description(self) -> &'static str {
+        match self {
+            BuiltinRole::SuperAdmin => "Everything, including defining roles and assigning them",
+            BuiltinRole::Admin => "Everything but changing roles",
+            BuiltinRole::Moderator => "Reviews content; sees users without personal data",
+            BuiltinRole::Analyst => "Analytics, reports and exports",
+            BuiltinRole::Support => "Helps users: reads and edits their accounts",
+            BuiltinRole::Auditor => "Reads evidence (audit log, users, roles, configuration); changes nothing",
+            BuiltinRole::User => "An end user of the app: self-service only",
+        }
+    }
+
     pub fn permissions(self) -> PermissionSet {
         use Permission::*;
         match self {
@@ -165,8 +200,9 @@ impl BuiltinRole {
     }
 }
 
-/// The union of the permissions of the named roles; unknown names grant
-/// nothing (deny by default).
+/// The union of the permissions of the named built-in roles; other names
+/// grant nothing here (deny by default). Custom roles are resolved by
+/// `roles::Catalog::permissions_of`.
 pub fn permissions_of<S: AsRef<str>>(roles: &[S]) -> PermissionSet {
     roles
         .iter()
@@ -198,6 +234,14 @@ mod tests {
         assert!(set.contains(Permission::ChartsModerate));
         assert!(set.contains(Permission::AuditRead));
         assert!(!set.contains(Permission::UsersWrite));
+    }
+
+    #[test]
+    fn first_missing_names_what_is_not_held() {
+        let held = PermissionSet::of(&[Permission::AuditRead, Permission::UsersRead]);
+        assert_eq!(PermissionSet::of(&[Permission::AuditRead]).first_missing_from(held), None);
+        assert_eq!(PermissionSet::of(&[Permission::UsersRead, Permission::RolesWrite]).first_missing_from(held), Some(Permission::RolesWrite));
+        assert_eq!(held.names(), vec!["users:read", "audit:read"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditEntry;
 use crate::error::{Error, FieldError, Result};
 use crate::rbac::BuiltinRole;
+use crate::roles::{self, Catalog};
 use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
 
 /// A syntactically valid, normalized (trimmed, lower-case) email address.
@@ -115,13 +116,20 @@ pub fn check_password(field: &str, password: &str) -> Option<FieldError> {
     }
 }
 
-/// Every name must be a known role.
-pub fn check_roles(field: &str, roles: &[String]) -> Vec<FieldError> {
+/// Every name must be a built-in role or a custom role in `catalog`, once.
+pub fn check_roles(field: &str, roles: &[String], catalog: &Catalog) -> Vec<FieldError> {
     let mut errors: Vec<FieldError> = roles
         .iter()
         .enumerate()
-        .filter(|(_, r)| BuiltinRole::parse(r).is_none())
-        .map(|(i, r)| FieldError::new(format!("{field}[{i}]"), format!("unknown role {r:?}")))
+        .filter_map(|(i, r)| {
+            if !catalog.knows(r) {
+                Some(FieldError::new(format!("{field}[{i}]"), format!("unknown role {r:?}")))
+            } else if roles[..i].contains(r) {
+                Some(FieldError::new(format!("{field}[{i}]"), format!("{r:?} is listed twice")))
+            } else {
+                None
+            }
+        })
         .collect();
     if roles.len() > 16 {
         errors.push(FieldError::new(field, "at most 16 roles"));
@@ -204,12 +212,15 @@ impl User {
         Error::Conflict("a user with this email already exists".into())
     }
 
-    /// The writes that create this user and reserve its email.
+    /// The writes that create this user, reserve its email and count it as
+    /// a holder of its custom roles (which must still exist).
     pub fn create_writes(&self, table: &str) -> Result<Vec<Write>> {
-        Ok(vec![
+        let mut writes = vec![
             Write::put_new(table, self.to_item()?, Error::Conflict("user already exists".into()))?,
             Write::put_new(table, self.guard_item(), User::email_taken())?,
-        ])
+        ];
+        writes.extend(roles::holder_writes(table, &Catalog::default(), &[], &self.roles)?);
+        Ok(writes)
     }
 }
 
@@ -251,8 +262,11 @@ mod tests {
 
     #[test]
     fn roles_and_passwords_are_checked() {
-        assert!(check_roles("roles", &["admin".into()]).is_empty());
-        assert_eq!(check_roles("roles", &["admin".into(), "root".into()])[0].field, "roles[1]");
+        let catalog = Catalog::new(vec![crate::roles::CustomRole::new("billing", "Billing", crate::rbac::PermissionSet::empty(), false)]);
+        assert!(check_roles("roles", &["admin".into(), "billing".into()], &catalog).is_empty());
+        assert_eq!(check_roles("roles", &["admin".into(), "root".into()], &catalog)[0].field, "roles[1]");
+        assert_eq!(check_roles("roles", &["billing".into()], &Catalog::default())[0].field, "roles[0]");
+        assert_eq!(check_roles("roles", &["user".into(), "admin".into(), "user".into()], &catalog)[0].field, "roles[2]");
         assert!(check_password("password", "short").is_some());
         assert!(check_password("password", "long enough password").is_none());
     }

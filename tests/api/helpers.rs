@@ -86,24 +86,11 @@ impl TestApp {
 
     /// Send a request through the merged router (the local/API Gateway path).
     pub async fn send(&self, request: Request<Body>) -> Response {
-        let response = self.router().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
-        Response { status, headers, body }
+        send_to(self.router(), request).await
     }
 
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
-        let mut builder = Request::builder().method(method).uri(path).header("user-agent", "keel-tests").header("x-forwarded-for", "203.0.113.9");
-        if let Some(t) = token {
-            builder = builder.header("authorization", format!("Bearer {t}"));
-        }
-        let request = match body {
-            Some(b) => builder.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
-            None => builder.body(Body::empty()).unwrap(),
-        };
-        self.send(request).await
+        self.send(request(method, path, token, body)).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -121,6 +108,20 @@ impl TestApp {
         let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD], None);
         let token = self.app.signer.access_token(&user, "test-session", &grant).await.unwrap().token;
         (user, token)
+    }
+
+    /// Create a custom role with `permissions` directly in the store (as the
+    /// system), under a fresh name; this instance sees it at once.
+    pub async fn role(&self, permissions: &[&str]) -> shared::roles::CustomRole {
+        let name = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let names: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+        let set = shared::roles::parse_permissions("permissions", &names).unwrap();
+        let role = shared::roles::CustomRole::new(&name, "A test role", set, false);
+        let audit = AuditEntry::new(&Actor::system("tests"), "role.create", "role", &name);
+        shared::roles::create(self.store(), &role, audit).await.unwrap();
+        // As the admin function does after a role change it made.
+        self.app.platform.roles.invalidate();
+        role
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
@@ -143,7 +144,17 @@ impl TestApp {
 
     /// Emails the emulator has accepted for sending to `to`.
     pub async fn sent_emails(&self, to: &str) -> Vec<String> {
-        let data: Value = reqwest_like_get(&format!("{}/moto-api/data.json", self.endpoint)).await;
+        // The emulator builds data.json by walking every model while other
+        // tests' requests change them, and answers 500 when one changes
+        // mid-walk: ask again until it returns a snapshot.
+        let mut data = Value::Null;
+        for _ in 0..20 {
+            data = reqwest_like_get(&format!("{}/moto-api/data.json", self.endpoint)).await;
+            if data.is_object() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         data["ses"]["Message"]
             .as_array()
             .map(|messages| {
@@ -189,3 +200,25 @@ async fn reqwest_like_get(url: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
+/// Send a request to a router: the stack's own, or another instance of the
+/// functions (with its own caches) on the same stack.
+pub async fn send_to(router: Router, request: Request<Body>) -> Response {
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
+    Response { status, headers, body }
+}
+
+/// A request as a client sends it (JSON body, bearer token, client address).
+pub fn request(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path).header("user-agent", "keel-tests").header("x-forwarded-for", "203.0.113.9");
+    if let Some(t) = token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    match body {
+        Some(b) => builder.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}

@@ -9,6 +9,7 @@ mod lambda_events;
 mod openapi;
 mod rate_limits;
 mod rbac;
+mod roles;
 mod sessions;
 mod stack;
 mod tokens;

@@ -1,5 +1,6 @@
 //! Every route × every built-in role: allowed, or 403 naming the missing
-//! permission. Public routes need no token; the others refuse none.
+//! permission. Public routes need no token; the others refuse none. (The
+//! same walk for custom roles is in `roles.rs`.)
 
 use http::Method;
 use serde_json::json;
@@ -8,12 +9,13 @@ use shared::rbac::BuiltinRole;
 
 use crate::helpers::TestApp;
 
-pub(crate) fn all_routes() -> Vec<&'static Route> {
+pub fn all_routes() -> Vec<&'static Route> {
     auth::ROUTES.iter().chain(admin::ROUTES.iter()).collect()
 }
 
-pub(crate) fn concrete(path: &str, user_id: &str) -> String {
-    path.replace("{user_id}", user_id)
+/// A route's path with its parameters filled in.
+pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
+    path.replace("{user_id}", user_id).replace("{name}", role_name)
 }
 
 #[tokio::test]
@@ -27,7 +29,8 @@ async fn every_route_and_role() {
             // A fresh target per call, so a delete by one role does not
             // change what the next role sees.
             let (target, _) = app.user(&["user"]).await;
-            let path = concrete(route.path, &target.id);
+            let probe = if route.path.contains("{name}") { app.role(&["audit:read"]).await.name } else { String::new() };
+            let path = concrete(route.path, &target.id, &probe);
             let body = matches!(route.method, Method::POST | Method::PUT).then(|| json!({}));
             let response = app.call(route.method.clone(), &path, Some(&token), body).await;
             let context = format!("{} {} as {}: {} {}", route.method, route.path, role.as_str(), response.status, response.body);
@@ -50,7 +53,7 @@ async fn protected_routes_need_a_token() {
     let app = TestApp::spawn().await;
     let (target, _) = app.user(&["user"]).await;
     for route in all_routes().into_iter().filter(|r| matches!(r.access, Access::Authenticated | Access::Permission(_))) {
-        let response = app.call(route.method.clone(), &concrete(route.path, &target.id), None, Some(json!({}))).await;
+        let response = app.call(route.method.clone(), &concrete(route.path, &target.id, "some_role"), None, Some(json!({}))).await;
         assert_eq!(response.status, 401, "{} {}", route.method, route.path);
     }
 }

@@ -305,7 +305,7 @@ async fn roles_that_require_2fa_get_enrolment_only_tokens_until_enrolled() {
     let mut refused = 0;
     for route in all_routes().into_iter().filter(|r| r.access != shared::http::Access::Public && !r.enrolment) {
         let body = matches!(route.method, Method::POST | Method::PUT).then(|| json!({}));
-        let r = app.call(route.method.clone(), &concrete(route.path, &target.id), Some(&limited), body).await;
+        let r = app.call(route.method.clone(), &concrete(route.path, &target.id, "some_role"), Some(&limited), body).await;
         assert_eq!(r.status, 403, "{} {}: {}", route.method, route.path, r.body);
         assert_eq!(r.body["type"], "https://keel.dev/problems/mfa-enrollment-required", "{}", r.body);
         refused += 1;

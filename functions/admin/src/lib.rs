@@ -1,14 +1,17 @@
 //! The admin function: `/api/v1/admin/*` — user management (including
-//! resetting a user's 2FA) and the audit log. (Charts, roles, system configuration and the dashboard join later.)
+//! resetting a user's 2FA and unlocking rate limits), roles and role
+//! assignments, and the audit log. (Charts, system configuration and the
+//! dashboard join later.)
 
 pub mod audit_logs;
 pub mod masking;
+pub mod roles;
 pub mod two_factor;
 pub mod users;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use shared::http::{Access, Platform, Route};
 use shared::rbac::Permission;
 
@@ -27,6 +30,12 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::DELETE, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersDelete)),
     Route::new(Method::POST, "/api/v1/admin/users/{user_id}/unlock", Access::Permission(Permission::UsersWrite)),
     Route::new(Method::POST, "/api/v1/admin/users/{user_id}/2fa/reset", Access::Permission(Permission::UsersWrite)),
+    Route::new(Method::PUT, "/api/v1/admin/users/{user_id}/roles", Access::Permission(Permission::RolesWrite)),
+    Route::new(Method::GET, "/api/v1/admin/roles", Access::Permission(Permission::RolesRead)),
+    Route::new(Method::POST, "/api/v1/admin/roles", Access::Permission(Permission::RolesWrite)),
+    Route::new(Method::GET, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesRead)),
+    Route::new(Method::PUT, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesWrite)),
+    Route::new(Method::DELETE, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesWrite)),
     Route::new(Method::GET, "/api/v1/admin/audit-logs", Access::Permission(Permission::AuditRead)),
 ];
 
@@ -37,6 +46,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/users/{user_id}", get(users::read).put(users::update).delete(users::delete))
         .route("/api/v1/admin/users/{user_id}/unlock", post(users::unlock))
         .route("/api/v1/admin/users/{user_id}/2fa/reset", post(two_factor::reset))
+        .route("/api/v1/admin/users/{user_id}/roles", put(roles::assign))
+        .route("/api/v1/admin/roles", get(roles::list).post(roles::create))
+        .route("/api/v1/admin/roles/{name}", get(roles::read).put(roles::update).delete(roles::delete))
         .route("/api/v1/admin/audit-logs", get(audit_logs::list))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
@@ -44,7 +56,11 @@ pub fn router(state: AdminState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(users::create, users::list, users::read, users::update, users::delete, users::unlock, two_factor::reset, audit_logs::list),
+    paths(
+        users::create, users::list, users::read, users::update, users::delete, users::unlock, two_factor::reset,
+        roles::assign, roles::list, roles::create, roles::read, roles::update, roles::delete,
+        audit_logs::list,
+    ),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]

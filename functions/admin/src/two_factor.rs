@@ -18,7 +18,8 @@ use shared::store::timestamp;
 use utoipa::ToSchema;
 
 use crate::AdminState;
-use crate::users::{check_grant, load};
+use crate::roles;
+use crate::users::load;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +76,8 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
         return Err(Error::Conflict("this is your own account; use /api/v1/auth/2fa/disable".into()));
     }
     // Resetting the 2FA of someone holding a role you could not grant is escalation.
-    check_grant(&caller.principal, &target.roles)?;
+    let catalog = state.platform.roles.fresh_for(&target.roles).await?;
+    roles::check_grant(store, &caller, &catalog, catalog.permissions_of(&target.roles), "mfa.reset", "user", &target.id).await?;
     let target_mfa = mfa::get(store, &target.id).await?.ok_or_else(|| Error::NotFound(format!("user {} has no 2FA", target.id)))?;
 
     let secret = own.open_secret(&state.platform.envelope).await?;

@@ -17,12 +17,12 @@ use shared::error::{Error, FieldError, Result};
 use shared::extract::{ValidJson, ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
 use shared::jobs::Job;
-use shared::rbac::{Permission, permissions_of};
+use shared::rbac::Permission;
 use shared::store::{Write, s, timestamp};
 use shared::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AdminState, masking};
+use crate::{AdminState, masking, roles};
 
 /// A user as the API shows it (no secrets; personal data masked without
 /// `pii:read`).
@@ -64,16 +64,6 @@ impl UserView {
     }
 }
 
-/// Refuse to grant or take away a role whose permissions the caller does not
-/// hold itself (no privilege escalation).
-pub(crate) fn check_grant(principal: &Principal, roles: &[String]) -> Result<()> {
-    let needed = permissions_of(roles);
-    match needed.iter().find(|p| !principal.can(*p)) {
-        Some(missing) => Err(Error::Forbidden { missing: missing.to_string() }),
-        None => Ok(()),
-    }
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -104,7 +94,8 @@ pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(b
     let email = Email::parse(&body.email).map_err(|m| errors.push(FieldError::new("email", m))).ok();
     errors.extend(check_name("name", &body.name));
     let roles = if body.roles.is_empty() { vec!["user".to_string()] } else { body.roles.clone() };
-    errors.extend(check_roles("roles", &roles));
+    let catalog = roles::judging_catalog(&state, &caller, &roles).await?;
+    errors.extend(check_roles("roles", &roles, &catalog));
     match (&body.password, body.invite) {
         (Some(p), false) => errors.extend(check_password("password", p)),
         (None, true) => {}
@@ -114,11 +105,10 @@ pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(b
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(Error::Validation(errors));
     };
-    check_grant(&caller.principal, &roles)?;
-
     let platform = &state.platform;
     let status = if body.invite { UserStatus::Invited } else { UserStatus::Active };
     let mut user = User::new(&email, &body.name, roles, status);
+    roles::check_grant(&platform.store, &caller, &catalog, catalog.permissions_of(&user.roles), "user.create", "user", &user.id).await?;
     if let Some(password) = &body.password {
         user.password_hash = Some(hash_password(password)?);
     }
@@ -188,7 +178,8 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     let from = parse_time("created_from", &q.created_from)?;
     let to = parse_time("created_to", &q.created_to)?;
     if let Some(role) = &q.role {
-        if let Some(e) = check_roles("role", std::slice::from_ref(role)).into_iter().next() {
+        let catalog = state.platform.roles.fresh_for(std::slice::from_ref(role)).await?;
+        if let Some(e) = check_roles("role", std::slice::from_ref(role), &catalog).into_iter().next() {
             return Err(Error::Validation(vec![FieldError::new("role", e.message)]));
         }
     }
@@ -337,12 +328,6 @@ pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_i
         Some(e) => Email::parse(e).map_err(|m| errors.push(FieldError::new("email", m))).ok(),
         None => None,
     };
-    if let Some(roles) = &body.roles {
-        errors.extend(check_roles("roles", roles));
-        if roles.is_empty() {
-            errors.push(FieldError::new("roles", "at least one role"));
-        }
-    }
     if matches!(body.status, Some(UserStatus::Deleted | UserStatus::Invited)) {
         errors.push(FieldError::new("status", "may be set to active or suspended (use DELETE to delete)"));
     }
@@ -365,11 +350,9 @@ pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_i
     if let Some(name) = &body.name {
         next.name = name.trim().to_string();
     }
+    let mut holder_writes = Vec::new();
     if let Some(roles) = &body.roles {
-        // Both what is added and what is taken away must be within the
-        // caller's own permissions.
-        let changed: Vec<String> = roles.iter().chain(current.roles.iter()).filter(|r| !(roles.contains(r) && current.roles.contains(r))).cloned().collect();
-        check_grant(&caller.principal, &changed)?;
+        holder_writes = roles::judge_role_change(&state, &caller, &current, roles, "user.update").await?;
         next.roles = roles.clone();
     }
     if let Some(status) = body.status {
@@ -392,6 +375,7 @@ pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_i
             writes.push(Write::delete_existing(&store.table, &User::guard_pk(&current.email), "GUARD", Error::Conflict("the user was changed; reload and retry".into()))?);
         }
     }
+    writes.extend(holder_writes);
     let action = match (current.status, next.status) {
         (a, b) if a == b => "user.update",
         (_, UserStatus::Suspended) => "user.suspend",
@@ -431,12 +415,12 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_i
             return Err(Error::Conflict(format!("the user was changed (version {} now, {expected} sent); reload and retry", current.version)));
         }
     }
-    // Deleting someone who holds a role you could not grant is escalation too.
-    check_grant(&caller.principal, &current.roles)?;
+    let holder_writes = roles::judge_user_removal(&state, &caller, &current).await?;
     let mut next = current.next_version();
     next.status = UserStatus::Deleted;
     next.deleted_at = Some(next.updated_at.clone());
-    let writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    writes.extend(holder_writes);
     let audit = AuditEntry::new(&caller.actor(), "user.delete", "user", &user_id).changes(Some(&current), Some(&next));
     store.commit(writes, &audit).await?;
     Ok(StatusCode::NO_CONTENT)
