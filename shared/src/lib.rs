@@ -13,6 +13,7 @@ pub mod extract;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;
+pub mod oauth;
 pub mod rbac;
 pub mod store;
 pub mod telemetry;
