@@ -1,25 +1,32 @@
 //! The auth function: `/api/v1/auth/*` — login, token refresh with rotation,
-//! logout, invitation acceptance, and the public key set (JWKS). It is the
-//! only function allowed to sign with the KMS signing key. It also serves the
-//! OpenAPI document of the whole API.
+//! logout, invitation acceptance, OAuth/OIDC sign-in and linked identities,
+//! and the public key set (JWKS). It is the only function allowed to sign
+//! with the KMS signing key. It also serves the OpenAPI document of the
+//! whole API.
 
+pub mod identities;
 pub mod invitations;
 pub mod jwks;
 pub mod login;
+pub mod oauth;
+pub mod providers;
 pub mod sessions;
 pub mod signer;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use shared::http::{Access, Platform, Route};
 
+pub use providers::Providers;
 pub use signer::Signer;
 
 #[derive(Clone, Debug)]
 pub struct AuthState {
     pub platform: Platform,
     pub signer: Signer,
+    /// OAuth/OIDC providers (configuration, discovery, keys), cached.
+    pub providers: Providers,
 }
 
 /// Every route of this function and who may call it.
@@ -28,6 +35,14 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/auth/refresh", Access::Public),
     Route::new(Method::POST, "/api/v1/auth/logout", Access::Public),
     Route::new(Method::POST, "/api/v1/auth/invitations/accept", Access::Public),
+    Route::new(Method::POST, "/api/v1/auth/oauth/{provider}", Access::Public),
+    Route::new(Method::GET, "/api/v1/auth/oauth/{provider}/callback", Access::Public),
+    Route::new(Method::POST, "/api/v1/auth/oauth/{provider}/callback", Access::Public),
+    // Public: the owner proves it with the password, or with a bearer token
+    // the handler verifies itself.
+    Route::new(Method::POST, "/api/v1/auth/oauth/link/confirm", Access::Public),
+    Route::new(Method::GET, "/api/v1/auth/identities", Access::Authenticated),
+    Route::new(Method::DELETE, "/api/v1/auth/identities/{provider}", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/auth/jwks", Access::Public),
     Route::new(Method::GET, "/api/v1/openapi.json", Access::Public),
 ];
@@ -39,6 +54,11 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/v1/auth/refresh", post(sessions::refresh))
         .route("/api/v1/auth/logout", post(sessions::logout))
         .route("/api/v1/auth/invitations/accept", post(invitations::accept))
+        .route("/api/v1/auth/oauth/{provider}", post(oauth::start))
+        .route("/api/v1/auth/oauth/{provider}/callback", get(oauth::callback).post(oauth::callback_form))
+        .route("/api/v1/auth/oauth/link/confirm", post(oauth::confirm_link))
+        .route("/api/v1/auth/identities", get(identities::list))
+        .route("/api/v1/auth/identities/{provider}", delete(identities::unlink))
         .route("/api/v1/auth/jwks", get(jwks::jwks))
         .route("/api/v1/openapi.json", get(jwks::openapi_document))
         .with_state(state);
@@ -47,7 +67,10 @@ pub fn router(state: AuthState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(login::login, sessions::refresh, sessions::logout, invitations::accept, jwks::jwks, jwks::openapi_document),
+    paths(
+        login::login, sessions::refresh, sessions::logout, invitations::accept, jwks::jwks, jwks::openapi_document,
+        oauth::start, oauth::callback, oauth::callback_form, oauth::confirm_link, identities::list, identities::unlink,
+    ),
     components(schemas(shared::error::Problem, shared::error::FieldError))
 )]
 pub struct ApiDoc;

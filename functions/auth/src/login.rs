@@ -69,13 +69,20 @@ pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(
         store.record(&audit).await?;
         return Err(refused());
     }
+    complete_login(&state, &user, &meta, "password").await.map(Json)
+}
 
-    let (family, refresh_token, mut writes) = sessions::start(&store.table, &user, &meta)?;
-    writes.push(touch_last_login(&store.table, &user)?);
-    let audit = AuditEntry::new(&actor, "auth.login", "user", &user.id);
+/// The end of every successful authentication, whatever proved who the user
+/// is (`method`: `password`, `oauth:<provider>`...): start a session, record
+/// the login, and issue the tokens.
+pub async fn complete_login(state: &AuthState, user: &User, meta: &RequestMeta, method: &str) -> Result<TokenResponse> {
+    let store = &state.platform.store;
+    let (family, refresh_token, mut writes) = sessions::start(&store.table, user, meta)?;
+    writes.push(touch_last_login(&store.table, user)?);
+    let audit = AuditEntry::new(&meta.actor(&user.id), "auth.login", "user", &user.id).reason(format!("signed in with {method}"));
     store.commit(writes, &audit).await?;
-    let access = state.signer.access_token(&user, &family.id).await?;
-    Ok(Json(TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token }))
+    let access = state.signer.access_token(user, &family.id).await?;
+    Ok(TokenResponse { access_token: access.token, token_type: "Bearer".into(), expires_in: access.expires_in, refresh_token })
 }
 
 /// `last_login_at` is not operator-editable, so it is set without bumping the
