@@ -13,7 +13,7 @@ fn all_routes() -> Vec<&'static Route> {
 }
 
 fn concrete(path: &str, user_id: &str) -> String {
-    path.replace("{user_id}", user_id)
+    path.replace("{user_id}", user_id).replace("{provider}", "no-such-provider")
 }
 
 #[tokio::test]
