@@ -239,9 +239,15 @@ fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+/// Why a callback's state yields no attempt.
+enum NoAttempt {
+    Unknown,
+    AlreadyUsed,
+}
+
 /// Mark the attempt used, atomically: of two callbacks with the same state,
-/// exactly one gets it. `Err` names why there is none.
-async fn take_attempt(store: &Store, raw_state: &str) -> Result<std::result::Result<Attempt, &'static str>> {
+/// exactly one gets it.
+async fn take_attempt(store: &Store, raw_state: &str) -> Result<std::result::Result<Attempt, NoAttempt>> {
     let pk = attempt_pk(raw_state);
     let result = store
         .client
@@ -261,7 +267,7 @@ async fn take_attempt(store: &Store, raw_state: &str) -> Result<std::result::Res
     match result {
         Ok(out) => from_item(out.attributes.unwrap_or_default()).map(Ok),
         Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-            Ok(Err(if store.get_item(&pk, "STATE").await?.is_some() { "state already used" } else { "unknown state" }))
+            Ok(Err(if store.get_item(&pk, "STATE").await?.is_some() { NoAttempt::AlreadyUsed } else { NoAttempt::Unknown }))
         }
         Err(e) => Err(shared::error::aws("dynamodb UpdateItem (oauth state)")(e)),
     }
@@ -276,10 +282,10 @@ async fn finish(state: &AuthState, meta: &RequestMeta, name: &str, params: Callb
     let bad_state = |why: &str| Error::BadRequest(format!("{why}: start the sign-in again"));
     let attempt = match take_attempt(store, raw_state).await? {
         Ok(attempt) => attempt,
-        Err("state already used") => {
+        Err(NoAttempt::AlreadyUsed) => {
             return Err(refuse(store, meta, name, Outcome::Denied, "replayed state", bad_state("this OAuth state was already used (a replayed callback)")).await);
         }
-        Err(_) => {
+        Err(NoAttempt::Unknown) => {
             return Err(refuse(store, meta, name, Outcome::Denied, "unknown state", bad_state("unknown OAuth state: this sign-in was not started here, or has expired")).await);
         }
     };
@@ -345,10 +351,10 @@ async fn finish(state: &AuthState, meta: &RequestMeta, name: &str, params: Callb
             let mut identity = claims.identity(provider.kind());
             // Providers that follow OpenID's default keep email out of the
             // id_token when an access token is issued: ask userinfo.
-            if claims.email.is_none() {
-                if let Some(info) = oidc.userinfo(http, access_token, &claims.sub).await? {
-                    identity = ExternalIdentity { subject: claims.sub.clone(), ..info.identity(provider.kind()) };
-                }
+            if claims.email.is_none()
+                && let Some(info) = oidc.userinfo(http, access_token, &claims.sub).await?
+            {
+                identity = ExternalIdentity { subject: claims.sub.clone(), ..info.identity(provider.kind()) };
             }
             identity
         }

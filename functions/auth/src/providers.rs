@@ -463,11 +463,14 @@ async fn discover(http: &HttpClient, config: &ProviderConfig, issuer: &str) -> R
     Ok((endpoint(name, "authorization_endpoint", &doc.authorization_endpoint)?, endpoint(name, "token_endpoint", &doc.token_endpoint)?, auth_type, oidc))
 }
 
+/// Loaded providers by name, with when they were loaded.
+type Cache = HashMap<String, (Instant, Arc<Provider>)>;
+
 /// Provider configurations, discovery and keys, cached per instance.
 #[derive(Clone, Debug)]
 pub struct Providers {
     http: HttpClient,
-    cache: Arc<Mutex<HashMap<String, (Instant, Arc<Provider>)>>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl Providers {
