@@ -4,9 +4,11 @@
 VENV := .keel/venv
 PY_REQS := infra/local/requirements.txt
 STAMP := $(VENV)/.installed
+OIDC := tests/oidc
+OIDC_STAMP := $(OIDC)/node_modules/.installed
 CARGO ?= cargo
 
-.PHONY: dev test venv lint-template openapi bench lambda clean
+.PHONY: dev test venv oidc-provider lint-template openapi bench lambda clean
 
 ## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
 ## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
@@ -14,7 +16,7 @@ dev: venv
 	$(CARGO) run --locked -p keel-local
 
 ## Everything CI checks: template lint, unit and integration tests.
-test: venv lint-template
+test: venv oidc-provider lint-template
 	$(CARGO) test --locked --workspace
 
 ## The Python tools the local stack and tests use (moto, cfn-lint, pyotp),
@@ -24,6 +26,13 @@ $(STAMP): $(PY_REQS)
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQS)
 	touch $(STAMP)
+
+## The real OpenID provider the OAuth tests sign in with (oidc-provider from
+## npm, pinned by tests/oidc/package-lock.json; needs node 20+ and npm).
+oidc-provider: $(OIDC_STAMP)
+$(OIDC_STAMP): $(OIDC)/package-lock.json
+	npm ci --prefix $(OIDC) --no-audit --no-fund
+	touch $(OIDC_STAMP)
 
 lint-template: venv
 	$(VENV)/bin/cfn-lint template.yaml
@@ -42,4 +51,4 @@ lambda:
 	sam build --beta-features
 
 clean:
-	rm -rf target .keel
+	rm -rf target .keel $(OIDC)/node_modules

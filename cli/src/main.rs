@@ -1,6 +1,7 @@
 //! `keel`, the operators' command line. It talks to the stack's AWS resources
 //! directly with the operator's own AWS credentials (no API token needed), so
-//! it can create the first super admin of a new deployment.
+//! it can create the first super admin of a new deployment and configure the
+//! OAuth/OIDC providers people sign in with.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -46,18 +47,60 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         set: Option<Vec<String>>,
     },
+    /// Configure the OAuth / OpenID Connect providers users may sign in
+    /// with. Changes are audited with the `cli` actor; the auth function
+    /// picks them up within a minute.
+    OauthProvider {
+        #[command(subcommand)]
+        action: ProviderAction,
+    },
 }
 
-fn store(vars: &HashMap<String, String>, sdk: &aws_config::SdkConfig) -> anyhow::Result<shared::store::Store> {
-    let table = vars.get("KEEL_TABLE").ok_or_else(|| anyhow!("KEEL_TABLE is not set (the stack's TableName output, or --env-file .keel/local.env)"))?;
-    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()))
-}
-
-fn readable(e: shared::Error) -> anyhow::Error {
-    match e {
-        shared::Error::Validation(errors) => anyhow!("invalid input: {}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")),
-        other => anyhow!("{other}"),
-    }
+#[derive(Subcommand)]
+enum ProviderAction {
+    /// Create or replace a provider. The client secret is read from the
+    /// first line of standard input and stored envelope-encrypted.
+    Set {
+        /// Its name in URLs: /api/v1/auth/oauth/<name> (a-z, 0-9, -).
+        #[arg(long)]
+        name: String,
+        /// google, microsoft, github or oidc.
+        #[arg(long)]
+        kind: String,
+        /// The OpenID issuer (oidc; microsoft instead of --tenant).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Microsoft Entra directory (tenant) id.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// GitHub: the site serving /login/oauth (GitHub Enterprise Server).
+        #[arg(long)]
+        web_url: Option<String>,
+        /// GitHub: the REST API base.
+        #[arg(long)]
+        api_url: Option<String>,
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from standard input (required: secrets
+        /// are never passed as arguments).
+        #[arg(long, required = true)]
+        client_secret_stdin: bool,
+        /// Keel's callback, as registered with the provider:
+        /// https://<host>/api/v1/auth/oauth/<name>/callback.
+        #[arg(long)]
+        redirect_uri: String,
+        /// Scopes, space- or comma-separated (default: the kind's).
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+    },
+    /// List the configured providers (never their secrets).
+    List,
+    /// Remove a provider; identities linked through it stay on their
+    /// accounts but cannot sign in.
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 fn settings(env_file: Option<&PathBuf>) -> anyhow::Result<HashMap<String, String>> {
@@ -86,22 +129,45 @@ async fn sdk_config(vars: &HashMap<String, String>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// A setting the command needs, with where to find it.
+fn required<'a>(vars: &'a HashMap<String, String>, name: &str, hint: &str) -> anyhow::Result<&'a String> {
+    vars.get(name).ok_or_else(|| anyhow!("{name} is not set ({hint}, or --env-file .keel/local.env)"))
+}
+
+fn store(sdk: &aws_config::SdkConfig, vars: &HashMap<String, String>) -> anyhow::Result<shared::store::Store> {
+    let table = required(vars, "KEEL_TABLE", "the stack's TableName output")?;
+    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()))
+}
+
+/// The first line of standard input, without its line ending.
+fn stdin_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Keel's errors as operator messages (validation errors name the fields).
+fn describe(error: shared::Error) -> anyhow::Error {
+    match error {
+        shared::Error::Validation(errors) => anyhow!("invalid input: {}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")),
+        other => anyhow!("{other:#}"),
+    }
+}
+
+fn cli_actor() -> shared::audit::Actor {
+    shared::audit::Actor { id: "cli".into(), kind: "cli".into(), ..Default::default() }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let vars = settings(cli.env_file.as_ref())?;
     match cli.command {
         Command::BootstrapAdmin { email, name, password_stdin, additional } => {
-            let (password, generated) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line)?;
-                (line.trim_end_matches(['\r', '\n']).to_string(), false)
-            } else {
-                (shared::crypto::random_token(), true)
-            };
+            let (password, generated) = if password_stdin { (stdin_line()?, false) } else { (shared::crypto::random_token(), true) };
             let sdk = sdk_config(&vars).await;
-            let store = store(&vars, &sdk)?;
-            let user = shared::users::bootstrap_admin(&store, &email, &name, &password, additional).await.map_err(readable)?;
+            let store = store(&sdk, &vars)?;
+            let user = shared::users::bootstrap_admin(&store, &email, &name, &password, additional).await.map_err(describe)?;
             println!("Created super admin {} ({})", user.email, user.id);
             if generated {
                 println!("Password (shown once; change it after signing in): {password}");
@@ -109,16 +175,48 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::MfaRequiredRoles { set } => {
             let sdk = sdk_config(&vars).await;
-            let store = store(&vars, &sdk)?;
+            let store = store(&sdk, &vars)?;
             let roles = match set {
                 Some(roles) => {
                     let roles: Vec<String> = roles.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
-                    let actor = shared::audit::Actor { id: "cli".into(), kind: "cli".into(), ..Default::default() };
-                    shared::mfa::set_required_roles(&store, &roles, &actor).await.map_err(readable)?
+                                        shared::mfa::set_required_roles(&store, &roles, &cli_actor()).await.map_err(describe)?
                 }
-                None => shared::mfa::required_roles(&store).await.map_err(readable)?,
+                None => shared::mfa::required_roles(&store).await.map_err(describe)?,
             };
             println!("Roles that require 2FA: {}", if roles.is_empty() { "(none)".to_string() } else { roles.join(", ") });
+        }
+        Command::OauthProvider { action } => oauth_provider(&vars, action).await?,
+    }
+    Ok(())
+}
+
+async fn oauth_provider(vars: &HashMap<String, String>, action: ProviderAction) -> anyhow::Result<()> {
+    let sdk = sdk_config(vars).await;
+    let store = store(&sdk, vars)?;
+    match action {
+        ProviderAction::Set { name, kind, issuer, tenant, web_url, api_url, client_id, client_secret_stdin: _, redirect_uri, scopes } => {
+            let key_id = required(vars, "KEEL_DATA_KEY_ID", "the stack's DataKeyId output")?;
+            let envelope = shared::crypto::Envelope::new(aws_sdk_kms::Client::new(&sdk), key_id.clone());
+            let scopes = scopes.iter().flat_map(|s| s.split([',', ' '])).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let settings = shared::oauth::ProviderSettings { name, kind, issuer, tenant, web_url, api_url, client_id, client_secret: stdin_line()?, redirect_uri, scopes };
+            let config = shared::oauth::set(&store, &envelope, &settings, &cli_actor()).await.map_err(describe)?;
+            let verb = if config.version == 1 { "Created" } else { "Updated" };
+            println!("{verb} OAuth provider {} ({}), version {}", config.name, config.kind.as_str(), config.version);
+            println!("  sign-in starts at POST /api/v1/auth/oauth/{}; register {} with the provider", config.name, config.redirect_uri);
+        }
+        ProviderAction::List => {
+            let providers = shared::oauth::list(&store).await.map_err(describe)?;
+            if providers.is_empty() {
+                println!("No OAuth providers are configured.");
+            }
+            for p in providers {
+                let source = p.issuer.as_deref().or(p.web_url.as_deref()).unwrap_or("-");
+                println!("{}\t{}\t{}\tclient {}\tredirect {}\tscopes {}\tupdated {}", p.name, p.kind.as_str(), source, p.client_id, p.redirect_uri, p.scopes.join(" "), p.updated_at);
+            }
+        }
+        ProviderAction::Remove { name } => {
+            shared::oauth::remove(&store, &name, &cli_actor()).await.map_err(describe)?;
+            println!("Removed OAuth provider {name}");
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod ratelimit;
 pub mod mfa;
+pub mod oauth;
 pub mod rbac;
 pub mod roles;
 pub mod store;

@@ -26,6 +26,9 @@ pub mod amr {
     pub const RECOVERY_CODE: &str = "rec";
     /// More than one factor was used (added with `otp` or `rec`).
     pub const MFA: &str = "mfa";
+    /// Signed in at an OAuth/OIDC provider (federated; not in the RFC 8176
+    /// registry).
+    pub const FEDERATED: &str = "fed";
 }
 
 /// A restriction on what a token may do beyond its roles; a token without

@@ -6,6 +6,7 @@ mod helpers;
 
 mod audit_log;
 mod lambda_events;
+mod oauth;
 mod openapi;
 mod rate_limits;
 mod rbac;

@@ -15,7 +15,7 @@ pub fn all_routes() -> Vec<&'static Route> {
 
 /// A route's path with its parameters filled in.
 pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
-    path.replace("{user_id}", user_id).replace("{name}", role_name)
+    path.replace("{user_id}", user_id).replace("{name}", role_name).replace("{provider}", "no-such-provider")
 }
 
 #[tokio::test]

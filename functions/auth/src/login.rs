@@ -51,16 +51,16 @@ pub enum LoginOutcome {
 /// first factor `amr` (e.g. `[amr::PASSWORD]`): a 2FA challenge if the user
 /// has 2FA; otherwise a session, limited to enrolling 2FA if the roles
 /// require it. Audited in the same transaction as what it stores.
-pub async fn finish_login(state: &AuthState, user: &User, meta: &RequestMeta, amr: &[&str]) -> Result<LoginOutcome> {
+pub async fn finish_login(state: &AuthState, user: &User, meta: &RequestMeta, amr: &[&str], method: &str) -> Result<LoginOutcome> {
     let store = &state.platform.store;
     let mfa = shared::mfa::get(store, &user.id).await?;
     if mfa.as_ref().is_some_and(|m| m.is_active()) {
         return two_factor::challenge(store, user, meta, amr).await.map(LoginOutcome::Challenge);
     }
     let grant = SessionGrant::new(amr, shared::mfa::session_scope(store, user, mfa.as_ref()).await?);
-    let mut audit = AuditEntry::new(&meta.actor(&user.id), "auth.login", "user", &user.id);
+    let mut audit = AuditEntry::new(&meta.actor(&user.id), "auth.login", "user", &user.id).reason(format!("signed in with {method}"));
     if grant.scope.is_some() {
-        audit = audit.reason("roles require 2FA, which is not active: session limited to enrolment");
+        audit = audit.reason(format!("signed in with {method}; roles require 2FA, which is not active: session limited to enrolment"));
     }
     sign_in(state, user, meta, grant, Vec::new(), audit).await.map(LoginOutcome::Tokens)
 }
@@ -122,7 +122,7 @@ pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(
     }
     // The password was right: only failures count against the limits.
     attempt.succeeded().await?;
-    finish_login(&state, &user, &meta, &[amr::PASSWORD]).await.map(Json)
+    finish_login(&state, &user, &meta, &[amr::PASSWORD], "password").await.map(Json)
 }
 
 /// `last_login_at` is not operator-editable, so it is set without bumping the

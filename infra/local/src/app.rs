@@ -29,7 +29,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let platform = Platform::new(config.clone(), &clients, verifier);
     let signer = auth::Signer::new(clients.kms.clone(), &config.signing_key_id, &platform.verifier);
     let router = Router::new()
-        .merge(auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone() }))
+        .merge(auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? }))
         .merge(admin::router(admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone() }))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config, sdk);
