@@ -19,6 +19,8 @@ pub struct Config {
     pub public_url: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// How long a function caches the system settings (at most 60 s).
+    pub settings_ttl: std::time::Duration,
 }
 
 pub const AUDIENCE: &str = "keel-api";
@@ -47,6 +49,13 @@ impl Config {
             None => 256 * 1024,
             Some(v) => v.parse().map_err(|_| ConfigError(format!("KEEL_MAX_BODY_BYTES is not a number: {v:?}")))?,
         };
+        let settings_ttl = match get("KEEL_SETTINGS_TTL_SECONDS") {
+            None => std::time::Duration::from_secs(30),
+            Some(v) => match v.parse::<f64>() {
+                Ok(secs) if (0.0..=60.0).contains(&secs) => std::time::Duration::from_secs_f64(secs),
+                _ => return Err(ConfigError(format!("KEEL_SETTINGS_TTL_SECONDS must be 0 to 60 seconds: {v:?}"))),
+            },
+        };
         let public_url = required("KEEL_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err(ConfigError(format!("KEEL_PUBLIC_URL must be an http(s) URL: {public_url:?}")));
@@ -62,6 +71,7 @@ impl Config {
             email_from: required("KEEL_EMAIL_FROM")?,
             public_url: public_url.trim_end_matches('/').to_string(),
             max_body_bytes,
+            settings_ttl,
         })
     }
 }

@@ -50,20 +50,25 @@ impl Route {
 }
 
 /// What every API function has: configuration, the table, the token
-/// verifier, envelope encryption and the (lazily loaded) cursor key.
+/// verifier, envelope encryption, the system settings and the (lazily
+/// loaded) cursor key.
 #[derive(Clone, Debug)]
 pub struct Platform {
     pub config: Arc<Config>,
     pub store: Store,
     pub verifier: Arc<TokenVerifier>,
     pub envelope: Envelope,
+    /// The system settings, cached for `config.settings_ttl`.
+    pub settings: crate::settings::SettingsCache,
     cursors: Arc<tokio::sync::OnceCell<CursorCodec>>,
 }
 
 impl Platform {
     pub fn new(config: Arc<Config>, clients: &crate::aws::Clients, verifier: TokenVerifier) -> Platform {
+        let store = Store::new(clients.dynamo.clone(), config.table.clone());
         Platform {
-            store: Store::new(clients.dynamo.clone(), config.table.clone()),
+            settings: crate::settings::SettingsCache::new(store.clone(), config.settings_ttl),
+            store,
             envelope: Envelope::new(clients.kms.clone(), config.data_key_id.clone()),
             verifier: Arc::new(verifier),
             config,

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod charts;
 pub mod config;
 pub mod crypto;
 pub mod cursor;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod rbac;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod token;

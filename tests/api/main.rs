@@ -5,11 +5,13 @@
 mod helpers;
 
 mod audit_log;
+mod charts;
 mod lambda_events;
 mod openapi;
 mod rbac;
 mod sessions;
 mod stack;
+mod system_config;
 mod tokens;
 mod users;
 mod validation;

@@ -1,13 +1,17 @@
-//! The admin function: `/api/v1/admin/*` — user management and the audit
-//! log. (Charts, roles, system configuration and the dashboard join later.)
+//! The admin function: `/api/v1/admin/*` — user management, the audit log,
+//! chart moderation and the system configuration. (Roles and the dashboard
+//! join later.)
 
 pub mod audit_logs;
+pub mod charts;
 pub mod masking;
+pub mod moderation;
+pub mod system_config;
 pub mod users;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::get;
+use axum::routing::{get, post};
 use shared::http::{Access, Platform, Route};
 use shared::rbac::Permission;
 
@@ -25,6 +29,17 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::PUT, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersWrite)),
     Route::new(Method::DELETE, "/api/v1/admin/users/{user_id}", Access::Permission(Permission::UsersDelete)),
     Route::new(Method::GET, "/api/v1/admin/audit-logs", Access::Permission(Permission::AuditRead)),
+    // Chart moderation (charts.rs).
+    Route::new(Method::GET, "/api/v1/admin/charts", Access::Permission(Permission::ChartsRead)),
+    Route::new(Method::GET, "/api/v1/admin/charts/queue", Access::Permission(Permission::ChartsRead)),
+    Route::new(Method::GET, "/api/v1/admin/charts/{chart_id}", Access::Permission(Permission::ChartsRead)),
+    Route::new(Method::POST, "/api/v1/admin/charts/{chart_id}/moderate", Access::Permission(Permission::ChartsModerate)),
+    Route::new(Method::POST, "/api/v1/admin/charts/moderate", Access::Permission(Permission::ChartsModerate)),
+    // System configuration (system_config.rs).
+    Route::new(Method::GET, "/api/v1/admin/system/config", Access::Permission(Permission::ConfigRead)),
+    Route::new(Method::PUT, "/api/v1/admin/system/config", Access::Permission(Permission::ConfigWrite)),
+    Route::new(Method::GET, "/api/v1/admin/system/config/history", Access::Permission(Permission::ConfigRead)),
+    Route::new(Method::POST, "/api/v1/admin/system/config/rollback", Access::Permission(Permission::ConfigWrite)),
 ];
 
 pub fn router(state: AdminState) -> Router {
@@ -33,13 +48,27 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/users", get(users::list).post(users::create))
         .route("/api/v1/admin/users/{user_id}", get(users::read).put(users::update).delete(users::delete))
         .route("/api/v1/admin/audit-logs", get(audit_logs::list))
+        // Chart moderation.
+        .route("/api/v1/admin/charts", get(charts::list))
+        .route("/api/v1/admin/charts/queue", get(charts::queue))
+        .route("/api/v1/admin/charts/moderate", post(charts::moderate_bulk))
+        .route("/api/v1/admin/charts/{chart_id}", get(charts::read))
+        .route("/api/v1/admin/charts/{chart_id}/moderate", post(charts::moderate))
+        // System configuration.
+        .route("/api/v1/admin/system/config", get(system_config::read).put(system_config::update))
+        .route("/api/v1/admin/system/config/history", get(system_config::history))
+        .route("/api/v1/admin/system/config/rollback", post(system_config::rollback))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(users::create, users::list, users::read, users::update, users::delete, audit_logs::list),
+    paths(
+        users::create, users::list, users::read, users::update, users::delete, audit_logs::list,
+        charts::list, charts::queue, charts::read, charts::moderate, charts::moderate_bulk,
+        system_config::read, system_config::update, system_config::history, system_config::rollback,
+    ),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]

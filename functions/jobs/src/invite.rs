@@ -43,22 +43,6 @@ pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
         "Hello {name},\n\nYou have been invited to Keel. Set your password here (the link works once and expires in 7 days):\n\n{link}\n\nIf you did not expect this, ignore this email.\n",
         name = user.name
     );
-    let content = aws_sdk_sesv2::types::EmailContent::builder()
-        .simple(
-            aws_sdk_sesv2::types::Message::builder()
-                .subject(aws_sdk_sesv2::types::Content::builder().data("You are invited to Keel").build().map_err(|e| Error::internal(e.to_string()))?)
-                .body(aws_sdk_sesv2::types::Body::builder().text(aws_sdk_sesv2::types::Content::builder().data(text).build().map_err(|e| Error::internal(e.to_string()))?).build())
-                .build(),
-        )
-        .build();
-    let sent = worker
-        .ses
-        .send_email()
-        .from_email_address(&worker.config.email_from)
-        .destination(aws_sdk_sesv2::types::Destination::builder().to_addresses(&user.email).build())
-        .content(content)
-        .send()
-        .await
-        .map_err(shared::error::aws("ses SendEmail"))?;
-    Ok(json!({ "message_id": sent.message_id(), "invitation_expires_at": expires_at }))
+    let message_id = worker.send_email(&user.email, "You are invited to Keel", text).await?;
+    Ok(json!({ "message_id": message_id, "invitation_expires_at": expires_at }))
 }

@@ -4,6 +4,7 @@
 //! acknowledged without doing the work again.
 
 pub mod invite;
+pub mod moderation_notice;
 
 use std::sync::Arc;
 
@@ -38,6 +39,24 @@ impl Worker {
             ses: aws_sdk_sesv2::Client::new(sdk),
             config,
         }
+    }
+
+    /// Send a plain-text email from the configured sender (SES); returns
+    /// SES's message id.
+    pub async fn send_email(&self, to: &str, subject: &str, text: String) -> Result<Option<String>> {
+        use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+        let content = |data: String| Content::builder().data(data).build().map_err(|e| Error::internal(e.to_string()));
+        let message = Message::builder().subject(content(subject.to_string())?).body(Body::builder().text(content(text)?).build()).build();
+        let sent = self
+            .ses
+            .send_email()
+            .from_email_address(&self.config.email_from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(EmailContent::builder().simple(message).build())
+            .send()
+            .await
+            .map_err(shared::error::aws("ses SendEmail"))?;
+        Ok(sent.message_id().map(str::to_string))
     }
 
     /// Handle one SQS batch; the returned failures are redelivered.
@@ -106,6 +125,7 @@ impl Worker {
     async fn run(&self, job: &Job) -> Result<Value> {
         match job.kind.as_str() {
             "invite_email" => invite::send(self, job).await,
+            moderation_notice::KIND => moderation_notice::send(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }
