@@ -26,7 +26,10 @@ const VERSION_SK_PREFIX: &str = "CONFIGV#";
 /// OAuth providers Keel knows how to sign in with.
 pub const KNOWN_OAUTH_PROVIDERS: &[&str] = &["google", "microsoft", "github", "oidc"];
 
+// `serde(default)`: a stored version written before a key existed reads
+// with that key's default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct Limits {
     /// Most rows one export may contain.
     pub max_export_rows: u64,
@@ -39,6 +42,7 @@ pub struct Limits {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct Retention {
     /// Days audit entries are kept (at least a year).
     pub audit_days: u32,
@@ -57,6 +61,7 @@ pub struct ModerationReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct Settings {
     /// Feature flag name → on/off.
     pub feature_flags: BTreeMap<String, bool>,
@@ -69,12 +74,24 @@ pub struct Settings {
     pub oauth_providers: Vec<String>,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_export_rows: 1_000_000, max_import_bytes: 50 * 1024 * 1024, bulk_cap: 100, page_size_max: 200 }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { audit_days: 2555, exports_days: 7, jobs_days: 30 }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         let reason = |code: &str, label: &str| ModerationReason { code: code.into(), label: label.into() };
         Settings {
             feature_flags: BTreeMap::new(),
-            limits: Limits { max_export_rows: 1_000_000, max_import_bytes: 50 * 1024 * 1024, bulk_cap: 100, page_size_max: 200 },
+            limits: Limits::default(),
             moderation_reasons: vec![
                 reason("meets_guidelines", "Meets the community guidelines"),
                 reason("spam", "Spam or advertising"),
@@ -85,7 +102,7 @@ impl Default for Settings {
                 reason("other", "Other (see note)"),
             ],
             mfa_required_roles: vec![BuiltinRole::SuperAdmin.as_str().into(), BuiltinRole::Admin.as_str().into()],
-            retention: Retention { audit_days: 2555, exports_days: 7, jobs_days: 30 },
+            retention: Retention::default(),
             oauth_providers: KNOWN_OAUTH_PROVIDERS.iter().map(|p| p.to_string()).collect(),
         }
     }
@@ -324,6 +341,15 @@ mod tests {
                 "oauth_providers[0]",
             ]
         );
+    }
+
+    #[test]
+    fn versions_stored_before_a_key_existed_still_read() {
+        let stored = serde_json::json!({"limits": {"bulk_cap": 5}, "oauth_providers": ["github"]});
+        let settings: Settings = serde_json::from_value(stored).unwrap();
+        assert_eq!(settings.limits.bulk_cap, 5);
+        assert_eq!(settings.limits.page_size_max, Limits::default().page_size_max);
+        assert_eq!(settings.mfa_required_roles, Settings::default().mfa_required_roles);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use shared::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationS
 use shared::cursor::{KeyPosition, key_of, position_of};
 use shared::error::{Error, FieldError, Result};
 use shared::extract::{ValidJson, ValidQuery, page_limit};
-use shared::http::{Caller, Principal};
+use shared::http::Caller;
 use shared::settings::{ModerationReason, Settings};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
@@ -222,7 +222,7 @@ pub struct ChartDetail {
         (status = 403, description = "Missing charts:read", body = shared::error::Problem),
         (status = 404, description = "No such chart", body = shared::error::Problem),
     ))]
-pub async fn read(State(state): State<AdminState>, _principal: Principal, Path(chart_id): Path<String>) -> Result<Json<ChartDetail>> {
+pub async fn read(State(state): State<AdminState>, Path(chart_id): Path<String>) -> Result<Json<ChartDetail>> {
     let store = &state.platform.store;
     let chart = charts::get(store, &chart_id).await?.ok_or_else(|| Error::NotFound(format!("no chart {chart_id}")))?;
     let moderation_history = charts::history(store, &chart.id, 100).await?;
