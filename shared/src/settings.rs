@@ -274,8 +274,11 @@ pub const MAX_TTL: Duration = Duration::from_secs(60);
 pub struct SettingsCache {
     store: Store,
     ttl: Duration,
-    cached: Arc<tokio::sync::Mutex<Option<(Instant, Arc<SettingsVersion>)>>>,
+    cached: Arc<tokio::sync::Mutex<Option<Cached>>>,
 }
+
+/// A version and when it was read.
+type Cached = (Instant, Arc<SettingsVersion>);
 
 impl SettingsCache {
     pub fn new(store: Store, ttl: Duration) -> SettingsCache {
@@ -285,10 +288,10 @@ impl SettingsCache {
     /// The settings in force, at most `ttl` old.
     pub async fn current(&self) -> Result<Arc<SettingsVersion>> {
         let mut cached = self.cached.lock().await;
-        if let Some((read_at, value)) = cached.as_ref() {
-            if read_at.elapsed() < self.ttl {
-                return Ok(value.clone());
-            }
+        if let Some((read_at, value)) = cached.as_ref()
+            && read_at.elapsed() < self.ttl
+        {
+            return Ok(value.clone());
         }
         let value = Arc::new(load_current(&self.store).await?);
         *cached = Some((Instant::now(), value.clone()));

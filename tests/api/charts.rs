@@ -262,3 +262,20 @@ async fn list_filters_and_cursor_pagination() {
     let r = moderate(&app, &analyst, seen[0].1.as_str(), json!({"action": "hide", "reason": "spam", "version": 1})).await;
     assert_eq!((r.status.as_u16(), r.body["missing_permission"].as_str()), (403, Some("charts:moderate")));
 }
+
+#[tokio::test]
+async fn demo_charts_are_listed_and_moderated_like_any_other() {
+    let app = TestApp::spawn().await;
+    let summary = keel_local::seed::load(app.store(), 40, 11).await.unwrap();
+    assert!(summary.charts > 20, "{summary:?}");
+    let (_, moderator) = app.user(&["moderator"]).await;
+    let r = app.get("/api/v1/admin/charts?limit=200", &moderator).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), summary.charts, "every seeded chart is on the all-charts index");
+    let queue = app.get("/api/v1/admin/charts/queue?limit=200", &moderator).await;
+    let queued = queue.body["items"].as_array().unwrap();
+    assert!(!queued.is_empty() && queued.iter().all(|c| c["moderation_status"] == "pending" || c["moderation_status"] == "flagged"), "{}", queue.body);
+    let first = &queued[0];
+    let r = moderate(&app, &moderator, first["id"].as_str().unwrap(), json!({"action": "approve", "reason": "meets_guidelines", "version": first["version"]})).await;
+    assert_eq!((r.status.as_u16(), r.body["moderation_status"].as_str()), (200, Some("approved")), "{}", r.body);
+}
