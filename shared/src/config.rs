@@ -95,4 +95,21 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("KEEL_MAX_BODY_BYTES"), "{err}");
     }
+
+    #[test]
+    fn settings_ttl_is_at_most_a_minute() {
+        let with_ttl = |ttl: &'static str| {
+            Config::from_lookup(move |n| match n {
+                "KEEL_SETTINGS_TTL_SECONDS" => Some(ttl.into()),
+                "KEEL_MAX_BODY_BYTES" => None,
+                _ => Some("http://x".into()),
+            })
+        };
+        assert_eq!(with_ttl("0.5").unwrap().settings_ttl, std::time::Duration::from_millis(500));
+        for bad in ["61", "-1", "soon"] {
+            assert!(with_ttl(bad).unwrap_err().to_string().contains("KEEL_SETTINGS_TTL_SECONDS"), "{bad}");
+        }
+        let default = Config::from_lookup(|n| if n == "KEEL_MAX_BODY_BYTES" || n == "KEEL_SETTINGS_TTL_SECONDS" { None } else { Some("http://x".into()) });
+        assert_eq!(default.unwrap().settings_ttl, std::time::Duration::from_secs(30));
+    }
 }
