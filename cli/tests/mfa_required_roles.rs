@@ -32,7 +32,7 @@ async fn shows_and_sets_the_roles_that_require_2fa() {
         .query()
         .index_name("gsi2")
         .key_condition_expression("gsi2pk = :pk")
-        .expression_attribute_values(":pk", shared::store::s("TARGET#config#mfa_required_roles"))
+        .expression_attribute_values(":pk", shared::store::s("TARGET#config#system"))
         .send()
         .await
         .unwrap();

@@ -24,6 +24,8 @@ pub struct Config {
     /// How long a function instance reuses the custom roles it loaded before
     /// reading them again: the longest a role change takes to reach tokens.
     pub role_cache_ttl: std::time::Duration,
+    /// How long a function caches the system settings (at most 60 s).
+    pub settings_ttl: std::time::Duration,
 }
 
 /// Role changes must reach every instance within a minute.
@@ -69,6 +71,13 @@ impl Config {
                 .filter(|s| *s <= MAX_ROLE_CACHE_SECONDS)
                 .ok_or_else(|| ConfigError(format!("KEEL_ROLE_CACHE_SECONDS must be 0 to {MAX_ROLE_CACHE_SECONDS}: {v:?}")))?,
         };
+        let settings_ttl = match get("KEEL_SETTINGS_TTL_SECONDS") {
+            None => std::time::Duration::from_secs(30),
+            Some(v) => match v.parse::<f64>() {
+                Ok(secs) if (0.0..=60.0).contains(&secs) => std::time::Duration::from_secs_f64(secs),
+                _ => return Err(ConfigError(format!("KEEL_SETTINGS_TTL_SECONDS must be 0 to 60 seconds: {v:?}"))),
+            },
+        };
         let public_url = required("KEEL_PUBLIC_URL")?;
         if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
             return Err(ConfigError(format!("KEEL_PUBLIC_URL must be an http(s) URL: {public_url:?}")));
@@ -86,6 +95,7 @@ impl Config {
             max_body_bytes,
             rate_limits,
             role_cache_ttl: std::time::Duration::from_secs(role_cache_seconds),
+            settings_ttl,
         })
     }
 }
@@ -114,7 +124,7 @@ mod tests {
     fn rate_limits_default_and_bad_ones_are_named() {
         let set = |spec: Option<&'static str>| move |n: &str| match n {
             "KEEL_RATE_LIMITS" => spec.map(String::from),
-            "KEEL_MAX_BODY_BYTES" | "KEEL_ROLE_CACHE_SECONDS" => None,
+            "KEEL_MAX_BODY_BYTES" | "KEEL_ROLE_CACHE_SECONDS" | "KEEL_SETTINGS_TTL_SECONDS" => None,
             _ => Some("http://x".into()),
         };
         let defaults = Config::from_lookup(set(None)).unwrap();
@@ -132,7 +142,7 @@ mod tests {
         let with = |ttl: Option<&'static str>| {
             Config::from_lookup(move |n| match n {
                 "KEEL_ROLE_CACHE_SECONDS" => ttl.map(String::from),
-                "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" => None,
+                "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" | "KEEL_SETTINGS_TTL_SECONDS" => None,
                 _ => Some("http://x".into()),
             })
         };
@@ -143,5 +153,22 @@ mod tests {
             let err = with(Some(bad)).unwrap_err();
             assert!(err.to_string().contains("KEEL_ROLE_CACHE_SECONDS"), "{err}");
         }
+    }
+
+    #[test]
+    fn settings_ttl_is_at_most_a_minute() {
+        let with_ttl = |ttl: &'static str| {
+            Config::from_lookup(move |n| match n {
+                "KEEL_SETTINGS_TTL_SECONDS" => Some(ttl.into()),
+                "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" | "KEEL_ROLE_CACHE_SECONDS" => None,
+                _ => Some("http://x".into()),
+            })
+        };
+        assert_eq!(with_ttl("0.5").unwrap().settings_ttl, std::time::Duration::from_millis(500));
+        for bad in ["61", "-1", "soon"] {
+            assert!(with_ttl(bad).unwrap_err().to_string().contains("KEEL_SETTINGS_TTL_SECONDS"), "{bad}");
+        }
+        let default = Config::from_lookup(|n| if matches!(n, "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" | "KEEL_ROLE_CACHE_SECONDS" | "KEEL_SETTINGS_TTL_SECONDS") { None } else { Some("http://x".into()) });
+        assert_eq!(default.unwrap().settings_ttl, std::time::Duration::from_secs(30));
     }
 }

@@ -65,8 +65,8 @@ impl Route {
 }
 
 /// What every API function has: configuration, the table, the token
-/// verifier, the role catalog, envelope encryption and the (lazily loaded)
-/// cursor key.
+/// verifier, the role catalog, envelope encryption, the system settings
+/// and the (lazily loaded) cursor key.
 #[derive(Clone, Debug)]
 pub struct Platform {
     pub config: Arc<Config>,
@@ -75,6 +75,8 @@ pub struct Platform {
     /// Custom roles, cached per instance (see `roles`).
     pub roles: RoleCatalog,
     pub envelope: Envelope,
+    /// The system settings, cached for `config.settings_ttl`.
+    pub settings: crate::settings::SettingsCache,
     cursors: Arc<tokio::sync::OnceCell<CursorCodec>>,
 }
 
@@ -83,6 +85,7 @@ impl Platform {
         let store = Store::new(clients.dynamo.clone(), config.table.clone());
         Platform {
             roles: RoleCatalog::new(store.clone(), config.role_cache_ttl),
+            settings: crate::settings::SettingsCache::new(store.clone(), config.settings_ttl),
             store,
             envelope: Envelope::new(clients.kms.clone(), config.data_key_id.clone()),
             verifier: Arc::new(verifier),

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod charts;
 pub mod config;
 pub mod crypto;
 pub mod cursor;
@@ -18,6 +19,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod rbac;
 pub mod roles;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod token;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::audit::{Actor, AuditEntry};
+use crate::audit::Actor;
 use crate::crypto::{Envelope, Sealed, sha256_hex};
 use crate::error::{Error, Result};
 use crate::store::{Item, Store, Write, s, timestamp, to_item};
@@ -265,29 +265,10 @@ pub fn recovery_code_hashes(user_id: &str, codes: &[String]) -> Vec<String> {
 
 // --- Roles that require 2FA -------------------------------------------------
 
-/// `CONFIG / mfa_required_roles`: the roles whose holders must use 2FA.
-pub const REQUIRED_ROLES_KEY: &str = "mfa_required_roles";
-/// Without the config item: the roles that can change everything.
-pub const DEFAULT_REQUIRED_ROLES: &[&str] = &["super_admin", "admin"];
-/// Other processes see a change within this time.
+/// The roles whose holders must use 2FA are the system setting
+/// `mfa_required_roles` (`shared::settings`; default super_admin and admin),
+/// read at most every 30 s per process.
 const REQUIRED_ROLES_CACHE: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RequiredRoles {
-    value: Vec<String>,
-    updated_at: String,
-    version: u64,
-}
-
-impl RequiredRoles {
-    fn to_item(&self) -> Result<Item> {
-        let mut item = to_item(self)?;
-        item.insert("pk".into(), s("CONFIG"));
-        item.insert("sk".into(), s(REQUIRED_ROLES_KEY));
-        item.insert("type".into(), s("config"));
-        Ok(item)
-    }
-}
 
 /// Per table (tests run many stacks in one process): when read, and what.
 type RolesCache = Mutex<HashMap<String, (Instant, Vec<String>)>>;
@@ -310,10 +291,7 @@ pub async fn required_roles(store: &Store) -> Result<Vec<String>> {
     {
         return Ok(roles);
     }
-    let roles = match store.get::<RequiredRoles>("CONFIG", REQUIRED_ROLES_KEY).await? {
-        Some(config) => config.value,
-        None => DEFAULT_REQUIRED_ROLES.iter().map(|r| r.to_string()).collect(),
-    };
+    let roles = crate::settings::load_current(store).await?.settings.mfa_required_roles;
     remember(&store.table, &roles);
     Ok(roles)
 }
@@ -341,8 +319,8 @@ pub async fn session_scope(store: &Store, user: &User, mfa: Option<&MfaRecord>) 
     Ok((!active && requires_2fa(store, &user.roles).await?).then_some(TokenScope::MfaEnrollment))
 }
 
-/// Set the roles that require 2FA (each a known role), audited. This
-/// process sees it at once, others within 30 s.
+/// Set the roles that require 2FA (each a known role): a new version of the
+/// system settings, audited. This process sees it at once, others within 30 s.
 pub async fn set_required_roles(store: &Store, roles: &[String], actor: &Actor) -> Result<Vec<String>> {
     let catalog = crate::roles::Catalog::new(crate::roles::load_all(store).await?);
     let errors = crate::users::check_roles("roles", roles, &catalog);
@@ -352,15 +330,12 @@ pub async fn set_required_roles(store: &Store, roles: &[String], actor: &Actor) 
     let mut roles = roles.to_vec();
     roles.sort();
     roles.dedup();
-    let current: Option<RequiredRoles> = store.get("CONFIG", REQUIRED_ROLES_KEY).await?;
-    let before = current.as_ref().map_or_else(|| DEFAULT_REQUIRED_ROLES.iter().map(|r| r.to_string()).collect(), |c| c.value.clone());
-    let next = RequiredRoles { value: roles.clone(), updated_at: timestamp(chrono::Utc::now()), version: current.as_ref().map_or(1, |c| c.version + 1) };
-    let write = match &current {
-        Some(c) => Write::put_versioned(&store.table, next.to_item()?, c.version)?,
-        None => Write::put_new(&store.table, next.to_item()?, Error::Conflict("the setting changed concurrently; retry".into()))?,
-    };
-    let audit = AuditEntry::new(actor, "config.update", "config", REQUIRED_ROLES_KEY).changes(Some(&json!({ "value": before })), Some(&json!({ "value": roles })));
-    store.commit(vec![write], &audit).await?;
+    let current = crate::settings::load_current(store).await?;
+    let mut settings = current.settings.clone();
+    settings.mfa_required_roles = roles.clone();
+    if settings != current.settings {
+        crate::settings::commit(store, actor, &current, settings, "roles that require 2FA set from the command line", None).await?;
+    }
     remember(&store.table, &roles);
     Ok(roles)
 }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod audit_log;
+mod charts;
 mod lambda_events;
 mod oauth;
 mod openapi;
@@ -13,6 +14,7 @@ mod rbac;
 mod roles;
 mod sessions;
 mod stack;
+mod system_config;
 mod tokens;
 mod two_factor;
 mod users;

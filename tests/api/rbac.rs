@@ -13,9 +13,13 @@ pub fn all_routes() -> Vec<&'static Route> {
     auth::ROUTES.iter().chain(admin::ROUTES.iter()).collect()
 }
 
-/// A route's path with its parameters filled in.
+/// A route's path with its parameters filled in (a chart id that names no
+/// chart: access is decided before the handler looks).
 pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
-    path.replace("{user_id}", user_id).replace("{name}", role_name).replace("{provider}", "no-such-provider")
+    path.replace("{user_id}", user_id)
+        .replace("{name}", role_name)
+        .replace("{provider}", "no-such-provider")
+        .replace("{chart_id}", &uuid::Uuid::now_v7().to_string())
 }
 
 #[tokio::test]

@@ -353,9 +353,9 @@ async fn the_roles_that_require_2fa_are_configurable() {
     // A full session whose roles now require 2FA is limited at its next refresh.
     let refreshed = refresh(&app, str_of(&session, "refresh_token")).await;
     assert_eq!(refreshed.body["scope"], "mfa_enrollment", "{}", refreshed.body);
-    let change = app.audit_for("config", shared::mfa::REQUIRED_ROLES_KEY).await;
+    let change = app.audit_for("config", "system").await;
     assert_eq!(change[0].action, "config.update");
-    assert_eq!(change[0].changes.as_ref().unwrap()["after"]["value"], json!(["analyst"]));
+    assert_eq!(change[0].changes.as_ref().unwrap()["after"]["mfa_required_roles"], json!(["analyst"]));
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! The admin function: `/api/v1/admin/*` — user management (including
 //! resetting a user's 2FA and unlocking rate limits), roles and role
-//! assignments, and the audit log. (Charts, system configuration and the
-//! dashboard join later.)
+//! assignments, chart moderation, the system configuration and the audit
+//! log. (The dashboard joins later.)
 
 pub mod audit_logs;
+pub mod charts;
 pub mod masking;
+pub mod moderation;
 pub mod roles;
+pub mod system_config;
 pub mod two_factor;
 pub mod users;
 
@@ -37,6 +40,17 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::PUT, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesWrite)),
     Route::new(Method::DELETE, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesWrite)),
     Route::new(Method::GET, "/api/v1/admin/audit-logs", Access::Permission(Permission::AuditRead)),
+    // Chart moderation (charts.rs).
+    Route::new(Method::GET, "/api/v1/admin/charts", Access::Permission(Permission::ChartsRead)),
+    Route::new(Method::GET, "/api/v1/admin/charts/queue", Access::Permission(Permission::ChartsRead)),
+    Route::new(Method::GET, "/api/v1/admin/charts/{chart_id}", Access::Permission(Permission::ChartsRead)),
+    Route::new(Method::POST, "/api/v1/admin/charts/{chart_id}/moderate", Access::Permission(Permission::ChartsModerate)),
+    Route::new(Method::POST, "/api/v1/admin/charts/moderate", Access::Permission(Permission::ChartsModerate)),
+    // System configuration (system_config.rs).
+    Route::new(Method::GET, "/api/v1/admin/system/config", Access::Permission(Permission::ConfigRead)),
+    Route::new(Method::PUT, "/api/v1/admin/system/config", Access::Permission(Permission::ConfigWrite)),
+    Route::new(Method::GET, "/api/v1/admin/system/config/history", Access::Permission(Permission::ConfigRead)),
+    Route::new(Method::POST, "/api/v1/admin/system/config/rollback", Access::Permission(Permission::ConfigWrite)),
 ];
 
 pub fn router(state: AdminState) -> Router {
@@ -50,6 +64,16 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/roles", get(roles::list).post(roles::create))
         .route("/api/v1/admin/roles/{name}", get(roles::read).put(roles::update).delete(roles::delete))
         .route("/api/v1/admin/audit-logs", get(audit_logs::list))
+        // Chart moderation.
+        .route("/api/v1/admin/charts", get(charts::list))
+        .route("/api/v1/admin/charts/queue", get(charts::queue))
+        .route("/api/v1/admin/charts/moderate", post(charts::moderate_bulk))
+        .route("/api/v1/admin/charts/{chart_id}", get(charts::read))
+        .route("/api/v1/admin/charts/{chart_id}/moderate", post(charts::moderate))
+        // System configuration.
+        .route("/api/v1/admin/system/config", get(system_config::read).put(system_config::update))
+        .route("/api/v1/admin/system/config/history", get(system_config::history))
+        .route("/api/v1/admin/system/config/rollback", post(system_config::rollback))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
@@ -60,6 +84,8 @@ pub fn router(state: AdminState) -> Router {
         users::create, users::list, users::read, users::update, users::delete, users::unlock, two_factor::reset,
         roles::assign, roles::list, roles::create, roles::read, roles::update, roles::delete,
         audit_logs::list,
+        charts::list, charts::queue, charts::read, charts::moderate, charts::moderate_bulk,
+        system_config::read, system_config::update, system_config::history, system_config::rollback,
     ),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)

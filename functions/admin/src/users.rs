@@ -152,7 +152,7 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
+pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
     value
         .as_deref()
         .map(|v| {
@@ -165,7 +165,7 @@ fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
 
 /// At most this many DynamoDB pages are read to fill one response page, so a
 /// sparse filter cannot make one request expensive; the cursor continues.
-const MAX_READS_PER_PAGE: usize = 10;
+pub(crate) const MAX_READS_PER_PAGE: usize = 10;
 
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "users", params(ListQuery), security(("bearer" = [])),
     responses(

@@ -6,6 +6,7 @@
 
 pub mod invite;
 pub mod security_email;
+pub mod moderation_notice;
 
 use std::sync::Arc;
 
@@ -126,6 +127,7 @@ impl Worker {
         match job.kind.as_str() {
             "invite_email" => invite::send(self, job).await,
             shared::jobs::SECURITY_EMAIL => security_email::send(self, job).await,
+            moderation_notice::KIND => moderation_notice::send(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use shared::charts::{Chart, ModerationStatus};
 use shared::store::{Item, Store, timestamp, to_item};
 use shared::users::{Email, User, UserStatus};
 
@@ -123,19 +124,13 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         for _ in 0..charts {
             let span = (now - signed_up).num_seconds().max(1);
             let created = signed_up + Duration::seconds(rng.gen_range(0..span));
-            let moderation = *weighted(&mut rng, &[("approved", 80), ("pending", 8), ("rejected", 4), ("flagged", 5), ("hidden", 3)]);
-            let id = uuid::Uuid::now_v7().to_string();
-            let ts = timestamp(created);
+            let moderation = *weighted(&mut rng, &[(ModerationStatus::Approved, 80), (ModerationStatus::Pending, 8), (ModerationStatus::Rejected, 4), (ModerationStatus::Flagged, 5), (ModerationStatus::Hidden, 3)]);
             let title = format!("{} {}", TOPICS[rng.gen_range(0..TOPICS.len())], created.year());
-            let chart = json!({
-                "pk": format!("CHART#{id}"), "sk": "META",
-                "gsi1pk": format!("OWNER#{}", user.id), "gsi1sk": format!("{ts}#{id}"),
-                "gsi2pk": format!("MODERATION#{moderation}"), "gsi2sk": format!("{ts}#{id}"),
-                "type": "chart", "id": id, "owner_id": user.id, "title": title,
-                "kind": KINDS[rng.gen_range(0..KINDS.len())], "moderation_status": moderation,
-                "flagged": moderation == "flagged", "created_at": ts, "updated_at": ts, "version": 1,
-            });
-            items.push(to_item(&chart).expect("chart item"));
+            let mut chart = Chart::new(&user.id, &title, KINDS[rng.gen_range(0..KINDS.len())]).with_status(moderation);
+            chart.created_at = timestamp(created);
+            chart.updated_at = chart.created_at.clone();
+            let id = chart.id.clone();
+            items.push(chart.to_item().expect("chart item"));
             summary.charts += 1;
             event(&mut items, &mut summary, &user.id, "chart_created", created, json!({ "chart_id": id }));
         }
@@ -202,5 +197,9 @@ mod tests {
         assert_eq!(sa.users, 300);
         assert!(sa.charts > 300 && sa.orders > 50 && sa.events > sa.users, "{sa:?}");
         assert!(a.len() > 1000);
+        // Charts are written through the model, so they read back as one.
+        let charts: Vec<_> = a.iter().filter(|i| i["type"].as_s().is_ok_and(|t| t == "chart")).cloned().map(shared::charts::from_chart_item).collect::<Result<_, _>>().unwrap();
+        assert_eq!(charts.len(), sa.charts);
+        assert!(charts.iter().any(|c| c.flagged) && charts.iter().all(|c| c.flagged == (c.moderation_status == shared::charts::ModerationStatus::Flagged)));
     }
 }

@@ -1,0 +1,110 @@
+//! Moderating one chart: the version check, the state machine, the history
+//! entry, the owner's notification job and the audit entry, all in one
+//! transaction (the single and the bulk endpoints both go through here, so a
+//! chart is never half-moderated).
+
+use serde_json::json;
+use shared::audit::{Actor, AuditEntry};
+use shared::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
+use shared::error::Error;
+use shared::jobs::Job;
+use shared::settings::ModerationReason;
+use shared::store::{Store, Write, timestamp};
+
+/// The job kind that emails a chart's owner about a decision (run by the
+/// jobs worker's `moderation_notice`).
+pub const NOTICE_JOB: &str = "chart_moderation_email";
+
+/// What a moderator decided about one chart.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    pub action: ModerationAction,
+    pub reason: &'a ModerationReason,
+    pub note: Option<&'a str>,
+    /// The chart version the moderator saw.
+    pub version: u64,
+}
+
+/// Why a decision was not applied.
+#[derive(Debug)]
+pub enum Refusal {
+    NotFound,
+    /// The chart changed since the moderator read it.
+    Stale(String),
+    /// The action does not apply in the chart's state.
+    InvalidTransition(String),
+    Failed(Error),
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::NotFound => Error::NotFound("no such chart".into()),
+            Refusal::Stale(m) | Refusal::InvalidTransition(m) => Error::Conflict(m),
+            Refusal::Failed(e) => e,
+        }
+    }
+}
+
+/// A committed decision: the chart as it is now, and the notification job
+/// to dispatch (committed with the change; the caller sends its message).
+#[derive(Debug)]
+pub struct Moderated {
+    pub chart: Chart,
+    pub notice: Option<Job>,
+}
+
+fn invalid_transition(action: ModerationAction, from: ModerationStatus) -> Refusal {
+    let valid: Vec<&str> = action.valid_from().into_iter().map(ModerationStatus::as_str).collect();
+    Refusal::InvalidTransition(format!("cannot {} a chart that is {} (only from: {})", action.as_str(), from.as_str(), valid.join(", ")))
+}
+
+pub async fn moderate(store: &Store, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Moderated, Refusal> {
+    let current = charts::get(store, chart_id).await.map_err(Refusal::Failed)?.ok_or(Refusal::NotFound)?;
+    if current.version != decision.version {
+        return Err(Refusal::Stale(format!("the chart was changed (version {} now, {} sent); reload and retry", current.version, decision.version)));
+    }
+    let from = current.moderation_status;
+    let to = decision.action.apply(from).ok_or_else(|| invalid_transition(decision.action, from))?;
+    let next = current.moderated(to);
+    let event = ModerationEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        chart_id: current.id.clone(),
+        at: timestamp(chrono::Utc::now()),
+        actor_id: actor.id.clone(),
+        action: decision.action,
+        from,
+        to,
+        reason: decision.reason.code.clone(),
+        note: decision.note.map(str::to_string),
+        version: next.version,
+    };
+    let put = |result: shared::Result<Write>| result.map_err(Refusal::Failed);
+    let mut writes = vec![
+        put(next.to_item().and_then(|item| Write::put_versioned(&store.table, item, current.version)))?,
+        put(event.to_item().and_then(|item| Write::put_new(&store.table, item, Error::Conflict("duplicate moderation event".into()))))?,
+    ];
+    // The owner hears why their chart is no longer shown; the moderator's
+    // free-text note stays internal.
+    let notice = decision.action.notifies_owner().then(|| {
+        Job::new(
+            NOTICE_JOB,
+            &actor.id,
+            json!({ "chart_id": next.id, "action": decision.action.as_str(), "reason": decision.reason.code, "reason_label": decision.reason.label }),
+        )
+    });
+    if let Some(job) = &notice {
+        writes.push(put(job.create_write(&store.table))?);
+    }
+    let why = match decision.note {
+        Some(note) => format!("{}: {note}", decision.reason.code),
+        None => decision.reason.code.clone(),
+    };
+    let audit = AuditEntry::new(actor, &format!("chart.{}", decision.action.as_str()), "chart", &current.id).changes(Some(&current), Some(&next)).reason(why);
+    match store.commit(writes, &audit).await {
+        Ok(()) => Ok(Moderated { chart: next, notice }),
+        // The chart's versioned put is the only write that can conflict.
+        Err(Error::Conflict(m)) => Err(Refusal::Stale(m)),
+        Err(e) => Err(Refusal::Failed(e)),
+    }
+}

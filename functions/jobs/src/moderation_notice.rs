@@ -1,0 +1,45 @@
+//! `chart_moderation_email` jobs: tell a chart's owner (SES) that a
+//! moderator rejected or hid their chart, and why (the configured reason's
+//! label; the moderator's internal note is not sent).
+
+use serde_json::{Value, json};
+use shared::charts;
+use shared::error::{Error, Result};
+use shared::jobs::Job;
+use shared::users::{self, UserStatus};
+
+use crate::Worker;
+
+/// The job kind; the admin function enqueues it with the decision.
+pub const KIND: &str = "chart_moderation_email";
+
+fn param<'a>(job: &'a Job, name: &str) -> Result<&'a str> {
+    job.params.get(name).and_then(Value::as_str).ok_or_else(|| Error::internal(format!("{KIND} job has no {name}")))
+}
+
+pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
+    let chart_id = param(job, "chart_id")?;
+    let action = param(job, "action")?;
+    let reason = param(job, "reason_label")?;
+    let Some(chart) = charts::get(&worker.store, chart_id).await? else {
+        return Ok(json!({ "skipped": "chart no longer exists" }));
+    };
+    let Some(owner) = users::get(&worker.store, &chart.owner_id).await? else {
+        return Ok(json!({ "skipped": "owner no longer exists" }));
+    };
+    if owner.status == UserStatus::Deleted {
+        return Ok(json!({ "skipped": "owner is deleted" }));
+    }
+    let (subject, what) = match action {
+        "reject" => ("Your chart was not approved", "was reviewed and not approved"),
+        "hide" => ("Your chart was hidden", "was hidden by a moderator"),
+        other => return Err(Error::internal(format!("{KIND} job for action {other:?}, which does not notify"))),
+    };
+    let text = format!(
+        "Hello {name},\n\nYour chart \"{title}\" {what}.\n\nReason: {reason}\n\nIf you think this is a mistake, reply to this email.\n",
+        name = owner.name,
+        title = chart.title,
+    );
+    let message_id = worker.send_email(&owner.email, subject, text).await?;
+    Ok(json!({ "message_id": message_id, "chart_id": chart.id }))
+}
