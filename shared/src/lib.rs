@@ -14,6 +14,7 @@ pub mod http;
 pub mod idempotency;
 pub mod jobs;
 pub mod rbac;
+pub mod rollups;
 pub mod store;
 pub mod telemetry;
 pub mod token;

@@ -5,6 +5,8 @@
 mod helpers;
 
 mod audit_log;
+mod dashboard;
+mod health;
 mod lambda_events;
 mod openapi;
 mod rbac;

@@ -1,0 +1,234 @@
+//! `GET /api/v1/admin/analytics`: the dashboard. Reads only rollups kept by
+//! the streams worker (`shared::rollups`), the recent security events index
+//! and queue depths: a fixed number of calls (six Queries, one BatchGetItem,
+//! four GetQueueAttributes) whatever the size of the data.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use shared::error::{Error, Result, aws};
+use shared::rollups::{self, day, month, previous_month};
+use shared::store::{Item, Store, s};
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::monitoring::QueueDepth;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Dashboard {
+    /// When these numbers were read (rollups lag writes by the stream's delay, normally under a second).
+    pub generated_at: String,
+    pub users: UserStats,
+    pub charts: ChartStats,
+    pub revenue: RevenueStats,
+    pub queues: Vec<QueueDepth>,
+    pub security: SecurityStats,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserStats {
+    /// Users that are not deleted.
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+    /// Distinct users active (signed in) today, in the last 7 and 30 days (UTC days, today included).
+    pub active_today: i64,
+    pub active_7d: i64,
+    pub active_30d: i64,
+    /// Signups in the last 7 days (today included), and in the 7 days before.
+    pub new_this_week: i64,
+    pub new_last_week: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChartStats {
+    pub created_total: i64,
+    pub created_today: i64,
+    pub pending_moderation: i64,
+    pub rejected: i64,
+    pub by_status: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevenueStats {
+    pub currency: String,
+    /// Gross order amounts by order date, in cents.
+    pub today_cents: i64,
+    pub this_month_cents: i64,
+    pub last_month_cents: i64,
+    /// Refunded amounts by refund date, in cents.
+    pub refunds_today_cents: i64,
+    pub refunds_this_month_cents: i64,
+    pub refunds_last_month_cents: i64,
+    pub orders_today: i64,
+    pub orders_this_month: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityStats {
+    pub events_today: i64,
+    pub events_7d: i64,
+    /// The 20 most recent security-relevant audit events, newest first.
+    pub recent: Vec<SecurityEventView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityEventView {
+    pub id: String,
+    pub ts: String,
+    pub action: String,
+    pub outcome: String,
+    pub actor_id: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub reason: Option<String>,
+}
+
+pub const RECENT_SECURITY_EVENTS: i32 = 20;
+
+fn value_of(item: &Item) -> i64 {
+    item.get(rollups::VALUE).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn sk_of(item: &Item) -> &str {
+    item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
+}
+
+/// All counters of a metric with buckets in `lower..=upper` (one Query; the
+/// ranges asked for hold at most 30 items, one page).
+async fn counters(store: &Store, metric: &str, lower: &str, upper: &str) -> Result<BTreeMap<String, i64>> {
+    let out = store
+        .query()
+        .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
+        .expression_attribute_values(":pk", s(rollups::pk(metric)))
+        .expression_attribute_values(":lower", s(lower))
+        .expression_attribute_values(":upper", s(upper))
+        .send()
+        .await
+        .map_err(aws("dynamodb Query"))?;
+    Ok(out.items.unwrap_or_default().iter().map(|i| (sk_of(i).to_string(), value_of(i))).collect())
+}
+
+/// Single counters, by (metric, bucket), in one BatchGetItem.
+async fn single_counters(store: &Store, keys: &[(&str, String)]) -> Result<BTreeMap<(String, String), i64>> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut request = KeysAndAttributes::builder().consistent_read(false);
+    for (metric, bucket) in keys {
+        request = request.keys(Item::from([("pk".to_string(), s(rollups::pk(metric))), ("sk".to_string(), s(bucket))]));
+    }
+    let mut pending = Some(request.build().map_err(|e| Error::internal(e.to_string()))?);
+    let mut found = BTreeMap::new();
+    // Unprocessed keys (throttling) are retried a bounded number of times.
+    for _ in 0..3 {
+        let Some(req) = pending.take() else { break };
+        let out = store.client.batch_get_item().request_items(&store.table, req).send().await.map_err(aws("dynamodb BatchGetItem"))?;
+        for item in out.responses.and_then(|mut r| r.remove(&store.table)).unwrap_or_default() {
+            let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            found.insert((pk.trim_start_matches("METRIC#").to_string(), sk_of(&item).to_string()), value_of(&item));
+        }
+        pending = out.unprocessed_keys.and_then(|mut u| u.remove(&store.table));
+    }
+    if pending.is_some() {
+        return Err(Error::internal("BatchGetItem left keys unprocessed"));
+    }
+    Ok(found)
+}
+
+async fn recent_security(store: &Store) -> Result<Vec<SecurityEventView>> {
+    let out = store
+        .query()
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s(rollups::SECURITY_INDEX_PK))
+        .scan_index_forward(false)
+        .limit(RECENT_SECURITY_EVENTS)
+        .send()
+        .await
+        .map_err(aws("dynamodb Query"))?;
+    out.items.unwrap_or_default().into_iter().map(shared::store::from_item).collect()
+}
+
+fn sum_days(counts: &BTreeMap<String, i64>, now: DateTime<Utc>, from_days_ago: i64, to_days_ago: i64) -> i64 {
+    let (lower, upper) = (day(now - Duration::days(from_days_ago)), day(now - Duration::days(to_days_ago)));
+    counts.iter().filter(|(d, _)| **d >= lower && **d <= upper).map(|(_, v)| v).sum()
+}
+
+/// Counters by status; statuses nothing is in any more are left out.
+fn statuses(counts: BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    counts.into_iter().filter(|(_, v)| *v != 0).filter_map(|(k, v)| k.strip_prefix("status#").map(|s| (s.to_string(), v))).collect()
+}
+
+/// Compute the dashboard as of `now`.
+pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboard> {
+    let store = &state.platform.store;
+    let (today, this_month, last_month) = (day(now), month(now), previous_month(now));
+    let days_ago = |n: i64| day(now - Duration::days(n));
+    let singles = [
+        (rollups::CHARTS_CREATED, "all".to_string()),
+        (rollups::CHARTS_CREATED, today.clone()),
+        (rollups::REVENUE, today.clone()),
+        (rollups::REVENUE, this_month.clone()),
+        (rollups::REVENUE, last_month.clone()),
+        (rollups::REFUNDS, today.clone()),
+        (rollups::REFUNDS, this_month.clone()),
+        (rollups::REFUNDS, last_month.clone()),
+        (rollups::ORDERS, today.clone()),
+        (rollups::ORDERS, this_month.clone()),
+    ];
+    let (two_weeks_ago, month_ago, week_ago) = (days_ago(13), days_ago(29), days_ago(6));
+    let (users, signups, active, charts, security_days, recent, single, queues) = tokio::try_join!(
+        counters(store, rollups::USERS, "status#", "status#~"),
+        counters(store, rollups::SIGNUPS, &two_weeks_ago, &today),
+        counters(store, rollups::LAST_ACTIVE, &month_ago, &today),
+        counters(store, rollups::CHARTS, "status#", "status#~"),
+        counters(store, rollups::SECURITY_EVENTS, &week_ago, &today),
+        recent_security(store),
+        single_counters(store, &singles),
+        state.monitoring.queue_depths(&state.platform.config),
+    )?;
+    let one = |metric: &str, bucket: &str| single.get(&(metric.to_string(), bucket.to_string())).copied().unwrap_or(0);
+    let by_status = statuses(users);
+    let charts_by_status = statuses(charts);
+    Ok(Dashboard {
+        generated_at: shared::store::timestamp(now),
+        users: UserStats {
+            total: by_status.iter().filter(|(s, _)| s.as_str() != "deleted").map(|(_, v)| v).sum(),
+            active_today: sum_days(&active, now, 0, 0),
+            active_7d: sum_days(&active, now, 6, 0),
+            active_30d: sum_days(&active, now, 29, 0),
+            new_this_week: sum_days(&signups, now, 6, 0),
+            new_last_week: sum_days(&signups, now, 13, 7),
+            by_status,
+        },
+        charts: ChartStats {
+            created_total: one(rollups::CHARTS_CREATED, "all"),
+            created_today: one(rollups::CHARTS_CREATED, &today),
+            pending_moderation: charts_by_status.get("pending").copied().unwrap_or(0),
+            rejected: charts_by_status.get("rejected").copied().unwrap_or(0),
+            by_status: charts_by_status,
+        },
+        revenue: RevenueStats {
+            currency: "USD".into(),
+            today_cents: one(rollups::REVENUE, &today),
+            this_month_cents: one(rollups::REVENUE, &this_month),
+            last_month_cents: one(rollups::REVENUE, &last_month),
+            refunds_today_cents: one(rollups::REFUNDS, &today),
+            refunds_this_month_cents: one(rollups::REFUNDS, &this_month),
+            refunds_last_month_cents: one(rollups::REFUNDS, &last_month),
+            orders_today: one(rollups::ORDERS, &today),
+            orders_this_month: one(rollups::ORDERS, &this_month),
+        },
+        queues,
+        security: SecurityStats { events_today: sum_days(&security_days, now, 0, 0), events_7d: sum_days(&security_days, now, 6, 0), recent },
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/analytics", tag = "analytics", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Dashboard numbers from rollups", body = Dashboard),
+        (status = 403, description = "Missing analytics:read", body = shared::error::Problem),
+    ))]
+pub async fn read(State(state): State<AdminState>) -> Result<Json<Dashboard>> {
+    dashboard(&state, Utc::now()).await.map(Json)
+}
