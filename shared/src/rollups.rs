@@ -7,6 +7,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 /// Users by status: `status#<status>`.
 pub const USERS: &str = "users";
+/// The user statuses the dashboard reads (`shared::users::UserStatus`).
+pub const USER_STATUSES: &[&str] = &["active", "invited", "suspended", "deleted"];
 /// Users who signed up on a day (by `created_at`): `<yyyy-mm-dd>`.
 pub const SIGNUPS: &str = "signups";
 /// Users whose most recent activity (login event or `last_login_at`) is on a
@@ -15,6 +17,9 @@ pub const SIGNUPS: &str = "signups";
 pub const LAST_ACTIVE: &str = "last_active";
 /// Charts by moderation status: `status#<status>`.
 pub const CHARTS: &str = "charts";
+/// The moderation statuses the dashboard reads; a new status must be added
+/// here to be shown.
+pub const CHART_STATUSES: &[&str] = &["pending", "approved", "rejected", "flagged", "hidden"];
 /// Charts created: `<yyyy-mm-dd>`, `<yyyy-mm>` and `all`.
 pub const CHARTS_CREATED: &str = "charts_created";
 /// Orders placed: `<yyyy-mm-dd>` and `<yyyy-mm>` (count).

@@ -1,7 +1,8 @@
 //! `GET /api/v1/admin/analytics`: the dashboard. Reads only rollups kept by
 //! the streams worker (`shared::rollups`), the recent security events index
-//! and queue depths: a fixed number of calls (six Queries, one BatchGetItem,
-//! four GetQueueAttributes) whatever the size of the data.
+//! and queue depths: a fixed number of calls — one BatchGetItem of 70 known
+//! counter keys, one Query of at most 20 items, four GetQueueAttributes —
+//! whatever the size of the data.
 
 use std::collections::BTreeMap;
 
@@ -96,21 +97,6 @@ fn sk_of(item: &Item) -> &str {
     item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
 }
 
-/// All counters of a metric with buckets in `lower..=upper` (one Query; the
-/// ranges asked for hold at most 30 items, one page).
-async fn counters(store: &Store, metric: &str, lower: &str, upper: &str) -> Result<BTreeMap<String, i64>> {
-    let out = store
-        .query()
-        .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
-        .expression_attribute_values(":pk", s(rollups::pk(metric)))
-        .expression_attribute_values(":lower", s(lower))
-        .expression_attribute_values(":upper", s(upper))
-        .send()
-        .await
-        .map_err(aws("dynamodb Query"))?;
-    Ok(out.items.unwrap_or_default().iter().map(|i| (sk_of(i).to_string(), value_of(i))).collect())
-}
-
 /// Single counters, by (metric, bucket), in one BatchGetItem.
 async fn single_counters(store: &Store, keys: &[(&str, String)]) -> Result<BTreeMap<(String, String), i64>> {
     use aws_sdk_dynamodb::types::KeysAndAttributes;
@@ -149,14 +135,17 @@ async fn recent_security(store: &Store) -> Result<Vec<SecurityEventView>> {
     out.items.unwrap_or_default().into_iter().map(shared::store::from_item).collect()
 }
 
-fn sum_days(counts: &BTreeMap<String, i64>, now: DateTime<Utc>, from_days_ago: i64, to_days_ago: i64) -> i64 {
-    let (lower, upper) = (day(now - Duration::days(from_days_ago)), day(now - Duration::days(to_days_ago)));
-    counts.iter().filter(|(d, _)| **d >= lower && **d <= upper).map(|(_, v)| v).sum()
+/// The counters of `metric` for the days `from_days_ago..=to_days_ago` before `now`, summed.
+fn sum_days(counters: &BTreeMap<(String, String), i64>, metric: &str, now: DateTime<Utc>, from_days_ago: i64, to_days_ago: i64) -> i64 {
+    (to_days_ago..=from_days_ago).map(|n| counters.get(&(metric.to_string(), day(now - Duration::days(n)))).copied().unwrap_or(0)).sum()
 }
 
-/// Counters by status; statuses nothing is in any more are left out.
-fn statuses(counts: BTreeMap<String, i64>) -> BTreeMap<String, i64> {
-    counts.into_iter().filter(|(_, v)| *v != 0).filter_map(|(k, v)| k.strip_prefix("status#").map(|s| (s.to_string(), v))).collect()
+/// The counters of `metric` by status; statuses nothing is in are left out.
+fn statuses(counters: &BTreeMap<(String, String), i64>, metric: &str, names: &[&str]) -> BTreeMap<String, i64> {
+    names
+        .iter()
+        .filter_map(|s| counters.get(&(metric.to_string(), format!("status#{s}"))).filter(|v| **v != 0).map(|v| (s.to_string(), *v)))
+        .collect()
 }
 
 /// Compute the dashboard as of `now`.
@@ -164,7 +153,15 @@ pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboa
     let store = &state.platform.store;
     let (today, this_month, last_month) = (day(now), month(now), previous_month(now));
     let days_ago = |n: i64| day(now - Duration::days(n));
-    let singles = [
+    // Every counter the dashboard shows, by key: 4 + 5 statuses, 14 + 30 + 7
+    // days, 10 single buckets (70 keys, under BatchGetItem's 100).
+    let mut keys: Vec<(&str, String)> = Vec::with_capacity(70);
+    keys.extend(rollups::USER_STATUSES.iter().map(|s| (rollups::USERS, format!("status#{s}"))));
+    keys.extend(rollups::CHART_STATUSES.iter().map(|s| (rollups::CHARTS, format!("status#{s}"))));
+    keys.extend((0..14).map(|n| (rollups::SIGNUPS, days_ago(n))));
+    keys.extend((0..30).map(|n| (rollups::LAST_ACTIVE, days_ago(n))));
+    keys.extend((0..7).map(|n| (rollups::SECURITY_EVENTS, days_ago(n))));
+    keys.extend([
         (rollups::CHARTS_CREATED, "all".to_string()),
         (rollups::CHARTS_CREATED, today.clone()),
         (rollups::REVENUE, today.clone()),
@@ -175,30 +172,24 @@ pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboa
         (rollups::REFUNDS, last_month.clone()),
         (rollups::ORDERS, today.clone()),
         (rollups::ORDERS, this_month.clone()),
-    ];
-    let (two_weeks_ago, month_ago, week_ago) = (days_ago(13), days_ago(29), days_ago(6));
-    let (users, signups, active, charts, security_days, recent, single, queues) = tokio::try_join!(
-        counters(store, rollups::USERS, "status#", "status#~"),
-        counters(store, rollups::SIGNUPS, &two_weeks_ago, &today),
-        counters(store, rollups::LAST_ACTIVE, &month_ago, &today),
-        counters(store, rollups::CHARTS, "status#", "status#~"),
-        counters(store, rollups::SECURITY_EVENTS, &week_ago, &today),
+    ]);
+    let (counters, recent, queues) = tokio::try_join!(
+        single_counters(store, &keys),
         recent_security(store),
-        single_counters(store, &singles),
         state.monitoring.queue_depths(&state.platform.config),
     )?;
-    let one = |metric: &str, bucket: &str| single.get(&(metric.to_string(), bucket.to_string())).copied().unwrap_or(0);
-    let by_status = statuses(users);
-    let charts_by_status = statuses(charts);
+    let one = |metric: &str, bucket: &str| counters.get(&(metric.to_string(), bucket.to_string())).copied().unwrap_or(0);
+    let by_status = statuses(&counters, rollups::USERS, rollups::USER_STATUSES);
+    let charts_by_status = statuses(&counters, rollups::CHARTS, rollups::CHART_STATUSES);
     Ok(Dashboard {
         generated_at: shared::store::timestamp(now),
         users: UserStats {
             total: by_status.iter().filter(|(s, _)| s.as_str() != "deleted").map(|(_, v)| v).sum(),
-            active_today: sum_days(&active, now, 0, 0),
-            active_7d: sum_days(&active, now, 6, 0),
-            active_30d: sum_days(&active, now, 29, 0),
-            new_this_week: sum_days(&signups, now, 6, 0),
-            new_last_week: sum_days(&signups, now, 13, 7),
+            active_today: sum_days(&counters, rollups::LAST_ACTIVE, now, 0, 0),
+            active_7d: sum_days(&counters, rollups::LAST_ACTIVE, now, 6, 0),
+            active_30d: sum_days(&counters, rollups::LAST_ACTIVE, now, 29, 0),
+            new_this_week: sum_days(&counters, rollups::SIGNUPS, now, 6, 0),
+            new_last_week: sum_days(&counters, rollups::SIGNUPS, now, 13, 7),
             by_status,
         },
         charts: ChartStats {
@@ -220,7 +211,11 @@ pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboa
             orders_this_month: one(rollups::ORDERS, &this_month),
         },
         queues,
-        security: SecurityStats { events_today: sum_days(&security_days, now, 0, 0), events_7d: sum_days(&security_days, now, 6, 0), recent },
+        security: SecurityStats {
+            events_today: sum_days(&counters, rollups::SECURITY_EVENTS, now, 0, 0),
+            events_7d: sum_days(&counters, rollups::SECURITY_EVENTS, now, 6, 0),
+            recent,
+        },
     })
 }
 
