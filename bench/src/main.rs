@@ -178,7 +178,7 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
     let call = warm::Call::get(format!("/api/v1/admin/users/{}", user.id), &token)?;
 
     let stubbed = warm::stubbed_router(&app.platform, user.clone());
-    let real = admin::router(admin::AdminState { platform: app.platform.clone(), sqs: app.clients.sqs.clone() });
+    let real = admin::router(app.admin.clone());
     // The stand-in must answer exactly what the real function answers.
     let (stub_body, real_body) = (call.json(&stubbed).await?, call.json(&real).await?);
     if stub_body != real_body {

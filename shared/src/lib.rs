@@ -19,6 +19,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod rbac;
 pub mod roles;
+pub mod rollups;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

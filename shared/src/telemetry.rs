@@ -79,8 +79,12 @@ pub async fn request_context(request: Request, next: Next) -> Response {
     response
 }
 
-/// The Lambda function's name (metrics dimension), or `local`.
+/// The Lambda function's name (metrics dimension), the local function the
+/// request is served by (see [`as_function`]), or `local`.
 pub fn function_name() -> &'static str {
+    if let Ok(name) = FUNCTION.try_with(|n| *n) {
+        return name;
+    }
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()))
 }
@@ -111,9 +115,99 @@ pub fn emf_line(dimensions: &[(&str, &str)], metrics: &[(&str, f64, &str)]) -> S
     serde_json::Value::Object(root).to_string()
 }
 
-/// Print an EMF line to stdout, where the Lambda log stream picks it up.
+/// Print an EMF line to stdout, where the Lambda log stream picks it up
+/// (and CloudWatch turns it into metrics), or hand it to the installed sink.
 pub fn emit_metric(dimensions: &[(&str, &str)], metrics: &[(&str, f64, &str)]) {
-    println!("{}", emf_line(dimensions, metrics));
+    match METRICS_SINK.get() {
+        Some(sink) => sink.record(&MetricPoint {
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            dimensions: dimensions.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            values: metrics.iter().map(|(n, v, _)| (n.to_string(), *v)).collect(),
+        }),
+        None => println!("{}", emf_line(dimensions, metrics)),
+    }
+}
+
+/// One emitted metric line, as a sink receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPoint {
+    pub timestamp_ms: i64,
+    pub dimensions: Vec<(String, String)>,
+    pub values: Vec<(String, f64)>,
+}
+
+impl MetricPoint {
+    pub fn dimension(&self, name: &str) -> Option<&str> {
+        self.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+/// Where metrics go instead of stdout. Deployed, nothing is installed and
+/// CloudWatch reads the EMF lines from the log stream; the local stack,
+/// which has no CloudWatch, installs a [`MetricsRing`].
+pub trait MetricsSink: Send + Sync + std::fmt::Debug {
+    fn record(&self, point: &MetricPoint);
+}
+
+static METRICS_SINK: std::sync::OnceLock<std::sync::Arc<dyn MetricsSink>> = std::sync::OnceLock::new();
+
+/// Install the process-wide sink (once; later calls keep the first).
+pub fn install_metrics_sink(sink: std::sync::Arc<dyn MetricsSink>) {
+    let _ = METRICS_SINK.set(sink);
+}
+
+/// The most recent metric points in memory (oldest dropped first).
+#[derive(Debug)]
+pub struct MetricsRing {
+    capacity: usize,
+    points: std::sync::Mutex<std::collections::VecDeque<MetricPoint>>,
+}
+
+impl MetricsRing {
+    pub fn new(capacity: usize) -> MetricsRing {
+        MetricsRing { capacity: capacity.max(1), points: std::sync::Mutex::new(std::collections::VecDeque::new()) }
+    }
+
+    /// The process-wide ring, installed as the sink on first use.
+    pub fn installed() -> std::sync::Arc<MetricsRing> {
+        static RING: std::sync::OnceLock<std::sync::Arc<MetricsRing>> = std::sync::OnceLock::new();
+        RING.get_or_init(|| {
+            let ring = std::sync::Arc::new(MetricsRing::new(100_000));
+            install_metrics_sink(ring.clone());
+            ring
+        })
+        .clone()
+    }
+
+    /// Points with `from_ms <= timestamp < to_ms`.
+    pub fn between(&self, from_ms: i64, to_ms: i64) -> Vec<MetricPoint> {
+        let points = self.points.lock().unwrap_or_else(|p| p.into_inner());
+        points.iter().filter(|p| p.timestamp_ms >= from_ms && p.timestamp_ms < to_ms).cloned().collect()
+    }
+}
+
+impl MetricsSink for MetricsRing {
+    fn record(&self, point: &MetricPoint) {
+        let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
+        if points.len() >= self.capacity {
+            points.pop_front();
+        }
+        points.push_back(point.clone());
+    }
+}
+
+tokio::task_local! {
+    static FUNCTION: &'static str;
+}
+
+/// Run `future` as the named function: locally several functions share one
+/// process, so the `Function` metric dimension comes from here.
+pub async fn as_function<F: std::future::Future>(name: &'static str, future: F) -> F::Output {
+    FUNCTION.scope(name, future).await
 }
 
 #[cfg(test)]
@@ -127,5 +221,18 @@ mod tests {
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Keel");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Function");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "Latency");
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_points_in_range() {
+        use super::{MetricPoint, MetricsRing, MetricsSink};
+        let ring = MetricsRing::new(2);
+        for t in [10, 20, 30] {
+            ring.record(&MetricPoint { timestamp_ms: t, dimensions: vec![("Function".into(), "admin".into())], values: vec![("Latency".into(), t as f64)] });
+        }
+        let points = ring.between(0, 100);
+        assert_eq!(points.iter().map(|p| p.timestamp_ms).collect::<Vec<_>>(), vec![20, 30]);
+        assert_eq!(ring.between(25, 100)[0].value("Latency"), Some(30.0));
+        assert_eq!(points[0].dimension("Function"), Some("admin"));
     }
 }

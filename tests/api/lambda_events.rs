@@ -33,7 +33,7 @@ async fn api_gateway_events_reach_the_function_routers() {
     let app = TestApp::spawn().await;
     let platform = app.app.platform.clone();
     let auth_router = auth::router(auth::AuthState { platform: platform.clone(), signer: app.app.signer.clone(), providers: auth::Providers::new().unwrap() });
-    let admin_router = admin::router(admin::AdminState { platform, sqs: app.app.clients.sqs.clone() });
+    let admin_router = admin::router(app.app.admin.clone());
     shared::users::bootstrap_admin(app.store(), "admin@keel.local", "Admin", PASSWORD, false).await.unwrap();
     // This test is about the Lambda path, so the admin signs in with the
     // password alone (2FA, required of admins by default: two_factor.rs).

@@ -6,6 +6,8 @@ mod helpers;
 
 mod audit_log;
 mod charts;
+mod dashboard;
+mod health;
 mod lambda_events;
 mod oauth;
 mod openapi;

@@ -1,7 +1,7 @@
 //! The admin function: `/api/v1/admin/*` — user management (including
 //! resetting a user's 2FA and unlocking rate limits), roles and role
-//! assignments, chart moderation, the system configuration and the audit
-//! log. (The dashboard joins later.)
+//! assignments, chart moderation, the system configuration, the audit log,
+//! the analytics dashboard, and system health and metrics.
 
 pub mod audit_logs;
 pub mod charts;
@@ -11,6 +11,11 @@ pub mod roles;
 pub mod system_config;
 pub mod two_factor;
 pub mod users;
+// Dashboard and monitoring (issue 4).
+pub mod analytics;
+pub mod monitoring;
+pub mod system_health;
+pub mod system_metrics;
 
 use axum::Router;
 use axum::http::Method;
@@ -22,6 +27,7 @@ use shared::rbac::Permission;
 pub struct AdminState {
     pub platform: Platform,
     pub sqs: aws_sdk_sqs::Client,
+    pub monitoring: monitoring::Monitoring,
 }
 
 /// Every route of this function and the permission it needs.
@@ -51,6 +57,10 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::PUT, "/api/v1/admin/system/config", Access::Permission(Permission::ConfigWrite)),
     Route::new(Method::GET, "/api/v1/admin/system/config/history", Access::Permission(Permission::ConfigRead)),
     Route::new(Method::POST, "/api/v1/admin/system/config/rollback", Access::Permission(Permission::ConfigWrite)),
+    // Dashboard and monitoring.
+    Route::new(Method::GET, "/api/v1/admin/analytics", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::GET, "/api/v1/admin/system/health", Access::Permission(Permission::SystemRead)),
+    Route::new(Method::GET, "/api/v1/admin/system/metrics", Access::Permission(Permission::SystemRead)),
 ];
 
 pub fn router(state: AdminState) -> Router {
@@ -74,6 +84,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/system/config", get(system_config::read).put(system_config::update))
         .route("/api/v1/admin/system/config/history", get(system_config::history))
         .route("/api/v1/admin/system/config/rollback", post(system_config::rollback))
+        // Dashboard and monitoring.
+        .route("/api/v1/admin/analytics", get(analytics::read))
+        .route("/api/v1/admin/system/health", get(system_health::read))
+        .route("/api/v1/admin/system/metrics", get(system_metrics::read))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
@@ -86,6 +100,7 @@ pub fn router(state: AdminState) -> Router {
         audit_logs::list,
         charts::list, charts::queue, charts::read, charts::moderate, charts::moderate_bulk,
         system_config::read, system_config::update, system_config::history, system_config::rollback,
+        analytics::read, system_health::read, system_metrics::read,
     ),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)

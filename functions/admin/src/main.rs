@@ -1,10 +1,19 @@
 //! Lambda entry point of the admin function.
 
+use std::sync::Arc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let (platform, clients) = shared::http::Platform::from_env().await?;
-    let sqs = clients.sqs.clone();
-    let app = admin::router(admin::AdminState { platform, sqs });
+    let sdk = aws_config::load_from_env().await;
+    let monitoring = admin::monitoring::Monitoring {
+        sqs: clients.sqs.clone(),
+        s3: aws_sdk_s3::Client::new(&sdk),
+        kms: clients.kms.clone(),
+        dynamo: clients.dynamo.clone(),
+        metrics: Arc::new(admin::system_metrics::CloudWatchMetrics { client: aws_sdk_cloudwatch::Client::new(&sdk) }),
+    };
+    let app = admin::router(admin::AdminState { platform, sqs: clients.sqs, monitoring });
     lambda_http::run(app).await
 }

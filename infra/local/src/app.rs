@@ -1,6 +1,7 @@
 //! Assembles the local application: every API function's router merged on
 //! one server (same paths as API Gateway), the workers, and the bootstrap of
-//! the first super admin.
+//! the first super admin. Metrics go to an in-memory ring (there is no
+//! CloudWatch locally), which the admin function's metrics route reads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ pub struct LocalApp {
     pub clients: Clients,
     pub signer: auth::Signer,
     pub worker: jobs::Worker,
+    pub streams: streams::Worker,
+    /// The admin function's state (for tests that build its router alone).
+    pub admin: admin::AdminState,
 }
 
 /// Build every function exactly as its `main.rs` would, from the stack's
@@ -28,10 +32,27 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let verifier = TokenVerifier::load(&clients.kms, &config.signing_key_id, &config.issuer).await?;
     let platform = Platform::new(config.clone(), &clients, verifier);
     let signer = auth::Signer::new(clients.kms.clone(), &config.signing_key_id, &platform.verifier);
+    let monitoring = admin::monitoring::Monitoring {
+        sqs: clients.sqs.clone(),
+        s3: crate::s3_client(sdk),
+        kms: clients.kms.clone(),
+        dynamo: clients.dynamo.clone(),
+        metrics: Arc::new(admin::system_metrics::LocalMetrics { ring: shared::telemetry::MetricsRing::installed(), sqs: clients.sqs.clone() }),
+    };
+    let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring };
     let router = Router::new()
-        .merge(auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? }))
-        .merge(admin::router(admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone() }))
+        .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? })))
+        .merge(as_function("admin", admin::router(admin.clone())))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config, sdk);
-    Ok(LocalApp { router, platform, clients, signer, worker })
+    let streams = streams::Worker { store: platform.store.clone() };
+    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin })
+}
+
+/// Serve a function's router as that function: its metrics carry its name,
+/// as they would from its own Lambda.
+fn as_function(name: &'static str, router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        shared::telemetry::as_function(name, next.run(request))
+    }))
 }

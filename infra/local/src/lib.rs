@@ -9,6 +9,7 @@ pub mod moto;
 pub mod poller;
 pub mod provision;
 pub mod seed;
+pub mod stream_reader;
 pub mod template;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -3,7 +3,7 @@
 //! super admin, writes `.keel/local.env`, then serves every API function on
 //! one port and runs the workers until Ctrl-C.
 
-use keel_local::{app, moto::Moto, poller, provision, seed, template::Template};
+use keel_local::{app, moto::Moto, poller, provision, seed, stream_reader, template::Template};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,6 +22,13 @@ async fn main() -> anyhow::Result<()> {
     println!("Seeding demo data ({} users)...", settings.demo_users);
     let summary = seed::load(&local.platform.store, settings.demo_users, 2026).await?;
     println!("  {} users, {} charts, {} orders ({} refunded), {} activity events", summary.users, summary.charts, summary.orders, summary.refunds, summary.events);
+    // Dashboard rollups: one backfill over the seeded items, then the stream
+    // from where it stood before the backfill (so nothing is counted twice).
+    let stream_arn = stack.resources["Table"].attributes["StreamArn"].clone();
+    let reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
+    let backfilled = streams::backfill::run(&local.platform.store).await.map_err(|e| anyhow::anyhow!("backfilling rollups: {e}"))?;
+    println!("  dashboard rollups: {} counters from {} items", backfilled.counters, backfilled.items_scanned);
+    tokio::spawn(stream_reader::run(reader, local.streams.clone()));
     let admin = shared::users::bootstrap_admin(&local.platform.store, &settings.admin_email, "Local Admin", &settings.admin_password, false).await?;
     keel_local::write_env_file(&root.join(".keel/local.env"), &moto.endpoint, &stack)?;
 

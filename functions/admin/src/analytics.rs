@@ -1,0 +1,229 @@
+//! `GET /api/v1/admin/analytics`: the dashboard. Reads only rollups kept by
+//! the streams worker (`shared::rollups`), the recent security events index
+//! and queue depths: a fixed number of calls — one BatchGetItem of 70 known
+//! counter keys, one Query of at most 20 items, four GetQueueAttributes —
+//! whatever the size of the data.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use shared::error::{Error, Result, aws};
+use shared::rollups::{self, day, month, previous_month};
+use shared::store::{Item, Store, s};
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::monitoring::QueueDepth;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Dashboard {
+    /// When these numbers were read (rollups lag writes by the stream's delay, normally under a second).
+    pub generated_at: String,
+    pub users: UserStats,
+    pub charts: ChartStats,
+    pub revenue: RevenueStats,
+    pub queues: Vec<QueueDepth>,
+    pub security: SecurityStats,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserStats {
+    /// Users that are not deleted.
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+    /// Distinct users active (signed in) today, in the last 7 and 30 days (UTC days, today included).
+    pub active_today: i64,
+    pub active_7d: i64,
+    pub active_30d: i64,
+    /// Signups in the last 7 days (today included), and in the 7 days before.
+    pub new_this_week: i64,
+    pub new_last_week: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChartStats {
+    pub created_total: i64,
+    pub created_today: i64,
+    pub pending_moderation: i64,
+    pub rejected: i64,
+    pub by_status: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevenueStats {
+    pub currency: String,
+    /// Gross order amounts by order date, in cents.
+    pub today_cents: i64,
+    pub this_month_cents: i64,
+    pub last_month_cents: i64,
+    /// Refunded amounts by refund date, in cents.
+    pub refunds_today_cents: i64,
+    pub refunds_this_month_cents: i64,
+    pub refunds_last_month_cents: i64,
+    pub orders_today: i64,
+    pub orders_this_month: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityStats {
+    pub events_today: i64,
+    pub events_7d: i64,
+    /// The 20 most recent security-relevant audit events, newest first.
+    pub recent: Vec<SecurityEventView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityEventView {
+    pub id: String,
+    pub ts: String,
+    pub action: String,
+    pub outcome: String,
+    pub actor_id: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub reason: Option<String>,
+}
+
+pub const RECENT_SECURITY_EVENTS: i32 = 20;
+
+fn value_of(item: &Item) -> i64 {
+    item.get(rollups::VALUE).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn sk_of(item: &Item) -> &str {
+    item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
+}
+
+/// Single counters, by (metric, bucket), in one BatchGetItem.
+async fn single_counters(store: &Store, keys: &[(&str, String)]) -> Result<BTreeMap<(String, String), i64>> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut request = KeysAndAttributes::builder().consistent_read(false);
+    for (metric, bucket) in keys {
+        request = request.keys(Item::from([("pk".to_string(), s(rollups::pk(metric))), ("sk".to_string(), s(bucket))]));
+    }
+    let mut pending = Some(request.build().map_err(|e| Error::internal(e.to_string()))?);
+    let mut found = BTreeMap::new();
+    // Unprocessed keys (throttling) are retried a bounded number of times.
+    for _ in 0..3 {
+        let Some(req) = pending.take() else { break };
+        let out = store.client.batch_get_item().request_items(&store.table, req).send().await.map_err(aws("dynamodb BatchGetItem"))?;
+        for item in out.responses.and_then(|mut r| r.remove(&store.table)).unwrap_or_default() {
+            let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            found.insert((pk.trim_start_matches("METRIC#").to_string(), sk_of(&item).to_string()), value_of(&item));
+        }
+        pending = out.unprocessed_keys.and_then(|mut u| u.remove(&store.table));
+    }
+    if pending.is_some() {
+        return Err(Error::internal("BatchGetItem left keys unprocessed"));
+    }
+    Ok(found)
+}
+
+async fn recent_security(store: &Store) -> Result<Vec<SecurityEventView>> {
+    let out = store
+        .query()
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s(rollups::SECURITY_INDEX_PK))
+        .scan_index_forward(false)
+        .limit(RECENT_SECURITY_EVENTS)
+        .send()
+        .await
+        .map_err(aws("dynamodb Query"))?;
+    out.items.unwrap_or_default().into_iter().map(shared::store::from_item).collect()
+}
+
+/// The counters of `metric` for the days `from_days_ago..=to_days_ago` before `now`, summed.
+fn sum_days(counters: &BTreeMap<(String, String), i64>, metric: &str, now: DateTime<Utc>, from_days_ago: i64, to_days_ago: i64) -> i64 {
+    (to_days_ago..=from_days_ago).map(|n| counters.get(&(metric.to_string(), day(now - Duration::days(n)))).copied().unwrap_or(0)).sum()
+}
+
+/// The counters of `metric` by status; statuses nothing is in are left out.
+fn statuses(counters: &BTreeMap<(String, String), i64>, metric: &str, names: &[&str]) -> BTreeMap<String, i64> {
+    names
+        .iter()
+        .filter_map(|s| counters.get(&(metric.to_string(), format!("status#{s}"))).filter(|v| **v != 0).map(|v| (s.to_string(), *v)))
+        .collect()
+}
+
+/// Compute the dashboard as of `now`.
+pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboard> {
+    let store = &state.platform.store;
+    let (today, this_month, last_month) = (day(now), month(now), previous_month(now));
+    let days_ago = |n: i64| day(now - Duration::days(n));
+    // Every counter the dashboard shows, by key: 4 + 5 statuses, 14 + 30 + 7
+    // days, 10 single buckets (70 keys, under BatchGetItem's 100).
+    let mut keys: Vec<(&str, String)> = Vec::with_capacity(70);
+    keys.extend(rollups::USER_STATUSES.iter().map(|s| (rollups::USERS, format!("status#{s}"))));
+    keys.extend(rollups::CHART_STATUSES.iter().map(|s| (rollups::CHARTS, format!("status#{s}"))));
+    keys.extend((0..14).map(|n| (rollups::SIGNUPS, days_ago(n))));
+    keys.extend((0..30).map(|n| (rollups::LAST_ACTIVE, days_ago(n))));
+    keys.extend((0..7).map(|n| (rollups::SECURITY_EVENTS, days_ago(n))));
+    keys.extend([
+        (rollups::CHARTS_CREATED, "all".to_string()),
+        (rollups::CHARTS_CREATED, today.clone()),
+        (rollups::REVENUE, today.clone()),
+        (rollups::REVENUE, this_month.clone()),
+        (rollups::REVENUE, last_month.clone()),
+        (rollups::REFUNDS, today.clone()),
+        (rollups::REFUNDS, this_month.clone()),
+        (rollups::REFUNDS, last_month.clone()),
+        (rollups::ORDERS, today.clone()),
+        (rollups::ORDERS, this_month.clone()),
+    ]);
+    let (counters, recent, queues) = tokio::try_join!(
+        single_counters(store, &keys),
+        recent_security(store),
+        state.monitoring.queue_depths(&state.platform.config),
+    )?;
+    let one = |metric: &str, bucket: &str| counters.get(&(metric.to_string(), bucket.to_string())).copied().unwrap_or(0);
+    let by_status = statuses(&counters, rollups::USERS, rollups::USER_STATUSES);
+    let charts_by_status = statuses(&counters, rollups::CHARTS, rollups::CHART_STATUSES);
+    Ok(Dashboard {
+        generated_at: shared::store::timestamp(now),
+        users: UserStats {
+            total: by_status.iter().filter(|(s, _)| s.as_str() != "deleted").map(|(_, v)| v).sum(),
+            active_today: sum_days(&counters, rollups::LAST_ACTIVE, now, 0, 0),
+            active_7d: sum_days(&counters, rollups::LAST_ACTIVE, now, 6, 0),
+            active_30d: sum_days(&counters, rollups::LAST_ACTIVE, now, 29, 0),
+            new_this_week: sum_days(&counters, rollups::SIGNUPS, now, 6, 0),
+            new_last_week: sum_days(&counters, rollups::SIGNUPS, now, 13, 7),
+            by_status,
+        },
+        charts: ChartStats {
+            created_total: one(rollups::CHARTS_CREATED, "all"),
+            created_today: one(rollups::CHARTS_CREATED, &today),
+            pending_moderation: charts_by_status.get("pending").copied().unwrap_or(0),
+            rejected: charts_by_status.get("rejected").copied().unwrap_or(0),
+            by_status: charts_by_status,
+        },
+        revenue: RevenueStats {
+            currency: "USD".into(),
+            today_cents: one(rollups::REVENUE, &today),
+            this_month_cents: one(rollups::REVENUE, &this_month),
+            last_month_cents: one(rollups::REVENUE, &last_month),
+            refunds_today_cents: one(rollups::REFUNDS, &today),
+            refunds_this_month_cents: one(rollups::REFUNDS, &this_month),
+            refunds_last_month_cents: one(rollups::REFUNDS, &last_month),
+            orders_today: one(rollups::ORDERS, &today),
+            orders_this_month: one(rollups::ORDERS, &this_month),
+        },
+        queues,
+        security: SecurityStats {
+            events_today: sum_days(&counters, rollups::SECURITY_EVENTS, now, 0, 0),
+            events_7d: sum_days(&counters, rollups::SECURITY_EVENTS, now, 6, 0),
+            recent,
+        },
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/analytics", tag = "analytics", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Dashboard numbers from rollups", body = Dashboard),
+        (status = 403, description = "Missing analytics:read", body = shared::error::Problem),
+    ))]
+pub async fn read(State(state): State<AdminState>) -> Result<Json<Dashboard>> {
+    dashboard(&state, Utc::now()).await.map(Json)
+}
