@@ -9,6 +9,8 @@ pub struct Config {
     pub table: String,
     pub data_key_id: String,
     pub signing_key_id: String,
+    /// KMS ECC P-256 key that signs audit digests (only the scheduler signs).
+    pub audit_key_id: String,
     pub jobs_queue_url: String,
     pub exports_bucket: String,
     pub audit_bucket: String,
@@ -55,6 +57,7 @@ impl Config {
             table: required("KEEL_TABLE")?,
             data_key_id: required("KEEL_DATA_KEY_ID")?,
             signing_key_id: required("KEEL_SIGNING_KEY_ID")?,
+            audit_key_id: required("KEEL_AUDIT_KEY_ID")?,
             jobs_queue_url: required("KEEL_JOBS_QUEUE_URL")?,
             exports_bucket: required("KEEL_EXPORTS_BUCKET")?,
             audit_bucket: required("KEEL_AUDIT_BUCKET")?,

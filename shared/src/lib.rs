@@ -4,6 +4,8 @@
 //! each other.
 
 pub mod audit;
+pub mod audit_chain;
+pub mod audit_digest;
 pub mod aws;
 pub mod config;
 pub mod crypto;

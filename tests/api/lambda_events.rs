@@ -33,7 +33,8 @@ async fn api_gateway_events_reach_the_function_routers() {
     let app = TestApp::spawn().await;
     let platform = app.app.platform.clone();
     let auth_router = auth::router(auth::AuthState { platform: platform.clone(), signer: app.app.signer.clone() });
-    let admin_router = admin::router(admin::AdminState { platform, sqs: app.app.clients.sqs.clone() });
+    let audit = admin::audit_chain_reader(&platform, &app.app.clients);
+    let admin_router = admin::router(admin::AdminState { platform, sqs: app.app.clients.sqs.clone(), audit });
     shared::users::bootstrap_admin(app.store(), "admin@keel.local", "Admin", PASSWORD, false).await.unwrap();
 
     let (status, body) = invoke(auth_router.clone(), &event("auth/jwks.json", &[])).await;

@@ -13,7 +13,8 @@ fn all_routes() -> Vec<&'static Route> {
 }
 
 fn concrete(path: &str, user_id: &str) -> String {
-    path.replace("{user_id}", user_id)
+    // Audit entry ids are UUIDv7; a fresh one names no entry (404 when allowed).
+    path.replace("{user_id}", user_id).replace("{entry_id}", &uuid::Uuid::now_v7().to_string())
 }
 
 #[tokio::test]

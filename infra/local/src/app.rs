@@ -1,6 +1,6 @@
 //! Assembles the local application: every API function's router merged on
-//! one server (same paths as API Gateway), the workers, and the bootstrap of
-//! the first super admin.
+//! one server (same paths as API Gateway), the workers (jobs, audit sealer),
+//! and the bootstrap of the first super admin.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub struct LocalApp {
     pub clients: Clients,
     pub signer: auth::Signer,
     pub worker: jobs::Worker,
+    pub sealer: scheduler::Sealer,
 }
 
 /// Build every function exactly as its `main.rs` would, from the stack's
@@ -30,8 +31,9 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let signer = auth::Signer::new(clients.kms.clone(), &config.signing_key_id, &platform.verifier);
     let router = Router::new()
         .merge(auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone() }))
-        .merge(admin::router(admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone() }))
+        .merge(admin::router(admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), audit: admin::audit_chain_reader(&platform, &clients) }))
         .fallback(shared::http::not_found);
-    let worker = jobs::Worker::new(config, sdk);
-    Ok(LocalApp { router, platform, clients, signer, worker })
+    let worker = jobs::Worker::new(config.clone(), sdk);
+    let sealer = scheduler::Sealer::new(config, &clients);
+    Ok(LocalApp { router, platform, clients, signer, worker, sealer })
 }
