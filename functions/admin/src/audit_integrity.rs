@@ -10,13 +10,14 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::audit_digest::Report;
-use shared::error::{Error, FieldError, Result};
+use shared::error::{Error, Result};
 use shared::extract::{ValidJson, ValidQuery};
 use shared::http::Caller;
 use shared::jobs::Job;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
+use crate::audit_logs::parse_time;
 
 /// A live verification reads every entry and digest of the range within
 /// one request; longer ranges go through `keel audit verify`.
@@ -34,18 +35,9 @@ pub struct VerifyQuery {
     pub to: Option<String>,
 }
 
-fn parse_time(field: &str, value: Option<&str>) -> std::result::Result<Option<DateTime<Utc>>, FieldError> {
-    value
-        .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| FieldError::new(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")))
-        .transpose()
-}
-
 /// `[from, to]` from optional RFC 3339 bounds, at most `max_days` long.
-fn range(from: Option<&str>, to: Option<&str>, max_days: i64) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
-    let (from, to) = match (parse_time("from", from), parse_time("to", to)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (f, t) => return Err(Error::Validation(f.err().into_iter().chain(t.err()).collect())),
-    };
+fn range(from: &Option<String>, to: &Option<String>, max_days: i64) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let (from, to) = (parse_time("from", from)?, parse_time("to", to)?);
     let to = to.unwrap_or_else(Utc::now);
     let from = from.unwrap_or(to - Duration::days(1));
     if from > to {
@@ -64,7 +56,7 @@ fn range(from: Option<&str>, to: Option<&str>, max_days: i64) -> Result<(DateTim
         (status = 403, description = "Missing audit:read", body = shared::error::Problem),
     ))]
 pub async fn verify(State(state): State<AdminState>, ValidQuery(q): ValidQuery<VerifyQuery>) -> Result<Json<Report>> {
-    let (from, to) = range(q.from.as_deref(), q.to.as_deref(), MAX_VERIFY_DAYS)?;
+    let (from, to) = range(&q.from, &q.to, MAX_VERIFY_DAYS)?;
     Ok(Json(state.audit.verify(from, to).await?))
 }
 
@@ -104,7 +96,7 @@ struct ExportParams {
         (status = 403, description = "Missing audit:read", body = shared::error::Problem),
     ))]
 pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<ExportRequest>) -> Result<(StatusCode, Json<ExportAccepted>)> {
-    let (from, to) = range(body.from.as_deref(), body.to.as_deref(), MAX_EXPORT_DAYS)?;
+    let (from, to) = range(&body.from, &body.to, MAX_EXPORT_DAYS)?;
     for (field, value) in [("action", &body.action), ("actor_id", &body.actor_id)] {
         if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > 200) {
             return Err(Error::field(field, "must be 1 to 200 characters"));

@@ -57,7 +57,7 @@ enum Position {
 const MAX_READS_PER_PAGE: usize = 40;
 const MAX_DAYS: i64 = 366;
 
-fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
     value
         .as_deref()
         .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time")))
