@@ -98,16 +98,22 @@ pub async fn load_entries(store: &Store, after: &str, until: &str, keep_items: b
             let (lower, upper, store) = (lower.clone(), upper.clone(), store.clone());
             async move {
                 let pk = format!("AUDIT#{}", day.format("%Y-%m-%d"));
-                let spec = QuerySpec {
-                    key_condition: "pk = :pk AND sk BETWEEN :lower AND :upper",
-                    values: vec![(":pk", s(pk)), (":lower", s(lower)), (":upper", s(upper))],
-                    forward: true,
-                    ..QuerySpec::default()
-                };
                 let mut out = Vec::new();
                 let mut start = None;
                 loop {
-                    let (items, last) = store.query_page(&spec, start, 1000).await?;
+                    // No Limit: each page is as large as DynamoDB allows
+                    // (1 MB), the fewest round trips for a full read.
+                    let page = store
+                        .query()
+                        .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
+                        .expression_attribute_values(":pk", s(pk.clone()))
+                        .expression_attribute_values(":lower", s(lower.clone()))
+                        .expression_attribute_values(":upper", s(upper.clone()))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(crate::error::aws("dynamodb Query (audit entries)"))?;
+                    let (items, last) = (page.items.unwrap_or_default(), page.last_evaluated_key);
                     for item in &items {
                         let typed = audit_digest::typed_item(item);
                         out.push((SealedEntry::of(&typed)?, keep_items.then_some(typed)));
