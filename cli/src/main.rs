@@ -1,7 +1,8 @@
 //! `keel`, the operators' command line. It talks to the stack's AWS resources
 //! directly with the operator's own AWS credentials (no API token needed), so
-//! it can create the first super admin of a new deployment and configure the
-//! OAuth/OIDC providers people sign in with.
+//! it can create the first super admin of a new deployment, configure the
+//! OAuth/OIDC providers people sign in with, and verify the audit log (live,
+//! or offline from an export file with no AWS access).
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -54,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         action: ProviderAction,
     },
+    /// The verifiable audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +107,67 @@ enum ProviderAction {
         #[arg(long)]
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every entry and signed digest in a range and name the first
+    /// mismatch; exits 1 if the log was tampered with.
+    Verify {
+        /// From this time (RFC 3339); default 24 hours before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Verify an export (NDJSON from `POST /admin/audit-logs/export`)
+        /// offline instead: no AWS access or settings needed.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        file: Option<PathBuf>,
+        /// With --file: the audit public key (base64 DER, as obtained out of
+        /// band) to check against instead of the one inside the export.
+        #[arg(long, requires = "file")]
+        public_key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn time(name: &str, value: Option<&str>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    value
+        .map(|v| chrono::DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&chrono::Utc)).map_err(|_| anyhow!("--{name} must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")))
+        .transpose()
+}
+
+/// Print a verification report; false when it found a mismatch.
+fn print_report(report: &shared::audit_digest::Report, json: bool) -> anyhow::Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(report.ok);
+    }
+    let span = match (&report.covered_from, &report.covered_to) {
+        (Some(f), Some(t)) => format!("sealed span ({f}, {t}]"),
+        _ => "nothing sealed in the range".to_string(),
+    };
+    println!("Checked {} digests and {} entries ({span}); {} newer entries not sealed yet", report.digests_checked, report.entries_checked, report.unsealed_entries);
+    println!("Audit key fingerprint (SHA-256 of the public key): {}", report.key_fingerprint);
+    println!("Throughput: {:.0} entries/s ({} ms)", report.entries_per_second, report.elapsed_ms);
+    match &report.first_problem {
+        None => println!("OK: the audit log matches its signed digests"),
+        Some(f) => {
+            let mut at = Vec::new();
+            if let Some(d) = &f.digest_id {
+                at.push(format!("digest {d}"));
+            }
+            if let Some(e) = &f.entry_id {
+                at.push(format!("entry {e}"));
+            }
+            let kind = serde_json::to_value(f.kind)?;
+            println!("MISMATCH ({} found): {} at {}: {}", report.problems, kind.as_str().unwrap_or("?"), at.join(", "), f.detail);
+        }
+    }
+    Ok(report.ok)
 }
 
 fn settings(env_file: Option<&PathBuf>) -> anyhow::Result<HashMap<String, String>> {
@@ -184,6 +251,33 @@ async fn main() -> anyhow::Result<()> {
                 None => shared::mfa::required_roles(&store).await.map_err(describe)?,
             };
             println!("Roles that require 2FA: {}", if roles.is_empty() { "(none)".to_string() } else { roles.join(", ") });
+        }
+        Command::Audit { command: AuditCommand::Verify { from, to, file, public_key, json } } => {
+            let report = match file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    shared::audit_digest::verify_export(&text, public_key.as_deref()).map_err(|e| anyhow!("{}: {e}", path.display()))?
+                }
+                None => {
+                    let need = |name: &str| vars.get(name).cloned().ok_or_else(|| anyhow!("{name} is not set (from the stack's outputs, or --env-file .keel/local.env)"));
+                    let (table, bucket, key_id) = (need("KEEL_TABLE")?, need("KEEL_AUDIT_BUCKET")?, need("KEEL_AUDIT_KEY_ID")?);
+                    let to = time("to", to.as_deref())?.unwrap_or_else(chrono::Utc::now);
+                    let from = time("from", from.as_deref())?.unwrap_or(to - chrono::Duration::days(1));
+                    if from > to {
+                        return Err(anyhow!("--from must not be after --to"));
+                    }
+                    let clients = shared::aws::Clients::from_sdk_config(&sdk_config(&vars).await);
+                    let store = shared::store::Store::new(clients.dynamo.clone(), table);
+                    let reader = shared::audit_chain::ChainReader::new(store, clients.s3.clone(), clients.kms.clone(), &bucket, &key_id);
+                    reader.verify(from, to).await.map_err(|e| match e {
+                        shared::Error::Internal(cause) => anyhow!("{cause:#}"),
+                        other => anyhow!("{other}"),
+                    })?
+                }
+            };
+            if !print_report(&report, json)? {
+                std::process::exit(1);
+            }
         }
         Command::OauthProvider { action } => oauth_provider(&vars, action).await?,
     }

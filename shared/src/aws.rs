@@ -6,6 +6,7 @@ pub struct Clients {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub kms: aws_sdk_kms::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -19,6 +20,9 @@ impl Clients {
             dynamo: aws_sdk_dynamodb::Client::new(sdk),
             kms: aws_sdk_kms::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            // An emulator endpoint (the local stack) needs path-style
+            // addressing; AWS itself takes virtual-hosted style.
+            s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build()),
         }
     }
 }

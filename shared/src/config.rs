@@ -9,6 +9,8 @@ pub struct Config {
     pub table: String,
     pub data_key_id: String,
     pub signing_key_id: String,
+    /// KMS ECC P-256 key that signs audit digests (only the scheduler signs).
+    pub audit_key_id: String,
     pub jobs_queue_url: String,
     pub jobs_dlq_url: String,
     pub webhooks_queue_url: String,
@@ -89,6 +91,7 @@ impl Config {
             table: required("KEEL_TABLE")?,
             data_key_id: required("KEEL_DATA_KEY_ID")?,
             signing_key_id: required("KEEL_SIGNING_KEY_ID")?,
+            audit_key_id: required("KEEL_AUDIT_KEY_ID")?,
             jobs_queue_url: required("KEEL_JOBS_QUEUE_URL")?,
             jobs_dlq_url: required("KEEL_JOBS_DLQ_URL")?,
             webhooks_queue_url: required("KEEL_WEBHOOKS_QUEUE_URL")?,

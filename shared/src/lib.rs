@@ -4,6 +4,8 @@
 //! and HTTP plumbing. Functions depend on this crate, never on each other.
 
 pub mod audit;
+pub mod audit_chain;
+pub mod audit_digest;
 pub mod aws;
 pub mod charts;
 pub mod config;

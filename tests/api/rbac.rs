@@ -20,6 +20,8 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
         .replace("{name}", role_name)
         .replace("{provider}", "no-such-provider")
         .replace("{chart_id}", &uuid::Uuid::now_v7().to_string())
+        // Audit entry ids are UUIDv7; a fresh one names no entry (404 when allowed).
+        .replace("{entry_id}", &uuid::Uuid::now_v7().to_string())
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 //! `GET /api/v1/admin/audit-logs`: the audit trail, newest first, filtered by
 //! actor, target, action, outcome and time. Actor and target filters use
-//! their indexes; otherwise the day partitions are walked backwards. Personal
-//! data inside entries is masked for principals without `pii:read`.
+//! their indexes; otherwise the day partitions are walked backwards.
+//! `GET /api/v1/admin/audit-logs/{entry_id}`: one entry. Personal data inside
+//! entries is masked for principals without `pii:read`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -56,7 +57,7 @@ enum Position {
 const MAX_READS_PER_PAGE: usize = 40;
 const MAX_DAYS: i64 = 366;
 
-fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
+pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
     value
         .as_deref()
         .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time")))
@@ -199,6 +200,56 @@ fn spec_for<'a>(
     let mut values = values.to_vec();
     values.extend([(":pk", s(pk)), (":lower", s(lower)), (":upper", s(upper))]);
     QuerySpec { index, key_condition, filter, names: names.to_vec(), values, forward: false }
+}
+
+/// How far an entry's timestamp may be from the time in its UUIDv7 id: both
+/// are taken from the clock when the entry is built (`AuditEntry::new`).
+const ID_CLOCK_WINDOW_SECONDS: i64 = 5;
+
+#[utoipa::path(get, path = "/api/v1/admin/audit-logs/{entry_id}", tag = "audit", security(("bearer" = [])),
+    params(("entry_id" = String, Path, description = "The entry's id (a UUIDv7)")),
+    responses(
+        (status = 200, description = "The audit entry", body = AuditEntry),
+        (status = 400, description = "Not a UUIDv7", body = shared::error::Problem),
+        (status = 403, description = "Missing audit:read", body = shared::error::Problem),
+        (status = 404, description = "No such entry", body = shared::error::Problem),
+    ))]
+pub async fn read(State(state): State<AdminState>, principal: Principal, Path(entry_id): Path<String>) -> Result<Json<AuditEntry>> {
+    // Entry ids are UUIDv7: their millisecond timestamp names the day
+    // partition and a narrow sort-key window inside it, so no lookup item
+    // is needed (one Query of a few seconds of entries per day touched).
+    let id = uuid::Uuid::parse_str(&entry_id).ok().filter(|u| u.get_version_num() == 7).ok_or_else(|| Error::field("entry_id", "must be a UUIDv7 audit entry id"))?;
+    let (secs, nanos) = id.get_timestamp().ok_or_else(|| Error::field("entry_id", "must be a UUIDv7 audit entry id"))?.to_unix();
+    let at = DateTime::from_timestamp(secs as i64, nanos).ok_or_else(|| Error::field("entry_id", "timestamp out of range"))?;
+    let window = Duration::seconds(ID_CLOCK_WINDOW_SECONDS);
+    let (lower, upper) = (timestamp(at - window), format!("{}~", timestamp(at + window)));
+    let mut days = vec![(at - window).date_naive(), (at + window).date_naive()];
+    days.dedup();
+    for day in days {
+        let spec = QuerySpec {
+            key_condition: "pk = :pk AND sk BETWEEN :lower AND :upper",
+            filter: "id = :id",
+            values: vec![(":pk", s(format!("AUDIT#{}", day.format("%Y-%m-%d")))), (":lower", s(lower.clone())), (":upper", s(upper.clone())), (":id", s(entry_id.clone()))],
+            forward: true,
+            ..QuerySpec::default()
+        };
+        let mut start = None;
+        loop {
+            let (items, last) = state.platform.store.query_page(&spec, start, 1000).await?;
+            if let Some(item) = items.into_iter().next() {
+                let mut entry: AuditEntry = from_item(item)?;
+                if !principal.can(Permission::PiiRead) {
+                    mask(&mut entry);
+                }
+                return Ok(Json(entry));
+            }
+            match last {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+    }
+    Err(Error::NotFound(format!("no audit entry {entry_id}")))
 }
 
 /// Hide personal data in an entry: the actor's address and agent, and

@@ -1,8 +1,10 @@
 //! The admin function: `/api/v1/admin/*` — user management (including
 //! resetting a user's 2FA and unlocking rate limits), roles and role
-//! assignments, chart moderation, the system configuration, the audit log,
-//! the analytics dashboard, and system health and metrics.
+//! assignments, chart moderation, the system configuration, the audit log
+//! (listing, entries, verification against signed digests, exports), the
+//! analytics dashboard, and system health and metrics.
 
+pub mod audit_integrity;
 pub mod audit_logs;
 pub mod charts;
 pub mod masking;
@@ -28,6 +30,8 @@ pub struct AdminState {
     pub platform: Platform,
     pub sqs: aws_sdk_sqs::Client,
     pub monitoring: monitoring::Monitoring,
+    /// Reads the audit digest chain (verification, entries).
+    pub audit: shared::audit_chain::ChainReader,
 }
 
 /// Every route of this function and the permission it needs.
@@ -46,6 +50,11 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::PUT, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesWrite)),
     Route::new(Method::DELETE, "/api/v1/admin/roles/{name}", Access::Permission(Permission::RolesWrite)),
     Route::new(Method::GET, "/api/v1/admin/audit-logs", Access::Permission(Permission::AuditRead)),
+    // Audit integrity: reading and verifying evidence (auditors included);
+    // an export copies evidence out and is itself audited.
+    Route::new(Method::GET, "/api/v1/admin/audit-logs/verify", Access::Permission(Permission::AuditRead)),
+    Route::new(Method::POST, "/api/v1/admin/audit-logs/export", Access::Permission(Permission::AuditRead)),
+    Route::new(Method::GET, "/api/v1/admin/audit-logs/{entry_id}", Access::Permission(Permission::AuditRead)),
     // Chart moderation (charts.rs).
     Route::new(Method::GET, "/api/v1/admin/charts", Access::Permission(Permission::ChartsRead)),
     Route::new(Method::GET, "/api/v1/admin/charts/queue", Access::Permission(Permission::ChartsRead)),
@@ -74,6 +83,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/roles", get(roles::list).post(roles::create))
         .route("/api/v1/admin/roles/{name}", get(roles::read).put(roles::update).delete(roles::delete))
         .route("/api/v1/admin/audit-logs", get(audit_logs::list))
+        .route("/api/v1/admin/audit-logs/verify", get(audit_integrity::verify))
+        .route("/api/v1/admin/audit-logs/export", post(audit_integrity::export))
+        .route("/api/v1/admin/audit-logs/{entry_id}", get(audit_logs::read))
         // Chart moderation.
         .route("/api/v1/admin/charts", get(charts::list))
         .route("/api/v1/admin/charts/queue", get(charts::queue))
@@ -97,7 +109,7 @@ pub fn router(state: AdminState) -> Router {
     paths(
         users::create, users::list, users::read, users::update, users::delete, users::unlock, two_factor::reset,
         roles::assign, roles::list, roles::create, roles::read, roles::update, roles::delete,
-        audit_logs::list,
+        audit_logs::list, audit_logs::read, audit_integrity::verify, audit_integrity::export,
         charts::list, charts::queue, charts::read, charts::moderate, charts::moderate_bulk,
         system_config::read, system_config::update, system_config::history, system_config::rollback,
         analytics::read, system_health::read, system_metrics::read,
@@ -118,4 +130,11 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
+}
+
+/// The audit chain reader over this function's table, the digest bucket
+/// and the audit digest key.
+pub fn audit_chain_reader(platform: &Platform, clients: &shared::aws::Clients) -> shared::audit_chain::ChainReader {
+    let config = &platform.config;
+    shared::audit_chain::ChainReader::new(platform.store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id)
 }

@@ -14,6 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         dynamo: clients.dynamo.clone(),
         metrics: Arc::new(admin::system_metrics::CloudWatchMetrics { client: aws_sdk_cloudwatch::Client::new(&sdk) }),
     };
-    let app = admin::router(admin::AdminState { platform, sqs: clients.sqs, monitoring });
+    let audit = admin::audit_chain_reader(&platform, &clients);
+    let app = admin::router(admin::AdminState { platform, sqs: clients.sqs, monitoring, audit });
     lambda_http::run(app).await
 }

@@ -4,6 +4,7 @@
 //! acknowledged without doing the work again. Kinds today: invitation emails
 //! and security notices (`security_email`).
 
+pub mod audit_export;
 pub mod invite;
 pub mod security_email;
 pub mod moderation_notice;
@@ -25,6 +26,9 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub struct Worker {
     pub store: Store,
     pub ses: aws_sdk_sesv2::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// Reads the audit log and its digest chain (audit exports).
+    pub audit: shared::audit_chain::ChainReader,
     pub config: Arc<Config>,
 }
 
@@ -36,9 +40,13 @@ impl Worker {
     }
 
     pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
+        let clients = shared::aws::Clients::from_sdk_config(sdk);
+        let store = Store::new(clients.dynamo.clone(), config.table.clone());
         Worker {
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            audit: shared::audit_chain::ChainReader::new(store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id),
+            store,
             ses: aws_sdk_sesv2::Client::new(sdk),
+            s3: clients.s3,
             config,
         }
     }
@@ -128,6 +136,7 @@ impl Worker {
             "invite_email" => invite::send(self, job).await,
             shared::jobs::SECURITY_EMAIL => security_email::send(self, job).await,
             moderation_notice::KIND => moderation_notice::send(self, job).await,
+            "audit_export" => audit_export::run(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }

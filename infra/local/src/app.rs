@@ -1,7 +1,8 @@
 //! Assembles the local application: every API function's router merged on
-//! one server (same paths as API Gateway), the workers, and the bootstrap of
-//! the first super admin. Metrics go to an in-memory ring (there is no
-//! CloudWatch locally), which the admin function's metrics route reads.
+//! one server (same paths as API Gateway), the workers (jobs, streams, audit
+//! sealer), and the bootstrap of the first super admin. Metrics go to an
+//! in-memory ring (there is no CloudWatch locally), which the admin
+//! function's metrics route reads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub struct LocalApp {
     pub streams: streams::Worker,
     /// The admin function's state (for tests that build its router alone).
     pub admin: admin::AdminState,
+    pub sealer: scheduler::Sealer,
 }
 
 /// Build every function exactly as its `main.rs` would, from the stack's
@@ -39,14 +41,15 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         dynamo: clients.dynamo.clone(),
         metrics: Arc::new(admin::system_metrics::LocalMetrics { ring: shared::telemetry::MetricsRing::installed(), sqs: clients.sqs.clone() }),
     };
-    let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring };
+    let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring, audit: admin::audit_chain_reader(&platform, &clients) };
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? })))
         .merge(as_function("admin", admin::router(admin.clone())))
         .fallback(shared::http::not_found);
-    let worker = jobs::Worker::new(config, sdk);
+    let worker = jobs::Worker::new(config.clone(), sdk);
+    let sealer = scheduler::Sealer::new(config, &clients);
     let streams = streams::Worker { store: platform.store.clone() };
-    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin })
+    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, sealer })
 }
 
 /// Serve a function's router as that function: its metrics carry its name,

@@ -8,6 +8,7 @@ pub mod app;
 pub mod moto;
 pub mod poller;
 pub mod provision;
+pub mod schedule;
 pub mod seed;
 pub mod stream_reader;
 pub mod template;

@@ -3,7 +3,7 @@
 //! super admin, writes `.keel/local.env`, then serves every API function on
 //! one port and runs the workers until Ctrl-C.
 
-use keel_local::{app, moto::Moto, poller, provision, seed, stream_reader, template::Template};
+use keel_local::{app, moto::Moto, poller, provision, schedule, seed, stream_reader, template::Template};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let jobs_queue = stack.env["KEEL_JOBS_QUEUE_URL"].clone();
     let jobs_arn = stack.resources["JobsQueue"].attributes["Arn"].clone();
     tokio::spawn(poller::run(local.clients.sqs.clone(), jobs_queue, jobs_arn, local.worker.clone()));
+    tokio::spawn(schedule::run(local.sealer.clone()));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -42,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  admin login: {}  password: {}  (user id {})", settings.admin_email, settings.admin_password, admin.id);
     println!("  try: curl -s {url}/api/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"...\"}}'", settings.admin_email);
     println!("  the admin's first sign-in is limited to enrolling 2FA (docs/two-factor.md); then sign in again with a code");
+    println!("  audit log sealed into signed digests every 5 minutes (docs/audit-integrity.md)");
     println!("  resource names: .keel/local.env   Ctrl-C stops everything.\n");
     let service = local.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;

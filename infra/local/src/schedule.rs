@@ -1,0 +1,28 @@
+//! Fires the scheduled functions locally, as EventBridge would deployed:
+//! the audit sealer every 5 minutes (template.yaml `SchedulerFunction`).
+//! Tests run it on demand with [`seal_now`].
+
+use std::time::Duration;
+
+/// The schedule of `SchedulerFunction` (`rate(5 minutes)`).
+pub const SEAL_EVERY: Duration = Duration::from_secs(300);
+
+/// Seal the audit log up to this instant, without the settle delay (tests
+/// and demos: nothing is in flight when they call it).
+pub async fn seal_now(sealer: &scheduler::Sealer) -> shared::Result<scheduler::SealOutcome> {
+    sealer.seal_until(chrono::Utc::now()).await
+}
+
+/// Run the sealer on its schedule forever (the `make dev` loop).
+pub async fn run(sealer: scheduler::Sealer) {
+    let mut every = tokio::time::interval(SEAL_EVERY);
+    // The first tick fires at once; the first real run is one period later.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match sealer.seal_due().await {
+            Ok(outcome) => tracing::info!(?outcome, "audit seal run"),
+            Err(e) => tracing::warn!(error = %e, "audit seal run failed"),
+        }
+    }
+}
