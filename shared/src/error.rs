@@ -152,12 +152,14 @@ impl IntoResponse for Error {
 /// Map an AWS SDK error to an internal error, keeping the service's message.
 pub fn aws<E: std::error::Error + Send + Sync + 'static>(context: &'static str) -> impl FnOnce(E) -> Error {
     move |err| {
-        let detail = aws_error_detail(&err);
+        let detail = error_chain(&err);
         Error::Internal(anyhow::Error::new(err).context(format!("{context}: {detail}")))
     }
 }
 
-fn aws_error_detail(err: &dyn std::error::Error) -> String {
+/// An error and its sources as one line: SDK errors' own Display is only
+/// "service error"; the service's message is further down the chain.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(s) = source {

@@ -63,39 +63,28 @@ where
     DependencyHealth { name, status: if error.is_some() { Status::Down } else { Status::Ok }, latency_ms, error, critical }
 }
 
-/// The service's own message for an SDK error (its Display is only "service error").
-fn detail<E: std::error::Error>(err: E) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
-}
-
 /// Check every dependency now.
 pub async fn check_all(state: &AdminState) -> Health {
     let m = &state.monitoring;
     let config = &state.platform.config;
     let table = check("table".into(), true, async {
-        let out = m.dynamo.describe_table().table_name(&config.table).send().await.map_err(detail)?;
+        let out = m.dynamo.describe_table().table_name(&config.table).send().await.map_err(|e| shared::error::error_chain(&e))?;
         match out.table.and_then(|t| t.table_status) {
             Some(aws_sdk_dynamodb::types::TableStatus::Active) | Some(aws_sdk_dynamodb::types::TableStatus::Updating) => Ok(()),
             other => Err(format!("table status {other:?}")),
         }
     });
     let buckets = futures::future::join_all([("exports", &config.exports_bucket), ("audit", &config.audit_bucket)].map(|(name, bucket)| {
-        check(format!("bucket:{name}"), false, async move { m.s3.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(detail) })
+        check(format!("bucket:{name}"), false, async move { m.s3.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(|e| shared::error::error_chain(&e)) })
     }));
     let queue_checks = futures::future::join_all(queues(config).map(|(name, url)| {
         check(format!("queue:{name}"), false, async move {
-            m.sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await.map(|_| ()).map_err(detail)
+            m.sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await.map(|_| ()).map_err(|e| shared::error::error_chain(&e))
         })
     }));
     let keys = futures::future::join_all([("data", &config.data_key_id), ("signing", &config.signing_key_id)].map(|(name, key)| {
         check(format!("key:{name}"), true, async move {
-            let out = m.kms.describe_key().key_id(key).send().await.map_err(detail)?;
+            let out = m.kms.describe_key().key_id(key).send().await.map_err(|e| shared::error::error_chain(&e))?;
             match out.key_metadata.and_then(|k| k.key_state) {
                 Some(aws_sdk_kms::types::KeyState::Enabled) => Ok(()),
                 other => Err(format!("key state {other:?}")),
