@@ -284,7 +284,11 @@ async fn a_permission_change_reaches_issued_tokens_within_the_cache_ttl() {
     for _ in 0..5 {
         on_other(audit_logs, &token).await;
     }
-    assert_eq!(other.platform.roles.loads(), 1, "a warm cache costs no DynamoDB call");
+    // On a slow machine the TTL may already have run out; only then may the
+    // catalog have been read again.
+    if loaded.elapsed() < Duration::from_secs(TTL) {
+        assert_eq!(other.platform.roles.loads(), 1, "a warm cache costs no DynamoDB call");
+    }
 
     // Change the role through the first instance; the token is not reissued.
     let r = app.call(Method::PUT, &role_path(&role.name), Some(&root), Some(json!({"version": 1, "permissions": ["users:read"]}))).await;
