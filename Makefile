@@ -45,6 +45,7 @@ openapi:
 bench: venv
 	$(CARGO) build --locked --release -p auth -p admin -p jobs -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
+	$(CARGO) run --locked --release -p keel-bench --bin login
 
 ## Lambda artifacts for `sam deploy` (needs `pip install cargo-lambda`).
 lambda:
