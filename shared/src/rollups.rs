@@ -31,10 +31,58 @@ pub const REFUNDS: &str = "refunds";
 /// Security-relevant audit events: `<yyyy-mm-dd>`.
 pub const SECURITY_EVENTS: &str = "security_events";
 
-/// The partition of the recent security events index (`ts#id` sort keys,
-/// expiring after [`SECURITY_INDEX_DAYS`]).
+/// The partition of the security events index (`ts#id` sort keys, expiring
+/// after [`SECURITY_INDEX_DAYS`]): the 90-day history.
 pub const SECURITY_INDEX_PK: &str = "SECURITY#recent";
 pub const SECURITY_INDEX_DAYS: i64 = 90;
+
+/// The single item holding the [`LATEST_SECURITY_EVENTS`] newest security
+/// events, so the dashboard reads them with its counters in one
+/// BatchGetItem (a fixed cost, where a Query's cost would depend on the
+/// store). Version-checked read-modify-write by the streams worker.
+pub const SECURITY_LATEST_PK: &str = "SECURITY#latest";
+pub const SECURITY_LATEST_SK: &str = "LIST";
+pub const LATEST_SECURITY_EVENTS: usize = 20;
+
+/// The dashboard's summary of a security-relevant audit entry (no IPs or
+/// user agents: those stay in the audit log behind `pii:read`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SecurityEvent {
+    pub id: String,
+    pub ts: String,
+    pub action: String,
+    pub outcome: String,
+    pub actor_id: String,
+    pub target_type: String,
+    pub target_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The latest-events item's content.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatestSecurityEvents {
+    #[serde(default)]
+    pub events: Vec<SecurityEvent>,
+    /// Bumped by every write (optimistic locking between stream shards).
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// `current` with `new` added: newest first by (ts, id), each entry once
+/// (a redelivered stream record changes nothing), at most
+/// [`LATEST_SECURITY_EVENTS`].
+pub fn merge_latest(current: &[SecurityEvent], new: impl IntoIterator<Item = SecurityEvent>) -> Vec<SecurityEvent> {
+    let mut all: Vec<SecurityEvent> = current.to_vec();
+    for event in new {
+        if !all.iter().any(|e| e.id == event.id) {
+            all.push(event);
+        }
+    }
+    all.sort_by(|a, b| (&b.ts, &b.id).cmp(&(&a.ts, &a.id)));
+    all.truncate(LATEST_SECURITY_EVENTS);
+    all
+}
 
 /// Where the streams worker keeps each user's last active day.
 pub fn activity_pk(user_id: &str) -> String {
@@ -102,6 +150,19 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-01-15T00:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(previous_month(t), "2025-12");
         assert_eq!(month(t), "2026-01");
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_twenty_once_each() {
+        let event = |i: usize| SecurityEvent { id: format!("e{i:02}"), ts: format!("2026-01-01T00:00:{i:02}Z"), action: "auth.login".into(), outcome: "failure".into(), actor_id: "a".into(), target_type: "user".into(), target_id: "u".into(), reason: None };
+        let first = merge_latest(&[], (0..15).map(event));
+        assert_eq!(first.len(), 15);
+        assert_eq!(first[0].id, "e14");
+        // Redelivery of some, and newer ones: each once, newest 20 only.
+        let second = merge_latest(&first, (10..30).map(event));
+        assert_eq!(second.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), (10..30).rev().map(|i| format!("e{i:02}")).collect::<Vec<_>>());
+        // An older event arriving late does not displace newer ones.
+        assert_eq!(merge_latest(&second, [event(1)]), second);
     }
 
     #[test]

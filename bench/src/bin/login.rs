@@ -24,7 +24,10 @@ async fn post(router: &Router, path: &str, token: Option<&str>, body: Value) -> 
     if let Some(t) = token {
         request = request.header("authorization", format!("Bearer {t}"));
     }
-    let response = router.clone().oneshot(request.body(Body::from(body.to_string()))?).await?;
+    // A stuck call fails the bench instead of hanging it.
+    let response = tokio::time::timeout(Duration::from_secs(60), router.clone().oneshot(request.body(Body::from(body.to_string()))?))
+        .await
+        .map_err(|_| anyhow::anyhow!("{path}: no answer within 60 s"))??;
     let status = response.status();
     let bytes = response.into_body().collect().await?.to_bytes();
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -93,10 +96,16 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let r = post(&router, "/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await?;
         without.push(started.elapsed());
+        if i % 20 == 0 {
+            eprintln!("password sign-ins: {i}");
+        }
         anyhow::ensure!(r["access_token"].is_string(), "no tokens: {r}");
     }
     let mut with = Vec::new();
-    for (email, secret) in &secrets {
+    for (i, (email, secret)) in secrets.iter().enumerate() {
+        if i % 20 == 0 {
+            eprintln!("2FA sign-ins: {i}");
+        }
         let started = Instant::now();
         let challenge = post(&router, "/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await?;
         let r = post(&router, "/api/v1/auth/2fa/verify", None, json!({"challenge_token": challenge["challenge_token"], "code": code(secret)?})).await?;

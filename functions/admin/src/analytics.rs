@@ -1,8 +1,8 @@
 //! `GET /api/v1/admin/analytics`: the dashboard. Reads only rollups kept by
-//! the streams worker (`shared::rollups`), the recent security events index
-//! and queue depths: a fixed number of calls — one BatchGetItem of 70 known
-//! counter keys, one Query of at most 20 items, four GetQueueAttributes —
-//! whatever the size of the data.
+//! the streams worker (`shared::rollups`) and queue depths: a fixed number of
+//! calls — one BatchGetItem of 71 known keys (70 counters and the latest
+//! security events item), four GetQueueAttributes — whatever the size of the
+//! data.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use shared::error::{Error, Result, aws};
-use shared::rollups::{self, day, month, previous_month};
+use shared::rollups::{self, SecurityEvent, day, month, previous_month};
 use shared::store::{Item, Store, s};
 use utoipa::ToSchema;
 
@@ -72,22 +72,8 @@ pub struct SecurityStats {
     pub events_today: i64,
     pub events_7d: i64,
     /// The 20 most recent security-relevant audit events, newest first.
-    pub recent: Vec<SecurityEventView>,
+    pub recent: Vec<SecurityEvent>,
 }
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SecurityEventView {
-    pub id: String,
-    pub ts: String,
-    pub action: String,
-    pub outcome: String,
-    pub actor_id: String,
-    pub target_type: String,
-    pub target_id: String,
-    pub reason: Option<String>,
-}
-
-pub const RECENT_SECURITY_EVENTS: i32 = 20;
 
 fn value_of(item: &Item) -> i64 {
     item.get(rollups::VALUE).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -97,13 +83,16 @@ fn sk_of(item: &Item) -> &str {
     item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
 }
 
-/// Single counters, by (metric, bucket), in one BatchGetItem.
-async fn single_counters(store: &Store, keys: &[(&str, String)]) -> Result<BTreeMap<(String, String), i64>> {
+/// Single counters, by (metric, bucket), and the latest security events, in
+/// one BatchGetItem.
+async fn rollup_items(store: &Store, keys: &[(&str, String)]) -> Result<(BTreeMap<(String, String), i64>, Vec<SecurityEvent>)> {
     use aws_sdk_dynamodb::types::KeysAndAttributes;
     let mut request = KeysAndAttributes::builder().consistent_read(false);
     for (metric, bucket) in keys {
         request = request.keys(Item::from([("pk".to_string(), s(rollups::pk(metric))), ("sk".to_string(), s(bucket))]));
     }
+    request = request.keys(Item::from([("pk".to_string(), s(rollups::SECURITY_LATEST_PK)), ("sk".to_string(), s(rollups::SECURITY_LATEST_SK))]));
+    let mut latest = Vec::new();
     let mut pending = Some(request.build().map_err(|e| Error::internal(e.to_string()))?);
     let mut found = BTreeMap::new();
     // Unprocessed keys (throttling) are retried a bounded number of times.
@@ -112,6 +101,10 @@ async fn single_counters(store: &Store, keys: &[(&str, String)]) -> Result<BTree
         let out = store.client.batch_get_item().request_items(&store.table, req).send().await.map_err(aws("dynamodb BatchGetItem"))?;
         for item in out.responses.and_then(|mut r| r.remove(&store.table)).unwrap_or_default() {
             let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if pk == rollups::SECURITY_LATEST_PK {
+                latest = shared::store::from_item::<rollups::LatestSecurityEvents>(item)?.events;
+                continue;
+            }
             found.insert((pk.trim_start_matches("METRIC#").to_string(), sk_of(&item).to_string()), value_of(&item));
         }
         pending = out.unprocessed_keys.and_then(|mut u| u.remove(&store.table));
@@ -119,20 +112,7 @@ async fn single_counters(store: &Store, keys: &[(&str, String)]) -> Result<BTree
     if pending.is_some() {
         return Err(Error::internal("BatchGetItem left keys unprocessed"));
     }
-    Ok(found)
-}
-
-async fn recent_security(store: &Store) -> Result<Vec<SecurityEventView>> {
-    let out = store
-        .query()
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", s(rollups::SECURITY_INDEX_PK))
-        .scan_index_forward(false)
-        .limit(RECENT_SECURITY_EVENTS)
-        .send()
-        .await
-        .map_err(aws("dynamodb Query"))?;
-    out.items.unwrap_or_default().into_iter().map(shared::store::from_item).collect()
+    Ok((found, latest))
 }
 
 /// The counters of `metric` for the days `from_days_ago..=to_days_ago` before `now`, summed.
@@ -173,9 +153,8 @@ pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboa
         (rollups::ORDERS, today.clone()),
         (rollups::ORDERS, this_month.clone()),
     ]);
-    let (counters, recent, queues) = tokio::try_join!(
-        single_counters(store, &keys),
-        recent_security(store),
+    let ((counters, recent), queues) = tokio::try_join!(
+        rollup_items(store, &keys),
         state.monitoring.queue_depths(&state.platform.config),
     )?;
     let one = |metric: &str, bucket: &str| counters.get(&(metric.to_string(), bucket.to_string())).copied().unwrap_or(0);

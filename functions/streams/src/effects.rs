@@ -19,20 +19,7 @@ pub enum Effect {
     Security(SecurityEvent),
 }
 
-/// The dashboard's summary of a security-relevant audit entry (no IPs or
-/// user agents: those stay in the audit log behind `pii:read`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SecurityEvent {
-    pub id: String,
-    pub ts: String,
-    pub action: String,
-    pub outcome: String,
-    pub actor_id: String,
-    pub target_type: String,
-    pub target_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
+pub use shared::rollups::SecurityEvent;
 
 fn str_of<'a>(item: Option<&'a Value>, key: &str) -> Option<&'a str> {
     item.and_then(|i| i.get(key)).and_then(Value::as_str)

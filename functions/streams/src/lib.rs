@@ -98,17 +98,55 @@ impl Worker {
         for ((metric, bucket), delta) in &adds {
             items.push(add(table, metric, bucket, *delta)?);
         }
-        for event in security {
+        for event in &security {
             items.push(TransactWriteItem::builder().put(Put::builder().table_name(table).set_item(Some(security_item(event)?)).build().map_err(|e| Error::internal(e.to_string()))?).build());
         }
         match transact(&self.store, items).await? {
-            Transacted::Done => Ok(()),
-            Transacted::ConditionFailed(0) => {
-                tracing::info!(record_id, "stream record already applied; skipped");
-                Ok(())
-            }
-            Transacted::ConditionFailed(i) => Err(Error::internal(format!("unexpected condition failure on item {i}"))),
+            Transacted::Done => {}
+            Transacted::ConditionFailed(0) => tracing::info!(record_id, "stream record already applied; skipped"),
+            Transacted::ConditionFailed(i) => return Err(Error::internal(format!("unexpected condition failure on item {i}"))),
         }
+        // Also after a skip: a previous delivery may have failed between the
+        // transaction and this step, and adding an event twice is a no-op.
+        if !security.is_empty() {
+            self.record_latest(security.into_iter().cloned().collect()).await?;
+        }
+        Ok(())
+    }
+
+    /// Add events to the latest-security-events item: read, merge, write
+    /// back conditional on the version read (other shards write it too).
+    async fn record_latest(&self, events: Vec<SecurityEvent>) -> Result<()> {
+        for _ in 0..10 {
+            let current: rollups::LatestSecurityEvents = match self.store.get_item(rollups::SECURITY_LATEST_PK, rollups::SECURITY_LATEST_SK).await? {
+                Some(item) => shared::store::from_item(item)?,
+                None => Default::default(),
+            };
+            let merged = rollups::merge_latest(&current.events, events.iter().cloned());
+            if merged == current.events {
+                return Ok(());
+            }
+            let next = rollups::LatestSecurityEvents { events: merged, version: current.version + 1 };
+            let mut item = to_item(&next)?;
+            item.insert("pk".into(), s(rollups::SECURITY_LATEST_PK));
+            item.insert("sk".into(), s(rollups::SECURITY_LATEST_SK));
+            let result = self
+                .store
+                .client
+                .put_item()
+                .table_name(&self.store.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR version = :v")
+                .expression_attribute_values(":v", n(current.version as i64))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
+                Err(e) => return Err(aws("dynamodb PutItem")(e)),
+            }
+        }
+        Err(Error::internal("the latest security events item kept changing"))
     }
 
     /// Move a user to the last-active bucket of `day` unless they are

@@ -178,12 +178,18 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
 /// Write the demo data (batches of 25, several in flight).
 pub async fn load(store: &Store, users: usize, seed: u64) -> anyhow::Result<Summary> {
     let (items, summary) = generate(Utc::now(), users, seed);
+    put(store, &items).await?;
+    Ok(summary)
+}
+
+/// Write generated items, a few BatchWriteItem calls at a time.
+pub async fn put(store: &Store, items: &[Item]) -> anyhow::Result<()> {
     let chunks: Vec<Vec<Item>> = items.chunks(25 * 8).map(<[Item]>::to_vec).collect();
     let results: Vec<_> = futures::stream::iter(chunks).map(|chunk| store.batch_put(chunk)).buffer_unordered(4).collect().await;
     for r in results {
         r.map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
     }
-    Ok(summary)
+    Ok(())
 }
 
 #[cfg(test)]
