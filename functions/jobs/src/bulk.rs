@@ -263,7 +263,13 @@ async fn finish_if_done(worker: &Worker, job_id: &str) -> Result<()> {
     }
 }
 
+/// Segments of one job all add to the same job item; run concurrently in
+/// one invocation they would only contend for it. One at a time per
+/// instance; parallelism comes from concurrent Lambda instances.
+static ONE_SEGMENT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub async fn run_segment(worker: &Worker, body: &str) -> Result<()> {
+    let _turn = ONE_SEGMENT_AT_A_TIME.lock().await;
     let msg: SegmentMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed segment message: {e}")))?;
     let Some(job) = jobs::get(&worker.store, &msg.job_id).await? else {
         return Err(Error::internal(format!("job {} not found", msg.job_id)));
