@@ -107,8 +107,18 @@ pub struct Chart {
     pub flagged: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Set while the chart is soft-deleted (bulk delete; restorable within
+    /// `retention.restore_window_days`). Deleted charts leave every listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
     pub version: u64,
 }
+
+/// The chart kinds the app draws.
+pub const KINDS: &[&str] = &["line", "bar", "area", "pie", "scatter", "heatmap"];
+
+/// The index partition of soft-deleted charts (gsi2 and gsi3), out of every listing.
+pub const DELETED_PARTITION: &str = "CHARTS#deleted";
 
 impl Chart {
     /// A new chart, waiting for review.
@@ -124,6 +134,7 @@ impl Chart {
             flagged: false,
             created_at: now.clone(),
             updated_at: now,
+            deleted_at: None,
             version: 1,
         }
     }
@@ -154,6 +165,12 @@ impl Chart {
         item.insert("gsi3pk".into(), s("CHARTS"));
         item.insert("gsi3sk".into(), s(order));
         item.insert("type".into(), s("chart"));
+        if self.deleted_at.is_some() {
+            // Out of the moderation queue, the listings and the owner's charts.
+            item.insert("gsi1pk".into(), s(format!("OWNER#{}#deleted", self.owner_id)));
+            item.insert("gsi2pk".into(), s(DELETED_PARTITION));
+            item.insert("gsi3pk".into(), s(DELETED_PARTITION));
+        }
         Ok(item)
     }
 

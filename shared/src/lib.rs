@@ -11,6 +11,7 @@ pub mod charts;
 pub mod config;
 pub mod crypto;
 pub mod cursor;
+pub mod data_jobs;
 pub mod error;
 pub mod extract;
 pub mod http;

@@ -39,6 +39,9 @@ pub struct Limits {
     pub bulk_cap: u32,
     /// Largest `limit` a listing accepts (at most 200).
     pub page_size_max: u32,
+    /// Most items one bulk update, delete or restore job may change
+    /// (`/api/v1/data/bulk/*`).
+    pub bulk_operation_cap: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -50,6 +53,8 @@ pub struct Retention {
     pub exports_days: u32,
     /// Days finished job records are kept.
     pub jobs_days: u32,
+    /// Days a soft-deleted user or chart can be restored.
+    pub restore_window_days: u32,
 }
 
 /// A reason a moderator can give; `code` is what requests send.
@@ -76,13 +81,13 @@ pub struct Settings {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_export_rows: 1_000_000, max_import_bytes: 50 * 1024 * 1024, bulk_cap: 100, page_size_max: 200 }
+        Limits { max_export_rows: 1_000_000, max_import_bytes: 50 * 1024 * 1024, bulk_cap: 100, page_size_max: 200, bulk_operation_cap: 10_000 }
     }
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { audit_days: 2555, exports_days: 7, jobs_days: 30 }
+        Retention { audit_days: 2555, exports_days: 7, jobs_days: 30, restore_window_days: 30 }
     }
 }
 
@@ -146,6 +151,7 @@ impl Settings {
         range(&mut errors, "limits.max_import_bytes", l.max_import_bytes, 1024, 1024 * 1024 * 1024);
         range(&mut errors, "limits.bulk_cap", l.bulk_cap, 1, 100);
         range(&mut errors, "limits.page_size_max", l.page_size_max, 1, crate::extract::MAX_PAGE as u32);
+        range(&mut errors, "limits.bulk_operation_cap", l.bulk_operation_cap, 1, 100_000);
         if self.moderation_reasons.is_empty() || self.moderation_reasons.len() > 50 {
             errors.push(FieldError::new("moderation_reasons", "1 to 50 reasons"));
         }
@@ -172,6 +178,7 @@ impl Settings {
         range(&mut errors, "retention.audit_days", r.audit_days, 365, 3650);
         range(&mut errors, "retention.exports_days", r.exports_days, 1, 365);
         range(&mut errors, "retention.jobs_days", r.jobs_days, 1, 3650);
+        range(&mut errors, "retention.restore_window_days", r.restore_window_days, 1, 365);
         for (i, p) in self.oauth_providers.iter().enumerate() {
             if !KNOWN_OAUTH_PROVIDERS.contains(&p.as_str()) {
                 errors.push(FieldError::new(format!("oauth_providers[{i}]"), format!("unknown provider {p:?}; one of {}", KNOWN_OAUTH_PROVIDERS.join(", "))));

@@ -198,15 +198,24 @@ impl Store {
     /// Apply `writes` and `audit` atomically: either the change and its audit
     /// entry are both stored, or neither is.
     pub async fn commit(&self, writes: Vec<Write>, audit: &AuditEntry) -> Result<()> {
-        if writes.len() + 1 > MAX_TRANSACTION_ITEMS {
-            return Err(Error::internal(format!("transaction of {} items exceeds the limit", writes.len() + 1)));
+        self.commit_many(vec![(writes, audit.clone())]).await
+    }
+
+    /// Apply several changes, each with its own audit entry, in one
+    /// transaction (all or none): imports write a batch of rows this way.
+    pub async fn commit_many(&self, changes: Vec<(Vec<Write>, AuditEntry)>) -> Result<()> {
+        let count: usize = changes.iter().map(|(w, _)| w.len() + 1).sum();
+        if count > MAX_TRANSACTION_ITEMS {
+            return Err(Error::internal(format!("transaction of {count} items exceeds the limit")));
         }
-        let audit_write = Write::put_new(&self.table, audit.to_item()?, Error::internal("audit entry id collision"))?;
-        let mut conflicts = Vec::with_capacity(writes.len() + 1);
-        let mut items = Vec::with_capacity(writes.len() + 1);
-        for w in writes.into_iter().chain(std::iter::once(audit_write)) {
-            items.push(w.item);
-            conflicts.push(w.on_conflict);
+        let mut conflicts = Vec::with_capacity(count);
+        let mut items = Vec::with_capacity(count);
+        for (writes, audit) in changes {
+            let audit_write = Write::put_new(&self.table, audit.to_item()?, Error::internal("audit entry id collision"))?;
+            for w in writes.into_iter().chain(std::iter::once(audit_write)) {
+                items.push(w.item);
+                conflicts.push(w.on_conflict);
+            }
         }
         let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         match result {
@@ -239,6 +248,31 @@ impl Store {
                 Err(aws("dynamodb TransactWriteItems")(err))
             }
         }
+    }
+
+    /// Read items by key (BatchGetItem, 100 keys a call, UnprocessedKeys
+    /// retried with backoff); missing items are simply absent.
+    pub async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
+            let keys: Vec<Item> = chunk.iter().map(|(pk, sk)| Item::from([("pk".to_string(), s(pk.clone())), ("sk".to_string(), s(sk.clone()))])).collect();
+            let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| Error::internal(e.to_string()))?);
+            let mut attempt = 0u32;
+            while let Some(request) = pending.take() {
+                let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(aws("dynamodb BatchGetItem"))?;
+                found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(Error::internal("BatchGetItem keys still unprocessed after retries"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 * 2u64.pow(attempt))).await;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Store an audit entry that records no change (a denied or failed

@@ -8,6 +8,8 @@ mod audit_integrity;
 mod audit_log;
 mod charts;
 mod dashboard;
+mod data_bulk;
+mod data_import;
 mod health;
 mod lambda_events;
 mod oauth;

@@ -35,6 +35,7 @@ pub struct LimitsChange {
     pub max_import_bytes: Option<u64>,
     pub bulk_cap: Option<u32>,
     pub page_size_max: Option<u32>,
+    pub bulk_operation_cap: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -43,6 +44,7 @@ pub struct RetentionChange {
     pub audit_days: Option<u32>,
     pub exports_days: Option<u32>,
     pub jobs_days: Option<u32>,
+    pub restore_window_days: Option<u32>,
 }
 
 /// A partial update: absent keys keep their value.
@@ -81,12 +83,14 @@ impl UpdateConfig {
             limits.max_import_bytes = l.max_import_bytes.unwrap_or(limits.max_import_bytes);
             limits.bulk_cap = l.bulk_cap.unwrap_or(limits.bulk_cap);
             limits.page_size_max = l.page_size_max.unwrap_or(limits.page_size_max);
+            limits.bulk_operation_cap = l.bulk_operation_cap.unwrap_or(limits.bulk_operation_cap);
         }
         if let Some(r) = self.retention {
             let retention = &mut next.retention;
             retention.audit_days = r.audit_days.unwrap_or(retention.audit_days);
             retention.exports_days = r.exports_days.unwrap_or(retention.exports_days);
             retention.jobs_days = r.jobs_days.unwrap_or(retention.jobs_days);
+            retention.restore_window_days = r.restore_window_days.unwrap_or(retention.restore_window_days);
         }
         next.moderation_reasons = self.moderation_reasons.unwrap_or(next.moderation_reasons);
         next.mfa_required_roles = self.mfa_required_roles.unwrap_or(next.mfa_required_roles);

@@ -2,9 +2,12 @@
 //! message, and reports the messages that failed so only they are retried
 //! (partial batch response). A message for a job that already finished is
 //! acknowledged without doing the work again. Kinds today: invitation emails
-//! and security notices (`security_email`).
+//! and security notices (`security_email`), audit exports, imports
+//! (`data_import`) and bulk operations (`bulk_segment` messages).
 
 pub mod audit_export;
+pub mod bulk;
+pub mod import;
 pub mod invite;
 pub mod security_email;
 pub mod moderation_notice;
@@ -86,6 +89,10 @@ impl Worker {
     async fn process(&self, message: &SqsMessage) -> Result<()> {
         let body = message.body.as_deref().unwrap_or("");
         let msg: JobMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed job message: {e}")))?;
+        // A segment of a bulk job: many messages share one job record.
+        if msg.kind == shared::data_jobs::SEGMENT_KIND {
+            return bulk::run_segment(self, body).await;
+        }
         let Some(job) = jobs::get(&self.store, &msg.job_id).await? else {
             return Err(Error::internal(format!("job {} not found", msg.job_id)));
         };
@@ -103,7 +110,8 @@ impl Worker {
             &[("Function", "jobs"), ("JobKind", running.kind.as_str())],
             &[("JobDuration", started.elapsed().as_secs_f64() * 1000.0, "Milliseconds"), ("JobFailed", outcome.is_err() as u8 as f64, "Count")],
         );
-        let mut done = running.clone();
+        // The job may have saved its progress meanwhile: finish from the latest record.
+        let mut done = jobs::get(&self.store, &running.id).await?.unwrap_or_else(|| running.clone());
         match outcome {
             Ok(result) => {
                 done.status = JobStatus::Succeeded;
@@ -118,7 +126,9 @@ impl Worker {
                     other => other.to_string(),
                 };
                 done.error = Some(message);
-                if running.attempts >= MAX_ATTEMPTS {
+                // Unprocessable: the input itself is refused (an oversize
+                // import file); retrying cannot help.
+                if running.attempts >= MAX_ATTEMPTS || matches!(e, Error::Unprocessable(_)) {
                     done.status = JobStatus::Failed;
                     jobs::save(&self.store, &done).await?;
                     Ok(())
@@ -137,6 +147,7 @@ impl Worker {
             shared::jobs::SECURITY_EMAIL => security_email::send(self, job).await,
             moderation_notice::KIND => moderation_notice::send(self, job).await,
             "audit_export" => audit_export::run(self, job).await,
+            shared::data_jobs::IMPORT_KIND => import::run(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }

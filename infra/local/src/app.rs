@@ -45,6 +45,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? })))
         .merge(as_function("admin", admin::router(admin.clone())))
+        .merge(as_function("data", data::router(data::DataState { platform: platform.clone(), sqs: clients.sqs.clone(), s3: clients.s3.clone() })))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let sealer = scheduler::Sealer::new(config, &clients);
