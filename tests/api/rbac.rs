@@ -10,7 +10,7 @@ use shared::rbac::BuiltinRole;
 use crate::helpers::TestApp;
 
 pub fn all_routes() -> Vec<&'static Route> {
-    auth::ROUTES.iter().chain(admin::ROUTES.iter()).collect()
+    auth::ROUTES.iter().chain(admin::ROUTES.iter()).chain(data::ROUTES.iter()).collect()
 }
 
 /// A route's path with its parameters filled in (a chart id that names no
@@ -22,6 +22,8 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
         .replace("{chart_id}", &uuid::Uuid::now_v7().to_string())
         // Audit entry ids are UUIDv7; a fresh one names no entry (404 when allowed).
         .replace("{entry_id}", &uuid::Uuid::now_v7().to_string())
+        // A job id that names no job (404 when allowed).
+        .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
 }
 
 #[tokio::test]

@@ -1,0 +1,94 @@
+//! The data function: `/api/v1/data/*` — exports of datasets (users,
+//! charts, orders, activity, audit) or of one's own data, in CSV, JSON,
+//! NDJSON, XLSX, PDF or SQL (small ones answered at once, the rest as jobs
+//! the `jobs` worker streams to S3), and the caller's data jobs: status,
+//! progress, download link, cancellation. See docs/exports.md.
+
+pub mod data_jobs;
+pub mod export;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{get, post};
+use shared::http::{Access, Platform, Route};
+
+#[derive(Clone, Debug)]
+pub struct DataState {
+    pub platform: Platform,
+    pub sqs: aws_sdk_sqs::Client,
+    /// Presigns download links to the exports bucket.
+    pub s3: aws_sdk_s3::Client,
+    pub exports: ExportSettings,
+}
+
+/// This function's own settings (from template.yaml's environment).
+#[derive(Clone, Debug)]
+pub struct ExportSettings {
+    /// Exports of at most this many rows (CSV, JSON, NDJSON, SQL) are
+    /// answered in the response; larger ones, and XLSX and PDF, are jobs.
+    pub inline_rows: usize,
+}
+
+pub const DEFAULT_INLINE_ROWS: usize = 1000;
+/// The inline threshold cannot exceed one DynamoDB page of reads per request.
+pub const MAX_INLINE_ROWS: usize = 5000;
+
+impl ExportSettings {
+    pub fn from_env() -> anyhow::Result<ExportSettings> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<ExportSettings> {
+        let inline_rows = match get("KEEL_EXPORT_INLINE_ROWS").filter(|v| !v.trim().is_empty()) {
+            None => DEFAULT_INLINE_ROWS,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= MAX_INLINE_ROWS)
+                .ok_or_else(|| anyhow::anyhow!("configuration: KEEL_EXPORT_INLINE_ROWS must be 0 to {MAX_INLINE_ROWS}: {v:?}"))?,
+        };
+        Ok(ExportSettings { inline_rows })
+    }
+}
+
+/// Every route of this function and who may call it. Exports of datasets
+/// need `data:export` (checked in the handler: without a dataset the
+/// route exports the caller's own data, open to every signed-in user).
+pub static ROUTES: &[Route] = &[
+    Route::new(Method::POST, "/api/v1/data/export", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/jobs", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/jobs/{job_id}", Access::Authenticated),
+    Route::new(Method::DELETE, "/api/v1/data/jobs/{job_id}", Access::Authenticated),
+];
+
+pub fn router(state: DataState) -> Router {
+    let platform = state.platform.clone();
+    let routes = Router::new()
+        .route("/api/v1/data/export", post(export::create))
+        .route("/api/v1/data/jobs", get(data_jobs::list))
+        .route("/api/v1/data/jobs/{job_id}", get(data_jobs::read).delete(data_jobs::cancel))
+        .with_state(state);
+    shared::http::secure(routes, &platform, ROUTES)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel),
+    components(schemas(shared::error::Problem, shared::error::FieldError)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
