@@ -8,6 +8,7 @@ mod audit_integrity;
 mod audit_log;
 mod charts;
 mod dashboard;
+mod exports;
 mod health;
 mod lambda_events;
 mod oauth;

@@ -22,8 +22,9 @@ use utoipa::ToSchema;
 
 use crate::DataState;
 
-/// At most this many DynamoDB reads are spent on trying to answer inline.
-const MAX_INLINE_READS: usize = 10;
+/// At most this many DynamoDB reads are spent on trying to answer inline
+/// (a month of daily partitions, most of them small).
+const MAX_INLINE_READS: usize = 40;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

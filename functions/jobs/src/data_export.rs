@@ -225,10 +225,6 @@ pub async fn run_with(worker: &Worker, job: &Job, hooks: &Hooks) -> Result<Value
         drop(page);
         sink.drain(&mut upload).await?;
         pages += 1;
-        if hooks.crash_after_pages == Some(pages) {
-            // As if the process died here: nothing cleaned up.
-            return Err(Error::internal(format!("simulated crash after {pages} pages")));
-        }
         if tracker.last_save.elapsed() >= hooks.progress_every {
             tracker.progress(processed, total, started);
             if let Err(stop) = tracker.save().await? {
@@ -237,6 +233,10 @@ pub async fn run_with(worker: &Worker, job: &Job, hooks: &Hooks) -> Result<Value
                 }
                 return stopped(stop);
             }
+        }
+        if hooks.crash_after_pages == Some(pages) {
+            // As if the process died here: nothing cleaned up.
+            return Err(Error::internal(format!("simulated crash after {pages} pages")));
         }
         if let Some(delay) = hooks.page_delay {
             tokio::time::sleep(delay).await;
