@@ -46,10 +46,12 @@ lint-template: venv
 openapi:
 	KEEL_UPDATE_OPENAPI=1 $(CARGO) test --locked -p keel-tests --test api openapi:: -- --test-threads=1
 
-## Benchmarks (release builds): cold start, binary size, warm latency.
+## Benchmarks (release builds): cold start, binary size, warm latency;
+## exports of 1M rows to CSV and XLSX (rows/s, peak RSS).
 bench: venv
 	$(CARGO) build --locked --release -p auth -p admin -p jobs -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
+	$(CARGO) run --locked --release -p keel-bench --bin export-bench
 
 ## Lambda artifacts for `sam deploy` (needs `pip install cargo-lambda`).
 lambda:
