@@ -92,3 +92,19 @@ impl utoipa::Modify for BearerAuth {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_rows_default_and_bad_values_are_named() {
+        let with = |v: Option<&'static str>| ExportSettings::from_lookup(move |_| v.map(String::from));
+        assert_eq!(with(None).unwrap().inline_rows, DEFAULT_INLINE_ROWS);
+        assert_eq!(with(Some("")).unwrap().inline_rows, DEFAULT_INLINE_ROWS);
+        assert_eq!(with(Some("0")).unwrap().inline_rows, 0);
+        for bad in ["many", "-1", "5001"] {
+            assert!(with(Some(bad)).unwrap_err().to_string().contains("KEEL_EXPORT_INLINE_ROWS"), "{bad}");
+        }
+    }
+}

@@ -266,3 +266,62 @@ impl Encoder for PdfEncoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::export::CellKind;
+
+    fn header() -> Header {
+        Header {
+            table: "t".into(),
+            title: "Keel export: t".into(),
+            filters: vec!["status = active".into()],
+            generated_at: "2026-11-21T00:00:00Z".into(),
+            columns: vec![("id".into(), CellKind::Text), ("n".into(), CellKind::Integer)],
+        }
+    }
+
+    /// The cross-reference table points at every object (readers rely on
+    /// it); the independent read-back is in tests/api/exports.rs.
+    #[test]
+    fn offsets_point_at_their_objects_across_pages() {
+        let mut pdf = PdfEncoder::new();
+        pdf.begin(&header()).unwrap();
+        let mut out = Vec::new();
+        for i in 0..500 {
+            pdf.row(&[Cell::Text(format!("row ({i}) \\ é ✓")), Cell::Int(i)]).unwrap();
+            if i % 97 == 0 {
+                pdf.take(&mut out).unwrap();
+            }
+        }
+        pdf.finish().unwrap();
+        pdf.take(&mut out).unwrap();
+        assert!(out.starts_with(b"%PDF-1.7"));
+        assert!(pdf.pages.len() > 5, "{} pages", pdf.pages.len());
+        // Work on bytes: the text holds WinAnsi (not UTF-8) bytes.
+        let marker = b"startxref\n";
+        let at = out.windows(marker.len()).rposition(|w| w == marker).unwrap() + marker.len();
+        let start: usize = String::from_utf8_lossy(&out[at..]).lines().next().unwrap().parse().unwrap();
+        let xref = String::from_utf8(out[start..].to_vec()).unwrap();
+        assert!(xref.starts_with("xref\n0 "));
+        for (id, line) in xref.lines().skip(3).take_while(|l| l.ends_with(" n ")).enumerate() {
+            let offset: usize = line[..10].parse().unwrap();
+            let expected = format!("{} 0 obj", id + 1);
+            assert_eq!(&out[offset..offset + expected.len()], expected.as_bytes(), "object {}", id + 1);
+        }
+    }
+
+    #[test]
+    fn an_empty_export_is_one_page() {
+        let mut pdf = PdfEncoder::new();
+        pdf.begin(&header()).unwrap();
+        pdf.finish().unwrap();
+        assert_eq!(pdf.pages.len(), 1);
+    }
+
+    #[test]
+    fn win_ansi_keeps_latin1_and_replaces_the_rest() {
+        assert_eq!(win_ansi("aé✓\n"), vec![b'a', 0xe9, b'?', b' ']);
+    }
+}
