@@ -8,7 +8,7 @@ OIDC := tests/oidc
 OIDC_STAMP := $(OIDC)/node_modules/.installed
 CARGO ?= cargo
 
-.PHONY: dev test venv oidc-provider lint-template openapi bench lambda clean
+.PHONY: dev test venv oidc-provider pdf-reader lint-template openapi bench lambda clean
 
 ## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
 ## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
@@ -16,7 +16,7 @@ dev: venv
 	$(CARGO) run --locked -p keel-local
 
 ## Everything CI checks: template lint, unit and integration tests.
-test: venv oidc-provider lint-template
+test: venv oidc-provider pdf-reader lint-template
 	$(CARGO) test --locked --workspace
 
 ## The Python tools the local stack and tests use (moto, cfn-lint, pyotp),
@@ -34,6 +34,11 @@ $(OIDC_STAMP): $(OIDC)/package-lock.json
 	npm ci --prefix $(OIDC) --no-audit --no-fund
 	touch $(OIDC_STAMP)
 
+## `pdftotext` (poppler-utils), the independent reader the export tests read
+## Keel's PDFs back with; installed with apt when missing (Debian, as root).
+pdf-reader:
+	@command -v pdftotext >/dev/null || (apt-get update && apt-get install -y poppler-utils)
+
 lint-template: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
@@ -41,11 +46,13 @@ lint-template: venv
 openapi:
 	KEEL_UPDATE_OPENAPI=1 $(CARGO) test --locked -p keel-tests --test api openapi:: -- --test-threads=1
 
-## Benchmarks (release builds): cold start, binary size, warm latency.
+## Benchmarks (release builds): cold start, binary size, warm latency;
+## exports of 1M rows to CSV and XLSX (rows/s, peak RSS).
 bench: venv
 	$(CARGO) build --locked --release -p auth -p admin -p jobs -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench --bin login
+	$(CARGO) run --locked --release -p keel-bench --bin export-bench
 
 ## Lambda artifacts for `sam deploy` (needs `pip install cargo-lambda`).
 lambda:

@@ -39,6 +39,12 @@ impl JobStatus {
 pub struct Progress {
     pub processed: u64,
     pub total: u64,
+    /// Recent throughput (long jobs that report it, e.g. exports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<u64>,
+    /// Estimated seconds until done, from the throughput so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -57,6 +63,11 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub attempts: u32,
+    /// The worker's own state of a running job (e.g. the multipart upload
+    /// in progress), so a redelivered message can clean up or continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub checkpoint: Option<Value>,
     pub created_at: String,
     pub updated_at: String,
     pub version: u64,
@@ -82,6 +93,7 @@ impl Job {
             result: None,
             error: None,
             attempts: 0,
+            checkpoint: None,
             created_at: now.clone(),
             updated_at: now,
             version: 1,

@@ -275,7 +275,7 @@ async fn bad_requests_name_the_field_and_imports_are_private() {
 async fn sample_events_reach_the_data_router() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.user(&["admin"]).await;
-    let router = data::router(data::DataState { platform: app.app.platform.clone(), sqs: app.app.clients.sqs.clone(), s3: app.app.clients.s3.clone() });
+    let router = data::router(app.app.data.clone());
     for (name, expected) in [("data/create-import.json", 201), ("data/bulk-delete-dry-run.json", 200)] {
         let text = std::fs::read_to_string(keel_local::repo_root().join("events").join(name)).unwrap().replace("${ACCESS_TOKEN}", &admin);
         let request = lambda_http::request::from_str(&text).expect("a valid API Gateway event");

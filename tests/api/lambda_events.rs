@@ -63,6 +63,34 @@ async fn api_gateway_events_reach_the_function_routers() {
 }
 
 #[tokio::test]
+async fn data_events_export_and_follow_the_job() {
+    let app = TestApp::spawn().await;
+    let data_router = data::router(app.app.data.clone());
+    let (user, token) = app.user(&["admin"]).await;
+    let (status, accepted) = invoke(data_router.clone(), &event("data/export.json", &[("ACCESS_TOKEN", &token)])).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job_id = accepted["job_id"].as_str().unwrap();
+    // The idempotency key in the event: a retry answers the same job.
+    let (_, again) = invoke(data_router.clone(), &event("data/export.json", &[("ACCESS_TOKEN", &token)])).await;
+    assert_eq!(again["job_id"], job_id);
+    let (status, list) = invoke(data_router.clone(), &event("data/list-jobs.json", &[("ACCESS_TOKEN", &token)])).await;
+    assert_eq!((status, list["items"].as_array().unwrap().len()), (200, 1), "{list}");
+    app.run_jobs().await;
+    let (status, job) = invoke(data_router.clone(), &event("data/job.json", &[("ACCESS_TOKEN", &token), ("JOB_ID", job_id)])).await;
+    assert_eq!((status, job["status"].as_str()), (200, Some("succeeded")), "{job}");
+    assert_eq!(job["result"]["rows"], 1);
+    let (status, _) = invoke(data_router.clone(), &event("data/cancel-job.json", &[("ACCESS_TOKEN", &token), ("JOB_ID", job_id)])).await;
+    assert_eq!(status, 409, "a finished job cannot be cancelled");
+    // An own-data export answers inline (CSV, not JSON: the body is the file).
+    let request = lambda_http::request::from_str(&event("data/export-own-data.json", &[("ACCESS_TOKEN", &token)])).unwrap();
+    let (parts, body) = request.into_parts();
+    let response = data_router.oneshot(http::Request::from_parts(parts, axum::body::Body::new(body))).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.starts_with("category,id,time,details") && text.contains(&user.id), "{text}");
+}
+
+#[tokio::test]
 async fn sqs_batch_reports_only_the_failed_message() {
     let app = TestApp::spawn().await;
     let (inviter, _) = app.user(&["admin"]).await;

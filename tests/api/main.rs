@@ -10,6 +10,7 @@ mod charts;
 mod dashboard;
 mod data_bulk;
 mod data_import;
+mod exports;
 mod health;
 mod lambda_events;
 mod oauth;

@@ -468,7 +468,7 @@ async fn run(state: DataState, caller: Caller, ask: Ask) -> Result<Response> {
     };
     let mut job = Job::new(ask.op.kind(), &caller.principal.user_id, serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?);
     job.status = JobStatus::Running;
-    job.progress = Progress { processed: 0, total: targets.len() as u64 };
+    job.progress = Progress { processed: 0, total: targets.len() as u64, ..Default::default() };
     job.result = Some(json!({ "succeeded": 0, "unchanged": 0, "failed": 0 }));
     let store = &state.platform.store;
     let audit = AuditEntry::new(&caller.actor(), &format!("data.bulk_{}", ask.op.as_str()), "job", &job.id).changes::<(), _>(

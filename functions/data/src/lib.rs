@@ -1,9 +1,15 @@
-//! The data function: `/api/v1/data/*` — imports (an uploaded file
-//! validated row by row, then applied by the jobs worker) and bulk
-//! operations (update, soft delete and restore of users or charts, fanned
-//! out over SQS). See docs/imports-and-bulk.md.
+//! The data function: `/api/v1/data/*` — exports of datasets (users,
+//! charts, orders, activity, audit) or of one's own data, in CSV, JSON,
+//! NDJSON, XLSX, PDF or SQL (small ones answered at once, the rest as jobs
+//! the `jobs` worker streams to S3), and the caller's data jobs: status,
+//! progress, download link, cancellation (docs/exports.md); imports (an
+//! uploaded file validated row by row, then applied by the jobs worker) and
+//! bulk operations (update, soft delete and restore of users or charts,
+//! fanned out over SQS) (docs/imports-and-bulk.md).
 
 pub mod bulk;
+pub mod data_jobs;
+pub mod export;
 pub mod import;
 
 use axum::Router;
@@ -16,12 +22,52 @@ use shared::rbac::Permission;
 pub struct DataState {
     pub platform: Platform,
     pub sqs: aws_sdk_sqs::Client,
-    /// Presigns uploads and report downloads; checks uploaded files (HEAD).
+    /// Presigns export downloads, import uploads and report downloads;
+    /// checks uploaded files (HEAD).
     pub s3: aws_sdk_s3::Client,
+    pub exports: ExportSettings,
 }
 
-/// Every route of this function and the permission it needs.
+/// This function's own settings (from template.yaml's environment).
+#[derive(Clone, Debug)]
+pub struct ExportSettings {
+    /// Exports of at most this many rows (CSV, JSON, NDJSON, SQL) are
+    /// answered in the response; larger ones, and XLSX and PDF, are jobs.
+    pub inline_rows: usize,
+}
+
+pub const DEFAULT_INLINE_ROWS: usize = 1000;
+/// The inline threshold cannot exceed one DynamoDB page of reads per request.
+pub const MAX_INLINE_ROWS: usize = 5000;
+
+impl ExportSettings {
+    pub fn from_env() -> anyhow::Result<ExportSettings> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<ExportSettings> {
+        let inline_rows = match get("KEEL_EXPORT_INLINE_ROWS").filter(|v| !v.trim().is_empty()) {
+            None => DEFAULT_INLINE_ROWS,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= MAX_INLINE_ROWS)
+                .ok_or_else(|| anyhow::anyhow!("configuration: KEEL_EXPORT_INLINE_ROWS must be 0 to {MAX_INLINE_ROWS}: {v:?}"))?,
+        };
+        Ok(ExportSettings { inline_rows })
+    }
+}
+
+/// Every route of this function and who may call it. Exports of datasets
+/// need `data:export` (checked in the handler: without a dataset the
+/// route exports the caller's own data, open to every signed-in user).
 pub static ROUTES: &[Route] = &[
+    // Exports and data jobs (export.rs, data_jobs.rs).
+    Route::new(Method::POST, "/api/v1/data/export", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/jobs", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/jobs/{job_id}", Access::Authenticated),
+    Route::new(Method::DELETE, "/api/v1/data/jobs/{job_id}", Access::Authenticated),
     // Imports (import.rs).
     Route::new(Method::POST, "/api/v1/data/import", Access::Permission(Permission::DataImport)),
     Route::new(Method::GET, "/api/v1/data/import/{job_id}", Access::Permission(Permission::DataImport)),
@@ -36,6 +82,9 @@ pub static ROUTES: &[Route] = &[
 pub fn router(state: DataState) -> Router {
     let platform = state.platform.clone();
     let routes = Router::new()
+        .route("/api/v1/data/export", post(export::create))
+        .route("/api/v1/data/jobs", get(data_jobs::list))
+        .route("/api/v1/data/jobs/{job_id}", get(data_jobs::read).delete(data_jobs::cancel))
         .route("/api/v1/data/import", post(import::create))
         .route("/api/v1/data/import/{job_id}", get(import::read))
         .route("/api/v1/data/import/{job_id}/start", post(import::start))
@@ -49,7 +98,7 @@ pub fn router(state: DataState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read),
+    paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]
@@ -80,4 +129,20 @@ pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principa
         return Err(missing());
     }
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_rows_default_and_bad_values_are_named() {
+        let with = |v: Option<&'static str>| ExportSettings::from_lookup(move |_| v.map(String::from));
+        assert_eq!(with(None).unwrap().inline_rows, DEFAULT_INLINE_ROWS);
+        assert_eq!(with(Some("")).unwrap().inline_rows, DEFAULT_INLINE_ROWS);
+        assert_eq!(with(Some("0")).unwrap().inline_rows, 0);
+        for bad in ["many", "-1", "5001"] {
+            assert!(with(Some(bad)).unwrap_err().to_string().contains("KEEL_EXPORT_INLINE_ROWS"), "{bad}");
+        }
+    }
 }

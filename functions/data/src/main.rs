@@ -4,6 +4,7 @@
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let (platform, clients) = shared::http::Platform::from_env().await?;
-    let app = data::router(data::DataState { platform, sqs: clients.sqs, s3: clients.s3 });
+    let exports = data::ExportSettings::from_env()?;
+    let app = data::router(data::DataState { platform, sqs: clients.sqs, s3: clients.s3, exports });
     lambda_http::run(app).await
 }

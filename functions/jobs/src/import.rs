@@ -446,7 +446,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     };
     let total = rows.len() as u64;
     let mut current = job.clone();
-    current.progress = jobs::Progress { processed: 0, total };
+    current.progress = jobs::Progress { processed: 0, total, ..Default::default() };
     current = jobs::save(&worker.store, &current).await?;
 
     let candidates = validate(worker, job, &params, &mut rows).await?;

@@ -1,13 +1,18 @@
 //! The jobs worker: consumes the jobs queue (SQS), runs each job named by a
 //! message, and reports the messages that failed so only they are retried
 //! (partial batch response). A message for a job that already finished is
-//! acknowledged without doing the work again. Kinds today: invitation emails
-//! and security notices (`security_email`), audit exports, imports
+//! acknowledged without doing the work again. Kinds today: invitation emails,
+//! security notices (`security_email`), chart moderation notices, audit
+//! exports, data exports (`data_export`, streamed to S3), imports
 //! (`data_import`) and bulk operations (`bulk_segment` messages).
 
 pub mod audit_export;
 pub mod bulk;
+pub mod data_export;
 pub mod import;
+pub mod multipart;
+pub mod pdf;
+pub mod xlsx;
 pub mod invite;
 pub mod security_email;
 pub mod moderation_notice;
@@ -110,8 +115,15 @@ impl Worker {
             &[("Function", "jobs"), ("JobKind", running.kind.as_str())],
             &[("JobDuration", started.elapsed().as_secs_f64() * 1000.0, "Milliseconds"), ("JobFailed", outcome.is_err() as u8 as f64, "Count")],
         );
-        // The job may have saved its progress meanwhile: finish from the latest record.
-        let mut done = jobs::get(&self.store, &running.id).await?.unwrap_or_else(|| running.clone());
+        // Long jobs save progress as they go, so read the record back: it
+        // may also have been cancelled, or taken over by a redelivery of
+        // the message (then that attempt owns it).
+        let current = jobs::get(&self.store, &running.id).await?.unwrap_or_else(|| running.clone());
+        if current.status.is_final() || current.attempts != running.attempts {
+            tracing::info!(job_id = %running.id, status = current.status.as_str(), "job cancelled or taken over meanwhile; this attempt stops");
+            return Ok(());
+        }
+        let mut done = current;
         match outcome {
             Ok(result) => {
                 done.status = JobStatus::Succeeded;
@@ -148,6 +160,7 @@ impl Worker {
             moderation_notice::KIND => moderation_notice::send(self, job).await,
             "audit_export" => audit_export::run(self, job).await,
             shared::data_jobs::IMPORT_KIND => import::run(self, job).await,
+            shared::export::KIND => data_export::run(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }

@@ -23,6 +23,8 @@ pub struct LocalApp {
     pub streams: streams::Worker,
     /// The admin function's state (for tests that build its router alone).
     pub admin: admin::AdminState,
+    /// The data function's state (likewise).
+    pub data: data::DataState,
     pub sealer: scheduler::Sealer,
 }
 
@@ -42,15 +44,17 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         metrics: Arc::new(admin::system_metrics::LocalMetrics { ring: shared::telemetry::MetricsRing::installed(), sqs: clients.sqs.clone() }),
     };
     let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring, audit: admin::audit_chain_reader(&platform, &clients) };
+    let exports = data::ExportSettings::from_lookup(|name| env.get(name).cloned())?;
+    let data = data::DataState { platform: platform.clone(), sqs: clients.sqs.clone(), s3: clients.s3.clone(), exports };
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? })))
         .merge(as_function("admin", admin::router(admin.clone())))
-        .merge(as_function("data", data::router(data::DataState { platform: platform.clone(), sqs: clients.sqs.clone(), s3: clients.s3.clone() })))
+        .merge(as_function("data", data::router(data.clone())))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let sealer = scheduler::Sealer::new(config, &clients);
     let streams = streams::Worker { store: platform.store.clone() };
-    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, sealer })
+    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer })
 }
 
 /// Serve a function's router as that function: its metrics carry its name,

@@ -1,0 +1,185 @@
+//! `/api/v1/data/jobs` and `/api/v1/data/jobs/{job_id}`: the caller's data
+//! jobs (exports): status and progress, a presigned download link valid five
+//! minutes once done (issuing it is audited), and cancellation. A caller
+//! sees only their own jobs; anyone else's answer 404.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::audit::AuditEntry;
+use shared::cursor::{KeyPosition, key_of, position_of};
+use shared::error::{Error, Result};
+use shared::export::{ExportParams, ExportResult};
+use shared::extract::{ValidQuery, page_limit};
+use shared::http::{Caller, Principal};
+use shared::jobs::{self, Job, JobStatus, Progress};
+use shared::store::{QuerySpec, Write, s};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::DataState;
+
+/// The job kinds this function owns (listed and shown here).
+pub const DATA_JOB_KINDS: &[&str] = &[shared::export::KIND];
+
+/// How long a download link works.
+pub const DOWNLOAD_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub kind: String,
+    pub status: JobStatus,
+    /// `csv`, `xlsx`... (exports).
+    pub format: Option<String>,
+    /// The dataset, or absent for an export of one's own data.
+    pub dataset: Option<String>,
+    pub progress: Progress,
+    /// Once done: rows, bytes, SHA-256, file name.
+    pub result: Option<ExportResult>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Once succeeded (single-job read only): a presigned GET, valid 5 minutes.
+    pub download_url: Option<String>,
+    pub download_expires_at: Option<String>,
+}
+
+impl JobView {
+    fn of(job: Job) -> JobView {
+        let params: Option<ExportParams> = serde_json::from_value(job.params.clone()).ok();
+        JobView {
+            format: params.as_ref().map(|p| p.format.as_str().to_string()),
+            dataset: params.as_ref().and_then(|p| p.filters.dataset()).map(|d| d.as_str().to_string()),
+            result: job.result.clone().filter(|_| job.status == JobStatus::Succeeded).and_then(|r| serde_json::from_value(r).ok()),
+            id: job.id,
+            kind: job.kind,
+            status: job.status,
+            progress: job.progress,
+            error: job.error,
+            attempts: job.attempts,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            download_url: None,
+            download_expires_at: None,
+        }
+    }
+}
+
+/// The caller's data job, or 404 (also for other people's jobs: their
+/// existence is not revealed).
+async fn own_job(state: &DataState, principal: &Principal, job_id: &str) -> Result<Job> {
+    let not_found = || Error::NotFound(format!("no data job {job_id}"));
+    if job_id.len() > 64 || job_id.contains('#') {
+        return Err(not_found());
+    }
+    match jobs::get(&state.platform.store, job_id).await? {
+        Some(job) if job.owner_id == principal.user_id && DATA_JOB_KINDS.contains(&job.kind.as_str()) => Ok(job),
+        _ => Err(not_found()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/data/jobs/{job_id}", tag = "data", params(("job_id" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Status and progress; once succeeded, a download link valid 5 minutes (its issue is audited)", body = JobView),
+        (status = 404, description = "No such job of yours", body = shared::error::Problem),
+    ))]
+pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
+    let job = own_job(&state, &caller.principal, &job_id).await?;
+    let mut view = JobView::of(job);
+    if let Some(result) = &view.result {
+        let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(DOWNLOAD_TTL).map_err(|e| Error::internal(e.to_string()))?;
+        let request = state
+            .s3
+            .get_object()
+            .bucket(&result.bucket)
+            .key(&result.key)
+            .response_content_disposition(format!("attachment; filename=\"{}\"", result.file_name))
+            .response_content_type(&result.content_type)
+            .presigned(presigning)
+            .await
+            .map_err(shared::error::aws("s3 presign GetObject"))?;
+        // Handing out the file is a read of what it holds: audited first.
+        let audit = AuditEntry::new(&caller.actor(), "data.export_download", "job", &view.id)
+            .changes::<(), _>(None, Some(&json!({ "key": result.key, "sha256": result.sha256, "expires_in_seconds": DOWNLOAD_TTL.as_secs() })));
+        state.platform.store.record(&audit).await?;
+        view.download_expires_at = Some(shared::store::timestamp(chrono::Utc::now() + chrono::Duration::seconds(DOWNLOAD_TTL.as_secs() as i64)));
+        view.download_url = Some(request.uri().to_string());
+    }
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/data/jobs", tag = "data", params(ListQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Your data jobs, newest first (pages may be short; follow next_cursor)", body = JobPage),
+        (status = 400, description = "Invalid limit or cursor", body = shared::error::Problem),
+    ))]
+pub async fn list(State(state): State<DataState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<JobPage>> {
+    let limit = page_limit(q.limit)?;
+    let scope = format!("data-jobs|{}", principal.user_id);
+    let start: Option<KeyPosition> = match &q.cursor {
+        Some(c) => Some(state.platform.cursors().await?.decode(&scope, c)?),
+        None => None,
+    };
+    let kinds: Vec<String> = (0..DATA_JOB_KINDS.len()).map(|i| format!(":k{i}")).collect();
+    let filter = format!("#type = :job AND #kind IN ({})", kinds.join(", "));
+    let mut values: Vec<(&str, AttributeValue)> = vec![(":owner", s(format!("OWNER#{}", principal.user_id))), (":job", s("job"))];
+    values.extend(kinds.iter().zip(DATA_JOB_KINDS).map(|(k, v)| (k.as_str(), s(*v))));
+    let spec = QuerySpec {
+        index: Some("gsi1"),
+        key_condition: "gsi1pk = :owner",
+        filter: &filter,
+        names: vec![("#type", "type"), ("#kind", "kind")],
+        values,
+        forward: false,
+    };
+    let (items, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit).await?;
+    let items = items.into_iter().map(|i| shared::store::from_item::<Job>(i).map(JobView::of)).collect::<Result<Vec<_>>>()?;
+    let next_cursor = match last {
+        Some(key) => Some(state.platform.cursors().await?.encode(&scope, &position_of(&key)?)),
+        None => None,
+    };
+    Ok(Json(JobPage { items, next_cursor }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/data/jobs/{job_id}", tag = "data", params(("job_id" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled; the worker stops at its next page and removes the partial upload", body = JobView),
+        (status = 404, description = "No such job of yours", body = shared::error::Problem),
+        (status = 409, description = "The job already finished, or changed meanwhile (retry)", body = shared::error::Problem),
+    ))]
+pub async fn cancel(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
+    let job = own_job(&state, &caller.principal, &job_id).await?;
+    if job.status.is_final() {
+        return Err(Error::Conflict(format!("the job has already {}", job.status.as_str())));
+    }
+    let store = &state.platform.store;
+    let mut cancelled = job.clone();
+    cancelled.status = JobStatus::Cancelled;
+    cancelled.version = job.version + 1;
+    cancelled.updated_at = shared::store::timestamp(chrono::Utc::now());
+    let audit = AuditEntry::new(&caller.actor(), "data.export_cancel", "job", &job.id)
+        .changes(Some(&json!({ "status": job.status })), Some(&json!({ "status": cancelled.status })));
+    store.commit(vec![Write::put_versioned(&store.table, cancelled.to_item()?, job.version)?], &audit).await?;
+    Ok(Json(JobView::of(cancelled)))
+}
