@@ -33,6 +33,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Function {
     pub name: &'static str,
     pub path: PathBuf,
+    /// Variables of the stack's environment this start goes without.
+    pub unset: &'static [&'static str],
     pub event: Value,
     pub expect: Expect,
 }
@@ -166,7 +168,7 @@ pub async fn start_once(function: &Function, environment: &HashMap<String, Strin
     let mut command = tokio::process::Command::new(&function.path);
     command
         .env_clear()
-        .envs(environment)
+        .envs(environment.iter().filter(|(name, _)| !function.unset.contains(&name.as_str())))
         .envs(lambda_environment(function.name, address))
         .stdin(Stdio::null())
         .stdout(output.try_clone()?)

@@ -1,5 +1,21 @@
 //! AWS SDK clients, built once in `main` and lent to handlers. The endpoint
 //! comes from the standard `AWS_ENDPOINT_URL` when set (the local stack).
+//!
+//! Every SDK client of a process shares one HTTPS client whose TLS setup
+//! (reading and parsing the system's trusted root certificates) happens on
+//! the first request, once per process. The SDK's default instead builds it
+//! for each SDK client as the client is constructed, which is most of a cold
+//! start's own work when a function builds five clients and then waits for
+//! its first event.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_smithy_http_client::{ConnectorBuilder, proxy::ProxyConfig, tls};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -11,8 +27,7 @@ pub struct Clients {
 
 impl Clients {
     pub async fn from_env() -> Self {
-        let sdk = aws_config::load_from_env().await;
-        Self::from_sdk_config(&sdk)
+        Self::from_sdk_config(&sdk_config().await)
     }
 
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
@@ -24,5 +39,57 @@ impl Clients {
             // addressing; AWS itself takes virtual-hosted style.
             s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build()),
         }
+    }
+}
+
+/// The SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`...), as `aws_config::load_from_env` reads it, with the
+/// process's one shared HTTPS client.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client()).load().await
+}
+
+/// One HTTPS client for every SDK client of the process: rustls with
+/// aws-lc-rs and the system's root certificates, as the SDK's default client,
+/// but with its TLS connector built on the first request rather than at
+/// construction, and shared by every SDK client that uses it.
+pub fn https_client() -> SharedHttpClient {
+    SharedHttpClient::new(LazyHttpsClient::default())
+}
+
+/// Connector timeouts: the key under which a connector is reused.
+type SettingsKey = (Option<Duration>, Option<Duration>);
+
+#[derive(Debug, Default)]
+struct LazyHttpsClient {
+    connectors: Mutex<HashMap<SettingsKey, SharedHttpConnector>>,
+}
+
+impl HttpClient for LazyHttpsClient {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        let key = (settings.connect_timeout(), settings.read_timeout());
+        // A poisoned lock only means another thread panicked while inserting;
+        // the map itself is still usable.
+        let mut connectors = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
+        connectors
+            .entry(key)
+            .or_insert_with(|| {
+                // What the SDK's default HTTPS client builds (aws-smithy-runtime,
+                // `default_https_client`), including proxies from the environment.
+                let mut builder = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+                builder.set_connector_settings(Some(settings.clone()));
+                builder.set_sleep_impl(components.sleep_impl());
+                builder.set_proxy_config(Some(ProxyConfig::from_env()));
+                SharedHttpConnector::new(builder.build())
+            })
+            .clone()
+    }
+
+    // `validate_base_client_config` keeps its default (nothing to check):
+    // the SDK's own client builds its connector there, at construction,
+    // which is what this client defers to the first request.
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        Some(ConnectorMetadata::new("hyper", Some(std::borrow::Cow::Borrowed("1.x"))))
     }
 }

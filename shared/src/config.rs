@@ -9,6 +9,12 @@ pub struct Config {
     pub table: String,
     pub data_key_id: String,
     pub signing_key_id: String,
+    /// The signing key's public key (`KEEL_SIGNING_PUBLIC_KEY`: base64 DER
+    /// SubjectPublicKeyInfo, or PEM), when supplied at deploy time: cold
+    /// starts then make no KMS call. Decoded and checked when the verifier
+    /// is built (`TokenVerifier::for_config`); unset or empty, the key is
+    /// fetched with `GetPublicKey`.
+    pub signing_public_key: Option<String>,
     /// KMS ECC P-256 key that signs audit digests (only the scheduler signs).
     pub audit_key_id: String,
     pub jobs_queue_url: String,
@@ -91,6 +97,7 @@ impl Config {
             table: required("KEEL_TABLE")?,
             data_key_id: required("KEEL_DATA_KEY_ID")?,
             signing_key_id: required("KEEL_SIGNING_KEY_ID")?,
+            signing_public_key: get("KEEL_SIGNING_PUBLIC_KEY").filter(|v| !v.trim().is_empty()),
             audit_key_id: required("KEEL_AUDIT_KEY_ID")?,
             jobs_queue_url: required("KEEL_JOBS_QUEUE_URL")?,
             jobs_dlq_url: required("KEEL_JOBS_DLQ_URL")?,

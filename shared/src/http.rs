@@ -96,9 +96,14 @@ impl Platform {
 
     /// Build everything from the environment: clients, config, public key.
     pub async fn from_env() -> anyhow::Result<(Platform, crate::aws::Clients)> {
+        Self::from_sdk_config(&crate::aws::sdk_config().await).await
+    }
+
+    /// Everything from the environment, with SDK clients from `sdk`.
+    pub async fn from_sdk_config(sdk: &aws_config::SdkConfig) -> anyhow::Result<(Platform, crate::aws::Clients)> {
         let config = Arc::new(Config::from_env()?);
-        let clients = crate::aws::Clients::from_env().await;
-        let verifier = TokenVerifier::load(&clients.kms, &config.signing_key_id, &config.issuer).await?;
+        let clients = crate::aws::Clients::from_sdk_config(sdk);
+        let verifier = TokenVerifier::for_config(&clients.kms, &config).await?;
         Ok((Platform::new(config, &clients, verifier), clients))
     }
 

@@ -7,6 +7,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -15,24 +16,30 @@ tokio::task_local! {
 /// JSON logs to stdout, filtered by `RUST_LOG` (default `info`). Safe to call
 /// more than once (tests).
 pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time() // Lambda timestamps every line itself
-        .try_init();
+        .finish()
+        .with(log_filter("info"));
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 /// Logs for tests: the same JSON lines, written through the test harness so
 /// they show only for failing tests.
 pub fn init_for_tests() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_test_writer().try_init();
+    let subscriber = tracing_subscriber::fmt().json().with_test_writer().finish().with(log_filter("warn"));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// `RUST_LOG` as a list of `target=level` directives or a bare level (e.g.
+/// `info` or `warn,shared=debug`), else `default`. Span and field filters,
+/// which would need a regex engine in every binary, are not supported; an
+/// unparsable value falls back to `default`.
+fn log_filter(default: &str) -> tracing_subscriber::filter::Targets {
+    std::env::var("RUST_LOG").ok().and_then(|spec| spec.parse().ok()).unwrap_or_else(|| default.parse().unwrap_or_default())
 }
 
 /// The id of the request being served on this task, if any.

@@ -124,6 +124,18 @@ impl TokenVerifier {
         Ok(TokenVerifier { kid, issuer: issuer.to_string(), key, jwk })
     }
 
+    /// The verifier for `config`'s signing key: from `KEEL_SIGNING_PUBLIC_KEY`
+    /// when it is set (no network call at cold start), else fetched from KMS.
+    pub async fn for_config(kms: &aws_sdk_kms::Client, config: &crate::config::Config) -> anyhow::Result<Self> {
+        match &config.signing_public_key {
+            Some(text) => {
+                let der = decode_public_key(text).map_err(|e| anyhow::anyhow!("KEEL_SIGNING_PUBLIC_KEY: {e}"))?;
+                Self::from_spki_der(&der, &config.issuer).map_err(|e| anyhow::anyhow!("KEEL_SIGNING_PUBLIC_KEY: {e}"))
+            }
+            None => Self::load(kms, &config.signing_key_id, &config.issuer).await,
+        }
+    }
+
     /// Fetch the public key from KMS (once per cold start).
     pub async fn load(kms: &aws_sdk_kms::Client, key_id: &str, issuer: &str) -> anyhow::Result<Self> {
         let out = kms
@@ -147,6 +159,15 @@ impl TokenVerifier {
     /// The JSON Web Key Set that `/auth/jwks` publishes.
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({ "keys": [self.jwk] })
+    }
+
+    /// Whether `token` carries a valid ES256 signature by this key, claims
+    /// unchecked: the signer's proof that the public key it was configured
+    /// with belongs to the KMS key that signs.
+    pub fn signed_by_this_key(&self, token: &str) -> bool {
+        token.rsplit_once('.').is_some_and(|(message, signature)| {
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &self.key, Algorithm::ES256).unwrap_or(false)
+        })
     }
 
     /// Check signature (ES256 only: `none` and HMAC are refused), issuer,
@@ -178,6 +199,17 @@ impl TokenVerifier {
                 }
             })
     }
+}
+
+/// The DER SubjectPublicKeyInfo in `text`: PEM (`-----BEGIN PUBLIC KEY-----`)
+/// or bare base64, as `aws kms get-public-key --query PublicKey --output
+/// text` prints it.
+pub fn decode_public_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    let body: String = text.lines().filter(|line| !line.trim_start().starts_with("-----")).flat_map(|line| line.split_whitespace()).collect();
+    if body.is_empty() {
+        anyhow::bail!("no key");
+    }
+    base64::engine::general_purpose::STANDARD.decode(body).map_err(|e| anyhow::anyhow!("not base64 DER or PEM: {e}"))
 }
 
 /// `base64url(header).base64url(claims)`: the bytes that get signed.
@@ -281,6 +313,25 @@ pub(crate) mod tests {
         let mut unknown = old.clone();
         unknown["scope"] = serde_json::json!("everything");
         assert!(v.verify(&sign_json(&key, v.kid(), &unknown)).is_err(), "an unknown scope must not pass as full access");
+    }
+
+    #[test]
+    fn public_key_from_base64_or_pem() {
+        let (key, der) = local_key();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        let wrapped: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", wrapped.join("\n"));
+        assert_eq!(decode_public_key(&b64).unwrap(), der);
+        assert_eq!(decode_public_key(&pem).unwrap(), der);
+        assert!(decode_public_key("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----").is_err());
+        assert!(decode_public_key("not a key!").is_err());
+
+        let v = TokenVerifier::from_spki_der(&decode_public_key(&pem).unwrap(), "keel").unwrap();
+        let token = sign(&key, v.kid(), &claims(-3600, "other"));
+        assert!(v.signed_by_this_key(&token), "the signature alone is checked, not the claims");
+        let other = SigningKey::from_slice(&[9u8; 32]).unwrap();
+        assert!(!v.signed_by_this_key(&sign(&other, v.kid(), &claims(60, AUDIENCE))));
+        assert!(!v.signed_by_this_key("no-dots"));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
-    let (platform, clients) = shared::http::Platform::from_env().await?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = shared::aws::sdk_config().await;
+    let (platform, clients) = shared::http::Platform::from_sdk_config(&sdk).await?;
     let monitoring = admin::monitoring::Monitoring {
         sqs: clients.sqs.clone(),
         s3: aws_sdk_s3::Client::new(&sdk),

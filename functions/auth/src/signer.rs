@@ -11,6 +11,11 @@ pub struct Signer {
     key_id: String,
     kid: String,
     issuer: String,
+    /// The public key every function verifies with (possibly supplied at
+    /// deploy time, `KEEL_SIGNING_PUBLIC_KEY`): each signature is checked
+    /// against it, so a key that is not the signing key's fails sign-in
+    /// loudly instead of issuing tokens nobody accepts.
+    verifier: TokenVerifier,
 }
 
 pub struct AccessToken {
@@ -20,7 +25,7 @@ pub struct AccessToken {
 
 impl Signer {
     pub fn new(kms: aws_sdk_kms::Client, key_id: &str, verifier: &TokenVerifier) -> Signer {
-        Signer { kms, key_id: key_id.to_string(), kid: verifier.kid().to_string(), issuer: verifier.issuer().to_string() }
+        Signer { kms, key_id: key_id.to_string(), kid: verifier.kid().to_string(), issuer: verifier.issuer().to_string(), verifier: verifier.clone() }
     }
 
     /// An access token for `user` in session `session_id`, saying how the
@@ -58,6 +63,13 @@ impl Signer {
             .await
             .map_err(shared::error::aws("kms Sign"))?;
         let der = out.signature().ok_or_else(|| Error::internal("kms Sign returned no signature"))?;
-        assemble(&input, der.as_ref()).map_err(Error::Internal)
+        let token = assemble(&input, der.as_ref()).map_err(Error::Internal)?;
+        if !self.verifier.signed_by_this_key(&token) {
+            return Err(Error::internal(format!(
+                "the signature of KMS key {} does not verify with the configured public key (kid {}): KEEL_SIGNING_PUBLIC_KEY is not that key's public key",
+                self.key_id, self.kid
+            )));
+        }
+        Ok(token)
     }
 }

@@ -43,7 +43,7 @@ pub struct Worker {
 impl Worker {
     pub async fn from_env() -> anyhow::Result<Worker> {
         let config = Arc::new(Config::from_env()?);
-        let sdk = aws_config::load_from_env().await;
+        let sdk = shared::aws::sdk_config().await;
         Ok(Worker::new(config, &sdk))
     }
 

@@ -33,7 +33,7 @@ pub struct LocalApp {
 pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Result<LocalApp> {
     let config = Arc::new(Config::from_map(env)?);
     let clients = Clients::from_sdk_config(sdk);
-    let verifier = TokenVerifier::load(&clients.kms, &config.signing_key_id, &config.issuer).await?;
+    let verifier = TokenVerifier::for_config(&clients.kms, &config).await?;
     let platform = Platform::new(config.clone(), &clients, verifier);
     let signer = auth::Signer::new(clients.kms.clone(), &config.signing_key_id, &platform.verifier);
     let monitoring = admin::monitoring::Monitoring {

@@ -114,6 +114,18 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
         env.insert(name.clone(), ctx.resolve(&value).with_context(|| format!("function environment {name}"))?);
     }
 
+    // Deployed, the operator passes the signing key's public key as the
+    // SigningPublicKey parameter after the first deploy, so cold starts make
+    // no KMS call. Locally, read it here unless an override gave one.
+    if env.get("KEEL_SIGNING_PUBLIC_KEY").is_some_and(|v| v.trim().is_empty()) {
+        if let Some(key_id) = env.get("KEEL_SIGNING_KEY_ID") {
+            let out = kms.get_public_key().key_id(key_id).send().await.context("reading the signing key's public key")?;
+            let der = out.public_key().ok_or_else(|| anyhow!("GetPublicKey returned no key"))?;
+            use base64::Engine as _;
+            env.insert("KEEL_SIGNING_PUBLIC_KEY".into(), base64::engine::general_purpose::STANDARD.encode(der.as_ref()));
+        }
+    }
+
     // Sending email needs a verified sender; deployed, the operator verifies
     // it in SES once. Locally, verify the configured sender here.
     if let Some(from) = env.get("KEEL_EMAIL_FROM") {
