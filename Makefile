@@ -18,6 +18,8 @@ dev: venv
 ## Everything CI checks: template lint, unit and integration tests.
 test: venv oidc-provider pdf-reader lint-template
 	$(CARGO) test --locked --workspace
+	# The benches compile (test profile, so this reuses the build above).
+	$(CARGO) test --locked --workspace --benches --no-run
 
 ## The Python tools the local stack and tests use (moto, cfn-lint, pyotp),
 ## pinned. An existing virtualenv is reused (it may be a link to a shared one).

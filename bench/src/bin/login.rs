@@ -3,8 +3,9 @@
 //! the AWS emulator (moto on loopback). Without 2FA: `POST /auth/login` →
 //! tokens. With 2FA: `POST /auth/login` → challenge, then
 //! `POST /auth/2fa/verify` with a TOTP code → tokens (timed together).
-//! Each 2FA user is enrolled beforehand; a code is accepted once per user
-//! and time step, so every sign-in uses its own user.
+//! Each phase runs on its own fresh stack with its users written through
+//! the domain layer (2FA enrolled and confirmed); a code is accepted once
+//! per user and time step, so every sign-in uses its own user.
 //!
 //! `cargo run --release -p keel-bench --bin login` (run by `make bench`).
 
@@ -16,7 +17,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const USERS: usize = 100;
+/// Sign-ins timed per kind (`KEEL_BENCH_LOGINS`, default 100).
+fn users() -> usize {
+    std::env::var("KEEL_BENCH_LOGINS").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+}
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn post(router: &Router, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
@@ -50,68 +54,86 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
     println!("  {name:<24} median {:>7.2} ms   p90 {:>7.2} ms   ({} sign-ins)", ms(p(0.5)), ms(p(0.9)), samples.len());
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// A fresh local stack (its own emulator), so one phase's load does not
+/// carry into the next.
+async fn stack(name: &str) -> anyhow::Result<(keel_local::moto::Moto, keel_local::app::LocalApp)> {
     let moto = keel_local::moto::Moto::start(None).await?;
     let sdk = keel_local::sdk_config(&moto.endpoint).await;
     let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml"))?;
-    let stack = keel_local::provision::provision(&sdk, &template, "login-bench", &Default::default()).await?;
+    let stack = keel_local::provision::provision(&sdk, &template, name, &Default::default()).await?;
     let app = keel_local::app::build(&sdk, &stack.env).await?;
-    let router = app.router.clone();
-    eprintln!("stack ready");
+    Ok((moto, app))
+}
+
+/// A user with a password, and with TOTP 2FA enrolled and confirmed when
+/// `secret` is given (written through the domain layer, as
+/// `POST /auth/2fa/enable` + `/verify` would leave it).
+async fn seed_user(app: &keel_local::app::LocalApp, email: &str, secret: Option<&[u8]>) -> anyhow::Result<()> {
     let store = &app.platform.store;
-    let user = |i: usize, with_2fa: bool| {
-        let email = shared::users::Email::parse(&format!("{}{i}@bench.test", if with_2fa { "mfa" } else { "pwd" })).expect("email");
-        let mut user = shared::users::User::new(&email, "Bench User", vec!["support".into()], shared::users::UserStatus::Active);
-        user.password_hash = Some(shared::crypto::hash_password(PASSWORD).expect("hash"));
-        user
-    };
-
-    // Users without 2FA, and users with 2FA enrolled through the API.
-    let mut secrets = Vec::new();
-    for i in 0..USERS {
-        for with_2fa in [false, true] {
-            let u = user(i, with_2fa);
-            shared::users::create(store, &u, shared::audit::AuditEntry::new(&shared::audit::Actor::system("bench"), "user.create", "user", &u.id)).await?;
-            if i % 20 == 0 && !with_2fa {
-                eprintln!("creating users: {i}");
-            }
-            if with_2fa {
-                let signed_in = post(&router, "/api/v1/auth/login", None, json!({"email": u.email, "password": PASSWORD})).await?;
-                let token = signed_in["access_token"].as_str().unwrap_or_default().to_string();
-                let secret = post(&router, "/api/v1/auth/2fa/enable", Some(&token), json!({})).await?["secret"].as_str().unwrap_or_default().to_string();
-                post(&router, "/api/v1/auth/2fa/verify", Some(&token), json!({"code": code(&secret)?})).await?;
-                secrets.push((u.email.clone(), secret));
-            }
-        }
+    let email = shared::users::Email::parse(email).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut user = shared::users::User::new(&email, "Bench User", vec!["support".into()], shared::users::UserStatus::Active);
+    user.password_hash = Some(shared::crypto::hash_password(PASSWORD)?);
+    let actor = shared::audit::Actor::system("bench");
+    shared::users::create(store, &user, shared::audit::AuditEntry::new(&actor, "user.create", "user", &user.id)).await?;
+    if let Some(secret) = secret {
+        let mut record = shared::mfa::MfaRecord::pending(&app.platform.envelope, &user.id, secret, None).await?;
+        record.status = shared::mfa::MfaStatus::Active;
+        record.activated_at = Some(record.created_at.clone());
+        let write = record.save(&store.table, None)?;
+        store.commit(vec![write], &shared::audit::AuditEntry::new(&actor, "auth.2fa.enable", "user", &user.id)).await?;
     }
-    eprintln!("enrolled {} users with 2FA", secrets.len());
-    // The enrolment used this time step's code: sign-ins need the next one.
-    let into_step = chrono::Utc::now().timestamp() % 30;
-    tokio::time::sleep(Duration::from_secs((31 - into_step) as u64)).await;
+    Ok(())
+}
 
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let logins = users();
+
+    // Password only: POST /auth/login → tokens.
+    let (moto, app) = stack("login-bench-pwd").await?;
+    for i in 0..logins {
+        seed_user(&app, &format!("pwd{i}@bench.test"), None).await?;
+    }
+    eprintln!("{logins} password users ready");
     let mut without = Vec::new();
-    for i in 0..USERS {
+    for i in 0..logins {
         let email = format!("pwd{i}@bench.test");
         let started = Instant::now();
-        let r = post(&router, "/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await?;
+        let r = post(&app.router, "/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await?;
         without.push(started.elapsed());
+        anyhow::ensure!(r["access_token"].is_string(), "no tokens: {r}");
         if i % 20 == 0 {
             eprintln!("password sign-ins: {i}");
         }
-        anyhow::ensure!(r["access_token"].is_string(), "no tokens: {r}");
     }
+    drop(app);
+    drop(moto);
+
+    // With 2FA: POST /auth/login → challenge, POST /auth/2fa/verify with a
+    // TOTP code → tokens, timed together.
+    let (moto, app) = stack("login-bench-2fa").await?;
+    let mut secrets = Vec::new();
+    for i in 0..logins {
+        let secret = shared::mfa::new_secret();
+        let email = format!("mfa{i}@bench.test");
+        seed_user(&app, &email, Some(&secret)).await?;
+        secrets.push((email, shared::mfa::secret_base32(&secret)?));
+    }
+    eprintln!("{logins} users with 2FA ready");
     let mut with = Vec::new();
     for (i, (email, secret)) in secrets.iter().enumerate() {
+        let started = Instant::now();
+        let challenge = post(&app.router, "/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await?;
+        let r = post(&app.router, "/api/v1/auth/2fa/verify", None, json!({"challenge_token": challenge["challenge_token"], "code": code(secret)?})).await?;
+        with.push(started.elapsed());
+        anyhow::ensure!(r["access_token"].is_string(), "no tokens: {r}");
         if i % 20 == 0 {
             eprintln!("2FA sign-ins: {i}");
         }
-        let started = Instant::now();
-        let challenge = post(&router, "/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await?;
-        let r = post(&router, "/api/v1/auth/2fa/verify", None, json!({"challenge_token": challenge["challenge_token"], "code": code(secret)?})).await?;
-        with.push(started.elapsed());
-        anyhow::ensure!(r["access_token"].is_string(), "no tokens: {r}");
     }
+    drop(app);
+    drop(moto);
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("Login latency, local stack (in-process router, moto on loopback), load average {}", load.split_whitespace().next().unwrap_or("?"));
     summary("password only", without);
