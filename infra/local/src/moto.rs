@@ -29,12 +29,15 @@ impl Drop for Moto {
     }
 }
 
-/// The moto_server from the project's venv (made by `make venv`), or
-/// `KEEL_MOTO_SERVER`.
-pub fn moto_binary() -> PathBuf {
-    std::env::var_os("KEEL_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join(".keel/venv/bin/moto_server"))
+/// How moto is started: `KEEL_MOTO_SERVER` (a moto_server executable) if
+/// set, else the project venv's Python (made by `make venv`) running
+/// `infra/local/moto_server.py`, moto_server without its ever-growing record
+/// of model instances (see that file).
+pub fn moto_command() -> (PathBuf, Option<PathBuf>) {
+    match std::env::var_os("KEEL_MOTO_SERVER") {
+        Some(binary) => (PathBuf::from(binary), None),
+        None => (crate::repo_root().join(".keel/venv/bin/python"), Some(crate::repo_root().join("infra/local/moto_server.py"))),
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -44,18 +47,21 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Moto {
     pub async fn start(log: Option<PathBuf>) -> anyhow::Result<Moto> {
-        let binary = moto_binary();
+        let (binary, script) = moto_command();
         if !binary.exists() {
             bail!("{} not found: run `make venv` (or `make dev`/`make test`, which do it)", binary.display());
         }
         let port = free_port()?;
         let log = log.unwrap_or_else(|| PathBuf::from("/dev/null"));
+        // "$3" is the launcher script when moto runs under the venv's Python.
+        let run = if script.is_some() { r#""$0" "$3""# } else { r#""$0""# };
         let guard = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p "$1" >>"$2" 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT; trap 'exit 0' INT TERM HUP; read _ignored"#)
+            .arg(format!(r#"{run} -H 127.0.0.1 -p "$1" >>"$2" 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT; trap 'exit 0' INT TERM HUP; read _ignored"#))
             .arg(&binary)
             .arg(port.to_string())
             .arg(&log)
+            .args(script.as_ref())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
