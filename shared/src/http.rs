@@ -316,3 +316,16 @@ pub fn secure(router: Router, platform: &Platform, routes: &'static [Route]) -> 
 pub async fn not_found() -> Error {
     Error::NotFound("no such route".into())
 }
+
+/// Registers the `bearer` (JWT) security scheme that routes name in
+/// `security(("bearer" = []))`; each function's OpenAPI document uses it as
+/// a modifier.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+    }
+}

@@ -22,7 +22,7 @@ pub mod system_metrics;
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{get, post, put};
-use shared::http::{Access, Platform, Route};
+use shared::http::{Access, BearerAuth, Platform, Route};
 use shared::rbac::Permission;
 
 #[derive(Clone, Debug)]
@@ -119,18 +119,6 @@ pub fn router(state: AdminState) -> Router {
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 /// The audit chain reader over this function's table, the digest bucket
 /// and the audit digest key.

@@ -15,7 +15,7 @@ pub mod import;
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{get, post};
-use shared::http::{Access, Platform, Route};
+use shared::http::{Access, BearerAuth, Platform, Route};
 use shared::rbac::Permission;
 
 #[derive(Clone, Debug)]
@@ -104,18 +104,6 @@ pub fn router(state: DataState) -> Router {
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 /// The job `job_id` if it is of one of `kinds` and the caller created it
 /// (anyone else's job reads as missing).

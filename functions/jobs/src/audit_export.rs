@@ -47,19 +47,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let sha256 = sha256_hex(&body);
     let bytes = body.len();
     let key = format!("audit-exports/{}.ndjson", job.id);
-    worker
-        .s3
-        .put_object()
-        .bucket(&worker.config.exports_bucket)
-        .key(&key)
-        .content_type("application/x-ndjson")
-        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
-        .ssekms_key_id(&worker.config.data_key_id)
-        .bucket_key_enabled(true)
-        .body(body.into())
-        .send()
-        .await
-        .map_err(shared::error::aws("s3 PutObject (audit export)"))?;
+    worker.put_export(&key, "application/x-ndjson", body).await?;
     Ok(json!({ "bucket": worker.config.exports_bucket, "key": key, "sha256": sha256, "bytes": bytes, "digests": digests, "entries": entries, "complete": !filtered }))
 }
 

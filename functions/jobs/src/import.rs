@@ -384,19 +384,7 @@ fn report(header: &[String], rows: &[(usize, String, Vec<String>)]) -> Result<Ve
 
 async fn put_report(worker: &Worker, job: &Job, body: Vec<u8>) -> Result<String> {
     let key = data_jobs::import_report_key(&job.id);
-    worker
-        .s3
-        .put_object()
-        .bucket(&worker.config.exports_bucket)
-        .key(&key)
-        .content_type("text/csv; charset=utf-8")
-        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
-        .ssekms_key_id(&worker.config.data_key_id)
-        .bucket_key_enabled(true)
-        .body(body.into())
-        .send()
-        .await
-        .map_err(shared::error::aws("s3 PutObject (import report)"))?;
+    worker.put_export(&key, "text/csv; charset=utf-8", body).await?;
     Ok(key)
 }
 

@@ -59,6 +59,24 @@ impl Worker {
         }
     }
 
+    /// Store a small, whole file in the exports bucket, SSE-KMS under the data
+    /// key with the bucket key (large ones stream through `multipart`).
+    pub async fn put_export(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<()> {
+        self.s3
+            .put_object()
+            .bucket(&self.config.exports_bucket)
+            .key(key)
+            .content_type(content_type)
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&self.config.data_key_id)
+            .bucket_key_enabled(true)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(shared::error::aws("s3 PutObject (exports bucket)"))?;
+        Ok(())
+    }
+
     /// Send a plain-text email from the configured sender; the SES message id.
     pub async fn send_email(&self, to: &str, subject: &str, text: String) -> Result<Option<String>> {
         use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
