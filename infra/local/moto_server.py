@@ -7,10 +7,18 @@ a long test run it reached 10 GB and data.json took minutes. Only SES
 messages are kept (the tests read sent emails from data.json); nothing else
 in moto needs the record (S3 uses it only on reset).
 
+Also: moto backs up a DynamoDB transaction by deep-copying every table it
+touches, once per item (`DynamoDBBackend.transact_write_items`): O(table)
+per transaction, seconds each at demo size (make dev's first sign-in took
+over a minute). Here it keeps an undo log of only the items the transaction
+names, and the length of each table's stream, and restores those instead.
+
 Run as `python moto_server.py -H 127.0.0.1 -p PORT` (infra/local/src/moto.rs).
 """
 
+import copy
 import sys
+import threading
 
 from moto.core import common_models
 
@@ -26,6 +34,81 @@ def _new(cls, *args, **kwargs):
 
 common_models.BaseModel.__new__ = staticmethod(_new)
 
-from moto.server import main  # noqa: E402  (after the patch, on purpose)
+import moto.dynamodb.models as dynamodb_models  # noqa: E402
+from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
+from moto.dynamodb.models.table import Table  # noqa: E402
+
+_in_transaction = threading.local()
+
+
+class _CopyWithoutTableBackups:
+    """The dynamodb models module's `copy`: inside a transaction, the table
+    "backup" is the table itself (restoring it is then a no-op) and the undo
+    log below does the rollback; everything else is the real `copy`."""
+
+    def deepcopy(self, value, memo=None):
+        if getattr(_in_transaction, "active", False) and isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+
+dynamodb_models.copy = _CopyWithoutTableBackups()
+_transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def _key_of(table, op):
+    attrs = op.get("Key") or op.get("Item") or {}
+    hash_key = DynamoType(attrs[table.hash_key_attr])
+    range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+    return hash_key, range_key
+
+
+def _restore(table, hash_key, range_key, saved):
+    if range_key is None:
+        if saved is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = saved
+    elif saved is None:
+        table.items.get(hash_key, {}).pop(range_key, None)
+        if hash_key in table.items and not table.items[hash_key]:
+            del table.items[hash_key]
+    else:
+        table.items[hash_key][range_key] = saved
+
+
+def transact_write_items(self, transact_items):
+    undo, streams = [], {}
+    for item in transact_items:
+        if len(item) != 1:
+            continue  # moto refuses it before changing anything
+        _, op = next(iter(item.items()))
+        table = self.tables.get(op.get("TableName"))
+        try:
+            hash_key, range_key = _key_of(table, op)
+        except (AttributeError, KeyError, TypeError):
+            continue  # no such table, or no key: refused before any change
+        undo.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        if table.stream_shard is not None:
+            streams.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
+    _in_transaction.active = True
+    try:
+        return _transact_write_items(self, transact_items)
+    except Exception:
+        for table, hash_key, range_key, saved in reversed(undo):
+            _restore(table, hash_key, range_key, saved)
+        for shard, length in streams.values():
+            del shard.items[length:]
+        raise
+    finally:
+        _in_transaction.active = False
+
+
+dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+from moto.server import main  # noqa: E402  (after the patches, on purpose)
 
 sys.exit(main())
