@@ -203,7 +203,11 @@ fn required<'a>(vars: &'a HashMap<String, String>, name: &str, hint: &str) -> an
 
 fn store(sdk: &aws_config::SdkConfig, vars: &HashMap<String, String>) -> anyhow::Result<shared::store::Store> {
     let table = required(vars, "KEEL_TABLE", "the stack's TableName output")?;
-    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()))
+    // Audit entries naming a user seal them under per-person keys, which
+    // the data key protects.
+    let key_id = required(vars, "KEEL_DATA_KEY_ID", "the stack's DataKeyId output")?;
+    let envelope = shared::crypto::Envelope::new(aws_sdk_kms::Client::new(sdk), key_id.clone());
+    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()).with_subject_keys(envelope))
 }
 
 /// The first line of standard input, without its line ending.

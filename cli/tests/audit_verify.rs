@@ -31,11 +31,12 @@ async fn verify_live_and_offline() {
     let config = Arc::new(shared::config::Config::from_map(&stack.env).unwrap());
     let clients = shared::aws::Clients::from_sdk_config(&sdk);
     let sealer = scheduler::Sealer::new(config.clone(), &clients);
-    let store = sealer.store.clone();
+    // Entries about users need the per-person keys (shared::subjects).
+    let store = sealer.store.clone().with_subject_keys(shared::crypto::Envelope::new(clients.kms.clone(), config.data_key_id.clone()));
 
     let mut entries = Vec::new();
     for i in 0..5 {
-        let entry = AuditEntry::new(&Actor::system("cli-test"), "user.update", "user", &format!("u{i}"));
+        let entry = AuditEntry::new(&Actor::system("cli-test"), "chart.update", "chart", &format!("c{i}"));
         store.record(&entry).await.unwrap();
         entries.push(entry);
     }

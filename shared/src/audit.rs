@@ -1,14 +1,14 @@
 //! Audit entries: who did what to which target, when, from where, with what
 //! outcome and what changed (secrets redacted). They are written in the same
 //! transaction as the change they describe (`Store::commit`) and are never
-//! updated or deleted by the application.
+//! updated or deleted by the application. People in them are stored by
+//! pseudonym with their fields sealed under per-person keys (`subjects`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::Result;
-use crate::store::{Item, timestamp, to_item};
+use crate::store::timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -52,8 +52,20 @@ pub struct AuditEntry {
     #[schema(value_type = Option<Object>)]
     pub changes: Option<Value>,
     /// Why the action failed or was denied, or the operator's reason.
+    /// Stored in the clear: it must not name a person (say "the owner").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The person the changed values describe when that is neither the
+    /// target nor the actor (e.g. a chart's owner when a moderator acts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    /// The names of the changed fields (kept when the values are erased).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_fields: Vec<String>,
+    /// On reading: which parts of the entry belonged to an erased person
+    /// (`actor`, `target`, `about`, `personal_data`) and are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<String>,
 }
 
 /// Attribute names whose values never enter an audit entry.
@@ -75,7 +87,16 @@ impl AuditEntry {
             outcome: Outcome::Success,
             changes: None,
             reason: None,
+            about: None,
+            changed_fields: Vec::new(),
+            erased: Vec::new(),
         }
+    }
+
+    /// Name the person the changed values describe (see `about`).
+    pub fn about(mut self, user_id: impl Into<String>) -> Self {
+        self.about = Some(user_id.into());
+        self
     }
 
     pub fn outcome(mut self, outcome: Outcome) -> Self {
@@ -103,21 +124,8 @@ impl AuditEntry {
     pub fn sort_key(&self) -> String {
         format!("{}#{}", self.ts, self.id)
     }
-
-    pub fn to_item(&self) -> Result<Item> {
-        let mut item = to_item(self)?;
-        let sk = self.sort_key();
-        use crate::store::s;
-        item.insert("pk".into(), s(format!("AUDIT#{}", self.day())));
-        item.insert("sk".into(), s(sk.clone()));
-        item.insert("gsi1pk".into(), s(format!("ACTOR#{}", self.actor.id)));
-        item.insert("gsi1sk".into(), s(sk.clone()));
-        item.insert("gsi2pk".into(), s(format!("TARGET#{}#{}", self.target_type, self.target_id)));
-        item.insert("gsi2sk".into(), s(sk));
-        item.insert("type".into(), s("audit"));
-        Ok(item)
-    }
 }
+
 
 /// The changed top-level fields of two JSON objects, with secrets redacted.
 pub fn diff(before: Option<&Value>, after: Option<&Value>) -> Value {
@@ -168,12 +176,4 @@ mod tests {
         assert_eq!(d["after"], json!({"name": "B", "password_hash": "[redacted]"}));
     }
 
-    #[test]
-    fn keys_place_entry_by_day_actor_and_target() {
-        let e = AuditEntry::new(&Actor::system("test"), "user.create", "user", "u1");
-        let item = e.to_item().unwrap();
-        assert_eq!(item["pk"].as_s().unwrap(), &format!("AUDIT#{}", &e.ts[..10]));
-        assert_eq!(item["gsi1pk"].as_s().unwrap(), "ACTOR#test");
-        assert_eq!(item["gsi2pk"].as_s().unwrap(), "TARGET#user#u1");
-    }
 }

@@ -105,7 +105,7 @@ impl Envelope {
     }
 }
 
-fn seal_with_key(key: &[u8], plaintext: &[u8], aad: &str) -> Result<([u8; 12], Vec<u8>)> {
+pub(crate) fn seal_with_key(key: &[u8], plaintext: &[u8], aad: &str) -> Result<([u8; 12], Vec<u8>)> {
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::internal("data key is not 256 bits"))?;
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -115,7 +115,7 @@ fn seal_with_key(key: &[u8], plaintext: &[u8], aad: &str) -> Result<([u8; 12], V
     Ok((nonce, data))
 }
 
-fn open_with_key(key: &[u8], nonce: &[u8], data: &[u8], aad: &str) -> Result<Vec<u8>> {
+pub(crate) fn open_with_key(key: &[u8], nonce: &[u8], data: &[u8], aad: &str) -> Result<Vec<u8>> {
     let nonce: [u8; 12] = nonce.try_into().map_err(|_| Error::internal("sealed nonce is not 96 bits"))?;
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::internal("data key is not 256 bits"))?;
     cipher

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::audit::Outcome;
 use crate::charts::ModerationStatus;
 use crate::error::{Error, FieldError, Result};
-use crate::store::{Item, QuerySpec, Store, s, timestamp};
+use crate::store::{Item, QuerySpec, Store, s, timestamp, to_item};
 use crate::users::UserStatus;
 
 /// The job kind of a data export.
@@ -375,6 +375,22 @@ impl Filters {
         Ok(filters)
     }
 
+    /// The filters as the table stores them: audit entries name people by
+    /// pseudonym, so an audit filter on a user is rewritten to theirs.
+    pub async fn stored_people(&self, store: &Store) -> Result<Filters> {
+        let mut out = self.clone();
+        if let Filters::Audit(f) = &mut out {
+            let keys = store.subject_keys()?;
+            if let Some(id) = &f.actor_id {
+                f.actor_id = Some(keys.pseudonym_of(store, id).await?.unwrap_or_else(|| id.clone()));
+            }
+            if let (Some("user"), Some(id)) = (f.target_type.as_deref(), &f.target_id) {
+                f.target_id = Some(keys.pseudonym_of(store, id).await?.unwrap_or_else(|| id.clone()));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn dataset(&self) -> Option<Dataset> {
         match self {
             Filters::Users(_) => Some(Dataset::Users),
@@ -687,6 +703,12 @@ pub async fn read_page(store: &Store, plan: &[Partition], position: &mut Positio
             None => position.partition += 1,
         }
         if !items.is_empty() || next_is_some(position, plan) {
+            // Audit entries are read as people see them (shared::subjects).
+            let items = if items.first().is_some_and(|i| i.get("type").and_then(|v| v.as_s().ok()).is_some_and(|t| t == "audit")) {
+                store.reveal_audit(items).await?.iter().map(to_item).collect::<Result<Vec<_>>>()?
+            } else {
+                items
+            };
             return Ok(Some(items.into_iter().map(|i| (partition.source, i)).collect()));
         }
     }
@@ -1179,7 +1201,7 @@ impl ExportParams {
 pub async fn encode_small(store: &Store, params: &ExportParams, max_rows: usize, max_pages: usize) -> Result<Option<(Vec<u8>, usize)>> {
     let Some(mut encoder) = params.format.text_encoder() else { return Ok(None) };
     let columns = params.resolved_columns()?;
-    let plan = params.filters.plan(Utc::now())?;
+    let plan = params.filters.stored_people(store).await?.plan(Utc::now())?;
     let mut position = Position::default();
     let mut rows: Vec<Vec<Cell>> = Vec::new();
     let mut pages = 0;

@@ -82,12 +82,13 @@ pub struct Platform {
 
 impl Platform {
     pub fn new(config: Arc<Config>, clients: &crate::aws::Clients, verifier: TokenVerifier) -> Platform {
-        let store = Store::new(clients.dynamo.clone(), config.table.clone());
+        let envelope = Envelope::new(clients.kms.clone(), config.data_key_id.clone());
+        let store = Store::new(clients.dynamo.clone(), config.table.clone()).with_subject_keys(envelope.clone());
         Platform {
             roles: RoleCatalog::new(store.clone(), config.role_cache_ttl),
             settings: crate::settings::SettingsCache::new(store.clone(), config.settings_ttl),
             store,
-            envelope: Envelope::new(clients.kms.clone(), config.data_key_id.clone()),
+            envelope,
             verifier: Arc::new(verifier),
             config,
             cursors: Arc::new(tokio::sync::OnceCell::new()),
@@ -175,7 +176,8 @@ impl RequestMeta {
     pub fn actor(&self, id: &str) -> Actor {
         Actor {
             id: id.to_string(),
-            kind: "user".into(),
+            // Not a person Keel knows: no subject key is made for it.
+            kind: if id == "anonymous" { "anonymous".into() } else { "user".into() },
             source_ip: self.source_ip.clone(),
             user_agent: self.user_agent.clone(),
             request_id: self.request_id.clone(),

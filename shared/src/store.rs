@@ -20,6 +20,9 @@ pub type Item = HashMap<String, AttributeValue>;
 pub struct Store {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
+    /// Seals people in audit entries; a store without it cannot write or
+    /// read audit entries that name a user (see `subjects`).
+    pub subjects: Option<crate::subjects::SubjectKeys>,
 }
 
 /// Largest number of items in one TransactWriteItems call.
@@ -146,7 +149,29 @@ impl Write {
 
 impl Store {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Store { client, table: table.into() }
+        Store { client, table: table.into(), subjects: None }
+    }
+
+    /// With the per-person keys of audit entries (every writer of audit
+    /// entries needs them).
+    pub fn with_subject_keys(mut self, envelope: crate::crypto::Envelope) -> Self {
+        self.subjects = Some(crate::subjects::SubjectKeys::new(envelope));
+        self
+    }
+
+    pub fn subject_keys(&self) -> Result<&crate::subjects::SubjectKeys> {
+        self.subjects.as_ref().ok_or_else(|| Error::internal("this store has no subject keys: audit entries cannot be sealed or read"))
+    }
+
+    /// Stored audit items as readers see them (`SubjectKeys::reveal`).
+    pub async fn reveal_audit(&self, items: Vec<Item>) -> Result<Vec<AuditEntry>> {
+        self.subject_keys()?.reveal(self, items).await
+    }
+
+    /// The stored form of an audit entry (`SubjectKeys::seal`); an entry
+    /// that names no user needs no keys.
+    pub async fn seal_audit(&self, audit: &AuditEntry) -> Result<Item> {
+        crate::subjects::seal_entry(self.subjects.as_ref(), self, audit).await
     }
 
     pub async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
@@ -211,7 +236,7 @@ impl Store {
         let mut conflicts = Vec::with_capacity(count);
         let mut items = Vec::with_capacity(count);
         for (writes, audit) in changes {
-            let audit_write = Write::put_new(&self.table, audit.to_item()?, Error::internal("audit entry id collision"))?;
+            let audit_write = Write::put_new(&self.table, self.seal_audit(&audit).await?, Error::internal("audit entry id collision"))?;
             for w in writes.into_iter().chain(std::iter::once(audit_write)) {
                 items.push(w.item);
                 conflicts.push(w.on_conflict);

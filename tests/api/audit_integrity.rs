@@ -93,7 +93,7 @@ async fn untouched_log_verifies_and_each_tampering_is_named() {
     // 3. A forged entry inserted inside a sealed period.
     let sealed_at = chrono::DateTime::parse_from_rfc3339(&target.ts).unwrap().with_timezone(&chrono::Utc) + chrono::Duration::microseconds(1);
     let forged = AuditEntry::at(sealed_at, &Actor::system("tests"), "user.update", "user", &users[0]);
-    put_raw(&app, forged.to_item().unwrap()).await;
+    put_raw(&app, store.seal_audit(&forged).await.unwrap()).await;
     let r = verify(&app, &auditor).await;
     assert_eq!((first(&r).0.as_str(), first(&r).1.as_deref()), ("entry_inserted", Some(forged.id.as_str())), "{r}");
     store.client.delete_item().table_name(&store.table).key("pk", s(format!("AUDIT#{}", forged.day()))).key("sk", s(forged.sort_key())).send().await.unwrap();

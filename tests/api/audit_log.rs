@@ -19,7 +19,7 @@ async fn change_and_audit_entry_are_written_together_or_not_at_all() {
 
     // Force the audit half to fail: its key is already taken.
     let audit = AuditEntry::new(&Actor::system("tests"), "user.update", "user", &user.id);
-    store.client.put_item().table_name(&store.table).set_item(Some(audit.to_item().unwrap())).send().await.unwrap();
+    store.client.put_item().table_name(&store.table).set_item(Some(store.seal_audit(&audit).await.unwrap())).send().await.unwrap();
     let result = store.commit(vec![Write::put_versioned(&store.table, renamed.to_item().unwrap(), user.version).unwrap()], &audit).await;
     assert!(result.is_err());
     let stored = shared::users::get(store, &user.id).await.unwrap().unwrap();

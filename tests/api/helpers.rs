@@ -169,17 +169,7 @@ impl TestApp {
 
     /// Audit entries about a target, newest first (straight from the table).
     pub async fn audit_for(&self, target_type: &str, target_id: &str) -> Vec<AuditEntry> {
-        let out = self
-            .store()
-            .query()
-            .index_name("gsi2")
-            .key_condition_expression("gsi2pk = :pk")
-            .expression_attribute_values(":pk", shared::store::s(format!("TARGET#{target_type}#{target_id}")))
-            .scan_index_forward(false)
-            .send()
-            .await
-            .unwrap();
-        out.items.unwrap_or_default().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect()
+        shared::subjects::entries_for_target(self.store(), target_type, target_id).await.unwrap()
     }
 }
 

@@ -112,6 +112,17 @@ async fn rollup_items(store: &Store, keys: &[(&str, String)]) -> Result<(BTreeMa
     if pending.is_some() {
         return Err(Error::internal("BatchGetItem left keys unprocessed"));
     }
+    // Audit entries name people by pseudonym; show their ids (an erased
+    // person stays a pseudonym).
+    let pseudonyms = latest.iter().flat_map(|e| [e.actor_id.clone(), e.target_id.clone()]).filter(|id| shared::subjects::is_pseudonym(id)).collect();
+    let ids = shared::subjects::SubjectKeys::user_ids(store, &pseudonyms).await?;
+    for event in &mut latest {
+        for id in [&mut event.actor_id, &mut event.target_id] {
+            if let Some(user_id) = ids.get(id.as_str()) {
+                *id = user_id.clone();
+            }
+        }
+    }
     Ok((found, latest))
 }
 

@@ -15,7 +15,7 @@ use shared::error::{Error, Result};
 use shared::extract::{ValidQuery, page_limit};
 use shared::http::Principal;
 use shared::rbac::Permission;
-use shared::store::{QuerySpec, from_item, s, timestamp};
+use shared::store::{QuerySpec, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AdminState, masking};
@@ -106,15 +106,24 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
         filters.push("outcome = :outcome");
         values.push((":outcome", s(serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())));
     }
+    // People are stored by pseudonym (shared::subjects).
+    let actor_id = match &q.actor_id {
+        Some(id) => Some(stored_person(&state, id).await?),
+        None => None,
+    };
+    let target_id = match (&q.target_type, &q.target_id) {
+        (Some(t), Some(id)) if t == "user" => Some(stored_person(&state, id).await?),
+        (_, id) => id.clone(),
+    };
     let mut index_partition = None;
-    if let Some(actor) = &q.actor_id {
+    if let Some(actor) = &actor_id {
         index_partition = Some(("gsi1", "gsi1pk", "gsi1sk", format!("ACTOR#{actor}")));
-        if let (Some(t), Some(id)) = (&q.target_type, &q.target_id) {
+        if let (Some(t), Some(id)) = (&q.target_type, &target_id) {
             filters.push("target_type = :tt AND target_id = :tid");
             values.push((":tt", s(t.clone())));
             values.push((":tid", s(id.clone())));
         }
-    } else if let (Some(t), Some(id)) = (&q.target_type, &q.target_id) {
+    } else if let (Some(t), Some(id)) = (&q.target_type, &target_id) {
         index_partition = Some(("gsi2", "gsi2pk", "gsi2sk", format!("TARGET#{t}#{id}")));
     }
     let filter = filters.join(" AND ");
@@ -136,7 +145,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
             let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
             reads += 1;
             for item in page {
-                items.push(from_item::<AuditEntry>(item)?);
+                items.push(item);
             }
             start = last.as_ref().map(position_of).transpose()?;
             if start.is_none() || items.len() >= limit as usize || reads >= MAX_READS_PER_PAGE {
@@ -166,7 +175,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
             let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
             reads += 1;
             for item in page {
-                items.push(from_item::<AuditEntry>(item)?);
+                items.push(item);
             }
             start = last.as_ref().map(position_of).transpose()?;
             if start.is_none() {
@@ -178,11 +187,19 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
             }
         }
     };
+    let mut items = state.platform.store.reveal_audit(items).await?;
     if !principal.can(Permission::PiiRead) {
         items.iter_mut().for_each(mask);
     }
     let next_cursor = next.map(|p| cursors.encode(&scope, &p));
     Ok(Json(AuditPage { items, next_cursor }))
+}
+
+/// How a person filtered on is stored: their pseudonym when they have one;
+/// anything else (a system actor, a pseudonym, an id never audited) as is.
+async fn stored_person(state: &AdminState, id: &str) -> Result<String> {
+    let keys = state.platform.store.subject_keys()?;
+    Ok(keys.pseudonym_of(&state.platform.store, id).await?.unwrap_or_else(|| id.to_string()))
 }
 
 /// Newest first within `lower..=upper` of a partition, with the filters.
@@ -237,7 +254,7 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
         loop {
             let (items, last) = state.platform.store.query_page(&spec, start, 1000).await?;
             if let Some(item) = items.into_iter().next() {
-                let mut entry: AuditEntry = from_item(item)?;
+                let mut entry = state.platform.store.reveal_audit(vec![item]).await?.remove(0);
                 if !principal.can(Permission::PiiRead) {
                     mask(&mut entry);
                 }

@@ -100,7 +100,7 @@ pub async fn moderate(store: &Store, actor: &Actor, chart_id: &str, decision: &D
         Some(note) => format!("{}: {note}", decision.reason.code),
         None => decision.reason.code.clone(),
     };
-    let audit = AuditEntry::new(actor, &format!("chart.{}", decision.action.as_str()), "chart", &current.id).changes(Some(&current), Some(&next)).reason(why);
+    let audit = AuditEntry::new(actor, &format!("chart.{}", decision.action.as_str()), "chart", &current.id).about(&current.owner_id).changes(Some(&current), Some(&next)).reason(why);
     match store.commit(writes, &audit).await {
         Ok(()) => Ok(Moderated { chart: next, notice }),
         // The chart's versioned put is the only write that can conflict.

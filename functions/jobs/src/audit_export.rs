@@ -39,9 +39,16 @@ fn matches(item: &Value, action: Option<&str>, actor_id: Option<&str>) -> bool {
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let params: Params = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("audit_export job params: {e}")))?;
     let (from, to) = (time(&params.from)?, time(&params.to)?);
+    // The verifiable export holds entries as stored: a user is matched by
+    // their pseudonym (shared::subjects), the header keeps what was asked.
+    let stored_actor = match &params.actor_id {
+        Some(id) => Some(worker.store.subject_keys()?.pseudonym_of(&worker.store, id).await?.unwrap_or_else(|| id.clone())),
+        None => None,
+    };
     let (action, actor_id) = (params.action.as_deref(), params.actor_id.as_deref());
+    let stored_actor = stored_actor.as_deref();
     let filtered = action.is_some() || actor_id.is_some();
-    let keep = move |item: &Value| matches(item, action, actor_id);
+    let keep = move |item: &Value| matches(item, action, stored_actor);
     let filters = json!({ "action": action, "actor_id": actor_id });
     let (body, digests, entries) = worker.audit.export(from, to, filters, filtered.then_some(&keep as &(dyn Fn(&Value) -> bool + Sync))).await?;
     let sha256 = sha256_hex(&body);

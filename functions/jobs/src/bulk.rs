@@ -194,7 +194,7 @@ impl Context<'_> {
             }
         };
         writes.insert(0, Write::put_versioned(table, next.to_item()?, chart.version)?);
-        let audit = self.audit(action, "chart", id).changes(Some(&chart), Some(&next));
+        let audit = self.audit(action, "chart", id).about(&chart.owner_id).changes(Some(&chart), Some(&next));
         self.commit(id, writes, audit).await
     }
 }

@@ -188,8 +188,8 @@ pub async fn run_with(worker: &Worker, job: &Job, hooks: &Hooks) -> Result<Value
     let columns = params.resolved_columns()?;
     // Ranges without an end are read up to the moment the job was asked for.
     let asked_at = DateTime::parse_from_rfc3339(&job.created_at).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
-    let plan = params.filters.plan(asked_at)?;
     let store = &worker.store;
+    let plan = params.filters.stored_people(store).await?.plan(asked_at)?;
     let bucket = worker.config.exports_bucket.clone();
     let key = export::object_key(&job.owner_id, &job.id, params.format);
 

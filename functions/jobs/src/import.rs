@@ -398,7 +398,7 @@ fn change(table: &str, actor: &Actor, job: &Job, c: &Candidate) -> Result<(Vec<W
         }
         Create::Chart(ch) => {
             let owner = Write::check(table, &User::pk(&ch.owner_id), "PROFILE", "attribute_exists(pk)", vec![], Error::Conflict("owner_id: the owner no longer exists".into()))?;
-            let audit = AuditEntry::new(actor, "chart.import", "chart", &ch.id).changes::<Chart, Chart>(None, Some(ch)).reason(reason);
+            let audit = AuditEntry::new(actor, "chart.import", "chart", &ch.id).about(&ch.owner_id).changes::<Chart, Chart>(None, Some(ch)).reason(reason);
             Ok((vec![ch.create_write(table)?, owner], audit))
         }
     }

@@ -49,7 +49,8 @@ impl Worker {
 
     pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
         let clients = shared::aws::Clients::from_sdk_config(sdk);
-        let store = Store::new(clients.dynamo.clone(), config.table.clone());
+        let envelope = shared::crypto::Envelope::new(clients.kms.clone(), config.data_key_id.clone());
+        let store = Store::new(clients.dynamo.clone(), config.table.clone()).with_subject_keys(envelope);
         Worker {
             audit: shared::audit_chain::ChainReader::new(store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id),
             store,

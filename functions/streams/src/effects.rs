@@ -132,7 +132,11 @@ pub fn of_change(old: Option<&Value>, new: Option<&Value>) -> Vec<Effect> {
             let outcome = str_of(new, "outcome").unwrap_or("");
             // A role change of an existing user: the diff holds only changed
             // fields, and a creation has nothing before.
-            let changes_roles = new.and_then(|n| n.get("changes")).and_then(|c| c.get("before")).and_then(|b| b.get("roles")).is_some();
+            // (The values are sealed under the person's key; the names of
+            // the changed fields are stored in the clear for this.)
+            let changes_roles = new.and_then(|n| n.get("changes")).and_then(|c| c.get("before")).and_then(|b| b.get("roles")).is_some()
+                || (new.and_then(|n| n.get("changed_fields")).and_then(Value::as_array).is_some_and(|f| f.iter().any(|n| n == "roles"))
+                    && !(action.ends_with(".create") || action.ends_with(".import") || action == "user.bootstrap_admin"));
             if rollups::is_security_event(action, outcome, changes_roles) {
                 let ts = str_of(new, "ts").unwrap_or("");
                 if let Some(day) = day_of(ts) {
