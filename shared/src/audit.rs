@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::Result;
-use crate::store::{Item, timestamp, to_item};
+use crate::store::{Item, QuerySpec, Store, from_item, s, timestamp, to_item};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -56,8 +56,9 @@ pub struct AuditEntry {
     pub reason: Option<String>,
 }
 
-/// Attribute names whose values never enter an audit entry.
-const SECRET_KEYS: &[&str] = &["password", "password_hash", "token", "secret", "refresh_token", "totp_secret", "recovery_codes"];
+/// Attribute names whose values never enter an audit entry (nor an export
+/// of a person's data).
+pub const SECRET_KEYS: &[&str] = &["password", "password_hash", "token", "secret", "refresh_token", "totp_secret", "recovery_codes"];
 
 impl AuditEntry {
     pub fn new(actor: &Actor, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
@@ -107,7 +108,6 @@ impl AuditEntry {
     pub fn to_item(&self) -> Result<Item> {
         let mut item = to_item(self)?;
         let sk = self.sort_key();
-        use crate::store::s;
         item.insert("pk".into(), s(format!("AUDIT#{}", self.day())));
         item.insert("sk".into(), s(sk.clone()));
         item.insert("gsi1pk".into(), s(format!("ACTOR#{}", self.actor.id)));
@@ -117,6 +117,35 @@ impl AuditEntry {
         item.insert("type".into(), s("audit"));
         Ok(item)
     }
+}
+
+/// Every audit entry about a user: those where they are the actor (gsi1
+/// `ACTOR#<id>`) or the target (gsi2 `TARGET#user#<id>`), each once, oldest
+/// first. The one place that finds a person's entries (subject exports
+/// read them through it; pseudonymized entries will be found here too).
+pub async fn entries_about(store: &Store, user_id: &str) -> Result<Vec<AuditEntry>> {
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, key, value) in [("gsi1", "gsi1pk", format!("ACTOR#{user_id}")), ("gsi2", "gsi2pk", format!("TARGET#user#{user_id}"))] {
+        let condition = format!("{key} = :pk");
+        let spec = QuerySpec { index: Some(index), key_condition: &condition, values: vec![(":pk", s(value))], forward: true, ..Default::default() };
+        let mut start = None;
+        loop {
+            let (items, next) = store.query_page(&spec, start, 1000).await?;
+            for item in items {
+                let entry: AuditEntry = from_item(item)?;
+                if seen.insert(entry.id.clone()) {
+                    entries.push(entry);
+                }
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+    }
+    entries.sort_by(|a, b| (&a.ts, &a.id).cmp(&(&b.ts, &b.id)));
+    Ok(entries)
 }
 
 /// The changed top-level fields of two JSON objects, with secrets redacted.

@@ -1,7 +1,8 @@
 //! The common crate of Keel: everything two functions need — configuration,
 //! errors, telemetry, authentication, RBAC and custom roles, two-factor
-//! authentication, rate limits, audit, the single-table store, crypto, jobs
-//! and HTTP plumbing. Functions depend on this crate, never on each other.
+//! authentication, rate limits, audit, the single-table store, crypto, jobs,
+//! GDPR/CCPA subject requests and HTTP plumbing. Functions depend on this
+//! crate, never on each other.
 
 pub mod audit;
 pub mod audit_chain;
@@ -27,6 +28,7 @@ pub mod roles;
 pub mod rollups;
 pub mod settings;
 pub mod store;
+pub mod subject_requests;
 pub mod telemetry;
 pub mod token;
 pub mod users;
