@@ -68,8 +68,9 @@ pub struct AuditEntry {
     pub erased: Vec<String>,
 }
 
-/// Attribute names whose values never enter an audit entry.
-const SECRET_KEYS: &[&str] = &["password", "password_hash", "token", "secret", "refresh_token", "totp_secret", "recovery_codes"];
+/// Attribute names whose values never enter an audit entry (nor an export
+/// of a person's data).
+pub const SECRET_KEYS: &[&str] = &["password", "password_hash", "token", "secret", "refresh_token", "totp_secret", "recovery_codes"];
 
 impl AuditEntry {
     pub fn new(actor: &Actor, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
@@ -126,6 +127,18 @@ impl AuditEntry {
     }
 }
 
+
+/// Every audit entry about a user: those where they are the actor or the
+/// target (looked up by their pseudonym, see `subjects`), each once, oldest
+/// first, as readers see them. The one place that finds a person's entries.
+pub async fn entries_about(store: &crate::store::Store, user_id: &str) -> crate::error::Result<Vec<AuditEntry>> {
+    let mut entries = crate::subjects::entries_by_actor(store, user_id).await?;
+    entries.extend(crate::subjects::entries_for_target(store, "user", user_id).await?);
+    let mut seen = std::collections::HashSet::new();
+    entries.retain(|e| seen.insert(e.id.clone()));
+    entries.sort_by(|a, b| (&a.ts, &a.id).cmp(&(&b.ts, &b.id)));
+    Ok(entries)
+}
 
 /// The changed top-level fields of two JSON objects, with secrets redacted.
 pub fn diff(before: Option<&Value>, after: Option<&Value>) -> Value {

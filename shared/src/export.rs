@@ -771,7 +771,17 @@ pub fn select_columns(all: &'static [Column], requested: Option<&[String]>) -> R
     if errors.is_empty() { Ok(out) } else { Err(Error::Validation(errors)) }
 }
 
-fn attribute_to_json(value: &AttributeValue) -> Value {
+/// An item as a JSON object of what its person may see: keys, derived
+/// fields and secrets (`audit::SECRET_KEYS`) left out, attributes sorted.
+/// One's own data export and subject exports show records this way.
+pub fn record_of(item: &Item) -> serde_json::Map<String, Value> {
+    let mut keys: Vec<&String> = item.keys().filter(|k| !HIDDEN.contains(&k.as_str()) && !crate::audit::SECRET_KEYS.contains(&k.as_str())).collect();
+    keys.sort();
+    keys.into_iter().map(|k| (k.clone(), attribute_to_json(&item[k]))).collect()
+}
+
+/// A DynamoDB attribute as JSON (numbers as integers where they are).
+pub fn attribute_to_json(value: &AttributeValue) -> Value {
     match value {
         AttributeValue::S(s) => Value::String(s.clone()),
         AttributeValue::N(n) => n.parse::<i64>().map(Value::from).or_else(|_| n.parse::<f64>().map(Value::from)).unwrap_or_else(|_| Value::String(n.clone())),
@@ -840,9 +850,8 @@ pub fn row_of(source: Source, item: &Item, columns: &[Column], mask: bool) -> Ve
                 "category" => Cell::Text(category.name().into()),
                 "time" => cell_of(item.get(category.time_attribute())),
                 "details" => {
-                    let mut keys: Vec<&String> = item.keys().filter(|k| !HIDDEN.contains(&k.as_str()) && k.as_str() != "id").collect();
-                    keys.sort();
-                    let details: serde_json::Map<String, Value> = keys.into_iter().map(|k| (k.clone(), attribute_to_json(&item[k]))).collect();
+                    let mut details = record_of(item);
+                    details.remove("id");
                     Cell::Text(Value::Object(details).to_string())
                 }
                 _ => cell_of(lookup(item, c.path)),

@@ -27,6 +27,7 @@ pub mod roles;
 pub mod rollups;
 pub mod settings;
 pub mod store;
+pub mod subject_requests;
 pub mod subjects;
 pub mod telemetry;
 pub mod token;

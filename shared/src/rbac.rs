@@ -44,6 +44,10 @@ permissions! {
     DataExport => "data:export",
     DataImport => "data:import",
     DataBulk => "data:bulk",
+    // See and manage anyone's GDPR/CCPA subject requests (export another
+    // user's data, list every request); erase a user.
+    DataRequests => "data:requests",
+    DataErase => "data:erase",
     GdprManage => "gdpr:manage",
     ComplianceRead => "compliance:read",
     IntegrationsRead => "integrations:read",
@@ -181,7 +185,7 @@ impl BuiltinRole {
             BuiltinRole::Admin => PermissionSet::of(&[
                 UsersRead, UsersWrite, UsersDelete, PiiRead, RolesRead, AuditRead, ChartsRead,
                 ChartsModerate, ConfigRead, ConfigWrite, AnalyticsRead, ReportsRead, ReportsWrite,
-                DataExport, DataImport, DataBulk, GdprManage, ComplianceRead, IntegrationsRead,
+                DataExport, DataImport, DataBulk, DataRequests, DataErase, GdprManage, ComplianceRead, IntegrationsRead,
                 IntegrationsWrite, SearchRead, WorkflowsRead, WorkflowsWrite, SystemRead,
             ]),
             // Moderators see users without personal data, and act on content.
@@ -250,5 +254,16 @@ mod tests {
         assert!(!BuiltinRole::Admin.permissions().contains(Permission::RolesWrite));
         assert!(BuiltinRole::Admin.permissions().is_subset_of(PermissionSet::all()));
         assert!(!BuiltinRole::Auditor.permissions().contains(Permission::UsersWrite));
+    }
+
+    #[test]
+    fn only_admins_handle_subject_requests_and_erasure() {
+        for role in BuiltinRole::ALL {
+            let admin = matches!(role, BuiltinRole::SuperAdmin | BuiltinRole::Admin);
+            assert_eq!(role.permissions().contains(Permission::DataRequests), admin, "{role:?}");
+            assert_eq!(role.permissions().contains(Permission::DataErase), admin, "{role:?}");
+        }
+        assert_eq!(Permission::parse("data:requests"), Some(Permission::DataRequests));
+        assert_eq!(Permission::parse("data:erase"), Some(Permission::DataErase));
     }
 }

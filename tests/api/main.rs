@@ -20,6 +20,7 @@ mod rbac;
 mod roles;
 mod sessions;
 mod stack;
+mod subject_requests;
 mod system_config;
 mod tokens;
 mod two_factor;

@@ -24,6 +24,8 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
         .replace("{entry_id}", &uuid::Uuid::now_v7().to_string())
         // Job ids are UUIDv7; a fresh one names no job (404 when allowed).
         .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
+        // Subject request ids likewise.
+        .replace("{request_id}", &uuid::Uuid::now_v7().to_string())
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `/api/v1/data/jobs` and `/api/v1/data/jobs/{job_id}`: the caller's data
-//! jobs (exports): status and progress, a presigned download link valid five
-//! minutes once done (issuing it is audited), and cancellation. A caller
-//! sees only their own jobs; anyone else's answer 404.
+//! jobs (exports and subject exports): status and progress, a presigned
+//! download link valid five minutes once done (issuing it is audited), and
+//! cancellation (not of subject exports). A caller sees only their own
+//! jobs; anyone else's answer 404.
 
 use std::time::Duration;
 
@@ -17,13 +18,41 @@ use shared::export::{ExportParams, ExportResult};
 use shared::extract::{ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
 use shared::jobs::{self, Job, JobStatus, Progress};
+use shared::subject_requests::ExportJobResult;
 use shared::store::{QuerySpec, Write, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
 
 /// The job kinds this function owns (listed and shown here).
-pub const DATA_JOB_KINDS: &[&str] = &[shared::export::KIND];
+pub const DATA_JOB_KINDS: &[&str] = &[shared::export::KIND, shared::subject_requests::EXPORT_JOB_KIND];
+
+/// What a finished job produced: a dataset (or own-data) export, or a
+/// subject export (a zip).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobResult {
+    Export(ExportResult),
+    SubjectExport(ExportJobResult),
+}
+
+impl JobResult {
+    fn of(kind: &str, value: serde_json::Value) -> Option<JobResult> {
+        if kind == shared::subject_requests::EXPORT_JOB_KIND {
+            serde_json::from_value(value).ok().map(JobResult::SubjectExport)
+        } else {
+            serde_json::from_value(value).ok().map(JobResult::Export)
+        }
+    }
+
+    /// The object to hand out: bucket, key, file name, content type, SHA-256.
+    fn file(&self) -> (&str, &str, &str, &str, &str) {
+        match self {
+            JobResult::Export(r) => (&r.bucket, &r.key, &r.file_name, &r.content_type, &r.sha256),
+            JobResult::SubjectExport(r) => (&r.bucket, &r.key, &r.file_name, &r.content_type, &r.sha256),
+        }
+    }
+}
 
 /// How long a download link works.
 pub const DOWNLOAD_TTL: Duration = Duration::from_secs(300);
@@ -33,13 +62,14 @@ pub struct JobView {
     pub id: String,
     pub kind: String,
     pub status: JobStatus,
-    /// `csv`, `xlsx`... (exports).
+    /// `csv`, `xlsx`... (exports); `zip` (subject exports).
     pub format: Option<String>,
     /// The dataset, or absent for an export of one's own data.
     pub dataset: Option<String>,
     pub progress: Progress,
-    /// Once done: rows, bytes, SHA-256, file name.
-    pub result: Option<ExportResult>,
+    /// Once done: rows (or, for a subject export, files and records per
+    /// category), bytes, SHA-256, file name.
+    pub result: Option<JobResult>,
     pub error: Option<String>,
     pub attempts: u32,
     pub created_at: String,
@@ -52,10 +82,11 @@ pub struct JobView {
 impl JobView {
     fn of(job: Job) -> JobView {
         let params: Option<ExportParams> = serde_json::from_value(job.params.clone()).ok();
+        let subject_export = job.kind == shared::subject_requests::EXPORT_JOB_KIND;
         JobView {
-            format: params.as_ref().map(|p| p.format.as_str().to_string()),
+            format: if subject_export { Some("zip".into()) } else { params.as_ref().map(|p| p.format.as_str().to_string()) },
             dataset: params.as_ref().and_then(|p| p.filters.dataset()).map(|d| d.as_str().to_string()),
-            result: job.result.clone().filter(|_| job.status == JobStatus::Succeeded).and_then(|r| serde_json::from_value(r).ok()),
+            result: job.result.clone().filter(|_| job.status == JobStatus::Succeeded).and_then(|r| JobResult::of(&job.kind, r)),
             id: job.id,
             kind: job.kind,
             status: job.status,
@@ -92,20 +123,21 @@ pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): 
     let job = own_job(&state, &caller.principal, &job_id).await?;
     let mut view = JobView::of(job);
     if let Some(result) = &view.result {
+        let (bucket, key, file_name, content_type, sha256) = result.file();
         let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(DOWNLOAD_TTL).map_err(|e| Error::internal(e.to_string()))?;
         let request = state
             .s3
             .get_object()
-            .bucket(&result.bucket)
-            .key(&result.key)
-            .response_content_disposition(format!("attachment; filename=\"{}\"", result.file_name))
-            .response_content_type(&result.content_type)
+            .bucket(bucket)
+            .key(key)
+            .response_content_disposition(format!("attachment; filename=\"{file_name}\""))
+            .response_content_type(content_type)
             .presigned(presigning)
             .await
             .map_err(shared::error::aws("s3 presign GetObject"))?;
         // Handing out the file is a read of what it holds: audited first.
         let audit = AuditEntry::new(&caller.actor(), "data.export_download", "job", &view.id)
-            .changes::<(), _>(None, Some(&json!({ "key": result.key, "sha256": result.sha256, "expires_in_seconds": DOWNLOAD_TTL.as_secs() })));
+            .changes::<(), _>(None, Some(&json!({ "key": key, "sha256": sha256, "expires_in_seconds": DOWNLOAD_TTL.as_secs() })));
         state.platform.store.record(&audit).await?;
         view.download_expires_at = Some(shared::store::timestamp(chrono::Utc::now() + chrono::Duration::seconds(DOWNLOAD_TTL.as_secs() as i64)));
         view.download_url = Some(request.uri().to_string());
@@ -166,10 +198,14 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
     responses(
         (status = 200, description = "Cancelled; the worker stops at its next page and removes the partial upload", body = JobView),
         (status = 404, description = "No such job of yours", body = shared::error::Problem),
-        (status = 409, description = "The job already finished, or changed meanwhile (retry)", body = shared::error::Problem),
+        (status = 409, description = "The job already finished, or changed meanwhile (retry), or is a subject export (not cancellable)", body = shared::error::Problem),
     ))]
 pub async fn cancel(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
     let job = own_job(&state, &caller.principal, &job_id).await?;
+    // A subject request is owed an answer: its export is not withdrawn here.
+    if job.kind == shared::subject_requests::EXPORT_JOB_KIND {
+        return Err(Error::Conflict("a subject export cannot be cancelled; it answers a tracked request (GET /api/v1/data/requests)".into()));
+    }
     if job.status.is_final() {
         return Err(Error::Conflict(format!("the job has already {}", job.status.as_str())));
     }

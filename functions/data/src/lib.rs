@@ -5,12 +5,15 @@
 //! progress, download link, cancellation (docs/exports.md); imports (an
 //! uploaded file validated row by row, then applied by the jobs worker) and
 //! bulk operations (update, soft delete and restore of users or charts,
-//! fanned out over SQS) (docs/imports-and-bulk.md).
+//! fanned out over SQS) (docs/imports-and-bulk.md); GDPR/CCPA subject
+//! exports and the tracked subject requests (docs/subject-requests.md).
 
 pub mod bulk;
 pub mod data_jobs;
 pub mod export;
+pub mod gdpr;
 pub mod import;
+pub mod requests;
 
 use axum::Router;
 use axum::http::Method;
@@ -77,6 +80,11 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/data/bulk/delete", Access::Permission(Permission::DataBulk)),
     Route::new(Method::POST, "/api/v1/data/bulk/restore", Access::Permission(Permission::DataBulk)),
     Route::new(Method::GET, "/api/v1/data/bulk/{job_id}", Access::Permission(Permission::DataBulk)),
+    // Subject requests (gdpr.rs, requests.rs): one's own, or anyone's with
+    // data:requests (checked in the handlers).
+    Route::new(Method::POST, "/api/v1/data/export/gdpr", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/requests", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/requests/{request_id}", Access::Authenticated),
 ];
 
 pub fn router(state: DataState) -> Router {
@@ -92,13 +100,16 @@ pub fn router(state: DataState) -> Router {
         .route("/api/v1/data/bulk/delete", post(bulk::delete))
         .route("/api/v1/data/bulk/restore", post(bulk::restore))
         .route("/api/v1/data/bulk/{job_id}", get(bulk::read))
+        .route("/api/v1/data/export/gdpr", post(gdpr::create))
+        .route("/api/v1/data/requests", get(requests::list))
+        .route("/api/v1/data/requests/{request_id}", get(requests::read))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read),
+    paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read, gdpr::create, requests::list, requests::read),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]

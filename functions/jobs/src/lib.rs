@@ -4,11 +4,13 @@
 //! acknowledged without doing the work again. Kinds today: invitation emails,
 //! security notices (`security_email`), chart moderation notices, audit
 //! exports, data exports (`data_export`, streamed to S3), imports
-//! (`data_import`) and bulk operations (`bulk_segment` messages).
+//! (`data_import`), bulk operations (`bulk_segment` messages) and GDPR/CCPA
+//! subject exports (`gdpr_export`, one zip per request).
 
 pub mod audit_export;
 pub mod bulk;
 pub mod data_export;
+pub mod gdpr_export;
 pub mod import;
 pub mod multipart;
 pub mod pdf;
@@ -180,6 +182,7 @@ impl Worker {
             "audit_export" => audit_export::run(self, job).await,
             shared::data_jobs::IMPORT_KIND => import::run(self, job).await,
             shared::export::KIND => data_export::run(self, job).await,
+            shared::subject_requests::EXPORT_JOB_KIND => gdpr_export::run(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }
