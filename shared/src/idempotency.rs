@@ -41,6 +41,12 @@ struct Record {
     #[serde(default)]
     body: String,
     ttl: i64,
+    /// `PERSONAL#<user id>` for a signed-in caller: an erasure finds the
+    /// caller's stored responses there (they may hold personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
 }
 
 pub async fn middleware(State(store): State<Store>, request: Request, next: Next) -> Response {
@@ -83,6 +89,8 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
         location: None,
         body: String::new(),
         ttl: ttl_after(KEEP_SECONDS),
+        gsi2pk: (!owner.is_empty()).then(|| crate::subjects::personal_pk(&owner)),
+        gsi2sk: (!owner.is_empty()).then(|| pk.clone()),
     };
     let claimed = store
         .client

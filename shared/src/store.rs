@@ -309,14 +309,33 @@ impl Store {
     /// Write many items in batches of 25, retrying UnprocessedItems with
     /// backoff. For bulk loads only: these writes are not audited one by one.
     pub async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
-        for chunk in items.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder().set_item(Some(item.clone())).build().map_err(|e| Error::internal(e.to_string()))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<_>>()?;
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| Error::internal(e.to_string()))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// Delete items by key in batches of 25, retrying UnprocessedItems.
+    /// For erasure only (audited as a whole by its certificate).
+    pub async fn batch_delete(&self, keys: &[(String, String)]) -> Result<()> {
+        use aws_sdk_dynamodb::types::DeleteRequest;
+        let requests = keys
+            .iter()
+            .map(|(pk, sk)| {
+                let delete = DeleteRequest::builder().key("pk", s(pk)).key("sk", s(sk)).build().map_err(|e| Error::internal(e.to_string()))?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_write(requests).await
+    }
+
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<()> {
+        for chunk in requests.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk.to_vec();
             let mut attempt = 0u32;
             while !pending.is_empty() {
                 let out = self

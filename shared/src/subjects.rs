@@ -53,6 +53,12 @@ pub fn pseudonym_pk(pseudonym: &str) -> String {
     format!("PSEUDONYM#{pseudonym}")
 }
 
+/// The `gsi2` partition of a person's short-lived records that no other key
+/// leads to (refresh tokens, stored idempotent responses): erasure sweeps it.
+pub fn personal_pk(user_id: &str) -> String {
+    format!("PERSONAL#{user_id}")
+}
+
 pub fn tombstone_pk(user_id: &str) -> String {
     format!("ERASED#{}", sha256_hex(user_id.as_bytes()))
 }

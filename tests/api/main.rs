@@ -8,6 +8,7 @@ mod audit_integrity;
 mod audit_log;
 mod charts;
 mod dashboard;
+mod erasure;
 mod data_bulk;
 mod data_import;
 mod exports;

@@ -72,6 +72,11 @@ pub struct RefreshRecord {
     pub created_at: String,
     pub expires_at: i64,
     pub ttl: i64,
+    /// `PERSONAL#<user id>`: an erasure finds the person's tokens there.
+    #[serde(default)]
+    pub gsi2pk: String,
+    #[serde(default)]
+    pub gsi2sk: String,
 }
 
 impl RefreshRecord {
@@ -82,17 +87,20 @@ impl RefreshRecord {
     fn issue(user_id: &str, family_id: &str) -> (String, RefreshRecord) {
         let token = random_token();
         let expires_at = chrono::Utc::now().timestamp() + REFRESH_SECONDS;
+        let created_at = timestamp(chrono::Utc::now());
         let record = RefreshRecord {
             pk: RefreshRecord::pk(&token),
             sk: "REFRESH".into(),
             user_id: user_id.to_string(),
             family_id: family_id.to_string(),
             status: "active".into(),
-            created_at: timestamp(chrono::Utc::now()),
+            created_at: created_at.clone(),
             expires_at,
             // Keep rotated tokens a while past expiry so reuse is still
             // recognized as reuse, not as an unknown token.
             ttl: expires_at + 24 * 3600,
+            gsi2pk: shared::subjects::personal_pk(user_id),
+            gsi2sk: created_at.clone(),
         };
         (format!("{family_id}.{token}"), record)
     }

@@ -10,6 +10,7 @@
 
 pub mod bulk;
 pub mod data_jobs;
+pub mod erasure;
 pub mod export;
 pub mod gdpr;
 pub mod import;
@@ -85,6 +86,10 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/data/export/gdpr", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/data/requests", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}", Access::Authenticated),
+    // Erasure (erasure.rs): oneself, or anyone with data:erase (checked in
+    // the handler); the certificate also by receipt, without a token.
+    Route::new(Method::DELETE, "/api/v1/data/user/{user_id}", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/data/requests/{request_id}/certificate", Access::OptionallyAuthenticated),
 ];
 
 pub fn router(state: DataState) -> Router {
@@ -103,13 +108,15 @@ pub fn router(state: DataState) -> Router {
         .route("/api/v1/data/export/gdpr", post(gdpr::create))
         .route("/api/v1/data/requests", get(requests::list))
         .route("/api/v1/data/requests/{request_id}", get(requests::read))
+        .route("/api/v1/data/user/{user_id}", axum::routing::delete(erasure::create))
+        .route("/api/v1/data/requests/{request_id}/certificate", get(erasure::certificate))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read, gdpr::create, requests::list, requests::read),
+    paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read, gdpr::create, requests::list, requests::read, erasure::create, erasure::certificate),
     components(schemas(shared::error::Problem, shared::error::FieldError)),
     modifiers(&BearerAuth)
 )]

@@ -11,6 +11,7 @@ pub mod audit_export;
 pub mod bulk;
 pub mod data_export;
 pub mod gdpr_export;
+pub mod erasure;
 pub mod import;
 pub mod multipart;
 pub mod pdf;
@@ -37,6 +38,8 @@ pub struct Worker {
     pub store: Store,
     pub ses: aws_sdk_sesv2::Client,
     pub s3: aws_sdk_s3::Client,
+    /// Signs erasure certificates with the audit key.
+    pub kms: aws_sdk_kms::Client,
     /// Reads the audit log and its digest chain (audit exports).
     pub audit: shared::audit_chain::ChainReader,
     pub config: Arc<Config>,
@@ -58,6 +61,7 @@ impl Worker {
             store,
             ses: aws_sdk_sesv2::Client::new(sdk),
             s3: clients.s3,
+            kms: clients.kms,
             config,
         }
     }
@@ -183,6 +187,7 @@ impl Worker {
             shared::data_jobs::IMPORT_KIND => import::run(self, job).await,
             shared::export::KIND => data_export::run(self, job).await,
             shared::subject_requests::EXPORT_JOB_KIND => gdpr_export::run(self, job).await,
+            erasure::KIND => erasure::run(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }
     }

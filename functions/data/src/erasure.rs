@@ -1,0 +1,165 @@
+//! Erasure (GDPR art. 17 / CCPA deletion): `DELETE /api/v1/data/user/{user_id}`
+//! records a tracked subject request and queues the `erasure` job, which
+//! removes or anonymizes the person everywhere, destroys their audit key
+//! (crypto-shredding) and signs a certificate (docs/subject-requests.md).
+//! `GET /api/v1/data/requests/{request_id}/certificate` returns it to
+//! operators with `data:requests`, to the requester, or to whoever holds the
+//! receipt given when the request was made (the person cannot sign in
+//! afterwards).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::crypto::{random_token, sha256_hex};
+use shared::error::{Error, Result};
+use shared::http::{Caller, Principal};
+use shared::jobs::Job;
+use shared::rbac::Permission;
+use shared::subject_requests::{self, Regime, RequestKind, RequestStatus, SubjectRequest};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::DataState;
+
+/// The `erasure` job kind and its parameters (the jobs worker's
+/// `erasure.rs` reads them back).
+pub const JOB_KIND: &str = "erasure";
+/// Erasure jobs belong to no user: the person may be the requester, and
+/// the job record must not name them once it is done.
+pub const JOB_OWNER: &str = "erasure";
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureQuery {
+    /// `gdpr` (30-day deadline, the default) or `ccpa` (45 days).
+    pub regime: Option<Regime>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasureAccepted {
+    pub request_id: String,
+    pub job_id: String,
+    pub status: RequestStatus,
+    pub due_at: String,
+    /// Shown once: fetches the certificate without signing in (the person
+    /// erased cannot). Keep it.
+    pub receipt: String,
+    /// Where the signed certificate appears when the erasure is done.
+    pub certificate_location: String,
+    /// The tracked request.
+    pub location: String,
+}
+
+#[utoipa::path(delete, path = "/api/v1/data/user/{user_id}", tag = "data",
+    params(("user_id" = String, Path, description = "The person to erase (yourself, or anyone with data:erase)"), ErasureQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Recorded; a job erases the person and signs a certificate", body = ErasureAccepted),
+        (status = 403, description = "Erasing another user needs data:erase", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 409, description = "A super admin (remove the role first), or an erasure of this user is already under way", body = shared::error::Problem),
+    ))]
+pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id): Path<String>, Query(query): Query<ErasureQuery>) -> Result<Response> {
+    let me = caller.principal.user_id.clone();
+    if user_id != me {
+        caller.principal.require(Permission::DataErase)?;
+    }
+    let store = &state.platform.store;
+    let missing = || Error::NotFound(format!("no user {user_id}"));
+    if uuid::Uuid::parse_str(&user_id).is_err() {
+        return Err(missing());
+    }
+    let user = shared::users::get(store, &user_id).await?.ok_or_else(missing)?;
+    if user.roles.iter().any(|r| r == "super_admin") {
+        return Err(Error::Conflict("a super admin cannot be erased: remove the super_admin role first (there must always be one)".into()));
+    }
+    let regime = query.regime.unwrap_or_default();
+    let mut request = SubjectRequest::new(RequestKind::Erasure, regime, &user_id, &me);
+    let receipt = random_token();
+    let params = serde_json::json!({ "request_id": request.id, "receipt_sha256": sha256_hex(receipt.as_bytes()) });
+    let job = Job::new(JOB_KIND, JOB_OWNER, params);
+    request.job_id = Some(job.id.clone());
+    // One erasure at a time per person: a guard item, gone with the person.
+    let guard = shared::store::Write::put_new(
+        &store.table,
+        shared::store::Item::from([
+            ("pk".to_string(), shared::store::s(format!("USER#{user_id}"))),
+            ("sk".to_string(), shared::store::s("ERASURE")),
+            ("request_id".to_string(), shared::store::s(request.id.clone())),
+        ]),
+        Error::Conflict(format!("an erasure of user {user_id} is already under way")),
+    )?;
+    let audit = request.audit(&caller.actor(), "data.subject_request.create");
+    subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?, guard], audit).await?;
+    shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
+    let location = format!("/api/v1/data/requests/{}", request.id);
+    let accepted = ErasureAccepted {
+        certificate_location: format!("{location}/certificate"),
+        location: location.clone(),
+        request_id: request.id,
+        job_id: job.id,
+        status: request.status,
+        due_at: request.due_at,
+        receipt,
+    };
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateQuery {
+    /// The receipt from the erasure's 202 answer (instead of a token).
+    pub receipt: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/data/requests/{request_id}/certificate", tag = "data",
+    params(("request_id" = String, Path, description = "An erasure request"), CertificateQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed erasure certificate (verify `signature` over `keel-erasure-certificate/1:<sha256>` with the audit key's public key)", body = Object),
+        (status = 404, description = "No such erasure request, or not yours to see", body = shared::error::Problem),
+        (status = 409, description = "The erasure is not finished yet", body = shared::error::Problem),
+    ))]
+pub async fn certificate(State(state): State<DataState>, principal: Option<Principal>, Path(request_id): Path<String>, Query(query): Query<CertificateQuery>) -> Result<Json<Value>> {
+    let store = &state.platform.store;
+    let not_found = || Error::NotFound(format!("no erasure request {request_id}"));
+    if uuid::Uuid::parse_str(&request_id).is_err() {
+        return Err(not_found());
+    }
+    let request = subject_requests::get(store, &request_id).await?.filter(|r| r.kind == RequestKind::Erasure).ok_or_else(not_found)?;
+    let job = match &request.job_id {
+        Some(id) => shared::jobs::get(store, id).await?,
+        None => None,
+    };
+    let by_receipt = query.receipt.as_deref().is_some_and(|r| {
+        let expected = job.as_ref().and_then(|j| j.params["receipt_sha256"].as_str()).unwrap_or("");
+        !expected.is_empty() && constant_time_eq(sha256_hex(r.as_bytes()).as_bytes(), expected.as_bytes())
+    });
+    let by_principal = principal.as_ref().is_some_and(|p| p.can(Permission::DataRequests) || p.user_id == request.requested_by);
+    if !by_receipt && !by_principal {
+        return Err(not_found());
+    }
+    if request.status != RequestStatus::Completed {
+        return Err(Error::Conflict(format!("the erasure is {}; the certificate is made when it completes", request.status.as_str())));
+    }
+    let key = request.result.as_ref().and_then(|r| r["certificate_key"].as_str()).ok_or_else(|| Error::internal("completed erasure without a certificate key"))?;
+    let object = state
+        .s3
+        .get_object()
+        .bucket(&state.platform.config.exports_bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(shared::error::aws("s3 GetObject (erasure certificate)"))?;
+    let bytes = object.body.collect().await.map_err(|e| Error::internal(format!("reading the certificate: {e}")))?.into_bytes();
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::internal(format!("certificate is not JSON: {e}")))?;
+    Ok(Json(value))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
