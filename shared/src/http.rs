@@ -37,6 +37,10 @@ pub enum Access {
     OptionallyAuthenticated,
     /// A principal holding this permission.
     Permission(Permission),
+    /// Any signed-in principal for themself (the user the path names);
+    /// anyone else needs this permission. The handler checks it (it knows
+    /// the path), e.g. `DELETE /data/user/{user_id}`.
+    SelfOrPermission(Permission),
 }
 
 /// One row of a function's route table. The table is the single place a
@@ -278,7 +282,7 @@ async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, mut r
     let needs_token = match route.access {
         Access::Public => false,
         Access::OptionallyAuthenticated => header.is_some(),
-        Access::Authenticated | Access::Permission(_) => true,
+        Access::Authenticated | Access::Permission(_) | Access::SelfOrPermission(_) => true,
     };
     if needs_token {
         let principal = match authenticate(&gate.verifier, &gate.roles, header).await {

@@ -44,15 +44,9 @@ async fn every_route_and_role() {
             let body = matches!(route.method, Method::POST | Method::PUT).then(|| json!({}));
             let response = app.call(route.method.clone(), &path, Some(&token), body).await;
             let context = format!("{} {} as {}: {} {}", route.method, route.path, role.as_str(), response.status, response.body);
-            // Open to every signed-in user for themself; erasing anyone else
-            // (the target here) needs data:erase, checked in the handler.
-            let access = if route.method == Method::DELETE && route.path == "/api/v1/data/user/{user_id}" {
-                Access::Permission(shared::rbac::Permission::DataErase)
-            } else {
-                route.access
-            };
-            match &access {
-                Access::Permission(p) if !permissions.contains(*p) => {
+            // The target is another user, so "self or permission" needs the permission.
+            match route.access {
+                Access::Permission(p) | Access::SelfOrPermission(p) if !permissions.contains(p) => {
                     assert_eq!(response.status, 403, "{context}");
                     assert_eq!(response.body["missing_permission"], p.as_str(), "{context}");
                     assert_eq!(response.headers["content-type"], "application/problem+json", "{context}");
@@ -69,7 +63,7 @@ async fn every_route_and_role() {
 async fn protected_routes_need_a_token() {
     let app = TestApp::spawn().await;
     let (target, _) = app.user(&["user"]).await;
-    for route in all_routes().into_iter().filter(|r| matches!(r.access, Access::Authenticated | Access::Permission(_))) {
+    for route in all_routes().into_iter().filter(|r| matches!(r.access, Access::Authenticated | Access::Permission(_) | Access::SelfOrPermission(_))) {
         let response = app.call(route.method.clone(), &concrete(route.path, &target.id, "some_role"), None, Some(json!({}))).await;
         assert_eq!(response.status, 401, "{} {}", route.method, route.path);
     }

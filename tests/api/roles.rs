@@ -231,7 +231,7 @@ async fn nobody_grants_more_than_they_hold() {
 #[tokio::test]
 async fn a_custom_role_grants_exactly_its_permissions() {
     let app = TestApp::spawn().await;
-    let mut permissions: Vec<Permission> = all_routes().iter().filter_map(|r| match r.access { Access::Permission(p) => Some(p), _ => None }).collect();
+    let mut permissions: Vec<Permission> = all_routes().iter().filter_map(|r| match r.access { Access::Permission(p) | Access::SelfOrPermission(p) => Some(p), _ => None }).collect();
     permissions.sort();
     permissions.dedup();
     assert!(permissions.contains(&Permission::AuditRead) && permissions.contains(&Permission::RolesWrite));
@@ -247,7 +247,8 @@ async fn a_custom_role_grants_exactly_its_permissions() {
             let response = app.call(route.method.clone(), &concrete(route.path, &target, &probe), Some(&token), body).await;
             let context = format!("{} {} with only {permission}: {} {}", route.method, route.path, response.status, response.body);
             match route.access {
-                Access::Permission(needed) if needed != permission => {
+                // (A `{user_id}` here is another user: "self or" needs the permission.)
+                Access::Permission(needed) | Access::SelfOrPermission(needed) if needed != permission => {
                     assert_eq!(response.status, 403, "{context}");
                     assert_eq!(response.body["missing_permission"], needed.as_str(), "{context}");
                 }

@@ -88,7 +88,7 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}", Access::Authenticated),
     // Erasure (erasure.rs): oneself, or anyone with data:erase (checked in
     // the handler); the certificate also by receipt, without a token.
-    Route::new(Method::DELETE, "/api/v1/data/user/{user_id}", Access::Authenticated),
+    Route::new(Method::DELETE, "/api/v1/data/user/{user_id}", Access::SelfOrPermission(Permission::DataErase)),
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}/certificate", Access::OptionallyAuthenticated),
 ];
 
