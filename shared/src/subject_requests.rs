@@ -408,6 +408,26 @@ async fn list(store: &Store, index: &str, pk_name: &str, pk: String, forward: bo
     Ok(RequestPage { items, next: start })
 }
 
+/// The `erasure` job kind (the jobs worker's `erasure.rs`).
+pub const ERASURE_JOB_KIND: &str = "erasure";
+/// Erasure jobs belong to no user: the person may be the requester, and the
+/// job record must not name them once it is done.
+pub const ERASURE_JOB_OWNER: &str = "erasure";
+
+/// One erasure of a person at a time: a guard item in their own partition,
+/// so the erasure deletes it with everything else.
+pub fn erasure_guard(table: &str, user_id: &str, request_id: &str) -> Result<Write> {
+    Write::put_new(
+        table,
+        Item::from([
+            ("pk".to_string(), s(format!("USER#{user_id}"))),
+            ("sk".to_string(), s("ERASURE")),
+            ("request_id".to_string(), s(request_id)),
+        ]),
+        Error::Conflict(format!("an erasure of user {user_id} is already under way")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

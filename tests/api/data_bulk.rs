@@ -185,3 +185,42 @@ async fn charts_update_soft_delete_and_restore() {
     let listed = app.get("/api/v1/admin/charts?limit=50", &admin).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn the_retention_sweep_purges_soft_deletes_past_the_window_only() {
+    let app = TestApp::spawn().await;
+    let store = app.store();
+    let (owner, _) = app.user(&["user"]).await;
+    let long_ago = shared::store::timestamp(Utc::now() - chrono::Duration::days(31));
+    let lately = shared::store::timestamp(Utc::now() - chrono::Duration::days(2));
+    let soft_deleted = |at: &str| {
+        let mut chart = shared::charts::Chart::new(&owner.id, "Old deleted chart", "bar");
+        chart.deleted_at = Some(at.to_string());
+        chart
+    };
+    let (expired_chart, recent_chart) = (soft_deleted(&long_ago), soft_deleted(&lately));
+    let mut gone = User::new(&Email::parse(&format!("gone-{}@example.com", uuid::Uuid::new_v4().simple())).unwrap(), "Long Gone", vec!["user".into()], UserStatus::Deleted);
+    gone.deleted_at = Some(long_ago.clone());
+    let mut recent = User::new(&Email::parse(&format!("recent-{}@example.com", uuid::Uuid::new_v4().simple())).unwrap(), "Recently Gone", vec!["user".into()], UserStatus::Deleted);
+    recent.deleted_at = Some(lately.clone());
+    store.batch_put(vec![expired_chart.to_item().unwrap(), recent_chart.to_item().unwrap(), gone.to_item().unwrap(), gone.guard_item(), recent.to_item().unwrap(), recent.guard_item()]).await.unwrap();
+
+    let swept = jobs::retention::sweep(&app.app.worker, Utc::now()).await.unwrap();
+    assert_eq!((swept.charts_purged, swept.users_queued_for_erasure), (1, 1), "{swept:?}");
+    assert!(store.get_item(&format!("CHART#{}", expired_chart.id), "META").await.unwrap().is_none());
+    assert!(store.get_item(&format!("CHART#{}", recent_chart.id), "META").await.unwrap().is_some(), "within the window: kept");
+    let purge = app.audit_for("chart", &expired_chart.id).await;
+    assert!(purge.iter().any(|e| e.action == "chart.purge" && e.about.as_deref() == Some(owner.id.as_str())), "{purge:?}");
+    // Running again queues nothing twice.
+    let again = jobs::retention::sweep(&app.app.worker, Utc::now()).await.unwrap();
+    assert_eq!((again.charts_purged, again.users_queued_for_erasure), (0, 0));
+
+    // The expired user is erased like any erasure, with a certificate.
+    app.run_jobs().await;
+    assert!(shared::users::get(store, &gone.id).await.unwrap().is_none());
+    assert!(shared::users::get(store, &recent.id).await.unwrap().is_some());
+    let requests = shared::subject_requests::list_all(store, None, 50).await.unwrap().items;
+    let erasure = requests.iter().find(|r| r.requested_by == jobs::retention::REQUESTER).expect("a system erasure request");
+    assert_eq!(erasure.status, shared::subject_requests::RequestStatus::Completed);
+    assert!(erasure.subject_id.is_none() && erasure.is_about(&gone.id));
+}

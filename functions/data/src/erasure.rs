@@ -23,12 +23,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
 
-/// The `erasure` job kind and its parameters (the jobs worker's
-/// `erasure.rs` reads them back).
-pub const JOB_KIND: &str = "erasure";
-/// Erasure jobs belong to no user: the person may be the requester, and
-/// the job record must not name them once it is done.
-pub const JOB_OWNER: &str = "erasure";
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -80,18 +74,9 @@ pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id
     let mut request = SubjectRequest::new(RequestKind::Erasure, regime, &user_id, &me);
     let receipt = random_token();
     let params = serde_json::json!({ "request_id": request.id, "receipt_sha256": sha256_hex(receipt.as_bytes()) });
-    let job = Job::new(JOB_KIND, JOB_OWNER, params);
+    let job = Job::new(subject_requests::ERASURE_JOB_KIND, subject_requests::ERASURE_JOB_OWNER, params);
     request.job_id = Some(job.id.clone());
-    // One erasure at a time per person: a guard item, gone with the person.
-    let guard = shared::store::Write::put_new(
-        &store.table,
-        shared::store::Item::from([
-            ("pk".to_string(), shared::store::s(format!("USER#{user_id}"))),
-            ("sk".to_string(), shared::store::s("ERASURE")),
-            ("request_id".to_string(), shared::store::s(request.id.clone())),
-        ]),
-        Error::Conflict(format!("an erasure of user {user_id} is already under way")),
-    )?;
+    let guard = subject_requests::erasure_guard(&store.table, &user_id, &request.id)?;
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
     subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?, guard], audit).await?;
     shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;

@@ -25,7 +25,7 @@ use shared::subjects::{self, SubjectKeys};
 
 use crate::Worker;
 
-pub const KIND: &str = "erasure";
+pub const KIND: &str = subject_requests::ERASURE_JOB_KIND;
 /// The certificate format; also the prefix of the signed statement.
 pub const CERTIFICATE_FORMAT: &str = "keel-erasure-certificate/1";
 /// Job statuses, each a `gsi2` partition (`JOBS#<status>`) swept for jobs

@@ -12,6 +12,7 @@ pub mod bulk;
 pub mod data_export;
 pub mod gdpr_export;
 pub mod erasure;
+pub mod retention;
 pub mod import;
 pub mod multipart;
 pub mod pdf;
@@ -40,6 +41,8 @@ pub struct Worker {
     pub s3: aws_sdk_s3::Client,
     /// Signs erasure certificates with the audit key.
     pub kms: aws_sdk_kms::Client,
+    /// Queues erasure jobs (the retention sweep).
+    pub sqs: aws_sdk_sqs::Client,
     /// Reads the audit log and its digest chain (audit exports).
     pub audit: shared::audit_chain::ChainReader,
     pub config: Arc<Config>,
@@ -62,6 +65,7 @@ impl Worker {
             ses: aws_sdk_sesv2::Client::new(sdk),
             s3: clients.s3,
             kms: clients.kms,
+            sqs: clients.sqs,
             config,
         }
     }

@@ -1,11 +1,28 @@
 //! Fires the scheduled functions locally, as EventBridge would deployed:
-//! the audit sealer every 5 minutes (template.yaml `SchedulerFunction`).
+//! the audit sealer every 5 minutes (template.yaml `SchedulerFunction`) and
+//! the jobs worker's retention sweep every hour (`JobsFunction`'s
+//! `RetentionSweep`).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
 
 /// The schedule of `SchedulerFunction` (`rate(5 minutes)`).
 pub const SEAL_EVERY: Duration = Duration::from_secs(300);
+
+/// The schedule of the retention sweep (`rate(1 hour)`).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Run the retention sweep on its schedule forever (the `make dev` loop).
+pub async fn run_retention(worker: jobs::Worker) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match jobs::retention::sweep(&worker, chrono::Utc::now()).await {
+            Ok(swept) => tracing::info!(?swept, "retention sweep"),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+    }
+}
 
 /// Seal the audit log up to this instant, without the settle delay (tests
 /// and demos: nothing is in flight when they call it).

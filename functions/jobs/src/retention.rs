@@ -1,0 +1,103 @@
+//! The retention sweep (an EventBridge schedule, hourly): what bulk delete
+//! soft-deleted is removed for good once `retention.restore_window_days`
+//! has passed (docs/imports-and-bulk.md, "Restore window").
+//! - A chart is deleted with its moderation history, audited (`chart.purge`,
+//!   about its owner) in the transaction that deletes it.
+//! - A user becomes an erasure request made by the system
+//!   (`system:retention`): the same sweep, crypto-shredding and signed
+//!   certificate as one a person asks for (docs/subject-requests.md).
+//!
+//! Idempotent: a purged chart is gone, a user already being erased is
+//! skipped (the erasure guard), so overlapping runs do no harm.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::json;
+use shared::audit::{Actor, AuditEntry};
+use shared::crypto::{random_token, sha256_hex};
+use shared::error::{Error, Result};
+use shared::jobs::Job;
+use shared::store::{Item, QuerySpec, Write, attr_s, s, timestamp};
+use shared::subject_requests::{self, Regime, RequestKind, SubjectRequest};
+
+use crate::Worker;
+
+/// Who asks for the erasure of users past their restore window.
+pub const REQUESTER: &str = "system:retention";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    pub charts_purged: u64,
+    pub users_queued_for_erasure: u64,
+}
+
+/// Items of a soft-delete partition deleted before `cutoff`.
+async fn expired(worker: &Worker, partition: &str, cutoff: &str) -> Result<Vec<Item>> {
+    let spec = QuerySpec {
+        index: Some("gsi2"),
+        key_condition: "gsi2pk = :pk",
+        filter: "deleted_at < :cutoff",
+        values: vec![(":pk", s(partition)), (":cutoff", s(cutoff))],
+        forward: true,
+        ..QuerySpec::default()
+    };
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let (items, last) = worker.store.query_page(&spec, start, 1000).await?;
+        out.extend(items);
+        match last {
+            Some(k) => start = Some(k),
+            None => return Ok(out),
+        }
+    }
+}
+
+pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
+    let settings = shared::settings::load_current(&worker.store).await?.settings;
+    let cutoff = timestamp(now - Duration::days(i64::from(settings.retention.restore_window_days)));
+    let mut swept = Swept::default();
+    let actor = Actor::system("retention");
+
+    for chart in expired(worker, shared::charts::DELETED_PARTITION, &cutoff).await? {
+        let (Some(pk), Some(id)) = (attr_s(&chart, "pk"), attr_s(&chart, "id")) else { continue };
+        let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(pk))], forward: true, ..QuerySpec::default() };
+        let (items, _) = worker.store.query_page(&spec, None, 1000).await?;
+        // Moderation history first (any length), then the chart with its audit entry.
+        let history: Vec<(String, String)> = items.iter().filter_map(|i| attr_s(i, "sk").filter(|sk| *sk != "META").map(|sk| (pk.to_string(), sk.to_string()))).collect();
+        worker.store.batch_delete(&history).await?;
+        let mut audit = AuditEntry::new(&actor, "chart.purge", "chart", id).reason(format!("soft-deleted before {cutoff} (retention.restore_window_days = {})", settings.retention.restore_window_days));
+        if let Some(owner) = attr_s(&chart, "owner_id") {
+            audit = audit.about(owner);
+        }
+        let version = attr_s(&chart, "version").or(chart.get("version").and_then(|v| v.as_n().ok()).map(String::as_str)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let audit = audit.changes::<serde_json::Value, serde_json::Value>(Some(&json!({ "deleted_at": attr_s(&chart, "deleted_at"), "moderation_history": history.len() })), None);
+        match worker.store.commit(vec![Write::delete_versioned(&worker.store.table, pk, "META", version)?], &audit).await {
+            Ok(()) => swept.charts_purged += 1,
+            // Restored or changed meanwhile: it is no longer expired.
+            Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    for user in expired(worker, "USERS#deleted", &cutoff).await? {
+        let Some(user_id) = attr_s(&user, "id") else { continue };
+        let mut request = SubjectRequest::new(RequestKind::Erasure, Regime::Gdpr, user_id, REQUESTER);
+        // Nobody holds a receipt: operators read the certificate (data:requests).
+        let params = json!({ "request_id": request.id, "receipt_sha256": sha256_hex(random_token().as_bytes()) });
+        let job = Job::new(subject_requests::ERASURE_JOB_KIND, subject_requests::ERASURE_JOB_OWNER, params);
+        request.job_id = Some(job.id.clone());
+        let guard = subject_requests::erasure_guard(&worker.store.table, user_id, &request.id)?;
+        let audit = request.audit(&actor, "data.subject_request.create").reason("past the restore window of a soft delete");
+        match subject_requests::create_with(&worker.store, &request, vec![job.create_write(&worker.store.table)?, guard], audit).await {
+            Ok(()) => {
+                shared::jobs::dispatch(&worker.sqs, &worker.config.jobs_queue_url, &job).await?;
+                swept.users_queued_for_erasure += 1;
+            }
+            // Already being erased.
+            Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(swept)
+}
