@@ -105,6 +105,18 @@ impl Worker {
         Ok(sent.message_id().map(str::to_string))
     }
 
+    /// One Lambda invocation: the hourly EventBridge schedule runs the
+    /// retention sweep; anything else is an SQS batch of job messages.
+    pub async fn invoke(&self, payload: Value) -> std::result::Result<Value, String> {
+        if payload.get("source").and_then(Value::as_str) == Some("aws.events") {
+            let swept = retention::sweep(self, chrono::Utc::now()).await.map_err(|e| format!("{e:#}"))?;
+            tracing::info!(?swept, "retention sweep");
+            return serde_json::to_value(&swept).map_err(|e| e.to_string());
+        }
+        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS batch or a schedule event: {e}"))?;
+        serde_json::to_value(self.handle(batch).await).map_err(|e| e.to_string())
+    }
+
     /// Handle one SQS batch; the returned failures are redelivered.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         let outcomes = futures::future::join_all(event.records.iter().map(|m| self.process(m))).await;
