@@ -224,3 +224,36 @@ async fn the_retention_sweep_purges_soft_deletes_past_the_window_only() {
     assert_eq!(erasure.status, shared::subject_requests::RequestStatus::Completed);
     assert!(erasure.subject_id.is_none() && erasure.is_about(&gone.id));
 }
+
+#[tokio::test]
+async fn the_retention_sweep_expires_export_files_then_job_records() {
+    let app = TestApp::spawn().await;
+    let store = app.store();
+    let (_, token) = app.user(&["user"]).await;
+    let r = app.call(Method::POST, "/api/v1/data/export", Some(&token), Some(json!({"format": "csv", "delivery": "job"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job_id = r.body["job_id"].as_str().unwrap().to_string();
+    app.run_jobs().await;
+    let key = shared::jobs::get(store, &job_id).await.unwrap().unwrap().result.unwrap()["key"].as_str().unwrap().to_string();
+    let bucket = app.stack.env["KEEL_EXPORTS_BUCKET"].clone();
+    let exists = |key: String| {
+        let (s3, bucket) = (app.app.clients.s3.clone(), bucket.clone());
+        async move { s3.head_object().bucket(bucket).key(key).send().await.is_ok() }
+    };
+    assert!(exists(key.clone()).await);
+
+    // Within retention.exports_days (7): nothing happens.
+    let swept = jobs::retention::sweep(&app.app.worker, Utc::now() + chrono::Duration::days(6)).await.unwrap();
+    assert_eq!((swept.export_files_expired, swept.jobs_removed), (0, 0));
+    // Past it: the file goes, the job says so and offers no link.
+    let swept = jobs::retention::sweep(&app.app.worker, Utc::now() + chrono::Duration::days(8)).await.unwrap();
+    assert_eq!((swept.export_files_expired, swept.jobs_removed), (1, 0), "{swept:?}");
+    assert!(!exists(key.clone()).await);
+    let view = app.get(&format!("/api/v1/data/jobs/{job_id}"), &token).await;
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert!(view.body["files_expired_at"].is_string() && view.body["download_url"].is_null(), "{}", view.body);
+    // Past retention.jobs_days (30): the record goes too.
+    let swept = jobs::retention::sweep(&app.app.worker, Utc::now() + chrono::Duration::days(31)).await.unwrap();
+    assert_eq!(swept.jobs_removed, 1, "{swept:?}");
+    assert!(shared::jobs::get(store, &job_id).await.unwrap().is_none());
+}

@@ -104,7 +104,7 @@ async fn sqs_batch_reports_only_the_failed_message() {
     let answer = app.app.worker.invoke(serde_json::from_str(&text).unwrap()).await.unwrap();
     assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 1, "{answer}");
     let schedule = app.app.worker.invoke(serde_json::from_str(&event("jobs/retention-schedule.json", &[])).unwrap()).await.unwrap();
-    assert_eq!(schedule, serde_json::json!({"charts_purged": 0, "users_queued_for_erasure": 0}));
+    assert_eq!(schedule, serde_json::json!({"charts_purged": 0, "users_queued_for_erasure": 0, "export_files_expired": 0, "jobs_removed": 0}));
     let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
     let response = app.app.worker.handle(batch.clone()).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();

@@ -77,13 +77,18 @@ pub struct JobView {
     /// Once succeeded (single-job read only): a presigned GET, valid 5 minutes.
     pub download_url: Option<String>,
     pub download_expires_at: Option<String>,
+    /// When the retention sweep deleted the file (`retention.exports_days`):
+    /// no download link any more.
+    pub files_expired_at: Option<String>,
 }
 
 impl JobView {
     fn of(job: Job) -> JobView {
         let params: Option<ExportParams> = serde_json::from_value(job.params.clone()).ok();
         let subject_export = job.kind == shared::subject_requests::EXPORT_JOB_KIND;
+        let files_expired_at = job.result.as_ref().and_then(|r| r.get("files_expired_at")).and_then(|v| v.as_str()).map(str::to_string);
         JobView {
+            files_expired_at,
             format: if subject_export { Some("zip".into()) } else { params.as_ref().map(|p| p.format.as_str().to_string()) },
             dataset: params.as_ref().and_then(|p| p.filters.dataset()).map(|d| d.as_str().to_string()),
             result: job.result.clone().filter(|_| job.status == JobStatus::Succeeded).and_then(|r| JobResult::of(&job.kind, r)),
@@ -122,7 +127,7 @@ async fn own_job(state: &DataState, principal: &Principal, job_id: &str) -> Resu
 pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
     let job = own_job(&state, &caller.principal, &job_id).await?;
     let mut view = JobView::of(job);
-    if let Some(result) = &view.result {
+    if let Some(result) = view.result.as_ref().filter(|_| view.files_expired_at.is_none()) {
         let (bucket, key, file_name, content_type, sha256) = result.file();
         let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(DOWNLOAD_TTL).map_err(|e| Error::internal(e.to_string()))?;
         let request = state

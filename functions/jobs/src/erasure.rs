@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -338,7 +337,7 @@ impl Sweep<'_> {
                     charts += 1;
                 }
                 "job" => {
-                    files += self.delete_job_files(item).await?;
+                    files += self.worker.delete_job_files(item).await?;
                     let keys: Vec<_> = self.all(None, "pk", &pk).await?.iter().map(key_of).collect();
                     self.store.batch_delete(&keys).await?;
                     jobs += 1;
@@ -399,7 +398,7 @@ impl Sweep<'_> {
     /// Every object under the person's export prefix (their exports and
     /// subject-export zips, whoever asked for them).
     async fn exports_prefix(&self, checkpoint: &mut Checkpoint) -> Result<()> {
-        let n = self.delete_prefix(&format!("data-exports/{}/", self.user_id)).await?;
+        let n = self.worker.delete_prefix(&format!("data-exports/{}/", self.user_id)).await?;
         checkpoint.add("s3:exports bucket", "the person's exports and personal-data packages", "deleted", n);
         Ok(())
     }
@@ -426,7 +425,7 @@ impl Sweep<'_> {
                     continue;
                 }
                 if holds_people {
-                    let n = self.delete_job_files(&item).await?;
+                    let n = self.worker.delete_job_files(&item).await?;
                     if n > 0 {
                         files += n;
                         purged += 1;
@@ -461,50 +460,5 @@ impl Sweep<'_> {
         let item: Item = serde_dynamo::to_item(value).map_err(|e| Error::internal(e.to_string()))?;
         self.store.client.put_item().table_name(&self.store.table).set_item(Some(item)).send().await.map_err(shared::error::aws("dynamodb PutItem (redact)"))?;
         Ok(())
-    }
-
-    /// The files a job wrote or received: its result's `key`, its import
-    /// folder. Returns how many objects were deleted.
-    async fn delete_job_files(&self, job: &Item) -> Result<u64> {
-        let mut n = 0;
-        if let Some(AttributeValue::M(result)) = job.get("result")
-            && let Some(key) = attr_s(result, "key")
-        {
-            n += self.delete_object(key).await? as u64;
-        }
-        let id = attr_s(job, "id").unwrap_or("");
-        if !id.is_empty() && attr_s(job, "kind").is_some_and(|k| k.starts_with("import")) {
-            n += self.delete_prefix(&format!("imports/{id}/")).await?;
-            n += self.delete_object(&shared::data_jobs::import_report_key(id)).await? as u64;
-        }
-        Ok(n)
-    }
-
-    async fn delete_object(&self, key: &str) -> Result<bool> {
-        let bucket = &self.worker.config.exports_bucket;
-        let exists = self.worker.s3.head_object().bucket(bucket).key(key).send().await.is_ok();
-        if exists {
-            self.worker.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::error::aws("s3 DeleteObject"))?;
-        }
-        Ok(exists)
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        let bucket = &self.worker.config.exports_bucket;
-        let mut n = 0;
-        let mut token = None;
-        loop {
-            let page = self.worker.s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.map_err(shared::error::aws("s3 ListObjectsV2"))?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    self.worker.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::error::aws("s3 DeleteObject"))?;
-                    n += 1;
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(n),
-            }
-        }
     }
 }

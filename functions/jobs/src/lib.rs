@@ -88,6 +88,51 @@ impl Worker {
         Ok(())
     }
 
+    /// The files a job wrote or received: its result's `key`, its import
+    /// folder. Returns how many objects were deleted.
+    pub async fn delete_job_files(&self, job: &shared::store::Item) -> shared::error::Result<u64> {
+        let mut n = 0;
+        if let Some(aws_sdk_dynamodb::types::AttributeValue::M(result)) = job.get("result")
+            && let Some(key) = shared::store::attr_s(result, "key")
+        {
+            n += self.delete_object(key).await? as u64;
+        }
+        let id = shared::store::attr_s(job, "id").unwrap_or("");
+        if !id.is_empty() && shared::store::attr_s(job, "kind").is_some_and(|k| k.starts_with("import")) {
+            n += self.delete_prefix(&format!("imports/{id}/")).await?;
+            n += self.delete_object(&shared::data_jobs::import_report_key(id)).await? as u64;
+        }
+        Ok(n)
+    }
+
+    pub async fn delete_object(&self, key: &str) -> shared::error::Result<bool> {
+        let bucket = &self.config.exports_bucket;
+        let exists = self.s3.head_object().bucket(bucket).key(key).send().await.is_ok();
+        if exists {
+            self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::error::aws("s3 DeleteObject"))?;
+        }
+        Ok(exists)
+    }
+
+    pub async fn delete_prefix(&self, prefix: &str) -> shared::error::Result<u64> {
+        let bucket = &self.config.exports_bucket;
+        let mut n = 0;
+        let mut token = None;
+        loop {
+            let page = self.s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.map_err(shared::error::aws("s3 ListObjectsV2"))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::error::aws("s3 DeleteObject"))?;
+                    n += 1;
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(n),
+            }
+        }
+    }
+
     /// Send a plain-text email from the configured sender; the SES message id.
     pub async fn send_email(&self, to: &str, subject: &str, text: String) -> Result<Option<String>> {
         use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};

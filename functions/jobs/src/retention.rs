@@ -7,6 +7,14 @@
 //!   (`system:retention`): the same sweep, crypto-shredding and signed
 //!   certificate as one a person asks for (docs/subject-requests.md).
 //!
+//! It also enforces the other retention settings:
+//! - `retention.exports_days`: the files of finished exports and imports
+//!   older than that are deleted, their job marked `files_expired_at` (no
+//!   more download links);
+//! - `retention.jobs_days`: finished job records older than that are
+//!   deleted with any file left (erasure jobs are kept: they carry the
+//!   receipt that fetches a certificate).
+//!
 //! Idempotent: a purged chart is gone, a user already being erased is
 //! skipped (the erasure guard), so overlapping runs do no harm.
 
@@ -16,7 +24,7 @@ use serde_json::json;
 use shared::audit::{Actor, AuditEntry};
 use shared::crypto::{random_token, sha256_hex};
 use shared::error::{Error, Result};
-use shared::jobs::Job;
+use shared::jobs::{Job, JobStatus};
 use shared::store::{Item, QuerySpec, Write, attr_s, s, timestamp};
 use shared::subject_requests::{self, Regime, RequestKind, SubjectRequest};
 
@@ -29,6 +37,8 @@ pub const REQUESTER: &str = "system:retention";
 pub struct Swept {
     pub charts_purged: u64,
     pub users_queued_for_erasure: u64,
+    pub export_files_expired: u64,
+    pub jobs_removed: u64,
 }
 
 /// Items of a soft-delete partition deleted before `cutoff`.
@@ -99,5 +109,73 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
             Err(e) => return Err(e),
         }
     }
+    sweep_jobs(worker, now, &settings.retention, &mut swept).await?;
     Ok(swept)
+}
+
+/// Finished jobs created before `cutoff` in one status partition.
+async fn finished_before(worker: &Worker, status: JobStatus, cutoff: &str) -> Result<Vec<Item>> {
+    let spec = QuerySpec {
+        index: Some("gsi2"),
+        key_condition: "gsi2pk = :pk AND gsi2sk < :cutoff",
+        values: vec![(":pk", s(format!("JOBS#{}", status.as_str()))), (":cutoff", s(cutoff))],
+        forward: true,
+        ..QuerySpec::default()
+    };
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let (items, last) = worker.store.query_page(&spec, start, 1000).await?;
+        out.extend(items);
+        match last {
+            Some(k) => start = Some(k),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::settings::Retention, swept: &mut Swept) -> Result<()> {
+    let jobs_cutoff = timestamp(now - Duration::days(i64::from(retention.jobs_days)));
+    let files_cutoff = timestamp(now - Duration::days(i64::from(retention.exports_days)));
+    for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
+        for job in finished_before(worker, status, &jobs_cutoff).await? {
+            if attr_s(&job, "kind") == Some(subject_requests::ERASURE_JOB_KIND) {
+                continue;
+            }
+            worker.delete_job_files(&job).await?;
+            let Some(pk) = attr_s(&job, "pk") else { continue };
+            let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(pk))], forward: true, ..QuerySpec::default() };
+            let (items, _) = worker.store.query_page(&spec, None, 1000).await?;
+            let keys: Vec<(String, String)> = items.iter().map(|i| (pk.to_string(), attr_s(i, "sk").unwrap_or("").to_string())).collect();
+            worker.store.batch_delete(&keys).await?;
+            swept.jobs_removed += 1;
+        }
+    }
+    for job in finished_before(worker, JobStatus::Succeeded, &files_cutoff).await? {
+        let expired = matches!(job.get("result"), Some(aws_sdk_dynamodb::types::AttributeValue::M(r)) if r.contains_key("files_expired_at"));
+        if expired || attr_s(&job, "kind") == Some(subject_requests::ERASURE_JOB_KIND) {
+            continue;
+        }
+        if worker.delete_job_files(&job).await? == 0 {
+            continue;
+        }
+        let Some(pk) = attr_s(&job, "pk") else { continue };
+        worker
+            .store
+            .client
+            .update_item()
+            .table_name(&worker.store.table)
+            .key("pk", s(pk))
+            .key("sk", s("META"))
+            .update_expression("SET #result.files_expired_at = :now")
+            .condition_expression("attribute_type(#result, :map)")
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_values(":now", s(timestamp(now)))
+            .expression_attribute_values(":map", s("M"))
+            .send()
+            .await
+            .map_err(shared::error::aws("dynamodb UpdateItem (expire export files)"))?;
+        swept.export_files_expired += 1;
+    }
+    Ok(())
 }
