@@ -47,14 +47,15 @@ impl Worker {
         Ok(Worker::new(config, &sdk))
     }
 
+    /// The clients the worker calls (no SQS: Lambda delivers its messages).
     pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
-        let clients = shared::aws::Clients::from_sdk_config(sdk);
-        let store = Store::new(clients.dynamo.clone(), config.table.clone());
+        let store = Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
+        let s3 = shared::aws::s3_client(sdk);
         Worker {
-            audit: shared::audit_chain::ChainReader::new(store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id),
+            audit: shared::audit_chain::ChainReader::new(store.clone(), s3.clone(), aws_sdk_kms::Client::new(sdk), &config.audit_bucket, &config.audit_key_id),
             store,
             ses: aws_sdk_sesv2::Client::new(sdk),
-            s3: clients.s3,
+            s3,
             config,
         }
     }
