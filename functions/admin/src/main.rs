@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         s3: clients.s3.clone(),
         kms: clients.kms.clone(),
         dynamo: clients.dynamo.clone(),
-        metrics: Arc::new(admin::system_metrics::CloudWatchMetrics { client: aws_sdk_cloudwatch::Client::new(&sdk) }),
+        metrics: Arc::new(admin::system_metrics::CloudWatchMetrics::new(&sdk)),
     };
     let audit = admin::audit_chain_reader(&platform, &clients);
     let app = admin::router(admin::AdminState { platform, sqs: clients.sqs, monitoring, audit });
