@@ -31,15 +31,14 @@ impl Clients {
     }
 
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
-        Clients {
-            dynamo: aws_sdk_dynamodb::Client::new(sdk),
-            kms: aws_sdk_kms::Client::new(sdk),
-            sqs: aws_sdk_sqs::Client::new(sdk),
-            // An emulator endpoint (the local stack) needs path-style
-            // addressing; AWS itself takes virtual-hosted style.
-            s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build()),
-        }
+        Clients { dynamo: aws_sdk_dynamodb::Client::new(sdk), kms: aws_sdk_kms::Client::new(sdk), sqs: aws_sdk_sqs::Client::new(sdk), s3: s3_client(sdk) }
     }
+}
+
+/// The S3 client. An emulator endpoint (the local stack) needs path-style
+/// addressing; AWS itself takes virtual-hosted style.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build())
 }
 
 /// The SDK configuration from the environment (region, credentials,

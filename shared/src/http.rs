@@ -85,9 +85,9 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(config: Arc<Config>, clients: &crate::aws::Clients, verifier: TokenVerifier) -> Platform {
-        let envelope = Envelope::new(clients.kms.clone(), config.data_key_id.clone());
-        let store = Store::new(clients.dynamo.clone(), config.table.clone()).with_subject_keys(envelope.clone());
+    pub fn new(config: Arc<Config>, dynamo: aws_sdk_dynamodb::Client, kms: aws_sdk_kms::Client, verifier: TokenVerifier) -> Platform {
+        let envelope = Envelope::new(kms, config.data_key_id.clone());
+        let store = Store::new(dynamo, config.table.clone()).with_subject_keys(envelope.clone());
         Platform {
             roles: RoleCatalog::new(store.clone(), config.role_cache_ttl),
             settings: crate::settings::SettingsCache::new(store.clone(), config.settings_ttl),
@@ -106,10 +106,18 @@ impl Platform {
 
     /// Everything from the environment, with SDK clients from `sdk`.
     pub async fn from_sdk_config(sdk: &aws_config::SdkConfig) -> anyhow::Result<(Platform, crate::aws::Clients)> {
-        let config = Arc::new(Config::from_env()?);
         let clients = crate::aws::Clients::from_sdk_config(sdk);
-        let verifier = TokenVerifier::for_config(&clients.kms, &config).await?;
-        Ok((Platform::new(config, &clients, verifier), clients))
+        let platform = Platform::with_clients(clients.dynamo.clone(), clients.kms.clone()).await?;
+        Ok((platform, clients))
+    }
+
+    /// Config and public key from the environment, with just the clients
+    /// the platform itself calls: for a function that needs no other AWS
+    /// client (auth), so its cold start builds no S3 or SQS client.
+    pub async fn with_clients(dynamo: aws_sdk_dynamodb::Client, kms: aws_sdk_kms::Client) -> anyhow::Result<Platform> {
+        let config = Arc::new(Config::from_env()?);
+        let verifier = TokenVerifier::for_config(&kms, &config).await?;
+        Ok(Platform::new(config, dynamo, kms, verifier))
     }
 
     /// The cursor codec, loaded on first use (not every request paginates,

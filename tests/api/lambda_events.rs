@@ -32,7 +32,7 @@ async fn invoke(router: Router, event: &str) -> (u16, Value) {
 async fn api_gateway_events_reach_the_function_routers() {
     let app = TestApp::spawn().await;
     let platform = app.app.platform.clone();
-    let auth_router = auth::router(auth::AuthState { platform: platform.clone(), signer: app.app.signer.clone(), providers: auth::Providers::new().unwrap() });
+    let auth_router = auth::router(auth::AuthState { platform: platform.clone(), signer: app.app.signer.clone(), providers: auth::Providers::new() });
     let admin_router = admin::router(app.app.admin.clone());
     shared::users::bootstrap_admin(app.store(), "admin@keel.local", "Admin", PASSWORD, false).await.unwrap();
     // This test is about the Lambda path, so the admin signs in with the

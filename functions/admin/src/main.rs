@@ -9,10 +9,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let (platform, clients) = shared::http::Platform::from_sdk_config(&sdk).await?;
     let monitoring = admin::monitoring::Monitoring {
         sqs: clients.sqs.clone(),
-        s3: aws_sdk_s3::Client::new(&sdk),
+        s3: clients.s3.clone(),
         kms: clients.kms.clone(),
         dynamo: clients.dynamo.clone(),
-        metrics: Arc::new(admin::system_metrics::CloudWatchMetrics { client: aws_sdk_cloudwatch::Client::new(&sdk) }),
+        metrics: Arc::new(admin::system_metrics::CloudWatchMetrics::new(&sdk)),
     };
     let audit = admin::audit_chain_reader(&platform, &clients);
     let app = admin::router(admin::AdminState { platform, sqs: clients.sqs, monitoring, audit });

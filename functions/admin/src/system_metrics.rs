@@ -5,7 +5,7 @@
 //! in-memory ring the local stack installs as the telemetry sink.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::extract::State;
@@ -147,10 +147,12 @@ impl MetricsSource for LocalMetrics {
 
 /// The deployed source: one GetMetricData call for the functions (SEARCH
 /// expressions over namespace `Keel` by `Function`, one period covering the
-/// whole range) and one for the queues (AWS/SQS).
+/// whole range) and one for the queues (AWS/SQS). The CloudWatch client is
+/// built on the first read, not at init: only this route calls it.
 #[derive(Debug)]
 pub struct CloudWatchMetrics {
-    pub client: aws_sdk_cloudwatch::Client,
+    sdk: aws_config::SdkConfig,
+    client: OnceLock<aws_sdk_cloudwatch::Client>,
 }
 
 /// One period spanning the range, in whole minutes (CloudWatch's unit).
@@ -160,13 +162,21 @@ fn whole_range_period(from: DateTime<Utc>, to: DateTime<Utc>) -> i32 {
 }
 
 impl CloudWatchMetrics {
+    pub fn new(sdk: &aws_config::SdkConfig) -> CloudWatchMetrics {
+        CloudWatchMetrics { sdk: sdk.clone(), client: OnceLock::new() }
+    }
+
+    fn client(&self) -> &aws_sdk_cloudwatch::Client {
+        self.client.get_or_init(|| aws_sdk_cloudwatch::Client::new(&self.sdk))
+    }
+
     async fn metric_data(&self, from: DateTime<Utc>, to: DateTime<Utc>, queries: Vec<aws_sdk_cloudwatch::types::MetricDataQuery>) -> Result<Vec<aws_sdk_cloudwatch::types::MetricDataResult>> {
         use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
         let mut results = Vec::new();
         let mut next = None;
         loop {
             let out = self
-                .client
+                .client()
                 .get_metric_data()
                 .start_time(AwsTime::from_millis(from.timestamp_millis()))
                 .end_time(AwsTime::from_millis(to.timestamp_millis()))

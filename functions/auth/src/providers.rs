@@ -5,7 +5,7 @@
 //! every provider call goes through (no redirects, timeouts, a size cap).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::http::{self, header};
@@ -72,25 +72,34 @@ pub struct HttpError(String);
 
 /// The HTTP client for provider calls. Redirects are not followed (a
 /// provider URL cannot bounce Keel to an address nobody configured).
-#[derive(Clone, Debug)]
-pub struct HttpClient(reqwest::Client);
+///
+/// Built on the first provider call, not at init: building it reads and
+/// parses every root certificate of the system, which a cold start that
+/// serves no OAuth sign-in should not pay for. Clones share the one client.
+#[derive(Clone, Debug, Default)]
+pub struct HttpClient(Arc<OnceLock<reqwest::Client>>);
 
 impl HttpClient {
-    fn new() -> anyhow::Result<HttpClient> {
+    fn client(&self) -> std::result::Result<&reqwest::Client, HttpError> {
+        if let Some(client) = self.0.get() {
+            return Ok(client);
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             .user_agent("keel-auth")
-            .build()?;
-        Ok(HttpClient(client))
+            .build()
+            .map_err(|e| HttpError(format!("building the HTTP client: {e}")))?;
+        // Two first calls racing each build one; both are the same, one is kept.
+        Ok(self.0.get_or_init(|| client))
     }
 
     /// Send a request and read the whole (size-capped) response.
     pub async fn send(&self, request: http::Request<Vec<u8>>) -> std::result::Result<http::Response<Vec<u8>>, HttpError> {
         let request = reqwest::Request::try_from(request).map_err(|e| HttpError(format!("building request: {e}")))?;
         let url = request.url().clone();
-        let mut response = self.0.execute(request).await.map_err(|e| HttpError(format!("{url}: {e}")))?;
+        let mut response = self.client()?.execute(request).await.map_err(|e| HttpError(format!("{url}: {e}")))?;
         let mut builder = http::Response::builder().status(response.status());
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
@@ -467,15 +476,15 @@ async fn discover(http: &HttpClient, config: &ProviderConfig, issuer: &str) -> R
 type Cache = HashMap<String, (Instant, Arc<Provider>)>;
 
 /// Provider configurations, discovery and keys, cached per instance.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Providers {
     http: HttpClient,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl Providers {
-    pub fn new() -> anyhow::Result<Providers> {
-        Ok(Providers { http: HttpClient::new()?, cache: Arc::default() })
+    pub fn new() -> Providers {
+        Providers { http: HttpClient::default(), cache: Arc::default() }
     }
 
     pub fn http(&self) -> &HttpClient {

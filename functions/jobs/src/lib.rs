@@ -55,17 +55,20 @@ impl Worker {
         Ok(Worker::new(config, &sdk))
     }
 
+    /// The clients the worker calls (SQS only to queue the retention
+    /// sweep's erasures: Lambda delivers its messages).
     pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
-        let clients = shared::aws::Clients::from_sdk_config(sdk);
-        let envelope = shared::crypto::Envelope::new(clients.kms.clone(), config.data_key_id.clone());
-        let store = Store::new(clients.dynamo.clone(), config.table.clone()).with_subject_keys(envelope);
+        let kms = aws_sdk_kms::Client::new(sdk);
+        let envelope = shared::crypto::Envelope::new(kms.clone(), config.data_key_id.clone());
+        let store = Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()).with_subject_keys(envelope);
+        let s3 = shared::aws::s3_client(sdk);
         Worker {
-            audit: shared::audit_chain::ChainReader::new(store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id),
+            audit: shared::audit_chain::ChainReader::new(store.clone(), s3.clone(), kms.clone(), &config.audit_bucket, &config.audit_key_id),
             store,
             ses: aws_sdk_sesv2::Client::new(sdk),
-            s3: clients.s3,
-            kms: clients.kms,
-            sqs: clients.sqs,
+            s3,
+            kms,
+            sqs: aws_sdk_sqs::Client::new(sdk),
             config,
         }
     }

@@ -34,7 +34,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let config = Arc::new(Config::from_map(env)?);
     let clients = Clients::from_sdk_config(sdk);
     let verifier = TokenVerifier::for_config(&clients.kms, &config).await?;
-    let platform = Platform::new(config.clone(), &clients, verifier);
+    let platform = Platform::new(config.clone(), clients.dynamo.clone(), clients.kms.clone(), verifier);
     let signer = auth::Signer::new(clients.kms.clone(), &config.signing_key_id, &platform.verifier);
     let monitoring = admin::monitoring::Monitoring {
         sqs: clients.sqs.clone(),
@@ -47,7 +47,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let exports = data::ExportSettings::from_lookup(|name| env.get(name).cloned())?;
     let data = data::DataState { platform: platform.clone(), sqs: clients.sqs.clone(), s3: clients.s3.clone(), exports };
     let router = Router::new()
-        .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new()? })))
+        .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new() })))
         .merge(as_function("admin", admin::router(admin.clone())))
         .merge(as_function("data", data::router(data.clone())))
         .fallback(shared::http::not_found);
