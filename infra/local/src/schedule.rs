@@ -15,6 +15,10 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Run the retention sweep on its schedule forever (the `make dev` loop).
 pub async fn run_retention(worker: jobs::Worker) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
+    // The first tick fires at once; the first sweep is one period later, so
+    // a fresh `make dev` is not busy erasing the demo's long-deleted users
+    // while someone tries the README.
+    every.tick().await;
     loop {
         every.tick().await;
         match jobs::retention::sweep(&worker, chrono::Utc::now()).await {
