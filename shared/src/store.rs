@@ -220,6 +220,21 @@ impl Store {
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
+    /// Every item of a Query, all pages (for partitions known to be small
+    /// or swept whole: a person's items, soft-delete and job partitions).
+    pub async fn query_all(&self, spec: &QuerySpec<'_>) -> Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let (items, last) = self.query_page(spec, start, 1000).await?;
+            out.extend(items);
+            match last {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Apply `writes` and `audit` atomically: either the change and its audit
     /// entry are both stored, or neither is.
     pub async fn commit(&self, writes: Vec<Write>, audit: &AuditEntry) -> Result<()> {

@@ -497,24 +497,8 @@ pub async fn entries_by_actor(store: &Store, actor_id: &str) -> Result<Vec<Audit
 }
 
 async fn entries_in(store: &Store, index: &str, pk_name: &str, pk: String) -> Result<Vec<AuditEntry>> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = store
-            .query()
-            .index_name(index)
-            .key_condition_expression(format!("{pk_name} = :pk"))
-            .expression_attribute_values(":pk", s(pk.clone()))
-            .scan_index_forward(false)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(crate::error::aws("dynamodb Query (audit entries)"))?;
-        items.extend(page.items.unwrap_or_default());
-        match page.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => break,
-        }
-    }
+    let condition = format!("{pk_name} = :pk");
+    let spec = crate::store::QuerySpec { index: Some(index), key_condition: &condition, values: vec![(":pk", s(pk))], forward: false, ..Default::default() };
+    let items = store.query_all(&spec).await?;
     store.reveal_audit(items).await
 }

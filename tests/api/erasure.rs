@@ -53,7 +53,7 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     let store = app.store();
     let table = store.table.clone();
     let (admin, admin_token) = app.user(&["admin"]).await;
-    let (auditor, auditor_token) = app.user(&["auditor"]).await;
+    let (_, auditor_token) = app.user(&["auditor"]).await;
     let (me, token) = app.user(&["user"]).await;
     let (other, other_token) = app.user(&["user"]).await;
     let name = format!("Zebulon Quixote {}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -159,7 +159,6 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     let report = app.get("/api/v1/admin/audit-logs/verify", &auditor_token).await;
     assert_eq!(report.status, 200, "{}", report.body);
     assert_eq!(report.body["ok"], true, "{}", report.body);
-    let _ = auditor;
 
     // The certificate: by receipt (I cannot sign in), by an operator, not by others.
     let cert = app.call(Method::GET, &format!("/api/v1/data/requests/{request_id}/certificate?receipt={receipt}"), None, None).await;

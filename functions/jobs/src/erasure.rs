@@ -258,17 +258,7 @@ impl Sweep<'_> {
     /// Every item of a query (all pages).
     async fn all(&self, index: Option<&str>, pk_name: &str, pk: &str) -> Result<Vec<Item>> {
         let condition = format!("{pk_name} = :pk");
-        let spec = QuerySpec { index, key_condition: &condition, values: vec![(":pk", s(pk))], forward: true, ..QuerySpec::default() };
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let (items, last) = self.store.query_page(&spec, start, 1000).await?;
-            out.extend(items);
-            match last {
-                Some(k) => start = Some(k),
-                None => return Ok(out),
-            }
-        }
+        self.store.query_all(&QuerySpec { index, key_condition: &condition, values: vec![(":pk", s(pk))], forward: true, ..QuerySpec::default() }).await
     }
 
     async fn profile_email(&self) -> Result<Option<String>> {

@@ -51,16 +51,7 @@ async fn expired(worker: &Worker, partition: &str, cutoff: &str) -> Result<Vec<I
         forward: true,
         ..QuerySpec::default()
     };
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let (items, last) = worker.store.query_page(&spec, start, 1000).await?;
-        out.extend(items);
-        match last {
-            Some(k) => start = Some(k),
-            None => return Ok(out),
-        }
-    }
+    worker.store.query_all(&spec).await
 }
 
 pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
@@ -80,7 +71,7 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
         if let Some(owner) = attr_s(&chart, "owner_id") {
             audit = audit.about(owner);
         }
-        let version = attr_s(&chart, "version").or(chart.get("version").and_then(|v| v.as_n().ok()).map(String::as_str)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let version = chart.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
         let audit = audit.changes::<serde_json::Value, serde_json::Value>(Some(&json!({ "deleted_at": attr_s(&chart, "deleted_at"), "moderation_history": history.len() })), None);
         match worker.store.commit(vec![Write::delete_versioned(&worker.store.table, pk, "META", version)?], &audit).await {
             Ok(()) => swept.charts_purged += 1,
@@ -122,16 +113,7 @@ async fn finished_before(worker: &Worker, status: JobStatus, cutoff: &str) -> Re
         forward: true,
         ..QuerySpec::default()
     };
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let (items, last) = worker.store.query_page(&spec, start, 1000).await?;
-        out.extend(items);
-        match last {
-            Some(k) => start = Some(k),
-            None => return Ok(out),
-        }
-    }
+    worker.store.query_all(&spec).await
 }
 
 async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::settings::Retention, swept: &mut Swept) -> Result<()> {
