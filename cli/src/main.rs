@@ -183,7 +183,7 @@ fn settings(env_file: Option<&PathBuf>) -> anyhow::Result<HashMap<String, String
 }
 
 async fn sdk_config(vars: &HashMap<String, String>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(shared::aws::https_client());
     if let Some(endpoint) = vars.get("AWS_ENDPOINT_URL") {
         loader = loader.endpoint_url(endpoint);
     }

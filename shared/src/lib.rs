@@ -10,6 +10,7 @@ pub mod aws;
 pub mod charts;
 pub mod config;
 pub mod crypto;
+pub mod crypto_provider;
 pub mod cursor;
 pub mod data_jobs;
 pub mod error;

@@ -110,6 +110,7 @@ pub fn key_id(spki_der: &[u8]) -> String {
 impl TokenVerifier {
     /// From the DER SubjectPublicKeyInfo that KMS `GetPublicKey` returns.
     pub fn from_spki_der(spki_der: &[u8], issuer: &str) -> anyhow::Result<Self> {
+        crate::crypto_provider::install();
         let public = p256::PublicKey::from_public_key_der(spki_der)
             .map_err(|e| anyhow::anyhow!("signing key is not a P-256 public key: {e}"))?;
         let point = p256::EncodedPoint::from(public);

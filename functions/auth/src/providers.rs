@@ -84,6 +84,7 @@ impl HttpClient {
         if let Some(client) = self.0.get() {
             return Ok(client);
         }
+        shared::crypto_provider::install();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -288,6 +289,7 @@ pub fn invalid_id_token(why: &str) -> Error {
 /// only its SHA-256; compared in constant time). Returns `Ok(None)` when no
 /// key has the token's `kid`.
 pub fn validate_id_token(token: &str, keys: &JwkSet, algorithms: &[Algorithm], issuer: &str, client_id: &str, nonce_sha256: &str) -> Result<Option<IdClaims>> {
+    shared::crypto_provider::install();
     let header = jsonwebtoken::decode_header(token).map_err(|_| invalid_id_token("malformed or unsupported algorithm"))?;
     if !algorithms.contains(&header.alg) || !ASYMMETRIC.contains(&header.alg) {
         return Err(invalid_id_token(&format!("algorithm {:?} is not accepted", header.alg)));
@@ -539,6 +541,7 @@ mod tests {
     const ISSUER: &str = "https://idp.example.com";
 
     fn key(seed: u8, kid: &str) -> (EncodingKey, Jwk) {
+        shared::crypto_provider::install();
         let signing = SigningKey::from_slice(&[seed; 32]).unwrap();
         let der = signing.to_pkcs8_der().unwrap();
         let encoding = EncodingKey::from_ec_der(der.as_bytes());

@@ -20,6 +20,7 @@ pub const REGION: &str = "us-east-1";
 
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared::aws::https_client())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(aws_credential_types::Credentials::new("local", "local", None, None, "keel-local"))
