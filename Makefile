@@ -51,7 +51,7 @@ openapi:
 ## Benchmarks (release builds): cold start, binary size, warm latency;
 ## exports of 1M rows to CSV and XLSX (rows/s, peak RSS).
 bench: venv
-	$(CARGO) build --locked --release -p auth -p admin -p jobs -p keel-bench
+	$(CARGO) build --locked --release -p auth -p admin -p data -p jobs -p streams -p scheduler -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench --bin login
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench
