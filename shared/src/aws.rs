@@ -26,8 +26,8 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub async fn from_env() -> Self {
-        Self::from_sdk_config(&sdk_config().await)
+    pub fn from_env() -> Self {
+        Self::from_sdk_config(&sdk_config())
     }
 
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
@@ -52,7 +52,7 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 /// timeouts, the identity cache and stalled-stream protection keep the
 /// service clients' defaults for this behavior version, as with aws-config.
 /// The CLI and the local stack, which may run anywhere, keep aws-config.
-pub async fn sdk_config() -> aws_config::SdkConfig {
+pub fn sdk_config() -> aws_config::SdkConfig {
     sdk_config_from(|name| std::env::var(name).ok())
 }
 

@@ -48,6 +48,24 @@ pub fn sha256_hex(data: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// KMS `Sign` with an ECC P-256 key: ECDSA_SHA_256 over `message` as RAW
+/// (KMS hashes it; RAW takes at most 4096 bytes, and every Keel signing
+/// input is a short statement). Returns the DER signature. `what` names the
+/// signature in errors ("audit digest", "erasure certificate"...).
+pub async fn kms_sign_p256(kms: &aws_sdk_kms::Client, key_id: &str, message: &[u8], what: &'static str) -> Result<Vec<u8>> {
+    let out = kms
+        .sign()
+        .key_id(key_id)
+        .message(aws_sdk_kms::primitives::Blob::new(message))
+        .message_type(aws_sdk_kms::types::MessageType::Raw)
+        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+        .send()
+        .await
+        .map_err(crate::error::aws(what))?;
+    let der = out.signature.ok_or_else(|| Error::internal(format!("{what} returned no signature")))?;
+    Ok(der.into_inner())
+}
+
 /// A secret sealed under a KMS data key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {

@@ -48,41 +48,30 @@ static JWT_PROVIDER: CryptoProvider = CryptoProvider {
     },
 };
 
+/// A key of another family than the algorithm's is refused here, before
+/// any cryptography: e.g. HS256 with a published EC public key as secret.
 fn new_signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
-    let expect = |family: AlgorithmFamily| if key.family() == family { Ok(()) } else { Err(ErrorKind::InvalidKeyFormat) };
-    let signer = match *algorithm {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            expect(AlgorithmFamily::Hmac)?;
-            SignWith::Hmac(hmac::Key::new(hmac_algorithm(*algorithm), key.as_bytes()))
+    if key.family() != algorithm.family() {
+        return Err(ErrorKind::InvalidKeyFormat.into());
+    }
+    let der = key.as_bytes();
+    let with = match algorithm.family() {
+        AlgorithmFamily::Hmac => SignWith::Hmac(hmac::Key::new(hmac_algorithm(*algorithm), der)),
+        AlgorithmFamily::Ec => {
+            let (signing, _) = ecdsa_algorithms(*algorithm);
+            SignWith::Ecdsa(sig::EcdsaKeyPair::from_pkcs8(signing, der, &SystemRandom::new()).map_err(|_| ErrorKind::InvalidEcdsaKey)?)
         }
-        Algorithm::ES256 | Algorithm::ES384 => {
-            expect(AlgorithmFamily::Ec)?;
-            let signing = if *algorithm == Algorithm::ES256 { &sig::ECDSA_P256_SHA256_FIXED_SIGNING } else { &sig::ECDSA_P384_SHA384_FIXED_SIGNING };
-            SignWith::Ecdsa(sig::EcdsaKeyPair::from_pkcs8(signing, key.as_bytes(), &SystemRandom::new()).map_err(|_| ErrorKind::InvalidEcdsaKey)?)
+        AlgorithmFamily::Rsa => {
+            let pair = sig::RsaKeyPair::from_der(der).map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?;
+            SignWith::Rsa(pair, rsa_algorithms(*algorithm).0)
         }
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
-            expect(AlgorithmFamily::Rsa)?;
-            let pair = sig::RsaKeyPair::from_der(key.as_bytes()).map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?;
-            SignWith::Rsa(pair, rsa_padding(*algorithm))
-        }
-        Algorithm::EdDSA => {
-            expect(AlgorithmFamily::Ed)?;
-            SignWith::Ed25519(sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes()).map_err(|_| ErrorKind::InvalidEddsaKey)?)
-        }
-        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+        AlgorithmFamily::Ed => SignWith::Ed25519(sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| ErrorKind::InvalidEddsaKey)?),
     };
-    Ok(Box::new(Signing { algorithm: *algorithm, with: signer }))
+    Ok(Box::new(Signing { algorithm: *algorithm, with }))
 }
 
 fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
-    let family = match algorithm {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => AlgorithmFamily::Hmac,
-        Algorithm::ES256 | Algorithm::ES384 => AlgorithmFamily::Ec,
-        Algorithm::EdDSA => AlgorithmFamily::Ed,
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => AlgorithmFamily::Rsa,
-        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
-    };
-    if key.family() != family {
+    if key.family() != algorithm.family() {
         return Err(ErrorKind::InvalidKeyFormat.into());
     }
     Ok(Box::new(Verifying { algorithm: *algorithm, key: key.clone() }))
@@ -133,20 +122,16 @@ struct Verifying {
 
 impl Verifier<Vec<u8>> for Verifying {
     fn verify(&self, message: &[u8], signature: &Vec<u8>) -> std::result::Result<(), signature::Error> {
-        let fail = refused;
         let bytes = || self.key.try_get_as_bytes().map_err(refused);
-        match self.algorithm {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                hmac::verify(&hmac::Key::new(hmac_algorithm(self.algorithm), bytes()?), message, signature).map_err(fail)
-            }
-            Algorithm::ES256 => sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, bytes()?).verify(message, signature).map_err(fail),
-            Algorithm::ES384 => sig::UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, bytes()?).verify(message, signature).map_err(fail),
-            Algorithm::EdDSA => sig::UnparsedPublicKey::new(&sig::ED25519, bytes()?).verify(message, signature).map_err(fail),
-            rsa => {
-                let parameters = rsa_parameters(rsa);
+        match self.algorithm.family() {
+            AlgorithmFamily::Hmac => hmac::verify(&hmac::Key::new(hmac_algorithm(self.algorithm), bytes()?), message, signature).map_err(refused),
+            AlgorithmFamily::Ec => sig::UnparsedPublicKey::new(ecdsa_algorithms(self.algorithm).1, bytes()?).verify(message, signature).map_err(refused),
+            AlgorithmFamily::Ed => sig::UnparsedPublicKey::new(&sig::ED25519, bytes()?).verify(message, signature).map_err(refused),
+            AlgorithmFamily::Rsa => {
+                let (_, parameters) = rsa_algorithms(self.algorithm);
                 match self.key.kind() {
-                    DecodingKeyKind::SecretOrDer(der) => sig::UnparsedPublicKey::new(parameters, der).verify(message, signature).map_err(fail),
-                    DecodingKeyKind::RsaModulusExponent { n, e } => sig::RsaPublicKeyComponents { n, e }.verify(parameters, message, signature).map_err(fail),
+                    DecodingKeyKind::SecretOrDer(der) => sig::UnparsedPublicKey::new(parameters, der).verify(message, signature).map_err(refused),
+                    DecodingKeyKind::RsaModulusExponent { n, e } => sig::RsaPublicKeyComponents { n, e }.verify(parameters, message, signature).map_err(refused),
                 }
             }
         }
@@ -167,25 +152,23 @@ fn hmac_algorithm(algorithm: Algorithm) -> hmac::Algorithm {
     }
 }
 
-fn rsa_padding(algorithm: Algorithm) -> &'static dyn sig::RsaEncoding {
+/// An ECDSA algorithm's signing and verification halves (ES256 or ES384).
+fn ecdsa_algorithms(algorithm: Algorithm) -> (&'static sig::EcdsaSigningAlgorithm, &'static sig::EcdsaVerificationAlgorithm) {
     match algorithm {
-        Algorithm::RS384 => &sig::RSA_PKCS1_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_SHA512,
-        _ => &sig::RSA_PKCS1_SHA256,
+        Algorithm::ES384 => (&sig::ECDSA_P384_SHA384_FIXED_SIGNING, &sig::ECDSA_P384_SHA384_FIXED),
+        _ => (&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &sig::ECDSA_P256_SHA256_FIXED),
     }
 }
 
-fn rsa_parameters(algorithm: Algorithm) -> &'static sig::RsaParameters {
+/// An RSA algorithm's signing padding and verification parameters.
+fn rsa_algorithms(algorithm: Algorithm) -> (&'static dyn sig::RsaEncoding, &'static sig::RsaParameters) {
     match algorithm {
-        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => (&sig::RSA_PKCS1_SHA384, &sig::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => (&sig::RSA_PKCS1_SHA512, &sig::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => (&sig::RSA_PSS_SHA256, &sig::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => (&sig::RSA_PSS_SHA384, &sig::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => (&sig::RSA_PSS_SHA512, &sig::RSA_PSS_2048_8192_SHA512),
+        _ => (&sig::RSA_PKCS1_SHA256, &sig::RSA_PKCS1_2048_8192_SHA256),
     }
 }
 
@@ -202,18 +185,18 @@ fn rsa_pub_components_from_public_key(_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)>
 }
 
 fn ec_pub_components_from_private_key(der: &[u8], algorithm: Algorithm) -> Result<(EllipticCurve, Vec<u8>, Vec<u8>)> {
-    let (signing, curve, coordinate_bytes) = match algorithm {
-        Algorithm::ES256 => (&sig::ECDSA_P256_SHA256_FIXED_SIGNING, EllipticCurve::P256, 32),
-        Algorithm::ES384 => (&sig::ECDSA_P384_SHA384_FIXED_SIGNING, EllipticCurve::P384, 48),
+    let curve = match algorithm {
+        Algorithm::ES256 => EllipticCurve::P256,
+        Algorithm::ES384 => EllipticCurve::P384,
         _ => return Err(ErrorKind::InvalidEcdsaKey.into()),
     };
-    let pair = sig::EcdsaKeyPair::from_pkcs8(signing, der, &SystemRandom::new()).map_err(|_| ErrorKind::InvalidEcdsaKey)?;
+    let pair = sig::EcdsaKeyPair::from_pkcs8(ecdsa_algorithms(algorithm).0, der, &SystemRandom::new()).map_err(|_| ErrorKind::InvalidEcdsaKey)?;
     // An uncompressed point: 0x04 || x || y.
     let point = pair.public_key().as_ref();
     if point.first() != Some(&4) {
         return Err(ErrorKind::InvalidEcdsaKey.into());
     }
-    let (x, y) = point[1..].split_at(coordinate_bytes);
+    let (x, y) = point[1..].split_at((point.len() - 1) / 2);
     Ok((curve, x.to_vec(), y.to_vec()))
 }
 

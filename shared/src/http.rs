@@ -101,7 +101,7 @@ impl Platform {
 
     /// Build everything from the environment: clients, config, public key.
     pub async fn from_env() -> anyhow::Result<(Platform, crate::aws::Clients)> {
-        Self::from_sdk_config(&crate::aws::sdk_config().await).await
+        Self::from_sdk_config(&crate::aws::sdk_config()).await
     }
 
     /// Everything from the environment, with SDK clients from `sdk`.

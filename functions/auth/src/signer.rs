@@ -50,20 +50,8 @@ impl Signer {
     /// Sign arbitrary claims (tests use this to mint edge-case tokens).
     pub async fn sign(&self, claims: &Claims) -> Result<String> {
         let input = signing_input(&self.kid, claims);
-        // RAW: KMS hashes the message with SHA-256 itself. The input is far
-        // below KMS's 4096-byte RAW limit.
-        let out = self
-            .kms
-            .sign()
-            .key_id(&self.key_id)
-            .message(aws_sdk_kms::primitives::Blob::new(input.as_bytes()))
-            .message_type(aws_sdk_kms::types::MessageType::Raw)
-            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
-            .send()
-            .await
-            .map_err(shared::error::aws("kms Sign"))?;
-        let der = out.signature().ok_or_else(|| Error::internal("kms Sign returned no signature"))?;
-        let token = assemble(&input, der.as_ref()).map_err(Error::Internal)?;
+        let der = shared::crypto::kms_sign_p256(&self.kms, &self.key_id, input.as_bytes(), "kms Sign").await?;
+        let token = assemble(&input, &der).map_err(Error::Internal)?;
         if !self.verifier.signed_by_this_key(&token) {
             return Err(Error::internal(format!(
                 "the signature of KMS key {} does not verify with the configured public key (kid {}): KEEL_SIGNING_PUBLIC_KEY is not that key's public key",

@@ -204,18 +204,8 @@ async fn save_checkpoint(worker: &Worker, job: &Job, checkpoint: &Checkpoint) ->
 async fn sign(worker: &Worker, certificate: Certificate) -> Result<SignedCertificate> {
     let value = serde_json::to_value(&certificate).map_err(|e| Error::internal(e.to_string()))?;
     let sha256 = sha256_hex(canonical_json(&value).as_bytes());
-    let out = worker
-        .kms
-        .sign()
-        .key_id(&worker.config.audit_key_id)
-        .message(aws_sdk_kms::primitives::Blob::new(signing_input(&sha256).into_bytes()))
-        .message_type(aws_sdk_kms::types::MessageType::Raw)
-        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
-        .send()
-        .await
-        .map_err(shared::error::aws("kms Sign (erasure certificate)"))?;
-    let der = out.signature().ok_or_else(|| Error::internal("kms Sign returned no signature"))?;
-    Ok(SignedCertificate { certificate, sha256, signing_algorithm: "ECDSA_SHA_256".into(), signature: base64::engine::general_purpose::STANDARD.encode(der.as_ref()) })
+    let der = shared::crypto::kms_sign_p256(&worker.kms, &worker.config.audit_key_id, signing_input(&sha256).as_bytes(), "kms Sign (erasure certificate)").await?;
+    Ok(SignedCertificate { certificate, sha256, signing_algorithm: "ECDSA_SHA_256".into(), signature: base64::engine::general_purpose::STANDARD.encode(der) })
 }
 
 /// Audit entries naming the pseudonym as actor or target (counted, not read).

@@ -159,20 +159,6 @@ async fn change_request(worker: &Worker, id: &str, action: &str, change: impl Fn
 // Gathering
 // ---------------------------------------------------------------------------
 
-/// Every item of a query, all pages.
-async fn query_all(store: &Store, spec: &QuerySpec<'_>) -> Result<Vec<Item>> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let (items, next) = store.query_page(spec, start, 1000).await?;
-        out.extend(items);
-        match next {
-            Some(key) => start = Some(key),
-            None => return Ok(out),
-        }
-    }
-}
-
 /// Items of a partition (table or index) whose sort key starts with `prefix`,
 /// optionally of one `type`.
 async fn partition(store: &Store, index: Option<&str>, pk: String, prefix: Option<&str>, item_type: Option<&str>) -> Result<Vec<Item>> {
@@ -201,7 +187,7 @@ async fn partition(store: &Store, index: Option<&str>, pk: String, prefix: Optio
         None => "",
     };
     let spec = QuerySpec { index, key_condition: condition, filter, names, values, forward: true };
-    query_all(store, &spec).await
+    store.query_all(&spec).await
 }
 
 fn without(mut record: Map<String, Value>, drop: &[&str]) -> Map<String, Value> {

@@ -51,7 +51,7 @@ pub struct Worker {
 impl Worker {
     pub async fn from_env() -> anyhow::Result<Worker> {
         let config = Arc::new(Config::from_env()?);
-        let sdk = shared::aws::sdk_config().await;
+        let sdk = shared::aws::sdk_config();
         Ok(Worker::new(config, &sdk))
     }
 

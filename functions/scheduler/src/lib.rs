@@ -54,7 +54,7 @@ impl Sealer {
 
     pub async fn from_env() -> anyhow::Result<Sealer> {
         let config = Arc::new(Config::from_env()?);
-        Ok(Sealer::new(config, &shared::aws::Clients::from_env().await))
+        Ok(Sealer::new(config, &shared::aws::Clients::from_env()))
     }
 
     /// The scheduled run: seal up to now minus [`SETTLE`].
@@ -148,18 +148,8 @@ impl Sealer {
 
     /// KMS `Sign` (RAW, ECDSA_SHA_256) over the short signing statement.
     async fn sign(&self, digest_hash: &str) -> Result<String> {
-        let out = self
-            .kms
-            .sign()
-            .key_id(&self.config.audit_key_id)
-            .message(aws_sdk_kms::primitives::Blob::new(signing_input(digest_hash).into_bytes()))
-            .message_type(aws_sdk_kms::types::MessageType::Raw)
-            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
-            .send()
-            .await
-            .map_err(shared::error::aws("kms Sign (audit digest)"))?;
-        let der = out.signature().ok_or_else(|| Error::internal("kms Sign returned no signature"))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(der.as_ref()))
+        let der = shared::crypto::kms_sign_p256(&self.kms, &self.config.audit_key_id, signing_input(digest_hash).as_bytes(), "kms Sign (audit digest)").await?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 
     /// Write the digest object, locked in COMPLIANCE mode.

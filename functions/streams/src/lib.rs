@@ -37,7 +37,7 @@ pub struct Worker {
 impl Worker {
     pub async fn from_env() -> anyhow::Result<Worker> {
         let table = std::env::var("KEEL_TABLE").map_err(|_| anyhow::anyhow!("configuration: KEEL_TABLE is not set"))?;
-        let sdk = shared::aws::sdk_config().await;
+        let sdk = shared::aws::sdk_config();
         Ok(Worker { store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), table) })
     }
 
