@@ -42,8 +42,8 @@ use keel_local::moto::Moto;
 use keel_local::template::Template;
 use serde_json::json;
 use shared::audit::{Actor, AuditEntry};
-use shared::token::TokenVerifier;
-use shared::users::{Email, User, UserStatus};
+use shared::identity::token::TokenVerifier;
+use shared::identity::users::{Email, User, UserStatus};
 use stats::{Summary, ms, us};
 
 #[derive(Parser)]
@@ -109,7 +109,7 @@ fn run_measuring_process() -> anyhow::Result<()> {
 
 async fn measure(args: &Args) -> anyhow::Result<String> {
     // The functions' own log setup: JSON lines to stdout (here /dev/null).
-    shared::telemetry::init();
+    shared::platform::telemetry::init();
     let load_before = load_average();
     let root = keel_local::repo_root();
     // The function binaries are built next to this one (`make bench`).
@@ -160,13 +160,13 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
     eprintln!();
 
     // What the emulator round trip alone costs auth and admin at init.
-    let config = shared::config::Config::from_map(&stack.env)?;
+    let config = shared::platform::config::Config::from_map(&stack.env)?;
     let mut key_fetches = Vec::new();
     for _ in 0..args.cold_starts {
         let started = Instant::now();
         // The functions' own SDK configuration, from Lambda's variables.
-        let sdk = shared::aws::sdk_config_from(|name| environment.get(name).cloned());
-        let clients = shared::aws::Clients::from_sdk_config(&sdk);
+        let sdk = shared::platform::aws::sdk_config_from(|name| environment.get(name).cloned());
+        let clients = shared::platform::aws::Clients::from_sdk_config(&sdk);
         TokenVerifier::load(&clients.kms, &config.signing_key_id, &config.issuer).await?;
         key_fetches.push(started.elapsed());
     }
@@ -177,13 +177,13 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
     let email = Email::parse("ada.lovelace@example.com").map_err(anyhow::Error::msg)?;
     let mut user = User::new(&email, "Ada Lovelace", vec!["moderator".into()], UserStatus::Active);
     user.country = Some("GB".into());
-    user.password_hash = Some(shared::crypto::hash_password("correct horse battery staple")?);
+    user.password_hash = Some(shared::platform::crypto::hash_password("correct horse battery staple")?);
     // Stored too, for the request through the real router.
-    shared::users::create(&app.platform.store, &user, AuditEntry::new(&Actor::system("keel-bench"), "user.create", "user", &user.id)).await?;
+    shared::identity::users::create(&app.platform.store, &user, AuditEntry::new(&Actor::system("keel-bench"), "user.create", "user", &user.id)).await?;
     let caller_email = Email::parse("bench-admin@example.com").map_err(anyhow::Error::msg)?;
     let caller = User::new(&caller_email, "Bench Admin", vec!["admin".into()], UserStatus::Active);
     // Signed by KMS (moto) once, outside any timing.
-    let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD, shared::token::amr::OTP, shared::token::amr::MFA], None);
+    let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD, shared::identity::token::amr::OTP, shared::identity::token::amr::MFA], None);
     let token = app.signer.access_token(&caller, "keel-bench-session", &grant).await?.token;
     let call = warm::Call::get(format!("/api/v1/admin/users/{}", user.id), &token)?;
 

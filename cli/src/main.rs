@@ -141,7 +141,7 @@ fn time(name: &str, value: Option<&str>) -> anyhow::Result<Option<chrono::DateTi
 }
 
 /// Print a verification report; false when it found a mismatch.
-fn print_report(report: &shared::audit_digest::Report, json: bool) -> anyhow::Result<bool> {
+fn print_report(report: &shared::audit::digest::Report, json: bool) -> anyhow::Result<bool> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(report.ok);
@@ -183,7 +183,7 @@ fn settings(env_file: Option<&PathBuf>) -> anyhow::Result<HashMap<String, String
 }
 
 async fn sdk_config(vars: &HashMap<String, String>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(shared::aws::https_client());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(shared::platform::aws::https_client());
     if let Some(endpoint) = vars.get("AWS_ENDPOINT_URL") {
         loader = loader.endpoint_url(endpoint);
     }
@@ -201,13 +201,13 @@ fn required<'a>(vars: &'a HashMap<String, String>, name: &str, hint: &str) -> an
     vars.get(name).ok_or_else(|| anyhow!("{name} is not set ({hint}, or --env-file .keel/local.env)"))
 }
 
-fn store(sdk: &aws_config::SdkConfig, vars: &HashMap<String, String>) -> anyhow::Result<shared::store::Store> {
+fn store(sdk: &aws_config::SdkConfig, vars: &HashMap<String, String>) -> anyhow::Result<shared::audit::Journal> {
     let table = required(vars, "KEEL_TABLE", "the stack's TableName output")?;
     // Audit entries naming a user seal them under per-person keys, which
     // the data key protects.
     let key_id = required(vars, "KEEL_DATA_KEY_ID", "the stack's DataKeyId output")?;
-    let envelope = shared::crypto::Envelope::new(aws_sdk_kms::Client::new(sdk), key_id.clone());
-    Ok(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()).with_subject_keys(envelope))
+    let envelope = shared::platform::crypto::Envelope::new(aws_sdk_kms::Client::new(sdk), key_id.clone());
+    Ok(shared::audit::Journal::with_subject_keys(shared::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()), envelope))
 }
 
 /// The first line of standard input, without its line ending.
@@ -235,10 +235,10 @@ async fn main() -> anyhow::Result<()> {
     let vars = settings(cli.env_file.as_ref())?;
     match cli.command {
         Command::BootstrapAdmin { email, name, password_stdin, additional } => {
-            let (password, generated) = if password_stdin { (stdin_line()?, false) } else { (shared::crypto::random_token(), true) };
+            let (password, generated) = if password_stdin { (stdin_line()?, false) } else { (shared::platform::crypto::random_token(), true) };
             let sdk = sdk_config(&vars).await;
             let store = store(&sdk, &vars)?;
-            let user = shared::users::bootstrap_admin(&store, &email, &name, &password, additional).await.map_err(describe)?;
+            let user = shared::identity::users::bootstrap_admin(&store, &email, &name, &password, additional).await.map_err(describe)?;
             println!("Created super admin {} ({})", user.email, user.id);
             if generated {
                 println!("Password (shown once; change it after signing in): {password}");
@@ -250,9 +250,9 @@ async fn main() -> anyhow::Result<()> {
             let roles = match set {
                 Some(roles) => {
                     let roles: Vec<String> = roles.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
-                                        shared::mfa::set_required_roles(&store, &roles, &cli_actor()).await.map_err(describe)?
+                                        shared::domain::two_factor_policy::set_required_roles(&store, &roles, &cli_actor()).await.map_err(describe)?
                 }
-                None => shared::mfa::required_roles(&store).await.map_err(describe)?,
+                None => shared::domain::two_factor_policy::required_roles(&store).await.map_err(describe)?,
             };
             println!("Roles that require 2FA: {}", if roles.is_empty() { "(none)".to_string() } else { roles.join(", ") });
         }
@@ -260,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
             let report = match file {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    shared::audit_digest::verify_export(&text, public_key.as_deref()).map_err(|e| anyhow!("{}: {e}", path.display()))?
+                    shared::audit::digest::verify_export(&text, public_key.as_deref()).map_err(|e| anyhow!("{}: {e}", path.display()))?
                 }
                 None => {
                     let need = |name: &str| vars.get(name).cloned().ok_or_else(|| anyhow!("{name} is not set (from the stack's outputs, or --env-file .keel/local.env)"));
@@ -270,9 +270,9 @@ async fn main() -> anyhow::Result<()> {
                     if from > to {
                         return Err(anyhow!("--from must not be after --to"));
                     }
-                    let clients = shared::aws::Clients::from_sdk_config(&sdk_config(&vars).await);
+                    let clients = shared::platform::aws::Clients::from_sdk_config(&sdk_config(&vars).await);
                     let store = shared::store::Store::new(clients.dynamo.clone(), table);
-                    let reader = shared::audit_chain::ChainReader::new(store, clients.s3.clone(), clients.kms.clone(), &bucket, &key_id);
+                    let reader = shared::audit::chain::ChainReader::new(store, clients.s3.clone(), clients.kms.clone(), &bucket, &key_id);
                     reader.verify(from, to).await.map_err(|e| match e {
                         shared::Error::Internal(cause) => anyhow!("{cause:#}"),
                         other => anyhow!("{other}"),
@@ -294,16 +294,16 @@ async fn oauth_provider(vars: &HashMap<String, String>, action: ProviderAction) 
     match action {
         ProviderAction::Set { name, kind, issuer, tenant, web_url, api_url, client_id, client_secret_stdin: _, redirect_uri, scopes } => {
             let key_id = required(vars, "KEEL_DATA_KEY_ID", "the stack's DataKeyId output")?;
-            let envelope = shared::crypto::Envelope::new(aws_sdk_kms::Client::new(&sdk), key_id.clone());
+            let envelope = shared::platform::crypto::Envelope::new(aws_sdk_kms::Client::new(&sdk), key_id.clone());
             let scopes = scopes.iter().flat_map(|s| s.split([',', ' '])).filter(|s| !s.is_empty()).map(str::to_string).collect();
-            let settings = shared::oauth::ProviderSettings { name, kind, issuer, tenant, web_url, api_url, client_id, client_secret: stdin_line()?, redirect_uri, scopes };
-            let config = shared::oauth::set(&store, &envelope, &settings, &cli_actor()).await.map_err(describe)?;
+            let settings = shared::identity::oauth::ProviderSettings { name, kind, issuer, tenant, web_url, api_url, client_id, client_secret: stdin_line()?, redirect_uri, scopes };
+            let config = shared::identity::oauth::set(&store, &envelope, &settings, &cli_actor()).await.map_err(describe)?;
             let verb = if config.version == 1 { "Created" } else { "Updated" };
             println!("{verb} OAuth provider {} ({}), version {}", config.name, config.kind.as_str(), config.version);
             println!("  sign-in starts at POST /api/v1/auth/oauth/{}; register {} with the provider", config.name, config.redirect_uri);
         }
         ProviderAction::List => {
-            let providers = shared::oauth::list(&store).await.map_err(describe)?;
+            let providers = shared::identity::oauth::list(&store).await.map_err(describe)?;
             if providers.is_empty() {
                 println!("No OAuth providers are configured.");
             }
@@ -313,7 +313,7 @@ async fn oauth_provider(vars: &HashMap<String, String>, action: ProviderAction) 
             }
         }
         ProviderAction::Remove { name } => {
-            shared::oauth::remove(&store, &name, &cli_actor()).await.map_err(describe)?;
+            shared::identity::oauth::remove(&store, &name, &cli_actor()).await.map_err(describe)?;
             println!("Removed OAuth provider {name}");
         }
     }

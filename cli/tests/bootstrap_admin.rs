@@ -35,10 +35,10 @@ async fn bootstrap_admin_creates_a_super_admin_once() {
     let password = stdout.lines().find_map(|l| l.split("): ").nth(1)).unwrap().trim().to_string();
 
     let store = shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.env["KEEL_TABLE"].clone());
-    let email = shared::users::Email::parse("ops@example.com").unwrap();
-    let user = shared::users::find_by_email(&store, &email).await.unwrap().unwrap();
+    let email = shared::identity::users::Email::parse("ops@example.com").unwrap();
+    let user = shared::identity::users::find_by_email(&store, &email).await.unwrap().unwrap();
     assert_eq!(user.roles, vec!["super_admin"]);
-    assert!(shared::crypto::verify_password(&password, user.password_hash.as_deref().unwrap()));
+    assert!(shared::platform::crypto::verify_password(&password, user.password_hash.as_deref().unwrap()));
 
     let second = run("second@example.com", &["--password-stdin"], Some("another long password\n"));
     assert!(!second.status.success());

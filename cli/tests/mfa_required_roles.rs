@@ -26,8 +26,8 @@ async fn shows_and_sets_the_roles_that_require_2fa() {
     assert!(!ok && stderr.contains("roles[1]"), "{stderr}");
 
     let store = shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.env["KEEL_TABLE"].clone());
-    assert!(shared::mfa::requires_2fa(&store, &["support".to_string()]).await.unwrap());
-    assert!(!shared::mfa::requires_2fa(&store, &["analyst".to_string()]).await.unwrap());
+    assert!(shared::domain::two_factor_policy::requires_2fa(&store, &["support".to_string()]).await.unwrap());
+    assert!(!shared::domain::two_factor_policy::requires_2fa(&store, &["analyst".to_string()]).await.unwrap());
     let audit = store
         .query()
         .index_name("gsi2")

@@ -39,8 +39,8 @@ async fn configures_lists_and_removes_providers() {
     let store = shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.env["KEEL_TABLE"].clone());
     let item = store.get_item("OAUTH#acme", "CONFIG").await.unwrap().unwrap();
     assert!(!format!("{item:?}").contains("s3cret-value"), "the secret is stored in the clear");
-    let config = shared::oauth::get(&store, "acme").await.unwrap().unwrap();
-    let envelope = shared::crypto::Envelope::new(aws_sdk_kms::Client::new(&sdk), stack.env["KEEL_DATA_KEY_ID"].clone());
+    let config = shared::identity::oauth::get(&store, "acme").await.unwrap().unwrap();
+    let envelope = shared::platform::crypto::Envelope::new(aws_sdk_kms::Client::new(&sdk), stack.env["KEEL_DATA_KEY_ID"].clone());
     assert_eq!(config.client_secret(&envelope).await.unwrap(), "s3cret-value");
     assert_eq!(config.scopes, ["openid", "email", "profile"]);
 
@@ -48,7 +48,7 @@ async fn configures_lists_and_removes_providers() {
     with_scopes.extend(["--scopes", "openid email", "--scopes", "groups"]);
     let updated = run(&with_scopes, Some("rotated-secret\n"));
     assert!(text(&updated).contains("Updated OAuth provider acme (oidc), version 2"), "{}", text(&updated));
-    let config = shared::oauth::get(&store, "acme").await.unwrap().unwrap();
+    let config = shared::identity::oauth::get(&store, "acme").await.unwrap().unwrap();
     assert_eq!((config.scopes.clone(), config.client_secret(&envelope).await.unwrap()), (vec!["openid".to_string(), "email".into(), "groups".into()], "rotated-secret".to_string()));
 
     let bad = run(&["set", "--name", "Bad#Name", "--kind", "okta", "--client-id", "x", "--client-secret-stdin", "--redirect-uri", "http://admin.example.com/cb"], Some("x\n"));

@@ -7,8 +7,8 @@
 use http::Method;
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::audit_chain::{self, CHAIN_PK, DigestIndex};
-use shared::audit_digest::{SignedDigest, verify_export};
+use shared::audit::chain::{self, CHAIN_PK, DigestIndex};
+use shared::audit::digest::{SignedDigest, verify_export};
 use shared::store::{Item, s};
 
 use crate::helpers::{PASSWORD, TestApp};
@@ -49,7 +49,7 @@ async fn put_raw(app: &TestApp, item: Item) {
 }
 
 async fn indexes(app: &TestApp) -> Vec<DigestIndex> {
-    let (_, found) = audit_chain::digest_indexes(app.store(), "0", "9").await.unwrap();
+    let (_, found) = chain::digest_indexes(app.store(), "0", "9").await.unwrap();
     found
 }
 
@@ -103,7 +103,7 @@ async fn untouched_log_verifies_and_each_tampering_is_named() {
     let digests = indexes(&app).await;
     let d1 = &digests[0];
     let bucket = &app.stack.env["KEEL_AUDIT_BUCKET"];
-    let object = audit_chain::read_digest(&app.app.clients.s3, bucket, &d1.object_key).await.unwrap();
+    let object = chain::read_digest(&app.app.clients.s3, bucket, &d1.object_key).await.unwrap();
     let mut doctored: SignedDigest = object.clone();
     doctored.digest.entries.retain(|e| e.id != target.id);
     doctored.digest.count -= 1;
@@ -143,7 +143,7 @@ async fn sealing_is_idempotent_and_never_forks() {
     assert_eq!(sealed, 1, "{outcomes:?}");
     // Re-running the same period is a no-op.
     assert!(matches!(sealer.seal_until(until).await.unwrap(), scheduler::SealOutcome::UpToDate { .. }));
-    let head = audit_chain::head(app.store()).await.unwrap().unwrap();
+    let head = chain::head(app.store()).await.unwrap().unwrap();
     assert_eq!(head.version, 1);
     assert_eq!(indexes(&app).await.len(), 1);
     // The scheduled run leaves the settle delay alone.
@@ -207,14 +207,14 @@ async fn exports_verify_offline_and_show_tampering() {
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
     assert_eq!(app.audit_for("job", &job_id).await[0].action, "audit.export", "exports are audited");
     app.run_jobs().await;
-    let job = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
-    assert_eq!(job.status, shared::jobs::JobStatus::Succeeded, "{job:?}");
+    let job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, shared::domain::jobs::JobStatus::Succeeded, "{job:?}");
     let result = job.result.unwrap();
     let (bucket, key) = (result["bucket"].as_str().unwrap(), result["key"].as_str().unwrap());
     let object = app.app.clients.s3.get_object().bucket(bucket).key(key).send().await.unwrap();
     assert_eq!(object.server_side_encryption().map(|e| e.as_str()), Some("aws:kms"));
     let bytes = object.body.collect().await.unwrap().into_bytes();
-    assert_eq!(shared::crypto::sha256_hex(&bytes), result["sha256"].as_str().unwrap());
+    assert_eq!(shared::platform::crypto::sha256_hex(&bytes), result["sha256"].as_str().unwrap());
     let text = String::from_utf8(bytes.to_vec()).unwrap();
 
     let report = verify_export(&text, None).unwrap();
@@ -227,18 +227,18 @@ async fn exports_verify_offline_and_show_tampering() {
     let tampered = text.replacen(line, &line.replacen("\"user.create\"", "\"user.read\"", 1), 1);
     let report = verify_export(&tampered, None).unwrap();
     let problem = report.first_problem.unwrap();
-    assert_eq!(problem.kind, shared::audit_digest::FindingKind::EntryChanged);
+    assert_eq!(problem.kind, shared::audit::digest::FindingKind::EntryChanged);
     let id: Value = serde_json::from_str(line).unwrap();
     assert_eq!(problem.entry_id.as_deref(), id["item"]["id"]["S"].as_str());
     // Dropping an entry from a complete export is a deletion.
     let dropped: String = text.lines().filter(|l| *l != line).map(|l| format!("{l}\n")).collect();
-    assert_eq!(verify_export(&dropped, None).unwrap().first_problem.unwrap().kind, shared::audit_digest::FindingKind::EntryDeleted);
+    assert_eq!(verify_export(&dropped, None).unwrap().first_problem.unwrap().kind, shared::audit::digest::FindingKind::EntryDeleted);
 
     // A filtered export verifies what it holds.
     let r = app.call(Method::POST, "/api/v1/admin/audit-logs/export", Some(&admin), Some(json!({"actor_id": admin_user.id, "action": "user."}))).await;
     assert_eq!(r.status, 202, "{}", r.body);
     app.run_jobs().await;
-    let job = shared::jobs::get(app.store(), r.body["job_id"].as_str().unwrap()).await.unwrap().unwrap();
+    let job = shared::domain::jobs::get(app.store(), r.body["job_id"].as_str().unwrap()).await.unwrap().unwrap();
     let result = job.result.unwrap();
     assert_eq!((result["entries"].as_u64(), result["complete"].as_bool()), (Some(4), Some(false)), "{result}");
     let object = app.app.clients.s3.get_object().bucket(result["bucket"].as_str().unwrap()).key(result["key"].as_str().unwrap()).send().await.unwrap();

@@ -22,7 +22,7 @@ async fn change_and_audit_entry_are_written_together_or_not_at_all() {
     store.client.put_item().table_name(&store.table).set_item(Some(store.seal_audit(&audit).await.unwrap())).send().await.unwrap();
     let result = store.commit(vec![Write::put_versioned(&store.table, renamed.to_item().unwrap(), user.version).unwrap()], &audit).await;
     assert!(result.is_err());
-    let stored = shared::users::get(store, &user.id).await.unwrap().unwrap();
+    let stored = shared::identity::users::get(store, &user.id).await.unwrap().unwrap();
     assert_eq!((stored.name.as_str(), stored.version), ("Test User", 1), "the change must not land without its audit entry");
 
     // Force the change half to fail (stale version): no audit entry appears.
@@ -34,7 +34,7 @@ async fn change_and_audit_entry_are_written_together_or_not_at_all() {
 
     // Both halves fine: both land.
     store.commit(vec![Write::put_versioned(&store.table, renamed.to_item().unwrap(), user.version).unwrap()], &audit).await.unwrap();
-    assert_eq!(shared::users::get(store, &user.id).await.unwrap().unwrap().name, "Renamed");
+    assert_eq!(shared::identity::users::get(store, &user.id).await.unwrap().unwrap().name, "Renamed");
     assert!(store.get_item(&format!("AUDIT#{}", audit.day()), &audit.sort_key()).await.unwrap().is_some());
 }
 
@@ -93,11 +93,11 @@ async fn listing_filters_and_masking() {
 #[tokio::test]
 async fn bootstrap_admin_is_audited_and_only_once() {
     let app = TestApp::spawn().await;
-    let user = shared::users::bootstrap_admin(app.store(), "root@example.com", "Root", PASSWORD, false).await.unwrap();
+    let user = shared::identity::users::bootstrap_admin(app.store(), "root@example.com", "Root", PASSWORD, false).await.unwrap();
     assert_eq!(user.roles, vec!["super_admin"]);
-    let again = shared::users::bootstrap_admin(app.store(), "root2@example.com", "Root 2", PASSWORD, false).await;
+    let again = shared::identity::users::bootstrap_admin(app.store(), "root2@example.com", "Root 2", PASSWORD, false).await;
     assert!(matches!(again, Err(shared::Error::Conflict(_))), "{again:?}");
-    shared::users::bootstrap_admin(app.store(), "root2@example.com", "Root 2", PASSWORD, true).await.unwrap();
+    shared::identity::users::bootstrap_admin(app.store(), "root2@example.com", "Root 2", PASSWORD, true).await.unwrap();
     let audit = app.audit_for("user", &user.id).await;
     assert_eq!(audit[0].action, "user.bootstrap_admin");
     assert_eq!(audit[0].actor.kind, "cli");

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use http::Method;
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::charts::{Chart, ModerationStatus};
+use shared::domain::charts::{Chart, ModerationStatus};
 use shared::store::timestamp;
 
 use crate::helpers::TestApp;

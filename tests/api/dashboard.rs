@@ -11,7 +11,7 @@ use chrono::{Duration, Utc};
 use http::Method;
 use keel_local::stream_reader::{Start, StreamReader};
 use serde_json::{Value, json};
-use shared::rollups::{self, day, month, previous_month};
+use shared::domain::rollups::{self, day, month, previous_month};
 use shared::store::{Item, s};
 
 use crate::helpers::{PASSWORD, TestApp};

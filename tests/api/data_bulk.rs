@@ -8,9 +8,9 @@ use chrono::Utc;
 use http::Method;
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::charts::ModerationStatus;
-use shared::data_jobs::{BulkTarget, SEGMENT_KIND, SegmentMessage};
-use shared::users::{Email, User, UserStatus};
+use shared::domain::charts::ModerationStatus;
+use shared::domain::data_jobs::{BulkTarget, SEGMENT_KIND, SegmentMessage};
+use shared::identity::users::{Email, User, UserStatus};
 
 use crate::data_import::set_limits;
 use crate::helpers::{Response, TestApp};
@@ -19,7 +19,7 @@ use crate::helpers::{Response, TestApp};
 /// time: the emulator's transactions are not safe to run concurrently.
 async fn plain_user(app: &TestApp, email: String, status: UserStatus) -> User {
     let user = User::new(&Email::parse(&email).unwrap(), "Bulk Person", vec!["user".into()], status);
-    shared::users::create(app.store(), &user, AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id)).await.unwrap();
+    shared::identity::users::create(app.store(), &user, AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id)).await.unwrap();
     user
 }
 
@@ -57,7 +57,7 @@ async fn update_by_ids_reports_every_item() {
     assert_eq!((dry.body["count"].as_u64(), dry.body["missing"].clone()), (Some(5), json!([missing])));
     assert_eq!(dry.body["sample"].as_array().unwrap().len(), 5);
     assert!(dry.body["sample"][0].get("email").is_none(), "no personal fields in the sample");
-    assert_eq!(shared::users::get(app.store(), &u[0].id).await.unwrap().unwrap().status, UserStatus::Active, "a dry run changes nothing");
+    assert_eq!(shared::identity::users::get(app.store(), &u[0].id).await.unwrap().unwrap().status, UserStatus::Active, "a dry run changes nothing");
 
     let accepted = bulk(&app, &admin, "update", json!({"dataset": "users", "ids": ids, "changes": {"status": "suspended"}, "reason": "chargebacks"})).await;
     assert_eq!((accepted.body["total"].as_u64(), accepted.body["segments"].as_u64()), (Some(6), Some(1)), "{}", accepted.body);
@@ -72,12 +72,12 @@ async fn update_by_ids_reports_every_item() {
     assert!(failures.iter().any(|(id, r)| *id == admin_user.id && r.contains("your own status")), "{failures:?}");
 
     for user in &u[..2] {
-        assert_eq!(shared::users::get(app.store(), &user.id).await.unwrap().unwrap().status, UserStatus::Suspended);
+        assert_eq!(shared::identity::users::get(app.store(), &user.id).await.unwrap().unwrap().status, UserStatus::Suspended);
         let audit = app.audit_for("user", &user.id).await;
         let entry = audit.iter().find(|e| e.action == "user.suspend").expect("each changed item has its own audit entry");
         assert_eq!((entry.actor.id.as_str(), entry.reason.as_deref()), (admin_user.id.as_str(), Some("chargebacks")));
     }
-    assert_eq!(shared::users::get(app.store(), &u[2].id).await.unwrap().unwrap().status, UserStatus::Active);
+    assert_eq!(shared::identity::users::get(app.store(), &u[2].id).await.unwrap().unwrap().status, UserStatus::Active);
     assert!(!actions(&app, "user", &u[2].id).await.contains(&"user.suspend".to_string()));
     assert!(!actions(&app, "user", &u[3].id).await.contains(&"user.suspend".to_string()), "unchanged items are not audited as changed");
 
@@ -123,7 +123,7 @@ async fn delete_by_filter_fans_out_under_the_cap_and_restores_within_the_window(
     let status = finish(&app, &admin, &accepted).await;
     assert_eq!((status.body["status"].as_str(), status.body["result"]["succeeded"].as_u64()), (Some("succeeded"), Some(101)), "{}", status.body);
     for user in users.iter().step_by(20) {
-        let stored = shared::users::get(app.store(), &user.id).await.unwrap().unwrap();
+        let stored = shared::identity::users::get(app.store(), &user.id).await.unwrap().unwrap();
         assert_eq!(stored.status, UserStatus::Deleted);
         assert!(stored.deleted_at.is_some());
         assert_eq!(actions(&app, "user", &user.id).await.iter().filter(|a| *a == "user.delete").count(), 1);
@@ -131,22 +131,22 @@ async fn delete_by_filter_fans_out_under_the_cap_and_restores_within_the_window(
 
     // A redelivered segment is counted once and changes nothing.
     let job_id = accepted.body["job_id"].as_str().unwrap();
-    let before = shared::jobs::get(app.store(), job_id).await.unwrap().unwrap();
+    let before = shared::domain::jobs::get(app.store(), job_id).await.unwrap().unwrap();
     let again = SegmentMessage { job_id: job_id.into(), kind: SEGMENT_KIND.into(), segment: 0, targets: users.iter().take(100).map(|u| BulkTarget { id: u.id.clone(), version: None }).collect() };
     app.app.clients.sqs.send_message().queue_url(&app.stack.env["KEEL_JOBS_QUEUE_URL"]).message_body(serde_json::to_string(&again).unwrap()).send().await.unwrap();
     assert_eq!(app.run_jobs().await, 1);
-    let after = shared::jobs::get(app.store(), job_id).await.unwrap().unwrap();
+    let after = shared::domain::jobs::get(app.store(), job_id).await.unwrap().unwrap();
     assert_eq!((after.version, after.result), (before.version, before.result));
 
     // Restore: within the window users come back suspended; past it, refused.
-    let mut old = shared::users::get(app.store(), &users[3].id).await.unwrap().unwrap();
+    let mut old = shared::identity::users::get(app.store(), &users[3].id).await.unwrap().unwrap();
     old.deleted_at = Some(shared::store::timestamp(Utc::now() - chrono::Duration::days(40)));
     app.store().client.put_item().table_name(&app.store().table).set_item(Some(old.to_item().unwrap())).send().await.unwrap();
     let ids: Vec<&str> = users[..4].iter().map(|u| u.id.as_str()).collect();
     let status = finish(&app, &admin, &bulk(&app, &admin, "restore", json!({"dataset": "users", "ids": ids})).await).await;
     assert_eq!(status.body["result"], json!({"succeeded": 3, "unchanged": 0, "failed": 1}), "{}", status.body);
     assert!(status.body["failures"][0]["reason"].as_str().unwrap().contains("restore window"));
-    let restored = shared::users::get(app.store(), &users[0].id).await.unwrap().unwrap();
+    let restored = shared::identity::users::get(app.store(), &users[0].id).await.unwrap().unwrap();
     assert_eq!((restored.status, restored.deleted_at), (UserStatus::Suspended, None));
     assert!(actions(&app, "user", &users[0].id).await.contains(&"user.restore".to_string()));
 }
@@ -194,7 +194,7 @@ async fn the_retention_sweep_purges_soft_deletes_past_the_window_only() {
     let long_ago = shared::store::timestamp(Utc::now() - chrono::Duration::days(31));
     let lately = shared::store::timestamp(Utc::now() - chrono::Duration::days(2));
     let soft_deleted = |at: &str| {
-        let mut chart = shared::charts::Chart::new(&owner.id, "Old deleted chart", "bar");
+        let mut chart = shared::domain::charts::Chart::new(&owner.id, "Old deleted chart", "bar");
         chart.deleted_at = Some(at.to_string());
         chart
     };
@@ -217,11 +217,11 @@ async fn the_retention_sweep_purges_soft_deletes_past_the_window_only() {
 
     // The expired user is erased like any erasure, with a certificate.
     app.run_jobs().await;
-    assert!(shared::users::get(store, &gone.id).await.unwrap().is_none());
-    assert!(shared::users::get(store, &recent.id).await.unwrap().is_some());
-    let requests = shared::subject_requests::list_all(store, None, 50).await.unwrap().items;
+    assert!(shared::identity::users::get(store, &gone.id).await.unwrap().is_none());
+    assert!(shared::identity::users::get(store, &recent.id).await.unwrap().is_some());
+    let requests = shared::domain::subject_requests::list_all(store, None, 50).await.unwrap().items;
     let erasure = requests.iter().find(|r| r.requested_by == jobs::retention::REQUESTER).expect("a system erasure request");
-    assert_eq!(erasure.status, shared::subject_requests::RequestStatus::Completed);
+    assert_eq!(erasure.status, shared::domain::subject_requests::RequestStatus::Completed);
     assert!(erasure.subject_id.is_none() && erasure.is_about(&gone.id));
 }
 
@@ -234,7 +234,7 @@ async fn the_retention_sweep_expires_export_files_then_job_records() {
     assert_eq!(r.status, 202, "{}", r.body);
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
     app.run_jobs().await;
-    let key = shared::jobs::get(store, &job_id).await.unwrap().unwrap().result.unwrap()["key"].as_str().unwrap().to_string();
+    let key = shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap().result.unwrap()["key"].as_str().unwrap().to_string();
     let bucket = app.stack.env["KEEL_EXPORTS_BUCKET"].clone();
     let exists = |key: String| {
         let (s3, bucket) = (app.app.clients.s3.clone(), bucket.clone());
@@ -255,5 +255,5 @@ async fn the_retention_sweep_expires_export_files_then_job_records() {
     // Past retention.jobs_days (30): the record goes too.
     let swept = jobs::retention::sweep(&app.app.worker, Utc::now() + chrono::Duration::days(31)).await.unwrap();
     assert_eq!(swept.jobs_removed, 1, "{swept:?}");
-    assert!(shared::jobs::get(store, &job_id).await.unwrap().is_none());
+    assert!(shared::domain::jobs::get(store, &job_id).await.unwrap().is_none());
 }

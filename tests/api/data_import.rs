@@ -6,7 +6,7 @@
 
 use http::Method;
 use serde_json::{Value, json};
-use shared::data_jobs::import_item_id;
+use shared::domain::data_jobs::import_item_id;
 
 use crate::helpers::{Response, TestApp};
 
@@ -70,16 +70,16 @@ async fn import(app: &TestApp, token: &str, request: Value, file: Vec<u8>) -> (S
     (job_id, status)
 }
 
-async fn job(app: &TestApp, job_id: &str) -> shared::jobs::Job {
-    shared::jobs::get(app.store(), job_id).await.unwrap().unwrap()
+async fn job(app: &TestApp, job_id: &str) -> shared::domain::jobs::Job {
+    shared::domain::jobs::get(app.store(), job_id).await.unwrap().unwrap()
 }
 
 /// How many of the users a job's rows would create exist.
-async fn imported_users(app: &TestApp, job_id: &str, rows: impl Iterator<Item = usize>) -> Vec<shared::users::User> {
+async fn imported_users(app: &TestApp, job_id: &str, rows: impl Iterator<Item = usize>) -> Vec<shared::identity::users::User> {
     let job = job(app, job_id).await;
     let mut found = Vec::new();
     for row in rows {
-        if let Some(u) = shared::users::get(app.store(), &import_item_id(&job.created_at, job_id, row)).await.unwrap() {
+        if let Some(u) = shared::identity::users::get(app.store(), &import_item_id(&job.created_at, job_id, row)).await.unwrap() {
             found.push(u);
         }
     }
@@ -177,7 +177,7 @@ async fn dry_run_writes_nothing_then_apply_is_audited_and_never_applied_twice() 
     assert_eq!((dry.body["result"]["outcome"].as_str(), dry.body["result"]["valid"].as_u64()), (Some("validated"), Some(30)), "{}", dry.body);
     assert!(dry.body["report_url"].is_null());
     assert!(imported_users(&app, &dry_id, 1..=30).await.is_empty(), "a dry run writes nothing");
-    let taken = shared::users::find_by_email(app.store(), &shared::users::Email::parse(&format!("dry{tag}-1@example.com")).unwrap()).await.unwrap();
+    let taken = shared::identity::users::find_by_email(app.store(), &shared::identity::users::Email::parse(&format!("dry{tag}-1@example.com")).unwrap()).await.unwrap();
     assert!(taken.is_none());
 
     let (job_id, applied) = import(&app, &admin, json!({"dataset": "users", "format": "ndjson"}), file).await;
@@ -193,7 +193,7 @@ async fn dry_run_writes_nothing_then_apply_is_audited_and_never_applied_twice() 
 
     // A duplicate SQS delivery of the finished job: acknowledged, nothing applied.
     let done = job(&app, &job_id).await;
-    shared::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &done).await.unwrap();
+    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &done).await.unwrap();
     assert_eq!(app.run_jobs().await, 1);
     assert_eq!(job(&app, &job_id).await.version, done.version, "the finished job is left alone");
     // Starting a finished import again is refused.
@@ -202,8 +202,8 @@ async fn dry_run_writes_nothing_then_apply_is_audited_and_never_applied_twice() 
     // A re-run of the same import id, as after a worker crash (the record
     // not final): every row is found already written.
     let mut crashed = job(&app, &job_id).await;
-    crashed.status = shared::jobs::JobStatus::Running;
-    shared::jobs::save(app.store(), &crashed).await.unwrap();
+    crashed.status = shared::domain::jobs::JobStatus::Running;
+    shared::domain::jobs::save(app.store(), &crashed).await.unwrap();
     let r = start(&app, &admin, &job_id).await;
     assert_eq!(r.status, 202, "{}", r.body);
     app.run_jobs().await;
@@ -228,17 +228,17 @@ async fn oversize_files_and_gzip_bombs_are_refused_before_reading() {
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["file".to_string()]), "{}", r.body);
     assert_eq!(r.headers["content-type"], "application/problem+json");
     assert_eq!(app.run_jobs().await, 0);
-    assert_eq!(job(&app, &job_id).await.status, shared::jobs::JobStatus::Queued);
+    assert_eq!(job(&app, &job_id).await.status, shared::domain::jobs::JobStatus::Queued);
 
     // In the worker: the file replaced by a big one after start is refused
     // from its HEAD, at once (no retries).
     let job_id = create_and_upload(&app, &admin, json!({"dataset": "users", "format": "csv"}), b"email,name\na@example.com,A\n".to_vec()).await;
     assert_eq!(start(&app, &admin, &job_id).await.status, 202);
-    let key = shared::data_jobs::import_object_key(&job_id);
+    let key = shared::domain::data_jobs::import_object_key(&job_id);
     app.app.clients.s3.put_object().bucket(&app.stack.env["KEEL_EXPORTS_BUCKET"]).key(&key).body(big.into()).send().await.unwrap();
     app.run_jobs().await;
     let failed = job(&app, &job_id).await;
-    assert_eq!((failed.status, failed.attempts), (shared::jobs::JobStatus::Failed, 1), "{failed:?}");
+    assert_eq!((failed.status, failed.attempts), (shared::domain::jobs::JobStatus::Failed, 1), "{failed:?}");
     assert!(failed.error.as_deref().unwrap().contains("it was not read"), "{failed:?}");
 
     // A gzip bomb: 10 MB of one byte in a few kilobytes, refused when the

@@ -19,7 +19,7 @@ async fn table_text(app: &TestApp) -> Vec<String> {
     loop {
         let page = store.client.scan().table_name(&store.table).set_exclusive_start_key(start).send().await.unwrap();
         for item in page.items.unwrap_or_default() {
-            out.push(shared::audit_digest::canonical_json(&shared::audit_digest::typed_item(&item)));
+            out.push(shared::audit::digest::canonical_json(&shared::audit::digest::typed_item(&item)));
         }
         start = page.last_evaluated_key;
         if start.is_none() {
@@ -65,14 +65,14 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     let login = app.login(&me.email, PASSWORD).await;
     assert_eq!(login.status, 200, "{}", login.body);
     // 2FA, a linked identity.
-    let secret = shared::mfa::new_secret();
-    let mut mfa = shared::mfa::MfaRecord::pending(&app.app.platform.envelope, &me.id, &secret, None).await.unwrap();
-    mfa.status = shared::mfa::MfaStatus::Active;
+    let secret = shared::identity::two_factor::new_secret();
+    let mut mfa = shared::identity::two_factor::MfaRecord::pending(&app.app.platform.envelope, &me.id, &secret, None).await.unwrap();
+    mfa.status = shared::identity::two_factor::MfaStatus::Active;
     store.commit(vec![mfa.save(&table, None).unwrap()], &AuditEntry::new(&Actor::system("tests"), "mfa.activate", "user", &me.id)).await.unwrap();
     let identity = auth::identities::Identity::new(&me.id, "acme", "acme-subject-erase", Some(&me.email));
     store.commit(identity.link_writes(&table).unwrap(), &AuditEntry::new(&Actor::system("tests"), "identity.link", "user", &me.id)).await.unwrap();
     // Charts (one moderated by a moderator: an entry `about` me), an order, an activity event.
-    let chart = shared::charts::Chart::new(&me.id, "My secret chart", "bar");
+    let chart = shared::domain::charts::Chart::new(&me.id, "My secret chart", "bar");
     store.batch_put(vec![chart.to_item().unwrap()]).await.unwrap();
     let (_, moderator_token) = app.user(&["moderator"]).await;
     let r = app.call(Method::POST, &format!("/api/v1/admin/charts/{}/moderate", chart.id), Some(&moderator_token), Some(json!({"action": "approve", "reason": "meets_guidelines", "version": chart.version}))).await;
@@ -96,8 +96,8 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     assert_eq!(r.status, 202, "{}", r.body);
     let admin_export = r.body["job_id"].as_str().unwrap().to_string();
     app.run_jobs().await;
-    let users_export = shared::jobs::get(store, &admin_export).await.unwrap().unwrap();
-    assert_eq!(users_export.status, shared::jobs::JobStatus::Succeeded);
+    let users_export = shared::domain::jobs::get(store, &admin_export).await.unwrap().unwrap();
+    assert_eq!(users_export.status, shared::domain::jobs::JobStatus::Succeeded);
 
     // Audit entries never held me in the clear, even before the erasure.
     let before = table_text(&app).await;
@@ -127,9 +127,9 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     assert_eq!(r.status, 409, "not done yet: {}", r.body);
     app.run_jobs().await;
     // A redelivered message changes nothing.
-    let request = shared::subject_requests::get(store, &request_id).await.unwrap().unwrap();
-    assert_eq!(request.status, shared::subject_requests::RequestStatus::Completed, "{request:?}");
-    let job = shared::jobs::get(store, request.job_id.as_deref().unwrap()).await.unwrap().unwrap();
+    let request = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    assert_eq!(request.status, shared::domain::subject_requests::RequestStatus::Completed, "{request:?}");
+    let job = shared::domain::jobs::get(store, request.job_id.as_deref().unwrap()).await.unwrap().unwrap();
     assert_eq!(jobs::erasure::run(&app.app.worker, &job).await.unwrap(), request.result.clone().unwrap());
 
     // Nothing personal remains: the table and both buckets.
@@ -146,7 +146,7 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
         }
     }
     // The admin's users export that held me is gone; other people remain.
-    assert!(shared::users::get(store, &other.id).await.unwrap().is_some());
+    assert!(shared::identity::users::get(store, &other.id).await.unwrap().is_some());
     // The order is kept for accounting, without me.
     let order = store.get_item(&format!("ORDER#{order_id}"), "META").await.unwrap().expect("order kept");
     assert_eq!(order["user_id"].as_s().unwrap(), "erased");
@@ -169,7 +169,7 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     let signed = cert.body;
     let certificate = &signed["certificate"];
     assert_eq!(certificate["request_id"], request_id.as_str());
-    assert_eq!(certificate["subject_commitment"], shared::subject_requests::commitment(&request_id, &me.id).as_str());
+    assert_eq!(certificate["subject_commitment"], shared::domain::subject_requests::commitment(&request_id, &me.id).as_str());
     let count = |location: &str, what: &str| -> u64 {
         certificate["actions"].as_array().unwrap().iter().filter(|a| a["location"].as_str().unwrap().contains(location) && a["what"].as_str().unwrap().contains(what)).map(|a| a["count"].as_u64().unwrap()).sum()
     };
@@ -185,7 +185,7 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     use p256::pkcs8::DecodePublicKey;
     let key = p256::ecdsa::VerifyingKey::from_public_key_der(public.public_key().unwrap().as_ref()).unwrap();
     use sha2::Digest;
-    let canonical = shared::audit_digest::canonical_json(certificate);
+    let canonical = shared::audit::digest::canonical_json(certificate);
     let sha: String = sha2::Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(signed["sha256"], sha.as_str());
     use base64::Engine;
@@ -195,7 +195,7 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     key.verify(format!("keel-erasure-certificate/1:{sha}").as_bytes(), &signature).expect("the certificate verifies with the public key");
     let mut forged = certificate.clone();
     forged["actions"][0]["count"] = json!(999);
-    let forged_sha: String = sha2::Sha256::digest(shared::audit_digest::canonical_json(&forged).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let forged_sha: String = sha2::Sha256::digest(shared::audit::digest::canonical_json(&forged).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     assert!(key.verify(format!("keel-erasure-certificate/1:{forged_sha}").as_bytes(), &signature).is_err());
 
     // The audit log records the certificate; my old entries read as erased.

@@ -12,9 +12,9 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::jobs::JobStatus;
-use shared::rbac::{BuiltinRole, Permission};
-use shared::users::{Email, User, UserStatus};
+use shared::domain::jobs::JobStatus;
+use shared::identity::rbac::{BuiltinRole, Permission};
+use shared::identity::users::{Email, User, UserStatus};
 
 use crate::helpers::TestApp;
 
@@ -114,7 +114,7 @@ async fn seed_order(app: &TestApp, user_id: &str, plan: &str, amount: i64, statu
 }
 
 async fn seed_chart(app: &TestApp, owner_id: &str, title: &str) -> String {
-    let chart = shared::charts::Chart::new(owner_id, title, "bar");
+    let chart = shared::domain::charts::Chart::new(owner_id, title, "bar");
     app.store().batch_put(vec![chart.to_item().unwrap()]).await.unwrap();
     chart.id
 }
@@ -125,7 +125,7 @@ async fn named_user(app: &TestApp, name: &str) -> User {
     let mut user = User::new(&email, name, vec!["user".into()], UserStatus::Active);
     // Untrimmed: leading tabs and carriage returns are what CSV injection uses.
     user.name = name.to_string();
-    shared::users::create(app.store(), &user, AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id)).await.unwrap();
+    shared::identity::users::create(app.store(), &user, AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id)).await.unwrap();
     user
 }
 
@@ -286,13 +286,13 @@ async fn personal_data_is_masked_without_pii_read() {
     assert_eq!(masked.status, 200, "{}", masked.body);
     let masked = read_back("csv", masked.body.as_str().unwrap().as_bytes(), "users");
     let row = masked.rows.iter().find(|r| r[0] == ada.id).unwrap();
-    assert_eq!(row[1], shared::masking::email(&ada.email));
+    assert_eq!(row[1], shared::domain::masking::email(&ada.email));
     assert_eq!(row[2], "A***");
     assert!(!masked.rows.iter().any(|r| r[1] == ada.email), "an email leaked");
     // The same through a job (XLSX) is masked too.
     let job = export_job(&app, &analyst, json!({ "dataset": "users", "format": "xlsx", "columns": ["id", "email", "name"] })).await;
     let xlsx = read_back("xlsx", &download(&job).await, "users");
-    assert_eq!(xlsx.rows.iter().find(|r| r[0] == ada.id).unwrap()[1], shared::masking::email(&ada.email));
+    assert_eq!(xlsx.rows.iter().find(|r| r[0] == ada.id).unwrap()[1], shared::domain::masking::email(&ada.email));
     let clear = app.call(Method::POST, EXPORT, Some(&admin), Some(body)).await;
     let clear = read_back("csv", clear.body.as_str().unwrap().as_bytes(), "users");
     assert_eq!(clear.rows.iter().find(|r| r[0] == ada.id).unwrap()[1], ada.email);
@@ -431,7 +431,7 @@ async fn cancelling_a_job() {
     let cancelled = app.call(Method::DELETE, &format!("/api/v1/data/jobs/{job_id}"), Some(&token), None).await;
     assert_eq!((cancelled.status.as_u16(), cancelled.body["status"].as_str()), (200, Some("cancelled")), "{}", cancelled.body);
     app.run_jobs().await;
-    let job = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert!(objects_under(&app, "data-exports/").await.is_empty());
     let again = app.call(Method::DELETE, &format!("/api/v1/data/jobs/{job_id}"), Some(&token), None).await;
@@ -444,15 +444,15 @@ async fn cancelling_a_job() {
     }
     let r = app.call(Method::POST, EXPORT, Some(&token), Some(json!({ "dataset": "users", "format": "csv", "delivery": "job" }))).await;
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
-    let mut job = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let mut job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     job.status = JobStatus::Running;
     job.attempts = 1;
-    let job = shared::jobs::save(app.store(), &job).await.unwrap();
+    let job = shared::domain::jobs::save(app.store(), &job).await.unwrap();
     let worker = app.app.worker.clone();
     let hooks = jobs::data_export::Hooks { page_size: 1, progress_every: Duration::ZERO, page_delay: Some(Duration::from_millis(150)), ..Default::default() };
     let running = tokio::spawn(async move { jobs::data_export::run_with(&worker, &job, &hooks).await });
     for _ in 0..100 {
-        let seen = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+        let seen = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
         if seen.progress.processed >= 1 {
             break;
         }
@@ -471,7 +471,7 @@ async fn cancelling_a_job() {
     assert_eq!(outcome["cancelled"], true);
     assert!(objects_under(&app, "data-exports/").await.is_empty());
     assert_eq!(open_uploads(&app, "data-exports/").await, 0, "the partial upload is aborted");
-    assert_eq!(shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap().status, JobStatus::Cancelled);
+    assert_eq!(shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap().status, JobStatus::Cancelled);
 }
 
 #[tokio::test]
@@ -483,23 +483,23 @@ async fn a_duplicate_delivery_does_not_produce_two_exports() {
     }
     let r = app.call(Method::POST, EXPORT, Some(&token), Some(json!({ "dataset": "users", "format": "ndjson", "delivery": "job" }))).await;
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
-    let job = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     // SQS delivers at least once: the same message arrives twice.
-    shared::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &job).await.unwrap();
+    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &job).await.unwrap();
     app.run_jobs().await;
     // A message that lost the race is retried after the local retry delay.
     tokio::time::sleep(Duration::from_secs(keel_local::poller::LOCAL_RETRY_SECONDS as u64 + 1)).await;
     app.run_jobs().await;
-    let done = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let done = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
     let prefix = format!("data-exports/{}/", owner.id);
     assert_eq!(objects_under(&app, &prefix).await.len(), 1);
     assert_eq!(open_uploads(&app, &prefix).await, 0);
 
     // A third delivery long after: acknowledged, nothing redone.
-    shared::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &job).await.unwrap();
+    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &job).await.unwrap();
     assert_eq!(app.run_jobs().await, 1);
-    let after = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let after = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     assert_eq!(after.version, done.version, "a finished job is not touched");
     assert_eq!(objects_under(&app, &prefix).await.len(), 1);
     let view = app.get(&format!("/api/v1/data/jobs/{job_id}"), &token).await;
@@ -518,17 +518,17 @@ async fn a_worker_killed_mid_export_leaves_no_object_and_redelivery_finishes() {
     let r = app.call(Method::POST, EXPORT, Some(&token), Some(json!({ "dataset": "users", "format": "csv", "columns": ["id"], "delivery": "job" }))).await;
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
     // The first attempt picks the job up (as the worker does) and dies after two pages.
-    let mut job = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let mut job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     job.status = JobStatus::Running;
     job.attempts = 1;
-    let job = shared::jobs::save(app.store(), &job).await.unwrap();
+    let job = shared::domain::jobs::save(app.store(), &job).await.unwrap();
     let hooks = jobs::data_export::Hooks { page_size: 3, progress_every: Duration::ZERO, crash_after_pages: Some(2), ..Default::default() };
     let crashed = jobs::data_export::run_with(&app.app.worker, &job, &hooks).await;
     assert!(crashed.is_err());
     let prefix = format!("data-exports/{}/", owner.id);
     assert!(objects_under(&app, &prefix).await.is_empty(), "no completed object is visible");
     assert_eq!(open_uploads(&app, &prefix).await, 1, "the dead attempt's upload is still open");
-    let half = shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    let half = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     assert_eq!((half.status, half.progress.processed, half.progress.total), (JobStatus::Running, 6, 10));
     assert!(half.checkpoint.is_some());
 
@@ -544,5 +544,5 @@ async fn a_worker_killed_mid_export_leaves_no_object_and_redelivery_finishes() {
     got.sort();
     expected.sort();
     assert_eq!(got, expected, "every row exactly once");
-    assert!(shared::jobs::get(app.store(), &job_id).await.unwrap().unwrap().checkpoint.is_none());
+    assert!(shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap().checkpoint.is_none());
 }

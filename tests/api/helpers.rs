@@ -14,7 +14,7 @@ use keel_local::app::LocalApp;
 use keel_local::provision::Stack;
 use serde_json::Value;
 use shared::audit::{Actor, AuditEntry};
-use shared::users::{Email, User, UserStatus};
+use shared::identity::users::{Email, User, UserStatus};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
@@ -64,7 +64,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(overrides: HashMap<String, String>) -> TestApp {
-        shared::telemetry::init_for_tests();
+        shared::platform::telemetry::init_for_tests();
         let endpoint = endpoint().await;
         let sdk = keel_local::sdk_config(&endpoint).await;
         let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml")).unwrap();
@@ -80,7 +80,7 @@ impl TestApp {
         self.app.router.clone()
     }
 
-    pub fn store(&self) -> &shared::store::Store {
+    pub fn store(&self) -> &shared::audit::Journal {
         &self.app.platform.store
     }
 
@@ -102,23 +102,23 @@ impl TestApp {
     pub async fn user(&self, roles: &[&str]) -> (User, String) {
         let email = Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4().simple())).unwrap();
         let mut user = User::new(&email, "Test User", roles.iter().map(|r| r.to_string()).collect(), UserStatus::Active);
-        user.password_hash = Some(shared::crypto::hash_password(PASSWORD).unwrap());
+        user.password_hash = Some(shared::platform::crypto::hash_password(PASSWORD).unwrap());
         let audit = AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id);
-        shared::users::create(self.store(), &user, audit).await.unwrap();
-        let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD], None);
+        shared::identity::users::create(self.store(), &user, audit).await.unwrap();
+        let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD], None);
         let token = self.app.signer.access_token(&user, "test-session", &grant).await.unwrap().token;
         (user, token)
     }
 
     /// Create a custom role with `permissions` directly in the store (as the
     /// system), under a fresh name; this instance sees it at once.
-    pub async fn role(&self, permissions: &[&str]) -> shared::roles::CustomRole {
+    pub async fn role(&self, permissions: &[&str]) -> shared::identity::roles::CustomRole {
         let name = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let names: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
-        let set = shared::roles::parse_permissions("permissions", &names).unwrap();
-        let role = shared::roles::CustomRole::new(&name, "A test role", set, false);
+        let set = shared::identity::roles::parse_permissions("permissions", &names).unwrap();
+        let role = shared::identity::roles::CustomRole::new(&name, "A test role", set, false);
         let audit = AuditEntry::new(&Actor::system("tests"), "role.create", "role", &name);
-        shared::roles::create(self.store(), &role, audit).await.unwrap();
+        shared::identity::roles::create(self.store(), &role, audit).await.unwrap();
         // As the admin function does after a role change it made.
         self.app.platform.roles.invalidate();
         role
@@ -169,7 +169,7 @@ impl TestApp {
 
     /// Audit entries about a target, newest first (straight from the table).
     pub async fn audit_for(&self, target_type: &str, target_id: &str) -> Vec<AuditEntry> {
-        shared::subjects::entries_for_target(self.store(), target_type, target_id).await.unwrap()
+        shared::audit::pseudonyms::entries_for_target(self.store(), target_type, target_id).await.unwrap()
     }
 }
 

@@ -5,7 +5,7 @@
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use shared::jobs::Job;
+use shared::domain::jobs::Job;
 use tower::ServiceExt;
 
 use crate::helpers::{PASSWORD, TestApp};
@@ -34,10 +34,10 @@ async fn api_gateway_events_reach_the_function_routers() {
     let platform = app.app.platform.clone();
     let auth_router = auth::router(auth::AuthState { platform: platform.clone(), signer: app.app.signer.clone(), providers: auth::Providers::new() });
     let admin_router = admin::router(app.app.admin.clone());
-    shared::users::bootstrap_admin(app.store(), "admin@keel.local", "Admin", PASSWORD, false).await.unwrap();
+    shared::identity::users::bootstrap_admin(app.store(), "admin@keel.local", "Admin", PASSWORD, false).await.unwrap();
     // This test is about the Lambda path, so the admin signs in with the
     // password alone (2FA, required of admins by default: two_factor.rs).
-    shared::mfa::set_required_roles(app.store(), &[], &shared::audit::Actor::system("tests")).await.unwrap();
+    shared::domain::two_factor_policy::set_required_roles(app.store(), &[], &shared::audit::Actor::system("tests")).await.unwrap();
 
     let (status, body) = invoke(auth_router.clone(), &event("auth/jwks.json", &[])).await;
     assert_eq!((status, body["keys"][0]["alg"].as_str()), (200, Some("ES256")));
@@ -109,12 +109,12 @@ async fn sqs_batch_reports_only_the_failed_message() {
     let response = app.app.worker.handle(batch.clone()).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["059f36b4-87a3-44ab-83d2-661975830a7d"], "only the message for the missing job fails");
-    let done = shared::jobs::get(app.store(), &job.id).await.unwrap().unwrap();
+    let done = shared::domain::jobs::get(app.store(), &job.id).await.unwrap().unwrap();
     // The invitee is active (not invited), so the job succeeds with nothing to send.
-    assert_eq!(done.status, shared::jobs::JobStatus::Succeeded);
+    assert_eq!(done.status, shared::domain::jobs::JobStatus::Succeeded);
     assert!(done.result.unwrap()["skipped"].is_string());
     // Redelivery of the same batch: the finished job is not run again.
     let again = app.app.worker.handle(batch).await;
     assert_eq!(again.batch_item_failures.len(), 1);
-    assert_eq!(shared::jobs::get(app.store(), &job.id).await.unwrap().unwrap().version, done.version);
+    assert_eq!(shared::domain::jobs::get(app.store(), &job.id).await.unwrap().unwrap().version, done.version);
 }

@@ -17,8 +17,8 @@ use base64::Engine;
 use http::Method;
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry, Outcome};
-use shared::oauth::ProviderSettings;
-use shared::users::{Email, User, UserStatus};
+use shared::identity::oauth::ProviderSettings;
+use shared::identity::users::{Email, User, UserStatus};
 use url::Url;
 
 use self::browser::{Answer, AtLogin, Browser, param, with_param};
@@ -43,7 +43,7 @@ fn cli() -> Actor {
 
 /// Configure a provider exactly as `keel oauth-provider set` does.
 async fn configure(app: &TestApp, settings: ProviderSettings) {
-    shared::oauth::set(app.store(), &app.app.platform.envelope, &settings, &cli()).await.unwrap();
+    shared::identity::oauth::set(app.store(), &app.app.platform.envelope, &settings, &cli()).await.unwrap();
 }
 
 fn callback_url(keel: &str, provider: &str) -> String {
@@ -60,8 +60,8 @@ fn subject(access_token: &str) -> String {
 /// A user with a password, as an operator would create one.
 async fn existing_user(app: &TestApp, email: &str) -> User {
     let mut user = User::new(&Email::parse(email).unwrap(), "Existing User", vec!["user".into()], UserStatus::Active);
-    user.password_hash = Some(shared::crypto::hash_password(PASSWORD).unwrap());
-    shared::users::create(app.store(), &user, AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id)).await.unwrap();
+    user.password_hash = Some(shared::platform::crypto::hash_password(PASSWORD).unwrap());
+    shared::identity::users::create(app.store(), &user, AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id)).await.unwrap();
     user
 }
 
@@ -161,7 +161,7 @@ async fn oidc_signs_up_then_signs_in_with_the_same_identity() {
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.body["token_type"], "Bearer");
     let access = first.body["access_token"].as_str().unwrap();
-    let user = shared::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().expect("a user was created");
+    let user = shared::identity::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().expect("a user was created");
     assert_eq!((user.roles.clone(), user.status, user.password_hash.is_none(), user.name.as_str()), (vec!["user".to_string()], UserStatus::Active, true, "Ada Lovelace"));
     assert_eq!(subject(access), user.id);
     let methods = identities(&flow.app, access).await;
@@ -271,7 +271,7 @@ async fn oidc_refuses_a_tampered_nonce_and_a_pkce_mismatch() {
     assert_refused(&flow.visit(&mixed).await, 401, "invalid_grant");
     assert!(provider.last_grant_error().await.contains("code_verifier does not match"), "{:?}", provider.events());
 
-    assert!(shared::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().is_none(), "nobody signed up");
+    assert!(shared::identity::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().is_none(), "nobody signed up");
     let reasons: Vec<String> = flow.refusals().await.into_iter().filter(|e| e.outcome == Outcome::Denied).filter_map(|e| e.reason).collect();
     assert!(reasons.iter().any(|r| r.contains("nonce")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("code refused: invalid_grant")), "{reasons:?}");
@@ -301,7 +301,7 @@ async fn oidc_refuses_an_id_token_altered_in_transit() {
     let answer = flow.sign_in(ADA).await;
     assert_refused(&answer, 401, "invalid id_token: bad signature");
     for email in ["mallory@example.com", ADA_EMAIL] {
-        assert!(shared::users::find_by_email(flow.app.store(), &Email::parse(email).unwrap()).await.unwrap().is_none(), "{email} signed up");
+        assert!(shared::identity::users::find_by_email(flow.app.store(), &Email::parse(email).unwrap()).await.unwrap().is_none(), "{email} signed up");
     }
     assert_eq!(provider.events().iter().filter(|e| e["event"] == "grant.success").count(), 1, "the provider did issue the (genuine) token");
     assert!(flow.refusals().await.iter().any(|e| e.reason.as_deref() == Some("invalid id_token: bad signature")));
@@ -317,7 +317,7 @@ async fn oidc_unverified_emails_never_match_or_create_accounts() {
     let answer = flow.sign_in(EVE).await;
     assert_refused(&answer, 422, "verified email");
     assert!(answer.body.get("link_token").is_none());
-    let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD], None);
+    let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD], None);
     let token = flow.app.app.signer.access_token(&eve, "s", &grant).await.unwrap().token;
     assert_eq!(identities(&flow.app, &token).await["identities"], json!([]));
     assert!(flow.refusals().await.iter().any(|e| e.reason.as_deref() == Some("no verified email")));
@@ -330,7 +330,7 @@ async fn oidc_takes_the_email_from_userinfo_when_the_id_token_has_none() {
     let flow = flow.with_oidc(&provider.issuer).await;
     let answer = flow.sign_in(ADA).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let user = shared::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().unwrap();
+    let user = shared::identity::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().unwrap();
     assert_eq!(subject(answer.body["access_token"].as_str().unwrap()), user.id);
 }
 
@@ -411,7 +411,7 @@ async fn github_signs_up_with_the_verified_primary_email_only() {
     fake.sign_in_as(octocat(42, &[("octo@example.com", true, true), ("old@example.com", false, false)]));
     let first = flow.sign_in(("", "")).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let user = shared::users::find_by_email(flow.app.store(), &Email::parse("octo@example.com").unwrap()).await.unwrap().unwrap();
+    let user = shared::identity::users::find_by_email(flow.app.store(), &Email::parse("octo@example.com").unwrap()).await.unwrap().unwrap();
     assert_eq!((user.name.as_str(), subject(first.body["access_token"].as_str().unwrap())), ("Octo Cat", user.id.clone()));
     assert_eq!(identities(&flow.app, first.body["access_token"].as_str().unwrap()).await["identities"][0]["subject"], "42");
 

@@ -9,8 +9,8 @@ use axum::body::Body;
 use http::Method;
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry, Outcome};
-use shared::crypto::sha256_hex;
-use shared::ratelimit::{Action, Limit, Policy, RateLimits, Scope};
+use shared::platform::crypto::sha256_hex;
+use shared::identity::rate_limits::{Action, Limit, Policy, RateLimits, Scope};
 use shared::store::{s, timestamp};
 
 use crate::helpers::{PASSWORD, Response, TestApp};
@@ -287,7 +287,7 @@ async fn concurrent_guards_on_one_token_admit_exactly_one() {
     let actor = Actor::system("tests");
     let account = [Limit::account("0190a3c5-1111-7000-8000-000000000000")];
     let now = chrono::Utc::now();
-    let racers = (0..10).map(|_| shared::ratelimit::guard_at(app.store(), &limits, &account, Action::TwoFactor, &actor, now));
+    let racers = (0..10).map(|_| shared::identity::rate_limits::guard_at(app.store(), &limits, &account, Action::TwoFactor, &actor, now));
     let results = futures::future::join_all(racers).await;
     let admitted: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
     assert_eq!(admitted.len(), 1, "{results:?}");
@@ -295,7 +295,7 @@ async fn concurrent_guards_on_one_token_admit_exactly_one() {
 
     // An hour later the token is back; the success resets the bucket.
     let later = now + chrono::Duration::hours(1);
-    let attempt = shared::ratelimit::guard_at(app.store(), &limits, &account, Action::TwoFactor, &actor, later).await.expect("refilled");
+    let attempt = shared::identity::rate_limits::guard_at(app.store(), &limits, &account, Action::TwoFactor, &actor, later).await.expect("refilled");
     attempt.succeeded().await.unwrap();
     assert!(bucket(&app, &account[0], Action::TwoFactor).await.is_none());
 }

@@ -5,7 +5,7 @@
 use http::Method;
 use serde_json::json;
 use shared::http::{Access, Route};
-use shared::rbac::BuiltinRole;
+use shared::identity::rbac::BuiltinRole;
 
 use crate::helpers::TestApp;
 

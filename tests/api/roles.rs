@@ -11,7 +11,7 @@ use http::Method;
 use serde_json::{Value, json};
 use shared::audit::Outcome;
 use shared::http::Access;
-use shared::rbac::{BuiltinRole, Permission};
+use shared::identity::rbac::{BuiltinRole, Permission};
 
 use crate::helpers::{PASSWORD, TestApp, request, send_to};
 use crate::rbac::{all_routes, concrete};
@@ -358,9 +358,9 @@ async fn held_roles_cannot_be_deleted() {
     // A token issued while the old role existed gains nothing from a new
     // role that reuses the name.
     let issued_before = chrono::Utc::now().timestamp() - 120;
-    let claims = shared::token::Claims {
+    let claims = shared::identity::token::Claims {
         iss: app.app.platform.verifier.issuer().to_string(),
-        aud: shared::config::AUDIENCE.into(),
+        aud: shared::platform::config::AUDIENCE.into(),
         sub: holder.id.clone(),
         exp: issued_before + 900,
         iat: issued_before,

@@ -50,7 +50,7 @@ async fn resources_match_the_template() {
 }
 
 /// What a deployed function runs on: its SDK configuration is built from the
-/// variables Lambda sets (shared::aws::sdk_config), not by aws-config's
+/// variables Lambda sets (shared::platform::aws::sdk_config), not by aws-config's
 /// provider chain, and reaches the stack with exactly those credentials.
 #[tokio::test]
 async fn a_functions_sdk_config_comes_from_lambdas_variables() {
@@ -63,20 +63,20 @@ async fn a_functions_sdk_config_comes_from_lambdas_variables() {
         ("AWS_SESSION_TOKEN", "session-token".to_string()),
         ("AWS_ENDPOINT_URL", app.endpoint.clone()),
     ]);
-    let sdk = shared::aws::sdk_config_from(|name| lambda_env.get(name).cloned());
+    let sdk = shared::platform::aws::sdk_config_from(|name| lambda_env.get(name).cloned());
     assert_eq!(sdk.region().map(|r| r.as_ref()), Some(keel_local::REGION));
     assert_eq!(sdk.endpoint_url(), Some(app.endpoint.as_str()));
     let credentials = sdk.credentials_provider().unwrap().provide_credentials().await.unwrap();
     assert_eq!((credentials.access_key_id(), credentials.session_token()), ("ASIAKEELTEST", Some("session-token")));
 
-    let clients = shared::aws::Clients::from_sdk_config(&sdk);
+    let clients = shared::platform::aws::Clients::from_sdk_config(&sdk);
     let table = clients.dynamo.describe_table().table_name(&app.stack.env["KEEL_TABLE"]).send().await.unwrap();
     assert!(table.table.is_some());
     clients.kms.describe_key().key_id(&app.stack.env["KEEL_DATA_KEY_ID"]).send().await.unwrap();
     clients.s3.head_bucket().bucket(&app.stack.env["KEEL_EXPORTS_BUCKET"]).send().await.unwrap();
 
     // No region: the call fails with an error, it does not panic.
-    let sdk = shared::aws::sdk_config_from(|name| (name != "AWS_REGION").then(|| lambda_env.get(name).cloned()).flatten());
+    let sdk = shared::platform::aws::sdk_config_from(|name| (name != "AWS_REGION").then(|| lambda_env.get(name).cloned()).flatten());
     assert!(sdk.region().is_none());
     let call = aws_sdk_dynamodb::Client::new(&sdk).describe_table().table_name(&app.stack.env["KEEL_TABLE"]).send().await;
     assert!(call.is_err());

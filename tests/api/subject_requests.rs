@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::subject_requests::Regime;
+use shared::domain::subject_requests::Regime;
 
 use crate::helpers::{PASSWORD, TestApp, request};
 
@@ -114,7 +114,7 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     let (me, token) = app.user(&["user"]).await;
     let (other, _) = app.user(&["user"]).await;
     let (moderator, _) = app.user(&["moderator"]).await;
-    let stored_hash = shared::users::get(store, &me.id).await.unwrap().unwrap().password_hash.unwrap();
+    let stored_hash = shared::identity::users::get(store, &me.id).await.unwrap().unwrap().password_hash.unwrap();
 
     // A session (and an auth.login audit entry with me as actor).
     let login = app.login(&me.email, PASSWORD).await;
@@ -122,12 +122,12 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     let refresh_token = login.body["refresh_token"].as_str().unwrap().to_string();
 
     // Active 2FA with recovery codes.
-    let secret = shared::mfa::new_secret();
-    let codes = shared::mfa::new_recovery_codes();
-    let mut mfa = shared::mfa::MfaRecord::pending(&app.app.platform.envelope, &me.id, &secret, None).await.unwrap();
-    mfa.status = shared::mfa::MfaStatus::Active;
+    let secret = shared::identity::two_factor::new_secret();
+    let codes = shared::identity::two_factor::new_recovery_codes();
+    let mut mfa = shared::identity::two_factor::MfaRecord::pending(&app.app.platform.envelope, &me.id, &secret, None).await.unwrap();
+    mfa.status = shared::identity::two_factor::MfaStatus::Active;
     mfa.activated_at = Some(shared::store::timestamp(chrono::Utc::now()));
-    mfa.recovery_codes = shared::mfa::recovery_code_hashes(&me.id, &codes);
+    mfa.recovery_codes = shared::identity::two_factor::recovery_code_hashes(&me.id, &codes);
     store.commit(vec![mfa.save(&table, None).unwrap()], &AuditEntry::new(&Actor::system("tests"), "mfa.activate", "user", &me.id)).await.unwrap();
 
     // A linked identity.
@@ -135,18 +135,18 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     store.commit(identity.link_writes(&table).unwrap(), &AuditEntry::new(&Actor::system("tests"), "identity.link", "user", &me.id)).await.unwrap();
 
     // Charts (one soft-deleted) and a moderation decision on one.
-    let chart = shared::charts::Chart::new(&me.id, "Quarterly revenue by region", "bar");
-    let mut gone = shared::charts::Chart::new(&me.id, "An old deleted chart", "line");
+    let chart = shared::domain::charts::Chart::new(&me.id, "Quarterly revenue by region", "bar");
+    let mut gone = shared::domain::charts::Chart::new(&me.id, "An old deleted chart", "line");
     gone.deleted_at = Some(shared::store::timestamp(chrono::Utc::now()));
-    let theirs = shared::charts::Chart::new(&other.id, "Someone else's chart", "pie");
-    let decision = shared::charts::ModerationEvent {
+    let theirs = shared::domain::charts::Chart::new(&other.id, "Someone else's chart", "pie");
+    let decision = shared::domain::charts::ModerationEvent {
         id: uuid::Uuid::now_v7().to_string(),
         chart_id: chart.id.clone(),
         at: shared::store::timestamp(chrono::Utc::now()),
         actor_id: moderator.id.clone(),
-        action: shared::charts::ModerationAction::Approve,
-        from: shared::charts::ModerationStatus::Pending,
-        to: shared::charts::ModerationStatus::Approved,
+        action: shared::domain::charts::ModerationAction::Approve,
+        from: shared::domain::charts::ModerationStatus::Pending,
+        to: shared::domain::charts::ModerationStatus::Approved,
         reason: "looks_fine".into(),
         note: None,
         version: 2,
@@ -175,7 +175,7 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     assert_eq!(r.status, 202, "{}", r.body);
     let own_export = r.body["job_id"].as_str().unwrap().to_string();
     app.run_jobs().await;
-    let own_export_job = shared::jobs::get(store, &own_export).await.unwrap().unwrap();
+    let own_export_job = shared::domain::jobs::get(store, &own_export).await.unwrap().unwrap();
     let own_export_result = own_export_job.result.clone().unwrap();
 
     // The request.
@@ -251,7 +251,7 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     assert!(!everything.contains(&stored_hash), "the password hash leaked");
     assert!(!everything.contains("$argon2"), "a password hash leaked");
     assert!(!everything.contains(&mfa.secret.data) && !everything.contains(&mfa.secret.key), "the 2FA secret leaked");
-    assert!(!everything.contains(&shared::mfa::secret_base32(&secret).unwrap()), "the 2FA secret leaked");
+    assert!(!everything.contains(&shared::identity::two_factor::secret_base32(&secret).unwrap()), "the 2FA secret leaked");
     for (code, hash) in codes.iter().zip(&mfa.recovery_codes) {
         assert!(!everything.contains(code.as_str()) && !everything.contains(hash.as_str()), "a recovery code leaked");
     }
@@ -273,12 +273,12 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     }
 
     // A redelivered message of the finished job changes nothing.
-    let finished = shared::jobs::get(store, &job_id).await.unwrap().unwrap();
-    let request_before = shared::subject_requests::get(store, &request_id).await.unwrap().unwrap();
-    shared::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &finished).await.unwrap();
+    let finished = shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap();
+    let request_before = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &finished).await.unwrap();
     assert_eq!(app.run_jobs().await, 1);
-    assert_eq!(shared::jobs::get(store, &job_id).await.unwrap().unwrap().version, finished.version);
-    assert_eq!(shared::subject_requests::get(store, &request_id).await.unwrap().unwrap(), request_before);
+    assert_eq!(shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap().version, finished.version);
+    assert_eq!(shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap(), request_before);
     let zips: Vec<String> = objects_under(&app, &format!("data-exports/{}/", me.id)).await.into_iter().filter(|k| k.ends_with(".zip")).collect();
     assert_eq!(zips, vec![key]);
     // A subject export is not withdrawn through the jobs API.
@@ -384,17 +384,17 @@ async fn an_export_whose_subject_was_erased_meanwhile_fails_and_says_so() {
     assert_eq!(r.status, 202, "{}", r.body);
     let (request_id, job_id) = (r.body["request_id"].as_str().unwrap().to_string(), r.body["job_id"].as_str().unwrap().to_string());
     // As an erasure does: the subject id is cleared, the commitment stays.
-    let request = shared::subject_requests::get(store, &request_id).await.unwrap().unwrap();
-    let cleared = shared::subject_requests::SubjectRequest { subject_id: None, ..request.clone() };
+    let request = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    let cleared = shared::domain::subject_requests::SubjectRequest { subject_id: None, ..request.clone() };
     let audit = cleared.audit(&Actor::system("tests"), "data.subject_request.erase_subject");
-    shared::subject_requests::update(store, &cleared, request.version, audit).await.unwrap();
+    shared::domain::subject_requests::update(store, &cleared, request.version, audit).await.unwrap();
 
     app.run_jobs().await;
-    let job = shared::jobs::get(store, &job_id).await.unwrap().unwrap();
-    assert_eq!(job.status, shared::jobs::JobStatus::Failed, "refused at once, not retried: {job:?}");
+    let job = shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, shared::domain::jobs::JobStatus::Failed, "refused at once, not retried: {job:?}");
     assert_eq!(job.attempts, 1);
-    let failed = shared::subject_requests::get(store, &request_id).await.unwrap().unwrap();
-    assert_eq!(failed.status, shared::subject_requests::RequestStatus::Failed);
+    let failed = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    assert_eq!(failed.status, shared::domain::subject_requests::RequestStatus::Failed);
     assert!(failed.result.as_ref().unwrap()["error"].as_str().unwrap().contains("no longer names its subject"), "{failed:?}");
     assert!(failed.is_about(&me.id));
     assert!(objects_under(&app, &format!("data-exports/{}/", me.id)).await.is_empty(), "no zip");

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::json;
-use shared::charts::ModerationStatus;
-use shared::settings::SettingsCache;
+use shared::domain::charts::ModerationStatus;
+use shared::domain::system_settings::SettingsCache;
 
 use crate::charts::chart;
 use crate::helpers::TestApp;
@@ -135,7 +135,7 @@ async fn a_change_reaches_other_readers_within_their_ttl() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.user(&["admin"]).await;
     // Another function's warm instance, with a short TTL.
-    let reader = SettingsCache::new(app.store().clone(), Duration::from_millis(700));
+    let reader = SettingsCache::new(app.store().store().clone(), Duration::from_millis(700));
     assert_eq!(reader.current().await.unwrap().version, 0);
     let r = app.call(Method::PUT, CONFIG, Some(&admin), Some(json!({"version": 0, "reason": "2FA for moderators", "mfa_required_roles": ["super_admin", "admin", "moderator"]}))).await;
     assert_eq!(r.status, 200, "{}", r.body);

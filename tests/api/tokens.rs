@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use shared::token::Claims;
+use shared::identity::token::Claims;
 
 use crate::helpers::TestApp;
 
@@ -18,7 +18,7 @@ fn claims(app: &TestApp, sub: &str, exp_offset: i64, aud: &str) -> Claims {
         jti: "t".into(),
         sid: "s".into(),
         roles: vec!["super_admin".into()],
-        amr: vec![shared::token::amr::PASSWORD.into()],
+        amr: vec![shared::identity::token::amr::PASSWORD.into()],
         scope: None,
     }
 }
@@ -32,10 +32,10 @@ async fn status_with(app: &TestApp, token: &str) -> (u16, String) {
 async fn bad_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let (user, _) = app.user(&["super_admin"]).await;
-    let good = app.app.signer.sign(&claims(&app, &user.id, 600, shared::config::AUDIENCE)).await.unwrap();
+    let good = app.app.signer.sign(&claims(&app, &user.id, 600, shared::platform::config::AUDIENCE)).await.unwrap();
     assert_eq!(status_with(&app, &good).await.0, 200, "a good token works");
 
-    let expired = app.app.signer.sign(&claims(&app, &user.id, -3600, shared::config::AUDIENCE)).await.unwrap();
+    let expired = app.app.signer.sign(&claims(&app, &user.id, -3600, shared::platform::config::AUDIENCE)).await.unwrap();
     let (status, detail) = status_with(&app, &expired).await;
     assert_eq!((status, detail.contains("expired")), (401, true), "{detail}");
 
@@ -45,7 +45,7 @@ async fn bad_tokens_are_refused() {
 
     // Tampered: swap in a payload naming another user; keep the signature.
     let parts: Vec<&str> = good.split('.').collect();
-    let mut forged = claims(&app, "someone-else", 600, shared::config::AUDIENCE);
+    let mut forged = claims(&app, "someone-else", 600, shared::platform::config::AUDIENCE);
     forged.jti = "x".into();
     let tampered = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_vec(&forged).unwrap()), parts[2]);
     assert_eq!(status_with(&app, &tampered).await.0, 401);
@@ -61,7 +61,7 @@ async fn bad_tokens_are_refused() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(app.app.platform.verifier.kid().to_string());
     for secret in [pem.as_bytes(), spki.as_ref()] {
-        let hs = jsonwebtoken::encode(&header, &claims(&app, &user.id, 600, shared::config::AUDIENCE), &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap();
+        let hs = jsonwebtoken::encode(&header, &claims(&app, &user.id, 600, shared::platform::config::AUDIENCE), &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap();
         assert_eq!(status_with(&app, &hs).await.0, 401);
     }
 
@@ -84,7 +84,7 @@ async fn jwks_publishes_the_verifying_key() {
     let (user, token) = app.user(&["user"]).await;
     let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone()).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-    validation.set_audience(&[shared::config::AUDIENCE]);
+    validation.set_audience(&[shared::platform::config::AUDIENCE]);
     let data = jsonwebtoken::decode::<Claims>(&token, &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(), &validation).unwrap();
     assert_eq!(data.claims.sub, user.id);
     assert_eq!(data.header.kid.as_deref(), key["kid"].as_str());

@@ -345,9 +345,9 @@ async fn the_roles_that_require_2fa_are_configurable() {
     assert!(session.body.get("scope").is_none(), "analysts need no 2FA by default");
     assert_eq!(app.login(&admin.email, PASSWORD).await.body["scope"], "mfa_enrollment", "admins do by default");
 
-    let bad = shared::mfa::set_required_roles(app.store(), &["analyst".into(), "root".into()], &Actor::system("tests")).await;
+    let bad = shared::domain::two_factor_policy::set_required_roles(app.store(), &["analyst".into(), "root".into()], &Actor::system("tests")).await;
     assert!(matches!(bad, Err(shared::Error::Validation(ref e)) if e[0].field == "roles[1]"), "{bad:?}");
-    shared::mfa::set_required_roles(app.store(), &["analyst".into()], &Actor::system("tests")).await.unwrap();
+    shared::domain::two_factor_policy::set_required_roles(app.store(), &["analyst".into()], &Actor::system("tests")).await.unwrap();
     assert_eq!(app.login(&analyst.email, PASSWORD).await.body["scope"], "mfa_enrollment");
     assert!(app.login(&admin.email, PASSWORD).await.body.get("scope").is_none());
     // A full session whose roles now require 2FA is limited at its next refresh.
@@ -414,8 +414,8 @@ async fn an_admin_reset_needs_the_admins_own_fresh_code_is_audited_and_emails_th
     let emails = app.sent_emails(&target.email).await;
     assert_eq!(emails.len(), 1, "{emails:?}");
     assert!(emails[0].contains("reset the two-factor authentication"), "{}", emails[0]);
-    let job = shared::jobs::get(app.store(), str_of(&r, "notification_job_id")).await.unwrap().unwrap();
-    assert_eq!((job.kind.as_str(), job.status), ("security_email", shared::jobs::JobStatus::Succeeded));
+    let job = shared::domain::jobs::get(app.store(), str_of(&r, "notification_job_id")).await.unwrap().unwrap();
+    assert_eq!((job.kind.as_str(), job.status), ("security_email", shared::domain::jobs::JobStatus::Succeeded));
     // Nothing left to reset.
     assert_eq!(reset(full, json!({ "code": "000000" })).await.status, 404);
 }

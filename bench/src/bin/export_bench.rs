@@ -3,7 +3,7 @@
 //! parts, SSE-KMS) into the local S3 (moto), reporting rows per second and
 //! the peak resident memory of the process doing it.
 //!
-//! The rows are generated in-process (`shared::export::sample_rows`, eight
+//! The rows are generated in-process (`shared::domain::export::sample_rows`, eight
 //! columns shaped like the users dataset) rather than read from DynamoDB:
 //! moto would take far longer to serve a million items than the encoders
 //! take to write them, so reading them would measure the emulator. The
@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use jobs::multipart::Upload;
 use jobs::xlsx::XlsxSink;
-use shared::export::{CsvEncoder, Encoder, sample_header, sample_rows};
+use shared::domain::export::{CsvEncoder, Encoder, sample_header, sample_rows};
 
 const ROWS: usize = 1_000_000;
 const CHILD: &str = "KEEL_EXPORT_BENCH_CHILD";

@@ -42,7 +42,7 @@ async fn post(router: &Router, path: &str, token: Option<&str>, body: Value) -> 
 /// The current code for a base32 secret, computed with totp-rs directly.
 fn code(secret: &str) -> anyhow::Result<String> {
     let secret = totp_rs::Secret::try_from_base32(secret).map_err(|e| anyhow::anyhow!("secret: {e:?}"))?;
-    let totp = shared::mfa::totp(secret.as_ref(), 6, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let totp = shared::identity::two_factor::totp(secret.as_ref(), 6, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = chrono::Utc::now().timestamp() as u64;
     Ok(totp.generate(now).to_string())
 }
@@ -70,14 +70,14 @@ async fn stack(name: &str) -> anyhow::Result<(keel_local::moto::Moto, keel_local
 /// `POST /auth/2fa/enable` + `/verify` would leave it).
 async fn seed_user(app: &keel_local::app::LocalApp, email: &str, secret: Option<&[u8]>) -> anyhow::Result<()> {
     let store = &app.platform.store;
-    let email = shared::users::Email::parse(email).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut user = shared::users::User::new(&email, "Bench User", vec!["support".into()], shared::users::UserStatus::Active);
-    user.password_hash = Some(shared::crypto::hash_password(PASSWORD)?);
+    let email = shared::identity::users::Email::parse(email).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut user = shared::identity::users::User::new(&email, "Bench User", vec!["support".into()], shared::identity::users::UserStatus::Active);
+    user.password_hash = Some(shared::platform::crypto::hash_password(PASSWORD)?);
     let actor = shared::audit::Actor::system("bench");
-    shared::users::create(store, &user, shared::audit::AuditEntry::new(&actor, "user.create", "user", &user.id)).await?;
+    shared::identity::users::create(store, &user, shared::audit::AuditEntry::new(&actor, "user.create", "user", &user.id)).await?;
     if let Some(secret) = secret {
-        let mut record = shared::mfa::MfaRecord::pending(&app.platform.envelope, &user.id, secret, None).await?;
-        record.status = shared::mfa::MfaStatus::Active;
+        let mut record = shared::identity::two_factor::MfaRecord::pending(&app.platform.envelope, &user.id, secret, None).await?;
+        record.status = shared::identity::two_factor::MfaStatus::Active;
         record.activated_at = Some(record.created_at.clone());
         let write = record.save(&store.table, None)?;
         store.commit(vec![write], &shared::audit::AuditEntry::new(&actor, "auth.2fa.enable", "user", &user.id)).await?;
@@ -114,10 +114,10 @@ async fn main() -> anyhow::Result<()> {
     let (moto, app) = stack("login-bench-2fa").await?;
     let mut secrets = Vec::new();
     for i in 0..logins {
-        let secret = shared::mfa::new_secret();
+        let secret = shared::identity::two_factor::new_secret();
         let email = format!("mfa{i}@bench.test");
         seed_user(&app, &email, Some(&secret)).await?;
-        secrets.push((email, shared::mfa::secret_base32(&secret)?));
+        secrets.push((email, shared::identity::two_factor::secret_base32(&secret)?));
     }
     eprintln!("{logins} users with 2FA ready");
     let mut with = Vec::new();

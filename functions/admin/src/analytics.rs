@@ -1,5 +1,5 @@
 //! `GET /api/v1/admin/analytics`: the dashboard. Reads only rollups kept by
-//! the streams worker (`shared::rollups`) and queue depths: a fixed number of
+//! the streams worker (`shared::domain::rollups`) and queue depths: a fixed number of
 //! calls — one BatchGetItem of 71 known keys (70 counters and the latest
 //! security events item), four GetQueueAttributes — whatever the size of the
 //! data.
@@ -10,8 +10,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use shared::error::{Error, Result, aws};
-use shared::rollups::{self, SecurityEvent, day, month, previous_month};
+use shared::platform::error::{Error, Result, aws};
+use shared::domain::rollups::{self, SecurityEvent, day, month, previous_month};
 use shared::store::{Item, Store, s};
 use utoipa::ToSchema;
 
@@ -114,8 +114,8 @@ async fn rollup_items(store: &Store, keys: &[(&str, String)]) -> Result<(BTreeMa
     }
     // Audit entries name people by pseudonym; show their ids (an erased
     // person stays a pseudonym).
-    let pseudonyms = latest.iter().flat_map(|e| [e.actor_id.clone(), e.target_id.clone()]).filter(|id| shared::subjects::is_pseudonym(id)).collect();
-    let ids = shared::subjects::SubjectKeys::user_ids(store, &pseudonyms).await?;
+    let pseudonyms = latest.iter().flat_map(|e| [e.actor_id.clone(), e.target_id.clone()]).filter(|id| shared::audit::pseudonyms::is_pseudonym(id)).collect();
+    let ids = shared::audit::pseudonyms::SubjectKeys::user_ids(store, &pseudonyms).await?;
     for event in &mut latest {
         for id in [&mut event.actor_id, &mut event.target_id] {
             if let Some(user_id) = ids.get(id.as_str()) {
@@ -212,7 +212,7 @@ pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboa
 #[utoipa::path(get, path = "/api/v1/admin/analytics", tag = "analytics", security(("bearer" = [])),
     responses(
         (status = 200, description = "Dashboard numbers from rollups", body = Dashboard),
-        (status = 403, description = "Missing analytics:read", body = shared::error::Problem),
+        (status = 403, description = "Missing analytics:read", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>) -> Result<Json<Dashboard>> {
     dashboard(&state, Utc::now()).await.map(Json)

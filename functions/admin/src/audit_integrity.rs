@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::audit_digest::Report;
-use shared::error::{Error, Result};
-use shared::extract::{ValidJson, ValidQuery};
+use shared::audit::digest::Report;
+use shared::platform::error::{Error, Result};
+use shared::http::extract::{ValidJson, ValidQuery};
 use shared::http::Caller;
-use shared::jobs::Job;
+use shared::domain::jobs::Job;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
@@ -52,8 +52,8 @@ fn range(from: &Option<String>, to: &Option<String>, max_days: i64) -> Result<(D
 #[utoipa::path(get, path = "/api/v1/admin/audit-logs/verify", tag = "audit", params(VerifyQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "The verification report; `ok` is false and `first_problem` names the first mismatch when the log was tampered with", body = Report),
-        (status = 400, description = "Invalid range", body = shared::error::Problem),
-        (status = 403, description = "Missing audit:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid range", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing audit:read", body = shared::platform::error::Problem),
     ))]
 pub async fn verify(State(state): State<AdminState>, ValidQuery(q): ValidQuery<VerifyQuery>) -> Result<Json<Report>> {
     let (from, to) = range(&q.from, &q.to, MAX_VERIFY_DAYS)?;
@@ -77,7 +77,7 @@ pub struct ExportRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExportAccepted {
     pub job_id: String,
-    pub status: shared::jobs::JobStatus,
+    pub status: shared::domain::jobs::JobStatus,
 }
 
 /// Parameters of an `audit_export` job (what the worker reads back).
@@ -92,8 +92,8 @@ struct ExportParams {
 #[utoipa::path(post, path = "/api/v1/admin/audit-logs/export", tag = "audit", request_body = ExportRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "The export job was queued; its result names the NDJSON object in the exports bucket", body = ExportAccepted),
-        (status = 400, description = "Invalid range or filter", body = shared::error::Problem),
-        (status = 403, description = "Missing audit:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid range or filter", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing audit:read", body = shared::platform::error::Problem),
     ))]
 pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<ExportRequest>) -> Result<(StatusCode, Json<ExportAccepted>)> {
     let (from, to) = range(&body.from, &body.to, MAX_EXPORT_DAYS)?;
@@ -109,6 +109,6 @@ pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(b
     // Exports of the audit log are themselves audited (ARCHITECTURE.md §5).
     let audit = AuditEntry::new(&caller.actor(), "audit.export", "job", &job.id).changes::<(), _>(None, Some(&params));
     platform.store.commit(vec![job.create_write(&platform.store.table)?], &audit).await?;
-    shared::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, &job).await?;
+    shared::domain::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, &job).await?;
     Ok((StatusCode::ACCEPTED, Json(ExportAccepted { job_id: job.id, status: job.status })))
 }

@@ -10,11 +10,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::cursor::{KeyPosition, key_of, position_of};
-use shared::error::{Error, Result};
-use shared::extract::{ValidQuery, page_limit};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::platform::error::{Error, Result};
+use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::Principal;
-use shared::rbac::Permission;
+use shared::identity::rbac::Permission;
 use shared::store::{QuerySpec, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
@@ -67,8 +67,8 @@ pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<D
 #[utoipa::path(get, path = "/api/v1/admin/audit-logs", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of audit entries, newest first", body = AuditPage),
-        (status = 400, description = "Invalid filter or cursor", body = shared::error::Problem),
-        (status = 403, description = "Missing audit:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid filter or cursor", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing audit:read", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<AuditQuery>) -> Result<Json<AuditPage>> {
     let limit = page_limit(q.limit)?;
@@ -106,7 +106,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
         filters.push("outcome = :outcome");
         values.push((":outcome", s(serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())));
     }
-    // People are stored by pseudonym (shared::subjects).
+    // People are stored by pseudonym (shared::audit::pseudonyms).
     let actor_id = match &q.actor_id {
         Some(id) => Some(stored_person(&state, id).await?),
         None => None,
@@ -227,9 +227,9 @@ const ID_CLOCK_WINDOW_SECONDS: i64 = 5;
     params(("entry_id" = String, Path, description = "The entry's id (a UUIDv7)")),
     responses(
         (status = 200, description = "The audit entry", body = AuditEntry),
-        (status = 400, description = "Not a UUIDv7", body = shared::error::Problem),
-        (status = 403, description = "Missing audit:read", body = shared::error::Problem),
-        (status = 404, description = "No such entry", body = shared::error::Problem),
+        (status = 400, description = "Not a UUIDv7", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing audit:read", body = shared::platform::error::Problem),
+        (status = 404, description = "No such entry", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>, principal: Principal, Path(entry_id): Path<String>) -> Result<Json<AuditEntry>> {
     // Entry ids are UUIDv7: their millisecond timestamp names the day

@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use shared::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
-use shared::cursor::{KeyPosition, key_of, position_of};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::{ValidJson, ValidQuery, page_limit};
+use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::{ValidJson, ValidQuery, page_limit};
 use shared::http::Caller;
-use shared::settings::{ModerationReason, Settings};
+use shared::domain::system_settings::{ModerationReason, Settings};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
 
@@ -29,7 +29,7 @@ pub struct ChartPage {
 }
 
 /// A `limit` within the configured `limits.page_size_max`.
-async fn checked_limit(state: &AdminState, limit: Option<i64>) -> Result<(i32, std::sync::Arc<shared::settings::SettingsVersion>)> {
+async fn checked_limit(state: &AdminState, limit: Option<i64>) -> Result<(i32, std::sync::Arc<shared::domain::system_settings::SettingsVersion>)> {
     let settings = state.platform.settings.current().await?;
     let limit = page_limit(limit)?;
     let max = settings.settings.limits.page_size_max;
@@ -63,8 +63,8 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/admin/charts", tag = "charts", params(ListQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of charts, newest first", body = ChartPage),
-        (status = 400, description = "Invalid filter or cursor", body = shared::error::Problem),
-        (status = 403, description = "Missing charts:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid filter or cursor", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing charts:read", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<ChartPage>> {
     let (limit, _) = checked_limit(&state, q.limit).await?;
@@ -150,8 +150,8 @@ fn gsi2_position(item: &Item) -> Result<KeyPosition> {
 #[utoipa::path(get, path = "/api/v1/admin/charts/queue", tag = "charts", params(QueueQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "Pending and flagged charts, oldest first", body = ChartPage),
-        (status = 400, description = "Invalid limit or cursor", body = shared::error::Problem),
-        (status = 403, description = "Missing charts:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid limit or cursor", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing charts:read", body = shared::platform::error::Problem),
     ))]
 pub async fn queue(State(state): State<AdminState>, ValidQuery(q): ValidQuery<QueueQuery>) -> Result<Json<ChartPage>> {
     let (limit, _) = checked_limit(&state, q.limit).await?;
@@ -219,8 +219,8 @@ pub struct ChartDetail {
     params(("chart_id" = String, Path, description = "Chart id (UUID)")),
     responses(
         (status = 200, description = "The chart and its moderation history", body = ChartDetail),
-        (status = 403, description = "Missing charts:read", body = shared::error::Problem),
-        (status = 404, description = "No such chart", body = shared::error::Problem),
+        (status = 403, description = "Missing charts:read", body = shared::platform::error::Problem),
+        (status = 404, description = "No such chart", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>, Path(chart_id): Path<String>) -> Result<Json<ChartDetail>> {
     let store = &state.platform.store;
@@ -262,10 +262,10 @@ pub struct ModerateChart {
     params(("chart_id" = String, Path, description = "Chart id (UUID)")),
     responses(
         (status = 200, description = "The chart after the decision", body = Chart),
-        (status = 400, description = "Invalid fields or unknown reason", body = shared::error::Problem),
-        (status = 403, description = "Missing charts:moderate", body = shared::error::Problem),
-        (status = 404, description = "No such chart", body = shared::error::Problem),
-        (status = 409, description = "Stale version, or the action does not apply in the chart's state", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields or unknown reason", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing charts:moderate", body = shared::platform::error::Problem),
+        (status = 404, description = "No such chart", body = shared::platform::error::Problem),
+        (status = 409, description = "Stale version, or the action does not apply in the chart's state", body = shared::platform::error::Problem),
     ))]
 pub async fn moderate(State(state): State<AdminState>, caller: Caller, Path(chart_id): Path<String>, ValidJson(body): ValidJson<ModerateChart>) -> Result<Json<Chart>> {
     let settings = state.platform.settings.current().await?;
@@ -273,7 +273,7 @@ pub async fn moderate(State(state): State<AdminState>, caller: Caller, Path(char
     let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: body.version };
     let done = moderation::moderate(&state.platform.store, &caller.actor(), &chart_id, &decision).await?;
     if let Some(job) = &done.notice {
-        shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, job).await?;
+        shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, job).await?;
     }
     Ok(Json(done.chart))
 }
@@ -327,8 +327,8 @@ pub struct BulkResult {
 #[utoipa::path(post, path = "/api/v1/admin/charts/moderate", tag = "charts", request_body = BulkModerate, security(("bearer" = [])),
     responses(
         (status = 200, description = "Per-chart results; each applied chart was changed and audited in its own transaction", body = BulkResult),
-        (status = 400, description = "Invalid fields, unknown reason, or more charts than limits.bulk_cap", body = shared::error::Problem),
-        (status = 403, description = "Missing charts:moderate", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields, unknown reason, or more charts than limits.bulk_cap", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing charts:moderate", body = shared::platform::error::Problem),
     ))]
 pub async fn moderate_bulk(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<BulkModerate>) -> Result<Json<BulkResult>> {
     let settings = state.platform.settings.current().await?;
@@ -352,7 +352,7 @@ pub async fn moderate_bulk(State(state): State<AdminState>, caller: Caller, Vali
                         let mut detail = format!("now {}", done.chart.moderation_status.as_str());
                         if let Some(job) = &done.notice {
                             // The decision stands; the job record stays queued.
-                            if let Err(e) = shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, job).await {
+                            if let Err(e) = shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, job).await {
                                 tracing::error!(error = %e, job_id = %job.id, "could not enqueue the owner's notification");
                                 detail.push_str("; the owner's notification could not be queued");
                             }

@@ -23,7 +23,7 @@ use axum::Router;
 use axum::http::Method;
 use axum::routing::{get, post, put};
 use shared::http::{Access, BearerAuth, Platform, Route};
-use shared::rbac::Permission;
+use shared::identity::rbac::Permission;
 
 #[derive(Clone, Debug)]
 pub struct AdminState {
@@ -31,7 +31,7 @@ pub struct AdminState {
     pub sqs: aws_sdk_sqs::Client,
     pub monitoring: monitoring::Monitoring,
     /// Reads the audit digest chain (verification, entries).
-    pub audit: shared::audit_chain::ChainReader,
+    pub audit: shared::audit::chain::ChainReader,
 }
 
 /// Every route of this function and the permission it needs.
@@ -114,7 +114,7 @@ pub fn router(state: AdminState) -> Router {
         system_config::read, system_config::update, system_config::history, system_config::rollback,
         analytics::read, system_health::read, system_metrics::read,
     ),
-    components(schemas(shared::error::Problem, shared::error::FieldError)),
+    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -122,7 +122,7 @@ pub struct ApiDoc;
 
 /// The audit chain reader over this function's table, the digest bucket
 /// and the audit digest key.
-pub fn audit_chain_reader(platform: &Platform, clients: &shared::aws::Clients) -> shared::audit_chain::ChainReader {
+pub fn audit_chain_reader(platform: &Platform, clients: &shared::platform::aws::Clients) -> shared::audit::chain::ChainReader {
     let config = &platform.config;
-    shared::audit_chain::ChainReader::new(platform.store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id)
+    shared::audit::chain::ChainReader::new(platform.store.store().clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id)
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let sdk = shared::aws::sdk_config();
+    shared::platform::telemetry::init();
+    let sdk = shared::platform::aws::sdk_config();
     let (platform, clients) = shared::http::Platform::from_sdk_config(&sdk).await?;
     let monitoring = admin::monitoring::Monitoring {
         sqs: clients.sqs.clone(),

@@ -1,4 +1,4 @@
-//! Personal-data masking lives in `shared::masking` (the data function's
+//! Personal-data masking lives in `shared::domain::masking` (the data function's
 //! exports mask the same way); re-exported here for the admin views.
 
-pub use shared::masking::{email, ip, name};
+pub use shared::domain::masking::{email, ip, name};

@@ -3,13 +3,14 @@
 //! transaction (the single and the bulk endpoints both go through here, so a
 //! chart is never half-moderated).
 
+use shared::audit::Journal;
 use serde_json::json;
 use shared::audit::{Actor, AuditEntry};
-use shared::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
-use shared::error::Error;
-use shared::jobs::Job;
-use shared::settings::ModerationReason;
-use shared::store::{Store, Write, timestamp};
+use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
+use shared::platform::error::Error;
+use shared::domain::jobs::Job;
+use shared::domain::system_settings::ModerationReason;
+use shared::store::{Write, timestamp};
 
 /// The job kind that emails a chart's owner about a decision (run by the
 /// jobs worker's `moderation_notice`).
@@ -59,7 +60,7 @@ fn invalid_transition(action: ModerationAction, from: ModerationStatus) -> Refus
     Refusal::InvalidTransition(format!("cannot {} a chart that is {} (only from: {})", action.as_str(), from.as_str(), valid.join(", ")))
 }
 
-pub async fn moderate(store: &Store, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Moderated, Refusal> {
+pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Moderated, Refusal> {
     let current = charts::get(store, chart_id).await.map_err(Refusal::Failed)?.ok_or(Refusal::NotFound)?;
     if current.version != decision.version {
         return Err(Refusal::Stale(format!("the chart was changed (version {} now, {} sent); reload and retry", current.version, decision.version)));

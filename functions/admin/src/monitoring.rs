@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shared::config::Config;
-use shared::error::{Result, aws};
+use shared::platform::config::Config;
+use shared::platform::error::{Result, aws};
 use utoipa::ToSchema;
 
 use crate::system_metrics::MetricsSource;

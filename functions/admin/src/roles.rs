@@ -8,6 +8,7 @@
 //! whose permissions they hold themselves (judged against the roles as stored
 //! now, not as cached), and may not change their own roles at all.
 
+use shared::audit::Journal;
 use std::sync::Arc;
 
 use axum::Json;
@@ -17,13 +18,13 @@ use axum::response::IntoResponse;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::ValidJson;
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal};
-use shared::rbac::{BuiltinRole, PermissionSet};
-use shared::roles::{self, Catalog, CustomRole, MAX_CUSTOM_ROLES, PARTITION};
+use shared::identity::rbac::{BuiltinRole, PermissionSet};
+use shared::identity::roles::{self, Catalog, CustomRole, MAX_CUSTOM_ROLES, PARTITION};
 use shared::store::{Store, Write, n, s};
-use shared::users::{User, UserStatus, check_roles};
+use shared::identity::users::{User, UserStatus, check_roles};
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -105,7 +106,7 @@ fn grantable(principal: &Principal, catalog: &Catalog) -> PermissionSet {
 /// Refuse, and audit as a denial, an action that would hand out or take away
 /// `needed` when the caller does not hold all of it. The 403 names the first
 /// missing permission.
-pub(crate) async fn check_grant(store: &Store, caller: &Caller, catalog: &Catalog, needed: PermissionSet, action: &str, target_type: &str, target_id: &str) -> Result<()> {
+pub(crate) async fn check_grant(store: &Journal, caller: &Caller, catalog: &Catalog, needed: PermissionSet, action: &str, target_type: &str, target_id: &str) -> Result<()> {
     let Some(missing) = needed.first_missing_from(grantable(&caller.principal, catalog)) else {
         return Ok(());
     };
@@ -171,7 +172,7 @@ async fn load_custom(store: &Store, name: &str) -> Result<CustomRole> {
 #[utoipa::path(get, path = "/api/v1/admin/roles", tag = "roles", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every role: built-in ones first, then custom ones by name", body = RoleList),
-        (status = 403, description = "Missing roles:read", body = shared::error::Problem),
+        (status = 403, description = "Missing roles:read", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<AdminState>) -> Result<Json<RoleList>> {
     let catalog = state.platform.roles.fresh().await?;
@@ -187,8 +188,8 @@ pub async fn list(State(state): State<AdminState>) -> Result<Json<RoleList>> {
     params(("name" = String, Path, description = "Role name")),
     responses(
         (status = 200, description = "The role", body = RoleView),
-        (status = 403, description = "Missing roles:read", body = shared::error::Problem),
-        (status = 404, description = "No such role", body = shared::error::Problem),
+        (status = 403, description = "Missing roles:read", body = shared::platform::error::Problem),
+        (status = 404, description = "No such role", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<RoleView>> {
     if let Some(builtin) = BuiltinRole::parse(&name) {
@@ -216,9 +217,9 @@ pub struct CreateRole {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = RoleView),
-        (status = 400, description = "Invalid fields (e.g. `permissions[2]`)", body = shared::error::Problem),
-        (status = 403, description = "Missing roles:write, or a permission you do not hold", body = shared::error::Problem),
-        (status = 409, description = "A role with this name exists, or the custom role limit is reached", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields (e.g. `permissions[2]`)", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing roles:write, or a permission you do not hold", body = shared::platform::error::Problem),
+        (status = 409, description = "A role with this name exists, or the custom role limit is reached", body = shared::platform::error::Problem),
     ))]
 pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<CreateRole>) -> Result<impl IntoResponse> {
     let mut errors: Vec<FieldError> = Vec::new();
@@ -262,10 +263,10 @@ pub struct UpdateRole {
     params(("name" = String, Path, description = "Custom role name")),
     responses(
         (status = 200, description = "Updated; tokens naming the role get the new permissions within the role cache TTL (≤ 60 s)", body = RoleView),
-        (status = 400, description = "Invalid fields", body = shared::error::Problem),
-        (status = 403, description = "Missing roles:write, or the role (before or after) has a permission you do not hold", body = shared::error::Problem),
-        (status = 404, description = "No such role", body = shared::error::Problem),
-        (status = 409, description = "Version conflict, or a built-in role", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing roles:write, or the role (before or after) has a permission you do not hold", body = shared::platform::error::Problem),
+        (status = 404, description = "No such role", body = shared::platform::error::Problem),
+        (status = 409, description = "Version conflict, or a built-in role", body = shared::platform::error::Problem),
     ))]
 pub async fn update(State(state): State<AdminState>, caller: Caller, Path(name): Path<String>, ValidJson(body): ValidJson<UpdateRole>) -> Result<Json<RoleView>> {
     let mut errors: Vec<FieldError> = Vec::new();
@@ -349,9 +350,9 @@ fn update_write(table: &str, next: &CustomRole, expected: u64) -> Result<Write> 
     ),
     responses(
         (status = 204, description = "Deleted; tokens naming it lose its permissions within the role cache TTL"),
-        (status = 403, description = "Missing roles:write, or the role has a permission you do not hold", body = shared::error::Problem),
-        (status = 404, description = "No such role", body = shared::error::Problem),
-        (status = 409, description = "A built-in role, still held by users, or a version conflict", body = shared::error::Problem),
+        (status = 403, description = "Missing roles:write, or the role has a permission you do not hold", body = shared::platform::error::Problem),
+        (status = 404, description = "No such role", body = shared::platform::error::Problem),
+        (status = 409, description = "A built-in role, still held by users, or a version conflict", body = shared::platform::error::Problem),
     ))]
 pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(name): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
     if let Some(builtin) = BuiltinRole::parse(&name) {
@@ -409,10 +410,10 @@ pub struct AssignRoles {
     params(("user_id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "The user with its new roles (applies to tokens issued from now on)", body = UserView),
-        (status = 400, description = "Invalid fields (e.g. `roles[1]`), or your own roles", body = shared::error::Problem),
-        (status = 403, description = "Missing roles:write, or adding/removing a role with a permission you do not hold", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
-        (status = 409, description = "Version conflict, the user is deleted, or a role was deleted meanwhile", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields (e.g. `roles[1]`), or your own roles", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing roles:write, or adding/removing a role with a permission you do not hold", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
+        (status = 409, description = "Version conflict, the user is deleted, or a role was deleted meanwhile", body = shared::platform::error::Problem),
     ))]
 pub async fn assign(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<AssignRoles>) -> Result<Json<UserView>> {
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {

@@ -1,5 +1,5 @@
 //! `/api/v1/admin/system/config`: read the system settings, change typed
-//! keys (validated against the schema in `shared::settings`, with a reason
+//! keys (validated against the schema in `shared::domain::system_settings`, with a reason
 //! and the version read), list the version history and roll back to an
 //! earlier version. Every change is a new version, written with its history
 //! item and audit entry in one transaction.
@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use shared::cursor::{KeyPosition, key_of, position_of};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::{ValidJson, ValidQuery, page_limit};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::{ValidJson, ValidQuery, page_limit};
 use shared::http::Caller;
-use shared::settings::{self, ModerationReason, Settings, SettingsVersion};
+use shared::domain::system_settings::{self, ModerationReason, Settings, SettingsVersion};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
@@ -21,11 +21,11 @@ use crate::AdminState;
 #[utoipa::path(get, path = "/api/v1/admin/system/config", tag = "system", security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings in force, with their version and who changed them last", body = SettingsVersion),
-        (status = 403, description = "Missing config:read", body = shared::error::Problem),
+        (status = 403, description = "Missing config:read", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>) -> Result<Json<SettingsVersion>> {
     // Straight from the table: an operator sees the truth, not a cache.
-    Ok(Json(settings::load_current(&state.platform.store).await?))
+    Ok(Json(system_settings::load_current(&state.platform.store).await?))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -107,7 +107,7 @@ fn check_reason(reason: &str) -> Option<FieldError> {
 /// Store `settings` as the version after `current` (refused with 409 if
 /// someone else got there first), with its history item and audit entry.
 async fn commit_version(state: &AdminState, caller: &Caller, current: &SettingsVersion, settings: Settings, reason: &str, rolled_back_to: Option<u64>) -> Result<SettingsVersion> {
-    let next = settings::commit(&state.platform.store, &caller.actor(), current, settings, reason, rolled_back_to).await?;
+    let next = system_settings::commit(&state.platform.store, &caller.actor(), current, settings, reason, rolled_back_to).await?;
     state.platform.settings.remember(next.clone()).await;
     Ok(next)
 }
@@ -115,12 +115,12 @@ async fn commit_version(state: &AdminState, caller: &Caller, current: &SettingsV
 #[utoipa::path(put, path = "/api/v1/admin/system/config", tag = "system", request_body = UpdateConfig, security(("bearer" = [])),
     responses(
         (status = 200, description = "The new version", body = SettingsVersion),
-        (status = 400, description = "Invalid keys (each named, e.g. limits.max_export_rows), or nothing changed", body = shared::error::Problem),
-        (status = 403, description = "Missing config:write", body = shared::error::Problem),
-        (status = 409, description = "Stale version", body = shared::error::Problem),
+        (status = 400, description = "Invalid keys (each named, e.g. limits.max_export_rows), or nothing changed", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing config:write", body = shared::platform::error::Problem),
+        (status = 409, description = "Stale version", body = shared::platform::error::Problem),
     ))]
 pub async fn update(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<UpdateConfig>) -> Result<Json<SettingsVersion>> {
-    let current = settings::load_current(&state.platform.store).await?;
+    let current = system_settings::load_current(&state.platform.store).await?;
     let reason = body.reason.clone();
     let sent_version = body.version;
     let next = body.apply_to(&current.settings);
@@ -157,16 +157,16 @@ pub struct ConfigHistoryPage {
 #[utoipa::path(get, path = "/api/v1/admin/system/config/history", tag = "system", params(HistoryQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "Stored versions, newest first (version 0, the defaults, is implicit)", body = ConfigHistoryPage),
-        (status = 400, description = "Invalid limit or cursor", body = shared::error::Problem),
-        (status = 403, description = "Missing config:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid limit or cursor", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing config:read", body = shared::platform::error::Problem),
     ))]
 pub async fn history(State(state): State<AdminState>, ValidQuery(q): ValidQuery<HistoryQuery>) -> Result<Json<ConfigHistoryPage>> {
     let limit = page_limit(q.limit)?;
     let scope = "config-history";
     let cursors = state.platform.cursors().await?;
     let start: Option<KeyPosition> = q.cursor.as_deref().map(|c| cursors.decode(scope, c)).transpose()?;
-    let (page, last) = state.platform.store.query_page(&settings::history_spec(), start.as_ref().map(key_of), limit).await?;
-    let items = page.into_iter().map(settings::from_version_item).collect::<Result<_>>()?;
+    let (page, last) = state.platform.store.query_page(&system_settings::history_spec(), start.as_ref().map(key_of), limit).await?;
+    let items = page.into_iter().map(system_settings::from_version_item).collect::<Result<_>>()?;
     let next_cursor = last.as_ref().map(position_of).transpose()?.map(|p| cursors.encode(scope, &p));
     Ok(Json(ConfigHistoryPage { items, next_cursor }))
 }
@@ -182,20 +182,20 @@ pub struct RollbackConfig {
 #[utoipa::path(post, path = "/api/v1/admin/system/config/rollback", tag = "system", request_body = RollbackConfig, security(("bearer" = [])),
     responses(
         (status = 200, description = "The new version, equal to the restored one", body = SettingsVersion),
-        (status = 400, description = "Invalid fields, or not an earlier version", body = shared::error::Problem),
-        (status = 403, description = "Missing config:write", body = shared::error::Problem),
-        (status = 404, description = "No such version", body = shared::error::Problem),
-        (status = 409, description = "A concurrent change", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields, or not an earlier version", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing config:write", body = shared::platform::error::Problem),
+        (status = 404, description = "No such version", body = shared::platform::error::Problem),
+        (status = 409, description = "A concurrent change", body = shared::platform::error::Problem),
     ))]
 pub async fn rollback(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<RollbackConfig>) -> Result<Json<SettingsVersion>> {
     if let Some(e) = check_reason(&body.reason) {
         return Err(Error::Validation(vec![e]));
     }
     let store = &state.platform.store;
-    let current = settings::load_current(store).await?;
+    let current = system_settings::load_current(store).await?;
     if body.version >= current.version {
         return Err(Error::field("version", format!("must be an earlier version than the current {}", current.version)));
     }
-    let target = settings::load_version(store, body.version).await?.ok_or_else(|| Error::NotFound(format!("no configuration version {}", body.version)))?;
+    let target = system_settings::load_version(store, body.version).await?.ok_or_else(|| Error::NotFound(format!("no configuration version {}", body.version)))?;
     Ok(Json(commit_version(&state, &caller, &current, target.settings, &body.reason, Some(body.version)).await?))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use shared::error::Result;
+use shared::platform::error::Result;
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -68,23 +68,23 @@ pub async fn check_all(state: &AdminState) -> Health {
     let m = &state.monitoring;
     let config = &state.platform.config;
     let table = check("table".into(), true, async {
-        let out = m.dynamo.describe_table().table_name(&config.table).send().await.map_err(|e| shared::error::error_chain(&e))?;
+        let out = m.dynamo.describe_table().table_name(&config.table).send().await.map_err(|e| shared::platform::error::error_chain(&e))?;
         match out.table.and_then(|t| t.table_status) {
             Some(aws_sdk_dynamodb::types::TableStatus::Active) | Some(aws_sdk_dynamodb::types::TableStatus::Updating) => Ok(()),
             other => Err(format!("table status {other:?}")),
         }
     });
     let buckets = futures::future::join_all([("exports", &config.exports_bucket), ("audit", &config.audit_bucket)].map(|(name, bucket)| {
-        check(format!("bucket:{name}"), false, async move { m.s3.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(|e| shared::error::error_chain(&e)) })
+        check(format!("bucket:{name}"), false, async move { m.s3.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(|e| shared::platform::error::error_chain(&e)) })
     }));
     let queue_checks = futures::future::join_all(queues(config).map(|(name, url)| {
         check(format!("queue:{name}"), false, async move {
-            m.sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await.map(|_| ()).map_err(|e| shared::error::error_chain(&e))
+            m.sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await.map(|_| ()).map_err(|e| shared::platform::error::error_chain(&e))
         })
     }));
     let keys = futures::future::join_all([("data", &config.data_key_id), ("signing", &config.signing_key_id)].map(|(name, key)| {
         check(format!("key:{name}"), true, async move {
-            let out = m.kms.describe_key().key_id(key).send().await.map_err(|e| shared::error::error_chain(&e))?;
+            let out = m.kms.describe_key().key_id(key).send().await.map_err(|e| shared::platform::error::error_chain(&e))?;
             match out.key_metadata.and_then(|k| k.key_state) {
                 Some(aws_sdk_kms::types::KeyState::Enabled) => Ok(()),
                 other => Err(format!("key state {other:?}")),
@@ -109,7 +109,7 @@ pub async fn check_all(state: &AdminState) -> Health {
 #[utoipa::path(get, path = "/api/v1/admin/system/health", tag = "system", security(("bearer" = [])),
     responses(
         (status = 200, description = "Status of every dependency (the body says ok, degraded or down)", body = Health),
-        (status = 403, description = "Missing system:read", body = shared::error::Problem),
+        (status = 403, description = "Missing system:read", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>) -> Result<Json<Health>> {
     Ok(Json(check_all(&state).await))

@@ -12,9 +12,9 @@ use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use shared::error::{Error, Result, aws};
-use shared::extract::ValidQuery;
-use shared::telemetry::MetricsRing;
+use shared::platform::error::{Error, Result, aws};
+use shared::http::extract::ValidQuery;
+use shared::platform::telemetry::MetricsRing;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
@@ -275,8 +275,8 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>>
 #[utoipa::path(get, path = "/api/v1/admin/system/metrics", tag = "system", params(MetricsQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "Requests, error rates and latency percentiles per function, and queue depths", body = SystemMetrics),
-        (status = 400, description = "Invalid range", body = shared::error::Problem),
-        (status = 403, description = "Missing system:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid range", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing system:read", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>, ValidQuery(q): ValidQuery<MetricsQuery>) -> Result<Json<SystemMetrics>> {
     let to = parse_time("to", q.to.as_deref())?.unwrap_or_else(Utc::now);

@@ -9,11 +9,11 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::audit::{AuditEntry, Outcome};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::ValidJson;
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::ValidJson;
 use shared::http::Caller;
-use shared::jobs::{SecurityEmail, SecurityEvent};
-use shared::mfa::{self, MfaRecord};
+use shared::domain::jobs::{SecurityEmail, SecurityEvent};
+use shared::identity::two_factor::{self, MfaRecord};
 use shared::store::timestamp;
 use utoipa::ToSchema;
 
@@ -41,10 +41,10 @@ pub struct TwoFactorReset {
     params(("user_id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "2FA removed; the user is emailed", body = TwoFactorReset),
-        (status = 400, description = "Invalid body, or a wrong step-up code", body = shared::error::Problem),
-        (status = 403, description = "Missing users:write, or no 2FA of your own in this session (mfa-required)", body = shared::error::Problem),
-        (status = 404, description = "No such user, or the user has no 2FA", body = shared::error::Problem),
-        (status = 409, description = "Your own account (use /auth/2fa/disable), or a concurrent change", body = shared::error::Problem),
+        (status = 400, description = "Invalid body, or a wrong step-up code", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing users:write, or no 2FA of your own in this session (mfa-required)", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user, or the user has no 2FA", body = shared::platform::error::Problem),
+        (status = 409, description = "Your own account (use /auth/2fa/disable), or a concurrent change", body = shared::platform::error::Problem),
     ))]
 pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<ResetTwoFactor>) -> Result<Json<TwoFactorReset>> {
     let code = body.code.trim();
@@ -65,7 +65,7 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
         let audit = AuditEntry::new(&caller.actor(), "mfa.reset", "user", &user_id).outcome(Outcome::Denied).reason(reason);
         async move { store.record(&audit).await.and(Err(error)) }
     };
-    let Some(own) = mfa::get(store, admin_id).await?.filter(MfaRecord::is_active) else {
+    let Some(own) = two_factor::get(store, admin_id).await?.filter(MfaRecord::is_active) else {
         return deny("no 2FA of their own", Error::MfaRequired("resetting another user's 2FA needs 2FA on your own account; enable it first".into())).await;
     };
     if !caller.principal.used_second_factor() {
@@ -78,7 +78,7 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
     // Resetting the 2FA of someone holding a role you could not grant is escalation.
     let catalog = state.platform.roles.fresh_for(&target.roles).await?;
     roles::check_grant(store, &caller, &catalog, catalog.permissions_of(&target.roles), "mfa.reset", "user", &target.id).await?;
-    let target_mfa = mfa::get(store, &target.id).await?.ok_or_else(|| Error::NotFound(format!("user {} has no 2FA", target.id)))?;
+    let target_mfa = two_factor::get(store, &target.id).await?.ok_or_else(|| Error::NotFound(format!("user {} has no 2FA", target.id)))?;
 
     let secret = own.open_secret(&state.platform.envelope).await?;
     let now = chrono::Utc::now();
@@ -97,6 +97,6 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
         audit = audit.reason(reason.clone());
     }
     store.commit(writes, &audit).await?;
-    shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
+    shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
     Ok(Json(TwoFactorReset { user_id: target.id, notification_job_id: job.id }))
 }

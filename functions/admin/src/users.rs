@@ -11,15 +11,15 @@ use axum::response::IntoResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::crypto::hash_password;
-use shared::cursor::{KeyPosition, key_of, position_of};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::{ValidJson, ValidQuery, page_limit};
+use shared::platform::crypto::hash_password;
+use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::{ValidJson, ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
-use shared::jobs::Job;
-use shared::rbac::Permission;
+use shared::domain::jobs::Job;
+use shared::identity::rbac::Permission;
 use shared::store::{Write, s, timestamp};
-use shared::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
+use shared::identity::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AdminState, masking, roles};
@@ -84,10 +84,10 @@ pub struct CreateUser {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = UserView),
-        (status = 400, description = "Invalid fields", body = shared::error::Problem),
-        (status = 403, description = "Missing permission, or granting roles beyond your own", body = shared::error::Problem),
-        (status = 409, description = "Email already in use", body = shared::error::Problem),
-        (status = 413, description = "Body too large", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing permission, or granting roles beyond your own", body = shared::platform::error::Problem),
+        (status = 409, description = "Email already in use", body = shared::platform::error::Problem),
+        (status = 413, description = "Body too large", body = shared::platform::error::Problem),
     ))]
 pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<CreateUser>) -> Result<impl IntoResponse> {
     let mut errors: Vec<FieldError> = Vec::new();
@@ -120,7 +120,7 @@ pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(b
     let audit = AuditEntry::new(&caller.actor(), "user.create", "user", &user.id).changes::<User, User>(None, Some(&user));
     platform.store.commit(writes, &audit).await?;
     if let Some(job) = &invite_job {
-        shared::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, job).await?;
+        shared::domain::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, job).await?;
     }
     let location = format!("/api/v1/admin/users/{}", user.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(UserView::of(user, &caller.principal))))
@@ -170,8 +170,8 @@ pub(crate) const MAX_READS_PER_PAGE: usize = 10;
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "users", params(ListQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of users, newest first (alphabetical with email_prefix)", body = UserPage),
-        (status = 400, description = "Invalid filter or cursor", body = shared::error::Problem),
-        (status = 403, description = "Missing users:read", body = shared::error::Problem),
+        (status = 400, description = "Invalid filter or cursor", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing users:read", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<UserPage>> {
     let limit = page_limit(q.limit)?;
@@ -260,7 +260,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
         for (k, v) in &values {
             query = query.expression_attribute_values(*k, v.clone());
         }
-        let out = query.send().await.map_err(shared::error::aws("dynamodb Query (users)"))?;
+        let out = query.send().await.map_err(shared::platform::error::aws("dynamodb Query (users)"))?;
         for item in out.items.unwrap_or_default() {
             items.push(UserView::of(users::from_user_item(item)?, &principal));
         }
@@ -287,8 +287,8 @@ pub(crate) async fn load(state: &AdminState, user_id: &str) -> Result<User> {
     params(("user_id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 403, description = "Missing users:read", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 403, description = "Missing users:read", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>, principal: Principal, Path(user_id): Path<String>) -> Result<Json<UserView>> {
     let user = load(&state, &user_id).await?;
@@ -314,10 +314,10 @@ pub struct UpdateUser {
     params(("user_id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "Updated", body = UserView),
-        (status = 400, description = "Invalid fields", body = shared::error::Problem),
-        (status = 403, description = "Missing permission", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
-        (status = 409, description = "Version conflict, email in use, or user deleted", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing permission", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
+        (status = 409, description = "Version conflict, email in use, or user deleted", body = shared::platform::error::Problem),
     ))]
 pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<UpdateUser>) -> Result<Json<UserView>> {
     let mut errors = Vec::new();
@@ -396,9 +396,9 @@ pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_i
     ),
     responses(
         (status = 204, description = "Soft-deleted: hidden from lists, unable to sign in, kept for audit"),
-        (status = 403, description = "Missing users:delete", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
-        (status = 409, description = "Version conflict or already deleted", body = shared::error::Problem),
+        (status = 403, description = "Missing users:delete", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
+        (status = 409, description = "Version conflict or already deleted", body = shared::platform::error::Problem),
     ))]
 pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
     let store = &state.platform.store;
@@ -447,16 +447,16 @@ pub struct UnlockResponse {
     params(("user_id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "The user's failed-attempt counters are cleared (audited as auth.unlock when there were any)", body = UnlockResponse),
-        (status = 400, description = "Invalid body", body = shared::error::Problem),
-        (status = 403, description = "Missing users:write", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
-        (status = 409, description = "An attempt changed the counters meanwhile; retry", body = shared::error::Problem),
+        (status = 400, description = "Invalid body", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing users:write", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
+        (status = 409, description = "An attempt changed the counters meanwhile; retry", body = shared::platform::error::Problem),
     ))]
 pub async fn unlock(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<UnlockRequest>) -> Result<Json<UnlockResponse>> {
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(Error::field("reason", "at most 500 characters"));
     }
     let user = load(&state, &user_id).await?;
-    let unlocked = shared::ratelimit::unlock_account(&state.platform, &user, &caller.actor(), body.reason.as_deref()).await?;
+    let unlocked = shared::identity::rate_limits::unlock_account(&state.platform.store, &state.platform.config.rate_limits, &user, &caller.actor(), body.reason.as_deref()).await?;
     Ok(Json(UnlockResponse { user_id: user.id, was_locked: unlocked.was_locked, cleared: unlocked.cleared }))
 }

@@ -13,10 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::error::{Error, Result};
+use shared::platform::error::{Error, Result};
 use shared::http::Caller;
 use shared::store::{Item, Store, Write, attr_s, from_item, s, timestamp, to_item};
-use shared::users::{self, User};
+use shared::identity::users::{self, User};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -95,7 +95,7 @@ pub async fn of_user(store: &Store, user_id: &str) -> Result<Vec<Identity>> {
         .consistent_read(true)
         .send()
         .await
-        .map_err(shared::error::aws("dynamodb Query (identities)"))?;
+        .map_err(shared::platform::error::aws("dynamodb Query (identities)"))?;
     // A user has at most one identity per configured provider: one page.
     out.items.unwrap_or_default().into_iter().map(from_item).collect()
 }
@@ -111,7 +111,7 @@ pub struct SignInMethods {
 #[utoipa::path(get, path = "/api/v1/auth/identities", tag = "oauth", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's linked identities and whether a password is set", body = SignInMethods),
-        (status = 401, description = "Not signed in", body = shared::error::Problem),
+        (status = 401, description = "Not signed in", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<AuthState>, caller: Caller) -> Result<Json<SignInMethods>> {
     let store = &state.platform.store;
@@ -124,9 +124,9 @@ pub async fn list(State(state): State<AuthState>, caller: Caller) -> Result<Json
     params(("provider" = String, Path, description = "The provider whose identity to unlink")),
     responses(
         (status = 204, description = "Unlinked"),
-        (status = 401, description = "Not signed in", body = shared::error::Problem),
-        (status = 404, description = "No identity of this provider is linked", body = shared::error::Problem),
-        (status = 409, description = "It is the last way to sign in (no password, no other identity)", body = shared::error::Problem),
+        (status = 401, description = "Not signed in", body = shared::platform::error::Problem),
+        (status = 404, description = "No identity of this provider is linked", body = shared::platform::error::Problem),
+        (status = 409, description = "It is the last way to sign in (no password, no other identity)", body = shared::platform::error::Problem),
     ))]
 pub async fn unlink(State(state): State<AuthState>, caller: Caller, Path(provider): Path<String>) -> Result<StatusCode> {
     let store = &state.platform.store;

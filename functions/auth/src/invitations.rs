@@ -6,12 +6,12 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::crypto::{hash_password, sha256_hex};
-use shared::error::{Error, Result};
-use shared::extract::ValidJson;
+use shared::platform::crypto::{hash_password, sha256_hex};
+use shared::platform::error::{Error, Result};
+use shared::http::extract::ValidJson;
 use shared::http::RequestMeta;
 use shared::store::Write;
-use shared::users::{self, UserStatus, check_password};
+use shared::identity::users::{self, UserStatus, check_password};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -47,8 +47,8 @@ pub struct AcceptResponse {
 #[utoipa::path(post, path = "/api/v1/auth/invitations/accept", tag = "auth", request_body = AcceptRequest,
     responses(
         (status = 200, description = "Account activated; sign in with the new password", body = AcceptResponse),
-        (status = 400, description = "Invalid body or password", body = shared::error::Problem),
-        (status = 401, description = "Unknown, used or expired invitation", body = shared::error::Problem),
+        (status = 400, description = "Invalid body or password", body = shared::platform::error::Problem),
+        (status = 401, description = "Unknown, used or expired invitation", body = shared::platform::error::Problem),
     ))]
 pub async fn accept(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<AcceptRequest>) -> Result<Json<AcceptResponse>> {
     if let Some(e) = check_password("password", &body.password) {

@@ -83,6 +83,6 @@ pub fn router(state: AuthState) -> Router {
         two_factor::enable, two_factor::verify, two_factor::disable, two_factor::regenerate_recovery_codes,
         oauth::start, oauth::callback, oauth::callback_form, oauth::confirm_link, identities::list, identities::unlink,
     ),
-    components(schemas(shared::error::Problem, shared::error::FieldError))
+    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError))
 )]
 pub struct ApiDoc;

@@ -10,14 +10,14 @@ use axum::extract::State;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::crypto::{dummy_password_hash, sha256_hex, verify_password};
-use shared::error::{Error, Result};
-use shared::extract::ValidJson;
+use shared::platform::crypto::{dummy_password_hash, sha256_hex, verify_password};
+use shared::platform::error::{Error, Result};
+use shared::http::extract::ValidJson;
 use shared::http::RequestMeta;
-use shared::ratelimit::{self, Action, Limit};
+use shared::identity::rate_limits::{self, Action, Limit};
 use shared::store::{Write, s, timestamp};
-use shared::token::{SessionGrant, amr};
-use shared::users::{self, Email, User, UserStatus};
+use shared::identity::token::{SessionGrant, amr};
+use shared::identity::users::{self, Email, User, UserStatus};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -53,11 +53,11 @@ pub enum LoginOutcome {
 /// require it. Audited in the same transaction as what it stores.
 pub async fn finish_login(state: &AuthState, user: &User, meta: &RequestMeta, amr: &[&str], method: &str) -> Result<LoginOutcome> {
     let store = &state.platform.store;
-    let mfa = shared::mfa::get(store, &user.id).await?;
+    let mfa = shared::identity::two_factor::get(store, &user.id).await?;
     if mfa.as_ref().is_some_and(|m| m.is_active()) {
         return two_factor::challenge(store, user, meta, amr).await.map(LoginOutcome::Challenge);
     }
-    let grant = SessionGrant::new(amr, shared::mfa::session_scope(store, user, mfa.as_ref()).await?);
+    let grant = SessionGrant::new(amr, shared::domain::two_factor_policy::session_scope(store, user, mfa.as_ref()).await?);
     let mut audit = AuditEntry::new(&meta.actor(&user.id), "auth.login", "user", &user.id).reason(format!("signed in with {method}"));
     if grant.scope.is_some() {
         audit = audit.reason(format!("signed in with {method}; roles require 2FA, which is not active: session limited to enrolment"));
@@ -81,9 +81,9 @@ pub(crate) async fn sign_in(state: &AuthState, user: &User, meta: &RequestMeta, 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in (tokens), or a 2FA challenge when the user has 2FA", body = LoginOutcome),
-        (status = 400, description = "Invalid body", body = shared::error::Problem),
-        (status = 401, description = "Wrong email or password, or the account cannot sign in", body = shared::error::Problem),
-        (status = 429, description = "Too many failed attempts for this account or from this address; see Retry-After", body = shared::error::Problem),
+        (status = 400, description = "Invalid body", body = shared::platform::error::Problem),
+        (status = 401, description = "Wrong email or password, or the account cannot sign in", body = shared::platform::error::Problem),
+        (status = 429, description = "Too many failed attempts for this account or from this address; see Retry-After", body = shared::platform::error::Problem),
     ))]
 pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<LoginRequest>) -> Result<Json<LoginOutcome>> {
     let store = &state.platform.store;
@@ -92,7 +92,7 @@ pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(
     }
     // Before any password check, so a locked account costs no argon2 time;
     // unknown emails are limited like known ones (nothing is revealed).
-    let attempt = ratelimit::guard(&state.platform, &[Limit::account(body.email.as_str()), Limit::ip(meta.source_ip.as_deref())], Action::Login, &meta.actor("anonymous")).await?;
+    let attempt = rate_limits::guard(&state.platform.store, &state.platform.config.rate_limits, &[Limit::account(body.email.as_str()), Limit::ip(meta.source_ip.as_deref())], Action::Login, &meta.actor("anonymous")).await?;
     let user = users::find_by_email(store, &body.email).await?;
     let Some(user) = user else {
         let _ = verify_password(&body.password, dummy_password_hash());

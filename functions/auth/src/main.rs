@@ -2,9 +2,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
+    shared::platform::telemetry::init();
     // auth calls DynamoDB and KMS only: no other SDK client is built.
-    let sdk = shared::aws::sdk_config();
+    let sdk = shared::platform::aws::sdk_config();
     let kms = aws_sdk_kms::Client::new(&sdk);
     let platform = shared::http::Platform::with_clients(aws_sdk_dynamodb::Client::new(&sdk), kms.clone()).await?;
     let signer = auth::Signer::new(kms, &platform.config.signing_key_id, &platform.verifier);

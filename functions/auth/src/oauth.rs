@@ -11,6 +11,7 @@
 //! `OAUTHLINK#sha256(token) / LINK`. Both expire through `ttl` and are also
 //! checked explicitly (DynamoDB deletes expired items only eventually).
 
+use shared::audit::Journal;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -20,18 +21,18 @@ use oauth2::basic::BasicErrorResponse;
 use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RequestTokenError, Scope, TokenResponse as _};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::crypto::{Sealed, dummy_password_hash, random_token, sha256_hex, verify_password};
-use shared::error::{Error, Result};
-use shared::extract::{ValidJson, ValidQuery};
+use shared::platform::crypto::{Sealed, dummy_password_hash, random_token, sha256_hex, verify_password};
+use shared::platform::error::{Error, Result};
+use shared::http::extract::{ValidJson, ValidQuery};
 use shared::http::RequestMeta;
 use shared::store::{Store, Write, from_item, s, timestamp, to_item};
-use shared::users::{self, Email, User, UserStatus, check_name};
+use shared::identity::users::{self, Email, User, UserStatus, check_name};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AuthState;
 use crate::identities::{self, Identity};
 use crate::login::{LoginOutcome, finish_login};
-use shared::token::amr;
+use shared::identity::token::amr;
 use crate::providers::{ExternalIdentity, HttpError, Provider};
 
 /// How long a started sign-in, and an offered link, stay usable.
@@ -93,7 +94,7 @@ pub struct StartResponse {
     params(("provider" = String, Path, description = "A configured provider's name")),
     responses(
         (status = 200, description = "Where to send the browser", body = StartResponse),
-        (status = 404, description = "No such provider is configured", body = shared::error::Problem),
+        (status = 404, description = "No such provider is configured", body = shared::platform::error::Problem),
     ))]
 pub async fn start(State(state): State<AuthState>, Path(name): Path<String>) -> Result<Json<StartResponse>> {
     let provider = state.providers.get(&state.platform, &name).await?;
@@ -141,7 +142,7 @@ async fn begin(state: &AuthState, provider: &Provider) -> Result<StartResponse> 
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await
-        .map_err(shared::error::aws("dynamodb PutItem (oauth state)"))?;
+        .map_err(shared::platform::error::aws("dynamodb PutItem (oauth state)"))?;
     Ok(StartResponse { authorization_url: url.to_string(), state: raw_state, expires_in: ATTEMPT_SECONDS })
 }
 
@@ -190,11 +191,11 @@ pub enum CallbackOutcome {
     params(("provider" = String, Path, description = "A configured provider's name"), CallbackParams),
     responses(
         (status = 200, description = "Signed in, or a link to confirm", body = CallbackOutcome),
-        (status = 400, description = "Missing, unknown, replayed, expired or foreign state; the provider's error; issuer mismatch", body = shared::error::Problem),
-        (status = 401, description = "Code refused (expired, reused, PKCE mismatch); invalid or tampered id_token; nonce mismatch; account cannot sign in", body = shared::error::Problem),
-        (status = 404, description = "No such provider is configured", body = shared::error::Problem),
-        (status = 409, description = "The identity or email was taken concurrently", body = shared::error::Problem),
-        (status = 422, description = "The provider vouched for no email address", body = shared::error::Problem),
+        (status = 400, description = "Missing, unknown, replayed, expired or foreign state; the provider's error; issuer mismatch", body = shared::platform::error::Problem),
+        (status = 401, description = "Code refused (expired, reused, PKCE mismatch); invalid or tampered id_token; nonce mismatch; account cannot sign in", body = shared::platform::error::Problem),
+        (status = 404, description = "No such provider is configured", body = shared::platform::error::Problem),
+        (status = 409, description = "The identity or email was taken concurrently", body = shared::platform::error::Problem),
+        (status = 422, description = "The provider vouched for no email address", body = shared::platform::error::Problem),
     ))]
 pub async fn callback(State(state): State<AuthState>, meta: RequestMeta, Path(name): Path<String>, ValidQuery(params): ValidQuery<CallbackParams>) -> Result<Json<CallbackOutcome>> {
     finish(&state, &meta, &name, params).await.map(Json)
@@ -207,9 +208,9 @@ pub async fn callback(State(state): State<AuthState>, meta: RequestMeta, Path(na
     request_body(content_type = "application/x-www-form-urlencoded", description = "code, state, error, error_description, iss"),
     responses(
         (status = 200, description = "Signed in, or a link to confirm", body = CallbackOutcome),
-        (status = 400, description = "As for GET, or a body that is not a form", body = shared::error::Problem),
-        (status = 401, description = "As for GET", body = shared::error::Problem),
-        (status = 404, description = "No such provider is configured", body = shared::error::Problem),
+        (status = 400, description = "As for GET, or a body that is not a form", body = shared::platform::error::Problem),
+        (status = 401, description = "As for GET", body = shared::platform::error::Problem),
+        (status = 404, description = "No such provider is configured", body = shared::platform::error::Problem),
     ))]
 pub async fn callback_form(State(state): State<AuthState>, meta: RequestMeta, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<CallbackOutcome>> {
     let is_form = headers
@@ -226,7 +227,7 @@ pub async fn callback_form(State(state): State<AuthState>, meta: RequestMeta, Pa
 }
 
 /// Record a refused sign-in (a security event) and answer `error`.
-async fn refuse(store: &Store, meta: &RequestMeta, provider: &str, outcome: Outcome, reason: &str, error: Error) -> Error {
+async fn refuse(store: &Journal, meta: &RequestMeta, provider: &str, outcome: Outcome, reason: &str, error: Error) -> Error {
     let audit = AuditEntry::new(&meta.actor("anonymous"), "auth.oauth_callback", "oauth_provider", provider).outcome(outcome).reason(reason);
     match store.record(&audit).await {
         Ok(()) => error,
@@ -269,7 +270,7 @@ async fn take_attempt(store: &Store, raw_state: &str) -> Result<std::result::Res
         Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
             Ok(Err(if store.get_item(&pk, "STATE").await?.is_some() { NoAttempt::AlreadyUsed } else { NoAttempt::Unknown }))
         }
-        Err(e) => Err(shared::error::aws("dynamodb UpdateItem (oauth state)")(e)),
+        Err(e) => Err(shared::platform::error::aws("dynamodb UpdateItem (oauth state)")(e)),
     }
 }
 
@@ -382,7 +383,7 @@ fn code_refused(err: RequestTokenError<HttpError, BasicErrorResponse>) -> (Strin
 }
 
 /// Refuse accounts that may not sign in, like a password login does.
-async fn check_can_sign_in(store: &Store, meta: &RequestMeta, user: &User, method: &str) -> Result<()> {
+async fn check_can_sign_in(store: &Journal, meta: &RequestMeta, user: &User, method: &str) -> Result<()> {
     let reason = match user.status {
         UserStatus::Active => return Ok(()),
         UserStatus::Suspended => "account suspended",
@@ -417,7 +418,7 @@ async fn sign_in(state: &AuthState, meta: &RequestMeta, provider: &str, identity
 }
 
 /// The verified email is an existing account's: linking needs its owner.
-async fn offer_link(store: &Store, meta: &RequestMeta, provider: &str, identity: &ExternalIdentity, user: &User, email: &Email) -> Result<LinkRequired> {
+async fn offer_link(store: &Journal, meta: &RequestMeta, provider: &str, identity: &ExternalIdentity, user: &User, email: &Email) -> Result<LinkRequired> {
     let token = random_token();
     let now = chrono::Utc::now().timestamp();
     let link = PendingLink {
@@ -439,7 +440,7 @@ async fn offer_link(store: &Store, meta: &RequestMeta, provider: &str, identity:
 
 /// A new user (role `user`, no password) with the identity linked, in one
 /// transaction with its audit entry.
-async fn sign_up(store: &Store, meta: &RequestMeta, provider: &str, identity: &ExternalIdentity, email: &Email) -> Result<User> {
+async fn sign_up(store: &Journal, meta: &RequestMeta, provider: &str, identity: &ExternalIdentity, email: &Email) -> Result<User> {
     let local_part = email.as_str().split('@').next().unwrap_or("user");
     let name = identity.name.as_deref().filter(|n| check_name("name", n).is_none()).unwrap_or(local_part);
     let user = User::new(email, name, vec!["user".to_string()], UserStatus::Active);
@@ -468,9 +469,9 @@ pub struct ConfirmLink {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Linked and signed in (or a 2FA challenge when the account has 2FA)", body = LoginOutcome),
-        (status = 400, description = "Invalid body", body = shared::error::Problem),
-        (status = 401, description = "Unknown, used or expired link token; wrong password (the token is spent); another account's token", body = shared::error::Problem),
-        (status = 409, description = "The account already has an identity of this provider, or the identity was linked elsewhere", body = shared::error::Problem),
+        (status = 400, description = "Invalid body", body = shared::platform::error::Problem),
+        (status = 401, description = "Unknown, used or expired link token; wrong password (the token is spent); another account's token", body = shared::platform::error::Problem),
+        (status = 409, description = "The account already has an identity of this provider, or the identity was linked elsewhere", body = shared::platform::error::Problem),
     ))]
 pub async fn confirm_link(State(state): State<AuthState>, meta: RequestMeta, headers: HeaderMap, ValidJson(body): ValidJson<ConfirmLink>) -> Result<Json<LoginOutcome>> {
     let store = &state.platform.store;

@@ -15,11 +15,11 @@ use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicToken
 use oauth2::{AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl, StandardRevocableToken, StandardTokenResponse, TokenUrl};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shared::crypto::sha256_hex;
-use shared::error::{Error, Result};
+use shared::platform::crypto::sha256_hex;
+use shared::platform::error::{Error, Result};
 use shared::http::Platform;
-use shared::oauth::{ProviderConfig, ProviderKind, check_endpoint};
-use shared::users::Email;
+use shared::identity::oauth::{ProviderConfig, ProviderKind, check_endpoint};
+use shared::identity::users::Email;
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -84,7 +84,7 @@ impl HttpClient {
         if let Some(client) = self.0.get() {
             return Ok(client);
         }
-        shared::crypto_provider::install();
+        shared::platform::tls::install();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -289,7 +289,7 @@ pub fn invalid_id_token(why: &str) -> Error {
 /// only its SHA-256; compared in constant time). Returns `Ok(None)` when no
 /// key has the token's `kid`.
 pub fn validate_id_token(token: &str, keys: &JwkSet, algorithms: &[Algorithm], issuer: &str, client_id: &str, nonce_sha256: &str) -> Result<Option<IdClaims>> {
-    shared::crypto_provider::install();
+    shared::platform::tls::install();
     let header = jsonwebtoken::decode_header(token).map_err(|_| invalid_id_token("malformed or unsupported algorithm"))?;
     if !algorithms.contains(&header.alg) || !ASYMMETRIC.contains(&header.alg) {
         return Err(invalid_id_token(&format!("algorithm {:?} is not accepted", header.alg)));
@@ -501,10 +501,10 @@ impl Providers {
             return Ok(provider);
         }
         let unknown = || Error::NotFound(format!("no OAuth provider named {name:?} is configured"));
-        if shared::oauth::check_name("provider", name).is_some() {
+        if shared::identity::oauth::check_name("provider", name).is_some() {
             return Err(unknown());
         }
-        let config = shared::oauth::get(&platform.store, name).await?.ok_or_else(unknown)?;
+        let config = shared::identity::oauth::get(&platform.store, name).await?.ok_or_else(unknown)?;
         let provider = Arc::new(self.load(platform, config).await?);
         self.cache.lock().map_err(|_| Error::internal("provider cache poisoned"))?.insert(name.to_string(), (Instant::now(), provider.clone()));
         Ok(provider)
@@ -541,7 +541,7 @@ mod tests {
     const ISSUER: &str = "https://idp.example.com";
 
     fn key(seed: u8, kid: &str) -> (EncodingKey, Jwk) {
-        shared::crypto_provider::install();
+        shared::platform::tls::install();
         let signing = SigningKey::from_slice(&[seed; 32]).unwrap();
         let der = signing.to_pkcs8_der().unwrap();
         let encoding = EncodingKey::from_ec_der(der.as_bytes());

@@ -3,7 +3,7 @@
 //! encoded by `png`, so the `image` crate is not needed).
 
 use qrcode::{Color, EcLevel, QrCode};
-use shared::error::{Error, Result};
+use shared::platform::error::{Error, Result};
 
 /// Pixels per module in the PNG, and the quiet zone around the code in
 /// modules (the QR specification asks for four).

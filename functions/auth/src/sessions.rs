@@ -8,20 +8,21 @@
 //!
 //! Keys: family `USER#uid / SESSION#fid`; token `REFRESH#sha256 / REFRESH`.
 
+use shared::audit::Journal;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::crypto::{random_token, sha256_hex};
-use shared::error::{Error, Result};
-use shared::extract::ValidJson;
+use shared::platform::crypto::{random_token, sha256_hex};
+use shared::platform::error::{Error, Result};
+use shared::http::extract::ValidJson;
 use shared::http::RequestMeta;
-use shared::ratelimit::{self, Action, Limit};
-use shared::store::{Store, Write, n, s, timestamp, to_item};
-use shared::token::{SessionGrant, TokenScope, amr};
-use shared::users::{self, User, UserStatus};
+use shared::identity::rate_limits::{self, Action, Limit};
+use shared::store::{Write, n, s, timestamp, to_item};
+use shared::identity::token::{SessionGrant, TokenScope, amr};
+use shared::identity::users::{self, User, UserStatus};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -99,7 +100,7 @@ impl RefreshRecord {
             // Keep rotated tokens a while past expiry so reuse is still
             // recognized as reuse, not as an unknown token.
             ttl: expires_at + 24 * 3600,
-            gsi2pk: shared::subjects::personal_pk(user_id),
+            gsi2pk: shared::audit::pseudonyms::personal_pk(user_id),
             gsi2sk: created_at.clone(),
         };
         (format!("{family_id}.{token}"), record)
@@ -163,7 +164,7 @@ fn parse_token(raw: &str) -> Result<(&str, &str)> {
     raw.split_once('.').filter(|(f, t)| !f.is_empty() && !t.is_empty() && raw.len() < 512).ok_or_else(invalid_token)
 }
 
-async fn revoke_family(store: &Store, user_id: &str, family_id: &str, audit: AuditEntry) -> Result<()> {
+async fn revoke_family(store: &Journal, user_id: &str, family_id: &str, audit: AuditEntry) -> Result<()> {
     let update = Update::builder()
         .table_name(&store.table)
         .key("pk", s(User::pk(user_id)))
@@ -189,15 +190,15 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = TokenResponse),
-        (status = 400, description = "Invalid body", body = shared::error::Problem),
-        (status = 401, description = "Invalid, expired, revoked or reused token", body = shared::error::Problem),
-        (status = 429, description = "Too many failed refreshes for this account or from this address; see Retry-After", body = shared::error::Problem),
+        (status = 400, description = "Invalid body", body = shared::platform::error::Problem),
+        (status = 401, description = "Invalid, expired, revoked or reused token", body = shared::platform::error::Problem),
+        (status = 429, description = "Too many failed refreshes for this account or from this address; see Retry-After", body = shared::platform::error::Problem),
     ))]
 pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<RefreshRequest>) -> Result<Json<TokenResponse>> {
     let store = &state.platform.store;
     // Failed refreshes count per address before the token is looked at, and
     // per account once the token names one.
-    let mut attempt = ratelimit::guard(&state.platform, &[Limit::ip(meta.source_ip.as_deref())], Action::Refresh, &meta.actor("anonymous")).await?;
+    let mut attempt = rate_limits::guard(&state.platform.store, &state.platform.config.rate_limits, &[Limit::ip(meta.source_ip.as_deref())], Action::Refresh, &meta.actor("anonymous")).await?;
     let (family_id, secret) = parse_token(&body.refresh_token)?;
     let record: RefreshRecord = store.get(&RefreshRecord::pk(secret), "REFRESH").await?.ok_or_else(invalid_token)?;
     attempt.include(&[Limit::account(&record.user_id)]).await?;
@@ -222,8 +223,8 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
     // roles require 2FA that is not active (a role was granted, or 2FA reset).
     let mut grant = family.grant();
     if grant.scope.is_none() {
-        let mfa = shared::mfa::get(store, &user.id).await?;
-        grant.scope = shared::mfa::session_scope(store, &user, mfa.as_ref()).await?;
+        let mfa = shared::identity::two_factor::get(store, &user.id).await?;
+        grant.scope = shared::domain::two_factor_policy::session_scope(store, &user, mfa.as_ref()).await?;
     }
     let newly_limited = grant.scope.is_some() && family.scope.is_none();
 
@@ -281,8 +282,8 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 204, description = "Session ended"),
-        (status = 400, description = "Invalid body", body = shared::error::Problem),
-        (status = 401, description = "Unknown token", body = shared::error::Problem),
+        (status = 400, description = "Invalid body", body = shared::platform::error::Problem),
+        (status = 401, description = "Unknown token", body = shared::platform::error::Problem),
     ))]
 pub async fn logout(State(state): State<AuthState>, meta: RequestMeta, ValidJson(body): ValidJson<RefreshRequest>) -> Result<StatusCode> {
     let store = &state.platform.store;

@@ -1,9 +1,9 @@
 //! Issues access tokens signed by KMS (`Sign`, ECDSA_SHA_256 over the JWS
 //! signing input). The private key never leaves KMS.
 
-use shared::error::{Error, Result};
-use shared::token::{ACCESS_TOKEN_SECONDS, Claims, SessionGrant, TokenVerifier, assemble, signing_input};
-use shared::users::User;
+use shared::platform::error::{Error, Result};
+use shared::identity::token::{ACCESS_TOKEN_SECONDS, Claims, SessionGrant, TokenVerifier, assemble, signing_input};
+use shared::identity::users::User;
 
 #[derive(Clone, Debug)]
 pub struct Signer {
@@ -34,7 +34,7 @@ impl Signer {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
-            aud: shared::config::AUDIENCE.to_string(),
+            aud: shared::platform::config::AUDIENCE.to_string(),
             sub: user.id.clone(),
             exp: now + ACCESS_TOKEN_SECONDS,
             iat: now,
@@ -50,7 +50,7 @@ impl Signer {
     /// Sign arbitrary claims (tests use this to mint edge-case tokens).
     pub async fn sign(&self, claims: &Claims) -> Result<String> {
         let input = signing_input(&self.kid, claims);
-        let der = shared::crypto::kms_sign_p256(&self.kms, &self.key_id, input.as_bytes(), "kms Sign").await?;
+        let der = shared::platform::crypto::kms_sign_p256(&self.kms, &self.key_id, input.as_bytes(), "kms Sign").await?;
         let token = assemble(&input, &der).map_err(Error::Internal)?;
         if !self.verifier.signed_by_this_key(&token) {
             return Err(Error::internal(format!(

@@ -6,9 +6,10 @@
 //! `recovery-codes` (new ones, the old die) a current code. Each TOTP step is
 //! accepted once; a challenge locks after five wrong codes.
 //!
-//! Keys: 2FA `USER#uid / MFA` (`shared::mfa`); challenge
+//! Keys: 2FA `USER#uid / MFA` (`shared::identity::two_factor`); challenge
 //! `MFACHALLENGE#sha256(token) / CHALLENGE`, 5 minutes.
 
+use shared::audit::Journal;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,15 +18,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use shared::audit::{Actor, AuditEntry, Outcome};
-use shared::crypto::{random_token, sha256_hex, verify_password};
-use shared::ratelimit::{self, Action, Limit};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::ValidJson;
+use shared::platform::crypto::{random_token, sha256_hex, verify_password};
+use shared::identity::rate_limits::{self, Action, Limit};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal, RequestMeta};
-use shared::mfa::{self, MfaRecord, MfaStatus};
+use shared::identity::two_factor::{self, MfaRecord, MfaStatus};
 use shared::store::{Store, Write, timestamp, to_item};
-use shared::token::{SessionGrant, amr};
-use shared::users::{self, User, UserStatus};
+use shared::identity::token::{SessionGrant, amr};
+use shared::identity::users::{self, User, UserStatus};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -71,7 +72,7 @@ pub struct MfaChallenge {
 
 /// Create the challenge for `user`, who has proven `amr` and has 2FA;
 /// audited with it.
-pub async fn challenge(store: &Store, user: &User, meta: &RequestMeta, amr: &[&str]) -> Result<MfaChallenge> {
+pub async fn challenge(store: &Journal, user: &User, meta: &RequestMeta, amr: &[&str]) -> Result<MfaChallenge> {
     let token = random_token();
     let now = chrono::Utc::now();
     let expires_at = now.timestamp() + CHALLENGE_SECONDS;
@@ -177,7 +178,7 @@ fn wrong_code(field: &str) -> Error {
 }
 
 /// Audit a refused proof (a wrong code or password) and answer 400 on `field`.
-async fn refuse<T>(store: &Store, actor: &Actor, action: &str, user_id: &str, field: &str) -> Result<T> {
+async fn refuse<T>(store: &Journal, actor: &Actor, action: &str, user_id: &str, field: &str) -> Result<T> {
     let audit = AuditEntry::new(actor, action, "user", user_id).outcome(Outcome::Failure).reason(format!("wrong {field}"));
     store.record(&audit).await?;
     Err(wrong_code(field))
@@ -195,33 +196,33 @@ fn audit_change(entry: AuditEntry, before: Option<&MfaRecord>, after: Option<&Mf
 #[utoipa::path(post, path = "/api/v1/auth/2fa/enable", tag = "2fa", security(("bearer" = [])),
     responses(
         (status = 200, description = "A new secret (pending until confirmed at /auth/2fa/verify); shown once", body = Enrolment),
-        (status = 401, description = "No valid access token", body = shared::error::Problem),
-        (status = 409, description = "2FA is already active", body = shared::error::Problem),
+        (status = 401, description = "No valid access token", body = shared::platform::error::Problem),
+        (status = 409, description = "2FA is already active", body = shared::platform::error::Problem),
     ))]
 pub async fn enable(State(state): State<AuthState>, caller: Caller) -> Result<Response> {
     let store = &state.platform.store;
     let user = active_user(store, &caller.principal.user_id).await?;
-    let current = mfa::get(store, &user.id).await?;
+    let current = two_factor::get(store, &user.id).await?;
     if current.as_ref().is_some_and(MfaRecord::is_active) {
         return Err(Error::Conflict("2FA is already active; disable it first to enrol another authenticator".into()));
     }
-    let secret = mfa::new_secret();
+    let secret = two_factor::new_secret();
     let record = MfaRecord::pending(&state.platform.envelope, &user.id, &secret, current.as_ref()).await?;
-    let otpauth_uri = mfa::provisioning_uri(&secret, &user.email)?;
+    let otpauth_uri = two_factor::provisioning_uri(&secret, &user.email)?;
     let (qr_svg, qr_png) = crate::qr::render(&otpauth_uri)?;
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.enable", "user", &user.id), current.as_ref(), Some(&record));
     store.commit(vec![record.save(&store.table, current.as_ref())?], &audit).await?;
-    Ok(no_store(Json(Enrolment { status: MfaStatus::Pending, secret: mfa::secret_base32(&secret)?, otpauth_uri, qr_svg, qr_png_base64: B64.encode(qr_png) })))
+    Ok(no_store(Json(Enrolment { status: MfaStatus::Pending, secret: two_factor::secret_base32(&secret)?, otpauth_uri, qr_svg, qr_png_base64: B64.encode(qr_png) })))
 }
 
 /// Confirm an enrolment, or finish a sign-in.
 #[utoipa::path(post, path = "/api/v1/auth/2fa/verify", tag = "2fa", request_body = VerifyRequest, security((), ("bearer" = [])),
     responses(
         (status = 200, description = "With challenge_token: tokens. With an access token: 2FA active, and ten recovery codes (shown once)", body = VerifyOutcome),
-        (status = 400, description = "Invalid body, or (enrolment) a wrong code", body = shared::error::Problem),
-        (status = 401, description = "Unknown, expired or locked challenge, or a wrong code at sign-in", body = shared::error::Problem),
-        (status = 409, description = "No enrolment waiting for confirmation", body = shared::error::Problem),
-        (status = 429, description = "Too many wrong codes for this account or from this address; see Retry-After", body = shared::error::Problem),
+        (status = 400, description = "Invalid body, or (enrolment) a wrong code", body = shared::platform::error::Problem),
+        (status = 401, description = "Unknown, expired or locked challenge, or a wrong code at sign-in", body = shared::platform::error::Problem),
+        (status = 409, description = "No enrolment waiting for confirmation", body = shared::platform::error::Problem),
+        (status = 429, description = "Too many wrong codes for this account or from this address; see Retry-After", body = shared::platform::error::Problem),
     ))]
 pub async fn verify(State(state): State<AuthState>, meta: RequestMeta, principal: Option<Principal>, ValidJson(body): ValidJson<VerifyRequest>) -> Result<Response> {
     let code = checked_code("code", &body.code)?;
@@ -235,7 +236,7 @@ pub async fn verify(State(state): State<AuthState>, meta: RequestMeta, principal
 async fn confirm_enrolment(state: &AuthState, caller: &Caller, code: &str) -> Result<RecoveryCodes> {
     let store = &state.platform.store;
     let user_id = &caller.principal.user_id;
-    let current = mfa::get(store, user_id)
+    let current = two_factor::get(store, user_id)
         .await?
         .filter(|m| m.status == MfaStatus::Pending)
         .ok_or_else(|| Error::Conflict("no 2FA enrolment is waiting for confirmation; start one at /api/v1/auth/2fa/enable".into()))?;
@@ -243,9 +244,9 @@ async fn confirm_enrolment(state: &AuthState, caller: &Caller, code: &str) -> Re
     let Some(mut next) = current.accept_totp(&secret, code, now_seconds()) else {
         return refuse(store, &caller.actor(), "mfa.activate", user_id, "code").await;
     };
-    let codes = mfa::new_recovery_codes();
+    let codes = two_factor::new_recovery_codes();
     next.status = MfaStatus::Active;
-    next.recovery_codes = mfa::recovery_code_hashes(user_id, &codes);
+    next.recovery_codes = two_factor::recovery_code_hashes(user_id, &codes);
     next.activated_at = Some(next.updated_at.clone());
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.activate", "user", user_id), Some(&current), Some(&next));
     store.commit(vec![next.save(&store.table, Some(&current))?], &audit).await?;
@@ -266,7 +267,7 @@ async fn complete_sign_in(state: &AuthState, meta: &RequestMeta, token: &str, co
     let actor = meta.actor(&challenge.user_id);
     // Beyond the per-challenge lock: wrong codes across many challenges (each
     // login makes a new one) are limited per account and per address.
-    let attempt = ratelimit::guard(&state.platform, &[Limit::account(&challenge.user_id), Limit::ip(meta.source_ip.as_deref())], Action::TwoFactor, &actor).await?;
+    let attempt = rate_limits::guard(&state.platform.store, &state.platform.config.rate_limits, &[Limit::account(&challenge.user_id), Limit::ip(meta.source_ip.as_deref())], Action::TwoFactor, &actor).await?;
     if challenge.failures >= MAX_CHALLENGE_FAILURES {
         let audit = AuditEntry::new(&actor, "auth.mfa_verify", "user", &challenge.user_id)
             .outcome(Outcome::Denied)
@@ -276,7 +277,7 @@ async fn complete_sign_in(state: &AuthState, meta: &RequestMeta, token: &str, co
     }
     // The user or their 2FA may have changed since the password step.
     let user = users::get(store, &challenge.user_id).await?.filter(|u| u.status == UserStatus::Active).ok_or_else(invalid)?;
-    let current = mfa::get(store, &user.id).await?.filter(MfaRecord::is_active).ok_or_else(invalid)?;
+    let current = two_factor::get(store, &user.id).await?.filter(MfaRecord::is_active).ok_or_else(invalid)?;
     let secret = current.open_secret(&state.platform.envelope).await?;
     let Some((next, factor)) = current.accept_code(&secret, code, now.max(0) as u64) else {
         return count_failure(store, &actor, &challenge).await;
@@ -289,8 +290,8 @@ async fn complete_sign_in(state: &AuthState, meta: &RequestMeta, token: &str, co
         next.save(&store.table, Some(&current))?,
     ];
     let reason = match factor {
-        mfa::SecondFactor::Totp => "second factor: TOTP code".to_string(),
-        mfa::SecondFactor::RecoveryCode => format!("second factor: recovery code ({} left)", next.recovery_codes.len()),
+        two_factor::SecondFactor::Totp => "second factor: TOTP code".to_string(),
+        two_factor::SecondFactor::RecoveryCode => format!("second factor: recovery code ({} left)", next.recovery_codes.len()),
     };
     let audit = AuditEntry::new(&actor, "auth.login", "user", &user.id).reason(reason);
     let tokens = sign_in(state, &user, meta, grant, writes, audit).await?;
@@ -304,7 +305,7 @@ fn locked() -> Error {
 
 /// Count a wrong code on the challenge; the last allowed one locks it.
 /// Audited with the change.
-async fn count_failure<T>(store: &Store, actor: &Actor, challenge: &Challenge) -> Result<T> {
+async fn count_failure<T>(store: &Journal, actor: &Actor, challenge: &Challenge) -> Result<T> {
     let failures = challenge.failures + 1;
     let next = Challenge { failures, version: challenge.version + 1, ..challenge.clone() };
     let write = Write::put_versioned(&store.table, to_item(&next)?, challenge.version)?;
@@ -326,9 +327,9 @@ async fn count_failure<T>(store: &Store, actor: &Actor, challenge: &Challenge) -
 #[utoipa::path(post, path = "/api/v1/auth/2fa/disable", tag = "2fa", request_body = DisableRequest, security(("bearer" = [])),
     responses(
         (status = 204, description = "2FA removed"),
-        (status = 400, description = "Neither or both of code and password, or a wrong one", body = shared::error::Problem),
-        (status = 404, description = "2FA is not enabled", body = shared::error::Problem),
-        (status = 409, description = "Your roles require 2FA", body = shared::error::Problem),
+        (status = 400, description = "Neither or both of code and password, or a wrong one", body = shared::platform::error::Problem),
+        (status = 404, description = "2FA is not enabled", body = shared::platform::error::Problem),
+        (status = 409, description = "Your roles require 2FA", body = shared::platform::error::Problem),
     ))]
 pub async fn disable(State(state): State<AuthState>, caller: Caller, ValidJson(body): ValidJson<DisableRequest>) -> Result<StatusCode> {
     let (code, password) = match (&body.code, &body.password) {
@@ -340,8 +341,8 @@ pub async fn disable(State(state): State<AuthState>, caller: Caller, ValidJson(b
     };
     let store = &state.platform.store;
     let user = active_user(store, &caller.principal.user_id).await?;
-    let current = mfa::get(store, &user.id).await?.ok_or_else(|| Error::NotFound("2FA is not enabled".into()))?;
-    if current.is_active() && mfa::requires_2fa(store, &user.roles).await? {
+    let current = two_factor::get(store, &user.id).await?.ok_or_else(|| Error::NotFound("2FA is not enabled".into()))?;
+    if current.is_active() && shared::domain::two_factor_policy::requires_2fa(store, &user.roles).await? {
         return Err(Error::Conflict("your roles require 2FA, so it cannot be turned off; an administrator can reset it".into()));
     }
     let proven = match (code, password) {
@@ -361,20 +362,20 @@ pub async fn disable(State(state): State<AuthState>, caller: Caller, ValidJson(b
 #[utoipa::path(post, path = "/api/v1/auth/2fa/recovery-codes", tag = "2fa", request_body = CodeRequest, security(("bearer" = [])),
     responses(
         (status = 200, description = "Ten new recovery codes (shown once); the previous ones no longer work", body = RecoveryCodes),
-        (status = 400, description = "Invalid body, or a wrong code", body = shared::error::Problem),
-        (status = 409, description = "2FA is not active", body = shared::error::Problem),
+        (status = 400, description = "Invalid body, or a wrong code", body = shared::platform::error::Problem),
+        (status = 409, description = "2FA is not active", body = shared::platform::error::Problem),
     ))]
 pub async fn regenerate_recovery_codes(State(state): State<AuthState>, caller: Caller, ValidJson(body): ValidJson<CodeRequest>) -> Result<Response> {
     let code = checked_code("code", &body.code)?;
     let store = &state.platform.store;
     let user_id = &caller.principal.user_id;
-    let current = mfa::get(store, user_id).await?.filter(MfaRecord::is_active).ok_or_else(|| Error::Conflict("2FA is not active".into()))?;
+    let current = two_factor::get(store, user_id).await?.filter(MfaRecord::is_active).ok_or_else(|| Error::Conflict("2FA is not active".into()))?;
     let secret = current.open_secret(&state.platform.envelope).await?;
     let Some(mut next) = current.accept_totp(&secret, code, now_seconds()) else {
         return refuse(store, &caller.actor(), "mfa.recovery_codes_regenerate", user_id, "code").await;
     };
-    let codes = mfa::new_recovery_codes();
-    next.recovery_codes = mfa::recovery_code_hashes(user_id, &codes);
+    let codes = two_factor::new_recovery_codes();
+    next.recovery_codes = two_factor::recovery_code_hashes(user_id, &codes);
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.recovery_codes_regenerate", "user", user_id), Some(&current), Some(&next));
     store.commit(vec![next.save(&store.table, Some(&current))?], &audit).await?;
     Ok(no_store(Json(RecoveryCodes { status: MfaStatus::Active, recovery_codes: codes })))

@@ -15,14 +15,14 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::audit::AuditEntry;
-use shared::charts::{self, ModerationStatus};
-use shared::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_KIND, SEGMENT_SIZE, SegmentMessage, UserChanges};
-use shared::error::{Error, FieldError, Result};
-use shared::extract::ValidJson;
+use shared::domain::charts::{self, ModerationStatus};
+use shared::domain::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_KIND, SEGMENT_SIZE, SegmentMessage, UserChanges};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::http::extract::ValidJson;
 use shared::http::Caller;
-use shared::jobs::{Job, JobStatus, Progress};
+use shared::domain::jobs::{Job, JobStatus, Progress};
 use shared::store::{Item, s};
-use shared::users::UserStatus;
+use shared::identity::users::UserStatus;
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -146,7 +146,7 @@ async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> 
     };
     match dataset {
         Dataset::Users => {
-            let c: UserChanges = shared::extract::parse_json(&bytes).map_err(prefix)?;
+            let c: UserChanges = shared::http::extract::parse_json(&bytes).map_err(prefix)?;
             let mut errors = Vec::new();
             if c.status.is_none() && c.country.is_none() {
                 errors.push(FieldError::new("changes", "give at least one of status, country"));
@@ -163,7 +163,7 @@ async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> 
             Ok((Some(c), None))
         }
         Dataset::Charts => {
-            let c: ChartChanges = shared::extract::parse_json(&bytes).map_err(prefix)?;
+            let c: ChartChanges = shared::http::extract::parse_json(&bytes).map_err(prefix)?;
             if c.kind.is_none() && c.owner_id.is_none() {
                 return Err(Error::field("changes", "give at least one of kind, owner_id"));
             }
@@ -173,7 +173,7 @@ async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> 
                 }
             }
             if let Some(owner) = &c.owner_id {
-                let exists = uuid::Uuid::parse_str(owner).is_ok() && shared::users::get(&state.platform.store, owner).await?.is_some_and(|u| u.status != UserStatus::Deleted);
+                let exists = uuid::Uuid::parse_str(owner).is_ok() && shared::identity::users::get(&state.platform.store, owner).await?.is_some_and(|u| u.status != UserStatus::Deleted);
                 if !exists {
                     return Err(Error::field("changes.owner_id", "names no user"));
                 }
@@ -217,7 +217,7 @@ fn check_ids(ids: &[IdRef], cap: usize) -> Result<()> {
 
 fn item_key(dataset: Dataset, id: &str) -> (String, &'static str) {
     match dataset {
-        Dataset::Users => (shared::users::User::pk(id), "PROFILE"),
+        Dataset::Users => (shared::identity::users::User::pk(id), "PROFILE"),
         Dataset::Charts => (charts::Chart::pk(id), "META"),
     }
 }
@@ -364,7 +364,7 @@ async fn query_filter(state: &DataState, q: &FilterQuery, cap: usize) -> Result<
         for (k, v) in &q.values {
             query = query.expression_attribute_values(*k, v.clone());
         }
-        let out = query.send().await.map_err(shared::error::aws("dynamodb Query (bulk filter)"))?;
+        let out = query.send().await.map_err(shared::platform::error::aws("dynamodb Query (bulk filter)"))?;
         items.extend(out.items.unwrap_or_default());
         start = out.last_evaluated_key;
         if start.is_none() || items.len() > cap {
@@ -503,7 +503,7 @@ async fn send_segments(state: &DataState, job_id: &str, segments: &[&[BulkTarget
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(shared::error::aws("sqs SendMessageBatch (bulk segments)"))?;
+            .map_err(shared::platform::error::aws("sqs SendMessageBatch (bulk segments)"))?;
         if !out.failed().is_empty() {
             return Err(Error::internal(format!("{} segment messages were not sent", out.failed().len())));
         }
@@ -516,9 +516,9 @@ async fn send_segments(state: &DataState, job_id: &str, segments: &[&[BulkTarget
     responses(
         (status = 200, description = "dry_run: the count and a sample", body = DryRun),
         (status = 202, description = "The job; each item is changed with its own audit entry", body = BulkAccepted),
-        (status = 400, description = "Invalid fields, or more items than limits.bulk_operation_cap", body = shared::error::Problem),
-        (status = 403, description = "Missing data:bulk", body = shared::error::Problem),
-        (status = 422, description = "Nothing matches", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields, or more items than limits.bulk_operation_cap", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
+        (status = 422, description = "Nothing matches", body = shared::platform::error::Problem),
     ))]
 pub async fn update(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<BulkUpdateRequest>) -> Result<Response> {
     if let Some(e) = check_reason(&body.reason) {
@@ -534,9 +534,9 @@ pub async fn update(State(state): State<DataState>, caller: Caller, ValidJson(bo
     responses(
         (status = 200, description = "dry_run: the count and a sample", body = DryRun),
         (status = 202, description = "The job; each item is soft-deleted (restorable for retention.restore_window_days) with its own audit entry", body = BulkAccepted),
-        (status = 400, description = "Invalid fields, or more items than limits.bulk_operation_cap", body = shared::error::Problem),
-        (status = 403, description = "Missing data:bulk", body = shared::error::Problem),
-        (status = 422, description = "Nothing matches", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields, or more items than limits.bulk_operation_cap", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
+        (status = 422, description = "Nothing matches", body = shared::platform::error::Problem),
     ))]
 pub async fn delete(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<BulkRequest>) -> Result<Response> {
     simple(state, caller, BulkOp::Delete, body).await
@@ -547,9 +547,9 @@ pub async fn delete(State(state): State<DataState>, caller: Caller, ValidJson(bo
     responses(
         (status = 200, description = "dry_run: the count and a sample", body = DryRun),
         (status = 202, description = "The job; each soft-deleted item deleted within the restore window comes back (users as suspended)", body = BulkAccepted),
-        (status = 400, description = "Invalid fields, or more items than limits.bulk_operation_cap", body = shared::error::Problem),
-        (status = 403, description = "Missing data:bulk", body = shared::error::Problem),
-        (status = 422, description = "Nothing matches", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields, or more items than limits.bulk_operation_cap", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
+        (status = 422, description = "Nothing matches", body = shared::platform::error::Problem),
     ))]
 pub async fn restore(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<BulkRequest>) -> Result<Response> {
     simple(state, caller, BulkOp::Restore, body).await
@@ -584,14 +584,14 @@ pub struct BulkStatus {
     params(("job_id" = String, Path, description = "The bulk job id")),
     responses(
         (status = 200, description = "Status, progress, counts and per-item failures", body = BulkStatus),
-        (status = 403, description = "Missing data:bulk", body = shared::error::Problem),
-        (status = 404, description = "No such bulk job of yours", body = shared::error::Problem),
+        (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
+        (status = 404, description = "No such bulk job of yours", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<BulkStatus>> {
     let kinds = [data_jobs::BULK_UPDATE_KIND, data_jobs::BULK_DELETE_KIND, data_jobs::BULK_RESTORE_KIND];
     let job = crate::owned_job(&state, &caller.principal, &job_id, &kinds).await?;
     let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;
-    let failures = shared::data_jobs::segment_failures(&state.platform.store, &job.id, 1000).await?;
+    let failures = shared::domain::data_jobs::segment_failures(&state.platform.store, &job.id, 1000).await?;
     Ok(Json(BulkStatus {
         job_id: job.id,
         kind: job.kind,

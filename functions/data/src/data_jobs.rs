@@ -12,20 +12,20 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::AuditEntry;
-use shared::cursor::{KeyPosition, key_of, position_of};
-use shared::error::{Error, Result};
-use shared::export::{ExportParams, ExportResult};
-use shared::extract::{ValidQuery, page_limit};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::platform::error::{Error, Result};
+use shared::domain::export::{ExportParams, ExportResult};
+use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
-use shared::jobs::{self, Job, JobStatus, Progress};
-use shared::subject_requests::ExportJobResult;
+use shared::domain::jobs::{self, Job, JobStatus, Progress};
+use shared::domain::subject_requests::ExportJobResult;
 use shared::store::{QuerySpec, Write, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
 
 /// The job kinds this function owns (listed and shown here).
-pub const DATA_JOB_KINDS: &[&str] = &[shared::export::KIND, shared::subject_requests::EXPORT_JOB_KIND];
+pub const DATA_JOB_KINDS: &[&str] = &[shared::domain::export::KIND, shared::domain::subject_requests::EXPORT_JOB_KIND];
 
 /// What a finished job produced: a dataset (or own-data) export, or a
 /// subject export (a zip).
@@ -38,7 +38,7 @@ pub enum JobResult {
 
 impl JobResult {
     fn of(kind: &str, value: serde_json::Value) -> Option<JobResult> {
-        if kind == shared::subject_requests::EXPORT_JOB_KIND {
+        if kind == shared::domain::subject_requests::EXPORT_JOB_KIND {
             serde_json::from_value(value).ok().map(JobResult::SubjectExport)
         } else {
             serde_json::from_value(value).ok().map(JobResult::Export)
@@ -85,7 +85,7 @@ pub struct JobView {
 impl JobView {
     fn of(job: Job) -> JobView {
         let params: Option<ExportParams> = serde_json::from_value(job.params.clone()).ok();
-        let subject_export = job.kind == shared::subject_requests::EXPORT_JOB_KIND;
+        let subject_export = job.kind == shared::domain::subject_requests::EXPORT_JOB_KIND;
         let files_expired_at = job.result.as_ref().and_then(|r| r.get("files_expired_at")).and_then(|v| v.as_str()).map(str::to_string);
         JobView {
             files_expired_at,
@@ -122,7 +122,7 @@ async fn own_job(state: &DataState, principal: &Principal, job_id: &str) -> Resu
 #[utoipa::path(get, path = "/api/v1/data/jobs/{job_id}", tag = "data", params(("job_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, description = "Status and progress; once succeeded, a download link valid 5 minutes (its issue is audited)", body = JobView),
-        (status = 404, description = "No such job of yours", body = shared::error::Problem),
+        (status = 404, description = "No such job of yours", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
     let job = own_job(&state, &caller.principal, &job_id).await?;
@@ -139,7 +139,7 @@ pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): 
             .response_content_type(content_type)
             .presigned(presigning)
             .await
-            .map_err(shared::error::aws("s3 presign GetObject"))?;
+            .map_err(shared::platform::error::aws("s3 presign GetObject"))?;
         // Handing out the file is a read of what it holds: audited first.
         let audit = AuditEntry::new(&caller.actor(), "data.export_download", "job", &view.id)
             .changes::<(), _>(None, Some(&json!({ "key": key, "sha256": sha256, "expires_in_seconds": DOWNLOAD_TTL.as_secs() })));
@@ -169,7 +169,7 @@ pub struct JobPage {
 #[utoipa::path(get, path = "/api/v1/data/jobs", tag = "data", params(ListQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "Your data jobs, newest first (pages may be short; follow next_cursor)", body = JobPage),
-        (status = 400, description = "Invalid limit or cursor", body = shared::error::Problem),
+        (status = 400, description = "Invalid limit or cursor", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<DataState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<JobPage>> {
     let limit = page_limit(q.limit)?;
@@ -202,13 +202,13 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
 #[utoipa::path(delete, path = "/api/v1/data/jobs/{job_id}", tag = "data", params(("job_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, description = "Cancelled; the worker stops at its next page and removes the partial upload", body = JobView),
-        (status = 404, description = "No such job of yours", body = shared::error::Problem),
-        (status = 409, description = "The job already finished, or changed meanwhile (retry), or is a subject export (not cancellable)", body = shared::error::Problem),
+        (status = 404, description = "No such job of yours", body = shared::platform::error::Problem),
+        (status = 409, description = "The job already finished, or changed meanwhile (retry), or is a subject export (not cancellable)", body = shared::platform::error::Problem),
     ))]
 pub async fn cancel(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
     let job = own_job(&state, &caller.principal, &job_id).await?;
     // A subject request is owed an answer: its export is not withdrawn here.
-    if job.kind == shared::subject_requests::EXPORT_JOB_KIND {
+    if job.kind == shared::domain::subject_requests::EXPORT_JOB_KIND {
         return Err(Error::Conflict("a subject export cannot be cancelled; it answers a tracked request (GET /api/v1/data/requests)".into()));
     }
     if job.status.is_final() {

@@ -13,12 +13,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::crypto::{random_token, sha256_hex};
-use shared::error::{Error, Result};
+use shared::platform::crypto::{random_token, sha256_hex};
+use shared::platform::error::{Error, Result};
 use shared::http::{Caller, Principal};
-use shared::jobs::Job;
-use shared::rbac::Permission;
-use shared::subject_requests::{self, Regime, RequestKind, RequestStatus, SubjectRequest};
+use shared::domain::jobs::Job;
+use shared::identity::rbac::Permission;
+use shared::domain::subject_requests::{self, Regime, RequestKind, RequestStatus, SubjectRequest};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
@@ -52,9 +52,9 @@ pub struct ErasureAccepted {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Recorded; a job erases the person and signs a certificate", body = ErasureAccepted),
-        (status = 403, description = "Erasing another user needs data:erase", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
-        (status = 409, description = "A super admin (remove the role first), or an erasure of this user is already under way", body = shared::error::Problem),
+        (status = 403, description = "Erasing another user needs data:erase", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
+        (status = 409, description = "A super admin (remove the role first), or an erasure of this user is already under way", body = shared::platform::error::Problem),
     ))]
 pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id): Path<String>, Query(query): Query<ErasureQuery>) -> Result<Response> {
     let me = caller.principal.user_id.clone();
@@ -66,7 +66,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id
     if uuid::Uuid::parse_str(&user_id).is_err() {
         return Err(missing());
     }
-    let user = shared::users::get(store, &user_id).await?.ok_or_else(missing)?;
+    let user = shared::identity::users::get(store, &user_id).await?.ok_or_else(missing)?;
     if user.roles.iter().any(|r| r == "super_admin") {
         return Err(Error::Conflict("a super admin cannot be erased: remove the super_admin role first (there must always be one)".into()));
     }
@@ -79,7 +79,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id
     let guard = subject_requests::erasure_guard(&store.table, &user_id, &request.id)?;
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
     subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?, guard], audit).await?;
-    shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
+    shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
     let location = format!("/api/v1/data/requests/{}", request.id);
     let accepted = ErasureAccepted {
         certificate_location: format!("{location}/certificate"),
@@ -106,8 +106,8 @@ pub struct CertificateQuery {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The signed erasure certificate (verify `signature` over `keel-erasure-certificate/1:<sha256>` with the audit key's public key)", body = Object),
-        (status = 404, description = "No such erasure request, or not yours to see", body = shared::error::Problem),
-        (status = 409, description = "The erasure is not finished yet", body = shared::error::Problem),
+        (status = 404, description = "No such erasure request, or not yours to see", body = shared::platform::error::Problem),
+        (status = 409, description = "The erasure is not finished yet", body = shared::platform::error::Problem),
     ))]
 pub async fn certificate(State(state): State<DataState>, principal: Option<Principal>, Path(request_id): Path<String>, Query(query): Query<CertificateQuery>) -> Result<Json<Value>> {
     let store = &state.platform.store;
@@ -117,7 +117,7 @@ pub async fn certificate(State(state): State<DataState>, principal: Option<Princ
     }
     let request = subject_requests::get(store, &request_id).await?.filter(|r| r.kind == RequestKind::Erasure).ok_or_else(not_found)?;
     let job = match &request.job_id {
-        Some(id) => shared::jobs::get(store, id).await?,
+        Some(id) => shared::domain::jobs::get(store, id).await?,
         None => None,
     };
     let by_receipt = query.receipt.as_deref().is_some_and(|r| {
@@ -139,7 +139,7 @@ pub async fn certificate(State(state): State<DataState>, principal: Option<Princ
         .key(key)
         .send()
         .await
-        .map_err(shared::error::aws("s3 GetObject (erasure certificate)"))?;
+        .map_err(shared::platform::error::aws("s3 GetObject (erasure certificate)"))?;
     let bytes = object.body.collect().await.map_err(|e| Error::internal(format!("reading the certificate: {e}")))?.into_bytes();
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::internal(format!("certificate is not JSON: {e}")))?;
     Ok(Json(value))

@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::audit::AuditEntry;
-use shared::error::{Error, Result};
-use shared::export::{self, Dataset, ExportParams, Filters, Format};
-use shared::extract::ValidJson;
+use shared::platform::error::{Error, Result};
+use shared::domain::export::{self, Dataset, ExportParams, Filters, Format};
+use shared::http::extract::ValidJson;
 use shared::http::Caller;
-use shared::jobs::{Job, JobStatus};
-use shared::rbac::Permission;
+use shared::domain::jobs::{Job, JobStatus};
+use shared::identity::rbac::Permission;
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -101,8 +101,8 @@ fn file_name(params: &ExportParams) -> String {
     responses(
         (status = 200, description = "A small export, answered at once: the file itself (CSV, JSON, NDJSON or SQL); `x-keel-rows` gives its row count"),
         (status = 202, description = "The export is a job; follow `location` (GET /api/v1/data/jobs/{job_id})", body = ExportAccepted),
-        (status = 400, description = "Invalid dataset, filter, column or format (the field is named)", body = shared::error::Problem),
-        (status = 403, description = "A dataset needs data:export (the audit log also audit:read)", body = shared::error::Problem),
+        (status = 400, description = "Invalid dataset, filter, column or format (the field is named)", body = shared::platform::error::Problem),
+        (status = 403, description = "A dataset needs data:export (the audit log also audit:read)", body = shared::platform::error::Problem),
     ))]
 pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<ExportRequest>) -> Result<Response> {
     let params = check(&caller, &body)?;
@@ -136,7 +136,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     after["delivery"] = json!("job");
     let audit = AuditEntry::new(&caller.actor(), "data.export", "job", &job.id).changes::<(), _>(None, Some(&after));
     store.commit(vec![job.create_write(&store.table)?], &audit).await?;
-    shared::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, &job).await?;
+    shared::domain::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, &job).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location.clone())], Json(ExportAccepted { job_id: job.id, status: job.status, location })).into_response())
 }

@@ -2,7 +2,7 @@
 //! Keel holds about a person, as one zip the `jobs` worker builds
 //! (`gdpr_export`). Anyone signed in may ask for their own; asking for
 //! another user's needs `data:requests`. The request is tracked
-//! (`shared::subject_requests`, `GET /api/v1/data/requests`) with its
+//! (`shared::domain::subject_requests`, `GET /api/v1/data/requests`) with its
 //! deadline; the request, its job and the audit entry are one transaction.
 //! The zip is downloaded like other exports: `GET /api/v1/data/jobs/{job_id}`
 //! by whoever asked.
@@ -12,12 +12,12 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shared::error::{Error, Result};
-use shared::extract::ValidJson;
+use shared::platform::error::{Error, Result};
+use shared::http::extract::ValidJson;
 use shared::http::Caller;
-use shared::jobs::Job;
-use shared::rbac::Permission;
-use shared::subject_requests::{self, ExportJobParams, Regime, RequestKind, RequestStatus, SubjectRequest};
+use shared::domain::jobs::Job;
+use shared::identity::rbac::Permission;
+use shared::domain::subject_requests::{self, ExportJobParams, Regime, RequestKind, RequestStatus, SubjectRequest};
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -51,9 +51,9 @@ pub struct SubjectExportAccepted {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Recorded; the zip is built by a job: follow `location` (GET /api/v1/data/jobs/{job_id}); the request is at GET /api/v1/data/requests/{request_id}", body = SubjectExportAccepted),
-        (status = 400, description = "Invalid body (the field is named)", body = shared::error::Problem),
-        (status = 403, description = "Another user's export needs data:requests", body = shared::error::Problem),
-        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 400, description = "Invalid body (the field is named)", body = shared::platform::error::Problem),
+        (status = 403, description = "Another user's export needs data:requests", body = shared::platform::error::Problem),
+        (status = 404, description = "No such user", body = shared::platform::error::Problem),
     ))]
 pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<SubjectExportRequest>) -> Result<Response> {
     let me = caller.principal.user_id.clone();
@@ -67,7 +67,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     if uuid::Uuid::parse_str(&subject_id).is_err() {
         return Err(missing());
     }
-    shared::users::get(store, &subject_id).await?.ok_or_else(missing)?;
+    shared::identity::users::get(store, &subject_id).await?.ok_or_else(missing)?;
 
     let mut request = SubjectRequest::new(RequestKind::Export, body.regime, &subject_id, &me);
     let params = ExportJobParams { request_id: request.id.clone(), subject_id: subject_id.clone(), regime: body.regime };
@@ -76,7 +76,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     request.job_id = Some(job.id.clone());
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
     subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?], audit).await?;
-    shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
+    shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);
     let accepted = SubjectExportAccepted { request_id: request.id, job_id: job.id, status: request.status, due_at: request.due_at, location: location.clone() };
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())

@@ -12,11 +12,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::data_jobs::{self, Compression, Dataset, IMPORT_KIND, ImportFormat, ImportParams};
-use shared::error::{Error, Result};
-use shared::extract::ValidJson;
+use shared::domain::data_jobs::{self, Compression, Dataset, IMPORT_KIND, ImportFormat, ImportParams};
+use shared::platform::error::{Error, Result};
+use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal};
-use shared::jobs::{Job, JobStatus, Progress};
+use shared::domain::jobs::{Job, JobStatus, Progress};
 use shared::store::Write;
 use utoipa::ToSchema;
 
@@ -71,9 +71,9 @@ async fn presign(state: &DataState, put: bool, key: &str, seconds: u64) -> Resul
     let config = PresigningConfig::expires_in(Duration::from_secs(seconds)).map_err(|e| Error::internal(format!("presigning config: {e}")))?;
     let bucket = &state.platform.config.exports_bucket;
     let request = if put {
-        state.s3.put_object().bucket(bucket).key(key).presigned(config).await.map_err(shared::error::aws("s3 presign PutObject"))?
+        state.s3.put_object().bucket(bucket).key(key).presigned(config).await.map_err(shared::platform::error::aws("s3 presign PutObject"))?
     } else {
-        state.s3.get_object().bucket(bucket).key(key).presigned(config).await.map_err(shared::error::aws("s3 presign GetObject"))?
+        state.s3.get_object().bucket(bucket).key(key).presigned(config).await.map_err(shared::platform::error::aws("s3 presign GetObject"))?
     };
     let headers = request.headers().filter(|(k, _)| !k.eq_ignore_ascii_case("host")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Ok((request.uri().to_string(), headers))
@@ -84,8 +84,8 @@ async fn presign(state: &DataState, put: bool, key: &str, seconds: u64) -> Resul
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The import job (waiting for its file) and where to upload the file", body = ImportCreated),
-        (status = 400, description = "Invalid fields", body = shared::error::Problem),
-        (status = 403, description = "Missing data:import", body = shared::error::Problem),
+        (status = 400, description = "Invalid fields", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing data:import", body = shared::platform::error::Problem),
     ))]
 pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<ImportRequest>) -> Result<(StatusCode, Json<ImportCreated>)> {
     let settings = state.platform.settings.current().await?;
@@ -136,10 +136,10 @@ pub struct ImportStarted {
     params(("job_id" = String, Path, description = "The import id")),
     responses(
         (status = 202, description = "Queued: the worker validates (and unless dry_run, applies). Starting again before it finishes re-runs it; nothing is applied twice", body = ImportStarted),
-        (status = 400, description = "The file is over limits.max_import_bytes (field `file`)", body = shared::error::Problem),
-        (status = 403, description = "Missing data:import", body = shared::error::Problem),
-        (status = 404, description = "No such import of yours", body = shared::error::Problem),
-        (status = 409, description = "No file uploaded yet, the file changed after the import started, or the import already finished", body = shared::error::Problem),
+        (status = 400, description = "The file is over limits.max_import_bytes (field `file`)", body = shared::platform::error::Problem),
+        (status = 403, description = "Missing data:import", body = shared::platform::error::Problem),
+        (status = 404, description = "No such import of yours", body = shared::platform::error::Problem),
+        (status = 409, description = "No file uploaded yet, the file changed after the import started, or the import already finished", body = shared::platform::error::Problem),
     ))]
 pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<(StatusCode, Json<ImportStarted>)> {
     let job = crate::owned_job(&state, &caller.principal, &job_id, &[IMPORT_KIND]).await?;
@@ -172,7 +172,7 @@ pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id):
         audit = audit.reason("re-run");
     }
     store.commit(vec![Write::put_versioned(&store.table, next.to_item()?, job.version)?], &audit).await?;
-    shared::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &next).await?;
+    shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &next).await?;
     Ok((StatusCode::ACCEPTED, Json(ImportStarted { job_id: next.id, status: next.status, bytes })))
 }
 
@@ -200,8 +200,8 @@ pub struct ImportStatus {
     params(("job_id" = String, Path, description = "The import id")),
     responses(
         (status = 200, description = "Status, progress and result; a report link when rows were rejected", body = ImportStatus),
-        (status = 403, description = "Missing data:import", body = shared::error::Problem),
-        (status = 404, description = "No such import of yours", body = shared::error::Problem),
+        (status = 403, description = "Missing data:import", body = shared::platform::error::Problem),
+        (status = 404, description = "No such import of yours", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<ImportStatus>> {
     let principal: &Principal = &caller.principal;

@@ -20,7 +20,7 @@ use axum::Router;
 use axum::http::Method;
 use axum::routing::{get, post};
 use shared::http::{Access, BearerAuth, Platform, Route};
-use shared::rbac::Permission;
+use shared::identity::rbac::Permission;
 
 #[derive(Clone, Debug)]
 pub struct DataState {
@@ -117,7 +117,7 @@ pub fn router(state: DataState) -> Router {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read, gdpr::create, requests::list, requests::read, erasure::create, erasure::certificate),
-    components(schemas(shared::error::Problem, shared::error::FieldError)),
+    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -125,12 +125,12 @@ pub struct ApiDoc;
 
 /// The job `job_id` if it is of one of `kinds` and the caller created it
 /// (anyone else's job reads as missing).
-pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principal, job_id: &str, kinds: &[&str]) -> shared::Result<shared::jobs::Job> {
+pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principal, job_id: &str, kinds: &[&str]) -> shared::Result<shared::domain::jobs::Job> {
     let missing = || shared::Error::NotFound(format!("no job {job_id}"));
     if uuid::Uuid::parse_str(job_id).is_err() {
         return Err(missing());
     }
-    let job = shared::jobs::get(&state.platform.store, job_id).await?.ok_or_else(missing)?;
+    let job = shared::domain::jobs::get(&state.platform.store, job_id).await?.ok_or_else(missing)?;
     if !kinds.contains(&job.kind.as_str()) || job.owner_id != caller.user_id {
         return Err(missing());
     }

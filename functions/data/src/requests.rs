@@ -7,12 +7,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use shared::cursor::KeyPosition;
-use shared::error::{Error, Result};
-use shared::extract::{ValidQuery, page_limit};
+use shared::store::cursor::KeyPosition;
+use shared::platform::error::{Error, Result};
+use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::Principal;
-use shared::rbac::Permission;
-use shared::subject_requests::{self, RequestFilter, RequestKind, RequestStatus, SubjectRequestView};
+use shared::identity::rbac::Permission;
+use shared::domain::subject_requests::{self, RequestFilter, RequestKind, RequestStatus, SubjectRequestView};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
@@ -40,7 +40,7 @@ pub struct RequestList {
 #[utoipa::path(get, path = "/api/v1/data/requests", tag = "data", params(ListQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "With data:requests every request, soonest deadline first; otherwise the requests about you, newest first (pages may be short; follow next_cursor)", body = RequestList),
-        (status = 400, description = "Invalid filter, limit or cursor", body = shared::error::Problem),
+        (status = 400, description = "Invalid filter, limit or cursor", body = shared::platform::error::Problem),
     ))]
 pub async fn list(State(state): State<DataState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<RequestList>> {
     let limit = page_limit(q.limit)?;
@@ -68,7 +68,7 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
 #[utoipa::path(get, path = "/api/v1/data/requests/{request_id}", tag = "data", params(("request_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, description = "The request: status, deadline, whether it is overdue, its job and result", body = SubjectRequestView),
-        (status = 404, description = "No such request about you (or, with data:requests, at all)", body = shared::error::Problem),
+        (status = 404, description = "No such request about you (or, with data:requests, at all)", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<DataState>, principal: Principal, Path(request_id): Path<String>) -> Result<Json<SubjectRequestView>> {
     let not_found = || Error::NotFound(format!("no subject request {request_id}"));

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::crypto::sha256_hex;
-use shared::error::{Error, Result};
-use shared::jobs::Job;
+use shared::platform::crypto::sha256_hex;
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::Job;
 
 use crate::Worker;
 
@@ -40,7 +40,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let params: Params = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("audit_export job params: {e}")))?;
     let (from, to) = (time(&params.from)?, time(&params.to)?);
     // The verifiable export holds entries as stored: a user is matched by
-    // their pseudonym (shared::subjects), the header keeps what was asked.
+    // their pseudonym (shared::audit::pseudonyms), the header keeps what was asked.
     let stored_actor = match &params.actor_id {
         Some(id) => Some(worker.store.subject_keys()?.pseudonym_of(&worker.store, id).await?.unwrap_or_else(|| id.clone())),
         None => None,

@@ -12,14 +12,14 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::Utc;
 use shared::audit::AuditEntry;
-use shared::charts::{self, Chart};
-use shared::data_jobs::{BulkOp, BulkParams, BulkTarget, Dataset, ItemOutcome, ItemResult, SegmentMessage, SegmentRecord, segment_sk};
-use shared::error::{Error, Result};
-use shared::jobs::{self, Job, JobStatus};
-use shared::rbac::PermissionSet;
-use shared::roles::{self, Catalog};
+use shared::domain::charts::{self, Chart};
+use shared::domain::data_jobs::{BulkOp, BulkParams, BulkTarget, Dataset, ItemOutcome, ItemResult, SegmentMessage, SegmentRecord, segment_sk};
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::{self, Job, JobStatus};
+use shared::identity::rbac::PermissionSet;
+use shared::identity::roles::{self, Catalog};
 use shared::store::{Write, n, s, timestamp};
-use shared::users::{self, User, UserStatus};
+use shared::identity::users::{self, User, UserStatus};
 
 use crate::Worker;
 
@@ -234,7 +234,7 @@ async fn count_segment(worker: &Worker, record: &SegmentRecord) -> Result<bool> 
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
                 let codes: Vec<Option<String>> = match err.as_service_error() {
                     Some(E::TransactionCanceledException(c)) => c.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect(),
-                    _ => return Err(shared::error::aws("dynamodb TransactWriteItems (bulk segment)")(err)),
+                    _ => return Err(shared::platform::error::aws("dynamodb TransactWriteItems (bulk segment)")(err)),
                 };
                 if codes.first().cloned().flatten().as_deref() == Some("ConditionalCheckFailed") || codes.is_empty() {
                     return Ok(false);
@@ -279,7 +279,7 @@ pub async fn run_segment(worker: &Worker, body: &str) -> Result<()> {
         return Ok(());
     }
     let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;
-    let catalog = roles::RoleCatalog::new(worker.store.clone(), Duration::ZERO).fresh().await?;
+    let catalog = roles::RoleCatalog::new(worker.store.store().clone(), Duration::ZERO).fresh().await?;
     let granter = roles::parse_permissions("granter_permissions", &params.granter_permissions).unwrap_or_else(|_| PermissionSet::empty());
     let context = Context { worker, params: &params, catalog: &catalog, granter };
     let mut results = Vec::with_capacity(msg.targets.len());

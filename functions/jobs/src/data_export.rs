@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::error::{Error, Result};
-use shared::export::{self, Encoder, ExportParams, ExportResult, Format, Header, PAGE_SIZE, Position};
-use shared::jobs::{self, Job, JobStatus, Progress};
+use shared::platform::error::{Error, Result};
+use shared::domain::export::{self, Encoder, ExportParams, ExportResult, Format, Header, PAGE_SIZE, Position};
+use shared::domain::jobs::{self, Job, JobStatus, Progress};
 use tokio::io::AsyncReadExt;
 
 use crate::Worker;

@@ -14,13 +14,13 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::audit_digest::canonical_json;
-use shared::crypto::sha256_hex;
-use shared::error::{Error, Result};
-use shared::jobs::{self, Job, JobStatus};
+use shared::audit::digest::canonical_json;
+use shared::platform::crypto::sha256_hex;
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::{self, Job, JobStatus};
 use shared::store::{Item, QuerySpec, Store, Write, attr_s, s, timestamp};
-use shared::subject_requests::{self, RequestKind, RequestStatus};
-use shared::subjects::{self, SubjectKeys};
+use shared::domain::subject_requests::{self, RequestKind, RequestStatus};
+use shared::audit::pseudonyms::{self, SubjectKeys};
 
 use crate::Worker;
 
@@ -181,7 +181,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     done.status = RequestStatus::Completed;
     done.subject_id = None;
     if done.requested_by == user_id {
-        done.requested_by = subjects::ERASED.into();
+        done.requested_by = pseudonyms::ERASED.into();
     }
     done.completed_at = Some(signed.certificate.completed_at.clone());
     done.job_id = Some(job.id.clone());
@@ -204,7 +204,7 @@ async fn save_checkpoint(worker: &Worker, job: &Job, checkpoint: &Checkpoint) ->
 async fn sign(worker: &Worker, certificate: Certificate) -> Result<SignedCertificate> {
     let value = serde_json::to_value(&certificate).map_err(|e| Error::internal(e.to_string()))?;
     let sha256 = sha256_hex(canonical_json(&value).as_bytes());
-    let der = shared::crypto::kms_sign_p256(&worker.kms, &worker.config.audit_key_id, signing_input(&sha256).as_bytes(), "kms Sign (erasure certificate)").await?;
+    let der = shared::platform::crypto::kms_sign_p256(&worker.kms, &worker.config.audit_key_id, signing_input(&sha256).as_bytes(), "kms Sign (erasure certificate)").await?;
     Ok(SignedCertificate { certificate, sha256, signing_algorithm: "ECDSA_SHA_256".into(), signature: base64::engine::general_purpose::STANDARD.encode(der) })
 }
 
@@ -223,7 +223,7 @@ async fn count_audit(store: &Store, pseudonym: &str) -> Result<u64> {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(shared::error::aws("dynamodb Query (count audit entries)"))?;
+                .map_err(shared::platform::error::aws("dynamodb Query (count audit entries)"))?;
             total += out.count as u64;
             match out.last_evaluated_key {
                 Some(k) => start = Some(k),
@@ -294,7 +294,7 @@ impl Sweep<'_> {
 
     /// `gsi2 PERSONAL#id`: refresh tokens and stored idempotent responses.
     async fn personal_records(&self, checkpoint: &mut Checkpoint) -> Result<()> {
-        let items = self.all(Some("gsi2"), "gsi2pk", &subjects::personal_pk(self.user_id)).await?;
+        let items = self.all(Some("gsi2"), "gsi2pk", &pseudonyms::personal_pk(self.user_id)).await?;
         let keys: Vec<_> = items.iter().map(key_of).collect();
         self.store.batch_delete(&keys).await?;
         checkpoint.add("dynamodb:table", "refresh tokens and stored request replies (idempotency)", "deleted", keys.len() as u64);
@@ -354,11 +354,11 @@ impl Sweep<'_> {
                 .key("pk", s(pk))
                 .key("sk", s(sk))
                 .update_expression("SET user_id = :erased, anonymized_at = :now REMOVE gsi1pk, gsi1sk, email, customer_name, billing_address")
-                .expression_attribute_values(":erased", s(subjects::ERASED))
+                .expression_attribute_values(":erased", s(pseudonyms::ERASED))
                 .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
                 .send()
                 .await
-                .map_err(shared::error::aws("dynamodb UpdateItem (anonymize order)"))?;
+                .map_err(shared::platform::error::aws("dynamodb UpdateItem (anonymize order)"))?;
             n += 1;
         }
         checkpoint.add("dynamodb:table", "orders", "anonymized (person removed; kept for accounting)", n);
@@ -398,7 +398,7 @@ impl Sweep<'_> {
                 let value: Value = serde_dynamo::from_item(item.clone()).map_err(|e| Error::internal(e.to_string()))?;
                 let kind = value["kind"].as_str().unwrap_or("");
                 let dataset = value["params"]["filters"]["dataset"].as_str().unwrap_or("");
-                let holds_people = (kind == shared::export::KIND && PERSONAL_DATASETS.contains(&dataset)) || kind.starts_with("import") || kind == "gdpr_export";
+                let holds_people = (kind == shared::domain::export::KIND && PERSONAL_DATASETS.contains(&dataset)) || kind.starts_with("import") || kind == "gdpr_export";
                 let text = value.to_string();
                 let mentions = text.contains(self.user_id) || email.is_some_and(|e| text.contains(e));
                 if !holds_people && !mentions {
@@ -432,13 +432,13 @@ impl Sweep<'_> {
                 map.remove(*name);
             }
         }
-        let mut text = value.to_string().replace(self.user_id, subjects::ERASED);
+        let mut text = value.to_string().replace(self.user_id, pseudonyms::ERASED);
         if let Some(e) = email {
             text = text.replace(e, "[erased]");
         }
         let value: Value = serde_json::from_str(&text).map_err(|e| Error::internal(e.to_string()))?;
         let item: Item = serde_dynamo::to_item(value).map_err(|e| Error::internal(e.to_string()))?;
-        self.store.client.put_item().table_name(&self.store.table).set_item(Some(item)).send().await.map_err(shared::error::aws("dynamodb PutItem (redact)"))?;
+        self.store.client.put_item().table_name(&self.store.table).set_item(Some(item)).send().await.map_err(shared::platform::error::aws("dynamodb PutItem (redact)"))?;
         Ok(())
     }
 }

@@ -17,11 +17,11 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use shared::audit::Actor;
-use shared::error::{Error, Result};
-use shared::export::{self, Cell, CellKind, CsvEncoder, Encoder, Header};
-use shared::jobs::Job;
+use shared::platform::error::{Error, Result};
+use shared::domain::export::{self, Cell, CellKind, CsvEncoder, Encoder, Header};
+use shared::domain::jobs::Job;
 use shared::store::{Item, QuerySpec, Store, s, timestamp};
-use shared::subject_requests::{self, ExportJobParams, ExportJobResult, RequestKind, RequestStatus, SubjectRequest};
+use shared::domain::subject_requests::{self, ExportJobParams, ExportJobResult, RequestKind, RequestStatus, SubjectRequest};
 
 use crate::Worker;
 
@@ -217,7 +217,7 @@ pub async fn gather(worker: &Worker, subject: &str, own_key: &str) -> Result<Vec
         let has_password = item.get("password_hash").is_some_and(|v| !v.is_null());
         let mut record = export::record_of(&item);
         record.insert("has_password".into(), Value::Bool(has_password));
-        let last_active = store.get_item(&shared::rollups::activity_pk(subject), shared::rollups::ACTIVITY_SK).await?;
+        let last_active = store.get_item(&shared::domain::rollups::activity_pk(subject), shared::domain::rollups::ACTIVITY_SK).await?;
         let day = last_active.as_ref().and_then(|i| shared::store::attr_s(i, "day")).map(|d| Value::String(d.to_string()));
         record.insert("last_active_day".into(), day.unwrap_or(Value::Null));
         profile.push(record);
@@ -228,7 +228,7 @@ pub async fn gather(worker: &Worker, subject: &str, own_key: &str) -> Result<Vec
     let sessions = partition(store, None, user_pk.clone(), Some("SESSION#"), None).await?.iter().map(|i| without(export::record_of(i), &["ttl"])).collect();
 
     // 2FA: whether and since when, never the secret or the recovery codes.
-    let mfa = shared::mfa::get(store, subject).await?;
+    let mfa = shared::identity::two_factor::get(store, subject).await?;
     let two_factor = vec![object(match &mfa {
         Some(m) => json!({
             "enabled": m.is_active(), "status": m.status, "enrolled_at": m.created_at,
@@ -245,7 +245,7 @@ pub async fn gather(worker: &Worker, subject: &str, own_key: &str) -> Result<Vec
     let mut moderation = Vec::new();
     for chart in &chart_items {
         if let Some(id) = shared::store::attr_s(chart, "id") {
-            let decisions = partition(store, None, shared::charts::Chart::pk(id), Some(shared::charts::ModerationEvent::sk_prefix()), None).await?;
+            let decisions = partition(store, None, shared::domain::charts::Chart::pk(id), Some(shared::domain::charts::ModerationEvent::sk_prefix()), None).await?;
             moderation.extend(decisions.iter().map(export::record_of));
         }
     }
@@ -290,15 +290,15 @@ fn audit_record(entry: &shared::audit::AuditEntry, subject: &str) -> Map<String,
     let mut value = serde_json::to_value(entry).unwrap_or(Value::Null);
     if entry.actor.id != subject {
         if let Some(ip) = entry.actor.source_ip.as_deref() {
-            value["actor"]["source_ip"] = Value::String(shared::masking::ip(ip));
+            value["actor"]["source_ip"] = Value::String(shared::domain::masking::ip(ip));
         }
         if entry.actor.user_agent.is_some() {
-            value["actor"]["user_agent"] = Value::String(shared::masking::REDACTED.into());
+            value["actor"]["user_agent"] = Value::String(shared::domain::masking::REDACTED.into());
         }
     }
     let about_someone_else = entry.target_type == "user" && entry.target_id != subject;
     if about_someone_else && entry.changes.is_some() {
-        value["changes"] = Value::String(shared::masking::REDACTED.into());
+        value["changes"] = Value::String(shared::domain::masking::REDACTED.into());
     }
     object(value)
 }
@@ -323,9 +323,9 @@ async fn files_of(worker: &Worker, subject: &str, jobs: &[Map<String, Value>], o
                     named.push((key.to_string(), "audit export"));
                 }
             }
-            shared::data_jobs::IMPORT_KIND => {
-                named.push((shared::data_jobs::import_object_key(id), "import upload"));
-                named.push((shared::data_jobs::import_report_key(id), "import report"));
+            shared::domain::data_jobs::IMPORT_KIND => {
+                named.push((shared::domain::data_jobs::import_object_key(id), "import upload"));
+                named.push((shared::domain::data_jobs::import_report_key(id), "import report"));
             }
             _ => {}
         }
@@ -357,7 +357,7 @@ async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Resul
             .set_continuation_token(token.take())
             .send()
             .await
-            .map_err(shared::error::aws("s3 ListObjectsV2 (subject files)"))?;
+            .map_err(shared::platform::error::aws("s3 ListObjectsV2 (subject files)"))?;
         keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
         match out.next_continuation_token() {
             Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
@@ -372,7 +372,7 @@ async fn hash_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result
     let out = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-        Err(e) => return Err(shared::error::aws("s3 GetObject (subject files)")(e)),
+        Err(e) => return Err(shared::platform::error::aws("s3 GetObject (subject files)")(e)),
     };
     let modified = out.last_modified().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())).map(timestamp);
     let mut body = out.body;

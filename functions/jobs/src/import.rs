@@ -14,13 +14,13 @@ use std::io::Read;
 
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
-use shared::charts::{self, Chart, ModerationStatus};
-use shared::data_jobs::{self, Compression, Dataset, IMPORT_BATCH, ImportFormat, ImportParams};
-use shared::error::{Error, FieldError, Result};
-use shared::jobs::{self, Job};
-use shared::rbac::{BuiltinRole, PermissionSet};
+use shared::domain::charts::{self, Chart, ModerationStatus};
+use shared::domain::data_jobs::{self, Compression, Dataset, IMPORT_BATCH, ImportFormat, ImportParams};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::domain::jobs::{self, Job};
+use shared::identity::rbac::{BuiltinRole, PermissionSet};
 use shared::store::{Write, attr_s};
-use shared::users::{Email, User, UserStatus, check_name};
+use shared::identity::users::{Email, User, UserStatus, check_name};
 
 use crate::Worker;
 
@@ -54,7 +54,7 @@ async fn read_object(worker: &Worker, key: &str, etag: Option<&str>, limit: u64)
     if let Some(etag) = etag {
         request = request.if_match(etag);
     }
-    let out = request.send().await.map_err(shared::error::aws("s3 GetObject (import)"))?;
+    let out = request.send().await.map_err(shared::platform::error::aws("s3 GetObject (import)"))?;
     let mut body = out.body;
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next().await {
@@ -272,7 +272,7 @@ fn check_chart(row: &mut RawRow) -> Option<Chart> {
 /// Validate every row: fields, then what needs the table (emails taken,
 /// owners that exist, rows an earlier attempt already wrote).
 async fn validate(worker: &Worker, job: &Job, params: &ImportParams, rows: &mut [RawRow]) -> Result<Vec<Candidate>> {
-    let granter = shared::roles::parse_permissions("granter_permissions", &params.granter_permissions).unwrap_or_else(|_| PermissionSet::empty());
+    let granter = shared::identity::roles::parse_permissions("granter_permissions", &params.granter_permissions).unwrap_or_else(|_| PermissionSet::empty());
     let store = &worker.store;
     let mut candidates = Vec::new();
     for row in rows.iter_mut() {
@@ -415,7 +415,7 @@ async fn exists(worker: &Worker, c: &Candidate) -> Result<bool> {
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let params: ImportParams = serde_json::from_value(job.params.clone()).map_err(|e| refuse(format!("import job params: {e}")))?;
     let actor = params.started_by.clone().ok_or_else(|| refuse("the import was not started"))?;
-    let limit = shared::settings::load_current(&worker.store).await?.settings.limits.max_import_bytes;
+    let limit = shared::domain::system_settings::load_current(&worker.store).await?.settings.limits.max_import_bytes;
     // Size first, from a HEAD: an oversize file is refused unread.
     let Some((size, etag)) = data_jobs::head_upload(&worker.s3, &worker.config.exports_bucket, &params.object_key).await? else {
         return Err(refuse("the uploaded file is gone"));

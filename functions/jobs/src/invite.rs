@@ -3,11 +3,11 @@
 //! password (SES).
 
 use serde_json::{Value, json};
-use shared::crypto::{random_token, sha256_hex};
-use shared::error::{Error, Result};
-use shared::jobs::Job;
+use shared::platform::crypto::{random_token, sha256_hex};
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::Job;
 use shared::store::{s, n};
-use shared::users::{self, UserStatus};
+use shared::identity::users::{self, UserStatus};
 
 use crate::Worker;
 
@@ -36,7 +36,7 @@ pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
         .item("type", s("invitation"))
         .send()
         .await
-        .map_err(shared::error::aws("dynamodb PutItem (invitation)"))?;
+        .map_err(shared::platform::error::aws("dynamodb PutItem (invitation)"))?;
 
     let link = format!("{}/accept-invitation?token={token}", worker.config.public_url);
     let text = format!(

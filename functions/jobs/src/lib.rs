@@ -25,9 +25,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
-use shared::config::Config;
-use shared::error::{Error, Result};
-use shared::jobs::{self, Job, JobMessage, JobStatus};
+use shared::platform::config::Config;
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::{self, Job, JobMessage, JobStatus};
+use shared::audit::Journal;
 use shared::store::Store;
 
 /// After this many attempts a job is marked failed (the queue's redrive
@@ -36,7 +37,8 @@ pub const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Clone, Debug)]
 pub struct Worker {
-    pub store: Store,
+    /// The table, through the journal (changes commit with their audit entries).
+    pub store: Journal,
     pub ses: aws_sdk_sesv2::Client,
     pub s3: aws_sdk_s3::Client,
     /// Signs erasure certificates with the audit key.
@@ -44,14 +46,14 @@ pub struct Worker {
     /// Queues erasure jobs (the retention sweep).
     pub sqs: aws_sdk_sqs::Client,
     /// Reads the audit log and its digest chain (audit exports).
-    pub audit: shared::audit_chain::ChainReader,
+    pub audit: shared::audit::chain::ChainReader,
     pub config: Arc<Config>,
 }
 
 impl Worker {
     pub async fn from_env() -> anyhow::Result<Worker> {
         let config = Arc::new(Config::from_env()?);
-        let sdk = shared::aws::sdk_config();
+        let sdk = shared::platform::aws::sdk_config();
         Ok(Worker::new(config, &sdk))
     }
 
@@ -59,11 +61,11 @@ impl Worker {
     /// sweep's erasures: Lambda delivers its messages).
     pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
         let kms = aws_sdk_kms::Client::new(sdk);
-        let envelope = shared::crypto::Envelope::new(kms.clone(), config.data_key_id.clone());
-        let store = Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()).with_subject_keys(envelope);
-        let s3 = shared::aws::s3_client(sdk);
+        let envelope = shared::platform::crypto::Envelope::new(kms.clone(), config.data_key_id.clone());
+        let store = Journal::with_subject_keys(Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()), envelope);
+        let s3 = shared::platform::aws::s3_client(sdk);
         Worker {
-            audit: shared::audit_chain::ChainReader::new(store.clone(), s3.clone(), kms.clone(), &config.audit_bucket, &config.audit_key_id),
+            audit: shared::audit::chain::ChainReader::new(store.store().clone(), s3.clone(), kms.clone(), &config.audit_bucket, &config.audit_key_id),
             store,
             ses: aws_sdk_sesv2::Client::new(sdk),
             s3,
@@ -87,13 +89,13 @@ impl Worker {
             .body(body.into())
             .send()
             .await
-            .map_err(shared::error::aws("s3 PutObject (exports bucket)"))?;
+            .map_err(shared::platform::error::aws("s3 PutObject (exports bucket)"))?;
         Ok(())
     }
 
     /// The files a job wrote or received: its result's `key`, its import
     /// folder. Returns how many objects were deleted.
-    pub async fn delete_job_files(&self, job: &shared::store::Item) -> shared::error::Result<u64> {
+    pub async fn delete_job_files(&self, job: &shared::store::Item) -> shared::platform::error::Result<u64> {
         let mut n = 0;
         if let Some(aws_sdk_dynamodb::types::AttributeValue::M(result)) = job.get("result")
             && let Some(key) = shared::store::attr_s(result, "key")
@@ -103,29 +105,29 @@ impl Worker {
         let id = shared::store::attr_s(job, "id").unwrap_or("");
         if !id.is_empty() && shared::store::attr_s(job, "kind").is_some_and(|k| k.starts_with("import")) {
             n += self.delete_prefix(&format!("imports/{id}/")).await?;
-            n += self.delete_object(&shared::data_jobs::import_report_key(id)).await? as u64;
+            n += self.delete_object(&shared::domain::data_jobs::import_report_key(id)).await? as u64;
         }
         Ok(n)
     }
 
-    pub async fn delete_object(&self, key: &str) -> shared::error::Result<bool> {
+    pub async fn delete_object(&self, key: &str) -> shared::platform::error::Result<bool> {
         let bucket = &self.config.exports_bucket;
         let exists = self.s3.head_object().bucket(bucket).key(key).send().await.is_ok();
         if exists {
-            self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::error::aws("s3 DeleteObject"))?;
+            self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::platform::error::aws("s3 DeleteObject"))?;
         }
         Ok(exists)
     }
 
-    pub async fn delete_prefix(&self, prefix: &str) -> shared::error::Result<u64> {
+    pub async fn delete_prefix(&self, prefix: &str) -> shared::platform::error::Result<u64> {
         let bucket = &self.config.exports_bucket;
         let mut n = 0;
         let mut token = None;
         loop {
-            let page = self.s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.map_err(shared::error::aws("s3 ListObjectsV2"))?;
+            let page = self.s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.map_err(shared::platform::error::aws("s3 ListObjectsV2"))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
-                    self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::error::aws("s3 DeleteObject"))?;
+                    self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::platform::error::aws("s3 DeleteObject"))?;
                     n += 1;
                 }
             }
@@ -149,7 +151,7 @@ impl Worker {
             .content(EmailContent::builder().simple(message).build())
             .send()
             .await
-            .map_err(shared::error::aws("ses SendEmail"))?;
+            .map_err(shared::platform::error::aws("ses SendEmail"))?;
         Ok(sent.message_id().map(str::to_string))
     }
 
@@ -184,7 +186,7 @@ impl Worker {
         let body = message.body.as_deref().unwrap_or("");
         let msg: JobMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed job message: {e}")))?;
         // A segment of a bulk job: many messages share one job record.
-        if msg.kind == shared::data_jobs::SEGMENT_KIND {
+        if msg.kind == shared::domain::data_jobs::SEGMENT_KIND {
             return bulk::run_segment(self, body).await;
         }
         let Some(job) = jobs::get(&self.store, &msg.job_id).await? else {
@@ -200,7 +202,7 @@ impl Worker {
         let running = jobs::save(&self.store, &running).await?;
         let started = std::time::Instant::now();
         let outcome = self.run(&running).await;
-        shared::telemetry::emit_metric(
+        shared::platform::telemetry::emit_metric(
             &[("Function", "jobs"), ("JobKind", running.kind.as_str())],
             &[("JobDuration", started.elapsed().as_secs_f64() * 1000.0, "Milliseconds"), ("JobFailed", outcome.is_err() as u8 as f64, "Count")],
         );
@@ -245,12 +247,12 @@ impl Worker {
     async fn run(&self, job: &Job) -> Result<Value> {
         match job.kind.as_str() {
             "invite_email" => invite::send(self, job).await,
-            shared::jobs::SECURITY_EMAIL => security_email::send(self, job).await,
+            shared::domain::jobs::SECURITY_EMAIL => security_email::send(self, job).await,
             moderation_notice::KIND => moderation_notice::send(self, job).await,
             "audit_export" => audit_export::run(self, job).await,
-            shared::data_jobs::IMPORT_KIND => import::run(self, job).await,
-            shared::export::KIND => data_export::run(self, job).await,
-            shared::subject_requests::EXPORT_JOB_KIND => gdpr_export::run(self, job).await,
+            shared::domain::data_jobs::IMPORT_KIND => import::run(self, job).await,
+            shared::domain::export::KIND => data_export::run(self, job).await,
+            shared::domain::subject_requests::EXPORT_JOB_KIND => gdpr_export::run(self, job).await,
             erasure::KIND => erasure::run(self, job).await,
             other => Err(Error::internal(format!("unknown job kind {other:?}"))),
         }

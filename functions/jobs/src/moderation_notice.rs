@@ -3,10 +3,10 @@
 //! label; the moderator's internal note is not sent).
 
 use serde_json::{Value, json};
-use shared::charts;
-use shared::error::{Error, Result};
-use shared::jobs::Job;
-use shared::users::{self, UserStatus};
+use shared::domain::charts;
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::Job;
+use shared::identity::users::{self, UserStatus};
 
 use crate::Worker;
 

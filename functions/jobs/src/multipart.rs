@@ -6,7 +6,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use sha2::{Digest, Sha256};
-use shared::error::{Error, Result};
+use shared::platform::error::{Error, Result};
 
 /// S3's minimum part size (every part but the last), and ours.
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
@@ -36,7 +36,7 @@ impl Upload {
             .bucket_key_enabled(true)
             .send()
             .await
-            .map_err(shared::error::aws("s3 CreateMultipartUpload"))?;
+            .map_err(shared::platform::error::aws("s3 CreateMultipartUpload"))?;
         let upload_id = out.upload_id.ok_or_else(|| Error::internal("s3 CreateMultipartUpload returned no upload id"))?;
         Ok(Upload {
             s3: s3.clone(),
@@ -92,7 +92,7 @@ impl Upload {
             .body(ByteStream::from(part))
             .send()
             .await
-            .map_err(shared::error::aws("s3 UploadPart"))?;
+            .map_err(shared::platform::error::aws("s3 UploadPart"))?;
         self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
         Ok(())
     }
@@ -114,7 +114,7 @@ impl Upload {
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
             .send()
             .await
-            .map_err(shared::error::aws("s3 CompleteMultipartUpload"))?;
+            .map_err(shared::platform::error::aws("s3 CompleteMultipartUpload"))?;
         let sha256: String = self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok((self.bytes, sha256))
     }
@@ -131,6 +131,6 @@ pub async fn abort(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, upload_id: 
     match s3.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
-        Err(e) => Err(shared::error::aws("s3 AbortMultipartUpload")(e)),
+        Err(e) => Err(shared::platform::error::aws("s3 AbortMultipartUpload")(e)),
     }
 }

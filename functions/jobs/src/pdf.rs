@@ -11,8 +11,8 @@
 use std::fmt::Write as _;
 
 use pdf_writer::{Chunk, Content, Name, Rect, Ref, Str, TextStr};
-use shared::error::Result;
-use shared::export::{Cell, Encoder, Header};
+use shared::platform::error::Result;
+use shared::domain::export::{Cell, Encoder, Header};
 
 const PAGE_W: f32 = 842.0;
 const PAGE_H: f32 = 595.0;
@@ -270,7 +270,7 @@ impl Encoder for PdfEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::export::CellKind;
+    use shared::domain::export::CellKind;
 
     fn header() -> Header {
         Header {

@@ -22,11 +22,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use shared::audit::{Actor, AuditEntry};
-use shared::crypto::{random_token, sha256_hex};
-use shared::error::{Error, Result};
-use shared::jobs::{Job, JobStatus};
+use shared::platform::crypto::{random_token, sha256_hex};
+use shared::platform::error::{Error, Result};
+use shared::domain::jobs::{Job, JobStatus};
 use shared::store::{Item, QuerySpec, Write, attr_s, s, timestamp};
-use shared::subject_requests::{self, Regime, RequestKind, SubjectRequest};
+use shared::domain::subject_requests::{self, Regime, RequestKind, SubjectRequest};
 
 use crate::Worker;
 
@@ -55,12 +55,12 @@ async fn expired(worker: &Worker, partition: &str, cutoff: &str) -> Result<Vec<I
 }
 
 pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
-    let settings = shared::settings::load_current(&worker.store).await?.settings;
+    let settings = shared::domain::system_settings::load_current(&worker.store).await?.settings;
     let cutoff = timestamp(now - Duration::days(i64::from(settings.retention.restore_window_days)));
     let mut swept = Swept::default();
     let actor = Actor::system("retention");
 
-    for chart in expired(worker, shared::charts::DELETED_PARTITION, &cutoff).await? {
+    for chart in expired(worker, shared::domain::charts::DELETED_PARTITION, &cutoff).await? {
         let (Some(pk), Some(id)) = (attr_s(&chart, "pk"), attr_s(&chart, "id")) else { continue };
         let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(pk))], forward: true, ..QuerySpec::default() };
         let (items, _) = worker.store.query_page(&spec, None, 1000).await?;
@@ -92,7 +92,7 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
         let audit = request.audit(&actor, "data.subject_request.create").reason("past the restore window of a soft delete");
         match subject_requests::create_with(&worker.store, &request, vec![job.create_write(&worker.store.table)?, guard], audit).await {
             Ok(()) => {
-                shared::jobs::dispatch(&worker.sqs, &worker.config.jobs_queue_url, &job).await?;
+                shared::domain::jobs::dispatch(&worker.sqs, &worker.config.jobs_queue_url, &job).await?;
                 swept.users_queued_for_erasure += 1;
             }
             // Already being erased.
@@ -116,7 +116,7 @@ async fn finished_before(worker: &Worker, status: JobStatus, cutoff: &str) -> Re
     worker.store.query_all(&spec).await
 }
 
-async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::settings::Retention, swept: &mut Swept) -> Result<()> {
+async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::domain::system_settings::Retention, swept: &mut Swept) -> Result<()> {
     let jobs_cutoff = timestamp(now - Duration::days(i64::from(retention.jobs_days)));
     let files_cutoff = timestamp(now - Duration::days(i64::from(retention.exports_days)));
     for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
@@ -156,7 +156,7 @@ async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::set
             .expression_attribute_values(":map", s("M"))
             .send()
             .await
-            .map_err(shared::error::aws("dynamodb UpdateItem (expire export files)"))?;
+            .map_err(shared::platform::error::aws("dynamodb UpdateItem (expire export files)"))?;
         swept.export_files_expired += 1;
     }
     Ok(())

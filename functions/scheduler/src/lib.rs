@@ -11,11 +11,11 @@ use std::sync::Arc;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use shared::audit::{Actor, AuditEntry};
-use shared::audit_chain::{self, ChainHead, DigestIndex};
-use shared::audit_digest::{Digest, FORMAT, GENESIS_HASH, SignedDigest, signing_input};
-use shared::config::Config;
-use shared::error::{Error, Result};
+use shared::audit::{Actor, AuditEntry, Journal};
+use shared::audit::chain::{self, ChainHead, DigestIndex};
+use shared::audit::digest::{Digest, FORMAT, GENESIS_HASH, SignedDigest, signing_input};
+use shared::platform::config::Config;
+use shared::platform::error::{Error, Result};
 use shared::store::{Store, Write, timestamp};
 
 /// Entries younger than this are left for the next run. An entry's
@@ -30,7 +30,7 @@ pub const RETENTION_DAYS: i64 = 400;
 
 #[derive(Clone, Debug)]
 pub struct Sealer {
-    pub store: Store,
+    pub store: Journal,
     pub s3: aws_sdk_s3::Client,
     pub kms: aws_sdk_kms::Client,
     pub config: Arc<Config>,
@@ -48,13 +48,13 @@ pub enum SealOutcome {
 }
 
 impl Sealer {
-    pub fn new(config: Arc<Config>, clients: &shared::aws::Clients) -> Sealer {
-        Sealer { store: Store::new(clients.dynamo.clone(), config.table.clone()), s3: clients.s3.clone(), kms: clients.kms.clone(), config }
+    pub fn new(config: Arc<Config>, clients: &shared::platform::aws::Clients) -> Sealer {
+        Sealer { store: Journal::new(Store::new(clients.dynamo.clone(), config.table.clone())), s3: clients.s3.clone(), kms: clients.kms.clone(), config }
     }
 
     pub async fn from_env() -> anyhow::Result<Sealer> {
         let config = Arc::new(Config::from_env()?);
-        Ok(Sealer::new(config, &shared::aws::Clients::from_env()))
+        Ok(Sealer::new(config, &shared::platform::aws::Clients::from_env()))
     }
 
     /// The scheduled run: seal up to now minus [`SETTLE`].
@@ -65,16 +65,16 @@ impl Sealer {
     /// Seal every entry with `previous end < ts <= until`. Running it again
     /// for a period already sealed does nothing.
     pub async fn seal_until(&self, until: DateTime<Utc>) -> Result<SealOutcome> {
-        let head = audit_chain::head(&self.store).await?;
+        let head = chain::head(&self.store).await?;
         let period_end = timestamp(until);
         let period_start = match &head {
             Some(h) => h.period_end.clone(),
-            None => audit_chain::genesis_start(until),
+            None => chain::genesis_start(until),
         };
         if period_end <= period_start {
             return Ok(SealOutcome::UpToDate { period_end: period_start });
         }
-        let entries: Vec<_> = audit_chain::load_entries(&self.store, &period_start, &period_end, false).await?.into_iter().map(|(e, _)| e).collect();
+        let entries: Vec<_> = chain::load_entries(&self.store, &period_start, &period_end, false).await?.into_iter().map(|(e, _)| e).collect();
         let digest = Digest {
             format: FORMAT.into(),
             digest_id: uuid::Uuid::now_v7().to_string(),
@@ -90,7 +90,7 @@ impl Sealer {
         };
         let hash = digest.hash();
         let signed = SignedDigest { signature: self.sign(&hash).await?, digest };
-        let object_key = audit_chain::object_key(&period_end, &signed.digest.digest_id);
+        let object_key = chain::object_key(&period_end, &signed.digest.digest_id);
         self.put_object(&object_key, &signed).await?;
 
         let digest = &signed.digest;
@@ -130,7 +130,7 @@ impl Sealer {
             // The object written above stays as an orphan no index names
             // (Object Lock forbids deleting it); verification ignores it.
             Err(Error::Conflict(_)) => {
-                let sequence = audit_chain::head(&self.store).await?.map(|h| h.version).unwrap_or(0);
+                let sequence = chain::head(&self.store).await?.map(|h| h.version).unwrap_or(0);
                 return Ok(SealOutcome::LostRace { sequence });
             }
             Err(e) => return Err(e),
@@ -148,7 +148,7 @@ impl Sealer {
 
     /// KMS `Sign` (RAW, ECDSA_SHA_256) over the short signing statement.
     async fn sign(&self, digest_hash: &str) -> Result<String> {
-        let der = shared::crypto::kms_sign_p256(&self.kms, &self.config.audit_key_id, signing_input(digest_hash).as_bytes(), "kms Sign (audit digest)").await?;
+        let der = shared::platform::crypto::kms_sign_p256(&self.kms, &self.config.audit_key_id, signing_input(digest_hash).as_bytes(), "kms Sign (audit digest)").await?;
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 
@@ -166,7 +166,7 @@ impl Sealer {
             .body(body.into())
             .send()
             .await
-            .map_err(shared::error::aws("s3 PutObject (audit digest)"))?;
+            .map_err(shared::platform::error::aws("s3 PutObject (audit digest)"))?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
 use shared::audit::{Actor, AuditEntry};
-use shared::users::{Email, User, UserStatus};
+use shared::identity::users::{Email, User, UserStatus};
 use tower::ServiceExt;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -73,8 +73,8 @@ async fn main() -> anyhow::Result<()> {
         let loading = started.elapsed();
         let email = Email::parse("bench@example.com").map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let analyst = User::new(&email, "Bench", vec!["analyst".into()], UserStatus::Active);
-        shared::users::create(&app.platform.store, &analyst, AuditEntry::new(&Actor::system("bench"), "user.create", "user", &analyst.id)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let grant = shared::token::SessionGrant::new(&[shared::token::amr::PASSWORD], None);
+        shared::identity::users::create(&app.platform.store, &analyst, AuditEntry::new(&Actor::system("bench"), "user.create", "user", &analyst.id)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD], None);
         let token = app.signer.access_token(&analyst, "bench", &grant).await.map_err(|e| anyhow::anyhow!("{e}"))?.token;
         let mut times = Vec::with_capacity(requests);
         for i in 0..requests + 3 {

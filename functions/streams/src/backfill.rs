@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::try_join_all;
 use serde_json::Value;
-use shared::error::{Error, Result, aws};
-use shared::rollups;
+use shared::platform::error::{Error, Result, aws};
+use shared::domain::rollups;
 use shared::store::{Item, Store, n, s};
 
 use crate::effects::{self, Effect};

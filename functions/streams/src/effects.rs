@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use shared::rollups::{self, day_of, month_of};
+use shared::domain::rollups::{self, day_of, month_of};
 
 /// One rollup change.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +19,7 @@ pub enum Effect {
     Security(SecurityEvent),
 }
 
-pub use shared::rollups::SecurityEvent;
+pub use shared::domain::rollups::SecurityEvent;
 
 fn str_of<'a>(item: Option<&'a Value>, key: &str) -> Option<&'a str> {
     item.and_then(|i| i.get(key)).and_then(Value::as_str)

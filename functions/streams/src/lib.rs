@@ -1,5 +1,5 @@
 //! The streams worker: consumes the table's DynamoDB stream (new and old
-//! images) and keeps the dashboard's rollup counters (`shared::rollups`)
+//! images) and keeps the dashboard's rollup counters (`shared::domain::rollups`)
 //! with atomic ADD updates, so the dashboard never counts raw items.
 //!
 //! Redelivery is safe: each record's counter updates are one transaction
@@ -20,8 +20,8 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde_json::Value;
-use shared::error::{Error, Result, aws};
-use shared::rollups;
+use shared::platform::error::{Error, Result, aws};
+use shared::domain::rollups;
 use shared::store::{Item, Store, n, s, to_item};
 
 use crate::effects::{Effect, SecurityEvent};
@@ -37,7 +37,7 @@ pub struct Worker {
 impl Worker {
     pub async fn from_env() -> anyhow::Result<Worker> {
         let table = std::env::var("KEEL_TABLE").map_err(|_| anyhow::anyhow!("configuration: KEEL_TABLE is not set"))?;
-        let sdk = shared::aws::sdk_config();
+        let sdk = shared::platform::aws::sdk_config();
         Ok(Worker { store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), table) })
     }
 

@@ -6,7 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init();
+    shared::platform::telemetry::init();
     let worker = streams::Worker::from_env().await?;
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {

@@ -18,8 +18,8 @@ async fn main() -> anyhow::Result<()> {
     let sdk = keel_local::sdk_config(&moto.endpoint).await;
     let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml"))?;
     let stack = keel_local::provision::provision(&sdk, &template, "seal-bench", &Default::default()).await?;
-    let config = Arc::new(shared::config::Config::from_map(&stack.env)?);
-    let clients = shared::aws::Clients::from_sdk_config(&sdk);
+    let config = Arc::new(shared::platform::config::Config::from_map(&stack.env)?);
+    let clients = shared::platform::aws::Clients::from_sdk_config(&sdk);
     let sealer = scheduler::Sealer::new(config.clone(), &clients);
     let store = sealer.store.clone();
 
@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         let at = now + chrono::Duration::microseconds(10 * i as i64 + 1);
         let entry = AuditEntry::at(at, &actor, "chart.update", "chart", &format!("c{}", i % 5000))
             .changes(Some(&serde_json::json!({"title": "Before"})), Some(&serde_json::json!({"title": format!("After {i}")})));
-        items.push(shared::subjects::seal_entry(None, &store, &entry).await?);
+        items.push(shared::audit::pseudonyms::seal_entry(None, &store, &entry).await?);
     }
     let chunks: Vec<Vec<_>> = items.chunks(25 * 40).map(<[_]>::to_vec).collect();
     let results: Vec<_> = futures::stream::iter(chunks).map(|c| store.batch_put(c)).buffer_unordered(4).collect().await;
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     println!("sealed: {outcome:?}");
     println!("seal: {n} entries in {seal_secs:.2} s = {:.0} entries/s (reads, hashing, KMS Sign, S3 put, commit)", n as f64 / seal_secs);
 
-    let reader = shared::audit_chain::ChainReader::new(store.clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id);
+    let reader = shared::audit::chain::ChainReader::new(store.store().clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id);
     let started = Instant::now();
     let report = reader.verify(now, chrono::Utc::now()).await?;
     let verify_secs = started.elapsed().as_secs_f64();
@@ -61,14 +61,14 @@ async fn main() -> anyhow::Result<()> {
     let loaded = reader.load(now, chrono::Utc::now(), false).await?;
     let key = reader.key().await?.clone();
     let started = Instant::now();
-    let report = shared::audit_digest::verify(&key, &loaded.evidence);
+    let report = shared::audit::digest::verify(&key, &loaded.evidence);
     let check_secs = started.elapsed().as_secs_f64();
     println!("verify (check only, entries pre-hashed at load): {} entries in {:.3} s = {:.0} entries/s", report.entries_checked, check_secs, report.entries_checked as f64 / check_secs);
 
     // Hashing the canonical form, the per-entry cost on both sides.
-    let typed: Vec<_> = items.iter().map(shared::audit_digest::typed_item).collect();
+    let typed: Vec<_> = items.iter().map(shared::audit::digest::typed_item).collect();
     let started = Instant::now();
-    let hashed = typed.iter().map(shared::audit_digest::entry_hash).count();
+    let hashed = typed.iter().map(shared::audit::digest::entry_hash).count();
     println!("canonical form + SHA-256: {hashed} entries in {:.3} s = {:.0} entries/s", started.elapsed().as_secs_f64(), hashed as f64 / started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::Router;
-use shared::aws::Clients;
-use shared::config::Config;
+use shared::platform::aws::Clients;
+use shared::platform::config::Config;
 use shared::http::Platform;
-use shared::token::TokenVerifier;
+use shared::identity::token::TokenVerifier;
 
 pub struct LocalApp {
     pub router: Router,
@@ -41,7 +41,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         s3: crate::s3_client(sdk),
         kms: clients.kms.clone(),
         dynamo: clients.dynamo.clone(),
-        metrics: Arc::new(admin::system_metrics::LocalMetrics { ring: shared::telemetry::MetricsRing::installed(), sqs: clients.sqs.clone() }),
+        metrics: Arc::new(admin::system_metrics::LocalMetrics { ring: shared::platform::telemetry::MetricsRing::installed(), sqs: clients.sqs.clone() }),
     };
     let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring, audit: admin::audit_chain_reader(&platform, &clients) };
     let exports = data::ExportSettings::from_lookup(|name| env.get(name).cloned())?;
@@ -53,7 +53,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let sealer = scheduler::Sealer::new(config, &clients);
-    let streams = streams::Worker { store: platform.store.clone() };
+    let streams = streams::Worker { store: platform.store.store().clone() };
     Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer })
 }
 
@@ -61,6 +61,6 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
 /// as they would from its own Lambda.
 fn as_function(name: &'static str, router: Router) -> Router {
     router.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-        shared::telemetry::as_function(name, next.run(request))
+        shared::platform::telemetry::as_function(name, next.run(request))
     }))
 }

@@ -20,7 +20,7 @@ pub const REGION: &str = "us-east-1";
 
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(shared::aws::https_client())
+        .http_client(shared::platform::aws::https_client())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(aws_credential_types::Credentials::new("local", "local", None, None, "keel-local"))
@@ -55,7 +55,7 @@ impl Settings {
             port,
             admin_email: var("KEEL_ADMIN_EMAIL").unwrap_or_else(|| "admin@keel.local".into()),
             // No default password: a fresh random one each run unless given.
-            admin_password: var("KEEL_ADMIN_PASSWORD").unwrap_or_else(shared::crypto::random_token),
+            admin_password: var("KEEL_ADMIN_PASSWORD").unwrap_or_else(shared::platform::crypto::random_token),
             demo_users,
         })
     }

@@ -7,7 +7,7 @@ use keel_local::{app, moto::Moto, poller, provision, schedule, seed, stream_read
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
+    shared::platform::telemetry::init();
     let settings = keel_local::Settings::from_env()?;
     let root = keel_local::repo_root();
     std::fs::create_dir_all(root.join(".keel"))?;
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let backfilled = streams::backfill::run(&local.platform.store).await.map_err(|e| anyhow::anyhow!("backfilling rollups: {e}"))?;
     println!("  dashboard rollups: {} counters from {} items", backfilled.counters, backfilled.items_scanned);
     tokio::spawn(stream_reader::run(reader, local.streams.clone()));
-    let admin = shared::users::bootstrap_admin(&local.platform.store, &settings.admin_email, "Local Admin", &settings.admin_password, false).await?;
+    let admin = shared::identity::users::bootstrap_admin(&local.platform.store, &settings.admin_email, "Local Admin", &settings.admin_password, false).await?;
     keel_local::write_env_file(&root.join(".keel/local.env"), &moto.endpoint, &stack)?;
 
     let jobs_queue = stack.env["KEEL_JOBS_QUEUE_URL"].clone();

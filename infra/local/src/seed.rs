@@ -8,9 +8,9 @@ use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use shared::charts::{Chart, ModerationStatus};
+use shared::domain::charts::{Chart, ModerationStatus};
 use shared::store::{Item, Store, timestamp, to_item};
-use shared::users::{Email, User, UserStatus};
+use shared::identity::users::{Email, User, UserStatus};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -204,8 +204,8 @@ mod tests {
         assert!(sa.charts > 300 && sa.orders > 50 && sa.events > sa.users, "{sa:?}");
         assert!(a.len() > 1000);
         // Charts are written through the model, so they read back as one.
-        let charts: Vec<_> = a.iter().filter(|i| i["type"].as_s().is_ok_and(|t| t == "chart")).cloned().map(shared::charts::from_chart_item).collect::<Result<_, _>>().unwrap();
+        let charts: Vec<_> = a.iter().filter(|i| i["type"].as_s().is_ok_and(|t| t == "chart")).cloned().map(shared::domain::charts::from_chart_item).collect::<Result<_, _>>().unwrap();
         assert_eq!(charts.len(), sa.charts);
-        assert!(charts.iter().any(|c| c.flagged) && charts.iter().all(|c| c.flagged == (c.moderation_status == shared::charts::ModerationStatus::Flagged)));
+        assert!(charts.iter().any(|c| c.flagged) && charts.iter().all(|c| c.flagged == (c.moderation_status == shared::domain::charts::ModerationStatus::Flagged)));
     }
 }

@@ -1,0 +1,337 @@
+//! Where the audit digest chain lives and how it is read: digest objects in
+//! the audit-digest bucket, an index item per digest and a chain-head item
+//! in the table, entries read back from their day partitions. Feeds the
+//! sealer (scheduler), the live verifier (admin, CLI) and exports (jobs).
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::digest::{self, DigestEvidence, DigestKey, Evidence, ExportLine, Finding, FindingKind, Report, SealedEntry, SignedDigest};
+use crate::platform::error::{Error, Result};
+use crate::store::{Item, QuerySpec, Store, from_item, s, timestamp, to_item};
+
+/// Partition of the digest index items; sort key `<period_end>#<digest_id>`.
+pub const CHAIN_PK: &str = "DIGEST#CHAIN";
+/// The chain head: the last digest; replaced only if its `version` (the
+/// last sequence) is unchanged, so two sealers cannot fork the chain.
+pub const HEAD_PK: &str = "DIGEST#HEAD";
+pub const HEAD_SK: &str = "HEAD";
+
+/// The first digest covers at most this far back.
+pub const GENESIS_LOOKBACK_DAYS: i64 = 366;
+
+/// The index item of one digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestIndex {
+    pub digest_id: String,
+    pub sequence: u64,
+    pub period_start: String,
+    pub period_end: String,
+    pub count: u64,
+    /// SHA-256 of the digest's canonical form.
+    pub hash: String,
+    pub previous_hash: String,
+    /// Key of the digest object in the audit-digest bucket.
+    pub object_key: String,
+    pub created_at: String,
+}
+
+impl DigestIndex {
+    pub fn to_item(&self) -> Result<Item> {
+        let mut item = to_item(self)?;
+        item.insert("pk".into(), s(CHAIN_PK));
+        item.insert("sk".into(), s(format!("{}#{}", self.period_end, self.digest_id)));
+        item.insert("type".into(), s("audit_digest"));
+        Ok(item)
+    }
+}
+
+/// The last digest of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub digest_id: String,
+    /// The last sequence number (optimistic lock of the head).
+    pub version: u64,
+    pub hash: String,
+    pub period_end: String,
+    /// Where the first digest's period started: nothing before is sealed.
+    pub genesis_start: String,
+}
+
+impl ChainHead {
+    pub fn to_item(&self) -> Result<Item> {
+        let mut item = to_item(self)?;
+        item.insert("pk".into(), s(HEAD_PK));
+        item.insert("sk".into(), s(HEAD_SK));
+        item.insert("type".into(), s("audit_chain_head"));
+        Ok(item)
+    }
+}
+
+pub async fn head(store: &Store) -> Result<Option<ChainHead>> {
+    store.get(HEAD_PK, HEAD_SK).await
+}
+
+/// `digests/<yyyy>/<mm>/<dd>/<period_end>-<digest_id>.json`
+pub fn object_key(period_end: &str, digest_id: &str) -> String {
+    let date = &period_end[..10];
+    format!("digests/{}/{}/{}/{period_end}-{digest_id}.json", &date[..4], &date[5..7], &date[8..10])
+}
+
+/// Days from the one holding `after` to the one holding `until`.
+fn days(after: &str, until: &str) -> Result<Vec<NaiveDate>> {
+    let parse = |t: &str| NaiveDate::parse_from_str(t.get(..10).unwrap_or(""), "%Y-%m-%d").map_err(|_| Error::internal(format!("not a timestamp: {t}")));
+    let (first, last) = (parse(after)?, parse(until)?);
+    Ok(first.iter_days().take_while(|d| *d <= last).collect())
+}
+
+/// Stored entries with `after < ts <= until`, in sort-key order, hashed in
+/// their canonical form; with `keep_items`, also the stored items (DynamoDB
+/// JSON) for exports.
+pub async fn load_entries(store: &Store, after: &str, until: &str, keep_items: bool) -> Result<Vec<(SealedEntry, Option<Value>)>> {
+    // `~` sorts after every `#id`, so `<after>~` excludes entries at `after`.
+    let (lower, upper) = (format!("{after}~"), format!("{until}~"));
+    let per_day = futures::stream::iter(days(after, until)?)
+        .map(|day| {
+            let (lower, upper, store) = (lower.clone(), upper.clone(), store.clone());
+            async move {
+                let pk = format!("AUDIT#{}", day.format("%Y-%m-%d"));
+                let mut out = Vec::new();
+                let mut start = None;
+                loop {
+                    // No Limit: each page is as large as DynamoDB allows
+                    // (1 MB), the fewest round trips for a full read.
+                    let page = store
+                        .query()
+                        .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
+                        .expression_attribute_values(":pk", s(pk.clone()))
+                        .expression_attribute_values(":lower", s(lower.clone()))
+                        .expression_attribute_values(":upper", s(upper.clone()))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(crate::platform::error::aws("dynamodb Query (audit entries)"))?;
+                    let (items, last) = (page.items.unwrap_or_default(), page.last_evaluated_key);
+                    for item in &items {
+                        let typed = digest::typed_item(item);
+                        out.push((SealedEntry::of(&typed)?, keep_items.then_some(typed)));
+                    }
+                    match last {
+                        Some(key) => start = Some(key),
+                        None => break,
+                    }
+                }
+                Ok::<_, Error>(out)
+            }
+        })
+        .buffered(8)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(per_day.into_iter().flatten().collect())
+}
+
+/// Index items of the digests whose period overlaps `[from, to]`, in chain
+/// order, and the one before them (to check the first link).
+pub async fn digest_indexes(store: &Store, from: &str, to: &str) -> Result<(Option<DigestIndex>, Vec<DigestIndex>)> {
+    let spec = QuerySpec {
+        key_condition: "pk = :pk AND sk >= :from",
+        values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))],
+        forward: true,
+        ..QuerySpec::default()
+    };
+    let mut found = Vec::new();
+    let mut start = None;
+    'pages: loop {
+        let (items, last) = store.query_page(&spec, start, 500).await?;
+        for item in items {
+            let index: DigestIndex = from_item(item)?;
+            if index.period_start.as_str() >= to {
+                break 'pages;
+            }
+            found.push(index);
+        }
+        match last {
+            Some(key) => start = Some(key),
+            None => break,
+        }
+    }
+    let before = QuerySpec {
+        key_condition: "pk = :pk AND sk < :from",
+        values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))],
+        forward: false,
+        ..QuerySpec::default()
+    };
+    let previous = match found.first() {
+        Some(first) if first.sequence > 1 => store.query_page(&before, None, 1).await?.0.into_iter().next().map(from_item).transpose()?,
+        _ => None,
+    };
+    Ok((previous, found))
+}
+
+/// Read and parse a digest object; `Err` carries why it is unusable.
+pub async fn read_digest(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> std::result::Result<SignedDigest, String> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| format!("digest object {key} cannot be read: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    let bytes = out.body.collect().await.map_err(|e| format!("reading digest object {key}: {e}"))?.into_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| format!("digest object {key} is not a digest: {e}"))
+}
+
+/// The chain's reader: table, digest bucket and the audit public key
+/// (fetched once, on first use).
+#[derive(Clone, Debug)]
+pub struct ChainReader {
+    pub store: Store,
+    pub s3: aws_sdk_s3::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub bucket: String,
+    pub key_id: String,
+    key: std::sync::Arc<tokio::sync::OnceCell<DigestKey>>,
+}
+
+/// What a live verification loaded: the evidence, and (for exports) the
+/// stored entries in DynamoDB JSON.
+pub struct Loaded {
+    pub evidence: Evidence,
+    pub entry_items: Vec<Value>,
+}
+
+impl ChainReader {
+    pub fn new(store: Store, s3: aws_sdk_s3::Client, kms: aws_sdk_kms::Client, bucket: &str, key_id: &str) -> ChainReader {
+        ChainReader { store, s3, kms, bucket: bucket.to_string(), key_id: key_id.to_string(), key: Default::default() }
+    }
+
+    pub async fn key(&self) -> Result<&DigestKey> {
+        self.key.get_or_try_init(|| DigestKey::load(&self.kms, &self.key_id)).await
+    }
+
+    /// Gather digests and entries for `[from, to]`.
+    pub async fn load(&self, from: DateTime<Utc>, to: DateTime<Utc>, keep_items: bool) -> Result<Loaded> {
+        let (from_ts, to_ts) = (timestamp(from), timestamp(to));
+        let (previous, indexes) = digest_indexes(&self.store, &from_ts, &to_ts).await?;
+        let links = usize::from(previous.is_some());
+        let all: Vec<DigestIndex> = previous.into_iter().chain(indexes).collect();
+        // Owned captures: the future must be Send for any caller's lifetime.
+        let digests: Vec<DigestEvidence> = futures::stream::iter(all.clone())
+            .map(|index| {
+                let (s3, bucket) = (self.s3.clone(), self.bucket.clone());
+                async move {
+                let (signed, problem) = match read_digest(&s3, &bucket, &index.object_key).await {
+                    Ok(signed) => {
+                        let hash = signed.digest.hash();
+                        let problem = (hash != index.hash).then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
+                        (Some(signed), problem)
+                    }
+                    Err(why) => (None, Some(why)),
+                };
+                DigestEvidence { digest_id: index.digest_id.clone(), sequence: index.sequence, signed, problem }
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+
+        // Digests missing after the last one found (or none found at all)
+        // while the head says the range was sealed.
+        let head = head(&self.store).await?;
+        let last = all.last();
+        let tail_problem = head.as_ref().and_then(|h| {
+            let sealed_overlaps = h.genesis_start.as_str() < to_ts.as_str() && h.period_end.as_str() >= from_ts.as_str();
+            let missing = match last {
+                Some(l) => l.sequence < h.version && l.period_end.as_str() < to_ts.as_str(),
+                None => sealed_overlaps,
+            };
+            missing.then(|| Finding {
+                kind: FindingKind::ChainBroken,
+                digest_id: Some(h.digest_id.clone()),
+                entry_id: None,
+                sort_key: None,
+                detail: format!(
+                    "the chain head is digest {} (sequence {}) but the digests found end at sequence {}",
+                    h.digest_id,
+                    h.version,
+                    last.map(|l| l.sequence).unwrap_or(0)
+                ),
+            })
+        });
+
+        // Every stored entry of the checked periods, and any newer ones up to `to`.
+        let checked = &all[links..];
+        let (after, until) = match (checked.first(), checked.last()) {
+            (Some(first), Some(last)) => (first.period_start.clone(), std::cmp::max(last.period_end.clone(), to_ts.clone())),
+            _ => (from_ts.clone(), to_ts.clone()),
+        };
+        let loaded = load_entries(&self.store, &after, &until, keep_items).await?;
+        let mut entries = Vec::with_capacity(loaded.len());
+        let mut entry_items = Vec::new();
+        for (entry, item) in loaded {
+            entries.push(entry);
+            entry_items.extend(item);
+        }
+        Ok(Loaded { evidence: Evidence { digests, entries_from_digest: links, entries, complete: true, tail_problem }, entry_items })
+    }
+
+    /// Verify every entry and digest in `[from, to]` against the table and
+    /// the digest bucket.
+    pub async fn verify(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Report> {
+        let key = self.key().await?.clone();
+        let started = std::time::Instant::now();
+        let loaded = self.load(from, to, false).await?;
+        let mut report = digest::verify(&key, &loaded.evidence);
+        // Throughput of the whole check, reads included.
+        let elapsed = started.elapsed();
+        report.elapsed_ms = elapsed.as_millis() as u64;
+        report.entries_per_second = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
+        Ok(report)
+    }
+
+    /// The NDJSON export of `[from, to]`: header, covering digests, and the
+    /// stored entries. Unfiltered (`keep` None), every entry of the covering
+    /// periods is included, so the export is complete and shows deletions;
+    /// filtered, only entries in `[from, to]` that pass `keep`.
+    pub async fn export(&self, from: DateTime<Utc>, to: DateTime<Utc>, filters: Value, keep: Option<&(dyn Fn(&Value) -> bool + Sync)>) -> Result<(Vec<u8>, usize, usize)> {
+        let key = self.key().await?.clone();
+        let loaded = self.load(from, to, true).await?;
+        let line = |l: &ExportLine| serde_json::to_string(l).map_err(|e| Error::internal(e.to_string()));
+        let mut out = String::new();
+        out.push_str(&line(&ExportLine::Header {
+            format: digest::EXPORT_FORMAT.into(),
+            from: timestamp(from),
+            to: timestamp(to),
+            filters,
+            complete: keep.is_none(),
+            key_id: self.key_id.clone(),
+            public_key: key.der_base64(),
+            public_key_fingerprint: key.fingerprint(),
+        })?);
+        out.push('\n');
+        let mut digests = 0;
+        for (i, d) in loaded.evidence.digests.iter().enumerate() {
+            let Some(signed) = &d.signed else {
+                return Err(Error::internal(format!("digest {} cannot be exported: {}", d.digest_id, d.problem.clone().unwrap_or_default())));
+            };
+            out.push_str(&line(&ExportLine::Digest { link_only: i < loaded.evidence.entries_from_digest, digest: signed.clone() })?);
+            out.push('\n');
+            digests += 1;
+        }
+        let mut entries = 0;
+        let (from_ts, to_ts) = (timestamp(from), timestamp(to));
+        for item in loaded.entry_items {
+            if let Some(keep) = keep {
+                let ts = item["ts"]["S"].as_str().unwrap_or("");
+                if ts < from_ts.as_str() || ts > to_ts.as_str() || !keep(&item) {
+                    continue;
+                }
+            }
+            out.push_str(&line(&ExportLine::Entry { item })?);
+            out.push('\n');
+            entries += 1;
+        }
+        Ok((out.into_bytes(), digests, entries))
+    }
+}
+
+/// The start of the first digest's period when the chain is empty.
+pub fn genesis_start(until: DateTime<Utc>) -> String {
+    timestamp(until - Duration::days(GENESIS_LOOKBACK_DAYS))
+}

@@ -1,0 +1,13 @@
+//! Keel's domain modules that two or more functions need: exports and their
+//! datasets, jobs and their kinds, charts, rollups, the system settings and
+//! subject (GDPR/CCPA) requests.
+
+pub mod charts;
+pub mod data_jobs;
+pub mod export;
+pub mod jobs;
+pub mod masking;
+pub mod rollups;
+pub mod subject_requests;
+pub mod system_settings;
+pub mod two_factor_policy;

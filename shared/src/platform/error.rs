@@ -1,0 +1,170 @@
+//! One error type for every function, mapped to HTTP in one place as an
+//! RFC 9457 `application/problem+json` body. Internal errors are logged with
+//! their cause and answered with only the request id.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A problem with one input field; `field` is a JSON path such as `roles[1]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("missing permission {missing}")]
+    Forbidden { missing: String },
+    /// The token is limited to enrolling 2FA (its roles require 2FA).
+    #[error("two-factor authentication is required for your roles: enable it (POST /api/v1/auth/2fa/enable, then /api/v1/auth/2fa/verify) and sign in again")]
+    MfaEnrollmentRequired,
+    /// The action needs a session signed in with a second factor.
+    #[error("{0}")]
+    MfaRequired(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        Error::Internal(anyhow::anyhow!("{context}"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Validation(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } | Error::MfaEnrollmentRequired | Error::MfaRequired(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation",
+            Error::BadRequest(_) => "bad-request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden { .. } => "forbidden",
+            Error::MfaEnrollmentRequired => "mfa-enrollment-required",
+            Error::MfaRequired(_) => "mfa-required",
+            Error::NotFound(_) => "not-found",
+            Error::Conflict(_) => "conflict",
+            Error::PayloadTooLarge { .. } => "payload-too-large",
+            Error::Unprocessable(_) => "unprocessable",
+            Error::TooManyRequests { .. } => "rate-limited",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The RFC 9457 body, with Keel's extension members.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_permission: Option<String>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let request_id = crate::platform::telemetry::current_request_id();
+        let detail = match &self {
+            Error::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "internal error");
+                "an unexpected error occurred; quote the request id to support".to_string()
+            }
+            Error::Validation(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                format!("invalid fields: {}", fields.join(", "))
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            kind: format!("https://keel.dev/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail,
+            request_id,
+            missing_permission: match &self {
+                Error::Forbidden { missing } => Some(missing.clone()),
+                _ => None,
+            },
+            errors: match self {
+                Error::Validation(ref errors) => errors.clone(),
+                _ => Vec::new(),
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Error::TooManyRequests { retry_after_secs } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+/// Map an AWS SDK error to an internal error, keeping the service's message.
+pub fn aws<E: std::error::Error + Send + Sync + 'static>(context: &'static str) -> impl FnOnce(E) -> Error {
+    move |err| {
+        let detail = error_chain(&err);
+        Error::Internal(anyhow::Error::new(err).context(format!("{context}: {detail}")))
+    }
+}
+
+/// An error and its sources as one line: SDK errors' own Display is only
+/// "service error"; the service's message is further down the chain.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
