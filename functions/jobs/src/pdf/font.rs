@@ -26,7 +26,6 @@ use std::sync::OnceLock;
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo, UnicodeCmap};
 use pdf_writer::{Chunk, Filter, Name, Rect, Ref, Str};
 
-
 /// A compiled-in, compressed font, inflated and parsed on first use.
 pub(super) struct EmbeddedFont {
     /// PostScript name, the `BaseFont` after the subset tag.
