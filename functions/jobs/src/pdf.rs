@@ -1,37 +1,42 @@
-//! PDF exports: a paginated table (landscape A4, monospaced Courier so
+//! PDF exports: a paginated table (landscape A4, DejaVu Sans Mono so
 //! columns line up) under a title, the filters and the generation time,
 //! with the header row repeated on every page and page numbers.
 //!
 //! The objects are written with `pdf-writer`, one at a time, and handed out
 //! as they are finished (the cross-reference table only needs each
 //! object's offset), so memory stays flat whatever the number of pages.
-//! Text uses the standard fonts with WinAnsi encoding; characters outside
-//! it print as `?`.
+//! Text in any script is written with embedded subsets of Unicode TrueType
+//! fonts (`font.rs`): the glyphs used are collected while the pages are
+//! written and the fonts are written at the end. Column widths and
+//! truncation use the fonts' real advances.
 
+mod font;
+
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::io::Write as _;
 
-use pdf_writer::{Chunk, Content, Name, Rect, Ref, Str, TextStr};
-use shared::platform::error::Result;
+use pdf_writer::{Chunk, Filter, Name, Rect, Ref, TextStr};
 use shared::domain::export::{Cell, Encoder, Header};
+use shared::platform::error::{Error, Result};
+
+use font::{Glyphs, RESOURCE_NAMES};
 
 const PAGE_W: f32 = 842.0;
 const PAGE_H: f32 = 595.0;
 const MARGIN: f32 = 36.0;
 const FONT_SIZE: f32 = 6.5;
-/// Courier's advance is 600/1000 em.
-const CHAR_W: f32 = FONT_SIZE * 0.6;
+const TITLE_SIZE: f32 = 12.0;
 const LINE: f32 = 8.5;
-const GAP: usize = 2;
-/// The widest a column gets, in characters.
-const MAX_COL: usize = 40;
+/// Between columns, in character cells (the advance of `0`).
+const GAP: f32 = 2.0;
+/// The widest a column gets, in character cells.
+const MAX_COL: f32 = 40.0;
 
 const CATALOG: Ref = Ref::new(1);
 const PAGES: Ref = Ref::new(2);
-const COURIER: Ref = Ref::new(3);
-const COURIER_BOLD: Ref = Ref::new(4);
-const HELVETICA_BOLD: Ref = Ref::new(5);
-const INFO: Ref = Ref::new(6);
-const FIRST_FREE: i32 = 7;
+const INFO: Ref = Ref::new(3);
+const FIRST_FREE: i32 = 4;
 
 pub struct PdfEncoder {
     out: Vec<u8>,
@@ -43,8 +48,10 @@ pub struct PdfEncoder {
     header: Option<Header>,
     /// Rows of the page being filled.
     pending: Vec<Vec<String>>,
-    widths: Vec<usize>,
+    /// Column widths in points.
+    widths: Vec<f32>,
     rows: u64,
+    glyphs: Glyphs,
 }
 
 impl Default for PdfEncoder {
@@ -53,9 +60,27 @@ impl Default for PdfEncoder {
     }
 }
 
+/// Bold is drawn by also stroking the outlines (one font embedded, not two).
+#[derive(Clone, Copy, PartialEq)]
+enum Weight {
+    Regular,
+    Bold,
+}
+
 impl PdfEncoder {
     pub fn new() -> PdfEncoder {
-        PdfEncoder { out: Vec::with_capacity(256 * 1024), written: 0, offsets: Vec::new(), next_id: FIRST_FREE, pages: Vec::new(), header: None, pending: Vec::new(), widths: Vec::new(), rows: 0 }
+        PdfEncoder {
+            out: Vec::with_capacity(256 * 1024),
+            written: 0,
+            offsets: Vec::new(),
+            next_id: FIRST_FREE,
+            pages: Vec::new(),
+            header: None,
+            pending: Vec::new(),
+            widths: Vec::new(),
+            rows: 0,
+            glyphs: Glyphs::default(),
+        }
     }
 
     fn emit_raw(&mut self, bytes: &[u8]) {
@@ -84,46 +109,128 @@ impl PdfEncoder {
         2 + self.header.as_ref().map(|h| h.filters.len()).unwrap_or(0)
     }
 
-    /// Column widths from the header and the first page of rows, scaled
-    /// down to the page width when they do not fit.
+    /// The width of one character cell (the advance of `0`) in points.
+    fn cell(&mut self) -> f32 {
+        self.glyphs.glyph('0').width * FONT_SIZE / 1000.0
+    }
+
+    /// Column widths (points) from the header and the first page of rows,
+    /// scaled down to the page width when they do not fit.
     fn fit_widths(&mut self) {
-        let Some(header) = &self.header else { return };
-        let mut widths: Vec<usize> = header.columns.iter().map(|(n, _)| n.chars().count().clamp(4, MAX_COL)).collect();
+        let Some(header) = self.header.take() else { return };
+        let cell = self.cell();
+        let (min, max) = (4.0 * cell, MAX_COL * cell);
+        let em = FONT_SIZE / 1000.0;
+        let mut widths: Vec<f32> = header.columns.iter().map(|(n, _)| (self.glyphs.width(n) * em).clamp(min, max)).collect();
         for row in &self.pending {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count().min(MAX_COL));
+            for (w, text) in widths.iter_mut().zip(row) {
+                *w = w.max((self.glyphs.width(text) * em).min(max));
             }
         }
-        let room = ((PAGE_W - 2.0 * MARGIN) / CHAR_W) as usize;
-        let needed: usize = widths.iter().sum::<usize>() + GAP * widths.len().saturating_sub(1);
+        let room = PAGE_W - 2.0 * MARGIN;
+        let gaps = GAP * cell * widths.len().saturating_sub(1) as f32;
+        let needed: f32 = widths.iter().sum::<f32>() + gaps;
         if needed > room {
-            let available = room.saturating_sub(GAP * widths.len().saturating_sub(1));
-            let total: usize = widths.iter().sum();
+            let available = (room - gaps).max(0.0);
+            let total: f32 = widths.iter().sum();
             for w in widths.iter_mut() {
-                *w = (*w * available / total.max(1)).max(3);
+                *w = (*w * available / total.max(1.0)).max(3.0 * cell);
             }
         }
         self.widths = widths;
+        self.header = Some(header);
     }
 
-    fn line(&self, cells: &[String]) -> Vec<u8> {
-        let mut text = String::new();
-        for (i, (cell, width)) in cells.iter().zip(&self.widths).enumerate() {
-            if i > 0 {
-                text.push_str(&" ".repeat(GAP));
+    /// `text` as it fits in `width` points at `size`: cut with `~` when wider.
+    fn fit<'t>(&mut self, text: &'t str, width: f32, size: f32) -> Cow<'t, str> {
+        // A little slack: the widths were measured from the same text.
+        let limit = width * 1000.0 / size + 0.01;
+        if self.glyphs.width(text) <= limit {
+            return Cow::Borrowed(text);
+        }
+        let limit = limit - self.glyphs.glyph('~').width;
+        let mut used = 0.0;
+        let mut cut = String::with_capacity(text.len());
+        for c in text.chars() {
+            used += self.glyphs.glyph(c).width;
+            if used > limit {
+                break;
             }
-            let len = cell.chars().count();
-            if len > *width {
-                text.extend(cell.chars().take(width.saturating_sub(1)));
-                text.push('~');
-            } else {
-                text.push_str(cell);
-                if i + 1 < cells.len() {
-                    text.push_str(&" ".repeat(width - len));
+            cut.push(c);
+        }
+        cut.push('~');
+        Cow::Owned(cut)
+    }
+
+    /// Show `text` at the current text position, switching fonts where a
+    /// character comes from another one. `font` is the font selected in
+    /// this text object so far.
+    fn show(&mut self, page: &mut Vec<u8>, text: &str, size: f32, font: &mut Option<u8>) {
+        let mut open = false;
+        for c in text.chars() {
+            let (f, cid) = self.glyphs.cid(c);
+            if *font != Some(f) {
+                if open {
+                    page.extend_from_slice(b") Tj\n");
+                }
+                page.push(b'/');
+                page.extend_from_slice(RESOURCE_NAMES[f as usize]);
+                page.push(b' ');
+                num(page, size);
+                page.extend_from_slice(b" Tf\n(");
+                *font = Some(f);
+                open = true;
+            } else if !open {
+                page.push(b'(');
+                open = true;
+            }
+            // Two bytes per CID in a literal string: only the delimiters
+            // and line ends are escaped.
+            for b in [(cid >> 8) as u8, cid as u8] {
+                match b {
+                    b'(' | b')' | b'\\' => page.extend_from_slice(&[b'\\', b]),
+                    b'\n' => page.extend_from_slice(b"\\n"),
+                    b'\r' => page.extend_from_slice(b"\\r"),
+                    _ => page.push(b),
                 }
             }
         }
-        win_ansi(&text)
+        if open {
+            page.extend_from_slice(b") Tj\n");
+        }
+    }
+
+    /// One line of text starting at (`x`, `y`).
+    fn text_line(&mut self, page: &mut Vec<u8>, text: &str, x: f32, y: f32, size: f32, weight: Weight) {
+        self.cells_line(page, &[text], &[f32::INFINITY], x, y, size, weight);
+    }
+
+    /// One line of cells, each in its column (`widths`, points), from `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn cells_line<S: AsRef<str>>(&mut self, page: &mut Vec<u8>, cells: &[S], widths: &[f32], x: f32, y: f32, size: f32, weight: Weight) {
+        if weight == Weight::Bold {
+            page.extend_from_slice(b"q ");
+            num(page, size * 0.04);
+            page.extend_from_slice(b" w\nBT\n2 Tr\n");
+        } else {
+            page.extend_from_slice(b"BT\n");
+        }
+        let gap = GAP * self.cell();
+        let mut font = None;
+        num(page, x);
+        page.push(b' ');
+        num(page, y);
+        page.extend_from_slice(b" Td\n");
+        for (i, (cell, &width)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                // Td moves from the start of the previous cell.
+                num(page, widths[i - 1] + gap);
+                page.extend_from_slice(b" 0 Td\n");
+            }
+            let text = self.fit(cell.as_ref(), width, size);
+            self.show(page, &text, size, &mut font);
+        }
+        page.extend_from_slice(if weight == Weight::Bold { b"ET\nQ\n" } else { b"ET\n" });
     }
 
     fn flush_page(&mut self) {
@@ -132,83 +239,106 @@ impl PdfEncoder {
         }
         let header = self.header.clone().unwrap_or_else(|| Header { table: String::new(), title: String::new(), filters: vec![], generated_at: String::new(), columns: vec![] });
         let number = self.pages.len() + 1;
-        let mut content = Content::new();
+        let mut page = Vec::with_capacity(64 * 1024);
         let mut y = PAGE_H - MARGIN;
-        let text_line = |content: &mut Content, font: &[u8], size: f32, y: f32, bytes: &[u8]| {
-            content.begin_text();
-            content.set_font(Name(font), size);
-            content.next_line(MARGIN, y);
-            content.show(Str(bytes));
-            content.end_text();
-        };
         if number == 1 {
             y -= 12.0;
-            text_line(&mut content, b"F3", 12.0, y, &win_ansi(&header.title));
+            self.text_line(&mut page, &header.title, MARGIN, y, TITLE_SIZE, Weight::Bold);
             y -= LINE * 1.6;
             for filter in &header.filters {
-                text_line(&mut content, b"F1", FONT_SIZE + 1.0, y, &win_ansi(&format!("Filter: {filter}")));
+                self.text_line(&mut page, &format!("Filter: {filter}"), MARGIN, y, FONT_SIZE + 1.0, Weight::Regular);
                 y -= LINE * 1.3;
             }
-            text_line(&mut content, b"F1", FONT_SIZE + 1.0, y, &win_ansi(&format!("Generated: {}", header.generated_at)));
+            self.text_line(&mut page, &format!("Generated: {}", header.generated_at), MARGIN, y, FONT_SIZE + 1.0, Weight::Regular);
             y -= LINE * 1.8;
         } else {
             y -= LINE;
         }
-        let names: Vec<String> = header.columns.iter().map(|(n, _)| n.clone()).collect();
-        text_line(&mut content, b"F2", FONT_SIZE, y, &self.line(&names));
-        content.set_line_width(0.5);
-        content.move_to(MARGIN, y - 2.5);
-        content.line_to(PAGE_W - MARGIN, y - 2.5);
-        content.stroke();
+        let names: Vec<&str> = header.columns.iter().map(|(n, _)| n.as_str()).collect();
+        let widths = std::mem::take(&mut self.widths);
+        self.cells_line(&mut page, &names, &widths, MARGIN, y, FONT_SIZE, Weight::Bold);
+        // The rule under the header.
+        let _ = write!(page, "0.5 w\n{MARGIN} ");
+        num(&mut page, y - 2.5);
+        let _ = write!(page, " m\n{} ", PAGE_W - MARGIN);
+        num(&mut page, y - 2.5);
+        page.extend_from_slice(b" l\nS\n");
         y -= LINE * 1.2;
         let rows = std::mem::take(&mut self.pending);
         if rows.is_empty() && number == 1 {
-            text_line(&mut content, b"F1", FONT_SIZE, y, b"(no rows)");
+            self.text_line(&mut page, "(no rows)", MARGIN, y, FONT_SIZE, Weight::Regular);
         }
         for row in &rows {
-            text_line(&mut content, b"F1", FONT_SIZE, y, &self.line(row));
+            self.cells_line(&mut page, row, &widths, MARGIN, y, FONT_SIZE, Weight::Regular);
             y -= LINE;
         }
-        text_line(&mut content, b"F1", FONT_SIZE, MARGIN / 2.0, &win_ansi(&format!("{} - page {number}", header.title)));
-        let data = content.finish();
+        self.widths = widths;
+        self.text_line(&mut page, &format!("{} - page {number}", header.title), MARGIN, MARGIN / 2.0, FONT_SIZE, Weight::Regular);
+        let data = font::deflate(&page, flate2::Compression::fast());
 
         let content_id = self.alloc();
         let page_id = self.alloc();
         let mut chunk = Chunk::new();
-        chunk.stream(content_id, &data);
+        chunk.stream(content_id, &data).filter(Filter::FlateDecode);
         self.emit(content_id, chunk);
+        let next_id = &mut self.next_id;
+        let fonts = self.glyphs.font_refs(|| {
+            let id = Ref::new(*next_id);
+            *next_id += 1;
+            id
+        });
         let mut chunk = Chunk::new();
         {
             let mut page = chunk.page(page_id);
             page.parent(PAGES).media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H)).contents(content_id);
-            page.resources().fonts().pair(Name(b"F1"), COURIER).pair(Name(b"F2"), COURIER_BOLD).pair(Name(b"F3"), HELVETICA_BOLD);
+            let mut resources = page.resources();
+            let mut dict = resources.fonts();
+            for (name, id) in fonts {
+                dict.pair(Name(name), id);
+            }
         }
         self.emit(page_id, chunk);
         self.pages.push(page_id);
     }
 }
 
-/// Text in WinAnsiEncoding (Latin-1 for what these exports hold); other
-/// characters become `?`, control characters a space.
-fn win_ansi(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| match c as u32 {
-            0x20..=0x7e | 0xa0..=0xff => c as u32 as u8,
-            0x00..=0x1f | 0x7f => b' ',
-            _ => b'?',
-        })
-        .collect()
+/// A number in a content stream, to 1/100 point.
+fn num(out: &mut Vec<u8>, value: f32) {
+    let hundredths = (value * 100.0).round() as i64;
+    if hundredths < 0 {
+        out.push(b'-');
+    }
+    let (whole, frac) = (hundredths.unsigned_abs() / 100, hundredths.unsigned_abs() % 100);
+    let _ = write!(out, "{whole}");
+    if frac != 0 {
+        out.push(b'.');
+        out.push(b'0' + (frac / 10) as u8);
+        if frac % 10 != 0 {
+            out.push(b'0' + (frac % 10) as u8);
+        }
+    }
+}
+
+/// A cell's text as drawn: control characters (newlines, tabs…) become spaces.
+fn printable(text: Cow<'_, str>) -> String {
+    if text.chars().any(char::is_control) { text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect() } else { text.into_owned() }
 }
 
 impl Encoder for PdfEncoder {
     fn begin(&mut self, header: &Header) -> Result<()> {
-        self.header = Some(header.clone());
+        let mut header = header.clone();
+        header.title = printable(Cow::Owned(header.title));
+        header.filters = header.filters.into_iter().map(|f| printable(Cow::Owned(f))).collect();
+        for (name, _) in header.columns.iter_mut() {
+            *name = printable(Cow::Borrowed(name.as_str()));
+        }
+        self.header = Some(header);
         self.emit_raw(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n");
         Ok(())
     }
 
     fn row(&mut self, row: &[Cell]) -> Result<()> {
-        self.pending.push(row.iter().map(|c| c.as_text().into_owned()).collect());
+        self.pending.push(row.iter().map(|c| printable(c.as_text())).collect());
         self.rows += 1;
         if self.pending.len() >= self.rows_per_page() {
             self.flush_page();
@@ -221,15 +351,8 @@ impl Encoder for PdfEncoder {
             self.flush_page();
         }
         let header = self.header.clone();
-        let mut chunk = Chunk::new();
-        chunk.type1_font(COURIER).base_font(Name(b"Courier")).encoding_predefined(Name(b"WinAnsiEncoding"));
-        self.emit(COURIER, chunk);
-        let mut chunk = Chunk::new();
-        chunk.type1_font(COURIER_BOLD).base_font(Name(b"Courier-Bold")).encoding_predefined(Name(b"WinAnsiEncoding"));
-        self.emit(COURIER_BOLD, chunk);
-        let mut chunk = Chunk::new();
-        chunk.type1_font(HELVETICA_BOLD).base_font(Name(b"Helvetica-Bold")).encoding_predefined(Name(b"WinAnsiEncoding"));
-        self.emit(HELVETICA_BOLD, chunk);
+        let glyphs = std::mem::take(&mut self.glyphs);
+        glyphs.write_fonts(self).map_err(|e| Error::internal(format!("pdf: {e}")))?;
         let mut chunk = Chunk::new();
         chunk.pages(PAGES).kids(self.pages.iter().copied()).count(self.pages.len() as i32);
         self.emit(PAGES, chunk);
@@ -282,6 +405,61 @@ mod tests {
         }
     }
 
+    fn encode(rows: &[&str]) -> Vec<u8> {
+        let mut pdf = PdfEncoder::new();
+        pdf.begin(&header()).unwrap();
+        for (i, text) in rows.iter().enumerate() {
+            pdf.row(&[Cell::Text(text.to_string()), Cell::Int(i as i64)]).unwrap();
+        }
+        pdf.finish().unwrap();
+        let mut out = Vec::new();
+        pdf.take(&mut out).unwrap();
+        out
+    }
+
+    /// Every stream of the file, inflated (they are all FlateDecode).
+    fn streams(pdf: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some(start) = pdf[at..].windows(7).position(|w| w == b"stream\n").map(|p| at + p) {
+            if pdf[..start].ends_with(b"end") {
+                at = start + 7;
+                continue;
+            }
+            let dict_start = pdf[..start].windows(4).rposition(|w| w == b" obj").unwrap();
+            let dict = String::from_utf8_lossy(&pdf[dict_start..start]).into_owned();
+            let end = pdf[start..].windows(10).position(|w| w == b"\nendstream").unwrap() + start;
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&pdf[start + 7..end]), &mut data).unwrap();
+            found.push((dict, data));
+            at = end;
+        }
+        found
+    }
+
+    /// The characters a ToUnicode CMap maps its CIDs (but 0) to.
+    fn to_unicode(cmap: &[u8]) -> Vec<(u16, String)> {
+        let text = String::from_utf8(cmap.to_vec()).unwrap();
+        let mut pairs = Vec::new();
+        let mut in_bfchar = false;
+        for line in text.lines() {
+            if line.ends_with("beginbfchar") || line == "endbfchar" {
+                in_bfchar = line != "endbfchar";
+                continue;
+            }
+            if !in_bfchar {
+                continue;
+            }
+            let parts: Vec<&str> = line.split(['<', '>', ' ']).filter(|p| !p.is_empty()).collect();
+            let cid = u16::from_str_radix(parts[0], 16).unwrap();
+            let units: Vec<u16> = (0..parts[1].len() / 4).map(|i| u16::from_str_radix(&parts[1][4 * i..4 * i + 4], 16).unwrap()).collect();
+            if cid != 0 {
+                pairs.push((cid, String::from_utf16(&units).unwrap()));
+            }
+        }
+        pairs
+    }
+
     /// The cross-reference table points at every object (readers rely on
     /// it); the independent read-back is in tests/api/exports.rs.
     #[test]
@@ -290,7 +468,7 @@ mod tests {
         pdf.begin(&header()).unwrap();
         let mut out = Vec::new();
         for i in 0..500 {
-            pdf.row(&[Cell::Text(format!("row ({i}) \\ é ✓")), Cell::Int(i)]).unwrap();
+            pdf.row(&[Cell::Text(format!("row ({i}) \\ é ✓ 山")), Cell::Int(i)]).unwrap();
             if i % 97 == 0 {
                 pdf.take(&mut out).unwrap();
             }
@@ -299,13 +477,16 @@ mod tests {
         pdf.take(&mut out).unwrap();
         assert!(out.starts_with(b"%PDF-1.7"));
         assert!(pdf.pages.len() > 5, "{} pages", pdf.pages.len());
-        // Work on bytes: the text holds WinAnsi (not UTF-8) bytes.
+        // Work on bytes: streams are compressed.
         let marker = b"startxref\n";
         let at = out.windows(marker.len()).rposition(|w| w == marker).unwrap() + marker.len();
         let start: usize = String::from_utf8_lossy(&out[at..]).lines().next().unwrap().parse().unwrap();
         let xref = String::from_utf8(out[start..].to_vec()).unwrap();
         assert!(xref.starts_with("xref\n0 "));
-        for (id, line) in xref.lines().skip(3).take_while(|l| l.ends_with(" n ")).enumerate() {
+        let size: usize = xref.lines().nth(1).unwrap()[2..].parse().unwrap();
+        let entries: Vec<&str> = xref.lines().skip(3).take_while(|l| l.ends_with(" n ")).collect();
+        assert_eq!(entries.len(), size - 1, "every id is an object");
+        for (id, line) in entries.iter().enumerate() {
             let offset: usize = line[..10].parse().unwrap();
             let expected = format!("{} 0 obj", id + 1);
             assert_eq!(&out[offset..offset + expected.len()], expected.as_bytes(), "object {}", id + 1);
@@ -321,7 +502,93 @@ mod tests {
     }
 
     #[test]
-    fn win_ansi_keeps_latin1_and_replaces_the_rest() {
-        assert_eq!(win_ansi("aé✓\n"), vec![b'a', 0xe9, b'?', b' ']);
+    fn control_characters_print_as_spaces() {
+        assert_eq!(printable(Cow::Borrowed("a\nb\tc\u{7f}")), "a b c ");
+        assert_eq!(printable(Cow::Borrowed("Zoë 山田")), "Zoë 山田");
+    }
+
+    /// Each script is drawn with a CID font embedding a subset of its
+    /// TrueType font, with widths and a ToUnicode CMap giving back every
+    /// character written.
+    #[test]
+    fn text_in_any_script_embeds_subset_cid_fonts_that_map_back_to_unicode() {
+        let rows = ["Zoë Łukasz-Öztürk", "Дмитрий", "Ελένη", "山田太郎", "€ £ ¥ ₹ ő", "\u{1F600} (no font has it)"];
+        let pdf = encode(&rows);
+        let text = String::from_utf8_lossy(&pdf);
+        assert_eq!(text.matches("/Subtype /Type0").count(), 2, "one font per script family");
+        assert_eq!(text.matches("/Encoding /Identity-H").count(), 2);
+        assert_eq!(text.matches("/Subtype /CIDFontType2").count(), 2);
+        assert!(text.contains("+DejaVuSansMono") && text.contains("+DroidSansFallback"));
+        assert_eq!(text.matches("/FontFile2").count(), 2);
+        assert!(!text.contains("WinAnsi"));
+        let streams = streams(&pdf);
+        // Subsets: valid TrueType fonts holding a few glyphs, far smaller than the fonts.
+        let fonts: Vec<&Vec<u8>> = streams.iter().filter(|(d, _)| d.contains("/Length1")).map(|(_, s)| s).collect();
+        assert_eq!(fonts.len(), 2);
+        for font in &fonts {
+            let face = ttf_parser::Face::parse(font, 0).unwrap();
+            assert!(face.number_of_glyphs() < 100, "{} glyphs", face.number_of_glyphs());
+            assert!(font.len() < 60_000, "{} bytes", font.len());
+        }
+        // Every character written maps back, each CID to exactly one character.
+        let mut mapped: Vec<String> = Vec::new();
+        for (_, cmap) in streams.iter().filter(|(_, s)| s.starts_with(b"%!PS-Adobe-3.0 Resource-CMap")) {
+            mapped.extend(to_unicode(cmap).into_iter().map(|(_, c)| c));
+        }
+        let all: String = rows.concat() + "Keel export: t";
+        for c in all.chars() {
+            assert!(mapped.contains(&c.to_string()), "{c:?} has no ToUnicode mapping");
+        }
+        let mut unique = mapped.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), mapped.len(), "a character was given two CIDs");
+    }
+
+    #[test]
+    fn an_export_without_cjk_embeds_one_font() {
+        let text = String::from_utf8_lossy(&encode(&["plain", "ascii"])).into_owned();
+        assert_eq!(text.matches("/Subtype /Type0").count(), 1);
+        assert!(!text.contains("DroidSansFallback"));
+    }
+
+    #[test]
+    fn widths_and_truncation_use_the_fonts_advances() {
+        let mut pdf = PdfEncoder::new();
+        // DejaVu Sans Mono: 1233 units of 2048; Droid Sans Fallback's ideographs are one em.
+        assert!((pdf.glyphs.width("a") - 602.05).abs() < 0.1, "{}", pdf.glyphs.width("a"));
+        assert!((pdf.glyphs.width("Дλ€") - 3.0 * 602.05).abs() < 0.5);
+        assert!((pdf.glyphs.width("山") - 1000.0).abs() < 0.1, "{}", pdf.glyphs.width("山"));
+        let cell = pdf.cell();
+        let wide = "山".repeat(60);
+        let cut = pdf.fit(&wide, MAX_COL * cell, FONT_SIZE).into_owned();
+        assert!(cut.ends_with('~'));
+        // 40 cells of 0.602 em hold 23 ideographs and the `~`.
+        assert_eq!(cut.chars().count(), 24, "{cut}");
+        assert!(pdf.glyphs.width(&cut) * FONT_SIZE / 1000.0 <= MAX_COL * cell);
+        let latin = "a".repeat(60);
+        assert_eq!(pdf.fit(&latin, MAX_COL * cell, FONT_SIZE).chars().count(), 40);
+        assert_eq!(pdf.fit("short", MAX_COL * cell, FONT_SIZE), "short");
+    }
+
+    /// The same read-back as the integration test, when poppler is installed.
+    #[test]
+    fn pdftotext_reads_back_every_script() {
+        let rows = ["Zoë Łukasz-Öztürk", "Дмитрий", "Ελένη", "山田太郎", "€12.50 £3 ¥800 ₹99", "Zoë\nnext"];
+        let pdf = encode(&rows);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.pdf");
+        std::fs::write(&path, &pdf).unwrap();
+        let Ok(out) = std::process::Command::new("pdftotext").arg("-layout").arg(&path).arg("-").output() else {
+            eprintln!("pdftotext not installed (make pdf-reader): read-back skipped here, tests/api/exports.rs does it");
+            return;
+        };
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        for row in &rows[..5] {
+            assert!(text.contains(row), "{row} missing from:\n{text}");
+        }
+        assert!(text.contains("Zoë next"), "{text}");
+        assert!(text.contains("Keel export: t") && text.contains("Filter: status = active") && text.contains("page 1"), "{text}");
     }
 }
