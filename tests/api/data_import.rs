@@ -193,7 +193,7 @@ async fn dry_run_writes_nothing_then_apply_is_audited_and_never_applied_twice() 
 
     // A duplicate SQS delivery of the finished job: acknowledged, nothing applied.
     let done = job(&app, &job_id).await;
-    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &done).await.unwrap();
+    app.redeliver(&done).await;
     assert_eq!(app.run_jobs().await, 1);
     assert_eq!(job(&app, &job_id).await.version, done.version, "the finished job is left alone");
     // Starting a finished import again is refused.

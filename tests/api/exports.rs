@@ -525,7 +525,7 @@ async fn a_duplicate_delivery_does_not_produce_two_exports() {
     let job_id = r.body["job_id"].as_str().unwrap().to_string();
     let job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     // SQS delivers at least once: the same message arrives twice.
-    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &job).await.unwrap();
+    app.redeliver(&job).await;
     app.run_jobs().await;
     // A message that lost the race is retried after the local retry delay.
     tokio::time::sleep(Duration::from_secs(keel_local::poller::LOCAL_RETRY_SECONDS as u64 + 1)).await;
@@ -537,7 +537,7 @@ async fn a_duplicate_delivery_does_not_produce_two_exports() {
     assert_eq!(open_uploads(&app, &prefix).await, 0);
 
     // A third delivery long after: acknowledged, nothing redone.
-    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &job).await.unwrap();
+    app.redeliver(&job).await;
     assert_eq!(app.run_jobs().await, 1);
     let after = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     assert_eq!(after.version, done.version, "a finished job is not touched");

@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use keel_local::app::LocalApp;
 use keel_local::provision::Stack;
+use keel_local::stream_reader::{OutboxOnly, Start, StreamReader};
 use serde_json::Value;
 use shared::audit::{Actor, AuditEntry};
 use shared::identity::users::{Email, User, UserStatus};
@@ -43,6 +44,8 @@ pub struct TestApp {
     pub stack: Stack,
     pub sdk: aws_config::SdkConfig,
     pub endpoint: String,
+    /// The table stream as the outbox reads it (opened on first use).
+    outbox_reader: tokio::sync::Mutex<Option<StreamReader>>,
 }
 
 pub struct Response {
@@ -73,7 +76,7 @@ impl TestApp {
         params.extend(overrides);
         let stack = keel_local::provision::provision(&sdk, &template, &name, &params).await.expect("provision stack");
         let app = keel_local::app::build(&sdk, &stack.env).await.expect("build app");
-        TestApp { app, stack, sdk, endpoint }
+        TestApp { app, stack, sdk, endpoint, outbox_reader: Default::default() }
     }
 
     pub fn router(&self) -> Router {
@@ -128,18 +131,50 @@ impl TestApp {
         self.call(Method::POST, "/api/v1/auth/login", None, Some(serde_json::json!({ "email": email, "password": password }))).await
     }
 
-    /// Run the jobs queue until it is empty, as Lambda's event source would.
+    /// Send what the outbox holds (committed jobs, read from the table's
+    /// stream as the streams worker would) and run the jobs queue until both
+    /// are empty, as Lambda's event sources would. Returns the messages run.
     pub async fn run_jobs(&self) -> usize {
         let url = &self.stack.env["KEEL_JOBS_QUEUE_URL"];
         let arn = &self.stack.resources["JobsQueue"].attributes["Arn"];
         let mut total = 0;
         loop {
+            let sent = self.send_outbox().await;
             let n = keel_local::poller::poll_once(&self.app.clients.sqs, url, arn, &self.app.worker, 0).await.unwrap();
-            if n == 0 {
+            if n == 0 && sent == 0 {
                 return total;
             }
             total += n;
         }
+    }
+
+    /// Put a job's message on the queue again, as an at-least-once delivery
+    /// (or a second send) would.
+    pub async fn redeliver(&self, job: &shared::domain::jobs::Job) {
+        let body = serde_json::to_string(&job.message()).unwrap();
+        shared::domain::jobs::send(&self.app.clients.sqs, &self.stack.env["KEEL_JOBS_QUEUE_URL"], &[body]).await.unwrap();
+    }
+
+    /// Run what is on the jobs queue now, without sending the outbox first.
+    pub async fn run_jobs_queue_only(&self) -> usize {
+        let url = &self.stack.env["KEEL_JOBS_QUEUE_URL"];
+        let arn = &self.stack.resources["JobsQueue"].attributes["Arn"];
+        keel_local::poller::poll_once(&self.app.clients.sqs, url, arn, &self.app.worker, 0).await.unwrap()
+    }
+
+    /// Read the table's stream through the outbox dispatcher (`dispatcher`,
+    /// the stack's own unless a test swaps it); the records it acknowledged.
+    pub async fn send_outbox_with(&self, dispatcher: &streams::Worker) -> usize {
+        let mut reader = self.outbox_reader.lock().await;
+        if reader.is_none() {
+            let arn = &self.stack.resources["Table"].attributes["StreamArn"];
+            *reader = Some(StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&self.sdk), arn, Start::TrimHorizon).await.unwrap());
+        }
+        reader.as_mut().unwrap().drain(&OutboxOnly(dispatcher)).await.unwrap()
+    }
+
+    pub async fn send_outbox(&self) -> usize {
+        self.send_outbox_with(&self.app.streams).await
     }
 
     /// Emails the emulator has accepted for sending to `to`.

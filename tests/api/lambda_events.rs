@@ -95,7 +95,7 @@ async fn sqs_batch_reports_only_the_failed_message() {
     let app = TestApp::spawn().await;
     let (inviter, _) = app.user(&["admin"]).await;
     let (invitee, _) = app.user(&["user"]).await;
-    let mut job = Job::new("invite_email", &inviter.id, serde_json::json!({ "user_id": invitee.id }));
+    let mut job = Job::new(shared::domain::jobs::JobKind::InviteEmail, &inviter.id, serde_json::json!({ "user_id": invitee.id }));
     job.id = uuid::Uuid::now_v7().to_string();
     app.store().client.put_item().table_name(&app.store().table).set_item(Some(job.to_item().unwrap())).send().await.unwrap();
 

@@ -15,6 +15,7 @@ mod exports;
 mod health;
 mod lambda_events;
 mod oauth;
+mod outbox;
 mod openapi;
 mod rate_limits;
 mod rbac;

@@ -275,7 +275,7 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     // A redelivered message of the finished job changes nothing.
     let finished = shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap();
     let request_before = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
-    shared::domain::jobs::dispatch(&app.app.clients.sqs, &app.stack.env["KEEL_JOBS_QUEUE_URL"], &finished).await.unwrap();
+    app.redeliver(&finished).await;
     assert_eq!(app.run_jobs().await, 1);
     assert_eq!(shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap().version, finished.version);
     assert_eq!(shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap(), request_before);

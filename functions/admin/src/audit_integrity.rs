@@ -104,11 +104,10 @@ pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(b
     }
     let params = ExportParams { from: shared::store::timestamp(from), to: shared::store::timestamp(to), action: body.action, actor_id: body.actor_id };
     let params = serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?;
-    let job = Job::new("audit_export", &caller.principal.user_id, params.clone());
+    let job = Job::new(shared::domain::jobs::JobKind::AuditExport, &caller.principal.user_id, params.clone());
     let platform = &state.platform;
     // Exports of the audit log are themselves audited (ARCHITECTURE.md §5).
     let audit = AuditEntry::new(&caller.actor(), "audit.export", "job", &job.id).changes::<(), _>(None, Some(&params));
     platform.store.commit(vec![job.create_write(&platform.store.table)?], &audit).await?;
-    shared::domain::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, &job).await?;
     Ok((StatusCode::ACCEPTED, Json(ExportAccepted { job_id: job.id, status: job.status })))
 }

@@ -272,9 +272,6 @@ pub async fn moderate(State(state): State<AdminState>, caller: Caller, Path(char
     let reason = check_reason(&settings.settings, &body.reason, body.note.as_deref())?;
     let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: body.version };
     let done = moderation::moderate(&state.platform.store, &caller.actor(), &chart_id, &decision).await?;
-    if let Some(job) = &done.notice {
-        shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, job).await?;
-    }
     Ok(Json(done.chart))
 }
 
@@ -344,19 +341,12 @@ pub async fn moderate_bulk(State(state): State<AdminState>, caller: Caller, Vali
         .iter()
         .map(|target| {
             let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: target.version };
-            let (actor, state) = (&actor, &state);
+            let actor = &actor;
             async move {
                 let result = |status, detail: String, version| BulkItemResult { chart_id: target.chart_id.clone(), status, detail, version };
                 match moderation::moderate(store, actor, &target.chart_id, &decision).await {
                     Ok(done) => {
-                        let mut detail = format!("now {}", done.chart.moderation_status.as_str());
-                        if let Some(job) = &done.notice {
-                            // The decision stands; the job record stays queued.
-                            if let Err(e) = shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, job).await {
-                                tracing::error!(error = %e, job_id = %job.id, "could not enqueue the owner's notification");
-                                detail.push_str("; the owner's notification could not be queued");
-                            }
-                        }
+                        let detail = format!("now {}", done.chart.moderation_status.as_str());
                         result(BulkStatus::Applied, detail, Some(done.chart.version))
                     }
                     Err(Refusal::NotFound) => result(BulkStatus::NotFound, "no such chart".into(), None),

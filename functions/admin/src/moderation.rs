@@ -4,17 +4,13 @@
 //! chart is never half-moderated).
 
 use shared::audit::Journal;
-use serde_json::json;
 use shared::audit::{Actor, AuditEntry};
 use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
 use shared::platform::error::Error;
-use shared::domain::jobs::Job;
+use shared::domain::jobs::{ChartModerationEmail, Job};
 use shared::domain::system_settings::ModerationReason;
 use shared::store::{Write, timestamp};
 
-/// The job kind that emails a chart's owner about a decision (run by the
-/// jobs worker's `moderation_notice`).
-pub const NOTICE_JOB: &str = "chart_moderation_email";
 
 /// What a moderator decided about one chart.
 #[derive(Debug, Clone)]
@@ -87,13 +83,15 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
     ];
     // The owner hears why their chart is no longer shown; the moderator's
     // free-text note stays internal.
-    let notice = decision.action.notifies_owner().then(|| {
-        Job::new(
-            NOTICE_JOB,
-            &actor.id,
-            json!({ "chart_id": next.id, "action": decision.action.as_str(), "reason": decision.reason.code, "reason_label": decision.reason.label }),
-        )
-    });
+    let notice = decision
+        .action
+        .notifies_owner()
+        .then(|| {
+            let email = ChartModerationEmail { chart_id: next.id.clone(), action: decision.action.as_str().into(), reason: decision.reason.code.clone(), reason_label: decision.reason.label.clone() };
+            Job::of(&actor.id, &email)
+        })
+        .transpose()
+        .map_err(Refusal::Failed)?;
     if let Some(job) = &notice {
         writes.push(put(job.create_write(&store.table))?);
     }

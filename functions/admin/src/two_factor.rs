@@ -12,7 +12,7 @@ use shared::audit::{AuditEntry, Outcome};
 use shared::platform::error::{Error, FieldError, Result};
 use shared::http::extract::ValidJson;
 use shared::http::Caller;
-use shared::domain::jobs::{SecurityEmail, SecurityEvent};
+use shared::domain::jobs::{Job, SecurityEmail, SecurityEvent};
 use shared::identity::two_factor::{self, MfaRecord};
 use shared::store::timestamp;
 use utoipa::ToSchema;
@@ -85,7 +85,8 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
     let Some(own_next) = own.accept_totp(&secret, code, now.timestamp().max(0) as u64) else {
         return deny("wrong step-up code", Error::field("code", "wrong, expired or already used")).await;
     };
-    let job = SecurityEmail { user_id: target.id.clone(), event: SecurityEvent::MfaReset, occurred_at: timestamp(now) }.job(admin_id)?;
+    let job = SecurityEmail { user_id: target.id.clone(), event: SecurityEvent::MfaReset, occurred_at: timestamp(now) };
+    let job = Job::of(admin_id, &job)?;
     let writes = vec![
         // The step-up code is used up, in the same transaction as the reset.
         own_next.save(&store.table, Some(&own))?,
@@ -97,6 +98,5 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
         audit = audit.reason(reason.clone());
     }
     store.commit(writes, &audit).await?;
-    shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &job).await?;
     Ok(Json(TwoFactorReset { user_id: target.id, notification_job_id: job.id }))
 }

@@ -113,15 +113,12 @@ pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(b
         user.password_hash = Some(hash_password(password)?);
     }
     let mut writes = user.create_writes(&platform.store.table)?;
-    let invite_job = body.invite.then(|| Job::new("invite_email", &caller.principal.user_id, serde_json::json!({ "user_id": user.id })));
+    let invite_job = body.invite.then(|| Job::of(&caller.principal.user_id, &shared::domain::jobs::InviteEmail { user_id: user.id.clone() })).transpose()?;
     if let Some(job) = &invite_job {
         writes.push(job.create_write(&platform.store.table)?);
     }
     let audit = AuditEntry::new(&caller.actor(), "user.create", "user", &user.id).changes::<User, User>(None, Some(&user));
     platform.store.commit(writes, &audit).await?;
-    if let Some(job) = &invite_job {
-        shared::domain::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, job).await?;
-    }
     let location = format!("/api/v1/admin/users/{}", user.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(UserView::of(user, &caller.principal))))
 }

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::audit::AuditEntry;
 use shared::domain::charts::{self, ModerationStatus};
-use shared::domain::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_KIND, SEGMENT_SIZE, SegmentMessage, UserChanges};
+use shared::domain::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_SIZE, UserChanges};
 use shared::platform::error::{Error, FieldError, Result};
 use shared::http::extract::ValidJson;
 use shared::http::Caller;
-use shared::domain::jobs::{Job, JobStatus, Progress};
+use shared::domain::jobs::{Job, JobStatus, Progress, JobKind};
 use shared::store::{Item, s};
 use shared::identity::users::UserStatus;
 use utoipa::ToSchema;
@@ -475,40 +475,18 @@ async fn run(state: DataState, caller: Caller, ask: Ask) -> Result<Response> {
         None,
         Some(&json!({ "dataset": ask.dataset, "count": targets.len(), "filter": filter_copy, "user_changes": params.user_changes, "chart_changes": params.chart_changes, "reason": params.reason })),
     );
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
-    send_segments(&state, &job.id, &segments).await?;
-    Ok((StatusCode::ACCEPTED, Json(BulkAccepted { job_id: job.id, status: job.status, total: targets.len(), segments: segments.len() })).into_response())
-}
-
-/// One SQS message per segment (SendMessageBatch, 10 a call).
-async fn send_segments(state: &DataState, job_id: &str, segments: &[&[BulkTarget]]) -> Result<()> {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-    let messages: Vec<(usize, String)> = segments
+    // The plan first (it can be larger than one transaction; the plan of a
+    // job that never commits expires), then the job: committing it is what
+    // asks the outbox to send one message per segment.
+    let ttl = shared::store::ttl_after(data_jobs::PLAN_TTL_SECONDS);
+    let plans = segments
         .iter()
         .enumerate()
-        .map(|(i, targets)| {
-            let message = SegmentMessage { job_id: job_id.to_string(), kind: SEGMENT_KIND.into(), segment: i, targets: targets.to_vec() };
-            serde_json::to_string(&message).map(|body| (i, body)).map_err(|e| Error::internal(e.to_string()))
-        })
-        .collect::<Result<_>>()?;
-    for batch in messages.chunks(10) {
-        let entries = batch
-            .iter()
-            .map(|(i, body)| SendMessageBatchRequestEntry::builder().id(format!("s{i}")).message_body(body).build().map_err(|e| Error::internal(e.to_string())))
-            .collect::<Result<Vec<_>>>()?;
-        let out = state
-            .sqs
-            .send_message_batch()
-            .queue_url(&state.platform.config.jobs_queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(shared::platform::error::aws("sqs SendMessageBatch (bulk segments)"))?;
-        if !out.failed().is_empty() {
-            return Err(Error::internal(format!("{} segment messages were not sent", out.failed().len())));
-        }
-    }
-    Ok(())
+        .map(|(segment, targets)| data_jobs::SegmentPlan { job_id: job.id.clone(), segment, targets: targets.to_vec(), ttl }.to_item())
+        .collect::<Result<Vec<_>>>()?;
+    store.batch_put(plans).await?;
+    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    Ok((StatusCode::ACCEPTED, Json(BulkAccepted { job_id: job.id, status: job.status, total: targets.len(), segments: segments.len() })).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/data/bulk/update", tag = "data", request_body = BulkUpdateRequest, security(("bearer" = [])),
@@ -566,7 +544,7 @@ async fn simple(state: DataState, caller: Caller, op: BulkOp, body: BulkRequest)
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BulkStatus {
     pub job_id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub status: JobStatus,
     pub dataset: Dataset,
     /// Items done of all items.
@@ -588,7 +566,7 @@ pub struct BulkStatus {
         (status = 404, description = "No such bulk job of yours", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<BulkStatus>> {
-    let kinds = [data_jobs::BULK_UPDATE_KIND, data_jobs::BULK_DELETE_KIND, data_jobs::BULK_RESTORE_KIND];
+    let kinds = [JobKind::BulkUpdate, JobKind::BulkDelete, JobKind::BulkRestore];
     let job = crate::owned_job(&state, &caller.principal, &job_id, &kinds).await?;
     let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;
     let failures = shared::domain::data_jobs::segment_failures(&state.platform.store, &job.id, 1000).await?;

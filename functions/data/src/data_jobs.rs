@@ -17,7 +17,7 @@ use shared::platform::error::{Error, Result};
 use shared::domain::export::{ExportParams, ExportResult};
 use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
-use shared::domain::jobs::{self, Job, JobStatus, Progress};
+use shared::domain::jobs::{self, Job, JobStatus, Progress, JobKind};
 use shared::domain::subject_requests::ExportJobResult;
 use shared::store::{QuerySpec, Write, s};
 use utoipa::{IntoParams, ToSchema};
@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::DataState;
 
 /// The job kinds this function owns (listed and shown here).
-pub const DATA_JOB_KINDS: &[&str] = &[shared::domain::export::KIND, shared::domain::subject_requests::EXPORT_JOB_KIND];
+pub const DATA_JOB_KINDS: &[JobKind] = &[JobKind::DataExport, JobKind::GdprExport];
 
 /// What a finished job produced: a dataset (or own-data) export, or a
 /// subject export (a zip).
@@ -37,8 +37,8 @@ pub enum JobResult {
 }
 
 impl JobResult {
-    fn of(kind: &str, value: serde_json::Value) -> Option<JobResult> {
-        if kind == shared::domain::subject_requests::EXPORT_JOB_KIND {
+    fn of(kind: JobKind, value: serde_json::Value) -> Option<JobResult> {
+        if kind == JobKind::GdprExport {
             serde_json::from_value(value).ok().map(JobResult::SubjectExport)
         } else {
             serde_json::from_value(value).ok().map(JobResult::Export)
@@ -60,7 +60,7 @@ pub const DOWNLOAD_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub status: JobStatus,
     /// `csv`, `xlsx`... (exports); `zip` (subject exports).
     pub format: Option<String>,
@@ -85,13 +85,13 @@ pub struct JobView {
 impl JobView {
     fn of(job: Job) -> JobView {
         let params: Option<ExportParams> = serde_json::from_value(job.params.clone()).ok();
-        let subject_export = job.kind == shared::domain::subject_requests::EXPORT_JOB_KIND;
+        let subject_export = job.kind == JobKind::GdprExport;
         let files_expired_at = job.result.as_ref().and_then(|r| r.get("files_expired_at")).and_then(|v| v.as_str()).map(str::to_string);
         JobView {
             files_expired_at,
             format: if subject_export { Some("zip".into()) } else { params.as_ref().map(|p| p.format.as_str().to_string()) },
             dataset: params.as_ref().and_then(|p| p.filters.dataset()).map(|d| d.as_str().to_string()),
-            result: job.result.clone().filter(|_| job.status == JobStatus::Succeeded).and_then(|r| JobResult::of(&job.kind, r)),
+            result: job.result.clone().filter(|_| job.status == JobStatus::Succeeded).and_then(|r| JobResult::of(job.kind, r)),
             id: job.id,
             kind: job.kind,
             status: job.status,
@@ -114,7 +114,7 @@ async fn own_job(state: &DataState, principal: &Principal, job_id: &str) -> Resu
         return Err(not_found());
     }
     match jobs::get(&state.platform.store, job_id).await? {
-        Some(job) if job.owner_id == principal.user_id && DATA_JOB_KINDS.contains(&job.kind.as_str()) => Ok(job),
+        Some(job) if job.owner_id == principal.user_id && DATA_JOB_KINDS.contains(&job.kind) => Ok(job),
         _ => Err(not_found()),
     }
 }
@@ -181,7 +181,7 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
     let kinds: Vec<String> = (0..DATA_JOB_KINDS.len()).map(|i| format!(":k{i}")).collect();
     let filter = format!("#type = :job AND #kind IN ({})", kinds.join(", "));
     let mut values: Vec<(&str, AttributeValue)> = vec![(":owner", s(format!("OWNER#{}", principal.user_id))), (":job", s("job"))];
-    values.extend(kinds.iter().zip(DATA_JOB_KINDS).map(|(k, v)| (k.as_str(), s(*v))));
+    values.extend(kinds.iter().zip(DATA_JOB_KINDS).map(|(k, v)| (k.as_str(), s(v.as_str()))));
     let spec = QuerySpec {
         index: Some("gsi1"),
         key_condition: "gsi1pk = :owner",
@@ -208,7 +208,7 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
 pub async fn cancel(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<JobView>> {
     let job = own_job(&state, &caller.principal, &job_id).await?;
     // A subject request is owed an answer: its export is not withdrawn here.
-    if job.kind == shared::domain::subject_requests::EXPORT_JOB_KIND {
+    if job.kind == JobKind::GdprExport {
         return Err(Error::Conflict("a subject export cannot be cancelled; it answers a tracked request (GET /api/v1/data/requests)".into()));
     }
     if job.status.is_final() {

@@ -131,12 +131,11 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     }
 
     let job_params = serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?;
-    let job = Job::new(export::KIND, &caller.principal.user_id, job_params);
+    let job = Job::new(shared::domain::jobs::JobKind::DataExport, &caller.principal.user_id, job_params);
     let mut after = summary;
     after["delivery"] = json!("job");
     let audit = AuditEntry::new(&caller.actor(), "data.export", "job", &job.id).changes::<(), _>(None, Some(&after));
     store.commit(vec![job.create_write(&store.table)?], &audit).await?;
-    shared::domain::jobs::dispatch(&state.sqs, &platform.config.jobs_queue_url, &job).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location.clone())], Json(ExportAccepted { job_id: job.id, status: job.status, location })).into_response())
 }

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::domain::data_jobs::{self, Compression, Dataset, IMPORT_KIND, ImportFormat, ImportParams};
+use shared::domain::data_jobs::{self, Compression, Dataset, ImportFormat, ImportParams};
 use shared::platform::error::{Error, Result};
 use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal};
@@ -89,7 +89,9 @@ async fn presign(state: &DataState, put: bool, key: &str, seconds: u64) -> Resul
     ))]
 pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(body): ValidJson<ImportRequest>) -> Result<(StatusCode, Json<ImportCreated>)> {
     let settings = state.platform.settings.current().await?;
-    let mut job = Job::new(IMPORT_KIND, &caller.principal.user_id, serde_json::Value::Null);
+    let mut job = Job::new(shared::domain::jobs::JobKind::DataImport, &caller.principal.user_id, serde_json::Value::Null);
+    // Not run until its file is uploaded and `start` asks for it.
+    job.run_requests = 0;
     let params = ImportParams {
         dataset: body.dataset,
         format: body.format,
@@ -142,7 +144,7 @@ pub struct ImportStarted {
         (status = 409, description = "No file uploaded yet, the file changed after the import started, or the import already finished", body = shared::platform::error::Problem),
     ))]
 pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<(StatusCode, Json<ImportStarted>)> {
-    let job = crate::owned_job(&state, &caller.principal, &job_id, &[IMPORT_KIND]).await?;
+    let job = crate::owned_job(&state, &caller.principal, &job_id, &[shared::domain::jobs::JobKind::DataImport]).await?;
     if job.status.is_final() {
         return Err(Error::Conflict(format!("the import already finished ({}); create a new import to import again", job.status.as_str())));
     }
@@ -164,6 +166,8 @@ pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id):
     let mut next = job.clone();
     next.params = serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?;
     next.version = job.version + 1;
+    // Asks the outbox to run it (again, for a re-run).
+    next.run_requests = job.run_requests + 1;
     next.updated_at = shared::store::timestamp(chrono::Utc::now());
     let store = &state.platform.store;
     let mut audit = AuditEntry::new(&caller.actor(), "data.import.start", "job", &job.id)
@@ -172,7 +176,6 @@ pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id):
         audit = audit.reason("re-run");
     }
     store.commit(vec![Write::put_versioned(&store.table, next.to_item()?, job.version)?], &audit).await?;
-    shared::domain::jobs::dispatch(&state.sqs, &state.platform.config.jobs_queue_url, &next).await?;
     Ok((StatusCode::ACCEPTED, Json(ImportStarted { job_id: next.id, status: next.status, bytes })))
 }
 
@@ -205,7 +208,7 @@ pub struct ImportStatus {
     ))]
 pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<ImportStatus>> {
     let principal: &Principal = &caller.principal;
-    let job = crate::owned_job(&state, principal, &job_id, &[IMPORT_KIND]).await?;
+    let job = crate::owned_job(&state, principal, &job_id, &[shared::domain::jobs::JobKind::DataImport]).await?;
     let params = import_params(&job)?;
     let report_key = job.result.as_ref().and_then(|r| r["report_key"].as_str()).map(str::to_string);
     let report_url = match report_key {

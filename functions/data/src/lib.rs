@@ -125,13 +125,13 @@ pub struct ApiDoc;
 
 /// The job `job_id` if it is of one of `kinds` and the caller created it
 /// (anyone else's job reads as missing).
-pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principal, job_id: &str, kinds: &[&str]) -> shared::Result<shared::domain::jobs::Job> {
+pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principal, job_id: &str, kinds: &[shared::domain::jobs::JobKind]) -> shared::Result<shared::domain::jobs::Job> {
     let missing = || shared::Error::NotFound(format!("no job {job_id}"));
     if uuid::Uuid::parse_str(job_id).is_err() {
         return Err(missing());
     }
     let job = shared::domain::jobs::get(&state.platform.store, job_id).await?.ok_or_else(missing)?;
-    if !kinds.contains(&job.kind.as_str()) || job.owner_id != caller.user_id {
+    if !kinds.contains(&job.kind) || job.owner_id != caller.user_id {
         return Err(missing());
     }
     Ok(job)

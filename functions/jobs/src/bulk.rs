@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::Utc;
 use shared::audit::AuditEntry;
 use shared::domain::charts::{self, Chart};
-use shared::domain::data_jobs::{BulkOp, BulkParams, BulkTarget, Dataset, ItemOutcome, ItemResult, SegmentMessage, SegmentRecord, segment_sk};
+use shared::domain::data_jobs::{BulkOp, BulkParams, BulkTarget, Dataset, ItemOutcome, ItemResult, SegmentMessage, SegmentRecord, segment_sk, SegmentPlan};
 use shared::platform::error::{Error, Result};
 use shared::domain::jobs::{self, Job, JobStatus};
 use shared::identity::rbac::PermissionSet;
@@ -270,7 +270,7 @@ static ONE_SEGMENT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 pub async fn run_segment(worker: &Worker, body: &str) -> Result<()> {
     let _turn = ONE_SEGMENT_AT_A_TIME.lock().await;
-    let msg: SegmentMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed segment message: {e}")))?;
+    let mut msg: SegmentMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed segment message: {e}")))?;
     let Some(job) = jobs::get(&worker.store, &msg.job_id).await? else {
         return Err(Error::internal(format!("job {} not found", msg.job_id)));
     };
@@ -278,7 +278,12 @@ pub async fn run_segment(worker: &Worker, body: &str) -> Result<()> {
         tracing::info!(job_id = %job.id, segment = msg.segment, "duplicate delivery of a finished segment; acknowledged");
         return Ok(());
     }
-    let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;
+    let params: BulkParams = job.payload()?;
+    // The targets are in the job's plan (older messages carried them).
+    if msg.targets.is_empty() {
+        let plan = SegmentPlan::load(&worker.store, &job.id, msg.segment).await?.ok_or_else(|| Error::internal(format!("job {} has no plan for segment {}", job.id, msg.segment)))?;
+        msg.targets = plan.targets;
+    }
     let catalog = roles::RoleCatalog::new(worker.store.store().clone(), Duration::ZERO).fresh().await?;
     let granter = roles::parse_permissions("granter_permissions", &params.granter_permissions).unwrap_or_else(|_| PermissionSet::empty());
     let context = Context { worker, params: &params, catalog: &catalog, granter };

@@ -17,14 +17,13 @@ use shared::audit::{Actor, AuditEntry};
 use shared::audit::digest::canonical_json;
 use shared::platform::crypto::sha256_hex;
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::{self, Job, JobStatus};
+use shared::domain::jobs::{self, Job, JobStatus, JobKind};
 use shared::store::{Item, QuerySpec, Store, Write, attr_s, s, timestamp};
 use shared::domain::subject_requests::{self, RequestKind, RequestStatus};
 use shared::audit::pseudonyms::{self, SubjectKeys};
 
 use crate::Worker;
 
-pub const KIND: &str = subject_requests::ERASURE_JOB_KIND;
 /// The certificate format; also the prefix of the signed statement.
 pub const CERTIFICATE_FORMAT: &str = "keel-erasure-certificate/1";
 /// Job statuses, each a `gsi2` partition (`JOBS#<status>`) swept for jobs
@@ -398,7 +397,7 @@ impl Sweep<'_> {
                 let value: Value = serde_dynamo::from_item(item.clone()).map_err(|e| Error::internal(e.to_string()))?;
                 let kind = value["kind"].as_str().unwrap_or("");
                 let dataset = value["params"]["filters"]["dataset"].as_str().unwrap_or("");
-                let holds_people = (kind == shared::domain::export::KIND && PERSONAL_DATASETS.contains(&dataset)) || kind.starts_with("import") || kind == "gdpr_export";
+                let holds_people = (kind == JobKind::DataExport.as_str() && PERSONAL_DATASETS.contains(&dataset)) || kind == JobKind::DataImport.as_str() || kind == JobKind::GdprExport.as_str();
                 let text = value.to_string();
                 let mentions = text.contains(self.user_id) || email.is_some_and(|e| text.contains(e));
                 if !holds_people && !mentions {

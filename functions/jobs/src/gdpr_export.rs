@@ -316,14 +316,14 @@ async fn files_of(worker: &Worker, subject: &str, jobs: &[Map<String, Value>], o
     }
     let mut named: Vec<(String, &'static str)> = Vec::new();
     for job in jobs {
-        let (Some(id), Some(kind)) = (job.get("id").and_then(Value::as_str), job.get("kind").and_then(Value::as_str)) else { continue };
+        let (Some(id), Some(kind)) = (job.get("id").and_then(Value::as_str), job.get("kind").and_then(|k| serde_json::from_value::<shared::domain::jobs::JobKind>(k.clone()).ok())) else { continue };
         match kind {
-            "audit_export" => {
+            shared::domain::jobs::JobKind::AuditExport => {
                 if let Some(key) = job.get("result").and_then(|r| r.get("key")).and_then(Value::as_str) {
                     named.push((key.to_string(), "audit export"));
                 }
             }
-            shared::domain::data_jobs::IMPORT_KIND => {
+            shared::domain::jobs::JobKind::DataImport => {
                 named.push((shared::domain::data_jobs::import_object_key(id), "import upload"));
                 named.push((shared::domain::data_jobs::import_report_key(id), "import report"));
             }

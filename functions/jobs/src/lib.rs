@@ -27,7 +27,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use serde_json::Value;
 use shared::platform::config::Config;
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::{self, Job, JobMessage, JobStatus};
+use shared::domain::jobs::{self, Claim, Job, JobKind, JobMessage, JobStatus};
 use shared::audit::Journal;
 use shared::store::Store;
 
@@ -192,14 +192,30 @@ impl Worker {
         let Some(job) = jobs::get(&self.store, &msg.job_id).await? else {
             return Err(Error::internal(format!("job {} not found", msg.job_id)));
         };
-        if job.status.is_final() {
-            tracing::info!(job_id = %job.id, status = job.status.as_str(), "duplicate delivery of a finished job; acknowledged");
+        if job.kind.is_bulk() {
+            tracing::warn!(job_id = %job.id, "a bulk job's own message (its work arrives as segment messages); acknowledged");
+            return Ok(());
+        }
+        // The outbox may send a message twice: the first delivery claims
+        // the job with a versioned write, the others see it taken.
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+        if let Claim::Skip(why) = job.claim(message_id, chrono::Utc::now()) {
+            tracing::info!(job_id = %job.id, status = job.status.as_str(), why, "duplicate delivery; acknowledged");
             return Ok(());
         }
         let mut running = job.clone();
         running.status = JobStatus::Running;
         running.attempts += 1;
-        let running = jobs::save(&self.store, &running).await?;
+        running.claimed_by = Some(message_id.to_string());
+        let running = match jobs::save(&self.store, &running).await {
+            Ok(running) => running,
+            // Another delivery claimed it between our read and write.
+            Err(Error::Conflict(_)) => {
+                tracing::info!(job_id = %job.id, "claimed by another delivery meanwhile; acknowledged");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let started = std::time::Instant::now();
         let outcome = self.run(&running).await;
         shared::platform::telemetry::emit_metric(
@@ -244,17 +260,19 @@ impl Worker {
         }
     }
 
+    /// Every kind has its runner here: the match is exhaustive, so a new
+    /// `JobKind` does not build until the worker can run it.
     async fn run(&self, job: &Job) -> Result<Value> {
-        match job.kind.as_str() {
-            "invite_email" => invite::send(self, job).await,
-            shared::domain::jobs::SECURITY_EMAIL => security_email::send(self, job).await,
-            moderation_notice::KIND => moderation_notice::send(self, job).await,
-            "audit_export" => audit_export::run(self, job).await,
-            shared::domain::data_jobs::IMPORT_KIND => import::run(self, job).await,
-            shared::domain::export::KIND => data_export::run(self, job).await,
-            shared::domain::subject_requests::EXPORT_JOB_KIND => gdpr_export::run(self, job).await,
-            erasure::KIND => erasure::run(self, job).await,
-            other => Err(Error::internal(format!("unknown job kind {other:?}"))),
+        match job.kind {
+            JobKind::InviteEmail => invite::send(self, job).await,
+            JobKind::SecurityEmail => security_email::send(self, job).await,
+            JobKind::ChartModerationEmail => moderation_notice::send(self, job).await,
+            JobKind::AuditExport => audit_export::run(self, job).await,
+            JobKind::DataImport => import::run(self, job).await,
+            JobKind::DataExport => data_export::run(self, job).await,
+            JobKind::GdprExport => gdpr_export::run(self, job).await,
+            JobKind::Erasure => erasure::run(self, job).await,
+            JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => Err(Error::internal("bulk jobs run as segment messages")),
         }
     }
 }

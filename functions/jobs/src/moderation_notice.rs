@@ -4,23 +4,15 @@
 
 use serde_json::{Value, json};
 use shared::domain::charts;
+use shared::domain::jobs::{ChartModerationEmail, Job};
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::Job;
 use shared::identity::users::{self, UserStatus};
 
 use crate::Worker;
 
-/// The job kind; the admin function enqueues it with the decision.
-pub const KIND: &str = "chart_moderation_email";
-
-fn param<'a>(job: &'a Job, name: &str) -> Result<&'a str> {
-    job.params.get(name).and_then(Value::as_str).ok_or_else(|| Error::internal(format!("{KIND} job has no {name}")))
-}
-
 pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
-    let chart_id = param(job, "chart_id")?;
-    let action = param(job, "action")?;
-    let reason = param(job, "reason_label")?;
+    let params: ChartModerationEmail = job.payload()?;
+    let (chart_id, action, reason) = (params.chart_id.as_str(), params.action.as_str(), params.reason_label.as_str());
     let Some(chart) = charts::get(&worker.store, chart_id).await? else {
         return Ok(json!({ "skipped": "chart no longer exists" }));
     };
@@ -33,7 +25,7 @@ pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
     let (subject, what) = match action {
         "reject" => ("Your chart was not approved", "was reviewed and not approved"),
         "hide" => ("Your chart was hidden", "was hidden by a moderator"),
-        other => return Err(Error::internal(format!("{KIND} job for action {other:?}, which does not notify"))),
+        other => return Err(Error::internal(format!("{} job for action {other:?}, which does not notify", job.kind))),
     };
     let text = format!(
         "Hello {name},\n\nYour chart \"{title}\" {what}.\n\nReason: {reason}\n\nIf you think this is a mistake, reply to this email.\n",

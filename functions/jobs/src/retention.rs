@@ -86,13 +86,12 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
         let mut request = SubjectRequest::new(RequestKind::Erasure, Regime::Gdpr, user_id, REQUESTER);
         // Nobody holds a receipt: operators read the certificate (data:requests).
         let params = json!({ "request_id": request.id, "receipt_sha256": sha256_hex(random_token().as_bytes()) });
-        let job = Job::new(subject_requests::ERASURE_JOB_KIND, subject_requests::ERASURE_JOB_OWNER, params);
+        let job = Job::new(shared::domain::jobs::JobKind::Erasure, subject_requests::ERASURE_JOB_OWNER, params);
         request.job_id = Some(job.id.clone());
         let guard = subject_requests::erasure_guard(&worker.store.table, user_id, &request.id)?;
         let audit = request.audit(&actor, "data.subject_request.create").reason("past the restore window of a soft delete");
         match subject_requests::create_with(&worker.store, &request, vec![job.create_write(&worker.store.table)?, guard], audit).await {
             Ok(()) => {
-                shared::domain::jobs::dispatch(&worker.sqs, &worker.config.jobs_queue_url, &job).await?;
                 swept.users_queued_for_erasure += 1;
             }
             // Already being erased.
@@ -121,7 +120,7 @@ async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::dom
     let files_cutoff = timestamp(now - Duration::days(i64::from(retention.exports_days)));
     for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
         for job in finished_before(worker, status, &jobs_cutoff).await? {
-            if attr_s(&job, "kind") == Some(subject_requests::ERASURE_JOB_KIND) {
+            if attr_s(&job, "kind") == Some(shared::domain::jobs::JobKind::Erasure.as_str()) {
                 continue;
             }
             worker.delete_job_files(&job).await?;
@@ -135,7 +134,7 @@ async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::dom
     }
     for job in finished_before(worker, JobStatus::Succeeded, &files_cutoff).await? {
         let expired = matches!(job.get("result"), Some(aws_sdk_dynamodb::types::AttributeValue::M(r)) if r.contains_key("files_expired_at"));
-        if expired || attr_s(&job, "kind") == Some(subject_requests::ERASURE_JOB_KIND) {
+        if expired || attr_s(&job, "kind") == Some(shared::domain::jobs::JobKind::Erasure.as_str()) {
             continue;
         }
         if worker.delete_job_files(&job).await? == 0 {

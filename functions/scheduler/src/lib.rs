@@ -6,6 +6,9 @@
 //! the digest to the Object Lock bucket, then advances the chain head with a
 //! conditional write (so concurrent or repeated runs never fork the chain).
 
+
+pub mod outbox_sweep;
+
 use std::sync::Arc;
 
 use base64::Engine;

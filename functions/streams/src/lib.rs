@@ -1,5 +1,7 @@
 //! The streams worker: consumes the table's DynamoDB stream (new and old
-//! images) and keeps the dashboard's rollup counters (`shared::domain::rollups`)
+//! images). It is the jobs outbox's dispatcher (`shared::domain::jobs::Outbox`:
+//! a job record committed with a change is sent to the jobs queue from
+//! here), and keeps the dashboard's rollup counters (`shared::domain::rollups`)
 //! with atomic ADD updates, so the dashboard never counts raw items.
 //!
 //! Redelivery is safe: each record's counter updates are one transaction
@@ -21,10 +23,40 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde_json::Value;
 use shared::platform::error::{Error, Result, aws};
+use shared::domain::jobs::Outbox;
 use shared::domain::rollups;
 use shared::store::{Item, Store, n, s, to_item};
 
 use crate::effects::{Effect, SecurityEvent};
+
+/// A stream image as JSON (`None` for an absent image).
+fn image(item: &serde_dynamo::Item) -> Result<Option<Value>> {
+    if item.is_empty() {
+        return Ok(None);
+    }
+    serde_dynamo::from_item(item.clone()).map(Some).map_err(|e| Error::internal(format!("stream image: {e}")))
+}
+
+/// Run `f` on a batch's records in order. On the first failure the rest of
+/// the batch is left alone and that record's sequence number is reported,
+/// so Lambda retries from it (records are ordered per item).
+async fn each_record<'a, F, Fut>(event: &'a Event, f: F) -> DynamoDbEventResponse
+where
+    F: Fn(&'a EventRecord) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.records {
+        if let Err(e) = f(record).await {
+            tracing::warn!(event_id = %record.event_id, error = %e, "stream record failed; it will be retried");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
+            break;
+        }
+    }
+    response
+}
 
 /// How long a processed-record marker is kept (stream records live 24 h).
 pub const DEDUP_TTL_SECONDS: i64 = 2 * 86_400;
@@ -32,41 +64,39 @@ pub const DEDUP_TTL_SECONDS: i64 = 2 * 86_400;
 #[derive(Clone, Debug)]
 pub struct Worker {
     pub store: Store,
+    /// Sends the jobs that stream records commit.
+    pub outbox: Outbox,
 }
 
 impl Worker {
     pub async fn from_env() -> anyhow::Result<Worker> {
-        let table = std::env::var("KEEL_TABLE").map_err(|_| anyhow::anyhow!("configuration: KEEL_TABLE is not set"))?;
+        let var = |name: &str| std::env::var(name).map_err(|_| anyhow::anyhow!("configuration: {name} is not set"));
+        let (table, queue_url) = (var("KEEL_TABLE")?, var("KEEL_JOBS_QUEUE_URL")?);
         let sdk = shared::platform::aws::sdk_config();
-        Ok(Worker { store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), table) })
+        Ok(Worker { store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), table), outbox: Outbox::new(aws_sdk_sqs::Client::new(&sdk), queue_url) })
     }
 
-    /// Handle one batch of stream records in order. On the first failure the
-    /// rest of the batch is left alone and that record's sequence number is
-    /// reported, so Lambda retries from it (records are ordered per item).
+    /// Handle one batch of stream records in order (`each_record`).
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
-        let mut response = DynamoDbEventResponse::default();
-        for record in &event.records {
-            if let Err(e) = self.process(record).await {
-                tracing::warn!(event_id = %record.event_id, error = %e, "stream record failed; it will be retried");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(failure);
-                break;
-            }
-        }
-        response
+        each_record(&event, |record| self.process(record)).await
+    }
+
+    /// Only the outbox's part of a batch (tests send committed jobs this way
+    /// without replaying every rollup).
+    pub async fn handle_outbox(&self, event: Event) -> DynamoDbEventResponse {
+        each_record(&event, |record| async move {
+            let (old, new) = (image(&record.change.old_image)?, image(&record.change.new_image)?);
+            self.outbox.dispatch(old.as_ref(), new.as_ref()).await.map(|_| ())
+        })
+        .await
     }
 
     async fn process(&self, record: &EventRecord) -> Result<()> {
-        let image = |item: &serde_dynamo::Item| -> Result<Option<Value>> {
-            if item.is_empty() {
-                return Ok(None);
-            }
-            serde_dynamo::from_item(item.clone()).map(Some).map_err(|e| Error::internal(format!("stream image: {e}")))
-        };
         let old = image(&record.change.old_image)?;
         let new = image(&record.change.new_image)?;
+        // First the outbox: a failure leaves the record (and the rest of the
+        // batch) to be retried, so a committed job is always sent.
+        self.outbox.dispatch(old.as_ref(), new.as_ref()).await?;
         let effects = effects::of_change(old.as_ref(), new.as_ref());
         self.apply(&record.event_id, &effects).await
     }

@@ -26,6 +26,8 @@ pub struct LocalApp {
     /// The data function's state (likewise).
     pub data: data::DataState,
     pub sealer: scheduler::Sealer,
+    /// The outbox's sweeper (the scheduler's other duty).
+    pub sweeper: scheduler::outbox_sweep::Sweeper,
 }
 
 /// Build every function exactly as its `main.rs` would, from the stack's
@@ -52,9 +54,11 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .merge(as_function("data", data::router(data.clone())))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
+    let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());
+    let streams = streams::Worker { store: platform.store.store().clone(), outbox: outbox.clone() };
+    let sweeper = scheduler::outbox_sweep::Sweeper::new(platform.store.store().clone(), outbox);
     let sealer = scheduler::Sealer::new(config, &clients);
-    let streams = streams::Worker { store: platform.store.store().clone() };
-    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer })
+    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer, sweeper })
 }
 
 /// Serve a function's router as that function: its metrics carry its name,

@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let jobs_arn = stack.resources["JobsQueue"].attributes["Arn"].clone();
     tokio::spawn(poller::run(local.clients.sqs.clone(), jobs_queue, jobs_arn, local.worker.clone()));
     tokio::spawn(schedule::run(local.sealer.clone()));
+    tokio::spawn(schedule::run_outbox_sweep(local.sweeper.clone()));
     tokio::spawn(schedule::run_retention(local.worker.clone()));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;

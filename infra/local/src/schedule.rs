@@ -34,6 +34,21 @@ pub async fn seal_now(sealer: &scheduler::Sealer) -> shared::Result<scheduler::S
     sealer.seal_until(chrono::Utc::now()).await
 }
 
+/// How often the local stack runs the outbox sweeper (deployed: with the
+/// sealer, every 5 minutes; locally sooner, so a lost message shows).
+pub const SWEEP_OUTBOX_EVERY: Duration = Duration::from_secs(60);
+
+/// Run the outbox sweeper forever (the `make dev` loop).
+pub async fn run_outbox_sweep(sweeper: scheduler::outbox_sweep::Sweeper) {
+    let mut every = tokio::time::interval(SWEEP_OUTBOX_EVERY);
+    loop {
+        every.tick().await;
+        if let Err(e) = sweeper.run().await {
+            tracing::warn!(error = %e, "outbox sweep failed");
+        }
+    }
+}
+
 /// Run the sealer on its schedule forever (the `make dev` loop).
 pub async fn run(sealer: scheduler::Sealer) {
     let mut every = tokio::time::interval(SEAL_EVERY);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -29,6 +30,27 @@ pub struct StreamReader {
     /// Last sequence number acknowledged per shard.
     positions: HashMap<String, String>,
     start: Start,
+}
+
+/// What reads the stream: the streams worker, or only its outbox part.
+pub trait Consumer {
+    fn handle(&self, event: Event) -> impl std::future::Future<Output = DynamoDbEventResponse> + Send;
+}
+
+impl Consumer for streams::Worker {
+    async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        streams::Worker::handle(self, event).await
+    }
+}
+
+/// The streams worker's outbox alone: sends committed jobs without the
+/// rollups (tests, where replaying every record's rollups is slow).
+pub struct OutboxOnly<'a>(pub &'a streams::Worker);
+
+impl Consumer for OutboxOnly<'_> {
+    async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        self.0.handle_outbox(event).await
+    }
 }
 
 /// Records per GetRecords call (Lambda's batch size for the stream).
@@ -63,7 +85,7 @@ impl StreamReader {
 
     /// Read one batch from each shard and run it; returns how many records
     /// the worker acknowledged.
-    pub async fn poll_once(&mut self, worker: &streams::Worker) -> anyhow::Result<usize> {
+    pub async fn poll_once(&mut self, worker: &impl Consumer) -> anyhow::Result<usize> {
         let mut done = 0;
         let shards: Vec<(String, String)> = self.iterators.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (shard, iterator) in shards {
@@ -113,7 +135,7 @@ impl StreamReader {
     }
 
     /// Poll until a poll finds nothing to do (tests).
-    pub async fn drain(&mut self, worker: &streams::Worker) -> anyhow::Result<usize> {
+    pub async fn drain(&mut self, worker: &impl Consumer) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
             let n = self.poll_once(worker).await?;

@@ -7,14 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Actor;
 
-/// Job kind of an import (`POST /api/v1/data/import`).
-pub const IMPORT_KIND: &str = "data_import";
-/// Job kinds of bulk operations; their work arrives as [`SEGMENT_KIND`] messages.
-pub const BULK_UPDATE_KIND: &str = "bulk_update";
-pub const BULK_DELETE_KIND: &str = "bulk_delete";
-pub const BULK_RESTORE_KIND: &str = "bulk_restore";
-/// Kind of the SQS messages that each carry one segment of a bulk job.
+/// Kind of the SQS messages that each run one segment of a bulk job
+/// (`JobKind::BulkUpdate`, `BulkDelete`, `BulkRestore`).
 pub const SEGMENT_KIND: &str = "bulk_segment";
+/// How long a bulk job's plan is kept: longer than any run, and the
+/// plan of a job whose commit failed vanishes by itself.
+pub const PLAN_TTL_SECONDS: i64 = 7 * 86_400;
 /// Most targets in one segment message (one worker invocation's share).
 pub const SEGMENT_SIZE: usize = 100;
 /// Rows written per transaction by an import.
@@ -84,6 +82,12 @@ pub struct ImportParams {
     pub etag: Option<String>,
 }
 
+impl crate::domain::jobs::JobPayload for ImportParams {
+    fn kind(&self) -> crate::domain::jobs::JobKind {
+        crate::domain::jobs::JobKind::DataImport
+    }
+}
+
 pub fn import_object_key(job_id: &str) -> String {
     format!("imports/{job_id}/upload")
 }
@@ -113,11 +117,12 @@ pub enum BulkOp {
 }
 
 impl BulkOp {
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> crate::domain::jobs::JobKind {
+        use crate::domain::jobs::JobKind;
         match self {
-            BulkOp::Update => BULK_UPDATE_KIND,
-            BulkOp::Delete => BULK_DELETE_KIND,
-            BulkOp::Restore => BULK_RESTORE_KIND,
+            BulkOp::Update => JobKind::BulkUpdate,
+            BulkOp::Delete => JobKind::BulkDelete,
+            BulkOp::Restore => JobKind::BulkRestore,
         }
     }
 
@@ -175,6 +180,12 @@ pub struct BulkParams {
     pub restore_window_days: u32,
 }
 
+impl crate::domain::jobs::JobPayload for BulkParams {
+    fn kind(&self) -> crate::domain::jobs::JobKind {
+        self.op.kind()
+    }
+}
+
 /// One item a bulk job targets, with the version the caller read (a
 /// different stored version is reported as a conflict for that item).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -185,13 +196,53 @@ pub struct BulkTarget {
 }
 
 /// The SQS message of one segment (its `job_id` and `kind` also parse as a
-/// plain `jobs::JobMessage`).
+/// plain `jobs::JobMessage`). Its targets are in the job's plan
+/// (`SegmentPlan`); messages sent before plans existed carry them inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentMessage {
     pub job_id: String,
     pub kind: String,
     pub segment: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<BulkTarget>,
+}
+
+impl SegmentMessage {
+    /// The messages that run every segment of a bulk job (the outbox sends
+    /// them when the job is committed).
+    pub fn all(job_id: &str, segments: usize) -> Vec<SegmentMessage> {
+        (0..segments).map(|segment| SegmentMessage { job_id: job_id.to_string(), kind: SEGMENT_KIND.into(), segment, targets: Vec::new() }).collect()
+    }
+}
+
+/// One segment of a bulk job's plan (`JOB#id / PLAN#n`): its targets,
+/// written before the job is committed (a plan can be larger than one
+/// transaction), read by the worker that runs the segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentPlan {
+    pub job_id: String,
+    pub segment: usize,
+    pub targets: Vec<BulkTarget>,
+    pub ttl: i64,
+}
+
+pub fn plan_sk(segment: usize) -> String {
+    format!("PLAN#{segment:06}")
+}
+
+impl SegmentPlan {
+    pub fn to_item(&self) -> crate::Result<crate::store::Item> {
+        use crate::store::s;
+        let mut item = crate::store::to_item(self)?;
+        item.insert("pk".into(), s(crate::domain::jobs::Job::pk(&self.job_id)));
+        item.insert("sk".into(), s(plan_sk(self.segment)));
+        item.insert("type".into(), s("bulk_plan"));
+        Ok(item)
+    }
+
+    pub async fn load(store: &crate::store::Store, job_id: &str, segment: usize) -> crate::Result<Option<SegmentPlan>> {
+        store.get(&crate::domain::jobs::Job::pk(job_id), &plan_sk(segment)).await
+    }
 }
 
 /// What happened to one item of a bulk job.

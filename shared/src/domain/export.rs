@@ -20,9 +20,6 @@ use crate::platform::error::{Error, FieldError, Result};
 use crate::store::{Item, QuerySpec, Store, s, timestamp, to_item};
 use crate::identity::users::UserStatus;
 
-/// The job kind of a data export.
-pub const KIND: &str = "data_export";
-
 /// Items read per DynamoDB page (also bounded by DynamoDB's 1 MB per page).
 pub const PAGE_SIZE: i32 = 1000;
 
@@ -1196,6 +1193,12 @@ pub struct ExportParams {
     pub format: Format,
     /// Mask personal columns (the requester lacks `pii:read`).
     pub mask: bool,
+}
+
+impl crate::domain::jobs::JobPayload for ExportParams {
+    fn kind(&self) -> crate::domain::jobs::JobKind {
+        crate::domain::jobs::JobKind::DataExport
+    }
 }
 
 impl ExportParams {

@@ -1,8 +1,13 @@
-//! Long work as jobs: the API writes a job record (`queued`) in the same
-//! transaction as its audit entry, then sends an SQS message naming it; the
-//! `jobs` worker picks the message up, moves the record through `running` to
-//! a final state, and treats a redelivered message for a finished job as done.
+//! Long work as jobs, through an outbox: the API writes a job record
+//! (`queued`) in the same transaction as the change that asks for it and its
+//! audit entry, and sends nothing. The table's stream carries the new record
+//! to the dispatcher (the `streams` worker), which sends the SQS message
+//! naming it; a sweeper re-sends jobs still queued after a while
+//! (`stale_queued`). So a job can never be committed and not queued. The
+//! `jobs` worker claims a job by a versioned write before running it, so a
+//! message sent twice runs it once (`Claim`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,11 +52,90 @@ pub struct Progress {
     pub eta_seconds: Option<u64>,
 }
 
+/// Every kind of job: producers create them, the worker matches on them
+/// (exhaustively, so a new kind cannot be created without being run). Each
+/// has one payload type (`JobPayload`). Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Email an invited user their sign-up link (`InviteEmail`).
+    InviteEmail,
+    /// Tell a user about a security event on their account (`SecurityEmail`).
+    SecurityEmail,
+    /// Tell a chart's owner why it was rejected or hidden (`ChartModerationEmail`).
+    ChartModerationEmail,
+    /// A verifiable export of the audit log.
+    AuditExport,
+    /// A dataset or own-data export (`export::ExportParams`).
+    DataExport,
+    /// An uploaded file validated, then applied (`data_jobs::ImportParams`).
+    DataImport,
+    /// Bulk update, soft delete or restore (`data_jobs::BulkParams`); run as
+    /// `bulk_segment` messages, one per segment of its plan.
+    BulkUpdate,
+    BulkDelete,
+    BulkRestore,
+    /// Everything Keel holds about a person, as one zip.
+    GdprExport,
+    /// A person's erasure, with its signed certificate.
+    Erasure,
+}
+
+impl JobKind {
+    pub const ALL: &'static [JobKind] = &[
+        JobKind::InviteEmail,
+        JobKind::SecurityEmail,
+        JobKind::ChartModerationEmail,
+        JobKind::AuditExport,
+        JobKind::DataExport,
+        JobKind::DataImport,
+        JobKind::BulkUpdate,
+        JobKind::BulkDelete,
+        JobKind::BulkRestore,
+        JobKind::GdprExport,
+        JobKind::Erasure,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::InviteEmail => "invite_email",
+            JobKind::SecurityEmail => "security_email",
+            JobKind::ChartModerationEmail => "chart_moderation_email",
+            JobKind::AuditExport => "audit_export",
+            JobKind::DataExport => "data_export",
+            JobKind::DataImport => "data_import",
+            JobKind::BulkUpdate => "bulk_update",
+            JobKind::BulkDelete => "bulk_delete",
+            JobKind::BulkRestore => "bulk_restore",
+            JobKind::GdprExport => "gdpr_export",
+            JobKind::Erasure => "erasure",
+        }
+    }
+
+    /// Run as one message per segment of a plan (`data_jobs`), not one
+    /// message per job.
+    pub fn is_bulk(self) -> bool {
+        matches!(self, JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The parameters of one kind of job: `Job::of` stores them, the worker
+/// reads them back with `Job::payload`.
+pub trait JobPayload: Serialize + DeserializeOwned {
+    fn kind(&self) -> JobKind;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
-    /// What to do, e.g. `invite_email`; the worker dispatches on it.
-    pub kind: String,
+    /// What to do; the worker dispatches on it.
+    pub kind: JobKind,
     pub owner_id: String,
     pub status: JobStatus,
     #[schema(value_type = Object)]
@@ -68,12 +152,22 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub checkpoint: Option<Value>,
+    /// Bumped by each change that asks for the job to run (1 when created
+    /// to run at once; an import waits for its file at 0). The outbox
+    /// dispatcher sends a message when it goes up; the worker's own
+    /// re-queueing of a failed attempt leaves it (SQS redelivers).
+    #[serde(default)]
+    pub run_requests: u32,
+    /// The SQS message whose delivery runs this attempt (`Claim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub version: u64,
 }
 
-/// The SQS message body: just enough to find the job record.
+/// The SQS message body: just enough to find the job record. `kind` is the
+/// job's kind, or `bulk_segment` for one segment of a bulk job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: String,
@@ -81,11 +175,11 @@ pub struct JobMessage {
 }
 
 impl Job {
-    pub fn new(kind: &str, owner_id: &str, params: Value) -> Job {
+    pub fn new(kind: JobKind, owner_id: &str, params: Value) -> Job {
         let now = timestamp(chrono::Utc::now());
         Job {
             id: uuid::Uuid::now_v7().to_string(),
-            kind: kind.to_string(),
+            kind,
             owner_id: owner_id.to_string(),
             status: JobStatus::Queued,
             params,
@@ -94,6 +188,8 @@ impl Job {
             error: None,
             attempts: 0,
             checkpoint: None,
+            run_requests: 1,
+            claimed_by: None,
             created_at: now.clone(),
             updated_at: now,
             version: 1,
@@ -117,8 +213,19 @@ impl Job {
         Ok(item)
     }
 
+    /// A job carrying `payload` as its parameters.
+    pub fn of<P: JobPayload>(owner_id: &str, payload: &P) -> Result<Job> {
+        let params = serde_json::to_value(payload).map_err(|e| Error::internal(format!("job parameters: {e}")))?;
+        Ok(Job::new(payload.kind(), owner_id, params))
+    }
+
+    /// The parameters, as the payload type of this job's kind.
+    pub fn payload<P: JobPayload>(&self) -> Result<P> {
+        serde_json::from_value(self.params.clone()).map_err(|e| Error::internal(format!("{} job parameters: {e}", self.kind)))
+    }
+
     pub fn message(&self) -> JobMessage {
-        JobMessage { job_id: self.id.clone(), kind: self.kind.clone() }
+        JobMessage { job_id: self.id.clone(), kind: self.kind.as_str().to_string() }
     }
 
     /// The write that creates the record; commit it with its audit entry.
@@ -131,16 +238,159 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<Job>> {
     store.get(&Job::pk(id), "META").await
 }
 
-/// Send the message that starts a committed job.
-pub async fn dispatch(sqs: &aws_sdk_sqs::Client, queue_url: &str, job: &Job) -> Result<()> {
-    let body = serde_json::to_string(&job.message()).map_err(|e| Error::internal(e.to_string()))?;
-    sqs.send_message()
-        .queue_url(queue_url)
-        .message_body(body)
-        .send()
-        .await
-        .map_err(crate::platform::error::aws("sqs SendMessage"))?;
+/// Send job messages (SendMessageBatch, 10 a call). Called by the outbox
+/// dispatcher and the sweeper only: producers commit the job record and
+/// nothing else. Fails if any message was not accepted.
+pub async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Result<()> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for (n, batch) in bodies.chunks(10).enumerate() {
+        let entries = batch
+            .iter()
+            .enumerate()
+            .map(|(i, body)| SendMessageBatchRequestEntry::builder().id(format!("m{n}_{i}")).message_body(body).build().map_err(|e| Error::internal(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let out = sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await.map_err(crate::platform::error::aws("sqs SendMessageBatch (jobs)"))?;
+        if !out.failed().is_empty() {
+            return Err(Error::internal(format!("{} job messages were not accepted", out.failed().len())));
+        }
+    }
     Ok(())
+}
+
+/// The job a changed table item asks to run, if any: a job record whose
+/// `run_requests` went up (created to run, or asked to run again), queued
+/// — or a bulk job, created `running` with its segments planned. The outbox
+/// dispatcher asks this of every record of the table's stream.
+pub fn requested_run(old: Option<&Value>, new: Option<&Value>) -> Option<Job> {
+    let new = new?;
+    if new.get("type").and_then(Value::as_str) != Some("job") || new.get("sk").and_then(Value::as_str) != Some("META") {
+        return None;
+    }
+    let job: Job = serde_json::from_value(new.clone()).ok()?;
+    let before = old.and_then(|o| o.get("run_requests")).and_then(Value::as_u64).unwrap_or(0);
+    let runnable = job.status == JobStatus::Queued || (job.kind.is_bulk() && job.status == JobStatus::Running);
+    (u64::from(job.run_requests) > before && runnable).then_some(job)
+}
+
+/// Jobs still `queued` and untouched for `older_than` (their message was
+/// lost, or the dispatcher failed for good): the sweeper sends them again.
+/// A job running or finished is not among them; a duplicate message for a
+/// job that is still queued is harmless (`Claim`).
+pub async fn stale_queued(store: &Store, older_than: chrono::Duration, limit: usize) -> Result<Vec<Job>> {
+    let before = timestamp(chrono::Utc::now() - older_than);
+    let spec = crate::store::QuerySpec {
+        index: Some("gsi2"),
+        key_condition: "gsi2pk = :pk",
+        filter: "updated_at < :before AND run_requests > :zero",
+        names: Vec::new(),
+        values: vec![(":pk", s("JOBS#queued")), (":before", s(before)), (":zero", crate::store::n(0))],
+        forward: true,
+    };
+    let mut jobs = Vec::new();
+    let mut start = None;
+    loop {
+        let (items, last) = store.query_page(&spec, start, 200).await?;
+        for item in items {
+            if let Ok(job) = crate::store::from_item::<Job>(item) {
+                jobs.push(job);
+            }
+        }
+        match last {
+            Some(k) if jobs.len() < limit => start = Some(k),
+            _ => break,
+        }
+    }
+    jobs.truncate(limit);
+    Ok(jobs)
+}
+
+/// The sending side of the outbox: turns committed job records into SQS
+/// messages. The streams worker runs `dispatch` on every stream record; the
+/// scheduler runs `resend_stale` as the sweeper.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+/// A job still queued this long after its last change has lost its message.
+pub const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+impl Outbox {
+    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Outbox {
+        Outbox { sqs, queue_url: queue_url.into() }
+    }
+
+    /// The messages a job asks for: one naming it, or for a bulk job one
+    /// per segment of its plan.
+    pub fn messages(job: &Job) -> Result<Vec<String>> {
+        fn body<T: Serialize>(message: &T) -> Result<String> {
+            serde_json::to_string(message).map_err(|e| Error::internal(e.to_string()))
+        }
+        if job.kind.is_bulk() {
+            let params: crate::domain::data_jobs::BulkParams = job.payload()?;
+            crate::domain::data_jobs::SegmentMessage::all(&job.id, params.segments).iter().map(body).collect()
+        } else {
+            Ok(vec![body(&job.message())?])
+        }
+    }
+
+    /// Send what one changed table item asks for (most ask for nothing);
+    /// how many messages were sent. An error leaves the stream record to be
+    /// retried, so a committed job is always sent at least once.
+    pub async fn dispatch(&self, old: Option<&Value>, new: Option<&Value>) -> Result<usize> {
+        let Some(job) = requested_run(old, new) else { return Ok(0) };
+        let bodies = Outbox::messages(&job)?;
+        send(&self.sqs, &self.queue_url, &bodies).await?;
+        tracing::info!(job_id = %job.id, kind = %job.kind, messages = bodies.len(), "job sent from the outbox");
+        Ok(bodies.len())
+    }
+
+    /// The sweeper: send again the jobs still queued `older_than` after their
+    /// last change (at most 100 a run); how many were sent.
+    pub async fn resend_stale(&self, store: &Store, older_than: chrono::Duration) -> Result<usize> {
+        let stale = stale_queued(store, older_than, 100).await?;
+        let mut bodies = Vec::new();
+        for job in &stale {
+            bodies.extend(Outbox::messages(job)?);
+        }
+        send(&self.sqs, &self.queue_url, &bodies).await?;
+        if !stale.is_empty() {
+            tracing::warn!(jobs = stale.len(), "queued jobs re-sent by the sweeper");
+        }
+        Ok(stale.len())
+    }
+}
+
+/// How a delivery of a job's message may proceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Run it: the record is queued, or its running attempt is this same
+    /// message redelivered (a crashed attempt), or it has gone quiet.
+    Run,
+    /// Acknowledge without running: it is finished, or another delivery of
+    /// it is running now (a duplicate message).
+    Skip(&'static str),
+}
+
+/// How long a running attempt owns its job without writing to it before
+/// another message may take it over (jobs save progress as they go).
+pub const RUNNING_LEASE: chrono::Duration = chrono::Duration::minutes(30);
+
+impl Job {
+    /// Whether the delivery of message `message_id` at `now` runs this job.
+    pub fn claim(&self, message_id: &str, now: chrono::DateTime<chrono::Utc>) -> Claim {
+        if self.status.is_final() {
+            return Claim::Skip("finished");
+        }
+        if self.status == JobStatus::Running && self.claimed_by.as_deref().is_some_and(|m| m != message_id) {
+            let quiet = chrono::DateTime::parse_from_rfc3339(&self.updated_at).map(|t| now - t.with_timezone(&chrono::Utc) > RUNNING_LEASE).unwrap_or(true);
+            if !quiet {
+                return Claim::Skip("another delivery is running it");
+            }
+        }
+        Claim::Run
+    }
 }
 
 /// Replace the job record if nobody else changed it (version check); returns
@@ -149,27 +399,13 @@ pub async fn save(store: &Store, job: &Job) -> Result<Job> {
     let mut next = job.clone();
     next.version = job.version + 1;
     next.updated_at = timestamp(chrono::Utc::now());
-    let result = store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(next.to_item()?))
-        .condition_expression("#v = :v")
-        .expression_attribute_names("#v", "version")
-        .expression_attribute_values(":v", crate::store::n(job.version))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(next),
-        Err(e) if e.as_service_error().map(|s| s.is_conditional_check_failed_exception()).unwrap_or(false) => {
-            Err(Error::Conflict(format!("job {} changed concurrently", job.id)))
-        }
-        Err(e) => Err(crate::platform::error::aws("dynamodb PutItem (job)")(e)),
+    let write = Write::put_versioned(&store.table, next.to_item()?, job.version)?;
+    match store.transact(vec![write]).await {
+        Ok(()) => Ok(next),
+        Err(Error::Conflict(_)) => Err(Error::Conflict(format!("job {} changed concurrently", job.id))),
+        Err(e) => Err(e),
     }
 }
-
-/// The job kind that emails a user about a security event on their account.
-pub const SECURITY_EMAIL: &str = "security_email";
 
 /// Parameters of a `security_email` job. No secrets: the email only says
 /// what happened, when, and what to do if it was not expected.
@@ -189,10 +425,99 @@ pub enum SecurityEvent {
     MfaReset,
 }
 
-impl SecurityEmail {
-    /// The job that sends this email, owned by whoever caused it.
-    pub fn job(&self, owner_id: &str) -> Result<Job> {
-        let params = serde_json::to_value(self).map_err(|e| Error::internal(e.to_string()))?;
-        Ok(Job::new(SECURITY_EMAIL, owner_id, params))
+impl JobPayload for SecurityEmail {
+    fn kind(&self) -> JobKind {
+        JobKind::SecurityEmail
+    }
+}
+
+/// Parameters of an `invite_email` job: the invited user (the link is made
+/// when the email is sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteEmail {
+    pub user_id: String,
+}
+
+impl JobPayload for InviteEmail {
+    fn kind(&self) -> JobKind {
+        JobKind::InviteEmail
+    }
+}
+
+/// Parameters of a `chart_moderation_email` job: the decision as the owner
+/// may see it (the configured reason's label; never the moderator's note).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartModerationEmail {
+    pub chart_id: String,
+    /// `reject` or `hide`.
+    pub action: String,
+    pub reason: String,
+    pub reason_label: String,
+}
+
+impl JobPayload for ChartModerationEmail {
+    fn kind(&self) -> JobKind {
+        JobKind::ChartModerationEmail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_stored_by_their_names() {
+        for kind in JobKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), Value::String(kind.as_str().into()));
+        }
+    }
+
+    fn job(status: JobStatus, claimed_by: Option<&str>, updated_at: chrono::DateTime<chrono::Utc>) -> Job {
+        let mut job = Job::new(JobKind::InviteEmail, "owner", Value::Null);
+        job.status = status;
+        job.claimed_by = claimed_by.map(str::to_string);
+        job.updated_at = timestamp(updated_at);
+        job
+    }
+
+    #[test]
+    fn a_second_message_does_not_run_a_running_job() {
+        let now = chrono::Utc::now();
+        assert_eq!(job(JobStatus::Queued, None, now).claim("m1", now), Claim::Run);
+        assert_eq!(job(JobStatus::Running, Some("m1"), now).claim("m2", now), Claim::Skip("another delivery is running it"));
+        // The same message redelivered: its attempt crashed; take it over.
+        assert_eq!(job(JobStatus::Running, Some("m1"), now).claim("m1", now), Claim::Run);
+        // Quiet past the lease: the running attempt is gone.
+        assert_eq!(job(JobStatus::Running, Some("m1"), now - RUNNING_LEASE - chrono::Duration::seconds(1)).claim("m2", now), Claim::Run);
+        assert_eq!(job(JobStatus::Succeeded, Some("m1"), now).claim("m1", now), Claim::Skip("finished"));
+    }
+
+    fn image(job: &Job) -> Value {
+        serde_dynamo::from_item(job.to_item().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_outbox_sends_jobs_asked_to_run_once() {
+        let queued = Job::new(JobKind::DataExport, "o", Value::Null);
+        assert_eq!(requested_run(None, Some(&image(&queued))).map(|j| j.id), Some(queued.id.clone()));
+        // Progress or a re-queued attempt: no new request, no message.
+        let mut later = queued.clone();
+        later.progress.processed = 10;
+        assert!(requested_run(Some(&image(&queued)), Some(&image(&later))).is_none());
+        // An import waits for its file, then is asked to run.
+        let mut waiting = Job::new(JobKind::DataImport, "o", Value::Null);
+        waiting.run_requests = 0;
+        assert!(requested_run(None, Some(&image(&waiting))).is_none());
+        let mut started = waiting.clone();
+        started.run_requests = 1;
+        assert!(requested_run(Some(&image(&waiting)), Some(&image(&started))).is_some());
+        let mut bulk = Job::new(JobKind::BulkDelete, "o", Value::Null);
+        bulk.status = JobStatus::Running;
+        assert!(requested_run(None, Some(&image(&bulk))).is_some());
+        let mut running = queued.clone();
+        running.status = JobStatus::Running;
+        assert!(requested_run(None, Some(&image(&running))).is_none());
+        assert!(requested_run(None, Some(&serde_json::json!({"type": "user", "sk": "META"}))).is_none());
+        assert!(requested_run(Some(&image(&queued)), None).is_none());
     }
 }

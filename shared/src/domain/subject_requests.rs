@@ -21,8 +21,6 @@ use crate::store::cursor::{KeyPosition, key_of, position_of};
 use crate::platform::error::{Error, Result};
 use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
 
-/// The job kind of a subject export (the jobs worker's `gdpr_export.rs`).
-pub const EXPORT_JOB_KIND: &str = "gdpr_export";
 
 /// The parameters of a `gdpr_export` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +28,12 @@ pub struct ExportJobParams {
     pub request_id: String,
     pub subject_id: String,
     pub regime: Regime,
+}
+
+impl crate::domain::jobs::JobPayload for ExportJobParams {
+    fn kind(&self) -> crate::domain::jobs::JobKind {
+        crate::domain::jobs::JobKind::GdprExport
+    }
 }
 
 /// What a finished `gdpr_export` job records (its `result`). The request's
@@ -409,8 +413,6 @@ async fn list(store: &Store, index: &str, pk_name: &str, pk: String, forward: bo
     Ok(RequestPage { items, next: start })
 }
 
-/// The `erasure` job kind (the jobs worker's `erasure.rs`).
-pub const ERASURE_JOB_KIND: &str = "erasure";
 /// Erasure jobs belong to no user: the person may be the requester, and the
 /// job record must not name them once it is done.
 pub const ERASURE_JOB_OWNER: &str = "erasure";
