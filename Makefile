@@ -4,18 +4,23 @@
 VENV := .keel/venv
 PY_REQS := infra/local/requirements.txt
 STAMP := $(VENV)/.installed
+# checkov pins boto3 and networkx below what moto and cfn-lint use: its own venv.
+CHECKOV_VENV := .keel/checkov-venv
+CHECKOV_REQS := infra/local/checkov-requirements.txt
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 OIDC := tests/oidc
 OIDC_STAMP := $(OIDC)/node_modules/.installed
 CARGO ?= cargo
 
-.PHONY: dev test venv oidc-provider pdf-reader lint-template openapi bench lambda clean
+.PHONY: dev test venv checkov-venv oidc-provider pdf-reader lint-template cfn-lint check-policies checkov openapi bench lambda clean
 
 ## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
 ## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
 dev: venv
 	$(CARGO) run --locked -p keel-local
 
-## Everything CI checks: template lint, unit and integration tests.
+## Everything CI checks: template gates (cfn-lint, IAM, checkov), unit and
+## integration tests.
 test: venv oidc-provider pdf-reader lint-template
 	$(CARGO) test --locked --workspace
 	# The benches compile (test profile, so this reuses the build above).
@@ -29,6 +34,13 @@ $(STAMP): $(PY_REQS)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQS)
 	touch $(STAMP)
 
+## checkov, pinned, in its own virtualenv (see CHECKOV_VENV above).
+checkov-venv: $(CHECKOV_STAMP)
+$(CHECKOV_STAMP): $(CHECKOV_REQS)
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQS)
+	touch $(CHECKOV_STAMP)
+
 ## The real OpenID provider the OAuth tests sign in with (oidc-provider from
 ## npm, pinned by tests/oidc/package-lock.json; needs node 20+ and npm).
 oidc-provider: $(OIDC_STAMP)
@@ -41,8 +53,22 @@ $(OIDC_STAMP): $(OIDC)/package-lock.json
 pdf-reader:
 	@command -v pdftotext >/dev/null || (apt-get update && apt-get install -y poppler-utils)
 
-lint-template: venv
+## The template gates: cfn-lint clean, the IAM roles SAM generates (no
+## Resource "*" beyond actions without resource-level permissions, AUDIT#
+## writes denied), and checkov with 0 failed checks (skips are in the
+## template, each with its reason; docs/ARCHITECTURE.md, "Deployment and
+## security gates").
+lint-template: cfn-lint check-policies
+
+cfn-lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
+
+check-policies: venv
+	$(VENV)/bin/python infra/local/check_policies.py template.yaml
+
+# checkov exits non-zero on any failed check.
+checkov: checkov-venv
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
 
 ## Regenerate docs/openapi.json after changing the API.
 openapi:
