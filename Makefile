@@ -58,7 +58,7 @@ pdf-reader:
 ## writes denied), and checkov with 0 failed checks (skips are in the
 ## template, each with its reason; docs/ARCHITECTURE.md, "Deployment and
 ## security gates").
-lint-template: cfn-lint check-policies
+lint-template: cfn-lint check-policies checkov
 
 cfn-lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
