@@ -4,18 +4,29 @@
 VENV := .keel/venv
 PY_REQS := infra/local/requirements.txt
 STAMP := $(VENV)/.installed
+# checkov pins boto3 and networkx below what moto and cfn-lint use: its own venv.
+CHECKOV_VENV := .keel/checkov-venv
+CHECKOV_REQS := infra/local/checkov-requirements.txt
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# cargo-lambda and zig (PyPI wheels) for `make lambda`.
+LAMBDA_VENV := .keel/lambda-venv
+LAMBDA_REQS := infra/local/lambda-requirements.txt
+LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
+FUNCTIONS := auth admin data jobs streams scheduler
+ARM64_STD = $(shell rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu/lib
 OIDC := tests/oidc
 OIDC_STAMP := $(OIDC)/node_modules/.installed
 CARGO ?= cargo
 
-.PHONY: dev test venv oidc-provider pdf-reader lint-template openapi bench lambda clean
+.PHONY: dev test venv checkov-venv lambda-venv oidc-provider pdf-reader lint-template cfn-lint check-policies checkov openapi bench lambda clean
 
 ## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
 ## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
 dev: venv
 	$(CARGO) run --locked -p keel-local
 
-## Everything CI checks: template lint, unit and integration tests.
+## Everything CI checks: template gates (cfn-lint, IAM, checkov), unit and
+## integration tests.
 test: venv oidc-provider pdf-reader lint-template
 	$(CARGO) test --locked --workspace
 	# The benches compile (test profile, so this reuses the build above).
@@ -29,6 +40,13 @@ $(STAMP): $(PY_REQS)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(PY_REQS)
 	touch $(STAMP)
 
+## checkov, pinned, in its own virtualenv (see CHECKOV_VENV above).
+checkov-venv: $(CHECKOV_STAMP)
+$(CHECKOV_STAMP): $(CHECKOV_REQS)
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQS)
+	touch $(CHECKOV_STAMP)
+
 ## The real OpenID provider the OAuth tests sign in with (oidc-provider from
 ## npm, pinned by tests/oidc/package-lock.json; needs node 20+ and npm).
 oidc-provider: $(OIDC_STAMP)
@@ -41,8 +59,24 @@ $(OIDC_STAMP): $(OIDC)/package-lock.json
 pdf-reader:
 	@command -v pdftotext >/dev/null || (apt-get update && apt-get install -y poppler-utils)
 
-lint-template: venv
+## The template gates: cfn-lint clean, the IAM roles SAM generates (no
+## Resource "*" beyond actions without resource-level permissions, AUDIT#
+## writes denied), and checkov with 0 failed checks (skips are in the
+## template, each with its reason; docs/ARCHITECTURE.md, "Deployment and
+## security gates").
+lint-template: cfn-lint check-policies checkov
+
+cfn-lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
+
+check-policies: venv
+	$(VENV)/bin/python infra/local/check_policies.py template.yaml
+
+# checkov exits non-zero on any failed check. --skip-download: no call to its
+# vendor's API (guideline links), which is not reachable here; no PyPI
+# update check either.
+checkov: checkov-venv
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 ## Regenerate docs/openapi.json after changing the API.
 openapi:
@@ -56,9 +90,28 @@ bench: venv
 	$(CARGO) run --locked --release -p keel-bench --bin login
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench
 
-## Lambda artifacts for `sam deploy` (needs `pip install cargo-lambda`).
-lambda:
-	sam build --beta-features
+## Lambda zips for `sam deploy`: target/lambda/<function>/bootstrap.zip, built
+## by cargo-lambda with zig as the linker (both pinned PyPI wheels, so nothing
+## is downloaded beyond the registries). arm64, as template.yaml deploys,
+## needs Rust's aarch64-unknown-linux-gnu standard library (`rustup target add
+## aarch64-unknown-linux-gnu`, from rustup's own server, not a registry).
+## Without it this builds x86_64 zips and says so: those are for sizes and
+## tests, not for deploying this template. `make bench` reports the zips.
+lambda: lambda-venv
+	@if [ -d "$(ARM64_STD)" ]; then arch=--arm64; \
+	else arch=--x86-64; \
+	  echo "make lambda: Rust's aarch64-unknown-linux-gnu standard library is not installed" >&2; \
+	  echo "  ($(ARM64_STD) is missing; rustup target add aarch64-unknown-linux-gnu installs it)." >&2; \
+	  echo "  Building x86_64 zips instead. template.yaml deploys arm64: do not deploy these." >&2; \
+	fi; \
+	PATH="$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH" $(LAMBDA_VENV)/bin/cargo-lambda lambda build \
+	  --locked --release $$arch --skip-target-check --output-format zip $(addprefix -p ,$(FUNCTIONS))
+
+lambda-venv: $(LAMBDA_STAMP)
+$(LAMBDA_STAMP): $(LAMBDA_REQS)
+	test -x $(LAMBDA_VENV)/bin/python || python3 -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(LAMBDA_REQS)
+	touch $(LAMBDA_STAMP)
 
 clean:
 	rm -rf target .keel $(OIDC)/node_modules

@@ -37,6 +37,17 @@ async fn resources_match_the_template() {
         .unwrap();
     let redrive = attrs.attributes().unwrap().get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).unwrap();
     assert!(redrive.contains("JobsDeadLetterQueue"), "{redrive}");
+    // SSE-KMS with the data key.
+    let queue_key = attrs.attributes().unwrap().get(&aws_sdk_sqs::types::QueueAttributeName::KmsMasterKeyId);
+    assert_eq!(queue_key, Some(&env["KEEL_DATA_KEY_ID"]));
+    // The exports bucket is versioned: a delete leaves a marker over the
+    // noncurrent version (GetBucketVersioning is not read: moto 5.2.5 answers
+    // it with a root element the SDK rejects).
+    let bucket = &env["KEEL_EXPORTS_BUCKET"];
+    s3.put_object().bucket(bucket).key("probe/versioned").body(b"x".to_vec().into()).send().await.unwrap();
+    s3.delete_object().bucket(bucket).key("probe/versioned").send().await.unwrap();
+    let versions = s3.list_object_versions().bucket(bucket).prefix("probe/").send().await.unwrap();
+    assert_eq!((versions.versions().len(), versions.delete_markers().len()), (1, 1));
 
     let kms = aws_sdk_kms::Client::new(&app.sdk);
     let key = kms.describe_key().key_id(&env["KEEL_SIGNING_KEY_ID"]).send().await.unwrap().key_metadata.unwrap();

@@ -1,8 +1,11 @@
 //! Creates the template's data resources (KMS keys and aliases, the table,
 //! buckets, queues) in the emulator, and resolves the functions' environment
 //! from the template's own `Globals.Function.Environment`. Resource types
-//! that are not data (functions, the HTTP API, alarms, IAM) are served or
-//! skipped by the local stack.
+//! that are not data (functions, event source mappings, the HTTP API, log
+//! groups, alarms, IAM, bucket policies) are served or skipped by the local
+//! stack. Of a bucket's properties, lifecycle rules and `LoggingConfiguration`
+//! are not applied: server access logging would make moto write a log object
+//! on every request (the logging bucket itself is created).
 
 use std::collections::HashMap;
 
@@ -83,7 +86,9 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
             "AWS::SQS::Queue" => {
                 let name = format!("{stack}-{id}");
                 let mut req = sqs.create_queue().queue_name(&name);
-                for attr in ["VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "SqsManagedSseEnabled"] {
+                // KmsMasterKeyId (!Ref of a key created above) is recorded by
+                // moto, which does not encrypt messages.
+                for attr in ["VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "SqsManagedSseEnabled", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds"] {
                     if let Some(v) = props.get(attr) {
                         req = req.attributes(attr.into(), ctx.resolve(v)?);
                     }
