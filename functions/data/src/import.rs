@@ -166,8 +166,11 @@ pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id):
     let mut next = job.clone();
     next.params = serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?;
     next.version = job.version + 1;
-    // Asks the outbox to run it (again, for a re-run).
+    // Asks the outbox to run it (again, for a re-run after a crashed
+    // attempt: queued afresh, no earlier delivery owns it any more).
     next.run_requests = job.run_requests + 1;
+    next.status = JobStatus::Queued;
+    next.claimed_by = None;
     next.updated_at = shared::store::timestamp(chrono::Utc::now());
     let store = &state.platform.store;
     let mut audit = AuditEntry::new(&caller.actor(), "data.import.start", "job", &job.id)
