@@ -18,19 +18,28 @@ OIDC := tests/oidc
 OIDC_STAMP := $(OIDC)/node_modules/.installed
 CARGO ?= cargo
 
-.PHONY: dev test venv checkov-venv lambda-venv oidc-provider pdf-reader lint-template cfn-lint check-policies checkov openapi bench lambda clean
+.PHONY: dev test fmt-check clippy venv checkov-venv lambda-venv oidc-provider pdf-reader lint-template cfn-lint check-policies checkov openapi bench lambda clean
 
 ## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
 ## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
 dev: venv
 	$(CARGO) run --locked -p keel-local
 
-## Everything CI checks: template gates (cfn-lint, IAM, checkov), unit and
-## integration tests.
-test: venv oidc-provider pdf-reader lint-template
+## Everything CI checks: formatting, clippy (warnings are errors), template
+## gates (cfn-lint, IAM, checkov), unit and integration tests (the layer
+## check of shared/ is one: shared/tests/layers.rs).
+test: venv oidc-provider pdf-reader fmt-check lint-template clippy
 	$(CARGO) test --locked --workspace
 	# The benches compile (test profile, so this reuses the build above).
 	$(CARGO) test --locked --workspace --benches --no-run
+
+## rustfmt.toml's style, checked (`cargo fmt --all` applies it).
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## Every lint of clippy's default set, on every target, as an error.
+clippy:
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 ## The Python tools the local stack and tests use (moto, cfn-lint, pyotp),
 ## pinned. An existing virtualenv is reused (it may be a link to a shared one).
