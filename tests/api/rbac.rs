@@ -1,11 +1,15 @@
-//! Every route × every built-in role: allowed, or 403 naming the missing
-//! permission. Public routes need no token; the others refuse none. (The
-//! same walk for custom roles is in `roles.rs`.)
+//! Every route × every built-in role, with the exact outcome the route's
+//! rule gives (`Access::need`): 403 naming the missing permission, or the
+//! status the route answers a caller it admits (`admitted_status`); rules
+//! that look at the body or at whom a request is about are probed once per
+//! case. Public routes need no token; the others refuse none. (The same
+//! walk for custom roles is in `roles.rs`.)
 
 use http::Method;
-use serde_json::json;
-use shared::http::{Access, Route};
-use shared::identity::rbac::BuiltinRole;
+use serde_json::{Value, json};
+use shared::http::{Facts, Route};
+use shared::identity::rbac::{BuiltinRole, PermissionSet};
+use shared::identity::users::User;
 
 use crate::helpers::TestApp;
 
@@ -16,54 +20,219 @@ pub fn all_routes() -> Vec<&'static Route> {
 /// A route's path with its parameters filled in (a chart id that names no
 /// chart: access is decided before the handler looks).
 pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
-    path.replace("{user_id}", user_id)
-        .replace("{name}", role_name)
-        .replace("{provider}", "no-such-provider")
-        .replace("{chart_id}", &uuid::Uuid::now_v7().to_string())
+    fill(path, user_id, role_name).0
+}
+
+/// A route's path with its parameters filled in, and the parameters (what
+/// the gate sees as the matched path parameters).
+pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
+    let fresh = || uuid::Uuid::now_v7().to_string();
+    let values: [(&'static str, String); 7] = [
+        ("user_id", user_id.to_string()),
+        ("name", role_name.to_string()),
+        ("provider", "no-such-provider".to_string()),
+        ("chart_id", fresh()),
         // Audit entry ids are UUIDv7; a fresh one names no entry (404 when allowed).
-        .replace("{entry_id}", &uuid::Uuid::now_v7().to_string())
+        ("entry_id", fresh()),
         // Job ids are UUIDv7; a fresh one names no job (404 when allowed).
-        .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
+        ("job_id", fresh()),
         // Subject request ids likewise.
-        .replace("{request_id}", &uuid::Uuid::now_v7().to_string())
+        ("request_id", fresh()),
+    ];
+    let mut filled = path.to_string();
+    let mut params = Vec::new();
+    for (name, value) in values {
+        let placeholder = format!("{{{name}}}");
+        if filled.contains(&placeholder) {
+            filled = filled.replace(&placeholder, &value);
+            params.push((name, value));
+        }
+    }
+    (filled, params)
+}
+
+/// What a caller the route admits gets for the walk's default probe: no body
+/// for GET and DELETE, `{}` for POST and PUT, path ids that name nothing
+/// (except `{user_id}`: a fresh user with role `user`, and `{name}`: a fresh
+/// custom role the caller could have granted). Derived from what each route
+/// does with that request.
+pub fn admitted_status(method: &Method, path: &str) -> u16 {
+    match (method.as_str(), path.trim_start_matches("/api/v1")) {
+        // auth: `{}` lacks the required fields.
+        ("POST", "/auth/login") => 400,
+        ("POST", "/auth/refresh") => 400,
+        ("POST", "/auth/logout") => 400,
+        ("POST", "/auth/invitations/accept") => 400,
+        // A new secret for a caller without 2FA.
+        ("POST", "/auth/2fa/enable") => 200,
+        ("POST", "/auth/2fa/verify") => 400,
+        ("POST", "/auth/2fa/disable") => 400,
+        ("POST", "/auth/2fa/recovery-codes") => 400,
+        // No provider is configured.
+        ("POST", "/auth/oauth/{provider}") => 404,
+        ("GET", "/auth/oauth/{provider}/callback") => 404,
+        ("POST", "/auth/oauth/{provider}/callback") => 400,
+        ("POST", "/auth/oauth/link/confirm") => 400,
+        ("GET", "/auth/identities") => 200,
+        ("DELETE", "/auth/identities/{provider}") => 404,
+        ("GET", "/auth/jwks") => 200,
+        ("GET", "/openapi.json") => 200,
+        // admin: lists and reads answer 200, fresh ids 404, `{}` bodies fail validation.
+        ("POST", "/admin/users") => 400,
+        ("GET", "/admin/users") => 200,
+        ("GET", "/admin/users/{user_id}") => 200,
+        ("PUT", "/admin/users/{user_id}") => 400,
+        // The target holds only `user`, which grants nothing to bound the delete.
+        ("DELETE", "/admin/users/{user_id}") => 204,
+        ("POST", "/admin/users/{user_id}/unlock") => 200,
+        ("POST", "/admin/users/{user_id}/2fa/reset") => 400,
+        ("PUT", "/admin/users/{user_id}/roles") => 400,
+        ("GET", "/admin/roles") => 200,
+        ("POST", "/admin/roles") => 400,
+        ("GET", "/admin/roles/{name}") => 200,
+        ("PUT", "/admin/roles/{name}") => 400,
+        // Nobody holds the fresh role.
+        ("DELETE", "/admin/roles/{name}") => 204,
+        ("GET", "/admin/audit-logs") => 200,
+        ("GET", "/admin/audit-logs/verify") => 200,
+        // Every field is optional: the whole log, as a job.
+        ("POST", "/admin/audit-logs/export") => 202,
+        ("GET", "/admin/audit-logs/{entry_id}") => 404,
+        ("GET", "/admin/charts") => 200,
+        ("GET", "/admin/charts/queue") => 200,
+        ("GET", "/admin/charts/{chart_id}") => 404,
+        ("POST", "/admin/charts/{chart_id}/moderate") => 400,
+        ("POST", "/admin/charts/moderate") => 400,
+        ("GET", "/admin/system/config") => 200,
+        ("PUT", "/admin/system/config") => 400,
+        ("GET", "/admin/system/config/history") => 200,
+        ("POST", "/admin/system/config/rollback") => 400,
+        ("GET", "/admin/analytics") => 200,
+        ("GET", "/admin/system/health") => 200,
+        ("GET", "/admin/system/metrics") => 200,
+        // data
+        // `{}`: no dataset (one's own data), but no format.
+        ("POST", "/data/export") => 400,
+        ("GET", "/data/jobs") => 200,
+        ("GET", "/data/jobs/{job_id}") => 404,
+        ("DELETE", "/data/jobs/{job_id}") => 404,
+        ("POST", "/data/import") => 400,
+        ("GET", "/data/import/{job_id}") => 404,
+        ("POST", "/data/import/{job_id}/start") => 404,
+        ("POST", "/data/bulk/update") => 400,
+        ("POST", "/data/bulk/delete") => 400,
+        ("POST", "/data/bulk/restore") => 400,
+        ("GET", "/data/bulk/{job_id}") => 404,
+        // `{}`: an export of one's own data, recorded and queued.
+        ("POST", "/data/export/gdpr") => 202,
+        ("GET", "/data/requests") => 200,
+        ("GET", "/data/requests/{request_id}") => 404,
+        // The target is another user (a plain `user`): recorded and queued.
+        ("DELETE", "/data/user/{user_id}") => 202,
+        ("GET", "/data/requests/{request_id}/certificate") => 404,
+        (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
+    }
+}
+
+/// One request of the walk, and the status a caller the route admits gets.
+#[derive(Debug)]
+pub struct Probe {
+    pub label: String,
+    pub path: String,
+    pub params: Vec<(&'static str, String)>,
+    pub body: Option<Value>,
+    pub admitted: u16,
+}
+
+/// The requests the walk sends to `route` as `me`: the default probe, and
+/// for rules that look at the body or at who the request is about, one per
+/// case (`{user_id}` is `target`, another user, unless said otherwise).
+pub fn probes(route: &Route, me: &User, target: &str, role_name: &str) -> Vec<Probe> {
+    let (path, params) = fill(route.path, target, role_name);
+    let body = matches!(route.method, Method::POST | Method::PUT).then(|| json!({}));
+    let mut probes = vec![Probe { label: "default".into(), path, params, body, admitted: admitted_status(&route.method, route.path) }];
+    let mut add = |label: &str, body: Value, admitted: u16| {
+        let (path, params) = fill(route.path, target, role_name);
+        probes.push(Probe { label: label.into(), path, params, body: Some(body), admitted });
+    };
+    match (route.method.as_str(), route.path) {
+        // As a job, so the answer does not depend on the dataset's size.
+        ("POST", "/api/v1/data/export") => {
+            add("own data", json!({"format": "json", "delivery": "job"}), 202);
+            add("dataset users", json!({"dataset": "users", "format": "csv", "delivery": "job"}), 202);
+            add("dataset audit", json!({"dataset": "audit", "format": "csv", "delivery": "job"}), 202);
+        }
+        ("POST", "/api/v1/data/export/gdpr") => {
+            add("own user_id", json!({"user_id": me.id}), 202);
+            add("another user_id", json!({"user_id": target}), 202);
+        }
+        ("DELETE", "/api/v1/data/user/{user_id}") => {
+            // Oneself: recorded and queued, but a super admin is never erased.
+            let (path, params) = fill(route.path, &me.id, role_name);
+            let admitted = if me.roles.iter().any(|r| r == "super_admin") { 409 } else { 202 };
+            probes.push(Probe { label: "oneself".into(), path, params, body: None, admitted });
+        }
+        _ => {}
+    }
+    probes
+}
+
+/// Send `probe` as `me` (holding `held`) and check the exact outcome the
+/// route's rule gives: 403 naming the missing permission, or the status a
+/// caller it admits gets. A mismatch is described in `failures`.
+pub async fn check_probe(app: &TestApp, route: &Route, probe: &Probe, me: &User, token: &str, held: PermissionSet, who: &str, failures: &mut Vec<String>) {
+    let params: Vec<(&str, &str)> = probe.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let need = route.access.need(&Facts { caller: &me.id, path: &params, body: probe.body.as_ref() });
+    let Some(need) = need else {
+        failures.push(format!("{} {} ({}): the walk's body is not JSON the rule can read", route.method, route.path, probe.label));
+        return;
+    };
+    let response = app.call(route.method.clone(), &probe.path, Some(token), probe.body.clone()).await;
+    let context = format!("{} {} ({}) as {who}: {} {}", route.method, route.path, probe.label, response.status, response.body);
+    match need.missing(held) {
+        Some(missing) => {
+            if response.status != 403 || response.body["missing_permission"] != missing.as_str() || response.headers["content-type"] != "application/problem+json" {
+                failures.push(format!("expected 403 missing {missing}: {context}"));
+            }
+        }
+        None => {
+            if response.status != probe.admitted {
+                failures.push(format!("expected {}: {context}", probe.admitted));
+            }
+        }
+    }
 }
 
 #[tokio::test]
 async fn every_route_and_role() {
     let app = TestApp::spawn().await;
     let mut checked = 0;
+    let mut failures = Vec::new();
     for role in BuiltinRole::ALL {
-        let (_, token) = app.user(&[role.as_str()]).await;
-        let permissions = role.permissions();
+        let (me, token) = app.user(&[role.as_str()]).await;
         for route in all_routes() {
             // A fresh target per call, so a delete by one role does not
             // change what the next role sees.
             let (target, _) = app.user(&["user"]).await;
-            let probe = if route.path.contains("{name}") { app.role(&["audit:read"]).await.name } else { String::new() };
-            let path = concrete(route.path, &target.id, &probe);
-            let body = matches!(route.method, Method::POST | Method::PUT).then(|| json!({}));
-            let response = app.call(route.method.clone(), &path, Some(&token), body).await;
-            let context = format!("{} {} as {}: {} {}", route.method, route.path, role.as_str(), response.status, response.body);
-            // The target is another user, so "self or permission" needs the permission.
-            match route.access {
-                Access::Permission(p) | Access::SelfOrPermission(p) if !permissions.contains(p) => {
-                    assert_eq!(response.status, 403, "{context}");
-                    assert_eq!(response.body["missing_permission"], p.as_str(), "{context}");
-                    assert_eq!(response.headers["content-type"], "application/problem+json", "{context}");
-                }
-                _ => assert!(response.status != 403 && response.status != 401, "{context}"),
+            let probe_role = if route.path.contains("{name}") { app.role(&["audit:read"]).await.name } else { String::new() };
+            for probe in probes(route, &me, &target.id, &probe_role) {
+                check_probe(&app, route, &probe, &me, &token, role.permissions(), role.as_str(), &mut failures).await;
+                checked += 1;
             }
-            checked += 1;
         }
     }
-    assert_eq!(checked, BuiltinRole::ALL.len() * all_routes().len());
+    assert!(failures.is_empty(), "{} of {checked} probes went wrong:\n{}", failures.len(), failures.join("\n"));
+    // Every route once per role, the export route four times (no body
+    // fields, own data, users, audit), the subject export three times and
+    // the erasure twice (another user, oneself).
+    assert_eq!(checked, BuiltinRole::ALL.len() * (all_routes().len() + 3 + 2 + 1));
 }
 
 #[tokio::test]
 async fn protected_routes_need_a_token() {
     let app = TestApp::spawn().await;
     let (target, _) = app.user(&["user"]).await;
-    for route in all_routes().into_iter().filter(|r| matches!(r.access, Access::Authenticated | Access::Permission(_) | Access::SelfOrPermission(_))) {
+    for route in all_routes().into_iter().filter(|r| r.access.needs_token()) {
         let response = app.call(route.method.clone(), &concrete(route.path, &target.id, "some_role"), None, Some(json!({}))).await;
         assert_eq!(response.status, 401, "{} {}", route.method, route.path);
     }
@@ -94,4 +263,33 @@ async fn no_privilege_escalation_through_roles() {
     let (victim, _) = app.user(&["super_admin"]).await;
     let r = app.call(Method::PUT, &format!("/api/v1/admin/users/{}", victim.id), Some(&admin), Some(json!({"version": 1, "roles": ["user"]}))).await;
     assert_eq!(r.status, 403, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_body_rule_leaves_malformed_bodies_to_the_handler() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["user"]).await;
+    let raw = |body: &str, content_type: &str| {
+        http::Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/data/export")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    // Not JSON (or not an object): the handler's own 400, never a 403.
+    for body in [r#"{"dataset": "audit""#, "dataset=audit", r#"["audit"]"#, ""] {
+        let r = app.send(raw(body, "application/json")).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+    }
+    // JSON the rule reads is judged, whatever the content type says.
+    let r = app.send(raw(r#"{"dataset": "audit", "format": "csv"}"#, "text/plain")).await;
+    assert_eq!((r.status.as_u16(), r.body["missing_permission"].as_str()), (403, Some("data:export")), "{}", r.body);
+    // An unknown dataset gets the strict answer.
+    let r = app.call(Method::POST, "/api/v1/data/export", Some(&token), Some(json!({"dataset": "secrets", "format": "csv"}))).await;
+    assert_eq!((r.status.as_u16(), r.body["missing_permission"].as_str()), (403, Some("data:export")), "{}", r.body);
+    // The body reaches the handler intact after the gate read it.
+    let r = app.call(Method::POST, "/api/v1/data/export", Some(&token), Some(json!({"format": "json", "delivery": "job"}))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
 }

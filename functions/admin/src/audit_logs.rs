@@ -188,6 +188,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
         }
     };
     let mut items = state.platform.store.reveal_audit(items).await?;
+    // Data shaping, not access: personal fields are masked without pii:read.
     if !principal.can(Permission::PiiRead) {
         items.iter_mut().for_each(mask);
     }
@@ -255,6 +256,7 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
             let (items, last) = state.platform.store.query_page(&spec, start, 1000).await?;
             if let Some(item) = items.into_iter().next() {
                 let mut entry = state.platform.store.reveal_audit(vec![item]).await?.remove(0);
+                // Data shaping, not access: personal fields are masked without pii:read.
                 if !principal.can(Permission::PiiRead) {
                     mask(&mut entry);
                 }

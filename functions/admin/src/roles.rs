@@ -105,7 +105,9 @@ fn grantable(principal: &Principal, catalog: &Catalog) -> PermissionSet {
 
 /// Refuse, and audit as a denial, an action that would hand out or take away
 /// `needed` when the caller does not hold all of it. The 403 names the first
-/// missing permission.
+/// missing permission. Not route access (the route's rule already admitted
+/// the caller): a bound on what the change may grant, which depends on the
+/// stored roles it names, so it cannot be decided from the request alone.
 pub(crate) async fn check_grant(store: &Journal, caller: &Caller, catalog: &Catalog, needed: PermissionSet, action: &str, target_type: &str, target_id: &str) -> Result<()> {
     let Some(missing) = needed.first_missing_from(grantable(&caller.principal, catalog)) else {
         return Ok(());

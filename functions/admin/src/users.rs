@@ -46,6 +46,7 @@ pub struct UserView {
 
 impl UserView {
     pub fn of(user: User, principal: &Principal) -> UserView {
+        // Data shaping, not access: personal fields are masked without pii:read.
         let pii = principal.can(Permission::PiiRead);
         UserView {
             email: if pii { user.email.clone() } else { masking::email(&user.email) },

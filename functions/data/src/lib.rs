@@ -19,7 +19,7 @@ pub mod requests;
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{get, post};
-use shared::http::{Access, BearerAuth, Platform, Route};
+use shared::http::{Access, BearerAuth, Need, Platform, Route, Subject};
 use shared::identity::rbac::Permission;
 
 #[derive(Clone, Debug)]
@@ -66,9 +66,19 @@ impl ExportSettings {
 /// Every route of this function and who may call it. Exports of datasets
 /// need `data:export` (checked in the handler: without a dataset the
 /// route exports the caller's own data, open to every signed-in user).
+/// `POST /api/v1/data/export`, by the body's `dataset`.
+pub const EXPORT_ACCESS: Access = Access::ByBodyField {
+    field: "dataset",
+    absent: Need::SignedIn,
+    cases: &[("audit", Need::All(&[Permission::DataExport, Permission::AuditRead]))],
+    otherwise: Need::All(&[Permission::DataExport]),
+};
+
 pub static ROUTES: &[Route] = &[
-    // Exports and data jobs (export.rs, data_jobs.rs).
-    Route::new(Method::POST, "/api/v1/data/export", Access::Authenticated),
+    // Exports and data jobs (export.rs, data_jobs.rs): without a dataset,
+    // one's own data; a dataset needs data:export, the audit log also
+    // audit:read. Jobs are the caller's own (others' read as missing).
+    Route::new(Method::POST, "/api/v1/data/export", EXPORT_ACCESS),
     Route::new(Method::GET, "/api/v1/data/jobs", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/data/jobs/{job_id}", Access::Authenticated),
     Route::new(Method::DELETE, "/api/v1/data/jobs/{job_id}", Access::Authenticated),
@@ -81,14 +91,15 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/data/bulk/delete", Access::Permission(Permission::DataBulk)),
     Route::new(Method::POST, "/api/v1/data/bulk/restore", Access::Permission(Permission::DataBulk)),
     Route::new(Method::GET, "/api/v1/data/bulk/{job_id}", Access::Permission(Permission::DataBulk)),
-    // Subject requests (gdpr.rs, requests.rs): one's own, or anyone's with
-    // data:requests (checked in the handlers).
-    Route::new(Method::POST, "/api/v1/data/export/gdpr", Access::Authenticated),
+    // Subject requests (gdpr.rs, requests.rs): an export of one's own data
+    // (no `user_id`, or one's own), or anyone's with data:requests. The lists
+    // show one's own requests, everyone's with data:requests.
+    Route::new(Method::POST, "/api/v1/data/export/gdpr", Access::SelfOrPermission { subject: Subject::Body("user_id"), permission: Permission::DataRequests }),
     Route::new(Method::GET, "/api/v1/data/requests", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}", Access::Authenticated),
-    // Erasure (erasure.rs): oneself, or anyone with data:erase (checked in
-    // the handler); the certificate also by receipt, without a token.
-    Route::new(Method::DELETE, "/api/v1/data/user/{user_id}", Access::SelfOrPermission(Permission::DataErase)),
+    // Erasure (erasure.rs): oneself, or anyone with data:erase; the
+    // certificate also by receipt, without a token.
+    Route::new(Method::DELETE, "/api/v1/data/user/{user_id}", Access::SelfOrPermission { subject: Subject::Path("user_id"), permission: Permission::DataErase }),
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}/certificate", Access::OptionallyAuthenticated),
 ];
 
@@ -140,6 +151,21 @@ pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_access_follows_the_dataset_names() {
+        use shared::domain::export::Dataset;
+        use shared::http::Facts;
+        let need = |body: serde_json::Value| EXPORT_ACCESS.need(&Facts { caller: "me", path: &[], body: Some(&body) });
+        assert_eq!(need(serde_json::json!({"format": "csv"})), Some(Need::SignedIn));
+        for dataset in [Dataset::Users, Dataset::Charts, Dataset::Orders, Dataset::Activity, Dataset::Audit] {
+            // The rule's case names are the wire names the handler parses.
+            let wire = serde_json::to_value(dataset).unwrap();
+            assert_eq!(wire, dataset.as_str());
+            let expected: &[Permission] = if dataset == Dataset::Audit { &[Permission::DataExport, Permission::AuditRead] } else { &[Permission::DataExport] };
+            assert_eq!(need(serde_json::json!({"dataset": wire})).map(Need::permissions), Some(expected), "{dataset:?}");
+        }
+    }
 
     #[test]
     fn inline_rows_default_and_bad_values_are_named() {

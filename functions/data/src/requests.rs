@@ -45,6 +45,7 @@ pub struct RequestList {
 pub async fn list(State(state): State<DataState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<RequestList>> {
     let limit = page_limit(q.limit)?;
     let filter = RequestFilter { status: q.status, kind: q.kind };
+    // Data shaping, not access: with data:requests every request is listed, otherwise the caller's own.
     let everyone = principal.can(Permission::DataRequests);
     // The cursor is bound to who is listed and the filters.
     let scope = format!("subject-requests|{}|{:?}|{:?}", if everyone { "*" } else { principal.user_id.as_str() }, filter.status, filter.kind);
@@ -74,6 +75,7 @@ pub async fn read(State(state): State<DataState>, principal: Principal, Path(req
     let not_found = || Error::NotFound(format!("no subject request {request_id}"));
     let request = subject_requests::get(&state.platform.store, &request_id).await?.ok_or_else(not_found)?;
     // About the caller: by the commitment, which outlives the subject id.
+    // Scoping, not access: a request about someone else reads as missing without data:requests.
     if !request.is_about(&principal.user_id) && !principal.can(Permission::DataRequests) {
         return Err(not_found());
     }

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, OptionalFromRequestParts, Request, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, OptionalFromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
@@ -28,7 +29,54 @@ use crate::identity::roles::RoleCatalog;
 use crate::store::Store;
 use crate::identity::token::{TokenScope, TokenVerifier};
 
-/// Who may call a route.
+/// What a signed-in caller must hold for one request, once the route's
+/// rule has been applied to it (see `Access::need`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// No token needed (public routes; a sent token is still verified on
+    /// `OptionallyAuthenticated` ones).
+    Nothing,
+    /// Any signed-in principal.
+    SignedIn,
+    /// Every one of these permissions (a denial names the first one missing).
+    All(&'static [Permission]),
+    /// At least one of these (a denial names them all, `a or b`).
+    Any(&'static [Permission]),
+}
+
+impl Need {
+    /// The `missing_permission` a principal holding `held` is refused with,
+    /// or `None` when it may go on.
+    pub fn missing(self, held: PermissionSet) -> Option<String> {
+        match self {
+            Need::Nothing | Need::SignedIn => None,
+            Need::All(all) => all.iter().find(|p| !held.contains(**p)).map(|p| p.to_string()),
+            Need::Any(any) if any.iter().any(|p| held.contains(*p)) => None,
+            Need::Any(any) => Some(any.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" or ")),
+        }
+    }
+
+    /// Every permission this need names.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            Need::Nothing | Need::SignedIn => &[],
+            Need::All(p) | Need::Any(p) => p,
+        }
+    }
+}
+
+/// Where `Access::SelfOrPermission` finds the user a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A path parameter, e.g. `user_id` in `/data/user/{user_id}`.
+    Path(&'static str),
+    /// A string field of the JSON body; absent or `null` means the caller.
+    Body(&'static str),
+}
+
+/// Who may call a route: declarative data the `authorize` middleware
+/// applies before the handler runs. Handlers never check permissions
+/// themselves; they may only shape what they return (e.g. masking PII).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// No token needed (login, JWKS, the OpenAPI document).
@@ -41,10 +89,93 @@ pub enum Access {
     OptionallyAuthenticated,
     /// A principal holding this permission.
     Permission(Permission),
-    /// Any signed-in principal for themself (the user the path names);
-    /// anyone else needs this permission. The handler checks it (it knows
-    /// the path), e.g. `DELETE /data/user/{user_id}`.
-    SelfOrPermission(Permission),
+    /// A principal holding every one of these permissions.
+    AllOf(&'static [Permission]),
+    /// A principal holding at least one of these permissions.
+    AnyOf(&'static [Permission]),
+    /// Any signed-in principal for themself (the user `subject` names);
+    /// anyone else needs `permission`, e.g. `DELETE /data/user/{user_id}`.
+    SelfOrPermission { subject: Subject, permission: Permission },
+    /// A need chosen by a string field of the JSON body: `absent` when the
+    /// field is missing or `null`, the need of the first matching case, or
+    /// `otherwise` for any other value (unknown values get the strict
+    /// answer; the handler then refuses them). E.g. `POST /data/export`
+    /// by its `dataset`.
+    ByBodyField { field: &'static str, absent: Need, cases: &'static [(&'static str, Need)], otherwise: Need },
+}
+
+/// What the gate knows of a request when it applies a rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The caller's user id.
+    pub caller: &'a str,
+    /// The matched path parameters, by name.
+    pub path: &'a [(&'a str, &'a str)],
+    /// The body as JSON; `None` when it is not JSON (only read for rules
+    /// that look at it: `reads_body`).
+    pub body: Option<&'a serde_json::Value>,
+}
+
+impl Access {
+    /// Whether the rule needs a token (for `OptionallyAuthenticated`: only
+    /// one that is sent is verified).
+    pub fn needs_token(self) -> bool {
+        !matches!(self, Access::Public | Access::OptionallyAuthenticated)
+    }
+
+    /// Whether the rule looks at the request body.
+    pub fn reads_body(self) -> bool {
+        matches!(self, Access::ByBodyField { .. } | Access::SelfOrPermission { subject: Subject::Body(_), .. })
+    }
+
+    /// What this request needs, or `None` when the rule depends on a body
+    /// that is not a JSON object: the gate then lets the handler refuse it
+    /// (400/422 from `ValidJson`) rather than answer 403 for a malformed body.
+    pub fn need(self, facts: &Facts<'_>) -> Option<Need> {
+        let object = || facts.body.and_then(serde_json::Value::as_object);
+        Some(match self {
+            Access::Public | Access::OptionallyAuthenticated => Need::Nothing,
+            Access::Authenticated => Need::SignedIn,
+            // `ALL` lists the permissions in declaration order, so its index is the discriminant.
+            Access::Permission(p) => Need::All(std::slice::from_ref(&Permission::ALL[p as usize])),
+            Access::AllOf(all) => Need::All(all),
+            Access::AnyOf(any) => Need::Any(any),
+            Access::SelfOrPermission { subject, permission } => {
+                let named = match subject {
+                    Subject::Path(name) => facts.path.iter().find(|(k, _)| *k == name).map(|(_, v)| Some(serde_json::Value::String(v.to_string()))),
+                    Subject::Body(field) => Some(object()?.get(field).cloned()),
+                };
+                let own = match named {
+                    // A path that lacks the declared parameter: no "self" to match.
+                    None => false,
+                    Some(None | Some(serde_json::Value::Null)) => matches!(subject, Subject::Body(_)),
+                    Some(Some(serde_json::Value::String(id))) => id == facts.caller,
+                    Some(Some(_)) => false,
+                };
+                if own { Need::SignedIn } else { Access::Permission(permission).need(facts)? }
+            }
+            Access::ByBodyField { field, absent, cases, otherwise } => match object()?.get(field) {
+                None | Some(serde_json::Value::Null) => absent,
+                Some(serde_json::Value::String(value)) => cases.iter().find(|(case, _)| case == value).map_or(otherwise, |(_, need)| *need),
+                Some(_) => otherwise,
+            },
+        })
+    }
+
+    /// Every permission the rule can ask for (for tests that walk roles).
+    pub fn permissions(self) -> Vec<Permission> {
+        let mut all: Vec<Permission> = match self {
+            Access::Public | Access::OptionallyAuthenticated | Access::Authenticated => Vec::new(),
+            Access::Permission(p) | Access::SelfOrPermission { permission: p, .. } => vec![p],
+            Access::AllOf(p) | Access::AnyOf(p) => p.to_vec(),
+            Access::ByBodyField { absent, cases, otherwise, .. } => {
+                [absent, otherwise].iter().chain(cases.iter().map(|(_, n)| n)).flat_map(|n| n.permissions().iter().copied()).collect()
+            }
+        };
+        all.sort();
+        all.dedup();
+        all
+    }
 }
 
 /// One row of a function's route table. The table is the single place a
@@ -146,6 +277,9 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the principal holds `permission`: for handlers that shape
+    /// what they return (masking, scoping). Access itself is the route's
+    /// rule (`Access`), never checked in a handler.
     pub fn can(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)
     }
@@ -153,10 +287,6 @@ impl Principal {
     /// Whether the session was signed in with a second factor.
     pub fn used_second_factor(&self) -> bool {
         self.amr.iter().any(|m| m == crate::identity::token::amr::MFA)
-    }
-
-    pub fn require(&self, permission: Permission) -> Result<()> {
-        if self.can(permission) { Ok(()) } else { Err(Error::Forbidden { missing: permission.to_string() }) }
     }
 }
 
@@ -283,38 +413,54 @@ pub async fn authenticate(verifier: &TokenVerifier, roles: &RoleCatalog, authori
     })
 }
 
-async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, mut request: Request, next: Next) -> Response {
+async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, params: std::result::Result<RawPathParams, RawPathParamsRejection>, request: Request, next: Next) -> Response {
+    match check(&gate, matched, params, request).await {
+        Ok(request) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Apply the matched route's rule: the request (its body put back when the
+/// rule read it) to pass on, or the refusal.
+async fn check(gate: &Gate, matched: Option<MatchedPath>, params: std::result::Result<RawPathParams, RawPathParamsRejection>, mut request: Request) -> Result<Request> {
     let path = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
     let method = request.method().clone();
     let Some(route) = gate.routes.iter().find(|r| r.path == path && r.method == method) else {
         // Deny by default: a route without a declared access rule is closed.
         tracing::error!(%method, path, "route has no access rule");
-        return Error::Forbidden { missing: "declared-route".into() }.into_response();
+        return Err(Error::Forbidden { missing: "declared-route".into() });
     };
     let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let needs_token = match route.access {
-        Access::Public => false,
-        Access::OptionallyAuthenticated => header.is_some(),
-        Access::Authenticated | Access::Permission(_) | Access::SelfOrPermission(_) => true,
-    };
-    if needs_token {
-        let principal = match authenticate(&gate.verifier, &gate.roles, header).await {
-            Ok(p) => p,
-            Err(e) => return e.into_response(),
-        };
-        tracing::Span::current().record("principal", principal.user_id.as_str());
-        // A token limited to enrolment opens nothing else, whatever its roles.
-        if principal.scope == Some(TokenScope::MfaEnrollment) && !route.enrolment {
-            return Error::MfaEnrollmentRequired.into_response();
-        }
-        if let Access::Permission(p) = route.access {
-            if let Err(e) = principal.require(p) {
-                return e.into_response();
-            }
-        }
-        request.extensions_mut().insert(principal);
+    let needs_token = route.access.needs_token() || (route.access == Access::OptionallyAuthenticated && header.is_some());
+    if !needs_token {
+        return Ok(request);
     }
-    next.run(request).await
+    let principal = authenticate(&gate.verifier, &gate.roles, header).await?;
+    tracing::Span::current().record("principal", principal.user_id.as_str());
+    // A token limited to enrolment opens nothing else, whatever its roles.
+    if principal.scope == Some(TokenScope::MfaEnrollment) && !route.enrolment {
+        return Err(Error::MfaEnrollmentRequired);
+    }
+    // A rule that looks at the body reads it (within the body limit) and
+    // puts it back for the handler.
+    let body = if route.access.reads_body() {
+        let (parts, body) = request.into_parts();
+        let limit = current_body_limit().max(1);
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;
+        request = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+    } else {
+        None
+    };
+    let params = params.ok();
+    let path_params: Vec<(&str, &str)> = params.iter().flat_map(|p| p.iter()).collect();
+    let facts = Facts { caller: &principal.user_id, path: &path_params, body: body.as_ref() };
+    // `None`: a body the rule cannot read; the handler refuses it (400).
+    if let Some(missing) = route.access.need(&facts).and_then(|need| need.missing(principal.permissions)) {
+        return Err(Error::Forbidden { missing });
+    }
+    request.extensions_mut().insert(principal);
+    Ok(request)
 }
 
 /// Wrap a function's router with Keel's middleware: request id and logs,
@@ -346,5 +492,89 @@ impl utoipa::Modify for BearerAuth {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use Permission::*;
+
+    fn facts<'a>(path: &'a [(&'a str, &'a str)], body: Option<&'a serde_json::Value>) -> Facts<'a> {
+        Facts { caller: "me", path, body }
+    }
+
+    const EXPORT: Access = Access::ByBodyField {
+        field: "dataset",
+        absent: Need::SignedIn,
+        cases: &[("audit", Need::All(&[DataExport, AuditRead]))],
+        otherwise: Need::All(&[DataExport]),
+    };
+
+    #[test]
+    fn plain_rules() {
+        let none = facts(&[], None);
+        assert_eq!(Access::Public.need(&none), Some(Need::Nothing));
+        assert_eq!(Access::OptionallyAuthenticated.need(&none), Some(Need::Nothing));
+        assert_eq!(Access::Authenticated.need(&none), Some(Need::SignedIn));
+        for p in Permission::ALL {
+            assert_eq!(Access::Permission(*p).need(&none).map(Need::permissions), Some(&[*p][..]), "{p}");
+            assert_eq!(Access::Permission(*p).permissions(), vec![*p]);
+        }
+        assert!(!Access::Public.needs_token() && !Access::OptionallyAuthenticated.needs_token());
+        assert!(Access::Authenticated.needs_token() && EXPORT.needs_token());
+    }
+
+    #[test]
+    fn missing_names_the_first_missing_or_the_alternatives() {
+        let held = PermissionSet::of(&[DataExport]);
+        assert_eq!(Need::All(&[DataExport, AuditRead]).missing(held).as_deref(), Some("audit:read"));
+        assert_eq!(Need::All(&[UsersRead, AuditRead]).missing(held).as_deref(), Some("users:read"));
+        assert_eq!(Need::All(&[DataExport]).missing(held), None);
+        assert_eq!(Need::Any(&[AuditRead, DataExport]).missing(held), None);
+        assert_eq!(Need::Any(&[AuditRead, UsersRead]).missing(held).as_deref(), Some("audit:read or users:read"));
+        assert_eq!(Need::SignedIn.missing(PermissionSet::empty()), None);
+        assert_eq!(Access::AnyOf(&[AuditRead, UsersRead]).need(&facts(&[], None)), Some(Need::Any(&[AuditRead, UsersRead])));
+        assert_eq!(Access::AllOf(&[AuditRead, UsersRead]).need(&facts(&[], None)), Some(Need::All(&[AuditRead, UsersRead])));
+    }
+
+    #[test]
+    fn self_or_permission_from_the_path_or_the_body() {
+        let by_path = Access::SelfOrPermission { subject: Subject::Path("user_id"), permission: DataErase };
+        assert_eq!(by_path.need(&facts(&[("user_id", "me")], None)), Some(Need::SignedIn));
+        assert_eq!(by_path.need(&facts(&[("user_id", "you")], None)), Some(Need::All(&[DataErase])));
+        // A route without the parameter never counts as "self".
+        assert_eq!(by_path.need(&facts(&[("job_id", "me")], None)), Some(Need::All(&[DataErase])));
+        assert!(!by_path.reads_body());
+
+        let by_body = Access::SelfOrPermission { subject: Subject::Body("user_id"), permission: DataRequests };
+        assert!(by_body.reads_body());
+        let need = |body: serde_json::Value| by_body.need(&facts(&[], Some(&body)));
+        assert_eq!(need(json!({})), Some(Need::SignedIn));
+        assert_eq!(need(json!({"user_id": null})), Some(Need::SignedIn));
+        assert_eq!(need(json!({"user_id": "me"})), Some(Need::SignedIn));
+        assert_eq!(need(json!({"user_id": "you"})), Some(Need::All(&[DataRequests])));
+        assert_eq!(need(json!({"user_id": ["me"]})), Some(Need::All(&[DataRequests])));
+        // Not JSON, or not an object: the handler refuses it.
+        assert_eq!(by_body.need(&facts(&[], None)), None);
+        assert_eq!(need(json!(["me"])), None);
+        assert_eq!(by_body.permissions(), vec![DataRequests]);
+    }
+
+    #[test]
+    fn by_body_field() {
+        assert!(EXPORT.reads_body());
+        let need = |body: serde_json::Value| EXPORT.need(&facts(&[], Some(&body)));
+        assert_eq!(need(json!({"format": "csv"})), Some(Need::SignedIn));
+        assert_eq!(need(json!({"dataset": null})), Some(Need::SignedIn));
+        assert_eq!(need(json!({"dataset": "users"})), Some(Need::All(&[DataExport])));
+        assert_eq!(need(json!({"dataset": "audit"})), Some(Need::All(&[DataExport, AuditRead])));
+        // Unknown values and other types get the strict answer.
+        assert_eq!(need(json!({"dataset": "Audit"})), Some(Need::All(&[DataExport])));
+        assert_eq!(need(json!({"dataset": 7})), Some(Need::All(&[DataExport])));
+        assert_eq!(need(json!("audit")), None);
+        assert_eq!(EXPORT.need(&facts(&[], None)), None);
+        assert_eq!(EXPORT.permissions(), vec![AuditRead, DataExport]);
     }
 }
