@@ -92,12 +92,14 @@ openapi:
 	KEEL_UPDATE_OPENAPI=1 $(CARGO) test --locked -p keel-tests --test api openapi:: -- --test-threads=1
 
 ## Benchmarks (release builds): cold start, binary size, warm latency;
-## exports of 1M rows to CSV and XLSX (rows/s, peak RSS).
+## exports of 1M rows to CSV and XLSX (rows/s, peak RSS); export requests,
+## the first audit seal and verify on the demo data.
 bench: venv
 	$(CARGO) build --locked --release -p auth -p admin -p data -p jobs -p streams -p scheduler -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench --bin login
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench
+	$(CARGO) run --locked --release -p keel-bench --bin demo-latency
 
 ## Lambda zips for `sam deploy`: target/lambda/<function>/bootstrap.zip, built
 ## by cargo-lambda with zig as the linker (both pinned PyPI wheels, so nothing

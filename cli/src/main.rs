@@ -151,6 +151,9 @@ fn print_report(report: &shared::audit::digest::Report, json: bool) -> anyhow::R
         _ => "nothing sealed in the range".to_string(),
     };
     println!("Checked {} digests and {} entries ({span}); {} newer entries not sealed yet", report.digests_checked, report.entries_checked, report.unsealed_entries);
+    if let (Some(from), Some(to)) = (report.chain_from_sequence, report.chain_to_sequence) {
+        println!("Digest chain checked from the digests alone (signatures, hashes, links): sequence {from} to {to}");
+    }
     println!("Audit key fingerprint (SHA-256 of the public key): {}", report.key_fingerprint);
     println!("Throughput: {:.0} entries/s ({} ms)", report.entries_per_second, report.elapsed_ms);
     match &report.first_problem {

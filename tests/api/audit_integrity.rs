@@ -17,8 +17,16 @@ async fn seal(app: &TestApp) -> scheduler::SealOutcome {
     keel_local::schedule::seal_now(&app.app.sealer).await.expect("seal")
 }
 
+/// Verify the last day's entries (an explicit range: the default range
+/// starts after the last verification, so a re-check of the same entries
+/// names them by range).
 async fn verify(app: &TestApp, token: &str) -> Value {
-    let r = app.get("/api/v1/admin/audit-logs/verify", token).await;
+    let from = shared::store::timestamp(chrono::Utc::now() - chrono::Duration::days(1));
+    verify_query(app, token, &format!("from={from}")).await
+}
+
+async fn verify_query(app: &TestApp, token: &str, query: &str) -> Value {
+    let r = app.get(&format!("/api/v1/admin/audit-logs/verify?{query}"), token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
 }
@@ -185,7 +193,7 @@ async fn entries_read_by_id_and_verify_validates_its_range() {
     let bad = app.get("/api/v1/admin/audit-logs/verify?since=1", &admin).await;
     assert_eq!(bad.status, 400);
     // Nothing sealed yet: clean, everything unsealed.
-    let r = verify(&app, &admin).await;
+    let r = verify_query(&app, &admin, "").await;
     assert_eq!((r["ok"].as_bool(), r["digests_checked"].as_u64()), (Some(true), Some(0)), "{r}");
     assert!(r["unsealed_entries"].as_u64().unwrap() >= 3);
 }
@@ -245,4 +253,69 @@ async fn exports_verify_offline_and_show_tampering() {
     let text = String::from_utf8(object.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
     let report = verify_export(&text, None).unwrap();
     assert!(report.ok && report.entries_checked == 4, "{report:?}");
+}
+
+#[tokio::test]
+async fn verification_is_remembered_and_continues_from_there() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.user(&["admin"]).await;
+    let (_, auditor) = app.user(&["auditor"]).await;
+    create_users(&app, &admin, 2).await;
+    seal(&app).await;
+    create_users(&app, &admin, 1).await;
+    seal(&app).await;
+    assert!(chain::last_verified(app.store()).await.unwrap().is_none());
+
+    // The first default verification: every entry since the chain's start,
+    // the chain from genesis; then remembered.
+    let initial = verify_query(&app, &auditor, "").await;
+    assert_eq!((initial["ok"].as_bool(), initial["digests_checked"].as_u64(), initial["chain_from_sequence"].as_u64(), initial["chain_to_sequence"].as_u64()), (Some(true), Some(2), Some(1), Some(2)), "{initial}");
+    assert!(initial["entries_checked"].as_u64().unwrap() >= 6, "{initial}");
+    let head = chain::head(app.store()).await.unwrap().unwrap();
+    assert_eq!(initial["range_from"].as_str(), Some(head.genesis_start.as_str()));
+    let remembered = chain::last_verified(app.store()).await.unwrap().expect("AUDITVERIFY#latest");
+    assert_eq!((remembered.sequence, remembered.digest_id.as_str(), remembered.hash.as_str()), (2, head.digest_id.as_str(), head.hash.as_str()));
+    assert_eq!(remembered.entries_verified_to, head.period_end);
+    assert_eq!(initial["last_verified"]["sequence"], 2);
+
+    // Again: only what is new since (nothing sealed), the chain from digest 2.
+    let again = verify_query(&app, &auditor, "").await;
+    assert_eq!((again["ok"].as_bool(), again["entries_checked"].as_u64(), again["chain_from_sequence"].as_u64()), (Some(true), Some(0), Some(2)), "{again}");
+    assert_eq!(again["range_from"].as_str(), Some(head.period_end.as_str()));
+
+    // New entries and a third digest: checked, and the memory moves on.
+    create_users(&app, &admin, 1).await;
+    seal(&app).await;
+    let third = verify_query(&app, &auditor, "").await;
+    assert_eq!((third["ok"].as_bool(), third["digests_checked"].as_u64(), third["chain_from_sequence"].as_u64(), third["chain_to_sequence"].as_u64()), (Some(true), Some(2), Some(2), Some(3)), "{third}");
+    assert!(third["entries_checked"].as_u64().unwrap() >= 2, "{third}");
+    assert_eq!(chain::last_verified(app.store()).await.unwrap().unwrap().sequence, 3);
+
+    // A digest object after the last verified one replaced: named from the
+    // digests alone; a digest before it is found with full_chain.
+    let digests = indexes(&app).await;
+    let bucket = &app.stack.env["KEEL_AUDIT_BUCKET"];
+    create_users(&app, &admin, 1).await;
+    seal(&app).await;
+    let d4 = &indexes(&app).await[3];
+    let object = chain::read_digest(&app.app.clients.s3, bucket, &d4.object_key).await.unwrap();
+    let mut doctored = object.clone();
+    doctored.digest.created_at = "2000-01-01T00:00:00.000000Z".into();
+    let put = |key: &str, body: &SignedDigest| app.app.clients.s3.put_object().bucket(bucket).key(key).body(serde_json::to_vec(body).unwrap().into()).send();
+    put(&d4.object_key, &doctored).await.unwrap();
+    let r = verify_query(&app, &auditor, "").await;
+    assert_eq!((first(&r).0.as_str(), first(&r).2.as_deref()), ("bad_signature", Some(d4.digest_id.as_str())), "{r}");
+    assert_eq!(chain::last_verified(app.store()).await.unwrap().unwrap().sequence, 3, "a failed check is not remembered");
+    put(&d4.object_key, &object).await.unwrap();
+    let d1 = &digests[0];
+    let object = chain::read_digest(&app.app.clients.s3, bucket, &d1.object_key).await.unwrap();
+    let mut doctored = object.clone();
+    doctored.digest.created_at = "2000-01-01T00:00:00.000000Z".into();
+    put(&d1.object_key, &doctored).await.unwrap();
+    let r = verify_query(&app, &auditor, "").await;
+    assert_eq!(r["ok"], true, "digest 1 was verified before; the default check starts after it: {r}");
+    let r = verify_query(&app, &auditor, "full_chain=true").await;
+    assert_eq!((first(&r).0.as_str(), first(&r).2.as_deref()), ("bad_signature", Some(d1.digest_id.as_str())), "{r}");
+    put(&d1.object_key, &object).await.unwrap();
+    assert_eq!(verify_query(&app, &auditor, "full_chain=true").await["ok"], true);
 }

@@ -290,6 +290,67 @@ async fn the_inline_threshold_is_configurable() {
     assert_eq!(r.status, 202, "two do not: {}", r.body);
 }
 
+/// Set a dashboard rollup counter as the streams worker would keep it.
+async fn counter(app: &TestApp, metric: &str, bucket: &str, value: i64) {
+    let store = app.store();
+    let item = std::collections::HashMap::from([
+        ("pk".to_string(), shared::store::s(shared::domain::rollups::pk(metric))),
+        ("sk".to_string(), shared::store::s(bucket)),
+        ("value".to_string(), shared::store::n(value)),
+    ]);
+    store.client.put_item().table_name(&store.table).set_item(Some(item)).send().await.unwrap();
+}
+
+/// The audited decision of a queued export.
+async fn decision(app: &TestApp, r: &crate::helpers::Response) -> Value {
+    let job_id = r.body["job_id"].as_str().expect("a job").to_string();
+    let entry = app.audit_for("job", &job_id).await.into_iter().find(|e| e.action == "data.export").expect("export audited");
+    entry.changes.unwrap()["after"]["decision"].clone()
+}
+
+#[tokio::test]
+async fn inline_or_job_is_decided_from_the_rollups_without_reading_the_dataset() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.user(&["admin"]).await;
+    named_user(&app, "Small").await;
+    // The table holds two active users, the counter says 5,000: the answer
+    // is a job, decided from the counter alone (had the dataset been read,
+    // two rows would have been answered inline).
+    counter(&app, "users", "status#active", 5000).await;
+    let body = json!({ "dataset": "users", "format": "csv", "filters": { "status": "active" } });
+    let r = app.call(Method::POST, EXPORT, Some(&admin), Some(body)).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let d = decision(&app, &r).await;
+    assert_eq!((d["by"].as_str(), d["estimate"]["rows"].as_u64(), d["estimate"]["exact"].as_bool()), (Some("estimate"), Some(5000), Some(true)), "{d}");
+    // Without a status, the counters of every status are summed.
+    let r = app.call(Method::POST, EXPORT, Some(&admin), Some(json!({ "dataset": "users", "format": "json" }))).await;
+    assert_eq!((r.status.as_u16(), decision(&app, &r).await["estimate"]["rows"].as_u64()), (202, Some(5000)));
+
+    // A time range narrows what the counter counts: it only bounds the rows,
+    // so one page (inline_rows + 1 items at most) is read, and two fit.
+    let body = json!({ "dataset": "users", "format": "csv", "filters": { "status": "active", "from": "2000-01-01T00:00:00Z" } });
+    let r = app.call(Method::POST, EXPORT, Some(&admin), Some(body)).await;
+    assert_eq!((r.status.as_u16(), r.headers["x-keel-rows"].to_str().unwrap()), (200, "2"), "{}", r.body);
+
+    // Counters that say small: answered inline (a bounded read).
+    counter(&app, "users", "status#active", 2).await;
+    let r = app.call(Method::POST, EXPORT, Some(&admin), Some(json!({ "dataset": "users", "format": "csv", "filters": { "status": "active" } }))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // No counter for activity, and 30 day partitions exceed the read budget:
+    // a job at once, nothing read.
+    let r = app.call(Method::POST, EXPORT, Some(&admin), Some(json!({ "dataset": "activity", "format": "csv" }))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let d = decision(&app, &r).await;
+    assert_eq!(d["by"], "read_budget", "{d}");
+    assert!(d["partitions"].as_u64().unwrap() > 8, "{d}");
+
+    // Orders per month bound a year of orders (13 month partitions).
+    counter(&app, "orders", &shared::domain::rollups::month(chrono::Utc::now()), 4000).await;
+    let r = app.call(Method::POST, EXPORT, Some(&admin), Some(json!({ "dataset": "orders", "format": "csv" }))).await;
+    assert_eq!((r.status.as_u16(), decision(&app, &r).await["by"].as_str().map(str::to_string)), (202, Some("estimate".to_string())));
+}
+
 #[tokio::test]
 async fn csv_cells_that_look_like_formulas_are_neutralized() {
     let app = TestApp::spawn().await;

@@ -22,9 +22,49 @@ use utoipa::ToSchema;
 
 use crate::DataState;
 
-/// At most this many DynamoDB reads are spent on trying to answer inline
-/// (a month of daily partitions, most of them small).
-const MAX_INLINE_READS: usize = 40;
+/// At most this many DynamoDB reads (query pages) are spent on answering
+/// inline, and only for a plan of at most this many partitions (a week of
+/// audit day partitions plus one); a larger plan is a job at once.
+const READ_BUDGET: usize = 8;
+
+/// How the request decided between an inline answer and a job (audited).
+#[derive(Debug, Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+enum Decision {
+    /// The rollup counters say the export is larger than the inline limit.
+    Estimate { estimate: export::Estimate },
+    /// No counter fits and the plan has more partitions than the read budget.
+    ReadBudget { partitions: usize },
+    /// A bounded read (at most `inline_rows + 1` items) found more rows, or
+    /// needed more pages than it may read.
+    BoundedRead { estimate: Option<export::Estimate> },
+    /// XLSX/PDF, `delivery: job`, or inline answers turned off.
+    Requested,
+}
+
+/// Inline or job, from a cheap estimate, never by reading the dataset: the
+/// rollup counters first; a read only when they say the export is small
+/// (or cannot say), bounded to `inline_rows + 1` items and [`READ_BUDGET`]
+/// pages; where the counters bound the rows but a filter narrows them, a
+/// single page of one partition. `Ok(Err(decision))` is a job.
+async fn inline_or_job(state: &DataState, params: &ExportParams, delivery: Delivery) -> Result<std::result::Result<(Vec<u8>, usize), Decision>> {
+    let limit = state.exports.inline_rows;
+    if delivery != Delivery::Auto || limit == 0 || params.format.text_encoder().is_none() {
+        return Ok(Err(Decision::Requested));
+    }
+    let store = &state.platform.store;
+    let now = chrono::Utc::now();
+    let partitions = params.filters.plan(now)?.len();
+    let estimate = export::estimate(store, &params.filters, now).await?;
+    let max_pages = match &estimate {
+        Some(e) if e.rows > limit as u64 && (e.exact || partitions > 1) => return Ok(Err(Decision::Estimate { estimate: e.clone() })),
+        // The counters bound the rows but a filter narrows them: one page.
+        Some(e) if e.rows > limit as u64 => 1,
+        _ if partitions > READ_BUDGET => return Ok(Err(Decision::ReadBudget { partitions })),
+        _ => READ_BUDGET,
+    };
+    Ok(export::encode_small(store, params, limit, max_pages).await?.ok_or(Decision::BoundedRead { estimate }))
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -106,8 +146,8 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     let store = &platform.store;
     let summary = json!({ "dataset": params.filters.dataset(), "filters": params.filters, "columns": params.columns, "format": params.format, "masked": params.mask });
 
-    if body.delivery == Delivery::Auto && state.exports.inline_rows > 0 {
-        if let Some((bytes, rows)) = export::encode_small(store, &params, state.exports.inline_rows, MAX_INLINE_READS).await? {
+    let decision = match inline_or_job(&state, &params, body.delivery).await? {
+        Ok((bytes, rows)) => {
             let (target_type, target_id) = match params.filters.dataset() {
                 Some(d) => ("dataset", d.as_str().to_string()),
                 None => ("user", caller.principal.user_id.clone()),
@@ -124,12 +164,14 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
             )
                 .into_response());
         }
-    }
+        Err(decision) => decision,
+    };
 
     let job_params = serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?;
     let job = Job::new(shared::domain::jobs::JobKind::DataExport, &caller.principal.user_id, job_params);
     let mut after = summary;
     after["delivery"] = json!("job");
+    after["decision"] = serde_json::to_value(&decision).map_err(|e| Error::internal(e.to_string()))?;
     let audit = AuditEntry::new(&caller.actor(), "data.export", "job", &job.id).changes::<(), _>(None, Some(&after));
     store.commit(vec![job.create_write(&store.table)?], &audit).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);

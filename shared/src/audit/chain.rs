@@ -8,9 +8,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::digest::{self, DigestEvidence, DigestKey, Evidence, ExportLine, Finding, FindingKind, Report, SealedEntry, SignedDigest};
+use crate::audit::digest::{self, DigestEvidence, DigestKey, Evidence, ExportLine, Finding, FindingKind, Report, SealedEntry, SignedDigest, Verified};
 use crate::platform::error::{Error, Result};
-use crate::store::{Item, QuerySpec, Store, from_item, s, timestamp, to_item};
+use crate::store::{Item, QuerySpec, Store, Write, from_item, n, s, timestamp, to_item};
 
 /// Partition of the digest index items; sort key `<period_end>#<digest_id>`.
 pub const CHAIN_PK: &str = "DIGEST#CHAIN";
@@ -72,6 +72,43 @@ impl ChainHead {
 
 pub async fn head(store: &Store) -> Result<Option<ChainHead>> {
     store.get(HEAD_PK, HEAD_SK).await
+}
+
+/// What verification has established ([`Verified`]): one item, advanced
+/// by each clean verification that reaches further.
+pub const VERIFIED_PK: &str = "AUDITVERIFY#latest";
+pub const VERIFIED_SK: &str = "LATEST";
+
+pub async fn last_verified(store: &Store) -> Result<Option<Verified>> {
+    store.get(VERIFIED_PK, VERIFIED_SK).await
+}
+
+/// Remember `verified`, unless a concurrent verification already recorded
+/// a later digest (then that one stands).
+pub async fn remember_verified(store: &Store, verified: &Verified) -> Result<()> {
+    let mut item = to_item(verified)?;
+    item.insert("pk".into(), s(VERIFIED_PK));
+    item.insert("sk".into(), s(VERIFIED_SK));
+    item.insert("type".into(), s("audit_verified"));
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(&store.table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk) OR #sequence <= :sequence")
+        .expression_attribute_names("#sequence", "sequence")
+        .expression_attribute_values(":sequence", n(verified.sequence))
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let write = Write::raw(aws_sdk_dynamodb::types::TransactWriteItem::builder().put(put).build(), Some(Error::Conflict("verified further already".into())));
+    match store.transact(vec![write]).await {
+        Ok(()) | Err(Error::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Index items from sort key `from_sk` on (inclusive), in chain order.
+pub async fn indexes_from(store: &Store, from_sk: &str) -> Result<Vec<DigestIndex>> {
+    let spec = QuerySpec { key_condition: "pk = :pk AND sk >= :from", values: vec![(":pk", s(CHAIN_PK)), (":from", s(from_sk))], forward: true, ..QuerySpec::default() };
+    store.query_all(&spec).await?.into_iter().map(from_item).collect()
 }
 
 /// `digests/<yyyy>/<mm>/<dd>/<period_end>-<digest_id>.json`
@@ -268,21 +305,127 @@ impl ChainReader {
             entries.push(entry);
             entry_items.extend(item);
         }
-        Ok(Loaded { evidence: Evidence { digests, entries_from_digest: links, entries, complete: true, tail_problem }, entry_items })
+        Ok(Loaded { evidence: Evidence { digests, entries_from_digest: links, entries, complete: true, tail_problem, window: None }, entry_items })
     }
 
-    /// Verify every entry and digest in `[from, to]` against the table and
-    /// the digest bucket.
-    pub async fn verify(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Report> {
+    /// Read digest objects (16 at a time) as evidence, in the given order.
+    async fn evidence(&self, indexes: Vec<DigestIndex>) -> Vec<DigestEvidence> {
+        futures::stream::iter(indexes)
+            .map(|index| {
+                let (s3, bucket) = (self.s3.clone(), self.bucket.clone());
+                async move {
+                    let (signed, problem) = match read_digest(&s3, &bucket, &index.object_key).await {
+                        Ok(signed) => {
+                            let hash = signed.digest.hash();
+                            let problem = (hash != index.hash).then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
+                            (Some(signed), problem)
+                        }
+                        Err(why) => (None, Some(why)),
+                    };
+                    DigestEvidence { digest_id: index.digest_id.clone(), sequence: index.sequence, signed, problem }
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await
+    }
+
+    /// Verify the entries with `after < ts <= until` against their digests,
+    /// and the digest chain from `anchor` (the last verified digest) or from
+    /// genesis up to the head, from the digests alone (index items and
+    /// objects, no entries). Reads: the head, the index items from the
+    /// anchor on, their objects, and the day partitions of the range (plus,
+    /// for a range older than the anchor, the digests covering it).
+    pub async fn verify_range(&self, after: &str, until: &str, anchor: Option<&Verified>) -> Result<(Report, Option<ChainHead>)> {
         let key = self.key().await?.clone();
         let started = std::time::Instant::now();
-        let loaded = self.load(from, to, false).await?;
-        let mut report = digest::verify(&key, &loaded.evidence);
-        // Throughput of the whole check, reads included.
+        let head = head(&self.store).await?;
+        let from_sk = anchor.map(|a| format!("{}#{}", a.period_end, a.digest_id)).unwrap_or_else(|| "0".into());
+        let chain_indexes = indexes_from(&self.store, &from_sk).await?;
+        let mut findings: Vec<Finding> = Vec::new();
+        let broken = |digest_id: &str, detail: String| Finding { kind: FindingKind::ChainBroken, digest_id: Some(digest_id.to_string()), entry_id: None, sort_key: None, detail };
+        match (anchor, chain_indexes.first()) {
+            (Some(a), Some(first)) if first.digest_id == a.digest_id && first.sequence == a.sequence && first.hash == a.hash => {}
+            (Some(a), _) => findings.push(broken(&a.digest_id, format!("digest {} (sequence {}), verified at {} with hash {}, is no longer indexed as it was", a.digest_id, a.sequence, a.verified_at, a.hash))),
+            (None, Some(first)) if first.sequence != 1 => findings.push(broken(&first.digest_id, format!("the chain starts at sequence {}: earlier digests are missing", first.sequence))),
+            (None, _) => {}
+        }
+        let tail = match (&head, chain_indexes.last()) {
+            (Some(h), Some(last)) if last.sequence != h.version || last.digest_id != h.digest_id => {
+                Some(broken(&h.digest_id, format!("the chain head is digest {} (sequence {}) but the digests found end at sequence {}", h.digest_id, h.version, last.sequence)))
+            }
+            (Some(h), None) => Some(broken(&h.digest_id, format!("the chain head is digest {} (sequence {}) but no digest is indexed", h.digest_id, h.version))),
+            _ => None,
+        };
+        let anchored = usize::from(anchor.is_some() && !chain_indexes.is_empty());
+        let first_sequence = chain_indexes.first().map(|i| i.sequence);
+        // Digests covering the range that lie before the anchor (an older
+        // range than the last verification): checked with their own link.
+        let (older, older_links) = match anchor {
+            Some(a) if after < a.period_end.as_str() => {
+                let (previous, found) = digest_indexes(&self.store, after, until).await?;
+                let found: Vec<DigestIndex> = found.into_iter().filter(|i| i.sequence <= a.sequence && i.period_end.as_str() > after).collect();
+                if found.is_empty() {
+                    (Vec::new(), 0)
+                } else {
+                    let links = usize::from(previous.is_some());
+                    (previous.into_iter().chain(found).collect(), links)
+                }
+            }
+            _ => (Vec::new(), 0),
+        };
+        let entries: Vec<SealedEntry> = load_entries(&self.store, after, until, false).await?.into_iter().map(|(e, _)| e).collect();
+        let window = Some((after.to_string(), until.to_string()));
+        let chain_sequences: Vec<(String, u64)> = chain_indexes.iter().chain(older.iter()).map(|i| (i.digest_id.clone(), i.sequence)).collect();
+        let chain = self.evidence(chain_indexes).await;
+        let older = self.evidence(older).await;
+
+        let mut entries_checked = 0;
+        let mut covered: Vec<(Option<String>, Option<String>)> = Vec::new();
+        if !older.is_empty() {
+            let (report, found) = digest::check(&key, &Evidence { digests: older, entries_from_digest: older_links, entries: entries.clone(), complete: true, tail_problem: None, window: window.clone() });
+            entries_checked += report.entries_checked;
+            covered.push((report.covered_from, report.covered_to));
+            findings.extend(found);
+        }
+        let (report, found) = digest::check(&key, &Evidence { digests: chain, entries_from_digest: anchored, entries, complete: true, tail_problem: tail, window });
+        entries_checked += report.entries_checked;
+        covered.push((report.covered_from, report.covered_to));
+        findings.extend(found);
+        // The same digest may be in both lists (the anchor): one finding each.
+        let mut seen = std::collections::HashSet::new();
+        findings.retain(|f| seen.insert((f.kind as u8, f.digest_id.clone(), f.entry_id.clone(), f.detail.clone())));
+        let order: std::collections::HashMap<String, u64> = chain_sequences.iter().cloned().collect();
+        findings.sort_by_key(|f| f.digest_id.as_ref().and_then(|d| order.get(d)).copied().unwrap_or(u64::MAX));
+        let digests_checked = chain_sequences.iter().map(|(id, _)| id).collect::<std::collections::HashSet<_>>().len();
         let elapsed = started.elapsed();
-        report.elapsed_ms = elapsed.as_millis() as u64;
-        report.entries_per_second = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
-        Ok(report)
+        let chain_to_sequence = head.as_ref().map(|h| h.version);
+        let report = Report {
+            ok: findings.is_empty(),
+            problems: findings.len(),
+            first_problem: findings.into_iter().next(),
+            digests_checked,
+            entries_checked,
+            unsealed_entries: report.unsealed_entries,
+            covered_from: covered.iter().filter_map(|c| c.0.clone()).min(),
+            covered_to: covered.iter().filter_map(|c| c.1.clone()).max(),
+            key_fingerprint: key.fingerprint(),
+            elapsed_ms: elapsed.as_millis() as u64,
+            entries_per_second: entries_checked as f64 / elapsed.as_secs_f64().max(1e-9),
+            range_from: Some(after.to_string()),
+            range_to: Some(until.to_string()),
+            chain_from_sequence: first_sequence,
+            chain_to_sequence,
+            last_verified: None,
+        };
+        Ok((report, head))
+    }
+
+    /// Verify every entry in `[from, to]` against its digests, and the whole
+    /// chain from genesis to the head from the digests alone (the CLI: no
+    /// remembered state).
+    pub async fn verify(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Report> {
+        Ok(self.verify_range(&timestamp(from - Duration::microseconds(1)), &timestamp(to), None).await?.0)
     }
 
     /// The NDJSON export of `[from, to]`: header, covering digests, and the

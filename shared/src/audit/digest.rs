@@ -263,6 +263,37 @@ pub struct Report {
     pub key_fingerprint: String,
     pub elapsed_ms: u64,
     pub entries_per_second: f64,
+    /// The range whose entries were compared, `(range_from, range_to]`
+    /// (live verification; absent for an export file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_to: Option<String>,
+    /// The digest chain checked from the digests alone (signatures, hashes,
+    /// links): from this sequence (1: genesis; else the last verified digest,
+    /// itself checked back to genesis when it was verified) to the head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_from_sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_to_sequence: Option<u64>,
+    /// What is remembered as verified after this check (`AUDITVERIFY#latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<Verified>,
+}
+
+/// What verification has established so far, remembered in the table
+/// (`AUDITVERIFY#latest`): the chain is intact from genesis to digest
+/// `sequence` (whose hash is kept, so a later check starts from it), and
+/// every entry up to `entries_verified_to` matched its digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Verified {
+    pub sequence: u64,
+    pub digest_id: String,
+    /// SHA-256 of that digest's canonical form.
+    pub hash: String,
+    pub period_end: String,
+    pub entries_verified_to: String,
+    pub verified_at: String,
 }
 
 /// One digest as the verifier found it: what the index says, and the
@@ -289,6 +320,10 @@ pub struct Evidence {
     /// A finding the loader made before the digests (e.g. digests missing
     /// after the last one found).
     pub tail_problem: Option<Finding>,
+    /// Compare only entries with `after < ts <= until` (a requested range):
+    /// `entries` hold just those, and sealed entries outside are skipped.
+    /// None: every entry of the checked digests' periods.
+    pub window: Option<(String, String)>,
 }
 
 fn finding(kind: FindingKind, digest: Option<&str>, entry: Option<&SealedEntry>, detail: impl Into<String>) -> Finding {
@@ -303,7 +338,13 @@ fn finding(kind: FindingKind, digest: Option<&str>, entry: Option<&SealedEntry>,
 
 /// Check signatures, links and every entry; report the first mismatch.
 pub fn verify(key: &DigestKey, evidence: &Evidence) -> Report {
+    check(key, evidence).0
+}
+
+/// [`verify`], with every finding (in chain order) besides the report.
+pub fn check(key: &DigestKey, evidence: &Evidence) -> (Report, Vec<Finding>) {
     let started = Instant::now();
+    let in_window = |ts: &str| evidence.window.as_ref().is_none_or(|(after, until)| ts > after.as_str() && ts <= until.as_str());
     let mut findings: Vec<Finding> = Vec::new();
     let mut previous: Option<(&DigestEvidence, String)> = None;
     let mut entries = evidence.entries.iter().peekable();
@@ -356,14 +397,23 @@ pub fn verify(key: &DigestKey, evidence: &Evidence) -> Report {
         }
 
         if index >= evidence.entries_from_digest {
-            covered_from.get_or_insert_with(|| digest.period_start.clone());
-            covered_to = Some(digest.period_end.clone());
+            match &evidence.window {
+                None => {
+                    covered_from.get_or_insert_with(|| digest.period_start.clone());
+                    covered_to = Some(digest.period_end.clone());
+                }
+                Some((after, until)) if digest.period_end.as_str() > after.as_str() && digest.period_start.as_str() < until.as_str() => {
+                    covered_from.get_or_insert_with(|| std::cmp::max(&digest.period_start, after).clone());
+                    covered_to = Some(std::cmp::min(&digest.period_end, until).clone());
+                }
+                Some(_) => {}
+            }
             // Stored entries before this period (and after the previous
             // checked one) are outside every sealed span: skip them.
             while entries.peek().is_some_and(|e| e.ts() <= digest.period_start.as_str()) {
                 entries.next();
             }
-            let mut sealed = digest.entries.iter().peekable();
+            let mut sealed = digest.entries.iter().filter(|e| in_window(e.ts())).peekable();
             loop {
                 let stored = entries.peek().filter(|e| e.ts() <= digest.period_end.as_str());
                 match (sealed.peek(), stored) {
@@ -398,10 +448,10 @@ pub fn verify(key: &DigestKey, evidence: &Evidence) -> Report {
     }
     let unsealed_entries = entries.count();
     let elapsed = started.elapsed();
-    Report {
+    let report = Report {
         ok: findings.is_empty(),
         problems: findings.len(),
-        first_problem: findings.into_iter().next(),
+        first_problem: findings.first().cloned(),
         digests_checked,
         entries_checked,
         unsealed_entries,
@@ -410,7 +460,13 @@ pub fn verify(key: &DigestKey, evidence: &Evidence) -> Report {
         key_fingerprint: key.fingerprint(),
         elapsed_ms: elapsed.as_millis() as u64,
         entries_per_second: entries_checked as f64 / elapsed.as_secs_f64().max(1e-9),
-    }
+        range_from: evidence.window.as_ref().map(|w| w.0.clone()),
+        range_to: evidence.window.as_ref().map(|w| w.1.clone()),
+        chain_from_sequence: None,
+        chain_to_sequence: None,
+        last_verified: None,
+    };
+    (report, findings)
 }
 
 /// The lines of an export file (NDJSON): a header, the covering digests
@@ -465,7 +521,7 @@ pub fn verify_export(text: &str, pinned_key: Option<&str>) -> Result<Report> {
     let (public_key, complete) = header.ok_or_else(|| Error::BadRequest("the export has no header line".into()))?;
     let key = DigestKey::from_base64(pinned_key.unwrap_or(&public_key))?;
     entries.sort_by(|a, b| a.sk.cmp(&b.sk));
-    Ok(verify(&key, &Evidence { digests, entries_from_digest: links, entries, complete, tail_problem: None }))
+    Ok(verify(&key, &Evidence { digests, entries_from_digest: links, entries, complete, tail_problem: None, window: None }))
 }
 
 #[cfg(test)]
@@ -509,7 +565,7 @@ mod tests {
     }
 
     fn run(digests: Vec<DigestEvidence>, entries: Vec<SealedEntry>, key: &DigestKey) -> Report {
-        verify(key, &Evidence { digests, entries_from_digest: 0, entries, complete: true, tail_problem: None })
+        verify(key, &Evidence { digests, entries_from_digest: 0, entries, complete: true, tail_problem: None, window: None })
     }
 
     #[test]
@@ -566,7 +622,7 @@ mod tests {
         let r = run(vec![digests[1].clone()], entries.clone(), &key);
         assert!(r.ok, "a range may start mid-chain: {r:?}");
         assert_eq!(r.entries_checked, 1);
-        let r = verify(&key, &Evidence { digests: vec![digests[0].clone()], entries_from_digest: 0, entries, complete: true, tail_problem: None });
+        let r = verify(&key, &Evidence { digests: vec![digests[0].clone()], entries_from_digest: 0, entries, complete: true, tail_problem: None, window: None });
         assert_eq!(r.unsealed_entries, 1);
     }
 }

@@ -1236,6 +1236,70 @@ pub async fn encode_small(store: &Journal, params: &ExportParams, max_rows: usiz
     Ok(Some((out, rows.len())))
 }
 
+/// A cheap size estimate of an export, read from the dashboard rollups the
+/// streams worker keeps (`METRIC#<name> / <bucket>` counters, one
+/// BatchGetItem of a few keys), never from the dataset itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Estimate {
+    /// The counters' sum: the export's row count when `exact`, else an
+    /// upper bound (a time range or status narrows what the counters count).
+    pub rows: u64,
+    pub exact: bool,
+    /// The counters read, `METRIC#users/status#active`...
+    pub counters: Vec<String>,
+}
+
+impl Filters {
+    /// The rollup counters (`shared::domain::rollups`) whose sum bounds this
+    /// export's rows, and whether the sum is exact. None where no counter
+    /// fits: one user's or owner's records (a single small partition, read
+    /// instead), activity and audit (no counters).
+    pub fn rollup_counters(&self, now: DateTime<Utc>) -> Result<Option<(Vec<(String, String)>, bool)>> {
+        use crate::domain::rollups;
+        let by_status = |metric: &str, statuses: Vec<&str>| statuses.into_iter().map(|st| (rollups::pk(metric), format!("status#{st}"))).collect::<Vec<_>>();
+        Ok(match self {
+            Filters::Users(f) => {
+                let statuses = match f.status {
+                    Some(st) => vec![st.as_str()],
+                    None => rollups::USER_STATUSES.to_vec(),
+                };
+                Some((by_status(rollups::USERS, statuses), f.from.is_none() && f.to.is_none()))
+            }
+            Filters::Charts(f) if f.owner_id.is_none() => {
+                let statuses = match f.moderation_status {
+                    Some(st) => vec![st.as_str()],
+                    None => rollups::CHART_STATUSES.to_vec(),
+                };
+                Some((by_status(rollups::CHARTS, statuses), f.from.is_none() && f.to.is_none()))
+            }
+            Filters::Orders(f) if f.user_id.is_none() => {
+                // Orders placed per month: whole months, so an upper bound.
+                let to = bound("filters.to", &f.to)?.unwrap_or(now);
+                let from = bound("filters.from", &f.from)?.unwrap_or(to - Duration::days(365));
+                Some((months(from, to).into_iter().map(|m| (rollups::pk(rollups::ORDERS), m)).collect(), false))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// The export's size from the rollup counters (see [`Estimate`]); None when
+/// no counter fits or none is stored yet (the streams worker has not counted
+/// anything: a fresh table, or tests that do not run it).
+pub async fn estimate(store: &Store, filters: &Filters, now: DateTime<Utc>) -> Result<Option<Estimate>> {
+    let Some((keys, exact)) = filters.rollup_counters(now)? else { return Ok(None) };
+    let items = store.batch_get(&keys).await?;
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let rows = items
+        .iter()
+        .filter_map(|i| i.get(crate::domain::rollups::VALUE).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()))
+        .map(|n| n.max(0) as u64)
+        .sum();
+    Ok(Some(Estimate { rows, exact, counters: keys.iter().map(|(pk, sk)| format!("{pk}/{sk}")).collect() }))
+}
+
 /// Generated rows for benchmarks and tests: `n` users-like rows.
 pub fn sample_rows(n: usize) -> impl Iterator<Item = Vec<Cell>> {
     (0..n).map(|i| {
