@@ -43,6 +43,9 @@ pub enum Error {
     Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body is not of the media type the route reads (415).
+    #[error("expected a body of type {expected}")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("{0}")]
     Unprocessable(String),
     #[error("too many requests")]
@@ -68,6 +71,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -85,6 +89,7 @@ impl Error {
             Error::NotFound(_) => "not-found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload-too-large",
+            Error::UnsupportedMediaType { .. } => "unsupported-media-type",
             Error::Unprocessable(_) => "unprocessable",
             Error::TooManyRequests { .. } => "rate-limited",
             Error::Internal(_) => "internal",
@@ -135,6 +140,7 @@ impl IntoResponse for Error {
             },
             errors: match self {
                 Error::Validation(ref errors) => errors.clone(),
+                Error::UnsupportedMediaType { expected } => vec![FieldError::new("content-type", format!("expected {expected}"))],
                 _ => Vec::new(),
             },
         };
