@@ -7,6 +7,7 @@
 
 pub mod extract;
 pub mod idempotency;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
