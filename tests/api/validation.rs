@@ -65,3 +65,15 @@ async fn unknown_paths_are_404_problems() {
     assert_eq!(r.status, 404);
     assert_eq!(r.body["status"], 404);
 }
+
+/// What axum's own extractors refuse (in text/plain) reaches the client as
+/// a problem too.
+#[tokio::test]
+async fn framework_rejections_are_problems() {
+    let app = TestApp::spawn().await;
+    let (admin_user, admin) = app.user(&["admin"]).await;
+    let r = app.call(Method::DELETE, &format!("/api/v1/data/user/{}?regime=null", admin_user.id), Some(&admin), None).await;
+    assert_eq!((r.status.as_u16(), r.headers["content-type"].to_str().unwrap()), (400, "application/problem+json"), "{}", r.body);
+    assert_eq!(r.body["status"], 400);
+    assert!(r.body["detail"].as_str().unwrap().contains("regime"), "{}", r.body);
+}

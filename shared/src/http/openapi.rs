@@ -7,7 +7,7 @@
 //!   where they can occur: 401 and 403 on every route that takes a token
 //!   (`authorize`), 400/413/415 on every route with a JSON body
 //!   (`extract::ValidJson`, the body limit), 400 on every route with query
-//!   parameters (`extract::ValidQuery`), 404 on every route with a path
+//!   or header parameters (`extract::ValidQuery`, If-Match), 404 on every route with a path
 //!   parameter, 409/422 where `Idempotency-Key` is accepted
 //!   (`idempotency`), and `Retry-After` on every 429.
 //!
@@ -82,7 +82,9 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 fn add_shared_errors(op: &mut Operation, route: &Route) {
     let params = op.parameters.as_deref().unwrap_or_default();
-    let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+    // Query parameters and headers (If-Match, Idempotency-Key) are parsed
+    // and refused with a 400 naming them.
+    let has_query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query | ParameterIn::Header));
     let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path) || route.path.contains('{');
     let idempotent = params.iter().any(|p| p.parameter_in == ParameterIn::Header && p.name.eq_ignore_ascii_case(crate::http::idempotency::HEADER));
     let json_body = op.request_body.as_ref().is_some_and(|b| b.content.keys().any(|ct| ct == "application/json" || ct.ends_with("+json")));
@@ -91,7 +93,7 @@ fn add_shared_errors(op: &mut Operation, route: &Route) {
     let mut add = |status: &str, description: &str| {
         op.responses.responses.entry(status.to_string()).or_insert_with(|| RefOr::T(problem(description)));
     };
-    if any_body || has_query || idempotent {
+    if any_body || has_query {
         add("400", "Invalid input: the failing fields are listed in `errors`");
     }
     match route.access {

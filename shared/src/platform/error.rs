@@ -155,6 +155,32 @@ impl IntoResponse for Error {
     }
 }
 
+/// A problem body for an error response that did not come from `Error`:
+/// axum's own rejections (a path or query string it could not parse, a
+/// body over the limit), which it answers in text/plain. `detail` is the
+/// rejection's text; a server error keeps only the request id.
+pub fn problem_response(status: StatusCode, detail: &str) -> Response {
+    let detail = if status.is_server_error() {
+        tracing::error!(%status, detail, "internal error");
+        "an unexpected error occurred; quote the request id to support".to_string()
+    } else {
+        detail.chars().filter(|c| !c.is_control()).take(500).collect()
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let problem = Problem {
+        kind: format!("https://keel.dev/problems/{}", title.to_ascii_lowercase().replace(' ', "-")),
+        title: title.to_string(),
+        status: status.as_u16(),
+        detail,
+        request_id: crate::platform::telemetry::current_request_id(),
+        errors: Vec::new(),
+        missing_permission: None,
+    };
+    let mut response = (status, serde_json::to_vec(&problem).unwrap_or_default()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
+}
+
 /// Map an AWS SDK error to an internal error, keeping the service's message.
 pub fn aws<E: std::error::Error + Send + Sync + 'static>(context: &'static str) -> impl FnOnce(E) -> Error {
     move |err| {
