@@ -16,9 +16,12 @@ FUNCTIONS := auth admin data jobs streams scheduler
 ARM64_STD = $(shell rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu/lib
 OIDC := tests/oidc
 OIDC_STAMP := $(OIDC)/node_modules/.installed
+FUZZ_VENV := .keel/schemathesis-venv
+FUZZ_REQS := tests/fuzz/requirements.txt
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
 CARGO ?= cargo
 
-.PHONY: dev test fmt-check clippy venv checkov-venv lambda-venv oidc-provider pdf-reader lint-template cfn-lint check-policies checkov openapi bench lambda clean
+.PHONY: dev test fmt-check clippy venv checkov-venv lambda-venv fuzz-venv oidc-provider pdf-reader lint-template cfn-lint check-policies checkov openapi api-fuzz bench lambda clean
 
 ## Run Keel locally: AWS emulator, stack from template.yaml, demo data,
 ## every API function on http://127.0.0.1:$${KEEL_PORT:-3000}. Ctrl-C stops it.
@@ -27,11 +30,13 @@ dev: venv
 
 ## Everything CI checks: formatting, clippy (warnings are errors), template
 ## gates (cfn-lint, IAM, checkov), unit and integration tests (the layer
-## check of shared/ is one: shared/tests/layers.rs).
+## check of shared/ is one: shared/tests/layers.rs), and schemathesis
+## against the served OpenAPI document.
 test: venv oidc-provider pdf-reader fmt-check lint-template clippy
 	$(CARGO) test --locked --workspace
 	# The benches compile (test profile, so this reuses the build above).
 	$(CARGO) test --locked --workspace --benches --no-run
+	$(MAKE) --no-print-directory api-fuzz
 
 ## rustfmt.toml's style, checked (`cargo fmt --all` applies it).
 fmt-check:
@@ -55,6 +60,14 @@ $(CHECKOV_STAMP): $(CHECKOV_REQS)
 	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQS)
 	touch $(CHECKOV_STAMP)
+
+## Schemathesis (and pyotp), pinned, in their own virtualenv: their
+## dependencies stay apart from moto's.
+fuzz-venv: $(FUZZ_STAMP)
+$(FUZZ_STAMP): $(FUZZ_REQS)
+	test -x $(FUZZ_VENV)/bin/python || python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(FUZZ_REQS)
+	touch $(FUZZ_STAMP)
 
 ## The real OpenID provider the OAuth tests sign in with (oidc-provider from
 ## npm, pinned by tests/oidc/package-lock.json; needs node 20+ and npm).
@@ -90,6 +103,14 @@ checkov: checkov-venv
 ## Regenerate docs/openapi.json after changing the API.
 openapi:
 	KEEL_UPDATE_OPENAPI=1 $(CARGO) test --locked -p keel-tests --test api openapi:: -- --test-threads=1
+
+## Schemathesis against a local stack (keel-local on a free port, 50 demo
+## users), signed in as its admin with 2FA: fails on any server error or any
+## response the served OpenAPI document does not describe (status, content
+## type, schema). See tests/fuzz/api_fuzz.py (what is excluded and why).
+api-fuzz: venv fuzz-venv
+	$(CARGO) build --locked -p keel-local
+	$(FUZZ_VENV)/bin/python tests/fuzz/api_fuzz.py
 
 ## Benchmarks (release builds): cold start, binary size, warm latency;
 ## exports of 1M rows to CSV and XLSX (rows/s, peak RSS); export requests,

@@ -428,7 +428,7 @@ async fn github_signs_up_with_the_verified_primary_email_only() {
     assert_eq!(second.status, 200, "{}", second.body);
     assert_eq!(subject(second.body["access_token"].as_str().unwrap()), user.id);
     let json_body = flow.app.call(Method::POST, "/api/v1/auth/oauth/github/callback", None, Some(json!({}))).await;
-    assert_eq!((json_body.status.as_u16(), json_body.error_fields()), (400, vec!["content-type".to_string()]));
+    assert_eq!((json_body.status.as_u16(), json_body.error_fields()), (415, vec!["content-type".to_string()]));
 
     // The primary address is unverified; a verified secondary one is not used.
     fake.sign_in_as(octocat(43, &[("unverified@example.com", true, false), ("other@example.com", false, true)]));

@@ -31,6 +31,39 @@ fn every_route_is_documented() {
     assert_eq!(documented, crate::rbac::all_routes().len(), "the document lists a route the code does not serve");
 }
 
+/// Errors as they are sent: problem+json, and the statuses the shared
+/// plumbing answers on any route (shared::http::openapi).
+#[test]
+fn errors_are_documented_as_sent() {
+    let doc = document();
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    for route in crate::rbac::all_routes() {
+        let context = format!("{} {}", route.method, route.path);
+        let op = &doc["paths"][route.path][route.method.as_str().to_lowercase()];
+        let responses = op["responses"].as_object().unwrap();
+        for (status, response) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                let content = response["content"].as_object().unwrap_or_else(|| panic!("{context}: {status} has no body"));
+                assert_eq!(content.keys().collect::<Vec<_>>(), ["application/problem+json"], "{context}: {status}");
+                assert_eq!(content["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem", "{context}: {status}");
+            }
+        }
+        let has = |status: &str| responses.contains_key(status);
+        if route.access != shared::http::Access::Public {
+            assert!(has("401"), "{context}: takes a token but documents no 401");
+        }
+        if op["requestBody"].is_object() {
+            assert!(has("400") && has("413") && has("415"), "{context}: takes a body but misses 400, 413 or 415");
+        }
+        if has("429") {
+            assert!(responses["429"]["headers"]["Retry-After"].is_object(), "{context}: 429 without Retry-After");
+        }
+    }
+    for path in ["/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/2fa/verify"] {
+        assert!(doc["paths"][path]["post"]["responses"]["429"].is_object(), "POST {path}: rate limited but documents no 429");
+    }
+}
+
 #[test]
 fn committed_document_is_current() {
     let generated = serde_json::to_string_pretty(&document()).unwrap() + "\n";

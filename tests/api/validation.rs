@@ -35,7 +35,7 @@ async fn invalid_bodies_name_the_field() {
     let r = app.send(http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "application/json").body(Body::from("{not json")).unwrap()).await;
     assert_eq!(r.status, 400);
     let r = app.send(http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "text/plain").body(Body::from("{}")).unwrap()).await;
-    assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["content-type".to_string()]));
+    assert_eq!((r.status.as_u16(), r.error_fields()), (415, vec!["content-type".to_string()]));
 
     for (query, field) in [("limit=abc", "limit"), ("limit=0", "limit"), ("status=gone", "status"), ("created_from=yesterday", "created_from"), ("role=root", "role"), ("bogus=1", "bogus")] {
         let r = app.get(&format!("/api/v1/admin/users?{query}"), &admin).await;
@@ -64,4 +64,16 @@ async fn unknown_paths_are_404_problems() {
     let r = app.call(Method::GET, "/api/v1/nothing-here", None, None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body["status"], 404);
+}
+
+/// What axum's own extractors refuse (in text/plain) reaches the client as
+/// a problem too.
+#[tokio::test]
+async fn framework_rejections_are_problems() {
+    let app = TestApp::spawn().await;
+    let (admin_user, admin) = app.user(&["admin"]).await;
+    let r = app.call(Method::DELETE, &format!("/api/v1/data/user/{}?regime=null", admin_user.id), Some(&admin), None).await;
+    assert_eq!((r.status.as_u16(), r.headers["content-type"].to_str().unwrap()), (400, "application/problem+json"), "{}", r.body);
+    assert_eq!(r.body["status"], 400);
+    assert!(r.body["detail"].as_str().unwrap().contains("regime"), "{}", r.body);
 }

@@ -115,9 +115,12 @@ pub fn router(state: AdminState) -> Router {
         analytics::read, system_health::read, system_metrics::read,
     ),
     components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;
+
+/// The errors every route can answer, from the route table (`shared::http::openapi`).
+static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);
 
 
 /// The audit chain reader over this function's table, the digest bucket

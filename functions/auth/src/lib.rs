@@ -83,6 +83,10 @@ pub fn router(state: AuthState) -> Router {
         two_factor::enable, two_factor::verify, two_factor::disable, two_factor::regenerate_recovery_codes,
         oauth::start, oauth::callback, oauth::callback_form, oauth::confirm_link, identities::list, identities::unlink,
     ),
-    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError))
+    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
+    modifiers(&ERROR_RESPONSES)
 )]
 pub struct ApiDoc;
+
+/// The errors every route can answer, from the route table (`shared::http::openapi`).
+static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);

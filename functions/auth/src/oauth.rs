@@ -218,7 +218,7 @@ pub async fn callback_form(State(state): State<AuthState>, meta: RequestMeta, Pa
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
-        return Err(Error::field("content-type", "expected application/x-www-form-urlencoded"));
+        return Err(Error::UnsupportedMediaType { expected: "application/x-www-form-urlencoded" });
     }
     let limit = shared::http::current_body_limit().max(1);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;

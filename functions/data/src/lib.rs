@@ -129,9 +129,12 @@ pub fn router(state: DataState) -> Router {
 #[openapi(
     paths(export::create, data_jobs::list, data_jobs::read, data_jobs::cancel, import::create, import::read, import::start, bulk::update, bulk::delete, bulk::restore, bulk::read, gdpr::create, requests::list, requests::read, erasure::create, erasure::certificate),
     components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;
+
+/// The errors every route can answer, from the route table (`shared::http::openapi`).
+static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);
 
 
 /// The job `job_id` if it is of one of `kinds` and the caller created it

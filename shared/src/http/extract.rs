@@ -1,6 +1,7 @@
-//! Request extractors that turn bad input into field-level 400s (never a
-//! panic or a 500): JSON bodies with unknown fields refused and a size limit,
-//! query strings, and pagination limits.
+//! Request extractors that turn bad input into field-level 400s (415 for a
+//! body that is not JSON, 413 for one too large; never a panic or a 500):
+//! JSON bodies with unknown fields refused and a size limit, query strings,
+//! and pagination limits.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -28,7 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(Error::field("content-type", "expected application/json"));
+            return Err(Error::UnsupportedMediaType { expected: "application/json" });
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

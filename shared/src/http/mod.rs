@@ -7,6 +7,7 @@
 
 pub mod extract;
 pub mod idempotency;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -474,7 +475,34 @@ pub fn secure(router: Router, platform: &Platform, routes: &'static [Route]) -> 
         .route_layer(middleware::from_fn_with_state(gate, authorize))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |req: Request, next: Next| BODY_LIMIT.scope(limit, next.run(req))))
+        .layer(middleware::from_fn(problem_errors))
         .layer(middleware::from_fn(crate::platform::telemetry::request_context))
+}
+
+/// Every error as `application/problem+json`, including those axum answers
+/// itself in text/plain (a path or query string its extractors could not
+/// parse, a body over the limit): what the OpenAPI document promises for
+/// every error.
+async fn problem_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().eq_ignore_ascii_case(crate::http::openapi::PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let mut problem = crate::platform::error::problem_response(status, &text);
+    // Keep what else the answer said (Allow on a 405, Retry-After, ...).
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in parts.headers.drain().filter_map(|(n, v)| n.map(|n| (n, v))) {
+        problem.headers_mut().entry(name).or_insert(value);
+    }
+    problem
 }
 
 /// Answer for paths no function serves.

@@ -43,6 +43,9 @@ pub enum Error {
     Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body is not of the media type the route reads (415).
+    #[error("expected a body of type {expected}")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("{0}")]
     Unprocessable(String),
     #[error("too many requests")]
@@ -68,6 +71,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -85,6 +89,7 @@ impl Error {
             Error::NotFound(_) => "not-found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload-too-large",
+            Error::UnsupportedMediaType { .. } => "unsupported-media-type",
             Error::Unprocessable(_) => "unprocessable",
             Error::TooManyRequests { .. } => "rate-limited",
             Error::Internal(_) => "internal",
@@ -135,6 +140,7 @@ impl IntoResponse for Error {
             },
             errors: match self {
                 Error::Validation(ref errors) => errors.clone(),
+                Error::UnsupportedMediaType { expected } => vec![FieldError::new("content-type", format!("expected {expected}"))],
                 _ => Vec::new(),
             },
         };
@@ -147,6 +153,32 @@ impl IntoResponse for Error {
         }
         response
     }
+}
+
+/// A problem body for an error response that did not come from `Error`:
+/// axum's own rejections (a path or query string it could not parse, a
+/// body over the limit), which it answers in text/plain. `detail` is the
+/// rejection's text; a server error keeps only the request id.
+pub fn problem_response(status: StatusCode, detail: &str) -> Response {
+    let detail = if status.is_server_error() {
+        tracing::error!(%status, detail, "internal error");
+        "an unexpected error occurred; quote the request id to support".to_string()
+    } else {
+        detail.chars().filter(|c| !c.is_control()).take(500).collect()
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let problem = Problem {
+        kind: format!("https://keel.dev/problems/{}", title.to_ascii_lowercase().replace(' ', "-")),
+        title: title.to_string(),
+        status: status.as_u16(),
+        detail,
+        request_id: crate::platform::telemetry::current_request_id(),
+        errors: Vec::new(),
+        missing_permission: None,
+    };
+    let mut response = (status, serde_json::to_vec(&problem).unwrap_or_default()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
 }
 
 /// Map an AWS SDK error to an internal error, keeping the service's message.
