@@ -187,7 +187,10 @@ async fn measure(args: &Args) -> anyhow::Result<String> {
     let caller_email = Email::parse("bench-admin@example.com").map_err(anyhow::Error::msg)?;
     let caller = User::new(&caller_email, "Bench Admin", vec!["admin".into()], UserStatus::Active);
     // Signed by KMS (moto) once, outside any timing.
-    let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD, shared::identity::token::amr::OTP, shared::identity::token::amr::MFA], None);
+    let grant = shared::identity::token::SessionGrant::new(
+        &[shared::identity::token::amr::PASSWORD, shared::identity::token::amr::OTP, shared::identity::token::amr::MFA],
+        None,
+    );
     let token = app.signer.access_token(&caller, "keel-bench-session", &grant).await?.token;
     let call = warm::Call::get(format!("/api/v1/admin/users/{}", user.id), &token)?;
 
@@ -238,9 +241,21 @@ fn sample_functions(root: &Path, binary: &dyn Fn(&str) -> PathBuf) -> anyhow::Re
         Function { name: "hello", path: binary("hello"), unset: &[], event: hello.clone(), expect: Expect::Payload(hello) },
         Function { name: "auth", path: binary("auth"), unset: &[], event: event("auth/jwks.json")?, expect: Expect::Status(200) },
         Function { name: "admin", path: binary("admin"), unset: &[], event: event("admin/list-users.json")?, expect: Expect::Status(401) },
-        Function { name: "jobs", path: binary("jobs"), unset: &[], event: json!({ "Records": [] }), expect: Expect::Payload(json!({ "batchItemFailures": [] })) },
+        Function {
+            name: "jobs",
+            path: binary("jobs"),
+            unset: &[],
+            event: json!({ "Records": [] }),
+            expect: Expect::Payload(json!({ "batchItemFailures": [] })),
+        },
         // The fallback when the deployment does not supply the public key.
-        Function { name: "admin-kms", path: binary("admin"), unset: &[PUBLIC_KEY_VARIABLE], event: event("admin/list-users.json")?, expect: Expect::Status(401) },
+        Function {
+            name: "admin-kms",
+            path: binary("admin"),
+            unset: &[PUBLIC_KEY_VARIABLE],
+            event: event("admin/list-users.json")?,
+            expect: Expect::Status(401),
+        },
     ])
 }
 
@@ -305,7 +320,16 @@ impl Report<'_> {
         for (name, init, first_event) in &self.cold {
             let ratio = init.median().as_secs_f64() / hello.as_secs_f64();
             let goal = if *name == "hello" { "(baseline)" } else { verdict(ratio <= COLD_START_GOAL) };
-            writeln!(out, "   {:<8} {:>10.2} {:>10.2} {:>9.2} {:>16} {:>16.2}", name, ms(init.median()), ms(init.percentile(90.0)), ratio, goal, ms(first_event.median()))?;
+            writeln!(
+                out,
+                "   {:<8} {:>10.2} {:>10.2} {:>9.2} {:>16} {:>16.2}",
+                name,
+                ms(init.median()),
+                ms(init.percentile(90.0)),
+                ratio,
+                goal,
+                ms(first_event.median())
+            )?;
         }
         let k = &self.key_fetches;
         writeln!(out, "   For scale: fresh SDK config + KMS client + GetPublicKey against moto, in-process:")?;
@@ -314,7 +338,7 @@ impl Report<'_> {
         writeln!(out)?;
         writeln!(out, "2. Binary size (release profile: opt-level z, LTO, codegen-units = 1, panic = abort, strip)")?;
         writeln!(out)?;
-        writeln!(out, "   {:<10} {:>12} {:>8} {:>10} {:>12} {:>10} {:>8}  {}", "binary", "bytes", "MB", "stripped", "goal <8 MB", "zip bytes", "zip MB", "zip")?;
+        writeln!(out, "   {:<10} {:>12} {:>8} {:>10} {:>12} {:>10} {:>8}  zip", "binary", "bytes", "MB", "stripped", "goal <8 MB", "zip bytes", "zip MB")?;
         for ((name, size), zip) in self.sizes.iter().zip(&self.zips) {
             let stripped = match size.stripped {
                 Some(true) => "yes",
@@ -350,7 +374,15 @@ impl Report<'_> {
         writeln!(out)?;
         writeln!(out, "   {:<40} {:>9} {:>9} {:>9} {:>18}", "", "p50 us", "p99 us", "max us", "goal p99 <300 us")?;
         let s = &self.in_process;
-        writeln!(out, "   {:<40} {:>9.1} {:>9.1} {:>9.1} {:>18}", "whole request", us(s.median()), us(s.percentile(99.0)), us(s.max()), verdict(s.percentile(99.0) < P99_GOAL))?;
+        writeln!(
+            out,
+            "   {:<40} {:>9.1} {:>9.1} {:>9.1} {:>18}",
+            "whole request",
+            us(s.median()),
+            us(s.percentile(99.0)),
+            us(s.max()),
+            verdict(s.percentile(99.0) < P99_GOAL)
+        )?;
         let s = &self.authenticate;
         writeln!(out, "   {:<40} {:>9.1} {:>9.1} {:>9.1}", "of which authenticate() (ES256 + RBAC)", us(s.median()), us(s.percentile(99.0)), us(s.max()))?;
         writeln!(out)?;

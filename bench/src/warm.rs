@@ -17,10 +17,10 @@ use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use shared::platform::error::{Error, Result};
 use shared::http::{Platform, Principal};
 use shared::identity::token::TokenVerifier;
 use shared::identity::users::User;
+use shared::platform::error::{Error, Result};
 use tower::ServiceExt;
 
 /// `admin::users::read` without the store: the prebuilt user stands in for
@@ -102,7 +102,13 @@ async fn send(router: &Router, request: Request<Body>) -> anyhow::Result<(Status
 /// `shared::http::authenticate` alone (ES256 verification, and the claims
 /// turned into a `Principal` with its permission set from the warm role
 /// catalog), timed the same way.
-pub async fn time_authenticate(verifier: &TokenVerifier, roles: &shared::identity::roles::RoleCatalog, token: &str, warmup: usize, count: usize) -> anyhow::Result<Vec<Duration>> {
+pub async fn time_authenticate(
+    verifier: &TokenVerifier,
+    roles: &shared::identity::roles::RoleCatalog,
+    token: &str,
+    warmup: usize,
+    count: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let authorization = format!("Bearer {token}");
     for _ in 0..warmup {
         shared::http::authenticate(verifier, roles, Some(&authorization)).await?;

@@ -136,7 +136,11 @@ enum AuditCommand {
 
 fn time(name: &str, value: Option<&str>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
     value
-        .map(|v| chrono::DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&chrono::Utc)).map_err(|_| anyhow!("--{name} must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z")))
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| anyhow!("--{name} must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
+        })
         .transpose()
 }
 
@@ -150,7 +154,10 @@ fn print_report(report: &shared::audit::digest::Report, json: bool) -> anyhow::R
         (Some(f), Some(t)) => format!("sealed span ({f}, {t}]"),
         _ => "nothing sealed in the range".to_string(),
     };
-    println!("Checked {} digests and {} entries ({span}); {} newer entries not sealed yet", report.digests_checked, report.entries_checked, report.unsealed_entries);
+    println!(
+        "Checked {} digests and {} entries ({span}); {} newer entries not sealed yet",
+        report.digests_checked, report.entries_checked, report.unsealed_entries
+    );
     if let (Some(from), Some(to)) = (report.chain_from_sequence, report.chain_to_sequence) {
         println!("Digest chain checked from the digests alone (signatures, hashes, links): sequence {from} to {to}");
     }
@@ -223,7 +230,9 @@ fn stdin_line() -> anyhow::Result<String> {
 /// Keel's errors as operator messages (validation errors name the fields).
 fn describe(error: shared::Error) -> anyhow::Error {
     match error {
-        shared::Error::Validation(errors) => anyhow!("invalid input: {}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")),
+        shared::Error::Validation(errors) => {
+            anyhow!("invalid input: {}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
+        }
         other => anyhow!("{other:#}"),
     }
 }
@@ -253,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
             let roles = match set {
                 Some(roles) => {
                     let roles: Vec<String> = roles.into_iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect();
-                                        shared::domain::two_factor_policy::set_required_roles(&store, &roles, &cli_actor()).await.map_err(describe)?
+                    shared::domain::two_factor_policy::set_required_roles(&store, &roles, &cli_actor()).await.map_err(describe)?
                 }
                 None => shared::domain::two_factor_policy::required_roles(&store).await.map_err(describe)?,
             };
@@ -266,7 +275,9 @@ async fn main() -> anyhow::Result<()> {
                     shared::audit::digest::verify_export(&text, public_key.as_deref()).map_err(|e| anyhow!("{}: {e}", path.display()))?
                 }
                 None => {
-                    let need = |name: &str| vars.get(name).cloned().ok_or_else(|| anyhow!("{name} is not set (from the stack's outputs, or --env-file .keel/local.env)"));
+                    let need = |name: &str| {
+                        vars.get(name).cloned().ok_or_else(|| anyhow!("{name} is not set (from the stack's outputs, or --env-file .keel/local.env)"))
+                    };
                     let (table, bucket, key_id) = (need("KEEL_TABLE")?, need("KEEL_AUDIT_BUCKET")?, need("KEEL_AUDIT_KEY_ID")?);
                     let to = time("to", to.as_deref())?.unwrap_or_else(chrono::Utc::now);
                     let from = time("from", from.as_deref())?.unwrap_or(to - chrono::Duration::days(1));
@@ -299,7 +310,18 @@ async fn oauth_provider(vars: &HashMap<String, String>, action: ProviderAction) 
             let key_id = required(vars, "KEEL_DATA_KEY_ID", "the stack's DataKeyId output")?;
             let envelope = shared::platform::crypto::Envelope::new(aws_sdk_kms::Client::new(&sdk), key_id.clone());
             let scopes = scopes.iter().flat_map(|s| s.split([',', ' '])).filter(|s| !s.is_empty()).map(str::to_string).collect();
-            let settings = shared::identity::oauth::ProviderSettings { name, kind, issuer, tenant, web_url, api_url, client_id, client_secret: stdin_line()?, redirect_uri, scopes };
+            let settings = shared::identity::oauth::ProviderSettings {
+                name,
+                kind,
+                issuer,
+                tenant,
+                web_url,
+                api_url,
+                client_id,
+                client_secret: stdin_line()?,
+                redirect_uri,
+                scopes,
+            };
             let config = shared::identity::oauth::set(&store, &envelope, &settings, &cli_actor()).await.map_err(describe)?;
             let verb = if config.version == 1 { "Created" } else { "Updated" };
             println!("{verb} OAuth provider {} ({}), version {}", config.name, config.kind.as_str(), config.version);
@@ -312,7 +334,16 @@ async fn oauth_provider(vars: &HashMap<String, String>, action: ProviderAction) 
             }
             for p in providers {
                 let source = p.issuer.as_deref().or(p.web_url.as_deref()).unwrap_or("-");
-                println!("{}\t{}\t{}\tclient {}\tredirect {}\tscopes {}\tupdated {}", p.name, p.kind.as_str(), source, p.client_id, p.redirect_uri, p.scopes.join(" "), p.updated_at);
+                println!(
+                    "{}\t{}\t{}\tclient {}\tredirect {}\tscopes {}\tupdated {}",
+                    p.name,
+                    p.kind.as_str(),
+                    source,
+                    p.client_id,
+                    p.redirect_uri,
+                    p.scopes.join(" "),
+                    p.updated_at
+                );
             }
         }
         ProviderAction::Remove { name } => {

@@ -32,7 +32,10 @@ async fn verify_live_and_offline() {
     let clients = shared::platform::aws::Clients::from_sdk_config(&sdk);
     let sealer = scheduler::Sealer::new(config.clone(), &clients);
     // Entries about users need the per-person keys (shared::audit::pseudonyms).
-    let store = shared::audit::Journal::with_subject_keys(sealer.store.store().clone(), shared::platform::crypto::Envelope::new(clients.kms.clone(), config.data_key_id.clone()));
+    let store = shared::audit::Journal::with_subject_keys(
+        sealer.store.store().clone(),
+        shared::platform::crypto::Envelope::new(clients.kms.clone(), config.data_key_id.clone()),
+    );
 
     let mut entries = Vec::new();
     for i in 0..5 {
@@ -49,7 +52,8 @@ async fn verify_live_and_offline() {
     assert!(text(&live).contains("entries/s"), "{}", text(&live));
 
     // The export the jobs worker writes, verified offline.
-    let reader = shared::audit::chain::ChainReader::new(store.store().clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id);
+    let reader =
+        shared::audit::chain::ChainReader::new(store.store().clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id);
     let now = chrono::Utc::now();
     let (body, digests, _) = reader.export(now - chrono::Duration::days(1), now, serde_json::Value::Null, None).await.unwrap();
     assert_eq!(digests, 1);
@@ -59,7 +63,17 @@ async fn verify_live_and_offline() {
     assert!(offline.status.success(), "{}", text(&offline));
     let fingerprint = reader.key().await.unwrap().fingerprint();
     assert!(text(&offline).contains(&fingerprint), "{}", text(&offline));
-    let pinned_other = keel(&["audit", "verify", "--file", export.to_str().unwrap(), "--public-key", &shared::audit::digest::DigestKey::from_spki_der(&p256_der()).unwrap().der_base64()], true);
+    let pinned_other = keel(
+        &[
+            "audit",
+            "verify",
+            "--file",
+            export.to_str().unwrap(),
+            "--public-key",
+            &shared::audit::digest::DigestKey::from_spki_der(&p256_der()).unwrap().der_base64(),
+        ],
+        true,
+    );
     assert_eq!(pinned_other.status.code(), Some(1), "another key must not verify: {}", text(&pinned_other));
     assert!(text(&pinned_other).contains("bad_signature"), "{}", text(&pinned_other));
 
@@ -69,7 +83,7 @@ async fn verify_live_and_offline() {
     std::fs::write(&export, tampered).unwrap();
     let offline = keel(&["audit", "verify", "--file", export.to_str().unwrap()], true);
     assert_eq!(offline.status.code(), Some(1), "{}", text(&offline));
-    assert!(text(&offline).contains(&format!("entry_changed at digest")) && text(&offline).contains(&victim.id), "{}", text(&offline));
+    assert!(text(&offline).contains(&"entry_changed at digest".to_string()) && text(&offline).contains(&victim.id), "{}", text(&offline));
 
     let mut item = store.get_item(&format!("AUDIT#{}", victim.day()), &victim.sort_key()).await.unwrap().unwrap();
     item.insert("reason".into(), shared::store::s("nothing to see"));

@@ -30,7 +30,20 @@ async fn configures_lists_and_removes_providers() {
     };
     let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let redirect = "https://admin.example.com/api/v1/auth/oauth/acme/callback";
-    let set = ["set", "--name", "acme", "--kind", "oidc", "--issuer", "https://idp.example.com", "--client-id", "keel-admin", "--client-secret-stdin", "--redirect-uri", redirect];
+    let set = [
+        "set",
+        "--name",
+        "acme",
+        "--kind",
+        "oidc",
+        "--issuer",
+        "https://idp.example.com",
+        "--client-id",
+        "keel-admin",
+        "--client-secret-stdin",
+        "--redirect-uri",
+        redirect,
+    ];
 
     let created = run(&set, Some("s3cret-value\n"));
     assert!(created.status.success(), "{}", text(&created));
@@ -49,9 +62,15 @@ async fn configures_lists_and_removes_providers() {
     let updated = run(&with_scopes, Some("rotated-secret\n"));
     assert!(text(&updated).contains("Updated OAuth provider acme (oidc), version 2"), "{}", text(&updated));
     let config = shared::identity::oauth::get(&store, "acme").await.unwrap().unwrap();
-    assert_eq!((config.scopes.clone(), config.client_secret(&envelope).await.unwrap()), (vec!["openid".to_string(), "email".into(), "groups".into()], "rotated-secret".to_string()));
+    assert_eq!(
+        (config.scopes.clone(), config.client_secret(&envelope).await.unwrap()),
+        (vec!["openid".to_string(), "email".into(), "groups".into()], "rotated-secret".to_string())
+    );
 
-    let bad = run(&["set", "--name", "Bad#Name", "--kind", "okta", "--client-id", "x", "--client-secret-stdin", "--redirect-uri", "http://admin.example.com/cb"], Some("x\n"));
+    let bad = run(
+        &["set", "--name", "Bad#Name", "--kind", "okta", "--client-id", "x", "--client-secret-stdin", "--redirect-uri", "http://admin.example.com/cb"],
+        Some("x\n"),
+    );
     assert!(!bad.status.success());
     for field in ["name:", "kind:", "redirect_uri:"] {
         assert!(text(&bad).contains(field), "{field} not named: {}", text(&bad));
@@ -80,6 +99,8 @@ async fn configures_lists_and_removes_providers() {
     actions.sort();
     assert_eq!(actions, ["oauth_provider.create", "oauth_provider.delete", "oauth_provider.update"]);
     assert!(entries.iter().all(|e| e.actor.kind == "cli"));
-    assert!(entries.iter().all(|e| !serde_json::to_string(e).unwrap().contains("secret-value") && !serde_json::to_string(e).unwrap().contains("rotated-secret")));
+    assert!(
+        entries.iter().all(|e| !serde_json::to_string(e).unwrap().contains("secret-value") && !serde_json::to_string(e).unwrap().contains("rotated-secret"))
+    );
     let _ = std::fs::remove_file(env_file);
 }

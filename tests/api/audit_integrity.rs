@@ -6,9 +6,9 @@
 
 use http::Method;
 use serde_json::{Value, json};
-use shared::audit::{Actor, AuditEntry};
 use shared::audit::chain::{self, CHAIN_PK, DigestIndex};
 use shared::audit::digest::{SignedDigest, verify_export};
+use shared::audit::{Actor, AuditEntry};
 use shared::store::{Item, s};
 
 use crate::helpers::{PASSWORD, TestApp};
@@ -115,9 +115,7 @@ async fn untouched_log_verifies_and_each_tampering_is_named() {
     let mut doctored: SignedDigest = object.clone();
     doctored.digest.entries.retain(|e| e.id != target.id);
     doctored.digest.count -= 1;
-    let put = |body: &SignedDigest| {
-        app.app.clients.s3.put_object().bucket(bucket).key(&d1.object_key).body(serde_json::to_vec(body).unwrap().into()).send()
-    };
+    let put = |body: &SignedDigest| app.app.clients.s3.put_object().bucket(bucket).key(&d1.object_key).body(serde_json::to_vec(body).unwrap().into()).send();
     put(&doctored).await.unwrap();
     let r = verify(&app, &auditor).await;
     assert_eq!((first(&r).0.as_str(), first(&r).2.as_deref()), ("bad_signature", Some(d1.digest_id.as_str())), "{r}");
@@ -159,7 +157,11 @@ async fn sealing_is_idempotent_and_never_forks() {
 
     // The digest object is locked, at the documented key.
     let d = &indexes(&app).await[0];
-    assert!(d.object_key.starts_with(&format!("digests/{}/", &d.period_end[..4])) && d.object_key.ends_with(&format!("{}-{}.json", d.period_end, d.digest_id)), "{}", d.object_key);
+    assert!(
+        d.object_key.starts_with(&format!("digests/{}/", &d.period_end[..4])) && d.object_key.ends_with(&format!("{}-{}.json", d.period_end, d.digest_id)),
+        "{}",
+        d.object_key
+    );
     let head_object = app.app.clients.s3.head_object().bucket(&app.stack.env["KEEL_AUDIT_BUCKET"]).key(&d.object_key).send().await.unwrap();
     assert_eq!(head_object.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"));
     // The seal is audited, and the chain still verifies after more sealing.
@@ -269,7 +271,11 @@ async fn verification_is_remembered_and_continues_from_there() {
     // The first default verification: every entry since the chain's start,
     // the chain from genesis; then remembered.
     let initial = verify_query(&app, &auditor, "").await;
-    assert_eq!((initial["ok"].as_bool(), initial["digests_checked"].as_u64(), initial["chain_from_sequence"].as_u64(), initial["chain_to_sequence"].as_u64()), (Some(true), Some(2), Some(1), Some(2)), "{initial}");
+    assert_eq!(
+        (initial["ok"].as_bool(), initial["digests_checked"].as_u64(), initial["chain_from_sequence"].as_u64(), initial["chain_to_sequence"].as_u64()),
+        (Some(true), Some(2), Some(1), Some(2)),
+        "{initial}"
+    );
     assert!(initial["entries_checked"].as_u64().unwrap() >= 6, "{initial}");
     let head = chain::head(app.store()).await.unwrap().unwrap();
     assert_eq!(initial["range_from"].as_str(), Some(head.genesis_start.as_str()));
@@ -287,7 +293,11 @@ async fn verification_is_remembered_and_continues_from_there() {
     create_users(&app, &admin, 1).await;
     seal(&app).await;
     let third = verify_query(&app, &auditor, "").await;
-    assert_eq!((third["ok"].as_bool(), third["digests_checked"].as_u64(), third["chain_from_sequence"].as_u64(), third["chain_to_sequence"].as_u64()), (Some(true), Some(2), Some(2), Some(3)), "{third}");
+    assert_eq!(
+        (third["ok"].as_bool(), third["digests_checked"].as_u64(), third["chain_from_sequence"].as_u64(), third["chain_to_sequence"].as_u64()),
+        (Some(true), Some(2), Some(2), Some(3)),
+        "{third}"
+    );
     assert!(third["entries_checked"].as_u64().unwrap() >= 2, "{third}");
     assert_eq!(chain::last_verified(app.store()).await.unwrap().unwrap().sequence, 3);
 

@@ -45,7 +45,14 @@ async fn listing_filters_and_masking() {
     let (_, auditor) = app.user(&["auditor"]).await;
     let mut created = Vec::new();
     for i in 0..3 {
-        let r = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": format!("audited{i}@example.com"), "name": format!("Audited {i}"), "password": PASSWORD}))).await;
+        let r = app
+            .call(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(&admin),
+                Some(json!({"email": format!("audited{i}@example.com"), "name": format!("Audited {i}"), "password": PASSWORD})),
+            )
+            .await;
         created.push(r.body["id"].as_str().unwrap().to_string());
     }
     app.call(Method::PUT, &format!("/api/v1/admin/users/{}", created[0]), Some(&admin), Some(json!({"version": 1, "name": "Renamed"}))).await;

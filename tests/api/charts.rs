@@ -134,10 +134,17 @@ async fn bulk_moderation_reports_each_chart() {
     ]});
     let r = app.call(Method::POST, "/api/v1/admin/charts/moderate", Some(&moderator), Some(body)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let statuses: Vec<(&str, &str)> = r.body["results"].as_array().unwrap().iter().map(|x| (x["chart_id"].as_str().unwrap(), x["status"].as_str().unwrap())).collect();
+    let statuses: Vec<(&str, &str)> =
+        r.body["results"].as_array().unwrap().iter().map(|x| (x["chart_id"].as_str().unwrap(), x["status"].as_str().unwrap())).collect();
     assert_eq!(
         statuses,
-        vec![(fresh.id.as_str(), "applied"), (changed.id.as_str(), "conflict"), (missing.as_str(), "not_found"), (hidden.id.as_str(), "invalid"), (flagged.id.as_str(), "applied")]
+        vec![
+            (fresh.id.as_str(), "applied"),
+            (changed.id.as_str(), "conflict"),
+            (missing.as_str(), "not_found"),
+            (hidden.id.as_str(), "invalid"),
+            (flagged.id.as_str(), "applied")
+        ]
     );
     assert_eq!((r.body["applied"].as_u64(), r.body["failed"].as_u64()), (Some(2), Some(3)));
 
@@ -152,10 +159,24 @@ async fn bulk_moderation_reports_each_chart() {
 
     let too_many: Vec<Value> = (0..101).map(|_| json!({"chart_id": uuid::Uuid::now_v7().to_string(), "version": 1})).collect();
     for items in [json!(too_many), json!([])] {
-        let r = app.call(Method::POST, "/api/v1/admin/charts/moderate", Some(&moderator), Some(json!({"action": "approve", "reason": "meets_guidelines", "items": items}))).await;
+        let r = app
+            .call(
+                Method::POST,
+                "/api/v1/admin/charts/moderate",
+                Some(&moderator),
+                Some(json!({"action": "approve", "reason": "meets_guidelines", "items": items})),
+            )
+            .await;
         assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["items".to_string()]), "{}", r.body);
     }
-    let r = app.call(Method::POST, "/api/v1/admin/charts/moderate", Some(&moderator), Some(json!({"action": "approve", "reason": "nope", "items": [{"chart_id": fresh.id, "version": 2}]}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/charts/moderate",
+            Some(&moderator),
+            Some(json!({"action": "approve", "reason": "nope", "items": [{"chart_id": fresh.id, "version": 2}]})),
+        )
+        .await;
     assert_eq!(r.error_fields(), vec!["reason".to_string()]);
 }
 
@@ -166,7 +187,16 @@ async fn queue_lists_pending_and_flagged_oldest_first() {
     let (_, moderator) = app.user(&["moderator"]).await;
     let t0 = Utc::now() - Duration::days(10);
     let mut expected = Vec::new();
-    for (day, status) in [(3, ModerationStatus::Pending), (1, ModerationStatus::Approved), (5, ModerationStatus::Flagged), (0, ModerationStatus::Flagged), (7, ModerationStatus::Pending), (2, ModerationStatus::Hidden), (4, ModerationStatus::Pending), (6, ModerationStatus::Rejected)] {
+    for (day, status) in [
+        (3, ModerationStatus::Pending),
+        (1, ModerationStatus::Approved),
+        (5, ModerationStatus::Flagged),
+        (0, ModerationStatus::Flagged),
+        (7, ModerationStatus::Pending),
+        (2, ModerationStatus::Hidden),
+        (4, ModerationStatus::Pending),
+        (6, ModerationStatus::Rejected),
+    ] {
         let c = chart(&app, &owner.id, &format!("day {day}"), status, t0 + Duration::days(day)).await;
         if matches!(status, ModerationStatus::Pending | ModerationStatus::Flagged) {
             expected.push((day, c.id));
@@ -219,7 +249,9 @@ async fn list_filters_and_cursor_pagination() {
     {
         all.insert(chart(&app, &owner.id, title, status, t0 + Duration::days(i as i64)).await.id);
     }
-    let titles = |r: &crate::helpers::Response| -> Vec<String> { r.body["items"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap().to_string()).collect() };
+    let titles = |r: &crate::helpers::Response| -> Vec<String> {
+        r.body["items"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap().to_string()).collect()
+    };
 
     // Every chart once, newest first, three at a time.
     let mut seen = Vec::new();
@@ -253,7 +285,15 @@ async fn list_filters_and_cursor_pagination() {
     let r = app.get(&format!("/api/v1/admin/charts?status=approved&title=revenue&created_from={from}"), &analyst).await;
     assert!(titles(&r).is_empty());
 
-    for (query, field) in [("owner_id=abc", "owner_id"), ("status=deleted", "status"), ("limit=500", "limit"), ("flagged=maybe", "flagged"), ("title=", "title"), ("created_to=soon", "created_to"), ("sort=title", "sort")] {
+    for (query, field) in [
+        ("owner_id=abc", "owner_id"),
+        ("status=deleted", "status"),
+        ("limit=500", "limit"),
+        ("flagged=maybe", "flagged"),
+        ("title=", "title"),
+        ("created_to=soon", "created_to"),
+        ("sort=title", "sort"),
+    ] {
         let r = app.get(&format!("/api/v1/admin/charts?{query}"), &analyst).await;
         assert_eq!(r.status, 400, "{query}: {}", r.body);
         assert_eq!(r.error_fields(), vec![field.to_string()], "{query}");
@@ -276,6 +316,7 @@ async fn demo_charts_are_listed_and_moderated_like_any_other() {
     let queued = queue.body["items"].as_array().unwrap();
     assert!(!queued.is_empty() && queued.iter().all(|c| c["moderation_status"] == "pending" || c["moderation_status"] == "flagged"), "{}", queue.body);
     let first = &queued[0];
-    let r = moderate(&app, &moderator, first["id"].as_str().unwrap(), json!({"action": "approve", "reason": "meets_guidelines", "version": first["version"]})).await;
+    let r = moderate(&app, &moderator, first["id"].as_str().unwrap(), json!({"action": "approve", "reason": "meets_guidelines", "version": first["version"]}))
+        .await;
     assert_eq!((r.status.as_u16(), r.body["moderation_status"].as_str()), (200, Some("approved")), "{}", r.body);
 }

@@ -34,7 +34,8 @@ async fn scan(app: &TestApp) -> Vec<Value> {
     loop {
         let out = store.client.scan().table_name(&store.table).set_exclusive_start_key(start).send().await.unwrap();
         // Audit entries as a reader sees them (people's fields are sealed).
-        let (audit, other): (Vec<_>, Vec<_>) = out.items.unwrap_or_default().into_iter().partition(|i| i.get("type").and_then(|v| v.as_s().ok()).is_some_and(|t| t == "audit"));
+        let (audit, other): (Vec<_>, Vec<_>) =
+            out.items.unwrap_or_default().into_iter().partition(|i| i.get("type").and_then(|v| v.as_s().ok()).is_some_and(|t| t == "audit"));
         items.extend(other.into_iter().map(|i| serde_dynamo::from_item::<_, Value>(i).unwrap()));
         for entry in store.reveal_audit(audit).await.unwrap() {
             let mut value = serde_json::to_value(&entry).unwrap();
@@ -75,7 +76,9 @@ async fn act(app: &TestApp) {
     assert_eq!(app.login(&ok.email, PASSWORD).await.status, 200);
     assert_eq!(app.login(&ok.email, "not the password at all").await.status, 401);
     let (suspend, _) = app.user(&["user"]).await;
-    let r = app.call(Method::PUT, &format!("/api/v1/admin/users/{}", suspend.id), Some(&admin), Some(json!({"version": 1, "status": "suspended", "reason": "test"}))).await;
+    let r = app
+        .call(Method::PUT, &format!("/api/v1/admin/users/{}", suspend.id), Some(&admin), Some(json!({"version": 1, "status": "suspended", "reason": "test"})))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let (promote, _) = app.user(&["user"]).await;
     let r = app.call(Method::PUT, &format!("/api/v1/admin/users/{}", promote.id), Some(&admin), Some(json!({"version": 1, "roles": ["support"]}))).await;
@@ -223,7 +226,7 @@ async fn dashboard_numbers_equal_a_direct_count() {
     assert!(expected["users"]["active_today"].as_i64().unwrap() >= 2, "{expected}");
     assert!(expected["users"]["by_status"]["suspended"].as_i64().unwrap() >= 1);
     assert!(expected["users"]["by_status"]["deleted"].as_i64().unwrap() >= 1);
-    assert_eq!(expected["charts"]["rejected"].as_i64().unwrap() >= 1, true);
+    assert!(expected["charts"]["rejected"].as_i64().unwrap() >= 1);
     assert!(expected["revenue"]["today_cents"].as_i64().unwrap() >= 3800);
     assert!(expected["revenue"]["refunds_today_cents"].as_i64().unwrap() >= 900);
     let actions: HashSet<String> = {

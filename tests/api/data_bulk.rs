@@ -65,7 +65,12 @@ async fn update_by_ids_reports_every_item() {
     assert_eq!(status.body["status"], "succeeded", "{}", status.body);
     assert_eq!(status.body["progress"], json!({"processed": 6, "total": 6}));
     assert_eq!(status.body["result"], json!({"succeeded": 2, "unchanged": 1, "failed": 3}));
-    let failures: Vec<(String, String)> = status.body["failures"].as_array().unwrap().iter().map(|f| (f["id"].as_str().unwrap().to_string(), f["reason"].as_str().unwrap().to_string())).collect();
+    let failures: Vec<(String, String)> = status.body["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_string(), f["reason"].as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(failures.len(), 3, "{failures:?}");
     assert!(failures.iter().any(|(id, r)| *id == u[2].id && r.contains("version conflict")), "{failures:?}");
     assert!(failures.iter().any(|(id, r)| *id == missing && r == "not found"), "{failures:?}");
@@ -98,7 +103,9 @@ async fn delete_by_filter_fans_out_under_the_cap_and_restores_within_the_window(
     let (_, admin) = app.user(&["admin"]).await;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     // 101 users: two segments (100 + 1). Loaded in batches (fixtures, not audited).
-    let users: Vec<User> = (0..101).map(|i| User::new(&Email::parse(&format!("bk{tag}-{i}@example.com")).unwrap(), "Bulk Person", vec!["user".into()], UserStatus::Active)).collect();
+    let users: Vec<User> = (0..101)
+        .map(|i| User::new(&Email::parse(&format!("bk{tag}-{i}@example.com")).unwrap(), "Bulk Person", vec!["user".into()], UserStatus::Active))
+        .collect();
     app.store().batch_put(users.iter().flat_map(|u| [u.to_item().unwrap(), u.guard_item()]).collect()).await.unwrap();
     let filter = json!({"email_prefix": format!("bk{tag}")});
 
@@ -132,8 +139,21 @@ async fn delete_by_filter_fans_out_under_the_cap_and_restores_within_the_window(
     // A redelivered segment is counted once and changes nothing.
     let job_id = accepted.body["job_id"].as_str().unwrap();
     let before = shared::domain::jobs::get(app.store(), job_id).await.unwrap().unwrap();
-    let again = SegmentMessage { job_id: job_id.into(), kind: SEGMENT_KIND.into(), segment: 0, targets: users.iter().take(100).map(|u| BulkTarget { id: u.id.clone(), version: None }).collect() };
-    app.app.clients.sqs.send_message().queue_url(&app.stack.env["KEEL_JOBS_QUEUE_URL"]).message_body(serde_json::to_string(&again).unwrap()).send().await.unwrap();
+    let again = SegmentMessage {
+        job_id: job_id.into(),
+        kind: SEGMENT_KIND.into(),
+        segment: 0,
+        targets: users.iter().take(100).map(|u| BulkTarget { id: u.id.clone(), version: None }).collect(),
+    };
+    app.app
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&app.stack.env["KEEL_JOBS_QUEUE_URL"])
+        .message_body(serde_json::to_string(&again).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(app.run_jobs().await, 1);
     let after = shared::domain::jobs::get(app.store(), job_id).await.unwrap().unwrap();
     assert_eq!((after.version, after.result), (before.version, before.result));
@@ -199,11 +219,31 @@ async fn the_retention_sweep_purges_soft_deletes_past_the_window_only() {
         chart
     };
     let (expired_chart, recent_chart) = (soft_deleted(&long_ago), soft_deleted(&lately));
-    let mut gone = User::new(&Email::parse(&format!("gone-{}@example.com", uuid::Uuid::new_v4().simple())).unwrap(), "Long Gone", vec!["user".into()], UserStatus::Deleted);
+    let mut gone = User::new(
+        &Email::parse(&format!("gone-{}@example.com", uuid::Uuid::new_v4().simple())).unwrap(),
+        "Long Gone",
+        vec!["user".into()],
+        UserStatus::Deleted,
+    );
     gone.deleted_at = Some(long_ago.clone());
-    let mut recent = User::new(&Email::parse(&format!("recent-{}@example.com", uuid::Uuid::new_v4().simple())).unwrap(), "Recently Gone", vec!["user".into()], UserStatus::Deleted);
+    let mut recent = User::new(
+        &Email::parse(&format!("recent-{}@example.com", uuid::Uuid::new_v4().simple())).unwrap(),
+        "Recently Gone",
+        vec!["user".into()],
+        UserStatus::Deleted,
+    );
     recent.deleted_at = Some(lately.clone());
-    store.batch_put(vec![expired_chart.to_item().unwrap(), recent_chart.to_item().unwrap(), gone.to_item().unwrap(), gone.guard_item(), recent.to_item().unwrap(), recent.guard_item()]).await.unwrap();
+    store
+        .batch_put(vec![
+            expired_chart.to_item().unwrap(),
+            recent_chart.to_item().unwrap(),
+            gone.to_item().unwrap(),
+            gone.guard_item(),
+            recent.to_item().unwrap(),
+            recent.guard_item(),
+        ])
+        .await
+        .unwrap();
 
     let swept = jobs::retention::sweep(&app.app.worker, Utc::now()).await.unwrap();
     assert_eq!((swept.charts_purged, swept.users_queued_for_erasure), (1, 1), "{swept:?}");

@@ -17,7 +17,8 @@ const IMPORT: &str = "/api/v1/data/import";
 pub async fn set_limits(app: &TestApp, admin: &str, limits: Value) {
     let current = app.get("/api/v1/admin/system/config", admin).await;
     let version = current.body["version"].as_u64().unwrap();
-    let r = app.call(Method::PUT, "/api/v1/admin/system/config", Some(admin), Some(json!({ "version": version, "reason": "test limits", "limits": limits }))).await;
+    let r =
+        app.call(Method::PUT, "/api/v1/admin/system/config", Some(admin), Some(json!({ "version": version, "reason": "test limits", "limits": limits }))).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -26,7 +27,11 @@ pub fn python_csv(bytes: &[u8]) -> Vec<serde_json::Map<String, Value>> {
     let path = std::env::temp_dir().join(format!("keel-report-{}.csv", uuid::Uuid::new_v4()));
     std::fs::write(&path, bytes).unwrap();
     let out = std::process::Command::new("python3")
-        .args(["-c", "import csv, json, sys\nwith open(sys.argv[1], newline='', encoding='utf-8') as f:\n    print(json.dumps(list(csv.DictReader(f))))", path.to_str().unwrap()])
+        .args([
+            "-c",
+            "import csv, json, sys\nwith open(sys.argv[1], newline='', encoding='utf-8') as f:\n    print(json.dumps(list(csv.DictReader(f))))",
+            path.to_str().unwrap(),
+        ])
         .output()
         .expect("python3");
     let _ = std::fs::remove_file(&path);
@@ -117,7 +122,11 @@ async fn ten_percent_bad_rows_are_reported_exactly_and_nothing_is_applied() {
     let (job_id, status) = import(&app, &admin, json!({"dataset": "users", "format": "csv"}), csv.into_bytes()).await;
     assert_eq!(status.body["status"], "succeeded", "{}", status.body);
     let result = &status.body["result"];
-    assert_eq!((result["outcome"].as_str(), result["rows"].as_u64(), result["rejected"].as_u64(), result["valid"].as_u64()), (Some("rejected"), Some(100), Some(10), Some(90)), "{result}");
+    assert_eq!(
+        (result["outcome"].as_str(), result["rows"].as_u64(), result["rejected"].as_u64(), result["valid"].as_u64()),
+        (Some("rejected"), Some(100), Some(10), Some(90)),
+        "{result}"
+    );
     assert_eq!(status.body["progress"], json!({"processed": 100, "total": 100}));
     // Nothing applied: not even the valid rows.
     assert!(imported_users(&app, &job_id, 1..=100).await.is_empty());
@@ -138,7 +147,10 @@ async fn ten_percent_bad_rows_are_reported_exactly_and_nothing_is_applied() {
     // Issuing the download link was audited.
     let audit = app.audit_for("job", &job_id).await;
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
-    assert!(actions.contains(&"data.import.report_download") && actions.contains(&"data.import.start") && actions.contains(&"data.import.create"), "{actions:?}");
+    assert!(
+        actions.contains(&"data.import.report_download") && actions.contains(&"data.import.start") && actions.contains(&"data.import.create"),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
@@ -159,7 +171,8 @@ async fn ndjson_charts_check_types_and_owner_references() {
     let (_, status) = import(&app, &admin, json!({"dataset": "charts", "format": "ndjson"}), lines.join("\n").into_bytes()).await;
     assert_eq!(status.body["result"]["rejected"], 3, "{}", status.body);
     let rows = python_csv(&http_get(status.body["report_url"].as_str().unwrap()).await);
-    let summary: Vec<(String, String)> = rows.iter().map(|r| (r["row"].as_str().unwrap().to_string(), r["errors"].as_str().unwrap().split(':').next().unwrap().to_string())).collect();
+    let summary: Vec<(String, String)> =
+        rows.iter().map(|r| (r["row"].as_str().unwrap().to_string(), r["errors"].as_str().unwrap().split(':').next().unwrap().to_string())).collect();
     assert_eq!(summary, vec![("4".into(), "owner_id".into()), ("12".into(), "title".into()), ("20".into(), "kind".into())]);
     assert!(rows[1]["errors"].as_str().unwrap().contains("must be a string"));
     // The NDJSON line itself is kept.
@@ -171,13 +184,18 @@ async fn dry_run_writes_nothing_then_apply_is_audited_and_never_applied_twice() 
     let app = TestApp::spawn().await;
     let (admin_user, admin) = app.user(&["admin"]).await;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let file = (1..=30).map(|i| json!({"email": format!("dry{tag}-{i}@example.com"), "name": format!("Dry {i}"), "roles": ["user"]}).to_string()).collect::<Vec<_>>().join("\n").into_bytes();
+    let file = (1..=30)
+        .map(|i| json!({"email": format!("dry{tag}-{i}@example.com"), "name": format!("Dry {i}"), "roles": ["user"]}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes();
 
     let (dry_id, dry) = import(&app, &admin, json!({"dataset": "users", "format": "ndjson", "dry_run": true}), file.clone()).await;
     assert_eq!((dry.body["result"]["outcome"].as_str(), dry.body["result"]["valid"].as_u64()), (Some("validated"), Some(30)), "{}", dry.body);
     assert!(dry.body["report_url"].is_null());
     assert!(imported_users(&app, &dry_id, 1..=30).await.is_empty(), "a dry run writes nothing");
-    let taken = shared::identity::users::find_by_email(app.store(), &shared::identity::users::Email::parse(&format!("dry{tag}-1@example.com")).unwrap()).await.unwrap();
+    let taken =
+        shared::identity::users::find_by_email(app.store(), &shared::identity::users::Email::parse(&format!("dry{tag}-1@example.com")).unwrap()).await.unwrap();
     assert!(taken.is_none());
 
     let (job_id, applied) = import(&app, &admin, json!({"dataset": "users", "format": "ndjson"}), file).await;
@@ -244,7 +262,10 @@ async fn oversize_files_and_gzip_bombs_are_refused_before_reading() {
     // A gzip bomb: 10 MB of one byte in a few kilobytes, refused when the
     // decompressed size passes the limit.
     set_limits(&app, &admin, json!({"max_import_bytes": 100_000})).await;
-    let out = std::process::Command::new("python3").args(["-c", "import gzip, sys; sys.stdout.buffer.write(gzip.compress(b'email,name\\n' + b'a' * 10_000_000))"]).output().unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import gzip, sys; sys.stdout.buffer.write(gzip.compress(b'email,name\\n' + b'a' * 10_000_000))"])
+        .output()
+        .unwrap();
     let bomb = out.stdout;
     assert!(bomb.len() < 100_000, "{}", bomb.len());
     let (job_id, status) = import(&app, &admin, json!({"dataset": "users", "format": "csv", "compression": "gzip"}), bomb).await;

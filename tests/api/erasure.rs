@@ -75,7 +75,14 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     let chart = shared::domain::charts::Chart::new(&me.id, "My secret chart", "bar");
     store.batch_put(vec![chart.to_item().unwrap()]).await.unwrap();
     let (_, moderator_token) = app.user(&["moderator"]).await;
-    let r = app.call(Method::POST, &format!("/api/v1/admin/charts/{}/moderate", chart.id), Some(&moderator_token), Some(json!({"action": "approve", "reason": "meets_guidelines", "version": chart.version}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/charts/{}/moderate", chart.id),
+            Some(&moderator_token),
+            Some(json!({"action": "approve", "reason": "meets_guidelines", "version": chart.version})),
+        )
+        .await;
     assert!(r.status.is_success(), "{}", r.body);
     let order_id = uuid::Uuid::now_v7().to_string();
     let ts = shared::store::timestamp(chrono::Utc::now());
@@ -103,7 +110,10 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     let before = table_text(&app).await;
     let audit_rows: Vec<&String> = before.iter().filter(|t| t.contains("\"type\":{\"S\":\"audit\"}")).collect();
     assert!(audit_rows.len() > 5);
-    assert!(audit_rows.iter().all(|t| !t.contains(&me.id) && !t.contains(me.email.as_str()) && !t.contains(&name)), "an audit entry holds the person in the clear");
+    assert!(
+        audit_rows.iter().all(|t| !t.contains(&me.id) && !t.contains(me.email.as_str()) && !t.contains(&name)),
+        "an audit entry holds the person in the clear"
+    );
     // ...but readers see them (the admin's change with its values).
     let audit = app.audit_for("user", &me.id).await;
     let renamed = audit.iter().find(|e| e.action == "user.update").expect("rename audited");
@@ -171,7 +181,13 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     assert_eq!(certificate["request_id"], request_id.as_str());
     assert_eq!(certificate["subject_commitment"], shared::domain::subject_requests::commitment(&request_id, &me.id).as_str());
     let count = |location: &str, what: &str| -> u64 {
-        certificate["actions"].as_array().unwrap().iter().filter(|a| a["location"].as_str().unwrap().contains(location) && a["what"].as_str().unwrap().contains(what)).map(|a| a["count"].as_u64().unwrap()).sum()
+        certificate["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["location"].as_str().unwrap().contains(location) && a["what"].as_str().unwrap().contains(what))
+            .map(|a| a["count"].as_u64().unwrap())
+            .sum()
     };
     assert_eq!(count("table", "profile"), 1, "{certificate}");
     assert_eq!(count("table", "orders"), 1, "{certificate}");

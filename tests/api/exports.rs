@@ -37,7 +37,8 @@ fn read_back(format: &str, bytes: &[u8], table: &str) -> Table {
     let path = dir.join(format!("export.{format}"));
     std::fs::write(&path, bytes).unwrap();
     if format == "pdf" {
-        let out = std::process::Command::new("pdftotext").arg("-layout").arg(&path).arg("-").output().expect("pdftotext (poppler-utils; `make test` installs it)");
+        let out =
+            std::process::Command::new("pdftotext").arg("-layout").arg(&path).arg("-").output().expect("pdftotext (poppler-utils; `make test` installs it)");
         assert!(out.status.success(), "pdftotext failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8(out.stdout).unwrap();
         return Table { header: vec![], rows: text.lines().map(|l| vec![l.to_string()]).collect() };
@@ -508,7 +509,8 @@ async fn download_links_are_audited_and_jobs_listed_with_a_cursor() {
     assert_eq!(first.status, 200, "{}", first.body);
     let cursor = first.body["next_cursor"].as_str().expect("a next page").to_string();
     let second = app.get(&format!("/api/v1/data/jobs?limit=2&cursor={cursor}"), &token).await;
-    let listed: Vec<String> = first.body["items"].as_array().unwrap().iter().chain(second.body["items"].as_array().unwrap()).map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> =
+        first.body["items"].as_array().unwrap().iter().chain(second.body["items"].as_array().unwrap()).map(|j| j["id"].as_str().unwrap().to_string()).collect();
     let mut newest_first = ids.clone();
     newest_first.reverse();
     assert_eq!(listed, newest_first);

@@ -14,7 +14,10 @@ async fn every_dependency_is_ok_and_a_deleted_queue_is_down() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "ok", "{}", r.body);
     let names: Vec<&str> = r.body["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["table", "bucket:exports", "bucket:audit", "queue:jobs", "queue:jobs_dlq", "queue:webhooks", "queue:webhooks_dlq", "key:data", "key:signing"]);
+    assert_eq!(
+        names,
+        ["table", "bucket:exports", "bucket:audit", "queue:jobs", "queue:jobs_dlq", "queue:webhooks", "queue:webhooks_dlq", "key:data", "key:signing"]
+    );
     for d in r.body["dependencies"].as_array().unwrap() {
         assert_eq!(d["status"], "ok", "{d}");
         assert!(d["latency_ms"].as_f64().unwrap() > 0.0, "{d}");
@@ -56,7 +59,9 @@ async fn metrics_count_requests_and_report_percentiles() {
     let r = app.get(&format!("/api/v1/admin/system/metrics?from={from}&to={to}"), &admin).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["source"], "local");
-    let function = |name: &str| r.body["functions"].as_array().unwrap().iter().find(|f| f["function"] == name).cloned().unwrap_or_else(|| panic!("no {name} in {}", r.body));
+    let function = |name: &str| {
+        r.body["functions"].as_array().unwrap().iter().find(|f| f["function"] == name).cloned().unwrap_or_else(|| panic!("no {name} in {}", r.body))
+    };
     let admin_fn = function("admin");
     // Other tests in this process serve requests too: at least ours.
     assert!(admin_fn["requests"].as_u64().unwrap() >= 5, "{admin_fn}");

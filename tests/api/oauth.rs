@@ -162,7 +162,10 @@ async fn oidc_signs_up_then_signs_in_with_the_same_identity() {
     assert_eq!(first.body["token_type"], "Bearer");
     let access = first.body["access_token"].as_str().unwrap();
     let user = shared::identity::users::find_by_email(flow.app.store(), &Email::parse(ADA_EMAIL).unwrap()).await.unwrap().expect("a user was created");
-    assert_eq!((user.roles.clone(), user.status, user.password_hash.is_none(), user.name.as_str()), (vec!["user".to_string()], UserStatus::Active, true, "Ada Lovelace"));
+    assert_eq!(
+        (user.roles.clone(), user.status, user.password_hash.is_none(), user.name.as_str()),
+        (vec!["user".to_string()], UserStatus::Active, true, "Ada Lovelace")
+    );
     assert_eq!(subject(access), user.id);
     let methods = identities(&flow.app, access).await;
     assert_eq!(methods["has_password"], false);
@@ -212,7 +215,11 @@ async fn oidc_refuses_wrong_replayed_and_foreign_state_and_provider_errors() {
     // its replay is refused before the code reaches the provider again.
     assert_eq!(flow.visit(&callback).await.status, 200);
     assert_refused(&flow.visit(&callback).await, 400, "already used");
-    assert_eq!(provider.events().iter().filter(|e| e["event"].as_str().unwrap().starts_with("grant")).count(), 1, "the replayed code never reached the provider");
+    assert_eq!(
+        provider.events().iter().filter(|e| e["event"].as_str().unwrap().starts_with("grant")).count(),
+        1,
+        "the replayed code never reached the provider"
+    );
 
     // A response claiming another issuer (RFC 9207 mix-up) is refused, and
     // spends its state: the first callback carrying a state uses it up.
@@ -344,7 +351,10 @@ async fn oidc_links_an_existing_account_once_its_owner_confirms_with_the_passwor
 
     let offer = flow.sign_in(ADA).await;
     assert_eq!(offer.status, 200, "{}", offer.body);
-    assert_eq!((offer.body["link_required"].as_bool(), offer.body["email"].as_str(), offer.body["provider"].as_str()), (Some(true), Some(ADA_EMAIL), Some("acme")));
+    assert_eq!(
+        (offer.body["link_required"].as_bool(), offer.body["email"].as_str(), offer.body["provider"].as_str()),
+        (Some(true), Some(ADA_EMAIL), Some("acme"))
+    );
     assert!(offer.body.get("access_token").is_none(), "no session before the owner confirms");
     let link_token = offer.body["link_token"].as_str().unwrap();
 
@@ -372,7 +382,11 @@ async fn oidc_links_an_existing_account_once_its_owner_confirms_with_the_passwor
     let audit = flow.app.audit_for("user", &ada.id).await;
     assert!(audit.iter().any(|e| e.action == "identity.link_offered"));
     assert!(audit.iter().any(|e| e.action == "identity.link" && e.outcome == Outcome::Failure && e.reason.as_deref() == Some("wrong password")));
-    assert!(audit.iter().any(|e| e.action == "identity.link" && e.outcome == Outcome::Success && e.reason.as_deref() == Some("confirmed with the account's password")));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "identity.link" && e.outcome == Outcome::Success && e.reason.as_deref() == Some("confirmed with the account's password"))
+    );
 
     // With a password left, unlinking is allowed; the next sign-in asks again.
     let r = flow.app.call(Method::DELETE, "/api/v1/auth/identities/acme", Some(&access), None).await;
@@ -457,7 +471,13 @@ async fn github_link_confirmed_by_the_signed_in_owner() {
     let r = flow.app.call(Method::POST, "/api/v1/auth/oauth/link/confirm", Some(&owner_token), Some(body)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(subject(r.body["access_token"].as_str().unwrap()), owner.id);
-    assert!(flow.app.audit_for("user", &owner.id).await.iter().any(|e| e.action == "identity.link" && e.reason.as_deref() == Some("confirmed with the owner's session")));
+    assert!(
+        flow.app
+            .audit_for("user", &owner.id)
+            .await
+            .iter()
+            .any(|e| e.action == "identity.link" && e.reason.as_deref() == Some("confirmed with the owner's session"))
+    );
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use axum::body::Body;
 use http::Method;
 use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry, Outcome};
-use shared::platform::crypto::sha256_hex;
 use shared::identity::rate_limits::{Action, Limit, Policy, RateLimits, Scope};
+use shared::platform::crypto::sha256_hex;
 use shared::store::{s, timestamp};
 
 use crate::helpers::{PASSWORD, Response, TestApp};

@@ -180,6 +180,7 @@ pub fn probes(route: &Route, me: &User, target: &str, role_name: &str) -> Vec<Pr
 /// Send `probe` as `me` (holding `held`) and check the exact outcome the
 /// route's rule gives: 403 naming the missing permission, or the status a
 /// caller it admits gets. A mismatch is described in `failures`.
+#[allow(clippy::too_many_arguments)] // one probe's whole context; a struct would only rename it
 pub async fn check_probe(app: &TestApp, route: &Route, probe: &Probe, me: &User, token: &str, held: PermissionSet, who: &str, failures: &mut Vec<String>) {
     let params: Vec<(&str, &str)> = probe.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let need = route.access.need(&Facts { caller: &me.id, path: &params, body: probe.body.as_ref() });
@@ -191,7 +192,10 @@ pub async fn check_probe(app: &TestApp, route: &Route, probe: &Probe, me: &User,
     let context = format!("{} {} ({}) as {who}: {} {}", route.method, route.path, probe.label, response.status, response.body);
     match need.missing(held) {
         Some(missing) => {
-            if response.status != 403 || response.body["missing_permission"] != missing.as_str() || response.headers["content-type"] != "application/problem+json" {
+            if response.status != 403
+                || response.body["missing_permission"] != missing.as_str()
+                || response.headers["content-type"] != "application/problem+json"
+            {
                 failures.push(format!("expected 403 missing {missing}: {context}"));
             }
         }
@@ -257,7 +261,14 @@ async fn no_privilege_escalation_through_roles() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.user(&["admin"]).await;
     // roles:write belongs to super_admin only, so an admin may not grant it.
-    let r = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "x@example.com", "name": "X", "roles": ["super_admin"], "password": "a long enough password"}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(&admin),
+            Some(json!({"email": "x@example.com", "name": "X", "roles": ["super_admin"], "password": "a long enough password"})),
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.body["missing_permission"], "roles:write");
     let (victim, _) = app.user(&["super_admin"]).await;

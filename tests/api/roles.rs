@@ -53,14 +53,29 @@ async fn create_read_update_delete_with_versions_and_audit() {
     assert_eq!(read.body, created.body);
 
     let path = role_path("billing_viewer");
-    let updated = app.call(Method::PUT, &path, Some(&root), Some(json!({"version": 1, "permissions": ["audit:read"], "require_2fa": true, "reason": "least privilege"}))).await;
+    let updated = app
+        .call(Method::PUT, &path, Some(&root), Some(json!({"version": 1, "permissions": ["audit:read"], "require_2fa": true, "reason": "least privilege"})))
+        .await;
     assert_eq!(updated.status, 200, "{}", updated.body);
-    assert_eq!((updated.body["version"].clone(), updated.body["permissions"].clone(), updated.body["require_2fa"].clone()), (json!(2), json!(["audit:read"]), json!(true)));
+    assert_eq!(
+        (updated.body["version"].clone(), updated.body["permissions"].clone(), updated.body["require_2fa"].clone()),
+        (json!(2), json!(["audit:read"]), json!(true))
+    );
     assert_eq!(updated.body["description"], "Reads the audit trail for billing", "unchanged fields stay");
     let stale = app.call(Method::PUT, &path, Some(&root), Some(json!({"version": 1, "description": "late"}))).await;
     assert_eq!(stale.status, 409, "{}", stale.body);
 
-    let stale_delete = app.send(http::Request::builder().method("DELETE").uri(&path).header("authorization", format!("Bearer {root}")).header("if-match", "1").body(axum::body::Body::empty()).unwrap()).await;
+    let stale_delete = app
+        .send(
+            http::Request::builder()
+                .method("DELETE")
+                .uri(&path)
+                .header("authorization", format!("Bearer {root}"))
+                .header("if-match", "1")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(stale_delete.status, 409);
     assert_eq!(app.call(Method::DELETE, &path, Some(&root), None).await.status, 204);
     assert_eq!(app.get(&path, &root).await.status, 404);
@@ -69,7 +84,8 @@ async fn create_read_update_delete_with_versions_and_audit() {
 
     // Every change is audited with what changed.
     let audit = app.audit_for("role", "billing_viewer").await;
-    let find = |action: &str| audit.iter().find(|e| e.action == action && e.outcome == Outcome::Success).unwrap_or_else(|| panic!("{action} not audited: {audit:?}"));
+    let find =
+        |action: &str| audit.iter().find(|e| e.action == action && e.outcome == Outcome::Success).unwrap_or_else(|| panic!("{action} not audited: {audit:?}"));
     assert_eq!(find("role.create").changes.as_ref().unwrap()["after"]["permissions"], json!(["users:read", "audit:read"]));
     let update = find("role.update");
     assert_eq!(update.reason.as_deref(), Some("least privilege"));
@@ -205,23 +221,37 @@ async fn nobody_grants_more_than_they_hold() {
     let r = app.call(Method::PUT, &roles_path(&manager.id), Some(&token), Some(json!({"version": 1, "roles": [manager_role.name, lesser]}))).await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["roles".to_string()]), "{}", r.body);
     let (me, root_user_token) = app.user(&["super_admin"]).await;
-    let r = app.call(Method::PUT, &format!("/api/v1/admin/users/{}", me.id), Some(&root_user_token), Some(json!({"version": 1, "roles": ["super_admin", "auditor"]}))).await;
+    let r = app
+        .call(Method::PUT, &format!("/api/v1/admin/users/{}", me.id), Some(&root_user_token), Some(json!({"version": 1, "roles": ["super_admin", "auditor"]})))
+        .await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["roles".to_string()]), "{}", r.body);
 
     // The user routes apply the same rule to custom roles: an admin (no
     // roles:write) may not hand out a custom role that carries it.
     let (_, admin) = app.user(&["admin"]).await;
     let role_writer = app.role(&["roles:write"]).await;
-    let r = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "cr@example.com", "name": "C", "roles": [role_writer.name], "password": PASSWORD}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(&admin),
+            Some(json!({"email": "cr@example.com", "name": "C", "roles": [role_writer.name], "password": PASSWORD})),
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.body["missing_permission"].as_str()), (403, Some("roles:write")), "{}", r.body);
     let r = app.call(Method::PUT, &format!("/api/v1/admin/users/{}", target.id), Some(&admin), Some(json!({"version": 2, "roles": [role_writer.name]}))).await;
     assert_eq!((r.status.as_u16(), r.body["missing_permission"].as_str()), (403, Some("roles:write")), "{}", r.body);
-    let r = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "ok@example.com", "name": "C", "roles": [lesser], "password": PASSWORD}))).await;
+    let r = app
+        .call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "ok@example.com", "name": "C", "roles": [lesser], "password": PASSWORD})))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
 
     // Denials are security events: audited with the missing permission.
     let denied = app.audit_for("role", &powerful.name).await;
-    assert!(denied.iter().any(|e| e.action == "role.update" && e.outcome == Outcome::Denied && e.reason.as_deref().is_some_and(|r| r.contains("users:delete"))), "{denied:?}");
+    assert!(
+        denied.iter().any(|e| e.action == "role.update" && e.outcome == Outcome::Denied && e.reason.as_deref().is_some_and(|r| r.contains("users:delete"))),
+        "{denied:?}"
+    );
     let denied = app.audit_for("user", &supported.id).await;
     assert!(denied.iter().any(|e| e.action == "user.assign_roles" && e.outcome == Outcome::Denied && e.actor.id == manager.id), "{denied:?}");
     assert_eq!(app.get(&role_path(&powerful.name), &root).await.body["version"], 1, "nothing changed");
@@ -245,7 +275,17 @@ async fn a_custom_role_grants_exactly_its_permissions() {
             // Judged within the caller's rights, so a delete can go through.
             let probe_role = if route.path.contains("{name}") { app.role(&[permission.as_str()]).await.name } else { String::new() };
             for probe in probes(route, &me, &target, &probe_role) {
-                check_probe(&app, route, &probe, &me, &token, PermissionSet::of(&[permission]), &format!("a custom role with only {permission}"), &mut failures).await;
+                check_probe(
+                    &app,
+                    route,
+                    &probe,
+                    &me,
+                    &token,
+                    PermissionSet::of(&[permission]),
+                    &format!("a custom role with only {permission}"),
+                    &mut failures,
+                )
+                .await;
                 checked += 1;
             }
         }
@@ -326,7 +366,14 @@ async fn held_roles_cannot_be_deleted() {
     let role = app.role(&["audit:read"]).await;
     let path = role_path(&role.name);
     let (holder, _) = app.user(&["user", role.name.as_str()]).await;
-    let r = app.call(Method::POST, "/api/v1/admin/users", Some(&root), Some(json!({"email": "second@example.com", "name": "S", "roles": [role.name], "password": PASSWORD}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(&root),
+            Some(json!({"email": "second@example.com", "name": "S", "roles": [role.name], "password": PASSWORD})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let second = r.body["id"].as_str().unwrap().to_string();
     assert_eq!(app.get(&path, &root).await.body["holders"], 2);
@@ -408,7 +455,10 @@ async fn assignments_are_version_checked_and_counted_once() {
     assert_eq!(app.get(&role_path(&winner.name), &root).await.body["holders"], 0, "a deleted user holds nothing");
     let r = app.call(Method::PUT, &path, Some(&root), Some(json!({"version": 4, "roles": ["user"]}))).await;
     assert_eq!(r.status, 409, "{}", r.body);
-    assert_eq!(app.call(Method::PUT, &roles_path(&uuid::Uuid::now_v7().to_string()), Some(&root), Some(json!({"version": 1, "roles": ["user"]}))).await.status, 404);
+    assert_eq!(
+        app.call(Method::PUT, &roles_path(&uuid::Uuid::now_v7().to_string()), Some(&root), Some(json!({"version": 1, "roles": ["user"]}))).await.status,
+        404
+    );
 }
 
 /// The built-in roles table in docs/roles.md, as the code defines it.

@@ -8,7 +8,17 @@ use crate::helpers::TestApp;
 async fn resources_match_the_template() {
     let app = TestApp::spawn().await;
     let env = &app.stack.env;
-    for var in ["KEEL_TABLE", "KEEL_DATA_KEY_ID", "KEEL_SIGNING_KEY_ID", "KEEL_JOBS_QUEUE_URL", "KEEL_EXPORTS_BUCKET", "KEEL_AUDIT_BUCKET", "KEEL_ISSUER", "KEEL_EMAIL_FROM", "KEEL_PUBLIC_URL"] {
+    for var in [
+        "KEEL_TABLE",
+        "KEEL_DATA_KEY_ID",
+        "KEEL_SIGNING_KEY_ID",
+        "KEEL_JOBS_QUEUE_URL",
+        "KEEL_EXPORTS_BUCKET",
+        "KEEL_AUDIT_BUCKET",
+        "KEEL_ISSUER",
+        "KEEL_EMAIL_FROM",
+        "KEEL_PUBLIC_URL",
+    ] {
         assert!(env.get(var).is_some_and(|v| !v.is_empty()), "{var} not resolved");
     }
     let dynamo = aws_sdk_dynamodb::Client::new(&app.sdk);
@@ -28,13 +38,8 @@ async fn resources_match_the_template() {
     assert_eq!(lock.object_lock_configuration().and_then(|c| c.object_lock_enabled()).map(|e| e.as_str()), Some("Enabled"));
 
     let sqs = aws_sdk_sqs::Client::new(&app.sdk);
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&env["KEEL_JOBS_QUEUE_URL"])
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
+    let attrs =
+        sqs.get_queue_attributes().queue_url(&env["KEEL_JOBS_QUEUE_URL"]).attribute_names(aws_sdk_sqs::types::QueueAttributeName::All).send().await.unwrap();
     let redrive = attrs.attributes().unwrap().get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy).unwrap();
     assert!(redrive.contains("JobsDeadLetterQueue"), "{redrive}");
     // SSE-KMS with the data key.

@@ -18,7 +18,18 @@ const REQUESTS: &str = "/api/v1/data/requests";
 
 /// Every category the zip holds (`<name>.json` and `<name>.csv` each).
 const CATEGORIES: &[&str] = &[
-    "profile", "sessions", "two_factor", "identities", "charts", "chart_moderation", "orders", "activity", "jobs", "subject_requests", "audit_entries", "files",
+    "profile",
+    "sessions",
+    "two_factor",
+    "identities",
+    "charts",
+    "chart_moderation",
+    "orders",
+    "activity",
+    "jobs",
+    "subject_requests",
+    "audit_entries",
+    "files",
 ];
 
 fn python() -> std::path::PathBuf {
@@ -72,7 +83,8 @@ print(json.dumps({"names": names, "manifest": manifest, "files": {n: c.decode("u
 /// Read a CSV member with Python's csv module: header and rows.
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
     let script = "import csv, io, json, sys\nprint(json.dumps(list(csv.reader(io.StringIO(sys.stdin.read())))))";
-    let mut child = std::process::Command::new(python()).arg("-c").arg(script).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        std::process::Command::new(python()).arg("-c").arg(script).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -193,7 +205,12 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     app.run_jobs().await;
     let job = app.get(&format!("/api/v1/data/jobs/{job_id}"), &token).await;
     assert_eq!(job.status, 200, "{}", job.body);
-    assert_eq!((job.body["status"].as_str(), job.body["kind"].as_str(), job.body["format"].as_str()), (Some("succeeded"), Some("gdpr_export"), Some("zip")), "{}", job.body);
+    assert_eq!(
+        (job.body["status"].as_str(), job.body["kind"].as_str(), job.body["format"].as_str()),
+        (Some("succeeded"), Some("gdpr_export"), Some("zip")),
+        "{}",
+        job.body
+    );
     assert!(job.body["download_url"].as_str().unwrap().contains("X-Amz-Expires=300"), "{}", job.body);
     assert!(app.audit_for("job", &job_id).await.iter().any(|e| e.action == "data.export_download"), "the download link is audited");
     let zip = download(&job.body).await;
@@ -214,7 +231,11 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
 
     // The seeded values, each in its category.
     let profile = unzipped.json("profile.json");
-    assert_eq!((profile[0]["email"].as_str(), profile[0]["id"].as_str(), profile[0]["has_password"].as_bool()), (Some(me.email.as_str()), Some(me.id.as_str()), Some(true)), "{profile}");
+    assert_eq!(
+        (profile[0]["email"].as_str(), profile[0]["id"].as_str(), profile[0]["has_password"].as_bool()),
+        (Some(me.email.as_str()), Some(me.id.as_str()), Some(true)),
+        "{profile}"
+    );
     let sessions = unzipped.json("sessions.json");
     assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
     assert_eq!((sessions[0]["source_ip"].as_str(), sessions[0]["user_agent"].as_str()), (Some("203.0.113.9"), Some("keel-tests")));
@@ -240,7 +261,8 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
         assert!(actions.contains(&action.to_string()), "{action} missing from {actions:?}");
     }
     let files = unzipped.json("files.json");
-    let listed = files.as_array().unwrap().iter().find(|f| f["key"] == own_export_result["key"]).unwrap_or_else(|| panic!("the earlier export is listed: {files}"));
+    let listed =
+        files.as_array().unwrap().iter().find(|f| f["key"] == own_export_result["key"]).unwrap_or_else(|| panic!("the earlier export is listed: {files}"));
     assert_eq!((&listed["sha256"], &listed["bytes"]), (&own_export_result["sha256"], &own_export_result["bytes"]));
     assert!(!files.to_string().contains(&format!("{job_id}.zip")), "the zip does not list itself");
     let readme = &unzipped.files["README.md"];
@@ -352,9 +374,19 @@ async fn who_may_ask_for_whose_export_and_the_request_listing() {
 
     // Everyone else sees the requests about themselves only.
     let mine = app.get(REQUESTS, &alice_token).await;
-    assert_eq!(mine.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(), vec![alice_request.as_str()], "{}", mine.body);
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec![alice_request.as_str()],
+        "{}",
+        mine.body
+    );
     let bobs = app.get(REQUESTS, &bob_token).await;
-    assert_eq!(bobs.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(), vec![bob_request.as_str()], "made by an admin, about bob: {}", bobs.body);
+    assert_eq!(
+        bobs.body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec![bob_request.as_str()],
+        "made by an admin, about bob: {}",
+        bobs.body
+    );
     assert_eq!(app.get(&format!("{REQUESTS}/{bob_request}"), &alice_token).await.status, 404);
     assert_eq!(app.get(&format!("{REQUESTS}/{bob_request}"), &bob_token).await.status, 200);
     assert_eq!(app.get(&format!("{REQUESTS}/{alice_request}"), &admin).await.status, 200);

@@ -25,7 +25,14 @@ async fn defaults_then_versioned_partial_updates() {
     assert_eq!(r.body["settings"]["mfa_required_roles"], json!(["super_admin", "admin"]));
     assert_eq!(r.body["settings"]["limits"]["bulk_cap"], 100);
 
-    let r = app.call(Method::PUT, CONFIG, Some(&admin), Some(json!({"version": 0, "reason": "launch the new editor", "feature_flags": {"new_editor": true}, "limits": {"max_export_rows": 5000}}))).await;
+    let r = app
+        .call(
+            Method::PUT,
+            CONFIG,
+            Some(&admin),
+            Some(json!({"version": 0, "reason": "launch the new editor", "feature_flags": {"new_editor": true}, "limits": {"max_export_rows": 5000}})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["version"], 1);
     assert_eq!(r.body["settings"]["feature_flags"], json!({"new_editor": true}));
@@ -59,15 +66,20 @@ async fn validation_errors_name_each_key() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.user(&["super_admin"]).await;
     let r = app
-        .call(Method::PUT, CONFIG, Some(&admin), Some(json!({
-            "version": 0, "reason": "bad values",
-            "feature_flags": {"Bad-Flag": true},
-            "limits": {"max_export_rows": 0, "bulk_cap": 500},
-            "moderation_reasons": [{"code": "Spam!", "label": "Spam"}, {"code": "ok", "label": ""}],
-            "mfa_required_roles": ["root"],
-            "retention": {"audit_days": 30},
-            "oauth_providers": ["google", "myspace", "google"],
-        })))
+        .call(
+            Method::PUT,
+            CONFIG,
+            Some(&admin),
+            Some(json!({
+                "version": 0, "reason": "bad values",
+                "feature_flags": {"Bad-Flag": true},
+                "limits": {"max_export_rows": 0, "bulk_cap": 500},
+                "moderation_reasons": [{"code": "Spam!", "label": "Spam"}, {"code": "ok", "label": ""}],
+                "mfa_required_roles": ["root"],
+                "retention": {"audit_days": 30},
+                "oauth_providers": ["google", "myspace", "google"],
+            })),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     let mut fields = r.error_fields();
@@ -75,8 +87,15 @@ async fn validation_errors_name_each_key() {
     assert_eq!(
         fields,
         vec![
-            "feature_flags.Bad-Flag", "limits.bulk_cap", "limits.max_export_rows", "mfa_required_roles[0]", "moderation_reasons[0].code",
-            "moderation_reasons[1].label", "oauth_providers[1]", "oauth_providers[2]", "retention.audit_days",
+            "feature_flags.Bad-Flag",
+            "limits.bulk_cap",
+            "limits.max_export_rows",
+            "mfa_required_roles[0]",
+            "moderation_reasons[0].code",
+            "moderation_reasons[1].label",
+            "oauth_providers[1]",
+            "oauth_providers[2]",
+            "retention.audit_days",
         ]
     );
     // Types and unknown keys are named too.
@@ -101,7 +120,9 @@ async fn history_and_rollback() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.user(&["admin"]).await;
     for (version, rows) in [(0, 1000), (1, 2000), (2, 3000)] {
-        let r = app.call(Method::PUT, CONFIG, Some(&admin), Some(json!({"version": version, "reason": format!("rows {rows}"), "limits": {"max_export_rows": rows}}))).await;
+        let r = app
+            .call(Method::PUT, CONFIG, Some(&admin), Some(json!({"version": version, "reason": format!("rows {rows}"), "limits": {"max_export_rows": rows}})))
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let first = app.get(&format!("{CONFIG}/history?limit=2"), &admin).await;
@@ -137,7 +158,14 @@ async fn a_change_reaches_other_readers_within_their_ttl() {
     // Another function's warm instance, with a short TTL.
     let reader = SettingsCache::new(app.store().store().clone(), Duration::from_millis(700));
     assert_eq!(reader.current().await.unwrap().version, 0);
-    let r = app.call(Method::PUT, CONFIG, Some(&admin), Some(json!({"version": 0, "reason": "2FA for moderators", "mfa_required_roles": ["super_admin", "admin", "moderator"]}))).await;
+    let r = app
+        .call(
+            Method::PUT,
+            CONFIG,
+            Some(&admin),
+            Some(json!({"version": 0, "reason": "2FA for moderators", "mfa_required_roles": ["super_admin", "admin", "moderator"]})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let cached = reader.current().await.unwrap();
     assert_eq!(cached.version, 0, "served from the cache within the TTL");
@@ -158,19 +186,34 @@ async fn settings_take_effect_in_moderation() {
         charts.push(chart(&app, &owner.id, title, ModerationStatus::Pending, chrono::Utc::now()).await);
     }
     let r = app
-        .call(Method::PUT, CONFIG, Some(&admin), Some(json!({
-            "version": 0, "reason": "new reason code, smaller bulk requests",
-            "moderation_reasons": [{"code": "low_quality", "label": "Low-quality content"}],
-            "limits": {"bulk_cap": 2, "page_size_max": 10},
-        })))
+        .call(
+            Method::PUT,
+            CONFIG,
+            Some(&admin),
+            Some(json!({
+                "version": 0, "reason": "new reason code, smaller bulk requests",
+                "moderation_reasons": [{"code": "low_quality", "label": "Low-quality content"}],
+                "limits": {"bulk_cap": 2, "page_size_max": 10},
+            })),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let items: Vec<_> = charts.iter().map(|c| json!({"chart_id": c.id, "version": 1})).collect();
-    let r = app.call(Method::POST, "/api/v1/admin/charts/moderate", Some(&admin), Some(json!({"action": "reject", "reason": "low_quality", "items": items}))).await;
+    let r =
+        app.call(Method::POST, "/api/v1/admin/charts/moderate", Some(&admin), Some(json!({"action": "reject", "reason": "low_quality", "items": items}))).await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["items".to_string()]), "{}", r.body);
-    let r = app.call(Method::POST, "/api/v1/admin/charts/moderate", Some(&admin), Some(json!({"action": "reject", "reason": "low_quality", "items": items[..2]}))).await;
+    let r = app
+        .call(Method::POST, "/api/v1/admin/charts/moderate", Some(&admin), Some(json!({"action": "reject", "reason": "low_quality", "items": items[..2]})))
+        .await;
     assert_eq!((r.status.as_u16(), r.body["applied"].as_u64()), (200, Some(2)), "{}", r.body);
-    let r = app.call(Method::POST, &format!("/api/v1/admin/charts/{}/moderate", charts[2].id), Some(&admin), Some(json!({"action": "reject", "reason": "spam", "version": 1}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/charts/{}/moderate", charts[2].id),
+            Some(&admin),
+            Some(json!({"action": "reject", "reason": "spam", "version": 1})),
+        )
+        .await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["reason".to_string()]), "spam is no longer configured");
     assert_eq!(app.get("/api/v1/admin/charts?limit=11", &admin).await.error_fields(), vec!["limit".to_string()]);
     assert_eq!(app.get("/api/v1/admin/charts?limit=10", &admin).await.status, 200);

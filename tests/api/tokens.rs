@@ -61,7 +61,9 @@ async fn bad_tokens_are_refused() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(app.app.platform.verifier.kid().to_string());
     for secret in [pem.as_bytes(), spki.as_ref()] {
-        let hs = jsonwebtoken::encode(&header, &claims(&app, &user.id, 600, shared::platform::config::AUDIENCE), &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap();
+        let hs =
+            jsonwebtoken::encode(&header, &claims(&app, &user.id, 600, shared::platform::config::AUDIENCE), &jsonwebtoken::EncodingKey::from_secret(secret))
+                .unwrap();
         assert_eq!(status_with(&app, &hs).await.0, 401);
     }
 

@@ -232,7 +232,12 @@ async fn recovery_codes_work_once_and_regenerating_replaces_them() {
     let full = str_of(&r, "access_token").to_string();
     let challenge = challenge_for(&app, &user.email).await;
     assert_eq!(answer(&app, &challenge, &old[0]).await.status, 401, "a recovery code works once");
-    let login = app.audit_for("user", &user.id).await.into_iter().find(|e| e.action == "auth.login" && e.reason.as_deref().is_some_and(|r| r.contains("recovery code"))).expect("audited");
+    let login = app
+        .audit_for("user", &user.id)
+        .await
+        .into_iter()
+        .find(|e| e.action == "auth.login" && e.reason.as_deref().is_some_and(|r| r.contains("recovery code")))
+        .expect("audited");
     assert!(login.reason.unwrap().contains("9 left"));
 
     // New codes need a current code: a used one is refused.
@@ -428,7 +433,9 @@ async fn bad_input_is_named_and_secrets_are_never_kept_for_idempotency() {
         let app = &app;
         async move { app.call(Method::POST, path, token.as_deref(), Some(body)).await }
     };
-    for (body, field) in [(json!({}), "code"), (json!({ "code": 5 }), "code"), (json!({ "code": "" }), "code"), (json!({ "code": "123456", "extra": 1 }), "extra")] {
+    for (body, field) in
+        [(json!({}), "code"), (json!({ "code": 5 }), "code"), (json!({ "code": "" }), "code"), (json!({ "code": "123456", "extra": 1 }), "extra")]
+    {
         let r = post(VERIFY, Some(token.clone()), body.clone()).await;
         assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec![field.to_string()]), "{body}: {}", r.body);
     }
@@ -439,7 +446,9 @@ async fn bad_input_is_named_and_secrets_are_never_kept_for_idempotency() {
     assert_eq!(post(RECOVERY_CODES, Some(token.clone()), json!({})).await.error_fields(), vec!["code"]);
     assert_eq!(post(DISABLE, Some(token.clone()), json!({ "code": 7 })).await.error_fields(), vec!["code"]);
     assert_eq!(app.call(Method::POST, ENABLE, None, None).await.status, 401);
-    let r = app.call(Method::POST, &format!("/api/v1/admin/users/{}/2fa/reset", user.id), Some(&token), Some(json!({ "code": "", "reason": "x".repeat(501) }))).await;
+    let r = app
+        .call(Method::POST, &format!("/api/v1/admin/users/{}/2fa/reset", user.id), Some(&token), Some(json!({ "code": "", "reason": "x".repeat(501) })))
+        .await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["code".to_string(), "reason".to_string()]));
 
     // Enabling twice with one Idempotency-Key runs twice: a response holding

@@ -13,7 +13,14 @@ use crate::helpers::{PASSWORD, TestApp};
 async fn create_with_password_then_sign_in() {
     let app = TestApp::spawn().await;
     let (_, admin) = app.user(&["admin"]).await;
-    let r = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": " Grace@Example.com ", "name": "Grace", "roles": ["support"], "password": PASSWORD}))).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(&admin),
+            Some(json!({"email": " Grace@Example.com ", "name": "Grace", "roles": ["support"], "password": PASSWORD})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["email"], "grace@example.com");
     assert_eq!(r.body["has_password"], true);
@@ -22,7 +29,8 @@ async fn create_with_password_then_sign_in() {
     assert_eq!(r.headers["location"], format!("/api/v1/admin/users/{id}"));
     assert_eq!(app.login("grace@example.com", PASSWORD).await.status, 200);
 
-    let dup = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "GRACE@example.com", "name": "G2", "password": PASSWORD}))).await;
+    let dup =
+        app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "GRACE@example.com", "name": "G2", "password": PASSWORD}))).await;
     assert_eq!(dup.status, 409, "{}", dup.body);
 
     let audit = app.audit_for("user", &id).await;
@@ -164,7 +172,8 @@ async fn email_change_moves_the_uniqueness_guard() {
     // The old address is free again; the new one is taken.
     let reuse_old = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": a.email, "name": "New", "password": PASSWORD}))).await;
     assert_eq!(reuse_old.status, 201, "{}", reuse_old.body);
-    let reuse_new = app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "moved@example.net", "name": "New", "password": PASSWORD}))).await;
+    let reuse_new =
+        app.call(Method::POST, "/api/v1/admin/users", Some(&admin), Some(json!({"email": "moved@example.net", "name": "New", "password": PASSWORD}))).await;
     assert_eq!(reuse_new.status, 409);
 }
 
@@ -182,7 +191,17 @@ async fn suspend_reactivate_and_soft_delete() {
     assert!(actions.contains(&("user.suspend".into(), Some("chargeback".into()))), "{actions:?}");
     assert!(actions.iter().any(|(a, _)| a == "user.reactivate"));
 
-    let stale = app.send(http::Request::builder().method("DELETE").uri(&path).header("authorization", format!("Bearer {admin}")).header("if-match", "1").body(axum::body::Body::empty()).unwrap()).await;
+    let stale = app
+        .send(
+            http::Request::builder()
+                .method("DELETE")
+                .uri(&path)
+                .header("authorization", format!("Bearer {admin}"))
+                .header("if-match", "1")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(stale.status, 409);
     let deleted = app.call(Method::DELETE, &path, Some(&admin), None).await;
     assert_eq!(deleted.status, 204);

@@ -32,12 +32,24 @@ async fn invalid_bodies_name_the_field() {
     let r = app.call(Method::PUT, &format!("/api/v1/admin/users/{}", target.id), Some(&admin), Some(json!({"version": 1, "status": "deleted"}))).await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["status".to_string()]));
 
-    let r = app.send(http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "application/json").body(Body::from("{not json")).unwrap()).await;
+    let r = app
+        .send(
+            http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "application/json").body(Body::from("{not json")).unwrap(),
+        )
+        .await;
     assert_eq!(r.status, 400);
-    let r = app.send(http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "text/plain").body(Body::from("{}")).unwrap()).await;
+    let r =
+        app.send(http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "text/plain").body(Body::from("{}")).unwrap()).await;
     assert_eq!((r.status.as_u16(), r.error_fields()), (415, vec!["content-type".to_string()]));
 
-    for (query, field) in [("limit=abc", "limit"), ("limit=0", "limit"), ("status=gone", "status"), ("created_from=yesterday", "created_from"), ("role=root", "role"), ("bogus=1", "bogus")] {
+    for (query, field) in [
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("status=gone", "status"),
+        ("created_from=yesterday", "created_from"),
+        ("role=root", "role"),
+        ("bogus=1", "bogus"),
+    ] {
         let r = app.get(&format!("/api/v1/admin/users?{query}"), &admin).await;
         assert_eq!(r.status, 400, "{query}: {}", r.body);
         assert!(r.error_fields().contains(&field.to_string()), "{query}: {}", r.body);

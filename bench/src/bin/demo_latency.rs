@@ -27,11 +27,14 @@ fn repeats() -> usize {
 }
 
 async fn call(router: &Router, method: &str, path: &str, token: &str, body: Option<Value>) -> anyhow::Result<(u16, Value, Duration)> {
-    let request = axum::http::Request::builder().method(method).uri(path).header("authorization", format!("Bearer {token}")).header("content-type", "application/json");
+    let request =
+        axum::http::Request::builder().method(method).uri(path).header("authorization", format!("Bearer {token}")).header("content-type", "application/json");
     let request = request.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))?;
     let started = Instant::now();
     // A stuck call fails the bench instead of hanging it.
-    let response = tokio::time::timeout(Duration::from_secs(600), router.clone().oneshot(request)).await.map_err(|_| anyhow::anyhow!("{path}: no answer within 600 s"))??;
+    let response = tokio::time::timeout(Duration::from_secs(600), router.clone().oneshot(request))
+        .await
+        .map_err(|_| anyhow::anyhow!("{path}: no answer within 600 s"))??;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
     let elapsed = started.elapsed();
@@ -64,7 +67,10 @@ async fn main() -> anyhow::Result<()> {
     let token = app.signer.access_token(&admin, "bench-session", &grant).await?.token;
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("Request latency on the demo data ({demo_users} users; in-process router, moto on loopback), load average {}", load.split_whitespace().next().unwrap_or("?"));
+    println!(
+        "Request latency on the demo data ({demo_users} users; in-process router, moto on loopback), load average {}",
+        load.split_whitespace().next().unwrap_or("?")
+    );
     let exports = [
         ("users, CSV", json!({"dataset": "users", "format": "csv"})),
         ("users active, JSON", json!({"dataset": "users", "format": "json", "filters": {"status": "active"}})),

@@ -152,6 +152,9 @@ async fn child(format: &str) -> anyhow::Result<()> {
     let head = s3.head_object().bucket(&bucket).key(&key).send().await?;
     anyhow::ensure!(head.content_length() == Some(bytes as i64), "uploaded size differs");
     eprintln!("  {format}: end to end {end_to_end:.0} rows/s, {bytes} bytes, sha256 {sha256}");
-    println!("{}", serde_json::json!({ "encode_rows_per_s": encode, "end_to_end_rows_per_s": end_to_end, "bytes": bytes, "parts": parts, "peak_rss_mb": peak_rss_mb() }));
+    println!(
+        "{}",
+        serde_json::json!({ "encode_rows_per_s": encode, "end_to_end_rows_per_s": end_to_end, "bytes": bytes, "parts": parts, "peak_rss_mb": peak_rss_mb() })
+    );
     Ok(())
 }

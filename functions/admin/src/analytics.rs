@@ -10,8 +10,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use shared::platform::error::{Error, Result, aws};
 use shared::domain::rollups::{self, SecurityEvent, day, month, previous_month};
+use shared::platform::error::{Error, Result, aws};
 use shared::store::{Item, Store, s};
 use utoipa::ToSchema;
 
@@ -133,10 +133,7 @@ fn sum_days(counters: &BTreeMap<(String, String), i64>, metric: &str, now: DateT
 
 /// The counters of `metric` by status; statuses nothing is in are left out.
 fn statuses(counters: &BTreeMap<(String, String), i64>, metric: &str, names: &[&str]) -> BTreeMap<String, i64> {
-    names
-        .iter()
-        .filter_map(|s| counters.get(&(metric.to_string(), format!("status#{s}"))).filter(|v| **v != 0).map(|v| (s.to_string(), *v)))
-        .collect()
+    names.iter().filter_map(|s| counters.get(&(metric.to_string(), format!("status#{s}"))).filter(|v| **v != 0).map(|v| (s.to_string(), *v))).collect()
 }
 
 /// Compute the dashboard as of `now`.
@@ -164,10 +161,7 @@ pub async fn dashboard(state: &AdminState, now: DateTime<Utc>) -> Result<Dashboa
         (rollups::ORDERS, today.clone()),
         (rollups::ORDERS, this_month.clone()),
     ]);
-    let ((counters, recent), queues) = tokio::try_join!(
-        rollup_items(store, &keys),
-        state.monitoring.queue_depths(&state.platform.config),
-    )?;
+    let ((counters, recent), queues) = tokio::try_join!(rollup_items(store, &keys), state.monitoring.queue_depths(&state.platform.config),)?;
     let one = |metric: &str, bucket: &str| counters.get(&(metric.to_string(), bucket.to_string())).copied().unwrap_or(0);
     let by_status = statuses(&counters, rollups::USERS, rollups::USER_STATUSES);
     let charts_by_status = statuses(&counters, rollups::CHARTS, rollups::CHART_STATUSES);

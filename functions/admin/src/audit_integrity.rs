@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::audit::chain;
 use shared::audit::digest::{Report, Verified};
-use shared::store::timestamp;
-use shared::platform::error::{Error, Result};
-use shared::http::extract::{ValidJson, ValidQuery};
-use shared::http::Caller;
 use shared::domain::jobs::Job;
+use shared::http::Caller;
+use shared::http::extract::{ValidJson, ValidQuery};
+use shared::platform::error::{Error, Result};
+use shared::store::timestamp;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
@@ -89,7 +89,14 @@ pub async fn verify(State(state): State<AdminState>, ValidQuery(q): ValidQuery<V
         let before = last.as_ref().map(|v| v.entries_verified_to.clone()).unwrap_or_else(|| head.genesis_start.clone());
         let reached = std::cmp::min(until.clone(), head.period_end.clone());
         let entries_verified_to = if after <= before { std::cmp::max(before, reached) } else { before };
-        let verified = Verified { sequence: head.version, digest_id: head.digest_id, hash: head.hash, period_end: head.period_end, entries_verified_to, verified_at: timestamp(now) };
+        let verified = Verified {
+            sequence: head.version,
+            digest_id: head.digest_id,
+            hash: head.hash,
+            period_end: head.period_end,
+            entries_verified_to,
+            verified_at: timestamp(now),
+        };
         if last.as_ref().is_none_or(|v| v.sequence < verified.sequence || v.entries_verified_to < verified.entries_verified_to) {
             chain::remember_verified(store, &verified).await?;
         }

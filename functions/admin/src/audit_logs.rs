@@ -4,17 +4,17 @@
 //! `GET /api/v1/admin/audit-logs/{entry_id}`: one entry. Personal data inside
 //! entries is masked for principals without `pii:read`.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
 use axum::extract::{Path, State};
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::platform::error::{Error, Result};
-use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::Principal;
+use shared::http::extract::{ValidQuery, page_limit};
 use shared::identity::rbac::Permission;
+use shared::platform::error::{Error, Result};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{QuerySpec, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
@@ -160,9 +160,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
         }
         let first_day = from.date_naive();
         let (mut day, mut start) = match position {
-            Some(Position::Day { day, key }) => {
-                (NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| Error::field("cursor", "invalid cursor"))?, key)
-            }
+            Some(Position::Day { day, key }) => (NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| Error::field("cursor", "invalid cursor"))?, key),
             None => (to.date_naive(), None),
             Some(_) => return Err(Error::field("cursor", "invalid or expired cursor; start again without one")),
         };
@@ -179,7 +177,10 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
             }
             start = last.as_ref().map(position_of).transpose()?;
             if start.is_none() {
-                day = match day.pred_opt() { Some(d) => d, None => break None };
+                day = match day.pred_opt() {
+                    Some(d) => d,
+                    None => break None,
+                };
             }
             let full = items.len() >= limit as usize;
             if full || reads >= MAX_READS_PER_PAGE {
@@ -236,7 +237,10 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
     // Entry ids are UUIDv7: their millisecond timestamp names the day
     // partition and a narrow sort-key window inside it, so no lookup item
     // is needed (one Query of a few seconds of entries per day touched).
-    let id = uuid::Uuid::parse_str(&entry_id).ok().filter(|u| u.get_version_num() == 7).ok_or_else(|| Error::field("entry_id", "must be a UUIDv7 audit entry id"))?;
+    let id = uuid::Uuid::parse_str(&entry_id)
+        .ok()
+        .filter(|u| u.get_version_num() == 7)
+        .ok_or_else(|| Error::field("entry_id", "must be a UUIDv7 audit entry id"))?;
     let (secs, nanos) = id.get_timestamp().ok_or_else(|| Error::field("entry_id", "must be a UUIDv7 audit entry id"))?.to_unix();
     let at = DateTime::from_timestamp(secs as i64, nanos).ok_or_else(|| Error::field("entry_id", "timestamp out of range"))?;
     let window = Duration::seconds(ID_CLOCK_WINDOW_SECONDS);
@@ -247,7 +251,12 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
         let spec = QuerySpec {
             key_condition: "pk = :pk AND sk BETWEEN :lower AND :upper",
             filter: "id = :id",
-            values: vec![(":pk", s(format!("AUDIT#{}", day.format("%Y-%m-%d")))), (":lower", s(lower.clone())), (":upper", s(upper.clone())), (":id", s(entry_id.clone()))],
+            values: vec![
+                (":pk", s(format!("AUDIT#{}", day.format("%Y-%m-%d")))),
+                (":lower", s(lower.clone())),
+                (":upper", s(upper.clone())),
+                (":id", s(entry_id.clone())),
+            ],
             forward: true,
             ..QuerySpec::default()
         };

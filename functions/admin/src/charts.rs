@@ -3,22 +3,22 @@
 //! history, and moderation of one chart or up to `limits.bulk_cap` at once.
 //! The decision itself lives in `moderation`.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
 use axum::extract::{Path, State};
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
-use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::platform::error::{Error, FieldError, Result};
-use shared::http::extract::{ValidJson, ValidQuery, page_limit};
-use shared::http::Caller;
 use shared::domain::system_settings::{ModerationReason, Settings};
+use shared::http::Caller;
+use shared::http::extract::{ValidJson, ValidQuery, page_limit};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::moderation::{self, Decision, Refusal};
 use crate::AdminState;
+use crate::moderation::{self, Decision, Refusal};
 use crate::users::{MAX_READS_PER_PAGE, parse_time};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -173,13 +173,8 @@ pub async fn queue(State(state): State<AdminState>, ValidQuery(q): ValidQuery<Qu
         if lanes[lane_no].done {
             continue;
         }
-        let spec = QuerySpec {
-            index: Some("gsi2"),
-            key_condition: "gsi2pk = :pk",
-            values: vec![(":pk", s(status.partition()))],
-            forward: true,
-            ..Default::default()
-        };
+        let spec =
+            QuerySpec { index: Some("gsi2"), key_condition: "gsi2pk = :pk", values: vec![(":pk", s(status.partition()))], forward: true, ..Default::default() };
         let (page, last) = state.platform.store.query_page(&spec, lanes[lane_no].after.as_ref().map(key_of), limit).await?;
         fetched[lane_no] = page.len();
         more[lane_no] = last.is_some();
@@ -267,7 +262,12 @@ pub struct ModerateChart {
         (status = 404, description = "No such chart", body = shared::platform::error::Problem),
         (status = 409, description = "Stale version, or the action does not apply in the chart's state", body = shared::platform::error::Problem),
     ))]
-pub async fn moderate(State(state): State<AdminState>, caller: Caller, Path(chart_id): Path<String>, ValidJson(body): ValidJson<ModerateChart>) -> Result<Json<Chart>> {
+pub async fn moderate(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(chart_id): Path<String>,
+    ValidJson(body): ValidJson<ModerateChart>,
+) -> Result<Json<Chart>> {
     let settings = state.platform.settings.current().await?;
     let reason = check_reason(&settings.settings, &body.reason, body.note.as_deref())?;
     let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: body.version };

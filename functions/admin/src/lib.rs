@@ -122,7 +122,6 @@ pub struct ApiDoc;
 /// The errors every route can answer, from the route table (`shared::http::openapi`).
 static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);
 
-
 /// The audit chain reader over this function's table, the digest bucket
 /// and the audit digest key.
 pub fn audit_chain_reader(platform: &Platform, clients: &shared::platform::aws::Clients) -> shared::audit::chain::ChainReader {

@@ -6,11 +6,10 @@
 use shared::audit::Journal;
 use shared::audit::{Actor, AuditEntry};
 use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
-use shared::platform::error::Error;
 use shared::domain::jobs::{ChartModerationEmail, Job};
 use shared::domain::system_settings::ModerationReason;
+use shared::platform::error::Error;
 use shared::store::{Write, timestamp};
-
 
 /// What a moderator decided about one chart.
 #[derive(Debug, Clone)]
@@ -87,7 +86,12 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
         .action
         .notifies_owner()
         .then(|| {
-            let email = ChartModerationEmail { chart_id: next.id.clone(), action: decision.action.as_str().into(), reason: decision.reason.code.clone(), reason_label: decision.reason.label.clone() };
+            let email = ChartModerationEmail {
+                chart_id: next.id.clone(),
+                action: decision.action.as_str().into(),
+                reason: decision.reason.code.clone(),
+                reason_label: decision.reason.label.clone(),
+            };
             Job::of(&actor.id, &email)
         })
         .transpose()
@@ -99,7 +103,10 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
         Some(note) => format!("{}: {note}", decision.reason.code),
         None => decision.reason.code.clone(),
     };
-    let audit = AuditEntry::new(actor, &format!("chart.{}", decision.action.as_str()), "chart", &current.id).about(&current.owner_id).changes(Some(&current), Some(&next)).reason(why);
+    let audit = AuditEntry::new(actor, &format!("chart.{}", decision.action.as_str()), "chart", &current.id)
+        .about(&current.owner_id)
+        .changes(Some(&current), Some(&next))
+        .reason(why);
     match store.commit(writes, &audit).await {
         Ok(()) => Ok(Moderated { chart: next, notice }),
         // The chart's versioned put is the only write that can conflict.

@@ -57,7 +57,11 @@ impl Monitoring {
                 .map_err(aws("sqs GetQueueAttributes"))?;
             let attrs = out.attributes.unwrap_or_default();
             let get = |a: A| attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0);
-            Ok::<_, shared::Error>(QueueDepth { name: name.to_string(), visible: get(A::ApproximateNumberOfMessages), in_flight: get(A::ApproximateNumberOfMessagesNotVisible) })
+            Ok::<_, shared::Error>(QueueDepth {
+                name: name.to_string(),
+                visible: get(A::ApproximateNumberOfMessages),
+                in_flight: get(A::ApproximateNumberOfMessagesNotVisible),
+            })
         });
         futures::future::try_join_all(checks).await
     }

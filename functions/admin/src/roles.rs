@@ -11,20 +11,20 @@
 use shared::audit::Journal;
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::platform::error::{Error, FieldError, Result};
 use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal};
 use shared::identity::rbac::{BuiltinRole, PermissionSet};
 use shared::identity::roles::{self, Catalog, CustomRole, MAX_CUSTOM_ROLES, PARTITION};
-use shared::store::{Store, Write, n, s};
 use shared::identity::users::{User, UserStatus, check_roles};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::{Store, Write, n, s};
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -108,7 +108,15 @@ fn grantable(principal: &Principal, catalog: &Catalog) -> PermissionSet {
 /// missing permission. Not route access (the route's rule already admitted
 /// the caller): a bound on what the change may grant, which depends on the
 /// stored roles it names, so it cannot be decided from the request alone.
-pub(crate) async fn check_grant(store: &Journal, caller: &Caller, catalog: &Catalog, needed: PermissionSet, action: &str, target_type: &str, target_id: &str) -> Result<()> {
+pub(crate) async fn check_grant(
+    store: &Journal,
+    caller: &Caller,
+    catalog: &Catalog,
+    needed: PermissionSet,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+) -> Result<()> {
     let Some(missing) = needed.first_missing_from(grantable(&caller.principal, catalog)) else {
         return Ok(());
     };
@@ -178,11 +186,7 @@ async fn load_custom(store: &Store, name: &str) -> Result<CustomRole> {
     ))]
 pub async fn list(State(state): State<AdminState>) -> Result<Json<RoleList>> {
     let catalog = state.platform.roles.fresh().await?;
-    let items = BuiltinRole::ALL
-        .iter()
-        .map(|r| RoleView::builtin(*r))
-        .chain(catalog.custom_roles().into_iter().map(|r| RoleView::custom(r.clone())))
-        .collect();
+    let items = BuiltinRole::ALL.iter().map(|r| RoleView::builtin(*r)).chain(catalog.custom_roles().into_iter().map(|r| RoleView::custom(r.clone()))).collect();
     Ok(Json(RoleList { items }))
 }
 
@@ -270,7 +274,12 @@ pub struct UpdateRole {
         (status = 404, description = "No such role", body = shared::platform::error::Problem),
         (status = 409, description = "Version conflict, or a built-in role", body = shared::platform::error::Problem),
     ))]
-pub async fn update(State(state): State<AdminState>, caller: Caller, Path(name): Path<String>, ValidJson(body): ValidJson<UpdateRole>) -> Result<Json<RoleView>> {
+pub async fn update(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ValidJson(body): ValidJson<UpdateRole>,
+) -> Result<Json<RoleView>> {
     let mut errors: Vec<FieldError> = Vec::new();
     if let Some(description) = &body.description {
         errors.extend(roles::check_description("description", description));
@@ -326,7 +335,9 @@ fn update_write(table: &str, next: &CustomRole, expected: u64) -> Result<Write> 
         .table_name(table)
         .key("pk", s(PARTITION))
         .key("sk", s(CustomRole::sort_key(&next.name)))
-        .update_expression("SET #description = :description, #permissions = :permissions, #require_2fa = :require_2fa, #version = :version, #updated_at = :updated_at")
+        .update_expression(
+            "SET #description = :description, #permissions = :permissions, #require_2fa = :require_2fa, #version = :version, #updated_at = :updated_at",
+        )
         .condition_expression("#version = :expected")
         .expression_attribute_names("#description", "description")
         .expression_attribute_names("#permissions", "permissions")
@@ -363,7 +374,12 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(name):
     let store = &state.platform.store;
     let current = load_custom(store, &name).await?;
     if let Some(expected) = headers.get(header::IF_MATCH) {
-        let expected = expected.to_str().ok().map(|v| v.trim_matches('"')).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| Error::field("If-Match", "must be the role's version number"))?;
+        let expected = expected
+            .to_str()
+            .ok()
+            .map(|v| v.trim_matches('"'))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::field("If-Match", "must be the role's version number"))?;
         if expected != current.version {
             return Err(Error::Conflict(format!("the role was changed (version {} now, {expected} sent); reload and retry", current.version)));
         }
@@ -417,7 +433,12 @@ pub struct AssignRoles {
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
         (status = 409, description = "Version conflict, the user is deleted, or a role was deleted meanwhile", body = shared::platform::error::Problem),
     ))]
-pub async fn assign(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<AssignRoles>) -> Result<Json<UserView>> {
+pub async fn assign(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ValidJson(body): ValidJson<AssignRoles>,
+) -> Result<Json<UserView>> {
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(Error::field("reason", "at most 500 characters"));
     }

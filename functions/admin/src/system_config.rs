@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::platform::error::{Error, FieldError, Result};
-use shared::http::extract::{ValidJson, ValidQuery, page_limit};
-use shared::http::Caller;
 use shared::domain::system_settings::{self, ModerationReason, Settings, SettingsVersion};
+use shared::http::Caller;
+use shared::http::extract::{ValidJson, ValidQuery, page_limit};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
@@ -106,7 +106,14 @@ fn check_reason(reason: &str) -> Option<FieldError> {
 
 /// Store `settings` as the version after `current` (refused with 409 if
 /// someone else got there first), with its history item and audit entry.
-async fn commit_version(state: &AdminState, caller: &Caller, current: &SettingsVersion, settings: Settings, reason: &str, rolled_back_to: Option<u64>) -> Result<SettingsVersion> {
+async fn commit_version(
+    state: &AdminState,
+    caller: &Caller,
+    current: &SettingsVersion,
+    settings: Settings,
+    reason: &str,
+    rolled_back_to: Option<u64>,
+) -> Result<SettingsVersion> {
     let next = system_settings::commit(&state.platform.store, &caller.actor(), current, settings, reason, rolled_back_to).await?;
     state.platform.settings.remember(next.clone()).await;
     Ok(next)
@@ -196,6 +203,7 @@ pub async fn rollback(State(state): State<AdminState>, caller: Caller, ValidJson
     if body.version >= current.version {
         return Err(Error::field("version", format!("must be an earlier version than the current {}", current.version)));
     }
-    let target = system_settings::load_version(store, body.version).await?.ok_or_else(|| Error::NotFound(format!("no configuration version {}", body.version)))?;
+    let target =
+        system_settings::load_version(store, body.version).await?.ok_or_else(|| Error::NotFound(format!("no configuration version {}", body.version)))?;
     Ok(Json(commit_version(&state, &caller, &current, target.settings, &body.reason, Some(body.version)).await?))
 }

@@ -75,11 +75,20 @@ pub async fn check_all(state: &AdminState) -> Health {
         }
     });
     let buckets = futures::future::join_all([("exports", &config.exports_bucket), ("audit", &config.audit_bucket)].map(|(name, bucket)| {
-        check(format!("bucket:{name}"), false, async move { m.s3.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(|e| shared::platform::error::error_chain(&e)) })
+        check(format!("bucket:{name}"), false, async move {
+            m.s3.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(|e| shared::platform::error::error_chain(&e))
+        })
     }));
     let queue_checks = futures::future::join_all(queues(config).map(|(name, url)| {
         check(format!("queue:{name}"), false, async move {
-            m.sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await.map(|_| ()).map_err(|e| shared::platform::error::error_chain(&e))
+            m.sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| shared::platform::error::error_chain(&e))
         })
     }));
     let keys = futures::future::join_all([("data", &config.data_key_id), ("signing", &config.signing_key_id)].map(|(name, key)| {

@@ -12,8 +12,8 @@ use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use shared::platform::error::{Error, Result, aws};
 use shared::http::extract::ValidQuery;
+use shared::platform::error::{Error, Result, aws};
 use shared::platform::telemetry::MetricsRing;
 use utoipa::{IntoParams, ToSchema};
 
@@ -119,7 +119,11 @@ impl MetricsSource for LocalMetrics {
                 .into_iter()
                 .map(|(function, (requests, errors, mut latencies))| {
                     latencies.sort_by(f64::total_cmp);
-                    let latency = (!latencies.is_empty()).then(|| Percentiles { p50: percentile(&latencies, 50.0), p95: percentile(&latencies, 95.0), p99: percentile(&latencies, 99.0) });
+                    let latency = (!latencies.is_empty()).then(|| Percentiles {
+                        p50: percentile(&latencies, 50.0),
+                        p95: percentile(&latencies, 95.0),
+                        p99: percentile(&latencies, 99.0),
+                    });
                     function_metrics(function, requests, errors, latency)
                 })
                 .collect())
@@ -137,7 +141,10 @@ impl MetricsSource for LocalMetrics {
                     .send()
                     .await
                     .map_err(aws("sqs GetQueueAttributes"))?;
-                let visible = out.attributes.and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).and_then(|v| v.parse().ok())).unwrap_or(0);
+                let visible = out
+                    .attributes
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).and_then(|v| v.parse().ok()))
+                    .unwrap_or(0);
                 Ok::<_, Error>(QueueMetrics { name: name.to_string(), max_visible: visible })
             });
             futures::future::try_join_all(depths).await
@@ -170,7 +177,12 @@ impl CloudWatchMetrics {
         self.client.get_or_init(|| aws_sdk_cloudwatch::Client::new(&self.sdk))
     }
 
-    async fn metric_data(&self, from: DateTime<Utc>, to: DateTime<Utc>, queries: Vec<aws_sdk_cloudwatch::types::MetricDataQuery>) -> Result<Vec<aws_sdk_cloudwatch::types::MetricDataResult>> {
+    async fn metric_data(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        queries: Vec<aws_sdk_cloudwatch::types::MetricDataQuery>,
+    ) -> Result<Vec<aws_sdk_cloudwatch::types::MetricDataResult>> {
         use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
         let mut results = Vec::new();
         let mut next = None;
@@ -203,7 +215,13 @@ impl MetricsSource for CloudWatchMetrics {
         Box::pin(async move {
             use aws_sdk_cloudwatch::types::MetricDataQuery;
             let period = whole_range_period(from, to);
-            let stats = [("requests", "Requests", "Sum"), ("errors", "ServerErrors", "Sum"), ("p50", "Latency", "p50"), ("p95", "Latency", "p95"), ("p99", "Latency", "p99")];
+            let stats = [
+                ("requests", "Requests", "Sum"),
+                ("errors", "ServerErrors", "Sum"),
+                ("p50", "Latency", "p50"),
+                ("p95", "Latency", "p95"),
+                ("p99", "Latency", "p99"),
+            ];
             let queries = stats
                 .iter()
                 .map(|(id, metric, stat)| {
@@ -249,7 +267,11 @@ impl MetricsSource for CloudWatchMetrics {
                         .metric_name("ApproximateNumberOfMessagesVisible")
                         .dimensions(Dimension::builder().name("QueueName").value(queue_name).build())
                         .build();
-                    MetricDataQuery::builder().id(format!("q{i}")).metric_stat(MetricStat::builder().metric(metric).period(period).stat("Maximum").build()).return_data(true).build()
+                    MetricDataQuery::builder()
+                        .id(format!("q{i}"))
+                        .metric_stat(MetricStat::builder().metric(metric).period(period).stat("Maximum").build())
+                        .return_data(true)
+                        .build()
                 })
                 .collect();
             let results = self.metric_data(from, to, queries).await?;
@@ -267,9 +289,7 @@ impl MetricsSource for CloudWatchMetrics {
 }
 
 fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
-    value
-        .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time")))
-        .transpose()
+    value.map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time"))).transpose()
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/system/metrics", tag = "system", params(MetricsQuery), security(("bearer" = [])),

@@ -9,11 +9,11 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::audit::{AuditEntry, Outcome};
-use shared::platform::error::{Error, FieldError, Result};
-use shared::http::extract::ValidJson;
-use shared::http::Caller;
 use shared::domain::jobs::{Job, SecurityEmail, SecurityEvent};
+use shared::http::Caller;
+use shared::http::extract::ValidJson;
 use shared::identity::two_factor::{self, MfaRecord};
+use shared::platform::error::{Error, FieldError, Result};
 use shared::store::timestamp;
 use utoipa::ToSchema;
 
@@ -46,7 +46,12 @@ pub struct TwoFactorReset {
         (status = 404, description = "No such user, or the user has no 2FA", body = shared::platform::error::Problem),
         (status = 409, description = "Your own account (use /auth/2fa/disable), or a concurrent change", body = shared::platform::error::Problem),
     ))]
-pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<ResetTwoFactor>) -> Result<Json<TwoFactorReset>> {
+pub async fn reset(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ValidJson(body): ValidJson<ResetTwoFactor>,
+) -> Result<Json<TwoFactorReset>> {
     let code = body.code.trim();
     let mut errors = Vec::new();
     if code.is_empty() || code.len() > 16 {
@@ -69,7 +74,8 @@ pub async fn reset(State(state): State<AdminState>, caller: Caller, Path(user_id
         return deny("no 2FA of their own", Error::MfaRequired("resetting another user's 2FA needs 2FA on your own account; enable it first".into())).await;
     };
     if !caller.principal.used_second_factor() {
-        return deny("session not signed in with a second factor", Error::MfaRequired("sign in with your second factor to reset another user's 2FA".into())).await;
+        return deny("session not signed in with a second factor", Error::MfaRequired("sign in with your second factor to reset another user's 2FA".into()))
+            .await;
     }
     let target = load(&state, &user_id).await?;
     if target.id == *admin_id {

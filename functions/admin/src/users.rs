@@ -4,22 +4,22 @@
 //! lockout (`.../{user_id}/unlock`). Every change is audited in its own
 //! transaction.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::platform::crypto::hash_password;
-use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::platform::error::{Error, FieldError, Result};
+use shared::domain::jobs::Job;
 use shared::http::extract::{ValidJson, ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
-use shared::domain::jobs::Job;
 use shared::identity::rbac::Permission;
-use shared::store::{Write, s, timestamp};
 use shared::identity::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
+use shared::platform::crypto::hash_password;
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::store::{Write, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AdminState, masking, roles};
@@ -317,7 +317,12 @@ pub struct UpdateUser {
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
         (status = 409, description = "Version conflict, email in use, or user deleted", body = shared::platform::error::Problem),
     ))]
-pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<UpdateUser>) -> Result<Json<UserView>> {
+pub async fn update(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ValidJson(body): ValidJson<UpdateUser>,
+) -> Result<Json<UserView>> {
     let mut errors = Vec::new();
     if let Some(name) = &body.name {
         errors.extend(check_name("name", name));
@@ -353,25 +358,30 @@ pub async fn update(State(state): State<AdminState>, caller: Caller, Path(user_i
         holder_writes = roles::judge_role_change(&state, &caller, &current, roles, "user.update").await?;
         next.roles = roles.clone();
     }
-    if let Some(status) = body.status {
-        if status != current.status {
-            if user_id == caller.principal.user_id {
-                return Err(Error::field("status", "you cannot suspend or reactivate yourself"));
-            }
-            if current.status == UserStatus::Invited && status == UserStatus::Active {
-                return Err(Error::field("status", "an invited user becomes active by accepting the invitation"));
-            }
-            next.status = status;
+    if let Some(status) = body.status
+        && status != current.status
+    {
+        if user_id == caller.principal.user_id {
+            return Err(Error::field("status", "you cannot suspend or reactivate yourself"));
         }
+        if current.status == UserStatus::Invited && status == UserStatus::Active {
+            return Err(Error::field("status", "an invited user becomes active by accepting the invitation"));
+        }
+        next.status = status;
     }
     let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
-    if let Some(email) = &email {
-        if email.as_str() != current.email {
-            next.email = email.to_string();
-            writes[0] = Write::put_versioned(&store.table, next.to_item()?, current.version)?;
-            writes.push(Write::put_new(&store.table, next.guard_item(), User::email_taken())?);
-            writes.push(Write::delete_existing(&store.table, &User::guard_pk(&current.email), "GUARD", Error::Conflict("the user was changed; reload and retry".into()))?);
-        }
+    if let Some(email) = &email
+        && email.as_str() != current.email
+    {
+        next.email = email.to_string();
+        writes[0] = Write::put_versioned(&store.table, next.to_item()?, current.version)?;
+        writes.push(Write::put_new(&store.table, next.guard_item(), User::email_taken())?);
+        writes.push(Write::delete_existing(
+            &store.table,
+            &User::guard_pk(&current.email),
+            "GUARD",
+            Error::Conflict("the user was changed; reload and retry".into()),
+        )?);
     }
     writes.extend(holder_writes);
     let action = match (current.status, next.status) {
@@ -408,7 +418,12 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_i
         return Err(Error::Conflict("the user is already deleted".into()));
     }
     if let Some(expected) = headers.get(header::IF_MATCH) {
-        let expected = expected.to_str().ok().map(|v| v.trim_matches('"')).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| Error::field("If-Match", "must be the user's version number"))?;
+        let expected = expected
+            .to_str()
+            .ok()
+            .map(|v| v.trim_matches('"'))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::field("If-Match", "must be the user's version number"))?;
         if expected != current.version {
             return Err(Error::Conflict(format!("the user was changed (version {} now, {expected} sent); reload and retry", current.version)));
         }
@@ -450,11 +465,23 @@ pub struct UnlockResponse {
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
         (status = 409, description = "An attempt changed the counters meanwhile; retry", body = shared::platform::error::Problem),
     ))]
-pub async fn unlock(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, ValidJson(body): ValidJson<UnlockRequest>) -> Result<Json<UnlockResponse>> {
+pub async fn unlock(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    ValidJson(body): ValidJson<UnlockRequest>,
+) -> Result<Json<UnlockResponse>> {
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(Error::field("reason", "at most 500 characters"));
     }
     let user = load(&state, &user_id).await?;
-    let unlocked = shared::identity::rate_limits::unlock_account(&state.platform.store, &state.platform.config.rate_limits, &user, &caller.actor(), body.reason.as_deref()).await?;
+    let unlocked = shared::identity::rate_limits::unlock_account(
+        &state.platform.store,
+        &state.platform.config.rate_limits,
+        &user,
+        &caller.actor(),
+        body.reason.as_deref(),
+    )
+    .await?;
     Ok(Json(UnlockResponse { user_id: user.id, was_locked: unlocked.was_locked, cleared: unlocked.cleared }))
 }

@@ -13,10 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::platform::error::{Error, Result};
 use shared::http::Caller;
-use shared::store::{Item, Store, Write, attr_s, from_item, s, timestamp, to_item};
 use shared::identity::users::{self, User};
+use shared::platform::error::{Error, Result};
+use shared::store::{Item, Store, Write, attr_s, from_item, s, timestamp, to_item};
 use utoipa::ToSchema;
 
 use crate::AuthState;

@@ -6,12 +6,12 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
+use shared::http::RequestMeta;
+use shared::http::extract::ValidJson;
+use shared::identity::users::{self, UserStatus, check_password};
 use shared::platform::crypto::{hash_password, sha256_hex};
 use shared::platform::error::{Error, Result};
-use shared::http::extract::ValidJson;
-use shared::http::RequestMeta;
 use shared::store::Write;
-use shared::identity::users::{self, UserStatus, check_password};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -77,4 +77,3 @@ pub async fn accept(State(state): State<AuthState>, meta: RequestMeta, ValidJson
     store.commit(writes, &audit).await?;
     Ok(Json(AcceptResponse { user_id: user.id, status: UserStatus::Active }))
 }
-

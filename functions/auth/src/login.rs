@@ -5,19 +5,19 @@
 //! audited with its real reason. `finish_login` is the common end of every
 //! sign-in method (password here, OAuth elsewhere).
 
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use axum::Json;
 use axum::extract::State;
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use shared::platform::crypto::{dummy_password_hash, sha256_hex, verify_password};
-use shared::platform::error::{Error, Result};
-use shared::http::extract::ValidJson;
 use shared::http::RequestMeta;
+use shared::http::extract::ValidJson;
 use shared::identity::rate_limits::{self, Action, Limit};
-use shared::store::{Write, s, timestamp};
 use shared::identity::token::{SessionGrant, amr};
 use shared::identity::users::{self, Email, User, UserStatus};
+use shared::platform::crypto::{dummy_password_hash, sha256_hex, verify_password};
+use shared::platform::error::{Error, Result};
+use shared::store::{Write, s, timestamp};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -68,7 +68,14 @@ pub async fn finish_login(state: &AuthState, user: &User, meta: &RequestMeta, am
 /// Start a session for a user who passed every factor: the session, its
 /// first refresh token and `last_login_at`, committed with `writes` and
 /// `audit` in one transaction; then the access token.
-pub(crate) async fn sign_in(state: &AuthState, user: &User, meta: &RequestMeta, grant: SessionGrant, mut writes: Vec<Write>, audit: AuditEntry) -> Result<TokenResponse> {
+pub(crate) async fn sign_in(
+    state: &AuthState,
+    user: &User,
+    meta: &RequestMeta,
+    grant: SessionGrant,
+    mut writes: Vec<Write>,
+    audit: AuditEntry,
+) -> Result<TokenResponse> {
     let store = &state.platform.store;
     let (family, refresh_token, session_writes) = sessions::start(&store.table, user, meta, &grant)?;
     writes.extend(session_writes);
@@ -92,7 +99,14 @@ pub async fn login(State(state): State<AuthState>, meta: RequestMeta, ValidJson(
     }
     // Before any password check, so a locked account costs no argon2 time;
     // unknown emails are limited like known ones (nothing is revealed).
-    let attempt = rate_limits::guard(&state.platform.store, &state.platform.config.rate_limits, &[Limit::account(body.email.as_str()), Limit::ip(meta.source_ip.as_deref())], Action::Login, &meta.actor("anonymous")).await?;
+    let attempt = rate_limits::guard(
+        &state.platform.store,
+        &state.platform.config.rate_limits,
+        &[Limit::account(body.email.as_str()), Limit::ip(meta.source_ip.as_deref())],
+        Action::Login,
+        &meta.actor("anonymous"),
+    )
+    .await?;
     let user = users::find_by_email(store, &body.email).await?;
     let Some(user) = user else {
         let _ = verify_password(&body.password, dummy_password_hash());

@@ -11,29 +11,29 @@
 //! `OAUTHLINK#sha256(token) / LINK`. Both expire through `ttl` and are also
 //! checked explicitly (DynamoDB deletes expired items only eventually).
 
-use shared::audit::Journal;
+use aws_sdk_dynamodb::types::ReturnValue;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
-use aws_sdk_dynamodb::types::ReturnValue;
 use oauth2::basic::BasicErrorResponse;
 use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RequestTokenError, Scope, TokenResponse as _};
 use serde::{Deserialize, Serialize};
+use shared::audit::Journal;
 use shared::audit::{AuditEntry, Outcome};
+use shared::http::RequestMeta;
+use shared::http::extract::{ValidJson, ValidQuery};
+use shared::identity::users::{self, Email, User, UserStatus, check_name};
 use shared::platform::crypto::{Sealed, dummy_password_hash, random_token, sha256_hex, verify_password};
 use shared::platform::error::{Error, Result};
-use shared::http::extract::{ValidJson, ValidQuery};
-use shared::http::RequestMeta;
 use shared::store::{Store, Write, from_item, s, timestamp, to_item};
-use shared::identity::users::{self, Email, User, UserStatus, check_name};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AuthState;
 use crate::identities::{self, Identity};
 use crate::login::{LoginOutcome, finish_login};
-use shared::identity::token::amr;
 use crate::providers::{ExternalIdentity, HttpError, Provider};
+use shared::identity::token::amr;
 
 /// How long a started sign-in, and an offered link, stay usable.
 pub const ATTEMPT_SECONDS: i64 = 600;
@@ -197,7 +197,12 @@ pub enum CallbackOutcome {
         (status = 409, description = "The identity or email was taken concurrently", body = shared::platform::error::Problem),
         (status = 422, description = "The provider vouched for no email address", body = shared::platform::error::Problem),
     ))]
-pub async fn callback(State(state): State<AuthState>, meta: RequestMeta, Path(name): Path<String>, ValidQuery(params): ValidQuery<CallbackParams>) -> Result<Json<CallbackOutcome>> {
+pub async fn callback(
+    State(state): State<AuthState>,
+    meta: RequestMeta,
+    Path(name): Path<String>,
+    ValidQuery(params): ValidQuery<CallbackParams>,
+) -> Result<Json<CallbackOutcome>> {
     finish(&state, &meta, &name, params).await.map(Json)
 }
 
@@ -212,7 +217,13 @@ pub async fn callback(State(state): State<AuthState>, meta: RequestMeta, Path(na
         (status = 401, description = "As for GET", body = shared::platform::error::Problem),
         (status = 404, description = "No such provider is configured", body = shared::platform::error::Problem),
     ))]
-pub async fn callback_form(State(state): State<AuthState>, meta: RequestMeta, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<CallbackOutcome>> {
+pub async fn callback_form(
+    State(state): State<AuthState>,
+    meta: RequestMeta,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<CallbackOutcome>> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -284,14 +295,26 @@ async fn finish(state: &AuthState, meta: &RequestMeta, name: &str, params: Callb
     let attempt = match take_attempt(store, raw_state).await? {
         Ok(attempt) => attempt,
         Err(NoAttempt::AlreadyUsed) => {
-            return Err(refuse(store, meta, name, Outcome::Denied, "replayed state", bad_state("this OAuth state was already used (a replayed callback)")).await);
+            return Err(
+                refuse(store, meta, name, Outcome::Denied, "replayed state", bad_state("this OAuth state was already used (a replayed callback)")).await
+            );
         }
         Err(NoAttempt::Unknown) => {
-            return Err(refuse(store, meta, name, Outcome::Denied, "unknown state", bad_state("unknown OAuth state: this sign-in was not started here, or has expired")).await);
+            return Err(refuse(
+                store,
+                meta,
+                name,
+                Outcome::Denied,
+                "unknown state",
+                bad_state("unknown OAuth state: this sign-in was not started here, or has expired"),
+            )
+            .await);
         }
     };
     if attempt.provider != name {
-        return Err(refuse(store, meta, name, Outcome::Denied, "state of another provider", bad_state("this OAuth state was issued for another provider")).await);
+        return Err(
+            refuse(store, meta, name, Outcome::Denied, "state of another provider", bad_state("this OAuth state was issued for another provider")).await
+        );
     }
     if attempt.expires_at < chrono::Utc::now().timestamp() {
         return Err(refuse(store, meta, name, Outcome::Denied, "expired state", bad_state("this sign-in took longer than 10 minutes")).await);
@@ -302,12 +325,22 @@ async fn finish(state: &AuthState, meta: &RequestMeta, name: &str, params: Callb
             None => printable(error),
         };
         let reason = format!("provider error {detail}");
-        return Err(refuse(store, meta, name, Outcome::Failure, &reason, Error::BadRequest(format!("the provider did not authorize the sign-in ({detail})"))).await);
+        return Err(
+            refuse(store, meta, name, Outcome::Failure, &reason, Error::BadRequest(format!("the provider did not authorize the sign-in ({detail})"))).await
+        );
     }
     if let (Some(iss), Some(oidc)) = (&params.iss, &provider.oidc) {
         // RFC 9207: a response from another issuer is a mix-up attack.
         if *iss != oidc.issuer {
-            return Err(refuse(store, meta, name, Outcome::Denied, "issuer mismatch", Error::BadRequest("the authorization response names another issuer".into())).await);
+            return Err(refuse(
+                store,
+                meta,
+                name,
+                Outcome::Denied,
+                "issuer mismatch",
+                Error::BadRequest("the authorization response names another issuer".into()),
+            )
+            .await);
         }
     }
     let code = params.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096).ok_or_else(|| Error::field("code", "required (1 to 4096 characters)"))?;
@@ -320,11 +353,8 @@ async fn finish(state: &AuthState, meta: &RequestMeta, name: &str, params: Callb
         async move { http.send(request).await }
     };
     let client = provider.oauth_client(&attempt.redirect_uri)?;
-    let exchanged = client
-        .exchange_code(AuthorizationCode::new(code.to_string()))
-        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-        .request_async(&send)
-        .await;
+    let exchanged =
+        client.exchange_code(AuthorizationCode::new(code.to_string())).set_pkce_verifier(PkceCodeVerifier::new(verifier)).request_async(&send).await;
     let tokens = match exchanged {
         Ok(tokens) => tokens,
         Err(err) => {
@@ -367,7 +397,8 @@ async fn finish(state: &AuthState, meta: &RequestMeta, name: &str, params: Callb
 /// A refused code exchange: the reason to record and the answer.
 fn code_refused(err: RequestTokenError<HttpError, BasicErrorResponse>) -> (String, Error) {
     let refused = |detail: String| {
-        let message = format!("the provider refused the authorization code ({detail}): it may have expired or been used already, or the PKCE verifier did not match");
+        let message =
+            format!("the provider refused the authorization code ({detail}): it may have expired or been used already, or the PKCE verifier did not match");
         (format!("code refused: {detail}"), Error::Unauthorized(message))
     };
     match err {
@@ -473,7 +504,12 @@ pub struct ConfirmLink {
         (status = 401, description = "Unknown, used or expired link token; wrong password (the token is spent); another account's token", body = shared::platform::error::Problem),
         (status = 409, description = "The account already has an identity of this provider, or the identity was linked elsewhere", body = shared::platform::error::Problem),
     ))]
-pub async fn confirm_link(State(state): State<AuthState>, meta: RequestMeta, headers: HeaderMap, ValidJson(body): ValidJson<ConfirmLink>) -> Result<Json<LoginOutcome>> {
+pub async fn confirm_link(
+    State(state): State<AuthState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<ConfirmLink>,
+) -> Result<Json<LoginOutcome>> {
     let store = &state.platform.store;
     let invalid = || Error::Unauthorized("unknown, used or expired link token".into());
     if body.link_token.len() > 256 {
@@ -494,7 +530,9 @@ pub async fn confirm_link(State(state): State<AuthState>, meta: RequestMeta, hea
         (Some(authorization), _) => {
             let principal = shared::http::authenticate(&state.platform.verifier, &state.platform.roles, Some(authorization)).await?;
             if principal.user_id != user.id {
-                let audit = AuditEntry::new(&meta.actor(&principal.user_id), "identity.link", "user", &user.id).outcome(Outcome::Denied).reason("signed in as another account");
+                let audit = AuditEntry::new(&meta.actor(&principal.user_id), "identity.link", "user", &user.id)
+                    .outcome(Outcome::Denied)
+                    .reason("signed in as another account");
                 store.record(&audit).await?;
                 return Err(Error::Unauthorized("this link token is for another account".into()));
             }

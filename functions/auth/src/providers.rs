@@ -15,11 +15,11 @@ use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicToken
 use oauth2::{AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl, StandardRevocableToken, StandardTokenResponse, TokenUrl};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shared::platform::crypto::sha256_hex;
-use shared::platform::error::{Error, Result};
 use shared::http::Platform;
 use shared::identity::oauth::{ProviderConfig, ProviderKind, check_endpoint};
 use shared::identity::users::Email;
+use shared::platform::crypto::sha256_hex;
+use shared::platform::error::{Error, Result};
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -35,8 +35,15 @@ const LEEWAY_SECONDS: u64 = 60;
 /// Signature algorithms accepted on id_tokens: asymmetric only, so a
 /// token can never be "signed" with a published key as an HMAC secret.
 const ASYMMETRIC: &[Algorithm] = &[
-    Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512,
-    Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
 ];
 
 /// The token endpoint's answer: OAuth 2.0 plus OpenID's `id_token`.
@@ -449,7 +456,8 @@ async fn discover(http: &HttpClient, config: &ProviderConfig, issuer: &str) -> R
     if doc.code_challenge_methods_supported.as_ref().is_some_and(|m| !m.iter().any(|m| m == "S256")) {
         return Err(misconfigured(name, "the provider does not support PKCE S256"));
     }
-    let algorithms: Vec<Algorithm> = doc.id_token_signing_alg_values_supported.iter().filter_map(|a| a.parse().ok()).filter(|a| ASYMMETRIC.contains(a)).collect();
+    let algorithms: Vec<Algorithm> =
+        doc.id_token_signing_alg_values_supported.iter().filter_map(|a| a.parse().ok()).filter(|a| ASYMMETRIC.contains(a)).collect();
     if algorithms.is_empty() {
         return Err(misconfigured(name, "no asymmetric id_token signing algorithm supported"));
     }
@@ -496,7 +504,13 @@ impl Providers {
     /// The provider named `name`, loaded at most [`CACHE_FOR`] ago; 404 when
     /// none is configured.
     pub async fn get(&self, platform: &Platform, name: &str) -> Result<Arc<Provider>> {
-        let cached = self.cache.lock().map_err(|_| Error::internal("provider cache poisoned"))?.get(name).filter(|(at, _)| at.elapsed() < CACHE_FOR).map(|(_, p)| p.clone());
+        let cached = self
+            .cache
+            .lock()
+            .map_err(|_| Error::internal("provider cache poisoned"))?
+            .get(name)
+            .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+            .map(|(_, p)| p.clone());
         if let Some(provider) = cached {
             return Ok(provider);
         }

@@ -8,21 +8,21 @@
 //!
 //! Keys: family `USER#uid / SESSION#fid`; token `REFRESH#sha256 / REFRESH`.
 
-use shared::audit::Journal;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
+use shared::audit::Journal;
 use shared::audit::{AuditEntry, Outcome};
-use shared::platform::crypto::{random_token, sha256_hex};
-use shared::platform::error::{Error, Result};
-use shared::http::extract::ValidJson;
 use shared::http::RequestMeta;
+use shared::http::extract::ValidJson;
 use shared::identity::rate_limits::{self, Action, Limit};
-use shared::store::{Write, n, s, timestamp, to_item};
 use shared::identity::token::{SessionGrant, TokenScope, amr};
 use shared::identity::users::{self, User, UserStatus};
+use shared::platform::crypto::{random_token, sha256_hex};
+use shared::platform::error::{Error, Result};
+use shared::store::{Write, n, s, timestamp, to_item};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -198,7 +198,14 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
     let store = &state.platform.store;
     // Failed refreshes count per address before the token is looked at, and
     // per account once the token names one.
-    let mut attempt = rate_limits::guard(&state.platform.store, &state.platform.config.rate_limits, &[Limit::ip(meta.source_ip.as_deref())], Action::Refresh, &meta.actor("anonymous")).await?;
+    let mut attempt = rate_limits::guard(
+        &state.platform.store,
+        &state.platform.config.rate_limits,
+        &[Limit::ip(meta.source_ip.as_deref())],
+        Action::Refresh,
+        &meta.actor("anonymous"),
+    )
+    .await?;
     let (family_id, secret) = parse_token(&body.refresh_token)?;
     let record: RefreshRecord = store.get(&RefreshRecord::pk(secret), "REFRESH").await?.ok_or_else(invalid_token)?;
     attempt.include(&[Limit::account(&record.user_id)]).await?;
@@ -259,9 +266,7 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
             .expression_attribute_names("#scope", "scope")
             .expression_attribute_values(":scope", s(scope.as_str())),
     };
-    let touch = touch
-        .build()
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let touch = touch.build().map_err(|e| Error::internal(e.to_string()))?;
     let writes = vec![
         // Lost a race with another refresh of the same token: that is reuse too.
         Write::raw(TransactWriteItem::builder().update(rotate).build(), Some(invalid_token())),

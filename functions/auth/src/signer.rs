@@ -1,9 +1,9 @@
 //! Issues access tokens signed by KMS (`Sign`, ECDSA_SHA_256 over the JWS
 //! signing input). The private key never leaves KMS.
 
-use shared::platform::error::{Error, Result};
 use shared::identity::token::{ACCESS_TOKEN_SECONDS, Claims, SessionGrant, TokenVerifier, assemble, signing_input};
 use shared::identity::users::User;
+use shared::platform::error::{Error, Result};
 
 #[derive(Clone, Debug)]
 pub struct Signer {

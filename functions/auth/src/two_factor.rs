@@ -9,7 +9,6 @@
 //! Keys: 2FA `USER#uid / MFA` (`shared::identity::two_factor`); challenge
 //! `MFACHALLENGE#sha256(token) / CHALLENGE`, 5 minutes.
 
-use shared::audit::Journal;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,16 +16,17 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+use shared::audit::Journal;
 use shared::audit::{Actor, AuditEntry, Outcome};
-use shared::platform::crypto::{random_token, sha256_hex, verify_password};
-use shared::identity::rate_limits::{self, Action, Limit};
-use shared::platform::error::{Error, FieldError, Result};
 use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal, RequestMeta};
-use shared::identity::two_factor::{self, MfaRecord, MfaStatus};
-use shared::store::{Store, Write, timestamp, to_item};
+use shared::identity::rate_limits::{self, Action, Limit};
 use shared::identity::token::{SessionGrant, amr};
+use shared::identity::two_factor::{self, MfaRecord, MfaStatus};
 use shared::identity::users::{self, User, UserStatus};
+use shared::platform::crypto::{random_token, sha256_hex, verify_password};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::{Store, Write, timestamp, to_item};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -212,7 +212,13 @@ pub async fn enable(State(state): State<AuthState>, caller: Caller) -> Result<Re
     let (qr_svg, qr_png) = crate::qr::render(&otpauth_uri)?;
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.enable", "user", &user.id), current.as_ref(), Some(&record));
     store.commit(vec![record.save(&store.table, current.as_ref())?], &audit).await?;
-    Ok(no_store(Json(Enrolment { status: MfaStatus::Pending, secret: two_factor::secret_base32(&secret)?, otpauth_uri, qr_svg, qr_png_base64: B64.encode(qr_png) })))
+    Ok(no_store(Json(Enrolment {
+        status: MfaStatus::Pending,
+        secret: two_factor::secret_base32(&secret)?,
+        otpauth_uri,
+        qr_svg,
+        qr_png_base64: B64.encode(qr_png),
+    })))
 }
 
 /// Confirm an enrolment, or finish a sign-in.
@@ -224,7 +230,12 @@ pub async fn enable(State(state): State<AuthState>, caller: Caller) -> Result<Re
         (status = 409, description = "No enrolment waiting for confirmation", body = shared::platform::error::Problem),
         (status = 429, description = "Too many wrong codes for this account or from this address; see Retry-After", body = shared::platform::error::Problem),
     ))]
-pub async fn verify(State(state): State<AuthState>, meta: RequestMeta, principal: Option<Principal>, ValidJson(body): ValidJson<VerifyRequest>) -> Result<Response> {
+pub async fn verify(
+    State(state): State<AuthState>,
+    meta: RequestMeta,
+    principal: Option<Principal>,
+    ValidJson(body): ValidJson<VerifyRequest>,
+) -> Result<Response> {
     let code = checked_code("code", &body.code)?;
     match (body.challenge_token.as_deref(), principal) {
         (Some(token), _) => complete_sign_in(&state, &meta, token, code).await.map(|t| no_store(Json(VerifyOutcome::Tokens(t)))),
@@ -267,7 +278,14 @@ async fn complete_sign_in(state: &AuthState, meta: &RequestMeta, token: &str, co
     let actor = meta.actor(&challenge.user_id);
     // Beyond the per-challenge lock: wrong codes across many challenges (each
     // login makes a new one) are limited per account and per address.
-    let attempt = rate_limits::guard(&state.platform.store, &state.platform.config.rate_limits, &[Limit::account(&challenge.user_id), Limit::ip(meta.source_ip.as_deref())], Action::TwoFactor, &actor).await?;
+    let attempt = rate_limits::guard(
+        &state.platform.store,
+        &state.platform.config.rate_limits,
+        &[Limit::account(&challenge.user_id), Limit::ip(meta.source_ip.as_deref())],
+        Action::TwoFactor,
+        &actor,
+    )
+    .await?;
     if challenge.failures >= MAX_CHALLENGE_FAILURES {
         let audit = AuditEntry::new(&actor, "auth.mfa_verify", "user", &challenge.user_id)
             .outcome(Outcome::Denied)
@@ -337,7 +355,12 @@ pub async fn disable(State(state): State<AuthState>, caller: Caller, ValidJson(b
         (None, Some(password)) if password.len() <= 1024 => (None, Some(password.as_str())),
         (None, Some(_)) => return Err(Error::field("password", "too long")),
         (Some(_), Some(_)) => return Err(Error::field("password", "give either code or password, not both")),
-        (None, None) => return Err(Error::Validation(vec![FieldError::new("code", "give a current code or your password"), FieldError::new("password", "give a current code or your password")])),
+        (None, None) => {
+            return Err(Error::Validation(vec![
+                FieldError::new("code", "give a current code or your password"),
+                FieldError::new("password", "give a current code or your password"),
+            ]));
+        }
     };
     let store = &state.platform.store;
     let user = active_user(store, &caller.principal.user_id).await?;

@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 use shared::audit::AuditEntry;
 use shared::domain::charts::{self, ModerationStatus};
 use shared::domain::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_SIZE, UserChanges};
-use shared::platform::error::{Error, FieldError, Result};
-use shared::http::extract::ValidJson;
+use shared::domain::jobs::{Job, JobKind, JobStatus, Progress};
 use shared::http::Caller;
-use shared::domain::jobs::{Job, JobStatus, Progress, JobKind};
-use shared::store::{Item, s};
+use shared::http::extract::ValidJson;
 use shared::identity::users::UserStatus;
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::{Item, s};
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -141,7 +141,9 @@ fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
 async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> Result<(Option<UserChanges>, Option<ChartChanges>)> {
     let bytes = serde_json::to_vec(changes).map_err(|e| Error::internal(e.to_string()))?;
     let prefix = |e: Error| match e {
-        Error::Validation(errors) => Error::Validation(errors.into_iter().map(|f| FieldError::new(if f.field == "body" { "changes".into() } else { format!("changes.{}", f.field) }, f.message)).collect()),
+        Error::Validation(errors) => Error::Validation(
+            errors.into_iter().map(|f| FieldError::new(if f.field == "body" { "changes".into() } else { format!("changes.{}", f.field) }, f.message)).collect(),
+        ),
         other => other,
     };
     match dataset {
@@ -167,13 +169,14 @@ async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> 
             if c.kind.is_none() && c.owner_id.is_none() {
                 return Err(Error::field("changes", "give at least one of kind, owner_id"));
             }
-            if let Some(kind) = &c.kind {
-                if !charts::KINDS.contains(&kind.as_str()) {
-                    return Err(Error::field("changes.kind", format!("must be one of {}", charts::KINDS.join(", "))));
-                }
+            if let Some(kind) = &c.kind
+                && !charts::KINDS.contains(&kind.as_str())
+            {
+                return Err(Error::field("changes.kind", format!("must be one of {}", charts::KINDS.join(", "))));
             }
             if let Some(owner) = &c.owner_id {
-                let exists = uuid::Uuid::parse_str(owner).is_ok() && shared::identity::users::get(&state.platform.store, owner).await?.is_some_and(|u| u.status != UserStatus::Deleted);
+                let exists = uuid::Uuid::parse_str(owner).is_ok()
+                    && shared::identity::users::get(&state.platform.store, owner).await?.is_some_and(|u| u.status != UserStatus::Deleted);
                 if !exists {
                     return Err(Error::field("changes.owner_id", "names no user"));
                 }
@@ -224,7 +227,13 @@ fn item_key(dataset: Dataset, id: &str) -> (String, &'static str) {
 
 /// Read items by id (missing ones are absent).
 async fn read_items(state: &DataState, dataset: Dataset, ids: &[String]) -> Result<Vec<Item>> {
-    let keys: Vec<(String, String)> = ids.iter().map(|id| { let (pk, sk) = item_key(dataset, id); (pk, sk.to_string()) }).collect();
+    let keys: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| {
+            let (pk, sk) = item_key(dataset, id);
+            (pk, sk.to_string())
+        })
+        .collect();
     state.platform.store.batch_get(&keys).await
 }
 
@@ -246,7 +255,8 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
     };
     let from = parse_time("filter.created_from", &f.created_from)?;
     let to = parse_time("filter.created_to", &f.created_to)?;
-    let criteria = [f.status.is_some(), f.role.is_some(), f.email_prefix.is_some(), f.owner_id.is_some(), f.moderation_status.is_some(), from.is_some(), to.is_some()];
+    let criteria =
+        [f.status.is_some(), f.role.is_some(), f.email_prefix.is_some(), f.owner_id.is_some(), f.moderation_status.is_some(), from.is_some(), to.is_some()];
     if op != BulkOp::Restore && !criteria.iter().any(|c| *c) {
         errors.push(FieldError::new("filter", "give at least one criterion (an empty filter would match everything)"));
     }
@@ -304,10 +314,10 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
             wrong(&mut errors, "status", f.status.is_some());
             wrong(&mut errors, "role", f.role.is_some());
             wrong(&mut errors, "email_prefix", f.email_prefix.is_some());
-            if let Some(owner) = &f.owner_id {
-                if uuid::Uuid::parse_str(owner).is_err() {
-                    errors.push(FieldError::new("filter.owner_id", "must be a user id (UUID)"));
-                }
+            if let Some(owner) = &f.owner_id
+                && uuid::Uuid::parse_str(owner).is_err()
+            {
+                errors.push(FieldError::new("filter.owner_id", "must be a user id (UUID)"));
             }
             match (op, &f.owner_id, f.moderation_status) {
                 (BulkOp::Restore, owner, status) => {
@@ -375,7 +385,15 @@ async fn query_filter(state: &DataState, q: &FilterQuery, cap: usize) -> Result<
     Ok(items)
 }
 
-async fn resolve(state: &DataState, op: BulkOp, dataset: Dataset, ids: Option<Vec<IdRef>>, filter: Option<BulkFilter>, cap: usize, dry_run: bool) -> Result<Resolved> {
+async fn resolve(
+    state: &DataState,
+    op: BulkOp,
+    dataset: Dataset,
+    ids: Option<Vec<IdRef>>,
+    filter: Option<BulkFilter>,
+    cap: usize,
+    dry_run: bool,
+) -> Result<Resolved> {
     match (ids, filter) {
         (Some(ids), None) => {
             check_ids(&ids, cap)?;
@@ -414,8 +432,12 @@ fn sample_view(dataset: Dataset, item: &Item) -> Value {
     let get = |name: &str| shared::store::attr_s(item, name).map(|v| Value::String(v.to_string())).unwrap_or(Value::Null);
     let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
     match dataset {
-        Dataset::Users => json!({ "id": get("id"), "status": get("status"), "country": get("country"), "created_at": get("created_at"), "deleted_at": get("deleted_at"), "version": version }),
-        Dataset::Charts => json!({ "id": get("id"), "title": get("title"), "owner_id": get("owner_id"), "kind": get("kind"), "moderation_status": get("moderation_status"), "deleted_at": get("deleted_at"), "version": version }),
+        Dataset::Users => {
+            json!({ "id": get("id"), "status": get("status"), "country": get("country"), "created_at": get("created_at"), "deleted_at": get("deleted_at"), "version": version })
+        }
+        Dataset::Charts => {
+            json!({ "id": get("id"), "title": get("title"), "owner_id": get("owner_id"), "kind": get("kind"), "moderation_status": get("moderation_status"), "deleted_at": get("deleted_at"), "version": version })
+        }
     }
 }
 
@@ -503,7 +525,16 @@ pub async fn update(State(state): State<DataState>, caller: Caller, ValidJson(bo
         return Err(Error::Validation(vec![e]));
     }
     let (user_changes, chart_changes) = parse_changes(&state, body.dataset, &body.changes).await?;
-    let ask = Ask { op: BulkOp::Update, dataset: body.dataset, ids: body.ids, filter: body.filter, dry_run: body.dry_run, reason: body.reason, user_changes, chart_changes };
+    let ask = Ask {
+        op: BulkOp::Update,
+        dataset: body.dataset,
+        ids: body.ids,
+        filter: body.filter,
+        dry_run: body.dry_run,
+        reason: body.reason,
+        user_changes,
+        chart_changes,
+    };
     run(state, caller, ask).await
 }
 
@@ -537,7 +568,16 @@ async fn simple(state: DataState, caller: Caller, op: BulkOp, body: BulkRequest)
     if let Some(e) = check_reason(&body.reason) {
         return Err(Error::Validation(vec![e]));
     }
-    let ask = Ask { op, dataset: body.dataset, ids: body.ids, filter: body.filter, dry_run: body.dry_run, reason: body.reason, user_changes: None, chart_changes: None };
+    let ask = Ask {
+        op,
+        dataset: body.dataset,
+        ids: body.ids,
+        filter: body.filter,
+        dry_run: body.dry_run,
+        reason: body.reason,
+        user_changes: None,
+        chart_changes: None,
+    };
     run(state, caller, ask).await
 }
 

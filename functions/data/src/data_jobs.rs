@@ -12,13 +12,13 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::AuditEntry;
-use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::platform::error::{Error, Result};
 use shared::domain::export::{ExportParams, ExportResult};
+use shared::domain::jobs::{self, Job, JobKind, JobStatus, Progress};
+use shared::domain::subject_requests::ExportJobResult;
 use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
-use shared::domain::jobs::{self, Job, JobStatus, Progress, JobKind};
-use shared::domain::subject_requests::ExportJobResult;
+use shared::platform::error::{Error, Result};
+use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{QuerySpec, Write, s};
 use utoipa::{IntoParams, ToSchema};
 

@@ -13,16 +13,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shared::domain::jobs::Job;
+use shared::domain::subject_requests::{self, Regime, RequestKind, RequestStatus, SubjectRequest};
+use shared::http::{Caller, Principal};
+use shared::identity::rbac::Permission;
 use shared::platform::crypto::{random_token, sha256_hex};
 use shared::platform::error::{Error, Result};
-use shared::http::{Caller, Principal};
-use shared::domain::jobs::Job;
-use shared::identity::rbac::Permission;
-use shared::domain::subject_requests::{self, Regime, RequestKind, RequestStatus, SubjectRequest};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
-
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -106,7 +105,12 @@ pub struct CertificateQuery {
         (status = 404, description = "No such erasure request, or not yours to see", body = shared::platform::error::Problem),
         (status = 409, description = "The erasure is not finished yet", body = shared::platform::error::Problem),
     ))]
-pub async fn certificate(State(state): State<DataState>, principal: Option<Principal>, Path(request_id): Path<String>, Query(query): Query<CertificateQuery>) -> Result<Json<Value>> {
+pub async fn certificate(
+    State(state): State<DataState>,
+    principal: Option<Principal>,
+    Path(request_id): Path<String>,
+    Query(query): Query<CertificateQuery>,
+) -> Result<Json<Value>> {
     let store = &state.platform.store;
     let not_found = || Error::NotFound(format!("no erasure request {request_id}"));
     if uuid::Uuid::parse_str(&request_id).is_err() {
@@ -129,7 +133,8 @@ pub async fn certificate(State(state): State<DataState>, principal: Option<Princ
     if request.status != RequestStatus::Completed {
         return Err(Error::Conflict(format!("the erasure is {}; the certificate is made when it completes", request.status.as_str())));
     }
-    let key = request.result.as_ref().and_then(|r| r["certificate_key"].as_str()).ok_or_else(|| Error::internal("completed erasure without a certificate key"))?;
+    let key =
+        request.result.as_ref().and_then(|r| r["certificate_key"].as_str()).ok_or_else(|| Error::internal("completed erasure without a certificate key"))?;
     let object = state
         .s3
         .get_object()

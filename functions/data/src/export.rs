@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::audit::AuditEntry;
-use shared::platform::error::{Error, Result};
 use shared::domain::export::{self, Dataset, ExportParams, Filters, Format};
-use shared::http::extract::ValidJson;
-use shared::http::Caller;
 use shared::domain::jobs::{Job, JobStatus};
+use shared::http::Caller;
+use shared::http::extract::ValidJson;
 use shared::identity::rbac::Permission;
+use shared::platform::error::{Error, Result};
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -144,7 +144,8 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     let params = check(&caller, &body)?;
     let platform = &state.platform;
     let store = &platform.store;
-    let summary = json!({ "dataset": params.filters.dataset(), "filters": params.filters, "columns": params.columns, "format": params.format, "masked": params.mask });
+    let summary =
+        json!({ "dataset": params.filters.dataset(), "filters": params.filters, "columns": params.columns, "format": params.format, "masked": params.mask });
 
     let decision = match inline_or_job(&state, &params, body.delivery).await? {
         Ok((bytes, rows)) => {
@@ -159,7 +160,11 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
             let disposition = format!("attachment; filename=\"{}\"", file_name(&params));
             return Ok((
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, params.format.content_type().to_string()), (header::CONTENT_DISPOSITION, disposition), (header::HeaderName::from_static("x-keel-rows"), rows.to_string())],
+                [
+                    (header::CONTENT_TYPE, params.format.content_type().to_string()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                    (header::HeaderName::from_static("x-keel-rows"), rows.to_string()),
+                ],
                 Body::from(bytes),
             )
                 .into_response());

@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shared::platform::error::{Error, Result};
-use shared::http::extract::ValidJson;
-use shared::http::Caller;
 use shared::domain::jobs::Job;
 use shared::domain::subject_requests::{self, ExportJobParams, Regime, RequestKind, RequestStatus, SubjectRequest};
+use shared::http::Caller;
+use shared::http::extract::ValidJson;
+use shared::platform::error::{Error, Result};
 use utoipa::ToSchema;
 
 use crate::DataState;

@@ -13,10 +13,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::domain::data_jobs::{self, Compression, Dataset, ImportFormat, ImportParams};
-use shared::platform::error::{Error, Result};
+use shared::domain::jobs::{Job, JobStatus, Progress};
 use shared::http::extract::ValidJson;
 use shared::http::{Caller, Principal};
-use shared::domain::jobs::{Job, JobStatus, Progress};
+use shared::platform::error::{Error, Result};
 use shared::store::Write;
 use utoipa::ToSchema;
 
@@ -104,8 +104,10 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     };
     job.params = serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?;
     let store = &state.platform.store;
-    let audit = AuditEntry::new(&caller.actor(), "data.import.create", "job", &job.id)
-        .changes::<(), _>(None, Some(&serde_json::json!({ "dataset": params.dataset, "format": params.format, "compression": params.compression, "dry_run": params.dry_run })));
+    let audit = AuditEntry::new(&caller.actor(), "data.import.create", "job", &job.id).changes::<(), _>(
+        None,
+        Some(&serde_json::json!({ "dataset": params.dataset, "format": params.format, "compression": params.compression, "dry_run": params.dry_run })),
+    );
     store.commit(vec![job.create_write(&store.table)?], &audit).await?;
     let (url, headers) = presign(&state, true, &params.object_key, UPLOAD_SECONDS).await?;
     Ok((
@@ -217,7 +219,8 @@ pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): 
     let report_url = match report_key {
         Some(key) => {
             // Issuing a download link is audited (it hands out the rows' data).
-            let audit = AuditEntry::new(&caller.actor(), "data.import.report_download", "job", &job.id).changes::<(), _>(None, Some(&serde_json::json!({ "key": key })));
+            let audit = AuditEntry::new(&caller.actor(), "data.import.report_download", "job", &job.id)
+                .changes::<(), _>(None, Some(&serde_json::json!({ "key": key })));
             state.platform.store.record(&audit).await?;
             Some(presign(&state, false, &key, DOWNLOAD_SECONDS).await?.0)
         }

@@ -99,7 +99,11 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}", Access::Authenticated),
     // Erasure (erasure.rs): oneself, or anyone with data:erase; the
     // certificate also by receipt, without a token.
-    Route::new(Method::DELETE, "/api/v1/data/user/{user_id}", Access::SelfOrPermission { subject: Subject::Path("user_id"), permission: Permission::DataErase }),
+    Route::new(
+        Method::DELETE,
+        "/api/v1/data/user/{user_id}",
+        Access::SelfOrPermission { subject: Subject::Path("user_id"), permission: Permission::DataErase },
+    ),
     Route::new(Method::GET, "/api/v1/data/requests/{request_id}/certificate", Access::OptionallyAuthenticated),
 ];
 
@@ -136,10 +140,14 @@ pub struct ApiDoc;
 /// The errors every route can answer, from the route table (`shared::http::openapi`).
 static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);
 
-
 /// The job `job_id` if it is of one of `kinds` and the caller created it
 /// (anyone else's job reads as missing).
-pub(crate) async fn owned_job(state: &DataState, caller: &shared::http::Principal, job_id: &str, kinds: &[shared::domain::jobs::JobKind]) -> shared::Result<shared::domain::jobs::Job> {
+pub(crate) async fn owned_job(
+    state: &DataState,
+    caller: &shared::http::Principal,
+    job_id: &str,
+    kinds: &[shared::domain::jobs::JobKind],
+) -> shared::Result<shared::domain::jobs::Job> {
     let missing = || shared::Error::NotFound(format!("no job {job_id}"));
     if uuid::Uuid::parse_str(job_id).is_err() {
         return Err(missing());

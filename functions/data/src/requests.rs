@@ -7,12 +7,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use shared::store::cursor::KeyPosition;
-use shared::platform::error::{Error, Result};
-use shared::http::extract::{ValidQuery, page_limit};
-use shared::http::Principal;
-use shared::identity::rbac::Permission;
 use shared::domain::subject_requests::{self, RequestFilter, RequestKind, RequestStatus, SubjectRequestView};
+use shared::http::Principal;
+use shared::http::extract::{ValidQuery, page_limit};
+use shared::identity::rbac::Permission;
+use shared::platform::error::{Error, Result};
+use shared::store::cursor::KeyPosition;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::domain::jobs::Job;
 use shared::platform::crypto::sha256_hex;
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::Job;
 
 use crate::Worker;
 
@@ -55,7 +55,9 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let bytes = body.len();
     let key = format!("audit-exports/{}.ndjson", job.id);
     worker.put_export(&key, "application/x-ndjson", body).await?;
-    Ok(json!({ "bucket": worker.config.exports_bucket, "key": key, "sha256": sha256, "bytes": bytes, "digests": digests, "entries": entries, "complete": !filtered }))
+    Ok(
+        json!({ "bucket": worker.config.exports_bucket, "key": key, "sha256": sha256, "bytes": bytes, "digests": digests, "entries": entries, "complete": !filtered }),
+    )
 }
 
 #[cfg(test)]

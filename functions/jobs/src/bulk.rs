@@ -13,13 +13,13 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::Utc;
 use shared::audit::AuditEntry;
 use shared::domain::charts::{self, Chart};
-use shared::domain::data_jobs::{BulkOp, BulkParams, BulkTarget, Dataset, ItemOutcome, ItemResult, SegmentMessage, SegmentRecord, segment_sk, SegmentPlan};
-use shared::platform::error::{Error, Result};
+use shared::domain::data_jobs::{BulkOp, BulkParams, BulkTarget, Dataset, ItemOutcome, ItemResult, SegmentMessage, SegmentPlan, SegmentRecord, segment_sk};
 use shared::domain::jobs::{self, Job, JobStatus};
 use shared::identity::rbac::PermissionSet;
 use shared::identity::roles::{self, Catalog};
-use shared::store::{Write, n, s, timestamp};
 use shared::identity::users::{self, User, UserStatus};
+use shared::platform::error::{Error, Result};
+use shared::store::{Write, n, s, timestamp};
 
 use crate::Worker;
 
@@ -167,7 +167,14 @@ impl Context<'_> {
                     next.kind = kind;
                 }
                 if let Some(owner) = changes.owner_id {
-                    writes.push(Write::check(table, &User::pk(&owner), "PROFILE", "attribute_exists(pk)", vec![], Error::Conflict("the new owner no longer exists".into()))?);
+                    writes.push(Write::check(
+                        table,
+                        &User::pk(&owner),
+                        "PROFILE",
+                        "attribute_exists(pk)",
+                        vec![],
+                        Error::Conflict("the new owner no longer exists".into()),
+                    )?);
                     next.owner_id = owner;
                 }
                 if next.kind == chart.kind && next.owner_id == chart.owner_id {
@@ -281,7 +288,9 @@ pub async fn run_segment(worker: &Worker, body: &str) -> Result<()> {
     let params: BulkParams = job.payload()?;
     // The targets are in the job's plan (older messages carried them).
     if msg.targets.is_empty() {
-        let plan = SegmentPlan::load(&worker.store, &job.id, msg.segment).await?.ok_or_else(|| Error::internal(format!("job {} has no plan for segment {}", job.id, msg.segment)))?;
+        let plan = SegmentPlan::load(&worker.store, &job.id, msg.segment)
+            .await?
+            .ok_or_else(|| Error::internal(format!("job {} has no plan for segment {}", job.id, msg.segment)))?;
         msg.targets = plan.targets;
     }
     let catalog = roles::RoleCatalog::new(worker.store.store().clone(), Duration::ZERO).fresh().await?;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::platform::error::{Error, Result};
 use shared::domain::export::{self, Encoder, ExportParams, ExportResult, Format, Header, PAGE_SIZE, Position};
 use shared::domain::jobs::{self, Job, JobStatus, Progress};
+use shared::platform::error::{Error, Result};
 use tokio::io::AsyncReadExt;
 
 use crate::Worker;
@@ -204,7 +204,10 @@ pub async fn run_with(worker: &Worker, job: &Job, hooks: &Hooks) -> Result<Value
 
     let total = export::count(store, &plan).await?;
     let mut upload = Upload::start(&worker.s3, &bucket, &key, params.format.content_type(), &worker.config.data_key_id).await?;
-    tracker.job.checkpoint = Some(serde_json::to_value(Checkpoint { bucket: bucket.clone(), key: key.clone(), upload_id: upload.upload_id().to_string() }).map_err(|e| Error::internal(e.to_string()))?);
+    tracker.job.checkpoint = Some(
+        serde_json::to_value(Checkpoint { bucket: bucket.clone(), key: key.clone(), upload_id: upload.upload_id().to_string() })
+            .map_err(|e| Error::internal(e.to_string()))?,
+    );
     tracker.job.progress = Progress { processed: 0, total, rows_per_second: None, eta_seconds: None };
     if let Err(stop) = tracker.save().await? {
         upload.abort().await?;

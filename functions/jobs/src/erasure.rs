@@ -13,14 +13,14 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shared::audit::{Actor, AuditEntry};
 use shared::audit::digest::canonical_json;
+use shared::audit::pseudonyms::{self, SubjectKeys};
+use shared::audit::{Actor, AuditEntry};
+use shared::domain::jobs::{self, Job, JobKind, JobStatus};
+use shared::domain::subject_requests::{self, RequestKind, RequestStatus};
 use shared::platform::crypto::sha256_hex;
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::{self, Job, JobStatus, JobKind};
 use shared::store::{Item, QuerySpec, Store, Write, attr_s, s, timestamp};
-use shared::domain::subject_requests::{self, RequestKind, RequestStatus};
-use shared::audit::pseudonyms::{self, SubjectKeys};
 
 use crate::Worker;
 
@@ -96,7 +96,12 @@ struct Checkpoint {
 
 impl Checkpoint {
     fn add(&mut self, location: &str, what: &str, action: &str, count: u64) {
-        let entry = self.counts.entry(format!("{location}|{what}|{action}")).or_insert_with(|| Action { location: location.into(), what: what.into(), action: action.into(), count: 0 });
+        let entry = self.counts.entry(format!("{location}|{what}|{action}")).or_insert_with(|| Action {
+            location: location.into(),
+            what: what.into(),
+            action: action.into(),
+            count: 0,
+        });
         entry.count += count;
     }
 }
@@ -104,7 +109,8 @@ impl Checkpoint {
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let params: ErasureParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("erasure job params: {e}")))?;
     let store = &worker.store;
-    let request = subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
+    let request =
+        subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
     if request.kind != RequestKind::Erasure {
         return Err(Error::Unprocessable(format!("subject request {} is not an erasure", request.id)));
     }
@@ -140,7 +146,12 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
         Some(p) => count_audit(store, p).await?,
         None => 0,
     };
-    checkpoint.add("dynamodb:audit log", "entries naming the person (by pseudonym), their personal fields sealed under the person's key", "key destroyed (crypto-shredded); entries kept so the signed chain verifies", entries);
+    checkpoint.add(
+        "dynamodb:audit log",
+        "entries naming the person (by pseudonym), their personal fields sealed under the person's key",
+        "key destroyed (crypto-shredded); entries kept so the signed chain verifies",
+        entries,
+    );
 
     let now = chrono::Utc::now();
     let certificate = Certificate {
@@ -188,7 +199,8 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     done.version = request.version + 1;
     let mut writes = SubjectKeys::destroy(store, &user_id, pseudonym.as_deref(), &request.id)?;
     writes.push(Write::put_versioned(&store.table, done.to_item()?, request.version)?);
-    let audit = AuditEntry::new(&Actor::system("erasure"), "data.erasure_complete", "subject_request", &request.id).changes::<Value, Value>(None, Some(&result));
+    let audit =
+        AuditEntry::new(&Actor::system("erasure"), "data.erasure_complete", "subject_request", &request.id).changes::<Value, Value>(None, Some(&result));
     store.commit(writes, &audit).await?;
     Ok(result)
 }
@@ -203,7 +215,9 @@ async fn save_checkpoint(worker: &Worker, job: &Job, checkpoint: &Checkpoint) ->
 async fn sign(worker: &Worker, certificate: Certificate) -> Result<SignedCertificate> {
     let value = serde_json::to_value(&certificate).map_err(|e| Error::internal(e.to_string()))?;
     let sha256 = sha256_hex(canonical_json(&value).as_bytes());
-    let der = shared::platform::crypto::kms_sign_p256(&worker.kms, &worker.config.audit_key_id, signing_input(&sha256).as_bytes(), "kms Sign (erasure certificate)").await?;
+    let der =
+        shared::platform::crypto::kms_sign_p256(&worker.kms, &worker.config.audit_key_id, signing_input(&sha256).as_bytes(), "kms Sign (erasure certificate)")
+            .await?;
     Ok(SignedCertificate { certificate, sha256, signing_algorithm: "ECDSA_SHA_256".into(), signature: base64::engine::general_purpose::STANDARD.encode(der) })
 }
 
@@ -397,7 +411,9 @@ impl Sweep<'_> {
                 let value: Value = serde_dynamo::from_item(item.clone()).map_err(|e| Error::internal(e.to_string()))?;
                 let kind = value["kind"].as_str().unwrap_or("");
                 let dataset = value["params"]["filters"]["dataset"].as_str().unwrap_or("");
-                let holds_people = (kind == JobKind::DataExport.as_str() && PERSONAL_DATASETS.contains(&dataset)) || kind == JobKind::DataImport.as_str() || kind == JobKind::GdprExport.as_str();
+                let holds_people = (kind == JobKind::DataExport.as_str() && PERSONAL_DATASETS.contains(&dataset))
+                    || kind == JobKind::DataImport.as_str()
+                    || kind == JobKind::GdprExport.as_str();
                 let text = value.to_string();
                 let mentions = text.contains(self.user_id) || email.is_some_and(|e| text.contains(e));
                 if !holds_people && !mentions {
@@ -437,7 +453,14 @@ impl Sweep<'_> {
         }
         let value: Value = serde_json::from_str(&text).map_err(|e| Error::internal(e.to_string()))?;
         let item: Item = serde_dynamo::to_item(value).map_err(|e| Error::internal(e.to_string()))?;
-        self.store.client.put_item().table_name(&self.store.table).set_item(Some(item)).send().await.map_err(shared::platform::error::aws("dynamodb PutItem (redact)"))?;
+        self.store
+            .client
+            .put_item()
+            .table_name(&self.store.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(shared::platform::error::aws("dynamodb PutItem (redact)"))?;
         Ok(())
     }
 }

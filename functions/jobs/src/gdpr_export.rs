@@ -17,11 +17,11 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use shared::audit::Actor;
-use shared::platform::error::{Error, Result};
 use shared::domain::export::{self, Cell, CellKind, CsvEncoder, Encoder, Header};
 use shared::domain::jobs::Job;
-use shared::store::{Item, QuerySpec, Store, s, timestamp};
 use shared::domain::subject_requests::{self, ExportJobParams, ExportJobResult, RequestKind, RequestStatus, SubjectRequest};
+use shared::platform::error::{Error, Result};
+use shared::store::{Item, QuerySpec, Store, s, timestamp};
 
 use crate::Worker;
 
@@ -76,7 +76,8 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
 
 async fn export(worker: &Worker, job: &Job, params: &ExportJobParams) -> Result<Value> {
     let store = &worker.store;
-    let request = subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
+    let request =
+        subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
     if request.kind != RequestKind::Export {
         return Err(Error::Unprocessable(format!("subject request {} is not an export", request.id)));
     }
@@ -245,7 +246,8 @@ pub async fn gather(worker: &Worker, subject: &str, own_key: &str) -> Result<Vec
     let mut moderation = Vec::new();
     for chart in &chart_items {
         if let Some(id) = shared::store::attr_s(chart, "id") {
-            let decisions = partition(store, None, shared::domain::charts::Chart::pk(id), Some(shared::domain::charts::ModerationEvent::sk_prefix()), None).await?;
+            let decisions =
+                partition(store, None, shared::domain::charts::Chart::pk(id), Some(shared::domain::charts::ModerationEvent::sk_prefix()), None).await?;
             moderation.extend(decisions.iter().map(export::record_of));
         }
     }
@@ -268,18 +270,118 @@ pub async fn gather(worker: &Worker, subject: &str, own_key: &str) -> Result<Vec
     let files = files_of(worker, subject, &jobs, own_key).await?;
 
     Ok(vec![
-        Category { name: "profile", about: "Your account: email, name, roles, status, country, when it was created and last signed in, whether a password is set (never the password or its hash), and the last day you were active.", columns: &["id", "email", "name", "status", "roles", "country", "created_at", "updated_at", "last_login_at", "deleted_at", "has_password", "last_active_day"], records: profile },
-        Category { name: "sessions", about: "Your sign-in sessions: when they started and were last used, the address and browser (user agent) they came from, how you signed in (amr). Session tokens are not stored by Keel and are not included.", columns: &["id", "status", "created_at", "last_used_at", "source_ip", "user_agent", "amr", "scope"], records: sessions },
-        Category { name: "two_factor", about: "Your two-factor authentication: whether it is on, since when, and how many recovery codes are left. The secret and the recovery codes are never included.", columns: &["enabled", "status", "enrolled_at", "activated_at", "updated_at", "recovery_codes_left"], records: two_factor },
-        Category { name: "identities", about: "Accounts at identity providers (OAuth/OIDC) linked to yours: the provider, its id for you, the email it reported, when linked.", columns: &["provider", "subject", "email", "linked_at", "user_id"], records: identities },
-        Category { name: "charts", about: "Your charts, deleted ones (restorable) included.", columns: &["id", "title", "kind", "moderation_status", "created_at", "updated_at", "deleted_at", "owner_id"], records: charts },
-        Category { name: "chart_moderation", about: "Moderation decisions on your charts: when, which action, from and to which state, the reason, and the moderator's user id.", columns: &["id", "chart_id", "at", "action", "from", "to", "reason", "note", "actor_id"], records: moderation },
-        Category { name: "orders", about: "Your orders.", columns: &["id", "plan", "billing", "amount_cents", "currency", "country", "status", "created_at", "refunded_at", "user_id"], records: orders },
-        Category { name: "activity", about: "Activity events recorded for you (sign-up, sign-ins, charts created, orders placed...).", columns: &["id", "ts", "kind", "chart_id", "order_id", "amount_cents", "country", "user_id"], records: activity },
-        Category { name: "jobs", about: "Jobs you started (exports, imports, bulk operations...): what was asked, their status and result.", columns: &["id", "kind", "status", "created_at", "updated_at", "attempts", "error", "params", "progress", "result", "owner_id"], records: jobs },
-        Category { name: "subject_requests", about: "Your GDPR/CCPA requests (this one included): kind, regime, status, when received, due and completed.", columns: &["id", "kind", "regime", "status", "received_at", "due_at", "completed_at", "requested_by", "job_id", "result", "subject_id", "subject_commitment"], records: requests },
-        Category { name: "audit_entries", about: "Audit log entries where you are the actor or the target. Where someone else acted, their network address and browser are masked; where you acted on another person, the recorded changes are masked (their data is not yours to receive).", columns: &["id", "ts", "action", "outcome", "reason", "target_type", "target_id", "actor.id", "actor.kind", "actor.source_ip", "actor.user_agent", "actor.request_id", "changes"], records: audit_entries },
-        Category { name: "files", about: "Files Keel keeps for you in its exports bucket (your exports, audit exports and import files): key, size, SHA-256 and when written. The files themselves are not copied into this zip.", columns: &["key", "bytes", "sha256", "last_modified", "source"], records: files },
+        Category {
+            name: "profile",
+            about: "Your account: email, name, roles, status, country, when it was created and last signed in, whether a password is set (never the password or its hash), and the last day you were active.",
+            columns: &[
+                "id",
+                "email",
+                "name",
+                "status",
+                "roles",
+                "country",
+                "created_at",
+                "updated_at",
+                "last_login_at",
+                "deleted_at",
+                "has_password",
+                "last_active_day",
+            ],
+            records: profile,
+        },
+        Category {
+            name: "sessions",
+            about: "Your sign-in sessions: when they started and were last used, the address and browser (user agent) they came from, how you signed in (amr). Session tokens are not stored by Keel and are not included.",
+            columns: &["id", "status", "created_at", "last_used_at", "source_ip", "user_agent", "amr", "scope"],
+            records: sessions,
+        },
+        Category {
+            name: "two_factor",
+            about: "Your two-factor authentication: whether it is on, since when, and how many recovery codes are left. The secret and the recovery codes are never included.",
+            columns: &["enabled", "status", "enrolled_at", "activated_at", "updated_at", "recovery_codes_left"],
+            records: two_factor,
+        },
+        Category {
+            name: "identities",
+            about: "Accounts at identity providers (OAuth/OIDC) linked to yours: the provider, its id for you, the email it reported, when linked.",
+            columns: &["provider", "subject", "email", "linked_at", "user_id"],
+            records: identities,
+        },
+        Category {
+            name: "charts",
+            about: "Your charts, deleted ones (restorable) included.",
+            columns: &["id", "title", "kind", "moderation_status", "created_at", "updated_at", "deleted_at", "owner_id"],
+            records: charts,
+        },
+        Category {
+            name: "chart_moderation",
+            about: "Moderation decisions on your charts: when, which action, from and to which state, the reason, and the moderator's user id.",
+            columns: &["id", "chart_id", "at", "action", "from", "to", "reason", "note", "actor_id"],
+            records: moderation,
+        },
+        Category {
+            name: "orders",
+            about: "Your orders.",
+            columns: &["id", "plan", "billing", "amount_cents", "currency", "country", "status", "created_at", "refunded_at", "user_id"],
+            records: orders,
+        },
+        Category {
+            name: "activity",
+            about: "Activity events recorded for you (sign-up, sign-ins, charts created, orders placed...).",
+            columns: &["id", "ts", "kind", "chart_id", "order_id", "amount_cents", "country", "user_id"],
+            records: activity,
+        },
+        Category {
+            name: "jobs",
+            about: "Jobs you started (exports, imports, bulk operations...): what was asked, their status and result.",
+            columns: &["id", "kind", "status", "created_at", "updated_at", "attempts", "error", "params", "progress", "result", "owner_id"],
+            records: jobs,
+        },
+        Category {
+            name: "subject_requests",
+            about: "Your GDPR/CCPA requests (this one included): kind, regime, status, when received, due and completed.",
+            columns: &[
+                "id",
+                "kind",
+                "regime",
+                "status",
+                "received_at",
+                "due_at",
+                "completed_at",
+                "requested_by",
+                "job_id",
+                "result",
+                "subject_id",
+                "subject_commitment",
+            ],
+            records: requests,
+        },
+        Category {
+            name: "audit_entries",
+            about: "Audit log entries where you are the actor or the target. Where someone else acted, their network address and browser are masked; where you acted on another person, the recorded changes are masked (their data is not yours to receive).",
+            columns: &[
+                "id",
+                "ts",
+                "action",
+                "outcome",
+                "reason",
+                "target_type",
+                "target_id",
+                "actor.id",
+                "actor.kind",
+                "actor.source_ip",
+                "actor.user_agent",
+                "actor.request_id",
+                "changes",
+            ],
+            records: audit_entries,
+        },
+        Category {
+            name: "files",
+            about: "Files Keel keeps for you in its exports bucket (your exports, audit exports and import files): key, size, SHA-256 and when written. The files themselves are not copied into this zip.",
+            columns: &["key", "bytes", "sha256", "last_modified", "source"],
+            records: files,
+        },
     ])
 }
 
@@ -316,7 +418,11 @@ async fn files_of(worker: &Worker, subject: &str, jobs: &[Map<String, Value>], o
     }
     let mut named: Vec<(String, &'static str)> = Vec::new();
     for job in jobs {
-        let (Some(id), Some(kind)) = (job.get("id").and_then(Value::as_str), job.get("kind").and_then(|k| serde_json::from_value::<shared::domain::jobs::JobKind>(k.clone()).ok())) else { continue };
+        let (Some(id), Some(kind)) =
+            (job.get("id").and_then(Value::as_str), job.get("kind").and_then(|k| serde_json::from_value::<shared::domain::jobs::JobKind>(k.clone()).ok()))
+        else {
+            continue;
+        };
         match kind {
             shared::domain::jobs::JobKind::AuditExport => {
                 if let Some(key) = job.get("result").and_then(|r| r.get("key")).and_then(Value::as_str) {
@@ -464,8 +570,15 @@ fn zip_error(e: impl std::fmt::Display) -> Error {
 /// and SHA-256 of every other file). Returns the bytes and the file count.
 pub fn build_zip(request: &SubjectRequest, subject: &str, categories: &[Category], now: DateTime<Utc>) -> Result<(Vec<u8>, u64)> {
     use zip::write::SimpleFileOptions;
-    let modified = zip::DateTime::from_date_and_time(now.year().clamp(1980, 2107) as u16, now.month() as u8, now.day() as u8, now.hour() as u8, now.minute() as u8, now.second() as u8)
-        .unwrap_or_default();
+    let modified = zip::DateTime::from_date_and_time(
+        now.year().clamp(1980, 2107) as u16,
+        now.month() as u8,
+        now.day() as u8,
+        now.hour() as u8,
+        now.minute() as u8,
+        now.second() as u8,
+    )
+    .unwrap_or_default();
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).last_modified_time(modified).unix_permissions(0o644);
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let mut manifest: Vec<Value> = Vec::new();
@@ -499,7 +612,10 @@ pub fn build_zip(request: &SubjectRequest, subject: &str, categories: &[Category
 
 fn readme(request: &SubjectRequest, subject: &str, categories: &[Category], now: DateTime<Utc>) -> String {
     let (law, rule) = match request.regime {
-        subject_requests::Regime::Gdpr => ("the EU General Data Protection Regulation (GDPR), articles 15 and 20 (access and portability)", "GDPR art. 12(3): one month, which Keel counts as 30 days"),
+        subject_requests::Regime::Gdpr => (
+            "the EU General Data Protection Regulation (GDPR), articles 15 and 20 (access and portability)",
+            "GDPR art. 12(3): one month, which Keel counts as 30 days",
+        ),
         subject_requests::Regime::Ccpa => ("the California Consumer Privacy Act (CCPA/CPRA), the right to know", "CCPA: 45 days"),
     };
     let mut text = format!(
@@ -577,7 +693,12 @@ mod tests {
 
     #[test]
     fn csv_opens_nested_records_and_neutralizes_formulas() {
-        let c = category("audit_entries", vec![json!({ "id": "e1", "actor": { "id": "u1", "kind": "user" }, "changes": { "after": { "n": 1 } }, "reason": "=cmd", "n": 5, "roles": ["a", "b"] })]);
+        let c = category(
+            "audit_entries",
+            vec![
+                json!({ "id": "e1", "actor": { "id": "u1", "kind": "user" }, "changes": { "after": { "n": 1 } }, "reason": "=cmd", "n": 5, "roles": ["a", "b"] }),
+            ],
+        );
         let text = String::from_utf8(category_csv(&c).unwrap()).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next().unwrap(), "id,actor.id,actor.kind,changes,n,reason,roles");
@@ -612,13 +733,16 @@ mod tests {
 
     #[test]
     fn other_peoples_details_are_masked_in_audit_entries() {
-        let admin = Actor { id: "admin".into(), kind: "user".into(), source_ip: Some("203.0.113.7".into()), user_agent: Some("Firefox".into()), request_id: None };
-        let about_me = shared::audit::AuditEntry::new(&admin, "user.update", "user", "me").changes(Some(&json!({ "name": "A" })), Some(&json!({ "name": "B" })));
+        let admin =
+            Actor { id: "admin".into(), kind: "user".into(), source_ip: Some("203.0.113.7".into()), user_agent: Some("Firefox".into()), request_id: None };
+        let about_me =
+            shared::audit::AuditEntry::new(&admin, "user.update", "user", "me").changes(Some(&json!({ "name": "A" })), Some(&json!({ "name": "B" })));
         let r = audit_record(&about_me, "me");
         assert_eq!((r["actor"]["source_ip"].as_str(), r["actor"]["user_agent"].as_str()), (Some("203.0.113.x"), Some("[masked]")));
         assert_eq!(r["changes"]["after"]["name"], "B", "changes to me are mine");
         let me = Actor { id: "me".into(), ..admin };
-        let by_me = shared::audit::AuditEntry::new(&me, "user.update", "user", "other").changes(Some(&json!({ "email": "o@x.io" })), Some(&json!({ "email": "p@x.io" })));
+        let by_me = shared::audit::AuditEntry::new(&me, "user.update", "user", "other")
+            .changes(Some(&json!({ "email": "o@x.io" })), Some(&json!({ "email": "p@x.io" })));
         let r = audit_record(&by_me, "me");
         assert_eq!(r["actor"]["source_ip"], "203.0.113.7", "my own address is mine");
         assert_eq!(r["changes"], "[masked]");

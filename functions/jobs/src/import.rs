@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry};
 use shared::domain::charts::{self, Chart, ModerationStatus};
 use shared::domain::data_jobs::{self, Compression, Dataset, IMPORT_BATCH, ImportFormat, ImportParams};
-use shared::platform::error::{Error, FieldError, Result};
 use shared::domain::jobs::{self, Job};
 use shared::identity::rbac::{BuiltinRole, PermissionSet};
-use shared::store::{Write, attr_s};
 use shared::identity::users::{Email, User, UserStatus, check_name};
+use shared::platform::error::{Error, FieldError, Result};
+use shared::store::{Write, attr_s};
 
 use crate::Worker;
 
@@ -100,7 +100,8 @@ fn decode(bytes: Vec<u8>, compression: Compression, limit: u64) -> Result<String
 fn parse_csv(text: &str, dataset: Dataset) -> Result<(Vec<String>, Vec<RawRow>)> {
     let (required, known) = columns(dataset);
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().map_err(|e| refuse(format!("the header row cannot be read: {e}")))?.iter().map(|h| h.trim().to_lowercase()).collect();
+    let header: Vec<String> =
+        reader.headers().map_err(|e| refuse(format!("the header row cannot be read: {e}")))?.iter().map(|h| h.trim().to_lowercase()).collect();
     for (i, h) in header.iter().enumerate() {
         if !known.contains(&h.as_str()) {
             return Err(refuse(format!("unknown column {h:?} (columns for {}: {})", dataset.as_str(), known.join(", "))));
@@ -329,7 +330,8 @@ async fn validate(worker: &Worker, job: &Job, params: &ImportParams, rows: &mut 
             }
         }
         Dataset::Charts => {
-            let mut owners: Vec<String> = candidates.iter().filter_map(|c| if let Create::Chart(ch) = &c.create { Some(ch.owner_id.clone()) } else { None }).collect();
+            let mut owners: Vec<String> =
+                candidates.iter().filter_map(|c| if let Create::Chart(ch) = &c.create { Some(ch.owner_id.clone()) } else { None }).collect();
             owners.sort();
             owners.dedup();
             let keys: Vec<(String, String)> = owners.iter().map(|o| (User::pk(o), "PROFILE".to_string())).collect();
@@ -397,7 +399,14 @@ fn change(table: &str, actor: &Actor, job: &Job, c: &Candidate) -> Result<(Vec<W
             Ok((u.create_writes(table)?, audit))
         }
         Create::Chart(ch) => {
-            let owner = Write::check(table, &User::pk(&ch.owner_id), "PROFILE", "attribute_exists(pk)", vec![], Error::Conflict("owner_id: the owner no longer exists".into()))?;
+            let owner = Write::check(
+                table,
+                &User::pk(&ch.owner_id),
+                "PROFILE",
+                "attribute_exists(pk)",
+                vec![],
+                Error::Conflict("owner_id: the owner no longer exists".into()),
+            )?;
             let audit = AuditEntry::new(actor, "chart.import", "chart", &ch.id).about(&ch.owner_id).changes::<Chart, Chart>(None, Some(ch)).reason(reason);
             Ok((vec![ch.create_write(table)?, owner], audit))
         }

@@ -3,11 +3,11 @@
 //! password (SES).
 
 use serde_json::{Value, json};
+use shared::domain::jobs::Job;
+use shared::identity::users::{self, UserStatus};
 use shared::platform::crypto::{random_token, sha256_hex};
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::Job;
-use shared::store::{s, n};
-use shared::identity::users::{self, UserStatus};
+use shared::store::{n, s};
 
 use crate::Worker;
 

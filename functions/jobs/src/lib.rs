@@ -10,25 +10,25 @@
 pub mod audit_export;
 pub mod bulk;
 pub mod data_export;
-pub mod gdpr_export;
 pub mod erasure;
-pub mod retention;
+pub mod gdpr_export;
 pub mod import;
+pub mod invite;
+pub mod moderation_notice;
 pub mod multipart;
 pub mod pdf;
-pub mod xlsx;
-pub mod invite;
+pub mod retention;
 pub mod security_email;
-pub mod moderation_notice;
+pub mod xlsx;
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
+use shared::audit::Journal;
+use shared::domain::jobs::{self, Claim, Job, JobKind, JobMessage, JobStatus};
 use shared::platform::config::Config;
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::{self, Claim, Job, JobKind, JobMessage, JobStatus};
-use shared::audit::Journal;
 use shared::store::Store;
 
 /// After this many attempts a job is marked failed (the queue's redrive
@@ -124,7 +124,15 @@ impl Worker {
         let mut n = 0;
         let mut token = None;
         loop {
-            let page = self.s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await.map_err(shared::platform::error::aws("s3 ListObjectsV2"))?;
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(shared::platform::error::aws("s3 ListObjectsV2"))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
                     self.s3.delete_object().bucket(bucket).key(key).send().await.map_err(shared::platform::error::aws("s3 DeleteObject"))?;

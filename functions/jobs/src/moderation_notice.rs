@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 use shared::domain::charts;
 use shared::domain::jobs::{ChartModerationEmail, Job};
-use shared::platform::error::{Error, Result};
 use shared::identity::users::{self, UserStatus};
+use shared::platform::error::{Error, Result};
 
 use crate::Worker;
 

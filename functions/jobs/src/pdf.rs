@@ -237,7 +237,13 @@ impl PdfEncoder {
         if self.widths.is_empty() {
             self.fit_widths();
         }
-        let header = self.header.clone().unwrap_or_else(|| Header { table: String::new(), title: String::new(), filters: vec![], generated_at: String::new(), columns: vec![] });
+        let header = self.header.clone().unwrap_or_else(|| Header {
+            table: String::new(),
+            title: String::new(),
+            filters: vec![],
+            generated_at: String::new(),
+            columns: vec![],
+        });
         let number = self.pages.len() + 1;
         let mut page = Vec::with_capacity(64 * 1024);
         let mut y = PAGE_H - MARGIN;
@@ -376,7 +382,7 @@ impl Encoder for PdfEncoder {
         let mut xref = String::with_capacity(20 * size as usize + 128);
         let _ = write!(xref, "xref\n0 {size}\n0000000000 65535 f \n");
         for offset in &offsets[1..] {
-            let _ = write!(xref, "{offset:010} 00000 n \n");
+            let _ = writeln!(xref, "{offset:010} 00000 n ");
         }
         let _ = write!(xref, "trailer\n<< /Size {size} /Root {} 0 R /Info {} 0 R >>\nstartxref\n{xref_at}\n%%EOF\n", CATALOG.get(), INFO.get());
         self.emit_raw(xref.as_bytes());

@@ -22,11 +22,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use shared::audit::{Actor, AuditEntry};
+use shared::domain::jobs::{Job, JobStatus};
+use shared::domain::subject_requests::{self, Regime, RequestKind, SubjectRequest};
 use shared::platform::crypto::{random_token, sha256_hex};
 use shared::platform::error::{Error, Result};
-use shared::domain::jobs::{Job, JobStatus};
 use shared::store::{Item, QuerySpec, Write, attr_s, s, timestamp};
-use shared::domain::subject_requests::{self, Regime, RequestKind, SubjectRequest};
 
 use crate::Worker;
 
@@ -65,14 +65,19 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
         let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(pk))], forward: true, ..QuerySpec::default() };
         let (items, _) = worker.store.query_page(&spec, None, 1000).await?;
         // Moderation history first (any length), then the chart with its audit entry.
-        let history: Vec<(String, String)> = items.iter().filter_map(|i| attr_s(i, "sk").filter(|sk| *sk != "META").map(|sk| (pk.to_string(), sk.to_string()))).collect();
+        let history: Vec<(String, String)> =
+            items.iter().filter_map(|i| attr_s(i, "sk").filter(|sk| *sk != "META").map(|sk| (pk.to_string(), sk.to_string()))).collect();
         worker.store.batch_delete(&history).await?;
-        let mut audit = AuditEntry::new(&actor, "chart.purge", "chart", id).reason(format!("soft-deleted before {cutoff} (retention.restore_window_days = {})", settings.retention.restore_window_days));
+        let mut audit = AuditEntry::new(&actor, "chart.purge", "chart", id)
+            .reason(format!("soft-deleted before {cutoff} (retention.restore_window_days = {})", settings.retention.restore_window_days));
         if let Some(owner) = attr_s(&chart, "owner_id") {
             audit = audit.about(owner);
         }
         let version = chart.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let audit = audit.changes::<serde_json::Value, serde_json::Value>(Some(&json!({ "deleted_at": attr_s(&chart, "deleted_at"), "moderation_history": history.len() })), None);
+        let audit = audit.changes::<serde_json::Value, serde_json::Value>(
+            Some(&json!({ "deleted_at": attr_s(&chart, "deleted_at"), "moderation_history": history.len() })),
+            None,
+        );
         match worker.store.commit(vec![Write::delete_versioned(&worker.store.table, pk, "META", version)?], &audit).await {
             Ok(()) => swept.charts_purged += 1,
             // Restored or changed meanwhile: it is no longer expired.

@@ -4,9 +4,9 @@
 //! secrets and no links.
 
 use serde_json::{Value, json};
-use shared::platform::error::{Error, Result};
 use shared::domain::jobs::{Job, SecurityEmail, SecurityEvent};
 use shared::identity::users::{self, UserStatus};
+use shared::platform::error::{Error, Result};
 
 use crate::Worker;
 

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
-use shared::platform::error::{Error, Result};
 use shared::domain::export::{Cell, Header};
+use shared::platform::error::{Error, Result};
 
 /// Rows per sheet (Excel's limit), header included.
 const SHEET_ROWS: u32 = 1_048_576;

@@ -6,7 +6,6 @@
 //! the digest to the Object Lock bucket, then advances the chain head with a
 //! conditional write (so concurrent or repeated runs never fork the chain).
 
-
 pub mod outbox_sweep;
 
 use std::sync::Arc;
@@ -14,9 +13,9 @@ use std::sync::Arc;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use shared::audit::{Actor, AuditEntry, Journal};
 use shared::audit::chain::{self, ChainHead, DigestIndex};
 use shared::audit::digest::{Digest, FORMAT, GENESIS_HASH, SignedDigest, signing_input};
+use shared::audit::{Actor, AuditEntry, Journal};
 use shared::platform::config::Config;
 use shared::platform::error::{Error, Result};
 use shared::store::{Store, Write, timestamp};
@@ -43,11 +42,23 @@ pub struct Sealer {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum SealOutcome {
-    Sealed { digest_id: String, sequence: u64, period_start: String, period_end: String, count: u64, object_key: String, hash: String },
+    Sealed {
+        digest_id: String,
+        sequence: u64,
+        period_start: String,
+        period_end: String,
+        count: u64,
+        object_key: String,
+        hash: String,
+    },
     /// Nothing to do: the chain already reaches `period_end`.
-    UpToDate { period_end: String },
+    UpToDate {
+        period_end: String,
+    },
     /// Another run advanced the head first; its digest stands.
-    LostRace { sequence: u64 },
+    LostRace {
+        sequence: u64,
+    },
 }
 
 impl Sealer {
@@ -151,7 +162,9 @@ impl Sealer {
 
     /// KMS `Sign` (RAW, ECDSA_SHA_256) over the short signing statement.
     async fn sign(&self, digest_hash: &str) -> Result<String> {
-        let der = shared::platform::crypto::kms_sign_p256(&self.kms, &self.config.audit_key_id, signing_input(digest_hash).as_bytes(), "kms Sign (audit digest)").await?;
+        let der =
+            shared::platform::crypto::kms_sign_p256(&self.kms, &self.config.audit_key_id, signing_input(digest_hash).as_bytes(), "kms Sign (audit digest)")
+                .await?;
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 

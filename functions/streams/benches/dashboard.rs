@@ -28,7 +28,13 @@ async fn without_stream(store: &shared::store::Store) -> anyhow::Result<()> {
     let indexes = table
         .global_secondary_indexes()
         .iter()
-        .map(|g| GlobalSecondaryIndex::builder().index_name(g.index_name().unwrap_or_default()).set_key_schema(g.key_schema.clone()).set_projection(g.projection.clone()).build())
+        .map(|g| {
+            GlobalSecondaryIndex::builder()
+                .index_name(g.index_name().unwrap_or_default())
+                .set_key_schema(g.key_schema.clone())
+                .set_projection(g.projection.clone())
+                .build()
+        })
         .collect::<Result<Vec<_>, _>>()?;
     store
         .client
@@ -45,7 +51,8 @@ async fn without_stream(store: &shared::store::Store) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let sizes: Vec<usize> = std::env::var("KEEL_BENCH_USERS").unwrap_or_else(|_| "3000,30000".into()).split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> =
+        std::env::var("KEEL_BENCH_USERS").unwrap_or_else(|_| "3000,30000".into()).split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
     let requests: usize = std::env::var("KEEL_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let root = keel_local::repo_root();
     let template = keel_local::template::Template::load(&root.join("template.yaml"))?;
@@ -55,7 +62,10 @@ async fn main() -> anyhow::Result<()> {
         // A fresh emulator per size, so the larger run does not carry the smaller's data.
         let moto = keel_local::moto::Moto::start(None).await?;
         let sdk = keel_local::sdk_config(&moto.endpoint).await;
-        let params = std::collections::HashMap::from([("PublicUrl".to_string(), "http://bench.local".to_string()), ("EmailFrom".to_string(), "noreply@bench.local".to_string())]);
+        let params = std::collections::HashMap::from([
+            ("PublicUrl".to_string(), "http://bench.local".to_string()),
+            ("EmailFrom".to_string(), "noreply@bench.local".to_string()),
+        ]);
         let stack = keel_local::provision::provision(&sdk, &template, &format!("bench{size}"), &params).await?;
         let app = keel_local::app::build(&sdk, &stack.env).await?;
         // The same table without a stream: the rollups are computed from the
@@ -73,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
         let loading = started.elapsed();
         let email = Email::parse("bench@example.com").map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let analyst = User::new(&email, "Bench", vec!["analyst".into()], UserStatus::Active);
-        shared::identity::users::create(&app.platform.store, &analyst, AuditEntry::new(&Actor::system("bench"), "user.create", "user", &analyst.id)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        shared::identity::users::create(&app.platform.store, &analyst, AuditEntry::new(&Actor::system("bench"), "user.create", "user", &analyst.id))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD], None);
         let token = app.signer.access_token(&analyst, "bench", &grant).await.map_err(|e| anyhow::anyhow!("{e}"))?.token;
         let mut times = Vec::with_capacity(requests);

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::try_join_all;
 use serde_json::Value;
-use shared::platform::error::{Error, Result, aws};
 use shared::domain::rollups;
+use shared::platform::error::{Error, Result, aws};
 use shared::store::{Item, Store, n, s};
 
 use crate::effects::{self, Effect};
@@ -134,16 +134,18 @@ async fn write(store: &Store, totals: Totals) -> Result<Backfilled> {
             ("user_id".to_string(), s(user_id.clone())),
         ]));
     }
-    let counter = |metric: &str, bucket: &str, value: i64| Item::from([
-        ("pk".to_string(), s(rollups::pk(metric))),
-        ("sk".to_string(), s(bucket)),
-        (rollups::VALUE.to_string(), n(value)),
-    ]);
+    let counter = |metric: &str, bucket: &str, value: i64| {
+        Item::from([("pk".to_string(), s(rollups::pk(metric))), ("sk".to_string(), s(bucket)), (rollups::VALUE.to_string(), n(value))])
+    };
     let counters = totals.adds.len() + last_active_days.len();
     items.extend(totals.adds.iter().map(|((metric, bucket), v)| counter(metric, bucket, *v)));
     items.extend(last_active_days.iter().map(|(day, v)| counter(rollups::LAST_ACTIVE, day, *v)));
     let cutoff = chrono::Utc::now().timestamp();
-    let security: Vec<Item> = totals.security.into_iter().filter(|i| i.get("ttl").and_then(|t| t.as_n().ok()).and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| t > cutoff)).collect();
+    let security: Vec<Item> = totals
+        .security
+        .into_iter()
+        .filter(|i| i.get("ttl").and_then(|t| t.as_n().ok()).and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| t > cutoff))
+        .collect();
     let security_events = security.len();
     items.extend(security);
     if !totals.latest.is_empty() {

@@ -75,48 +75,48 @@ pub fn of_change(old: Option<&Value>, new: Option<&Value>) -> Vec<Effect> {
     match entity {
         Some("user") => {
             status_move(&mut out, rollups::USERS, str_of(old, "status"), str_of(new, "status"));
-            if old.is_none() {
-                if let Some(day) = str_of(new, "created_at").and_then(day_of) {
-                    add(&mut out, rollups::SIGNUPS, day, 1);
-                }
+            if old.is_none()
+                && let Some(day) = str_of(new, "created_at").and_then(day_of)
+            {
+                add(&mut out, rollups::SIGNUPS, day, 1);
             }
             let login = str_of(new, "last_login_at");
-            if login.is_some() && login != str_of(old, "last_login_at") {
-                if let (Some(user_id), Some(day)) = (str_of(new, "id"), login.and_then(day_of)) {
-                    out.push(Effect::Active { user_id: user_id.into(), day: day.into() });
-                }
+            if login.is_some()
+                && login != str_of(old, "last_login_at")
+                && let (Some(user_id), Some(day)) = (str_of(new, "id"), login.and_then(day_of))
+            {
+                out.push(Effect::Active { user_id: user_id.into(), day: day.into() });
             }
         }
         Some("event") => {
-            if old.is_none() && str_of(new, "kind") == Some("login") {
-                if let (Some(user_id), Some(day)) = (str_of(new, "user_id"), str_of(new, "ts").and_then(day_of)) {
-                    out.push(Effect::Active { user_id: user_id.into(), day: day.into() });
-                }
+            if old.is_none()
+                && str_of(new, "kind") == Some("login")
+                && let (Some(user_id), Some(day)) = (str_of(new, "user_id"), str_of(new, "ts").and_then(day_of))
+            {
+                out.push(Effect::Active { user_id: user_id.into(), day: day.into() });
             }
         }
         Some("chart") => {
             status_move(&mut out, rollups::CHARTS, str_of(old, "moderation_status"), str_of(new, "moderation_status"));
-            if old.is_none() {
-                if let Some(ts) = str_of(new, "created_at") {
-                    if let (Some(day), Some(month)) = (day_of(ts), month_of(ts)) {
-                        add(&mut out, rollups::CHARTS_CREATED, day, 1);
-                        add(&mut out, rollups::CHARTS_CREATED, month, 1);
-                        add(&mut out, rollups::CHARTS_CREATED, "all", 1);
-                    }
-                }
+            if old.is_none()
+                && let Some(ts) = str_of(new, "created_at")
+                && let (Some(day), Some(month)) = (day_of(ts), month_of(ts))
+            {
+                add(&mut out, rollups::CHARTS_CREATED, day, 1);
+                add(&mut out, rollups::CHARTS_CREATED, month, 1);
+                add(&mut out, rollups::CHARTS_CREATED, "all", 1);
             }
         }
         Some("order") => {
             let amount = int_of(new.or(old), "amount_cents").unwrap_or(0);
-            if old.is_none() {
-                if let Some(ts) = str_of(new, "created_at") {
-                    if let (Some(day), Some(month)) = (day_of(ts), month_of(ts)) {
-                        add(&mut out, rollups::ORDERS, day, 1);
-                        add(&mut out, rollups::ORDERS, month, 1);
-                        add(&mut out, rollups::REVENUE, day, amount);
-                        add(&mut out, rollups::REVENUE, month, amount);
-                    }
-                }
+            if old.is_none()
+                && let Some(ts) = str_of(new, "created_at")
+                && let (Some(day), Some(month)) = (day_of(ts), month_of(ts))
+            {
+                add(&mut out, rollups::ORDERS, day, 1);
+                add(&mut out, rollups::ORDERS, month, 1);
+                add(&mut out, rollups::REVENUE, day, amount);
+                add(&mut out, rollups::REVENUE, month, amount);
             }
             let refunded = |i: Option<&Value>| str_of(i, "status") == Some("refunded");
             if refunded(new) && !refunded(old) {

@@ -22,9 +22,9 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde_json::Value;
-use shared::platform::error::{Error, Result, aws};
 use shared::domain::jobs::Outbox;
 use shared::domain::rollups;
+use shared::platform::error::{Error, Result, aws};
 use shared::store::{Item, Store, n, s, to_item};
 
 use crate::effects::{Effect, SecurityEvent};
@@ -129,7 +129,11 @@ impl Worker {
             items.push(add(table, metric, bucket, *delta)?);
         }
         for event in &security {
-            items.push(TransactWriteItem::builder().put(Put::builder().table_name(table).set_item(Some(security_item(event)?)).build().map_err(|e| Error::internal(e.to_string()))?).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .put(Put::builder().table_name(table).set_item(Some(security_item(event)?)).build().map_err(|e| Error::internal(e.to_string()))?)
+                    .build(),
+            );
         }
         match transact(&self.store, items).await? {
             Transacted::Done => {}

@@ -9,8 +9,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::platform::telemetry::init();
     let worker = streams::Worker::from_env().await?;
     let worker = &worker;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, lambda_runtime::Error>(worker.handle(event.payload).await)
-    }))
-    .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move { Ok::<_, lambda_runtime::Error>(worker.handle(event.payload).await) })).await
 }

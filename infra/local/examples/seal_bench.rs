@@ -50,12 +50,17 @@ async fn main() -> anyhow::Result<()> {
     println!("sealed: {outcome:?}");
     println!("seal: {n} entries in {seal_secs:.2} s = {:.0} entries/s (reads, hashing, KMS Sign, S3 put, commit)", n as f64 / seal_secs);
 
-    let reader = shared::audit::chain::ChainReader::new(store.store().clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id);
+    let reader =
+        shared::audit::chain::ChainReader::new(store.store().clone(), clients.s3.clone(), clients.kms.clone(), &config.audit_bucket, &config.audit_key_id);
     let started = Instant::now();
     let report = reader.verify(now, chrono::Utc::now()).await?;
     let verify_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(report.ok, "verification failed: {report:?}");
-    println!("verify (live): {} entries in {verify_secs:.2} s = {:.0} entries/s (reads included)", report.entries_checked, report.entries_checked as f64 / verify_secs);
+    println!(
+        "verify (live): {} entries in {verify_secs:.2} s = {:.0} entries/s (reads included)",
+        report.entries_checked,
+        report.entries_checked as f64 / verify_secs
+    );
 
     // The check alone (hashing and comparing), without the reads.
     let loaded = reader.load(now, chrono::Utc::now(), false).await?;
@@ -63,12 +68,21 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let report = shared::audit::digest::verify(&key, &loaded.evidence);
     let check_secs = started.elapsed().as_secs_f64();
-    println!("verify (check only, entries pre-hashed at load): {} entries in {:.3} s = {:.0} entries/s", report.entries_checked, check_secs, report.entries_checked as f64 / check_secs);
+    println!(
+        "verify (check only, entries pre-hashed at load): {} entries in {:.3} s = {:.0} entries/s",
+        report.entries_checked,
+        check_secs,
+        report.entries_checked as f64 / check_secs
+    );
 
     // Hashing the canonical form, the per-entry cost on both sides.
     let typed: Vec<_> = items.iter().map(shared::audit::digest::typed_item).collect();
     let started = Instant::now();
     let hashed = typed.iter().map(shared::audit::digest::entry_hash).count();
-    println!("canonical form + SHA-256: {hashed} entries in {:.3} s = {:.0} entries/s", started.elapsed().as_secs_f64(), hashed as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "canonical form + SHA-256: {hashed} entries in {:.3} s = {:.0} entries/s",
+        started.elapsed().as_secs_f64(),
+        hashed as f64 / started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

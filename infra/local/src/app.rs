@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::Router;
-use shared::platform::aws::Clients;
-use shared::platform::config::Config;
 use shared::http::Platform;
 use shared::identity::token::TokenVerifier;
+use shared::platform::aws::Clients;
+use shared::platform::config::Config;
 
 pub struct LocalApp {
     pub router: Router,

@@ -50,7 +50,8 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Settings> {
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
         let port = var("KEEL_PORT").map(|p| p.parse()).transpose().map_err(|_| anyhow::anyhow!("KEEL_PORT must be a port number"))?.unwrap_or(3000);
-        let demo_users = var("KEEL_DEMO_USERS").map(|p| p.parse()).transpose().map_err(|_| anyhow::anyhow!("KEEL_DEMO_USERS must be a number"))?.unwrap_or(3000);
+        let demo_users =
+            var("KEEL_DEMO_USERS").map(|p| p.parse()).transpose().map_err(|_| anyhow::anyhow!("KEEL_DEMO_USERS must be a number"))?.unwrap_or(3000);
         Ok(Settings {
             port,
             admin_email: var("KEEL_ADMIN_EMAIL").unwrap_or_else(|| "admin@keel.local".into()),

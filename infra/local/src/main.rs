@@ -21,7 +21,10 @@ async fn main() -> anyhow::Result<()> {
 
     println!("Seeding demo data ({} users)...", settings.demo_users);
     let summary = seed::load(&local.platform.store, settings.demo_users, 2026).await?;
-    println!("  {} users, {} charts, {} orders ({} refunded), {} activity events", summary.users, summary.charts, summary.orders, summary.refunds, summary.events);
+    println!(
+        "  {} users, {} charts, {} orders ({} refunded), {} activity events",
+        summary.users, summary.charts, summary.orders, summary.refunds, summary.events
+    );
     // Dashboard rollups: one backfill over the seeded items, then the stream
     // from where it stood before the backfill (so nothing is counted twice).
     let stream_arn = stack.resources["Table"].attributes["StreamArn"].clone();
@@ -36,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
     // then every 5 minutes as deployed.
     let started = std::time::Instant::now();
     match schedule::seal_now(&local.sealer).await {
-        Ok(scheduler::SealOutcome::Sealed { sequence, count, .. }) => println!("  audit log: digest {sequence} seals its {count} entries so far ({:.1} s)", started.elapsed().as_secs_f64()),
+        Ok(scheduler::SealOutcome::Sealed { sequence, count, .. }) => {
+            println!("  audit log: digest {sequence} seals its {count} entries so far ({:.1} s)", started.elapsed().as_secs_f64())
+        }
         Ok(other) => println!("  audit log: {other:?}"),
         Err(e) => println!("  audit log: the first seal failed ({e}); the scheduled run retries in 5 minutes"),
     }
@@ -57,7 +62,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  audit log sealed into signed digests at start and every 5 minutes; check it: GET /api/v1/admin/audit-logs/verify (docs/audit-integrity.md)");
     println!("  resource names: .keel/local.env   Ctrl-C stops everything.\n");
     let service = local.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     drop(moto);
     println!("Stopped.");
     Ok(())

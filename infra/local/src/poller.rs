@@ -28,10 +28,8 @@ pub async fn poll_once(sqs: &aws_sdk_sqs::Client, queue_url: &str, queue_arn: &s
     let records: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| {
-            let attributes: serde_json::Map<String, serde_json::Value> = m
-                .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), serde_json::Value::String(v.clone()))).collect())
-                .unwrap_or_default();
+            let attributes: serde_json::Map<String, serde_json::Value> =
+                m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), serde_json::Value::String(v.clone()))).collect()).unwrap_or_default();
             serde_json::json!({
                 "messageId": m.message_id(),
                 "receiptHandle": m.receipt_handle(),

@@ -75,7 +75,10 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
                 if props.get("EnableKeyRotation").and_then(Value::as_bool) == Some(true) {
                     kms.enable_key_rotation().key_id(&key_id).send().await.with_context(|| format!("rotation for {id}"))?;
                 }
-                Resolved { attributes: HashMap::from([("Arn".into(), meta.arn().unwrap_or_default().to_string()), ("KeyId".into(), key_id.clone())]), reference: key_id }
+                Resolved {
+                    attributes: HashMap::from([("Arn".into(), meta.arn().unwrap_or_default().to_string()), ("KeyId".into(), key_id.clone())]),
+                    reference: key_id,
+                }
             }
             "AWS::KMS::Alias" => {
                 let alias = ctx.resolve(props.get("AliasName").ok_or_else(|| anyhow!("{id}: no AliasName"))?)?;
@@ -88,7 +91,15 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
                 let mut req = sqs.create_queue().queue_name(&name);
                 // KmsMasterKeyId (!Ref of a key created above) is recorded by
                 // moto, which does not encrypt messages.
-                for attr in ["VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "SqsManagedSseEnabled", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds"] {
+                for attr in [
+                    "VisibilityTimeout",
+                    "MessageRetentionPeriod",
+                    "DelaySeconds",
+                    "ReceiveMessageWaitTimeSeconds",
+                    "SqsManagedSseEnabled",
+                    "KmsMasterKeyId",
+                    "KmsDataKeyReusePeriodSeconds",
+                ] {
                     if let Some(v) = props.get(attr) {
                         req = req.attributes(attr.into(), ctx.resolve(v)?);
                     }
@@ -122,13 +133,13 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
     // Deployed, the operator passes the signing key's public key as the
     // SigningPublicKey parameter after the first deploy, so cold starts make
     // no KMS call. Locally, read it here unless an override gave one.
-    if env.get("KEEL_SIGNING_PUBLIC_KEY").is_some_and(|v| v.trim().is_empty()) {
-        if let Some(key_id) = env.get("KEEL_SIGNING_KEY_ID") {
-            let out = kms.get_public_key().key_id(key_id).send().await.context("reading the signing key's public key")?;
-            let der = out.public_key().ok_or_else(|| anyhow!("GetPublicKey returned no key"))?;
-            use base64::Engine as _;
-            env.insert("KEEL_SIGNING_PUBLIC_KEY".into(), base64::engine::general_purpose::STANDARD.encode(der.as_ref()));
-        }
+    if env.get("KEEL_SIGNING_PUBLIC_KEY").is_some_and(|v| v.trim().is_empty())
+        && let Some(key_id) = env.get("KEEL_SIGNING_KEY_ID")
+    {
+        let out = kms.get_public_key().key_id(key_id).send().await.context("reading the signing key's public key")?;
+        let der = out.public_key().ok_or_else(|| anyhow!("GetPublicKey returned no key"))?;
+        use base64::Engine as _;
+        env.insert("KEEL_SIGNING_PUBLIC_KEY".into(), base64::engine::general_purpose::STANDARD.encode(der.as_ref()));
     }
 
     // Sending email needs a verified sender; deployed, the operator verifies
@@ -190,17 +201,17 @@ async fn create_table(dynamo: &aws_sdk_dynamodb::Client, ctx: &Context<'_>, id: 
     }
     let out = req.send().await.with_context(|| format!("creating table {id}"))?;
     let description = out.table_description.ok_or_else(|| anyhow!("no table description"))?;
-    if let Some(ttl) = props.get("TimeToLiveSpecification") {
-        if ttl.get("Enabled").and_then(Value::as_bool) == Some(true) {
-            let attribute = get_str(ttl, "AttributeName").unwrap_or("ttl");
-            dynamo
-                .update_time_to_live()
-                .table_name(&name)
-                .time_to_live_specification(ddb::TimeToLiveSpecification::builder().enabled(true).attribute_name(attribute).build()?)
-                .send()
-                .await
-                .context("enabling TTL")?;
-        }
+    if let Some(ttl) = props.get("TimeToLiveSpecification")
+        && ttl.get("Enabled").and_then(Value::as_bool) == Some(true)
+    {
+        let attribute = get_str(ttl, "AttributeName").unwrap_or("ttl");
+        dynamo
+            .update_time_to_live()
+            .table_name(&name)
+            .time_to_live_specification(ddb::TimeToLiveSpecification::builder().enabled(true).attribute_name(attribute).build()?)
+            .send()
+            .await
+            .context("enabling TTL")?;
     }
     let mut attributes = HashMap::from([("Arn".to_string(), description.table_arn().unwrap_or_default().to_string())]);
     if let Some(stream) = description.latest_stream_arn() {
@@ -215,10 +226,12 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, ctx: &Context<'_>, id: &str, pro
     let name = format!("{stack}-{id}").to_lowercase();
     let object_lock = props.get("ObjectLockEnabled").and_then(Value::as_bool) == Some(true);
     s3.create_bucket().bucket(&name).object_lock_enabled_for_bucket(object_lock).send().await.with_context(|| format!("creating bucket {id}"))?;
-    if let Some(rule) = props.get("BucketEncryption").and_then(|e| e.get("ServerSideEncryptionConfiguration")).and_then(Value::as_sequence).and_then(|s| s.first()) {
+    if let Some(rule) =
+        props.get("BucketEncryption").and_then(|e| e.get("ServerSideEncryptionConfiguration")).and_then(Value::as_sequence).and_then(|s| s.first())
+    {
         let default = rule.get("ServerSideEncryptionByDefault");
-        let mut by_default = s3t::ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(default.and_then(|d| get_str(d, "SSEAlgorithm")).unwrap_or("aws:kms").into());
+        let mut by_default =
+            s3t::ServerSideEncryptionByDefault::builder().sse_algorithm(default.and_then(|d| get_str(d, "SSEAlgorithm")).unwrap_or("aws:kms").into());
         if let Some(key) = default.and_then(|d| d.get("KMSMasterKeyID")) {
             by_default = by_default.kms_master_key_id(ctx.resolve(key)?);
         }

@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use shared::domain::charts::{Chart, ModerationStatus};
-use shared::store::{Item, Store, timestamp, to_item};
 use shared::identity::users::{Email, User, UserStatus};
+use shared::store::{Item, Store, timestamp, to_item};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -22,12 +22,91 @@ pub struct Summary {
 }
 
 const COUNTRIES: &[(&str, u32)] = &[
-    ("US", 35), ("GB", 10), ("DE", 9), ("IN", 8), ("FR", 7), ("BR", 6), ("CA", 5), ("JP", 5),
-    ("AU", 4), ("ES", 4), ("NL", 3), ("SE", 2), ("MX", 2), ("PL", 2), ("IT", 3), ("KR", 2),
+    ("US", 35),
+    ("GB", 10),
+    ("DE", 9),
+    ("IN", 8),
+    ("FR", 7),
+    ("BR", 6),
+    ("CA", 5),
+    ("JP", 5),
+    ("AU", 4),
+    ("ES", 4),
+    ("NL", 3),
+    ("SE", 2),
+    ("MX", 2),
+    ("PL", 2),
+    ("IT", 3),
+    ("KR", 2),
 ];
-const FIRST: &[&str] = &["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger", "Radia", "Guido", "Sophie", "Tim", "Hedy", "Donald", "Katherine", "John", "Mary", "Yukihiro", "Anita", "Bjarne", "Lynn", "James"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "Dijkstra", "Perlman", "van Rossum", "Wilson", "Berners-Lee", "Lamarr", "Knuth", "Johnson", "McCarthy", "Keller", "Matsumoto", "Borg", "Stroustrup", "Conway", "Gosling"];
-const TOPICS: &[&str] = &["Revenue", "Signups", "Churn", "Latency", "Weather", "Steps", "Sleep", "Budget", "Sales", "Traffic", "Energy use", "Portfolio", "Reading list", "Workouts"];
+const FIRST: &[&str] = &[
+    "Ada",
+    "Grace",
+    "Alan",
+    "Linus",
+    "Margaret",
+    "Ken",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Guido",
+    "Sophie",
+    "Tim",
+    "Hedy",
+    "Donald",
+    "Katherine",
+    "John",
+    "Mary",
+    "Yukihiro",
+    "Anita",
+    "Bjarne",
+    "Lynn",
+    "James",
+];
+const LAST: &[&str] = &[
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Hamilton",
+    "Thompson",
+    "Liskov",
+    "Ritchie",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "van Rossum",
+    "Wilson",
+    "Berners-Lee",
+    "Lamarr",
+    "Knuth",
+    "Johnson",
+    "McCarthy",
+    "Keller",
+    "Matsumoto",
+    "Borg",
+    "Stroustrup",
+    "Conway",
+    "Gosling",
+];
+const TOPICS: &[&str] = &[
+    "Revenue",
+    "Signups",
+    "Churn",
+    "Latency",
+    "Weather",
+    "Steps",
+    "Sleep",
+    "Budget",
+    "Sales",
+    "Traffic",
+    "Energy use",
+    "Portfolio",
+    "Reading list",
+    "Workouts",
+];
 const KINDS: &[&str] = &["line", "bar", "area", "pie", "scatter", "heatmap"];
 /// (plan, monthly price, annual price) in cents.
 const PLANS: &[(&str, i64, i64, u32)] = &[("basic", 900, 9000, 60), ("pro", 2900, 29000, 30), ("team", 9900, 99000, 10)];
@@ -124,7 +203,16 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         for _ in 0..charts {
             let span = (now - signed_up).num_seconds().max(1);
             let created = signed_up + Duration::seconds(rng.gen_range(0..span));
-            let moderation = *weighted(&mut rng, &[(ModerationStatus::Approved, 80), (ModerationStatus::Pending, 8), (ModerationStatus::Rejected, 4), (ModerationStatus::Flagged, 5), (ModerationStatus::Hidden, 3)]);
+            let moderation = *weighted(
+                &mut rng,
+                &[
+                    (ModerationStatus::Approved, 80),
+                    (ModerationStatus::Pending, 8),
+                    (ModerationStatus::Rejected, 4),
+                    (ModerationStatus::Flagged, 5),
+                    (ModerationStatus::Hidden, 3),
+                ],
+            );
             let title = format!("{} {}", TOPICS[rng.gen_range(0..TOPICS.len())], created.year());
             let mut chart = Chart::new(&user.id, &title, KINDS[rng.gen_range(0..KINDS.len())]).with_status(moderation);
             chart.created_at = timestamp(created);
@@ -137,7 +225,7 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
 
         // About a fifth of users pay; they renew until they churn.
         if status != UserStatus::Invited && rng.gen_bool(0.22) {
-            let plan = weighted(&mut rng, &PLANS.iter().map(|p| (p, p.3)).collect::<Vec<_>>()).to_owned().clone();
+            let plan = *weighted(&mut rng, &PLANS.iter().map(|p| (p, p.3)).collect::<Vec<_>>()).to_owned();
             let annual = rng.gen_bool(0.3);
             let mut at = signed_up + Duration::days(rng.gen_range(0..30));
             while at < now {
@@ -204,8 +292,16 @@ mod tests {
         assert!(sa.charts > 300 && sa.orders > 50 && sa.events > sa.users, "{sa:?}");
         assert!(a.len() > 1000);
         // Charts are written through the model, so they read back as one.
-        let charts: Vec<_> = a.iter().filter(|i| i["type"].as_s().is_ok_and(|t| t == "chart")).cloned().map(shared::domain::charts::from_chart_item).collect::<Result<_, _>>().unwrap();
+        let charts: Vec<_> = a
+            .iter()
+            .filter(|i| i["type"].as_s().is_ok_and(|t| t == "chart"))
+            .cloned()
+            .map(shared::domain::charts::from_chart_item)
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(charts.len(), sa.charts);
-        assert!(charts.iter().any(|c| c.flagged) && charts.iter().all(|c| c.flagged == (c.moderation_status == shared::domain::charts::ModerationStatus::Flagged)));
+        assert!(
+            charts.iter().any(|c| c.flagged) && charts.iter().all(|c| c.flagged == (c.moderation_status == shared::domain::charts::ModerationStatus::Flagged))
+        );
     }
 }

@@ -130,7 +130,8 @@ impl StreamReader {
     }
 
     async fn iterator_at(&self, shard: &str, kind: ShardIteratorType, sequence: &str) -> anyhow::Result<Option<String>> {
-        let out = self.client.get_shard_iterator().stream_arn(&self.stream_arn).shard_id(shard).shard_iterator_type(kind).sequence_number(sequence).send().await?;
+        let out =
+            self.client.get_shard_iterator().stream_arn(&self.stream_arn).shard_id(shard).shard_iterator_type(kind).sequence_number(sequence).send().await?;
         Ok(out.shard_iterator)
     }
 
@@ -164,7 +165,9 @@ pub async fn run(mut reader: StreamReader, worker: streams::Worker) {
 /// A stream record in the JSON shape Lambda delivers.
 fn record_json(record: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str) -> Value {
     let change = record.dynamodb();
-    let image = |m: Option<&HashMap<String, AttributeValue>>| -> Value { Value::Object(m.map(|m| m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect()).unwrap_or_default()) };
+    let image = |m: Option<&HashMap<String, AttributeValue>>| -> Value {
+        Value::Object(m.map(|m| m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect()).unwrap_or_default())
+    };
     let mut dynamodb = json!({
         "Keys": image(change.and_then(|c| c.keys.as_ref())),
         "SequenceNumber": change.and_then(|c| c.sequence_number()),

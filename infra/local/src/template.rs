@@ -108,11 +108,7 @@ impl Context<'_> {
 
     fn attribute(&self, target: &str) -> anyhow::Result<String> {
         let (name, attr) = target.split_once('.').ok_or_else(|| anyhow!("!GetAtt {target}: expected Resource.Attribute"))?;
-        self.resources
-            .get(name)
-            .and_then(|r| r.attributes.get(attr))
-            .cloned()
-            .ok_or_else(|| anyhow!("!GetAtt {target}: not available locally"))
+        self.resources.get(name).and_then(|r| r.attributes.get(attr)).cloned().ok_or_else(|| anyhow!("!GetAtt {target}: not available locally"))
     }
 
     /// Resolve a scalar or an intrinsic to a string.
@@ -136,10 +132,10 @@ impl Context<'_> {
                 other => bail!("intrinsic !{other} is not supported by the local stack"),
             };
         }
-        if let Some(map) = value.as_mapping() {
-            if let Some(name) = map.get("Ref").and_then(Value::as_str) {
-                return self.reference(name);
-            }
+        if let Some(map) = value.as_mapping()
+            && let Some(name) = map.get("Ref").and_then(Value::as_str)
+        {
+            return self.reference(name);
         }
         bail!("cannot resolve {value:?} to a string")
     }
@@ -165,7 +161,8 @@ mod tests {
 
     #[test]
     fn resolves_intrinsics() {
-        let t: Value = yaml_serde::from_str("a: !Ref Table\nb: !GetAtt Queue.Arn\nc: !Sub arn:${AWS::Partition}:x:${AWS::Region}:${Table}/${Queue.Arn}\nd: 5").unwrap();
+        let t: Value =
+            yaml_serde::from_str("a: !Ref Table\nb: !GetAtt Queue.Arn\nc: !Sub arn:${AWS::Partition}:x:${AWS::Region}:${Table}/${Queue.Arn}\nd: 5").unwrap();
         let params = HashMap::new();
         let mut resources = HashMap::new();
         resources.insert("Table".to_string(), Resolved { reference: "tbl".into(), attributes: HashMap::new() });

@@ -107,7 +107,12 @@ pub async fn remember_verified(store: &Store, verified: &Verified) -> Result<()>
 
 /// Index items from sort key `from_sk` on (inclusive), in chain order.
 pub async fn indexes_from(store: &Store, from_sk: &str) -> Result<Vec<DigestIndex>> {
-    let spec = QuerySpec { key_condition: "pk = :pk AND sk >= :from", values: vec![(":pk", s(CHAIN_PK)), (":from", s(from_sk))], forward: true, ..QuerySpec::default() };
+    let spec = QuerySpec {
+        key_condition: "pk = :pk AND sk >= :from",
+        values: vec![(":pk", s(CHAIN_PK)), (":from", s(from_sk))],
+        forward: true,
+        ..QuerySpec::default()
+    };
     store.query_all(&spec).await?.into_iter().map(from_item).collect()
 }
 
@@ -172,12 +177,8 @@ pub async fn load_entries(store: &Store, after: &str, until: &str, keep_items: b
 /// Index items of the digests whose period overlaps `[from, to]`, in chain
 /// order, and the one before them (to check the first link).
 pub async fn digest_indexes(store: &Store, from: &str, to: &str) -> Result<(Option<DigestIndex>, Vec<DigestIndex>)> {
-    let spec = QuerySpec {
-        key_condition: "pk = :pk AND sk >= :from",
-        values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))],
-        forward: true,
-        ..QuerySpec::default()
-    };
+    let spec =
+        QuerySpec { key_condition: "pk = :pk AND sk >= :from", values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))], forward: true, ..QuerySpec::default() };
     let mut found = Vec::new();
     let mut start = None;
     'pages: loop {
@@ -194,12 +195,8 @@ pub async fn digest_indexes(store: &Store, from: &str, to: &str) -> Result<(Opti
             None => break,
         }
     }
-    let before = QuerySpec {
-        key_condition: "pk = :pk AND sk < :from",
-        values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))],
-        forward: false,
-        ..QuerySpec::default()
-    };
+    let before =
+        QuerySpec { key_condition: "pk = :pk AND sk < :from", values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))], forward: false, ..QuerySpec::default() };
     let previous = match found.first() {
         Some(first) if first.sequence > 1 => store.query_page(&before, None, 1).await?.0.into_iter().next().map(from_item).transpose()?,
         _ => None,
@@ -209,7 +206,13 @@ pub async fn digest_indexes(store: &Store, from: &str, to: &str) -> Result<(Opti
 
 /// Read and parse a digest object; `Err` carries why it is unusable.
 pub async fn read_digest(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> std::result::Result<SignedDigest, String> {
-    let out = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| format!("digest object {key} cannot be read: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("digest object {key} cannot be read: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
     let bytes = out.body.collect().await.map_err(|e| format!("reading digest object {key}: {e}"))?.into_bytes();
     serde_json::from_slice(&bytes).map_err(|e| format!("digest object {key} is not a digest: {e}"))
 }
@@ -253,15 +256,16 @@ impl ChainReader {
             .map(|index| {
                 let (s3, bucket) = (self.s3.clone(), self.bucket.clone());
                 async move {
-                let (signed, problem) = match read_digest(&s3, &bucket, &index.object_key).await {
-                    Ok(signed) => {
-                        let hash = signed.digest.hash();
-                        let problem = (hash != index.hash).then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
-                        (Some(signed), problem)
-                    }
-                    Err(why) => (None, Some(why)),
-                };
-                DigestEvidence { digest_id: index.digest_id.clone(), sequence: index.sequence, signed, problem }
+                    let (signed, problem) = match read_digest(&s3, &bucket, &index.object_key).await {
+                        Ok(signed) => {
+                            let hash = signed.digest.hash();
+                            let problem = (hash != index.hash)
+                                .then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
+                            (Some(signed), problem)
+                        }
+                        Err(why) => (None, Some(why)),
+                    };
+                    DigestEvidence { digest_id: index.digest_id.clone(), sequence: index.sequence, signed, problem }
                 }
             })
             .buffered(16)
@@ -317,7 +321,8 @@ impl ChainReader {
                     let (signed, problem) = match read_digest(&s3, &bucket, &index.object_key).await {
                         Ok(signed) => {
                             let hash = signed.digest.hash();
-                            let problem = (hash != index.hash).then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
+                            let problem = (hash != index.hash)
+                                .then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
                             (Some(signed), problem)
                         }
                         Err(why) => (None, Some(why)),
@@ -343,18 +348,32 @@ impl ChainReader {
         let from_sk = anchor.map(|a| format!("{}#{}", a.period_end, a.digest_id)).unwrap_or_else(|| "0".into());
         let chain_indexes = indexes_from(&self.store, &from_sk).await?;
         let mut findings: Vec<Finding> = Vec::new();
-        let broken = |digest_id: &str, detail: String| Finding { kind: FindingKind::ChainBroken, digest_id: Some(digest_id.to_string()), entry_id: None, sort_key: None, detail };
+        let broken = |digest_id: &str, detail: String| Finding {
+            kind: FindingKind::ChainBroken,
+            digest_id: Some(digest_id.to_string()),
+            entry_id: None,
+            sort_key: None,
+            detail,
+        };
         match (anchor, chain_indexes.first()) {
             (Some(a), Some(first)) if first.digest_id == a.digest_id && first.sequence == a.sequence && first.hash == a.hash => {}
-            (Some(a), _) => findings.push(broken(&a.digest_id, format!("digest {} (sequence {}), verified at {} with hash {}, is no longer indexed as it was", a.digest_id, a.sequence, a.verified_at, a.hash))),
-            (None, Some(first)) if first.sequence != 1 => findings.push(broken(&first.digest_id, format!("the chain starts at sequence {}: earlier digests are missing", first.sequence))),
+            (Some(a), _) => findings.push(broken(
+                &a.digest_id,
+                format!("digest {} (sequence {}), verified at {} with hash {}, is no longer indexed as it was", a.digest_id, a.sequence, a.verified_at, a.hash),
+            )),
+            (None, Some(first)) if first.sequence != 1 => {
+                findings.push(broken(&first.digest_id, format!("the chain starts at sequence {}: earlier digests are missing", first.sequence)))
+            }
             (None, _) => {}
         }
         let tail = match (&head, chain_indexes.last()) {
-            (Some(h), Some(last)) if last.sequence != h.version || last.digest_id != h.digest_id => {
-                Some(broken(&h.digest_id, format!("the chain head is digest {} (sequence {}) but the digests found end at sequence {}", h.digest_id, h.version, last.sequence)))
+            (Some(h), Some(last)) if last.sequence != h.version || last.digest_id != h.digest_id => Some(broken(
+                &h.digest_id,
+                format!("the chain head is digest {} (sequence {}) but the digests found end at sequence {}", h.digest_id, h.version, last.sequence),
+            )),
+            (Some(h), None) => {
+                Some(broken(&h.digest_id, format!("the chain head is digest {} (sequence {}) but no digest is indexed", h.digest_id, h.version)))
             }
-            (Some(h), None) => Some(broken(&h.digest_id, format!("the chain head is digest {} (sequence {}) but no digest is indexed", h.digest_id, h.version))),
             _ => None,
         };
         let anchored = usize::from(anchor.is_some() && !chain_indexes.is_empty());
@@ -383,12 +402,23 @@ impl ChainReader {
         let mut entries_checked = 0;
         let mut covered: Vec<(Option<String>, Option<String>)> = Vec::new();
         if !older.is_empty() {
-            let (report, found) = digest::check(&key, &Evidence { digests: older, entries_from_digest: older_links, entries: entries.clone(), complete: true, tail_problem: None, window: window.clone() });
+            let (report, found) = digest::check(
+                &key,
+                &Evidence {
+                    digests: older,
+                    entries_from_digest: older_links,
+                    entries: entries.clone(),
+                    complete: true,
+                    tail_problem: None,
+                    window: window.clone(),
+                },
+            );
             entries_checked += report.entries_checked;
             covered.push((report.covered_from, report.covered_to));
             findings.extend(found);
         }
-        let (report, found) = digest::check(&key, &Evidence { digests: chain, entries_from_digest: anchored, entries, complete: true, tail_problem: tail, window });
+        let (report, found) =
+            digest::check(&key, &Evidence { digests: chain, entries_from_digest: anchored, entries, complete: true, tail_problem: tail, window });
         entries_checked += report.entries_checked;
         covered.push((report.covered_from, report.covered_to));
         findings.extend(found);
@@ -432,7 +462,13 @@ impl ChainReader {
     /// stored entries. Unfiltered (`keep` None), every entry of the covering
     /// periods is included, so the export is complete and shows deletions;
     /// filtered, only entries in `[from, to]` that pass `keep`.
-    pub async fn export(&self, from: DateTime<Utc>, to: DateTime<Utc>, filters: Value, keep: Option<&(dyn Fn(&Value) -> bool + Sync)>) -> Result<(Vec<u8>, usize, usize)> {
+    pub async fn export(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filters: Value,
+        keep: Option<&(dyn Fn(&Value) -> bool + Sync)>,
+    ) -> Result<(Vec<u8>, usize, usize)> {
         let key = self.key().await?.clone();
         let loaded = self.load(from, to, true).await?;
         let line = |l: &ExportLine| serde_json::to_string(l).map_err(|e| Error::internal(e.to_string()));

@@ -327,13 +327,7 @@ pub struct Evidence {
 }
 
 fn finding(kind: FindingKind, digest: Option<&str>, entry: Option<&SealedEntry>, detail: impl Into<String>) -> Finding {
-    Finding {
-        kind,
-        digest_id: digest.map(str::to_string),
-        entry_id: entry.map(|e| e.id.clone()),
-        sort_key: entry.map(|e| e.sk.clone()),
-        detail: detail.into(),
-    }
+    Finding { kind, digest_id: digest.map(str::to_string), entry_id: entry.map(|e| e.id.clone()), sort_key: entry.map(|e| e.sk.clone()), detail: detail.into() }
 }
 
 /// Check signatures, links and every entry; report the first mismatch.
@@ -365,23 +359,46 @@ pub fn check(key: &DigestKey, evidence: &Evidence) -> (Report, Vec<Finding>) {
         let hash = digest.hash();
         // A replaced object fails its signature before anything else.
         if !key.verifies(signed) {
-            findings.push(finding(FindingKind::BadSignature, id, None, format!("digest {} (sequence {}) does not verify with the audit key", digest.digest_id, digest.sequence)));
+            findings.push(finding(
+                FindingKind::BadSignature,
+                id,
+                None,
+                format!("digest {} (sequence {}) does not verify with the audit key", digest.digest_id, digest.sequence),
+            ));
         }
         if let Some(problem) = &ev.problem {
             findings.push(finding(FindingKind::ChainBroken, id, None, problem.clone()));
         }
         if digest.digest_id != ev.digest_id || digest.sequence != ev.sequence {
-            findings.push(finding(FindingKind::ChainBroken, id, None, format!("the object is digest {} (sequence {}), the index names {} (sequence {})", digest.digest_id, digest.sequence, ev.digest_id, ev.sequence)));
+            findings.push(finding(
+                FindingKind::ChainBroken,
+                id,
+                None,
+                format!(
+                    "the object is digest {} (sequence {}), the index names {} (sequence {})",
+                    digest.digest_id, digest.sequence, ev.digest_id, ev.sequence
+                ),
+            ));
         }
         match &previous {
             Some((prev, prev_hash)) => {
                 let prev_digest = &prev.signed.as_ref().expect("previous has an object").digest;
                 if digest.sequence != prev_digest.sequence + 1 {
-                    findings.push(finding(FindingKind::ChainBroken, id, None, format!("digest sequence {} follows {}: digests are missing", digest.sequence, prev_digest.sequence)));
+                    findings.push(finding(
+                        FindingKind::ChainBroken,
+                        id,
+                        None,
+                        format!("digest sequence {} follows {}: digests are missing", digest.sequence, prev_digest.sequence),
+                    ));
                 } else if &digest.previous_hash != prev_hash || digest.previous_digest_id.as_deref() != Some(prev_digest.digest_id.as_str()) {
                     findings.push(finding(FindingKind::ChainBroken, id, None, format!("previous_hash does not match digest {}", prev_digest.digest_id)));
                 } else if digest.period_start != prev_digest.period_end {
-                    findings.push(finding(FindingKind::ChainBroken, id, None, format!("period starts at {} but the previous one ended at {}", digest.period_start, prev_digest.period_end)));
+                    findings.push(finding(
+                        FindingKind::ChainBroken,
+                        id,
+                        None,
+                        format!("period starts at {} but the previous one ended at {}", digest.period_start, prev_digest.period_end),
+                    ));
                 }
             }
             None if index == 0 && digest.sequence == 1 && digest.previous_hash != GENESIS_HASH => {
@@ -421,20 +438,35 @@ pub fn check(key: &DigestKey, evidence: &Evidence) -> (Report, Vec<Finding>) {
                     (Some(s), Some(t)) if s.sk == t.sk => {
                         entries_checked += 1;
                         if s.hash != t.hash {
-                            findings.push(finding(FindingKind::EntryChanged, id, Some(t), format!("entry {} differs from what digest {} sealed", t.id, digest.digest_id)));
+                            findings.push(finding(
+                                FindingKind::EntryChanged,
+                                id,
+                                Some(t),
+                                format!("entry {} differs from what digest {} sealed", t.id, digest.digest_id),
+                            ));
                         }
                         sealed.next();
                         entries.next();
                     }
                     (Some(s), t) if t.is_none_or(|t| s.sk < t.sk) => {
                         if evidence.complete {
-                            findings.push(finding(FindingKind::EntryDeleted, id, Some(s), format!("entry {} was sealed in digest {} but is missing", s.id, digest.digest_id)));
+                            findings.push(finding(
+                                FindingKind::EntryDeleted,
+                                id,
+                                Some(s),
+                                format!("entry {} was sealed in digest {} but is missing", s.id, digest.digest_id),
+                            ));
                         }
                         sealed.next();
                     }
                     (_, Some(t)) => {
                         entries_checked += 1;
-                        findings.push(finding(FindingKind::EntryInserted, id, Some(t), format!("entry {} lies in the period of digest {} but was never sealed", t.id, digest.digest_id)));
+                        findings.push(finding(
+                            FindingKind::EntryInserted,
+                            id,
+                            Some(t),
+                            format!("entry {} lies in the period of digest {} but was never sealed", t.id, digest.digest_id),
+                        ));
                         entries.next();
                     }
                     (Some(_), None) => unreachable!("handled above"),
@@ -513,7 +545,12 @@ pub fn verify_export(text: &str, pinned_key: Option<&str>) -> Result<Report> {
                 if link_only {
                     links += 1;
                 }
-                digests.push(DigestEvidence { digest_id: digest.digest.digest_id.clone(), sequence: digest.digest.sequence, signed: Some(digest), problem: None });
+                digests.push(DigestEvidence {
+                    digest_id: digest.digest.digest_id.clone(),
+                    sequence: digest.digest.sequence,
+                    signed: Some(digest),
+                    problem: None,
+                });
             }
             ExportLine::Entry { item } => entries.push(SealedEntry::of(&item)?),
         }
@@ -551,16 +588,33 @@ mod tests {
         let b = entry("2026-01-01T00:00:02.000000Z", "b", "y");
         let c = entry("2026-01-01T00:05:01.000000Z", "c", "z");
         let d1 = Digest {
-            format: FORMAT.into(), digest_id: "d1".into(), sequence: 1,
-            period_start: "2026-01-01T00:00:00.000000Z".into(), period_end: "2026-01-01T00:05:00.000000Z".into(),
-            previous_digest_id: None, previous_hash: GENESIS_HASH.into(), key_id: "k".into(), created_at: "t".into(),
-            count: 2, entries: vec![a.clone(), b.clone()],
+            format: FORMAT.into(),
+            digest_id: "d1".into(),
+            sequence: 1,
+            period_start: "2026-01-01T00:00:00.000000Z".into(),
+            period_end: "2026-01-01T00:05:00.000000Z".into(),
+            previous_digest_id: None,
+            previous_hash: GENESIS_HASH.into(),
+            key_id: "k".into(),
+            created_at: "t".into(),
+            count: 2,
+            entries: vec![a.clone(), b.clone()],
         };
         let d2 = Digest {
-            digest_id: "d2".into(), sequence: 2, period_start: d1.period_end.clone(), period_end: "2026-01-01T00:10:00.000000Z".into(),
-            previous_digest_id: Some("d1".into()), previous_hash: d1.hash(), count: 1, entries: vec![c.clone()], ..d1.clone()
+            digest_id: "d2".into(),
+            sequence: 2,
+            period_start: d1.period_end.clone(),
+            period_end: "2026-01-01T00:10:00.000000Z".into(),
+            previous_digest_id: Some("d1".into()),
+            previous_hash: d1.hash(),
+            count: 1,
+            entries: vec![c.clone()],
+            ..d1.clone()
         };
-        let evidence = [d1, d2].into_iter().map(|d| DigestEvidence { digest_id: d.digest_id.clone(), sequence: d.sequence, signed: Some(sign(key, d)), problem: None }).collect();
+        let evidence = [d1, d2]
+            .into_iter()
+            .map(|d| DigestEvidence { digest_id: d.digest_id.clone(), sequence: d.sequence, signed: Some(sign(key, d)), problem: None })
+            .collect();
         (evidence, vec![a, b, c])
     }
 
@@ -622,7 +676,8 @@ mod tests {
         let r = run(vec![digests[1].clone()], entries.clone(), &key);
         assert!(r.ok, "a range may start mid-chain: {r:?}");
         assert_eq!(r.entries_checked, 1);
-        let r = verify(&key, &Evidence { digests: vec![digests[0].clone()], entries_from_digest: 0, entries, complete: true, tail_problem: None, window: None });
+        let r =
+            verify(&key, &Evidence { digests: vec![digests[0].clone()], entries_from_digest: 0, entries, complete: true, tail_problem: None, window: None });
         assert_eq!(r.unsealed_entries, 1);
     }
 }

@@ -127,7 +127,6 @@ impl AuditEntry {
     }
 }
 
-
 /// Every audit entry about a user: those where they are the actor or the
 /// target (looked up by their pseudonym, see `subjects`), each once, oldest
 /// first, as readers see them. The one place that finds a person's entries.
@@ -188,5 +187,4 @@ mod tests {
         assert_eq!(d["before"], json!({"name": "A", "password_hash": "[redacted]"}));
         assert_eq!(d["after"], json!({"name": "B", "password_hash": "[redacted]"}));
     }
-
 }

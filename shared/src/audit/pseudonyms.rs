@@ -29,10 +29,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::audit::Journal;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::platform::crypto::{Envelope, Sealed, open_with_key, seal_with_key, sha256_hex};
 use crate::platform::error::{Error, Result};
-use crate::audit::Journal;
 use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
 
 /// How every pseudonym starts (nothing else in an audit entry does).
@@ -190,11 +190,8 @@ struct StoredEntry {
 
 /// The field names a `changes` value touches.
 pub fn changed_fields(changes: &Value) -> Vec<String> {
-    let mut names: Vec<String> = ["before", "after"]
-        .iter()
-        .filter_map(|side| changes.get(side).and_then(Value::as_object))
-        .flat_map(|m| m.keys().cloned())
-        .collect();
+    let mut names: Vec<String> =
+        ["before", "after"].iter().filter_map(|side| changes.get(side).and_then(Value::as_object)).flat_map(|m| m.keys().cloned()).collect();
     names.sort();
     names.dedup();
     names
@@ -217,7 +214,8 @@ impl SubjectKeys {
                         rand::rngs::OsRng.fill_bytes(&mut key);
                         let sealed = self.envelope.seal(&key, KEYRING_PK).await?;
                         let item = to_item(&KeyringItem { pk: KEYRING_PK.into(), sk: "SECRET".into(), sealed: sealed.clone() })?;
-                        let put = store.client.put_item().table_name(&store.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
+                        let put =
+                            store.client.put_item().table_name(&store.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
                         match put {
                             Ok(_) => sealed,
                             // Another process made it first: use theirs.
@@ -258,8 +256,24 @@ impl SubjectKeys {
         let pseudonym = format!("{PSEUDONYM_PREFIX}{}", uuid::Uuid::new_v4().simple());
         let wrapped = wrap(keyring, &pseudonym, &key)?;
         let now = timestamp(chrono::Utc::now());
-        let forward = KeyItem { pk: subject_pk(user_id), sk: KEY_SK.into(), kind: "subject_key".into(), pseudonym: pseudonym.clone(), user_id: None, key: wrapped.clone(), created_at: now.clone() };
-        let reverse = KeyItem { pk: pseudonym_pk(&pseudonym), sk: KEY_SK.into(), kind: "subject_key".into(), pseudonym: pseudonym.clone(), user_id: Some(user_id.to_string()), key: wrapped, created_at: now };
+        let forward = KeyItem {
+            pk: subject_pk(user_id),
+            sk: KEY_SK.into(),
+            kind: "subject_key".into(),
+            pseudonym: pseudonym.clone(),
+            user_id: None,
+            key: wrapped.clone(),
+            created_at: now.clone(),
+        };
+        let reverse = KeyItem {
+            pk: pseudonym_pk(&pseudonym),
+            sk: KEY_SK.into(),
+            kind: "subject_key".into(),
+            pseudonym: pseudonym.clone(),
+            user_id: Some(user_id.to_string()),
+            key: wrapped,
+            created_at: now,
+        };
         let put = |item: &KeyItem| -> Result<TransactWriteItem> {
             let put = Put::builder()
                 .table_name(&store.table)
@@ -317,8 +331,18 @@ impl SubjectKeys {
     pub fn destroy(store: &Store, user_id: &str, pseudonym: Option<&str>, request_id: &str) -> Result<Vec<Write>> {
         let mut writes = Vec::new();
         if let Some(p) = pseudonym {
-            writes.push(Write::delete_existing(&store.table, &subject_pk(user_id), KEY_SK, Error::Conflict("the subject key changed during the erasure; retry".into()))?);
-            writes.push(Write::delete_existing(&store.table, &pseudonym_pk(p), KEY_SK, Error::Conflict("the subject key changed during the erasure; retry".into()))?);
+            writes.push(Write::delete_existing(
+                &store.table,
+                &subject_pk(user_id),
+                KEY_SK,
+                Error::Conflict("the subject key changed during the erasure; retry".into()),
+            )?);
+            writes.push(Write::delete_existing(
+                &store.table,
+                &pseudonym_pk(p),
+                KEY_SK,
+                Error::Conflict("the subject key changed during the erasure; retry".into()),
+            )?);
         }
         let tombstone = Item::from([
             ("pk".to_string(), s(tombstone_pk(user_id))),
@@ -426,7 +450,6 @@ pub async fn seal_entry(keys: Option<&SubjectKeys>, store: &Store, entry: &Audit
     item.insert("type".into(), s("audit"));
     Ok(item)
 }
-
 
 fn reveal_one(e: StoredEntry, keys: &HashMap<String, SubjectKey>) -> Result<AuditEntry> {
     let mut erased = Vec::new();

@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use crate::audit::Outcome;
 use crate::domain::charts::ModerationStatus;
+use crate::identity::users::UserStatus;
 use crate::platform::error::{Error, FieldError, Result};
 use crate::store::{Item, QuerySpec, Store, s, timestamp, to_item};
-use crate::identity::users::UserStatus;
 
 /// Items read per DynamoDB page (also bounded by DynamoDB's 1 MB per page).
 pub const PAGE_SIZE: i32 = 1000;
@@ -210,12 +210,7 @@ pub const AUDIT_COLUMNS: &[Column] = &[
 ];
 
 /// The export of one's own data: every record about the caller, one row each.
-pub const OWN_COLUMNS: &[Column] = &[
-    text("category", &[]),
-    text("id", &["id"]),
-    text("time", &[]),
-    text("details", &[]),
-];
+pub const OWN_COLUMNS: &[Column] = &[text("category", &[]), text("id", &["id"]), text("time", &[]), text("details", &[])];
 
 /// Item attributes never exported (keys, secrets, derived fields).
 const HIDDEN: &[&str] = &["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "type", "password_hash", "title_lc", "version", "flagged"];
@@ -334,7 +329,9 @@ pub enum Filters {
     Activity(ActivityFilters),
     Audit(AuditFilters),
     /// The caller's own data (no dataset named).
-    Own { subject_id: String },
+    Own {
+        subject_id: String,
+    },
 }
 
 /// Deserialize `value` as `T`, reporting the failing field under `prefix`.
@@ -412,7 +409,12 @@ impl Filters {
         };
         let mut lines: Vec<String> = value
             .as_object()
-            .map(|o| o.iter().filter(|(k, v)| *k != "dataset" && !v.is_null()).map(|(k, v)| format!("{k} = {}", v.as_str().map(str::to_string).unwrap_or(v.to_string()))).collect())
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, v)| *k != "dataset" && !v.is_null())
+                    .map(|(k, v)| format!("{k} = {}", v.as_str().map(str::to_string).unwrap_or(v.to_string())))
+                    .collect()
+            })
             .unwrap_or_default();
         if lines.is_empty() {
             lines.push("none".into());
@@ -471,7 +473,10 @@ impl Filters {
                 }
                 Ok(months(from, to)
                     .into_iter()
-                    .map(|m| Partition { query: with_status(PartitionQuery::index("gsi2", "gsi2pk", format!("ORDERS#{m}"), "gsi2sk", a.clone(), b.clone())), source: Source::Dataset })
+                    .map(|m| Partition {
+                        query: with_status(PartitionQuery::index("gsi2", "gsi2pk", format!("ORDERS#{m}"), "gsi2sk", a.clone(), b.clone())),
+                        source: Source::Dataset,
+                    })
                     .collect())
             }
             Filters::Activity(f) => {
@@ -498,11 +503,19 @@ impl Filters {
                 let (a, b) = sort_range(Some(from), Some(to));
                 Ok(days(from, to)
                     .into_iter()
-                    .map(|d| Partition { query: kind(PartitionQuery::index("gsi1", "gsi1pk", format!("EVENTS#{d}"), "gsi1sk", a.clone(), b.clone())), source: Source::Dataset })
+                    .map(|d| Partition {
+                        query: kind(PartitionQuery::index("gsi1", "gsi1pk", format!("EVENTS#{d}"), "gsi1sk", a.clone(), b.clone())),
+                        source: Source::Dataset,
+                    })
                     .collect())
             }
             Filters::Audit(f) => {
-                for (field, v) in [("filters.actor_id", &f.actor_id), ("filters.target_type", &f.target_type), ("filters.target_id", &f.target_id), ("filters.action", &f.action)] {
+                for (field, v) in [
+                    ("filters.actor_id", &f.actor_id),
+                    ("filters.target_type", &f.target_type),
+                    ("filters.target_id", &f.target_id),
+                    ("filters.action", &f.action),
+                ] {
                     id_filter(field, v)?;
                 }
                 if f.target_type.is_some() != f.target_id.is_some() {
@@ -535,10 +548,22 @@ impl Filters {
                 Ok(queries.into_iter().map(|q| Partition { query: narrow(q), source: Source::Dataset }).collect())
             }
             Filters::Own { subject_id } => Ok(vec![
-                Partition { query: PartitionQuery::table("pk", format!("USER#{subject_id}"), "sk", "PROFILE".into(), "PROFILE".into()), source: Source::Own(OwnCategory::Profile) },
-                Partition { query: PartitionQuery::index("gsi1", "gsi1pk", format!("OWNER#{subject_id}"), "gsi1sk", "0".into(), "9".into()).only_type("chart"), source: Source::Own(OwnCategory::Chart) },
-                Partition { query: PartitionQuery::index("gsi1", "gsi1pk", format!("USER#{subject_id}"), "gsi1sk", "0".into(), "9".into()).only_type("order"), source: Source::Own(OwnCategory::Order) },
-                Partition { query: PartitionQuery::table("pk", format!("USER#{subject_id}"), "sk", "EVENT#".into(), "EVENT#~".into()), source: Source::Own(OwnCategory::Event) },
+                Partition {
+                    query: PartitionQuery::table("pk", format!("USER#{subject_id}"), "sk", "PROFILE".into(), "PROFILE".into()),
+                    source: Source::Own(OwnCategory::Profile),
+                },
+                Partition {
+                    query: PartitionQuery::index("gsi1", "gsi1pk", format!("OWNER#{subject_id}"), "gsi1sk", "0".into(), "9".into()).only_type("chart"),
+                    source: Source::Own(OwnCategory::Chart),
+                },
+                Partition {
+                    query: PartitionQuery::index("gsi1", "gsi1pk", format!("USER#{subject_id}"), "gsi1sk", "0".into(), "9".into()).only_type("order"),
+                    source: Source::Own(OwnCategory::Order),
+                },
+                Partition {
+                    query: PartitionQuery::table("pk", format!("USER#{subject_id}"), "sk", "EVENT#".into(), "EVENT#~".into()),
+                    source: Source::Own(OwnCategory::Event),
+                },
             ]),
         }
     }
@@ -726,7 +751,12 @@ pub async fn count(store: &Store, plan: &[Partition]) -> Result<u64> {
         loop {
             let filter = partition.query.filter_text();
             let spec = partition.query.spec(&filter);
-            let mut q = store.query().set_index_name(spec.index.map(str::to_string)).key_condition_expression(spec.key_condition).select(Select::Count).set_exclusive_start_key(start.take());
+            let mut q = store
+                .query()
+                .set_index_name(spec.index.map(str::to_string))
+                .key_condition_expression(spec.key_condition)
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take());
             if !spec.filter.is_empty() {
                 q = q.filter_expression(spec.filter);
             }
@@ -761,7 +791,10 @@ pub fn select_columns(all: &'static [Column], requested: Option<&[String]>) -> R
     let mut out: Vec<Column> = Vec::new();
     for (i, name) in requested.iter().enumerate() {
         match all.iter().find(|c| c.name == name) {
-            None => errors.push(FieldError::new(format!("columns[{i}]"), format!("unknown column {name:?}; one of {}", all.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")))),
+            None => errors.push(FieldError::new(
+                format!("columns[{i}]"),
+                format!("unknown column {name:?}; one of {}", all.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")),
+            )),
             Some(_) if requested[..i].contains(name) => errors.push(FieldError::new(format!("columns[{i}]"), format!("{name:?} is listed twice"))),
             Some(c) => out.push(*c),
         }
@@ -1112,11 +1145,8 @@ pub fn sql_string(out: &mut Vec<u8>, text: &str) {
 impl Encoder for SqlEncoder {
     fn begin(&mut self, header: &Header) -> Result<()> {
         let table = sql_identifier(&header.table);
-        let columns: Vec<String> = header
-            .columns
-            .iter()
-            .map(|(n, k)| format!("  {} {}", sql_identifier(n), if *k == CellKind::Integer { "INTEGER" } else { "TEXT" }))
-            .collect();
+        let columns: Vec<String> =
+            header.columns.iter().map(|(n, k)| format!("  {} {}", sql_identifier(n), if *k == CellKind::Integer { "INTEGER" } else { "TEXT" })).collect();
         writeln!(self.out, "-- {} ({}), generated {}", header.title, header.filters.join("; "), header.generated_at).map_err(io)?;
         writeln!(self.out, "BEGIN;\nCREATE TABLE {table} (\n{}\n);", columns.join(",\n")).map_err(io)?;
         let names: Vec<String> = header.columns.iter().map(|(n, _)| sql_identifier(n)).collect();
@@ -1125,7 +1155,7 @@ impl Encoder for SqlEncoder {
     }
 
     fn row(&mut self, row: &[Cell]) -> Result<()> {
-        if self.rows % SQL_ROWS_PER_INSERT == 0 {
+        if self.rows.is_multiple_of(SQL_ROWS_PER_INSERT) {
             if self.rows > 0 {
                 self.out.extend_from_slice(b";\n");
             }
@@ -1249,12 +1279,15 @@ pub struct Estimate {
     pub counters: Vec<String>,
 }
 
+/// The keys of rollup counters (pk, sk), and whether their sum is exact.
+pub type CounterKeys = (Vec<(String, String)>, bool);
+
 impl Filters {
     /// The rollup counters (`shared::domain::rollups`) whose sum bounds this
     /// export's rows, and whether the sum is exact. None where no counter
     /// fits: one user's or owner's records (a single small partition, read
     /// instead), activity and audit (no counters).
-    pub fn rollup_counters(&self, now: DateTime<Utc>) -> Result<Option<(Vec<(String, String)>, bool)>> {
+    pub fn rollup_counters(&self, now: DateTime<Utc>) -> Result<Option<CounterKeys>> {
         use crate::domain::rollups;
         let by_status = |metric: &str, statuses: Vec<&str>| statuses.into_iter().map(|st| (rollups::pk(metric), format!("status#{st}"))).collect::<Vec<_>>();
         Ok(match self {
@@ -1335,7 +1368,13 @@ mod tests {
     use super::*;
 
     fn encode(mut e: Box<dyn Encoder>, rows: &[Vec<Cell>]) -> String {
-        let header = Header { table: "t".into(), title: "T".into(), filters: vec![], generated_at: "now".into(), columns: vec![("a".into(), CellKind::Text), ("n".into(), CellKind::Integer)] };
+        let header = Header {
+            table: "t".into(),
+            title: "T".into(),
+            filters: vec![],
+            generated_at: "now".into(),
+            columns: vec![("a".into(), CellKind::Text), ("n".into(), CellKind::Integer)],
+        };
         e.begin(&header).unwrap();
         for r in rows {
             e.row(r).unwrap();

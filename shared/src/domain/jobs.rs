@@ -247,9 +247,17 @@ pub async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String])
         let entries = batch
             .iter()
             .enumerate()
-            .map(|(i, body)| SendMessageBatchRequestEntry::builder().id(format!("m{n}_{i}")).message_body(body).build().map_err(|e| Error::internal(e.to_string())))
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder().id(format!("m{n}_{i}")).message_body(body).build().map_err(|e| Error::internal(e.to_string()))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let out = sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await.map_err(crate::platform::error::aws("sqs SendMessageBatch (jobs)"))?;
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(crate::platform::error::aws("sqs SendMessageBatch (jobs)"))?;
         if !out.failed().is_empty() {
             return Err(Error::internal(format!("{} job messages were not accepted", out.failed().len())));
         }

@@ -154,7 +154,16 @@ mod tests {
 
     #[test]
     fn latest_keeps_the_newest_twenty_once_each() {
-        let event = |i: usize| SecurityEvent { id: format!("e{i:02}"), ts: format!("2026-01-01T00:00:{i:02}Z"), action: "auth.login".into(), outcome: "failure".into(), actor_id: "a".into(), target_type: "user".into(), target_id: "u".into(), reason: None };
+        let event = |i: usize| SecurityEvent {
+            id: format!("e{i:02}"),
+            ts: format!("2026-01-01T00:00:{i:02}Z"),
+            action: "auth.login".into(),
+            outcome: "failure".into(),
+            actor_id: "a".into(),
+            target_type: "user".into(),
+            target_id: "u".into(),
+            reason: None,
+        };
         let first = merge_latest(&[], (0..15).map(event));
         assert_eq!(first.len(), 15);
         assert_eq!(first[0].id, "e14");

@@ -17,10 +17,9 @@ use serde_json::{Value, json};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::platform::crypto::sha256_hex;
-use crate::store::cursor::{KeyPosition, key_of, position_of};
 use crate::platform::error::{Error, Result};
+use crate::store::cursor::{KeyPosition, key_of, position_of};
 use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
-
 
 /// The parameters of a `gdpr_export` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +366,16 @@ pub async fn all_for_subject(store: &Store, user_id: &str) -> Result<Vec<Subject
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn list(store: &Store, index: &str, pk_name: &str, pk: String, forward: bool, cursor: Option<KeyPosition>, limit: i32, filter: RequestFilter) -> Result<RequestPage> {
+async fn list(
+    store: &Store,
+    index: &str,
+    pk_name: &str,
+    pk: String,
+    forward: bool,
+    cursor: Option<KeyPosition>,
+    limit: i32,
+    filter: RequestFilter,
+) -> Result<RequestPage> {
     let mut filters = vec!["#type = :type"];
     let mut values: Vec<(&str, AttributeValue)> = vec![(":pk", s(pk)), (":type", s(ITEM_TYPE))];
     let mut names: Vec<(&str, &str)> = vec![("#pk", pk_name), ("#type", "type")];
@@ -422,11 +430,7 @@ pub const ERASURE_JOB_OWNER: &str = "erasure";
 pub fn erasure_guard(table: &str, user_id: &str, request_id: &str) -> Result<Write> {
     Write::put_new(
         table,
-        Item::from([
-            ("pk".to_string(), s(format!("USER#{user_id}"))),
-            ("sk".to_string(), s("ERASURE")),
-            ("request_id".to_string(), s(request_id)),
-        ]),
+        Item::from([("pk".to_string(), s(format!("USER#{user_id}"))), ("sk".to_string(), s("ERASURE")), ("request_id".to_string(), s(request_id))]),
         Error::Conflict(format!("an erasure of user {user_id} is already under way")),
     )
 }

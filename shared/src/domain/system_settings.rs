@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::platform::error::{FieldError, Result};
 use crate::identity::rbac::BuiltinRole;
+use crate::platform::error::{FieldError, Result};
 use crate::store::{Item, Store, from_item, s, to_item};
 
 pub const PK: &str = "CONFIG";
@@ -247,7 +247,14 @@ impl SettingsVersion {
 
 /// Store `settings` as the version after `current` (version-checked: a
 /// concurrent change gets 409), with its history item and audit entry.
-pub async fn commit(store: &Journal, actor: &crate::audit::Actor, current: &SettingsVersion, settings: Settings, reason: &str, rolled_back_to: Option<u64>) -> Result<SettingsVersion> {
+pub async fn commit(
+    store: &Journal,
+    actor: &crate::audit::Actor,
+    current: &SettingsVersion,
+    settings: Settings,
+    reason: &str,
+    rolled_back_to: Option<u64>,
+) -> Result<SettingsVersion> {
     use crate::store::Write;
     let next = SettingsVersion {
         version: current.version + 1,

@@ -55,9 +55,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 /// serde reports missing and unknown fields at the parent's path with the
 /// name in the message; lift the name into the path.
 fn field_name(path: &str, message: &str) -> String {
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()));
+    let named = ["missing field `", "unknown field `"].iter().find_map(|prefix| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()));
     match (path, named) {
         (".", Some(name)) => name.to_string(),
         (p, Some(name)) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),

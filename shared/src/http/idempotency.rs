@@ -16,10 +16,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Journal;
+use crate::http::Principal;
 use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{Error, Result};
-use crate::http::Principal;
-use crate::audit::Journal;
 use crate::store::{Store, to_item, ttl_after};
 
 pub const HEADER: &str = "idempotency-key";
@@ -93,14 +93,8 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
         gsi2pk: (!owner.is_empty()).then(|| crate::audit::pseudonyms::personal_pk(&owner)),
         gsi2sk: (!owner.is_empty()).then(|| pk.clone()),
     };
-    let claimed = store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(to_item(&claim)?))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await;
+    let claimed =
+        store.client.put_item().table_name(&store.table).set_item(Some(to_item(&claim)?)).condition_expression("attribute_not_exists(pk)").send().await;
     if let Err(err) = claimed {
         let is_condition = err.as_service_error().map(|e| e.is_conditional_check_failed_exception()).unwrap_or(false);
         if !is_condition {
@@ -141,7 +135,14 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
             body: B64.encode(&body),
             ..claim
         };
-        store.client.put_item().table_name(&store.table).set_item(Some(to_item(&done)?)).send().await.map_err(crate::platform::error::aws("dynamodb PutItem (idempotency)"))?;
+        store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .set_item(Some(to_item(&done)?))
+            .send()
+            .await
+            .map_err(crate::platform::error::aws("dynamodb PutItem (idempotency)"))?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }

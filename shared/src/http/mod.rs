@@ -4,7 +4,6 @@
 //! to the enrolment routes), the caller's audit identity, and the middleware
 //! stack (`secure`).
 
-
 pub mod extract;
 pub mod idempotency;
 pub mod openapi;
@@ -21,14 +20,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use crate::audit::{Actor, Journal};
-use crate::platform::config::Config;
-use crate::platform::crypto::Envelope;
-use crate::store::cursor::CursorCodec;
-use crate::platform::error::{Error, Result};
 use crate::identity::rbac::{Permission, PermissionSet};
 use crate::identity::roles::RoleCatalog;
-use crate::store::Store;
 use crate::identity::token::{TokenScope, TokenVerifier};
+use crate::platform::config::Config;
+use crate::platform::crypto::Envelope;
+use crate::platform::error::{Error, Result};
+use crate::store::Store;
+use crate::store::cursor::CursorCodec;
 
 /// What a signed-in caller must hold for one request, once the route's
 /// rule has been applied to it (see `Access::need`).
@@ -295,11 +294,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(|| Error::Unauthorized("authentication required".into()))
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| Error::Unauthorized("authentication required".into()))
     }
 }
 
@@ -347,11 +342,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
         let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect());
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(256).collect());
         Ok(RequestMeta { source_ip: forwarded.or(connected), user_agent, request_id: crate::platform::telemetry::current_request_id() })
     }
 }
@@ -414,7 +405,13 @@ pub async fn authenticate(verifier: &TokenVerifier, roles: &RoleCatalog, authori
     })
 }
 
-async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, params: std::result::Result<RawPathParams, RawPathParamsRejection>, request: Request, next: Next) -> Response {
+async fn authorize(
+    State(gate): State<Gate>,
+    matched: Option<MatchedPath>,
+    params: std::result::Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
     match check(&gate, matched, params, request).await {
         Ok(request) => next.run(request).await,
         Err(e) => e.into_response(),
@@ -423,7 +420,12 @@ async fn authorize(State(gate): State<Gate>, matched: Option<MatchedPath>, param
 
 /// Apply the matched route's rule: the request (its body put back when the
 /// rule read it) to pass on, or the refusal.
-async fn check(gate: &Gate, matched: Option<MatchedPath>, params: std::result::Result<RawPathParams, RawPathParamsRejection>, mut request: Request) -> Result<Request> {
+async fn check(
+    gate: &Gate,
+    matched: Option<MatchedPath>,
+    params: std::result::Result<RawPathParams, RawPathParamsRejection>,
+    mut request: Request,
+) -> Result<Request> {
     let path = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
     let method = request.method().clone();
     let Some(route) = gate.routes.iter().find(|r| r.path == path && r.method == method) else {
@@ -486,10 +488,8 @@ pub fn secure(router: Router, platform: &Platform, routes: &'static [Route]) -> 
 async fn problem_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().eq_ignore_ascii_case(crate::http::openapi::PROBLEM_JSON.as_bytes()));
+    let is_problem =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().eq_ignore_ascii_case(crate::http::openapi::PROBLEM_JSON.as_bytes()));
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
@@ -526,8 +526,8 @@ impl utoipa::Modify for BearerAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use Permission::*;
+    use serde_json::json;
 
     fn facts<'a>(path: &'a [(&'a str, &'a str)], body: Option<&'a serde_json::Value>) -> Facts<'a> {
         Facts { caller: "me", path, body }

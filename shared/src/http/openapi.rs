@@ -99,18 +99,12 @@ fn add_shared_errors(op: &mut Operation, route: &Route) {
     match route.access {
         Access::Public => {}
         Access::OptionallyAuthenticated => add("401", "An access token was sent and is not valid (missing, malformed, expired or revoked)"),
-        Access::Authenticated | Access::Permission(_) | Access::SelfOrPermission(_) => {
-            add("401", "No valid access token (missing, malformed, expired or revoked)")
-        }
+        _ => add("401", "No valid access token (missing, malformed, expired or revoked)"),
     }
-    match route.access {
-        Access::Permission(_) | Access::SelfOrPermission(_) => {
-            add("403", "The caller lacks the permission named in `missing_permission`, or holds a token limited to 2FA enrolment")
-        }
-        Access::Authenticated | Access::OptionallyAuthenticated if !route.enrolment => {
-            add("403", "A token limited to 2FA enrolment (`mfa-enrollment-required`): enrol 2FA and sign in again")
-        }
-        _ => {}
+    if !route.access.permissions().is_empty() {
+        add("403", "The caller lacks the permission named in `missing_permission`, or holds a token limited to 2FA enrolment");
+    } else if matches!(route.access, Access::Authenticated | Access::OptionallyAuthenticated) && !route.enrolment {
+        add("403", "A token limited to 2FA enrolment (`mfa-enrollment-required`): enrol 2FA and sign in again");
     }
     if has_path {
         add("404", "Nothing by that name or id (or not visible to the caller)");
@@ -137,11 +131,11 @@ fn problem(description: &str) -> Response {
 /// `application/problem+json`. A 429 also names its `Retry-After` header.
 fn as_problem_json(status: &str, response: &mut Response) {
     let is_problem = |c: &Content| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == PROBLEM_REF);
-    if let Some(index) = response.content.get_index_of("application/json") {
-        if is_problem(&response.content[index]) {
-            let (_, content) = response.content.shift_remove_index(index).expect("index just found");
-            response.content.shift_insert(index, PROBLEM_JSON.to_string(), content);
-        }
+    if let Some(index) = response.content.get_index_of("application/json")
+        && is_problem(&response.content[index])
+    {
+        let (_, content) = response.content.shift_remove_index(index).expect("index just found");
+        response.content.shift_insert(index, PROBLEM_JSON.to_string(), content);
     }
     if status == "429" {
         response.headers.entry("Retry-After".to_string()).or_insert_with(|| {

@@ -352,7 +352,10 @@ pub async fn set(store: &Journal, envelope: &Envelope, settings: &ProviderSettin
     };
     let (write, action) = match &existing {
         Some(old) => (Write::put_versioned(&store.table, config.to_item()?, old.version)?, "oauth_provider.update"),
-        None => (Write::put_new(&store.table, config.to_item()?, Error::Conflict(format!("provider {} was created concurrently", config.name)))?, "oauth_provider.create"),
+        None => (
+            Write::put_new(&store.table, config.to_item()?, Error::Conflict(format!("provider {} was created concurrently", config.name)))?,
+            "oauth_provider.create",
+        ),
     };
     let audit = AuditEntry::new(actor, action, "oauth_provider", &config.name).changes(existing.as_ref(), Some(&config));
     store.commit(vec![write], &audit).await?;
@@ -407,7 +410,9 @@ mod tests {
         assert!(check_endpoint("issuer", "http://127.0.0.1:8080").is_ok());
         assert!(check_endpoint("issuer", "http://localhost:8080/realms/x").is_ok());
         assert!(check_endpoint("issuer", "http://[::1]:9000").is_ok());
-        for bad in ["http://idp.example.com", "http://127.0.0.1.evil.com", "ftp://127.0.0.1", "https://u:p@idp.example.com", "https://idp.example.com/#x", "not a url"] {
+        for bad in
+            ["http://idp.example.com", "http://127.0.0.1.evil.com", "ftp://127.0.0.1", "https://u:p@idp.example.com", "https://idp.example.com/#x", "not a url"]
+        {
             assert!(check_endpoint("issuer", bad).is_err(), "{bad} accepted");
         }
     }
@@ -443,6 +448,9 @@ mod tests {
         assert_eq!(fields(ProviderSettings { redirect_uri: "http://admin.example.com/cb".into(), ..settings("google") }.resolve()), ["redirect_uri"]);
         assert_eq!(fields(ProviderSettings { scopes: vec!["email".into()], ..settings("google") }.resolve()), ["scopes"]);
         assert_eq!(fields(ProviderSettings { scopes: vec!["openid".into(), "bad scope".into()], ..settings("google") }.resolve()), ["scopes[1]"]);
-        assert_eq!(fields(ProviderSettings { client_id: " ".into(), client_secret: String::new(), ..settings("google") }.resolve()), ["client_id", "client_secret"]);
+        assert_eq!(
+            fields(ProviderSettings { client_id: " ".into(), client_secret: String::new(), ..settings("google") }.resolve()),
+            ["client_id", "client_secret"]
+        );
     }
 }

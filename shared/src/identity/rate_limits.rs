@@ -16,12 +16,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::audit::Journal;
 use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::identity::users::{self, Email, User};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{Error, Result, aws};
-use crate::audit::Journal;
 use crate::store::{Store, Write, n, s, timestamp, to_item};
-use crate::identity::users::{self, Email, User};
 
 pub use crate::platform::rate_limit_policy::{Action, Policy, RateLimits, Scope};
 
@@ -101,11 +101,7 @@ impl Bucket {
 
     /// When the bucket is full again: from then on it equals no bucket.
     pub fn full_at_ms(self, policy: Policy) -> i64 {
-        if self.tokens >= policy.burst {
-            self.updated_at_ms
-        } else {
-            self.updated_at_ms + i64::from(policy.burst - self.tokens) * policy.interval_ms()
-        }
+        if self.tokens >= policy.burst { self.updated_at_ms } else { self.updated_at_ms + i64::from(policy.burst - self.tokens) * policy.interval_ms() }
     }
 }
 
@@ -335,11 +331,11 @@ impl Attempt {
         let policy = charged.policy;
         let audit = AuditEntry::at(now, &self.actor, "auth.lockout", &target_type, &target_id)
             .outcome(Outcome::Denied)
-            .reason(format!(
-                "{name}: {} failed attempts allowed, then one every {} s; locked for {wait_secs} s",
-                policy.burst, policy.refill_secs
-            ))
-            .changes::<serde_json::Value, serde_json::Value>(None, Some(&json!({ "limit": name, "locked_until": timestamp(until), "lock_seconds": wait_secs })));
+            .reason(format!("{name}: {} failed attempts allowed, then one every {} s; locked for {wait_secs} s", policy.burst, policy.refill_secs))
+            .changes::<serde_json::Value, serde_json::Value>(
+                None,
+                Some(&json!({ "limit": name, "locked_until": timestamp(until), "lock_seconds": wait_secs })),
+            );
         let conflict = || Error::Conflict("bucket changed".into());
         match self.store.commit(vec![Write::raw(TransactWriteItem::builder().update(mark).build(), Some(conflict()))], &audit).await {
             // A concurrent attempt recorded this lockout (or took the token
@@ -418,9 +414,7 @@ impl Attempt {
             .await;
         match refunded {
             // Gone or full (refilled meanwhile): nothing to give back.
-            Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(aws("dynamodb UpdateItem (rate limit)")(err))
-            }
+            Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Err(aws("dynamodb UpdateItem (rate limit)")(err)),
             _ => Ok(()),
         }
     }
@@ -482,7 +476,10 @@ pub async fn unlock_account(store: &Journal, policies: &RateLimits, user: &User,
             let Some(item) = store.get::<BucketItem>(&key, SK).await? else { continue };
             was_locked |= item.bucket().take(policy, now_ms).is_none();
             let keyed_by = if subject == user.id { "user_id" } else { "email" };
-            before.insert(format!("{}.account.{keyed_by}", action.as_str()), json!({ "tokens": item.tokens, "locked_at": item.locked_at, "denied": item.denied }));
+            before.insert(
+                format!("{}.account.{keyed_by}", action.as_str()),
+                json!({ "tokens": item.tokens, "locked_at": item.locked_at, "denied": item.denied }),
+            );
             if !cleared.iter().any(|c| c == action.as_str()) {
                 cleared.push(action.as_str().to_string());
             }

@@ -183,21 +183,39 @@ impl BuiltinRole {
             BuiltinRole::SuperAdmin => PermissionSet::all(),
             // Everything but changing roles, which stays with super admins.
             BuiltinRole::Admin => PermissionSet::of(&[
-                UsersRead, UsersWrite, UsersDelete, PiiRead, RolesRead, AuditRead, ChartsRead,
-                ChartsModerate, ConfigRead, ConfigWrite, AnalyticsRead, ReportsRead, ReportsWrite,
-                DataExport, DataImport, DataBulk, DataRequests, DataErase, GdprManage, ComplianceRead, IntegrationsRead,
-                IntegrationsWrite, SearchRead, WorkflowsRead, WorkflowsWrite, SystemRead,
+                UsersRead,
+                UsersWrite,
+                UsersDelete,
+                PiiRead,
+                RolesRead,
+                AuditRead,
+                ChartsRead,
+                ChartsModerate,
+                ConfigRead,
+                ConfigWrite,
+                AnalyticsRead,
+                ReportsRead,
+                ReportsWrite,
+                DataExport,
+                DataImport,
+                DataBulk,
+                DataRequests,
+                DataErase,
+                GdprManage,
+                ComplianceRead,
+                IntegrationsRead,
+                IntegrationsWrite,
+                SearchRead,
+                WorkflowsRead,
+                WorkflowsWrite,
+                SystemRead,
             ]),
             // Moderators see users without personal data, and act on content.
             BuiltinRole::Moderator => PermissionSet::of(&[UsersRead, ChartsRead, ChartsModerate, SearchRead]),
-            BuiltinRole::Analyst => PermissionSet::of(&[
-                AnalyticsRead, ReportsRead, ReportsWrite, ChartsRead, SearchRead, DataExport,
-            ]),
+            BuiltinRole::Analyst => PermissionSet::of(&[AnalyticsRead, ReportsRead, ReportsWrite, ChartsRead, SearchRead, DataExport]),
             BuiltinRole::Support => PermissionSet::of(&[UsersRead, UsersWrite, PiiRead, ChartsRead, SearchRead]),
             // Auditors read everything that is evidence, and change nothing.
-            BuiltinRole::Auditor => PermissionSet::of(&[
-                AuditRead, UsersRead, RolesRead, ConfigRead, ComplianceRead, SystemRead,
-            ]),
+            BuiltinRole::Auditor => PermissionSet::of(&[AuditRead, UsersRead, RolesRead, ConfigRead, ComplianceRead, SystemRead]),
             // End users act only on themselves (self-service routes).
             BuiltinRole::User => PermissionSet::empty(),
         }
@@ -208,10 +226,7 @@ impl BuiltinRole {
 /// grant nothing here (deny by default). Custom roles are resolved by
 /// `roles::Catalog::permissions_of`.
 pub fn permissions_of<S: AsRef<str>>(roles: &[S]) -> PermissionSet {
-    roles
-        .iter()
-        .filter_map(|r| BuiltinRole::parse(r.as_ref()))
-        .fold(PermissionSet::empty(), |set, role| set.union(role.permissions()))
+    roles.iter().filter_map(|r| BuiltinRole::parse(r.as_ref())).fold(PermissionSet::empty(), |set, role| set.union(role.permissions()))
 }
 
 #[cfg(test)]

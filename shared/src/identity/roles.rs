@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 use crate::audit::AuditEntry;
-use crate::platform::error::{Error, FieldError, Result};
 use crate::identity::rbac::{BuiltinRole, Permission, PermissionSet};
+use crate::platform::error::{Error, FieldError, Result};
 use crate::store::{Item, Store, Write, from_item, n, s, to_item};
 
 /// The partition holding every custom role.

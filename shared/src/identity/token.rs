@@ -110,8 +110,7 @@ pub fn key_id(spki_der: &[u8]) -> String {
 impl TokenVerifier {
     /// From the DER SubjectPublicKeyInfo that KMS `GetPublicKey` returns.
     pub fn from_spki_der(spki_der: &[u8], issuer: &str) -> anyhow::Result<Self> {
-        let public = p256::PublicKey::from_public_key_der(spki_der)
-            .map_err(|e| anyhow::anyhow!("signing key is not a P-256 public key: {e}"))?;
+        let public = p256::PublicKey::from_public_key_der(spki_der).map_err(|e| anyhow::anyhow!("signing key is not a P-256 public key: {e}"))?;
         let point = p256::EncodedPoint::from(public);
         let x = B64.encode(point.x().ok_or_else(|| anyhow::anyhow!("public key has no x"))?);
         let y = B64.encode(point.y().ok_or_else(|| anyhow::anyhow!("public key has no y"))?);
@@ -165,9 +164,9 @@ impl TokenVerifier {
     /// unchecked: the signer's proof that the public key it was configured
     /// with belongs to the KMS key that signs.
     pub fn signed_by_this_key(&self, token: &str) -> bool {
-        token.rsplit_once('.').is_some_and(|(message, signature)| {
-            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &self.key, Algorithm::ES256).unwrap_or(false)
-        })
+        token
+            .rsplit_once('.')
+            .is_some_and(|(message, signature)| jsonwebtoken::crypto::verify(signature, message.as_bytes(), &self.key, Algorithm::ES256).unwrap_or(false))
     }
 
     /// Check signature (ES256 only: `none` and HMAC are refused), issuer,
@@ -186,18 +185,16 @@ impl TokenVerifier {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, &self.key, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => unauthorized("expired"),
-                    ErrorKind::InvalidAudience => unauthorized("wrong audience"),
-                    ErrorKind::InvalidIssuer => unauthorized("wrong issuer"),
-                    ErrorKind::InvalidSignature => unauthorized("bad signature"),
-                    _ => unauthorized("rejected"),
-                }
-            })
+        jsonwebtoken::decode::<Claims>(token, &self.key, &validation).map(|data| data.claims).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => unauthorized("expired"),
+                ErrorKind::InvalidAudience => unauthorized("wrong audience"),
+                ErrorKind::InvalidIssuer => unauthorized("wrong issuer"),
+                ErrorKind::InvalidSignature => unauthorized("bad signature"),
+                _ => unauthorized("rejected"),
+            }
+        })
     }
 }
 
@@ -215,18 +212,13 @@ pub fn decode_public_key(text: &str) -> anyhow::Result<Vec<u8>> {
 /// `base64url(header).base64url(claims)`: the bytes that get signed.
 pub fn signing_input(kid: &str, claims: &Claims) -> String {
     let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": kid });
-    format!(
-        "{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(serde_json::to_vec(claims).expect("claims serialize"))
-    )
+    format!("{}.{}", B64.encode(header.to_string()), B64.encode(serde_json::to_vec(claims).expect("claims serialize")))
 }
 
 /// Append a signature given in DER (as KMS returns it) in the JWS form
 /// (`r || s`, 64 bytes).
 pub fn assemble(signing_input: &str, der_signature: &[u8]) -> anyhow::Result<String> {
-    let signature = p256::ecdsa::Signature::from_der(der_signature)
-        .map_err(|e| anyhow::anyhow!("signature is not DER ECDSA: {e}"))?;
+    let signature = p256::ecdsa::Signature::from_der(der_signature).map_err(|e| anyhow::anyhow!("signature is not DER ECDSA: {e}"))?;
     Ok(format!("{signing_input}.{}", B64.encode(signature.to_bytes())))
 }
 

@@ -5,17 +5,16 @@
 //! ±1 step, each step accepted once), single-use recovery codes, and which
 //! roles must use 2FA (`CONFIG / mfa_required_roles`).
 
-
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::identity::token::amr;
+use crate::identity::users::User;
 use crate::platform::crypto::{Envelope, Sealed, sha256_hex};
 use crate::platform::error::{Error, Result};
 use crate::store::{Item, Store, Write, s, timestamp, to_item};
-use crate::identity::token::amr;
-use crate::identity::users::User;
 
 /// Code length and step: what authenticator apps assume when the
 /// provisioning URI does not say otherwise.
@@ -156,9 +155,12 @@ impl MfaRecord {
     pub fn accept_recovery_code(&self, code: &str) -> Option<MfaRecord> {
         let hash = recovery_code_hash(&self.user_id, code)?;
         // Look at every stored hash (no early exit), comparing in constant time.
-        let found = self.recovery_codes.iter().enumerate().fold(None, |found, (i, stored)| {
-            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) { Some(i) } else { found }
-        })?;
+        let found = self.recovery_codes.iter().enumerate().fold(
+            None,
+            |found, (i, stored)| {
+                if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) { Some(i) } else { found }
+            },
+        )?;
         let mut next = self.next();
         next.recovery_codes.remove(found);
         Some(next)
@@ -265,14 +267,8 @@ mod tests {
 
     /// RFC 6238 appendix B: the SHA-1 seed and its 8-digit codes.
     const RFC_SECRET: &[u8] = b"12345678901234567890";
-    const RFC_VECTORS: &[(u64, &str)] = &[
-        (59, "94287082"),
-        (1111111109, "07081804"),
-        (1111111111, "14050471"),
-        (1234567890, "89005924"),
-        (2000000000, "69279037"),
-        (20000000000, "65353130"),
-    ];
+    const RFC_VECTORS: &[(u64, &str)] =
+        &[(59, "94287082"), (1111111109, "07081804"), (1111111111, "14050471"), (1234567890, "89005924"), (2000000000, "69279037"), (20000000000, "65353130")];
 
     #[test]
     fn rfc_6238_test_vectors_are_accepted_at_their_times() {

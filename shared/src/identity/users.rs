@@ -11,9 +11,9 @@ use crate::audit::Journal;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEntry;
-use crate::platform::error::{Error, FieldError, Result};
 use crate::identity::rbac::BuiltinRole;
 use crate::identity::roles::{self, Catalog};
+use crate::platform::error::{Error, FieldError, Result};
 use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
 
 /// A syntactically valid, normalized (trimmed, lower-case) email address.
@@ -110,7 +110,7 @@ pub const MAX_PASSWORD: usize = 128;
 
 pub fn check_password(field: &str, password: &str) -> Option<FieldError> {
     let len = password.chars().count();
-    if len < MIN_PASSWORD || len > MAX_PASSWORD {
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&len) {
         Some(FieldError::new(field, format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")))
     } else {
         None
@@ -249,30 +249,6 @@ pub fn from_user_item(item: Item) -> Result<User> {
     from_item(item)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_normalize_and_reject_junk() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@x.io", "a b@x.io", "ada@x", "ada@x..io", "a@b@c.io"] {
-            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn roles_and_passwords_are_checked() {
-        let catalog = Catalog::new(vec![crate::identity::roles::CustomRole::new("billing", "Billing", crate::identity::rbac::PermissionSet::empty(), false)]);
-        assert!(check_roles("roles", &["admin".into(), "billing".into()], &catalog).is_empty());
-        assert_eq!(check_roles("roles", &["admin".into(), "root".into()], &catalog)[0].field, "roles[1]");
-        assert_eq!(check_roles("roles", &["billing".into()], &Catalog::default())[0].field, "roles[0]");
-        assert_eq!(check_roles("roles", &["user".into(), "admin".into(), "user".into()], &catalog)[0].field, "roles[2]");
-        assert!(check_password("password", "short").is_some());
-        assert!(check_password("password", "long enough password").is_none());
-    }
-}
-
 /// Marker written with the first bootstrapped super admin, so a second
 /// bootstrap is refused unless it says it is an additional (break-glass) one.
 const BOOTSTRAP_PK: &str = "BOOTSTRAP#super_admin";
@@ -297,10 +273,38 @@ pub async fn bootstrap_admin(store: &Journal, email: &str, name: &str, password:
             ("user_id".to_string(), s(user.id.clone())),
             ("created_at".to_string(), s(user.created_at.clone())),
         ]);
-        writes.push(Write::put_new(&store.table, marker, Error::Conflict("a super admin was already bootstrapped; use --additional for a break-glass admin".into()))?);
+        writes.push(Write::put_new(
+            &store.table,
+            marker,
+            Error::Conflict("a super admin was already bootstrapped; use --additional for a break-glass admin".into()),
+        )?);
     }
     let actor = crate::audit::Actor { id: "cli".into(), kind: "cli".into(), ..Default::default() };
     let audit = AuditEntry::new(&actor, "user.bootstrap_admin", "user", &user.id).changes::<User, User>(None, Some(&user));
     store.commit(writes, &audit).await?;
     Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_normalize_and_reject_junk() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        for bad in ["", "ada", "ada@", "@x.io", "a b@x.io", "ada@x", "ada@x..io", "a@b@c.io"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn roles_and_passwords_are_checked() {
+        let catalog = Catalog::new(vec![crate::identity::roles::CustomRole::new("billing", "Billing", crate::identity::rbac::PermissionSet::empty(), false)]);
+        assert!(check_roles("roles", &["admin".into(), "billing".into()], &catalog).is_empty());
+        assert_eq!(check_roles("roles", &["admin".into(), "root".into()], &catalog)[0].field, "roles[1]");
+        assert_eq!(check_roles("roles", &["billing".into()], &Catalog::default())[0].field, "roles[0]");
+        assert_eq!(check_roles("roles", &["user".into(), "admin".into(), "user".into()], &catalog)[0].field, "roles[2]");
+        assert!(check_password("password", "short").is_some());
+        assert!(check_password("password", "long enough password").is_none());
+    }
 }

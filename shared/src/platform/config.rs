@@ -138,10 +138,12 @@ mod tests {
 
     #[test]
     fn rate_limits_default_and_bad_ones_are_named() {
-        let set = |spec: Option<&'static str>| move |n: &str| match n {
-            "KEEL_RATE_LIMITS" => spec.map(String::from),
-            "KEEL_MAX_BODY_BYTES" | "KEEL_ROLE_CACHE_SECONDS" | "KEEL_SETTINGS_TTL_SECONDS" => None,
-            _ => Some("http://x".into()),
+        let set = |spec: Option<&'static str>| {
+            move |n: &str| match n {
+                "KEEL_RATE_LIMITS" => spec.map(String::from),
+                "KEEL_MAX_BODY_BYTES" | "KEEL_ROLE_CACHE_SECONDS" | "KEEL_SETTINGS_TTL_SECONDS" => None,
+                _ => Some("http://x".into()),
+            }
         };
         let defaults = Config::from_lookup(set(None)).unwrap();
         assert_eq!(defaults.rate_limits, crate::platform::rate_limit_policy::RateLimits::default());
@@ -184,7 +186,13 @@ mod tests {
         for bad in ["61", "-1", "soon"] {
             assert!(with_ttl(bad).unwrap_err().to_string().contains("KEEL_SETTINGS_TTL_SECONDS"), "{bad}");
         }
-        let default = Config::from_lookup(|n| if matches!(n, "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" | "KEEL_ROLE_CACHE_SECONDS" | "KEEL_SETTINGS_TTL_SECONDS") { None } else { Some("http://x".into()) });
+        let default = Config::from_lookup(|n| {
+            if matches!(n, "KEEL_MAX_BODY_BYTES" | "KEEL_RATE_LIMITS" | "KEEL_ROLE_CACHE_SECONDS" | "KEEL_SETTINGS_TTL_SECONDS") {
+                None
+            } else {
+                Some("http://x".into())
+            }
+        });
         assert_eq!(default.unwrap().settings_ttl, std::time::Duration::from_secs(30));
     }
 }

@@ -16,10 +16,7 @@ use crate::platform::error::{Error, Result};
 /// Hash a password with argon2id (the crate's OWASP-recommended defaults).
 pub fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::internal(format!("hashing password: {e}")))
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| Error::internal(format!("hashing password: {e}")))
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -127,18 +124,15 @@ pub(crate) fn seal_with_key(key: &[u8], plaintext: &[u8], aad: &str) -> Result<(
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::internal("data key is not 256 bits"))?;
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let data = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
-        .map_err(|_| Error::internal("AES-GCM encryption failed"))?;
+    let data =
+        cipher.encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: aad.as_bytes() }).map_err(|_| Error::internal("AES-GCM encryption failed"))?;
     Ok((nonce, data))
 }
 
 pub(crate) fn open_with_key(key: &[u8], nonce: &[u8], data: &[u8], aad: &str) -> Result<Vec<u8>> {
     let nonce: [u8; 12] = nonce.try_into().map_err(|_| Error::internal("sealed nonce is not 96 bits"))?;
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::internal("data key is not 256 bits"))?;
-    cipher
-        .decrypt(&Nonce::from(nonce), Payload { msg: data, aad: aad.as_bytes() })
-        .map_err(|_| Error::internal("sealed value failed authentication"))
+    cipher.decrypt(&Nonce::from(nonce), Payload { msg: data, aad: aad.as_bytes() }).map_err(|_| Error::internal("sealed value failed authentication"))
 }
 
 #[cfg(test)]

@@ -109,8 +109,14 @@ impl RateLimits {
                 .copied()
                 .ok_or_else(|| format!("unknown limit {:?} (known: {})", name.trim(), limits.names().join(", ")))?;
             let (burst, refill) = value.split_once(':').ok_or_else(|| format!("{entry:?}: the value must be <burst>:<seconds>"))?;
-            let burst: u32 = burst.trim().parse().ok().filter(|b| (1..=MAX_BURST).contains(b)).ok_or_else(|| format!("{entry:?}: burst must be 1 to {MAX_BURST}"))?;
-            let refill: u32 = refill.trim().parse().ok().filter(|r| (1..=MAX_REFILL_SECS).contains(r)).ok_or_else(|| format!("{entry:?}: seconds must be 1 to {MAX_REFILL_SECS}"))?;
+            let burst: u32 =
+                burst.trim().parse().ok().filter(|b| (1..=MAX_BURST).contains(b)).ok_or_else(|| format!("{entry:?}: burst must be 1 to {MAX_BURST}"))?;
+            let refill: u32 = refill
+                .trim()
+                .parse()
+                .ok()
+                .filter(|r| (1..=MAX_REFILL_SECS).contains(r))
+                .ok_or_else(|| format!("{entry:?}: seconds must be 1 to {MAX_REFILL_SECS}"))?;
             limits.policies.insert(key, Policy::new(burst, refill));
         }
         Ok(limits)
@@ -124,4 +130,3 @@ impl RateLimits {
         self.policies.keys().map(|(a, sc)| format!("{}.{}", a.as_str(), sc.as_str())).collect()
     }
 }
-

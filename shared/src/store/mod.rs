@@ -3,15 +3,12 @@
 //! UnprocessedItems retry, and the key helpers every entity uses. This layer
 //! knows nothing of audit: `audit::Journal` commits a change with its entry.
 
-
 pub mod cursor;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, PutRequest, TransactWriteItem, WriteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -93,9 +90,7 @@ impl Write {
             .map_err(|e| Error::internal(e.to_string()))?;
         Ok(Write {
             item: TransactWriteItem::builder().put(put).build(),
-            on_conflict: Some(Error::Conflict(format!(
-                "the resource was changed by someone else (expected version {expected}); reload and retry"
-            ))),
+            on_conflict: Some(Error::Conflict(format!("the resource was changed by someone else (expected version {expected}); reload and retry"))),
         })
     }
 
@@ -251,10 +246,10 @@ impl Store {
                     }
                     // Some emulators omit reasons; a cancelled transaction
                     // with a single conditional write is that write's conflict.
-                    if reasons.is_empty() {
-                        if let Some(conflict) = conflicts.iter_mut().find_map(Option::take) {
-                            return Err(conflict);
-                        }
+                    if reasons.is_empty()
+                        && let Some(conflict) = conflicts.iter_mut().find_map(Option::take)
+                    {
+                        return Err(conflict);
                     }
                 }
                 Err(aws("dynamodb TransactWriteItems")(err))
@@ -269,7 +264,8 @@ impl Store {
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let keys: Vec<Item> = chunk.iter().map(|(pk, sk)| Item::from([("pk".to_string(), s(pk.clone())), ("sk".to_string(), s(sk.clone()))])).collect();
-            let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| Error::internal(e.to_string()))?);
+            let mut pending =
+                Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| Error::internal(e.to_string()))?);
             let mut attempt = 0u32;
             while let Some(request) = pending.take() {
                 let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(aws("dynamodb BatchGetItem"))?;
@@ -319,13 +315,7 @@ impl Store {
             let mut pending: Vec<WriteRequest> = chunk.to_vec();
             let mut attempt = 0u32;
             while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(aws("dynamodb BatchWriteItem"))?;
+                let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(aws("dynamodb BatchWriteItem"))?;
                 pending = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
                 if !pending.is_empty() {
                     attempt += 1;

@@ -72,7 +72,8 @@ fn attribute(html: &str, prefix: &str) -> Option<String> {
 
 /// `url` with query parameter `name` set to `value`.
 pub fn with_param(url: &Url, name: &str, value: &str) -> Url {
-    let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| if k == name { (k.into_owned(), value.to_string()) } else { (k.into_owned(), v.into_owned()) }).collect();
+    let pairs: Vec<(String, String)> =
+        url.query_pairs().map(|(k, v)| if k == name { (k.into_owned(), value.to_string()) } else { (k.into_owned(), v.into_owned()) }).collect();
     let mut changed = url.clone();
     changed.query_pairs_mut().clear().extend_pairs(pairs);
     changed

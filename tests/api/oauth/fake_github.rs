@@ -114,7 +114,13 @@ async fn user(State(fake): State<FakeGithub>, headers: HeaderMap) -> Response {
 
 async fn emails(State(fake): State<FakeGithub>, headers: HeaderMap) -> Response {
     match account_for(&fake, &headers) {
-        Some(a) => axum::Json(a.emails.iter().map(|(email, primary, verified)| json!({ "email": email, "primary": primary, "verified": verified, "visibility": null })).collect::<Vec<_>>()).into_response(),
+        Some(a) => axum::Json(
+            a.emails
+                .iter()
+                .map(|(email, primary, verified)| json!({ "email": email, "primary": primary, "verified": verified, "visibility": null }))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
         None => (StatusCode::UNAUTHORIZED, axum::Json(json!({ "message": "Bad credentials" }))).into_response(),
     }
 }

@@ -53,10 +53,7 @@ pub fn free_port() -> u16 {
 impl OidcProvider {
     pub async fn start(options: Options) -> OidcProvider {
         let dir = keel_local::repo_root().join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider").exists(),
-            "tests/oidc/node_modules is missing: run `make test` (or `npm ci --prefix tests/oidc`)"
-        );
+        assert!(dir.join("node_modules/oidc-provider").exists(), "tests/oidc/node_modules is missing: run `make test` (or `npm ci --prefix tests/oidc`)");
         let port = free_port();
         let node = std::env::var("KEEL_NODE").unwrap_or_else(|_| "node".into());
         let mut command = Command::new(node);
@@ -81,7 +78,11 @@ impl OidcProvider {
         }
         let mut child = command.spawn().expect("start node (node 20+ must be on PATH, or set KEEL_NODE)");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("oidc-provider did not start within 30 s").unwrap().expect("oidc-provider exited");
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("oidc-provider did not start within 30 s")
+            .unwrap()
+            .expect("oidc-provider exited");
         let ready: Value = serde_json::from_str(&ready).unwrap();
         assert_eq!(ready["ready"], true, "{ready}");
         let events = Arc::new(Mutex::new(Vec::new()));
