@@ -71,7 +71,8 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         // No provider is configured.
         ("POST", "/auth/oauth/{provider}") => 404,
         ("GET", "/auth/oauth/{provider}/callback") => 404,
-        ("POST", "/auth/oauth/{provider}/callback") => 400,
+        // A form post (response_mode=form_post): the JSON probe is the wrong media type.
+        ("POST", "/auth/oauth/{provider}/callback") => 415,
         ("POST", "/auth/oauth/link/confirm") => 400,
         ("GET", "/auth/identities") => 200,
         ("DELETE", "/auth/identities/{provider}") => 404,
