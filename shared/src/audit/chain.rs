@@ -251,26 +251,7 @@ impl ChainReader {
         let (previous, indexes) = digest_indexes(&self.store, &from_ts, &to_ts).await?;
         let links = usize::from(previous.is_some());
         let all: Vec<DigestIndex> = previous.into_iter().chain(indexes).collect();
-        // Owned captures: the future must be Send for any caller's lifetime.
-        let digests: Vec<DigestEvidence> = futures::stream::iter(all.clone())
-            .map(|index| {
-                let (s3, bucket) = (self.s3.clone(), self.bucket.clone());
-                async move {
-                    let (signed, problem) = match read_digest(&s3, &bucket, &index.object_key).await {
-                        Ok(signed) => {
-                            let hash = signed.digest.hash();
-                            let problem = (hash != index.hash)
-                                .then(|| format!("the index item of digest {} records hash {} but the object hashes to {hash}", index.digest_id, index.hash));
-                            (Some(signed), problem)
-                        }
-                        Err(why) => (None, Some(why)),
-                    };
-                    DigestEvidence { digest_id: index.digest_id.clone(), sequence: index.sequence, signed, problem }
-                }
-            })
-            .buffered(16)
-            .collect()
-            .await;
+        let digests = self.evidence(all.clone()).await;
 
         // Digests missing after the last one found (or none found at all)
         // while the head says the range was sealed.
@@ -312,7 +293,8 @@ impl ChainReader {
         Ok(Loaded { evidence: Evidence { digests, entries_from_digest: links, entries, complete: true, tail_problem, window: None }, entry_items })
     }
 
-    /// Read digest objects (16 at a time) as evidence, in the given order.
+    /// Read digest objects (16 at a time) as evidence, in the given order
+    /// (owned captures: the future must be Send for any caller's lifetime).
     async fn evidence(&self, indexes: Vec<DigestIndex>) -> Vec<DigestEvidence> {
         futures::stream::iter(indexes)
             .map(|index| {
