@@ -11,26 +11,45 @@ async fn main() -> anyhow::Result<()> {
     let settings = keel_local::Settings::from_env()?;
     let root = keel_local::repo_root();
     std::fs::create_dir_all(root.join(".keel"))?;
+    let booted = std::time::Instant::now();
     println!("Starting the AWS emulator (moto)...");
     let moto = Moto::start(Some(root.join(".keel/moto.log"))).await?;
     let sdk = keel_local::sdk_config(&moto.endpoint).await;
     let template = Template::load(&root.join("template.yaml"))?;
     let stack = provision::provision(&sdk, &template, "keel-local", &settings.parameters()).await?;
-    println!("Created {} resources from template.yaml (not emulated: {})", stack.resources.len(), stack.skipped.len());
+    println!(
+        "Created {} resources from template.yaml (not emulated: {}) ({:.1} s)",
+        stack.resources.len(),
+        stack.skipped.len(),
+        booted.elapsed().as_secs_f64()
+    );
     let local = app::build(&sdk, &stack.env).await?;
 
     println!("Seeding demo data ({} users)...", settings.demo_users);
-    let summary = seed::load(&local.platform.store, settings.demo_users, 2026).await?;
+    let started = std::time::Instant::now();
+    let (items, summary) = seed::generate(chrono::Utc::now(), settings.demo_users, 2026);
+    seed::put(&local.platform.store, &items).await?;
     println!(
-        "  {} users, {} charts, {} orders ({} refunded), {} activity events",
-        summary.users, summary.charts, summary.orders, summary.refunds, summary.events
+        "  {} users, {} charts, {} orders ({} refunded), {} activity events ({:.1} s)",
+        summary.users,
+        summary.charts,
+        summary.orders,
+        summary.refunds,
+        summary.events,
+        started.elapsed().as_secs_f64()
     );
-    // Dashboard rollups: one backfill over the seeded items, then the stream
-    // from where it stood before the backfill (so nothing is counted twice).
+    // The stream from where it stands after the seed (the seeded items are
+    // counted once, by the backfill).
     let stream_arn = stack.resources["Table"].attributes["StreamArn"].clone();
     let reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
-    let backfilled = streams::backfill::run(&local.platform.store).await.map_err(|e| anyhow::anyhow!("backfilling rollups: {e}"))?;
-    println!("  dashboard rollups: {} counters from {} items", backfilled.counters, backfilled.items_scanned);
+    // Dashboard rollups: one backfill over the seeded items. The emulator's
+    // table was empty before the seed, so folding the items just written
+    // gives the same counters as a Scan of the table, without reading
+    // 40,000 items back through the emulator (about a minute on 2 cores).
+    let started = std::time::Instant::now();
+    let backfilled = streams::backfill::run_over(&local.platform.store, &items).await.map_err(|e| anyhow::anyhow!("backfilling rollups: {e}"))?;
+    drop(items);
+    println!("  dashboard rollups: {} counters from {} items ({:.1} s)", backfilled.counters, backfilled.items_scanned, started.elapsed().as_secs_f64());
     tokio::spawn(stream_reader::run(reader, local.streams.clone()));
     let admin = shared::identity::users::bootstrap_admin(&local.platform.store, &settings.admin_email, "Local Admin", &settings.admin_password, false).await?;
     keel_local::write_env_file(&root.join(".keel/local.env"), &moto.endpoint, &stack)?;
@@ -55,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    println!("\nKeel is running at {url}/api/v1 (AWS emulator at {})", moto.endpoint);
+    println!("\nKeel is running at {url}/api/v1 (AWS emulator at {}; ready {:.0} s after start)", moto.endpoint, booted.elapsed().as_secs_f64());
     println!("  admin login: {}  password: {}  (user id {})", settings.admin_email, settings.admin_password, admin.id);
     println!("  try: curl -s {url}/api/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"...\"}}'", settings.admin_email);
     println!("  the admin's first sign-in is limited to enrolling 2FA (docs/two-factor.md); then sign in again with a code");
