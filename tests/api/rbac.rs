@@ -305,3 +305,21 @@ async fn a_body_rule_leaves_malformed_bodies_to_the_handler() {
     let r = app.call(Method::POST, "/api/v1/data/export", Some(&token), Some(json!({"format": "json", "delivery": "job"}))).await;
     assert_eq!(r.status, 202, "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_known_path_with_an_undeclared_method_is_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.user(&["admin"]).await;
+    // Signed in or not: the method is wrong before anything else is.
+    for token in [Some(admin.as_str()), None] {
+        let r = app.call(Method::DELETE, "/api/v1/admin/users", token, None).await;
+        assert_eq!(r.status, 405, "{}", r.body);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert_eq!(r.headers["allow"], "GET, POST", "{:?}", r.headers);
+        assert_eq!(r.body["type"], "https://keel.dev/problems/method-not-allowed", "{}", r.body);
+    }
+    // HEAD is GET without a body, under GET's rule.
+    let r = app.call(Method::HEAD, "/api/v1/admin/users", Some(&admin), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.call(Method::HEAD, "/api/v1/admin/users", None, None).await.status, 401);
+}

@@ -428,7 +428,17 @@ async fn check(
 ) -> Result<Request> {
     let path = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
     let method = request.method().clone();
-    let Some(route) = gate.routes.iter().find(|r| r.path == path && r.method == method) else {
+    // HEAD is GET without the body (axum answers it with the GET handler).
+    let declared = |r: &&Route| r.method == method || (method == Method::HEAD && r.method == Method::GET);
+    let Some(route) = gate.routes.iter().filter(|r| r.path == path).find(declared) else {
+        // A known path asked with a method none of its routes declares: 405
+        // with the declared methods (the handler never runs either way).
+        let mut allowed: Vec<String> = gate.routes.iter().filter(|r| r.path == path).map(|r| r.method.to_string()).collect();
+        allowed.sort();
+        allowed.dedup();
+        if !allowed.is_empty() {
+            return Err(Error::MethodNotAllowed { method: method.to_string(), allowed });
+        }
         // Deny by default: a route without a declared access rule is closed.
         tracing::error!(%method, path, "route has no access rule");
         return Err(Error::Forbidden { missing: "declared-route".into() });

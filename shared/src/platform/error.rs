@@ -39,6 +39,9 @@ pub enum Error {
     MfaRequired(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, the method is not one of its routes (405, `Allow`).
+    #[error("{method} is not allowed here; allowed: {}", allowed.join(", "))]
+    MethodNotAllowed { method: String, allowed: Vec<String> },
     #[error("{0}")]
     Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
@@ -69,6 +72,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } | Error::MfaEnrollmentRequired | Error::MfaRequired(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -87,6 +91,7 @@ impl Error {
             Error::MfaEnrollmentRequired => "mfa-enrollment-required",
             Error::MfaRequired(_) => "mfa-required",
             Error::NotFound(_) => "not-found",
+            Error::MethodNotAllowed { .. } => "method-not-allowed",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload-too-large",
             Error::UnsupportedMediaType { .. } => "unsupported-media-type",
@@ -148,8 +153,16 @@ impl IntoResponse for Error {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Error::TooManyRequests { retry_after_secs } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Error::TooManyRequests { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Error::MethodNotAllowed { allowed, .. } => {
+                if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            _ => {}
         }
         response
     }
