@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
-use shared::audit::chain;
-use shared::audit::digest::{Report, Verified};
+use shared::audit::digest::Report;
 use shared::domain::jobs::Job;
 use shared::http::Caller;
 use shared::http::extract::{ValidJson, ValidQuery};
@@ -64,45 +63,13 @@ fn range(from: &Option<String>, to: &Option<String>, max_days: i64) -> Result<(D
         (status = 403, description = "Missing audit:read", body = shared::platform::error::Problem),
     ))]
 pub async fn verify(State(state): State<AdminState>, ValidQuery(q): ValidQuery<VerifyQuery>) -> Result<Json<Report>> {
-    let store = &state.platform.store;
-    let now = Utc::now();
-    let last = chain::last_verified(store).await?;
-    let (after, until) = if q.from.is_some() || q.to.is_some() {
+    let range = if q.from.is_some() || q.to.is_some() {
         let (from, to) = range(&q.from, &q.to, MAX_VERIFY_DAYS)?;
-        (timestamp(from - Duration::microseconds(1)), timestamp(to))
+        Some((timestamp(from - Duration::microseconds(1)), timestamp(to)))
     } else {
-        // Since the last verification; the first time, since the chain's
-        // start (or the last 24 h while nothing is sealed).
-        let after = match (&last, chain::head(store).await?) {
-            (Some(v), _) => v.entries_verified_to.clone(),
-            (None, Some(head)) => head.genesis_start,
-            (None, None) => timestamp(now - Duration::days(1)),
-        };
-        (after, timestamp(now))
+        None
     };
-    let anchor = if q.full_chain.unwrap_or(false) { None } else { last.clone() };
-    let (mut report, head) = state.audit.verify_range(&after, &until, anchor.as_ref()).await?;
-    report.last_verified = last.clone();
-    if let (true, Some(head)) = (report.ok, head) {
-        // Entries count as verified up to `until` only when the range joins
-        // what was verified before (or the chain's start).
-        let before = last.as_ref().map(|v| v.entries_verified_to.clone()).unwrap_or_else(|| head.genesis_start.clone());
-        let reached = std::cmp::min(until.clone(), head.period_end.clone());
-        let entries_verified_to = if after <= before { std::cmp::max(before, reached) } else { before };
-        let verified = Verified {
-            sequence: head.version,
-            digest_id: head.digest_id,
-            hash: head.hash,
-            period_end: head.period_end,
-            entries_verified_to,
-            verified_at: timestamp(now),
-        };
-        if last.as_ref().is_none_or(|v| v.sequence < verified.sequence || v.entries_verified_to < verified.entries_verified_to) {
-            chain::remember_verified(store, &verified).await?;
-        }
-        report.last_verified = Some(verified);
-    }
-    Ok(Json(report))
+    Ok(Json(state.audit.verify_and_remember(range, q.full_chain.unwrap_or(false), Utc::now()).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

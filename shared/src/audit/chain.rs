@@ -433,6 +433,49 @@ impl ChainReader {
         Ok((report, head))
     }
 
+    /// The check `GET /api/v1/admin/audit-logs/verify` makes, remembered when
+    /// clean: the entries with `after < ts <= until` when a range is given,
+    /// else those since the last verification (the first time, since the
+    /// chain's start; while nothing is sealed, the last 24 h); the chain from
+    /// the last verified digest, or from genesis with `full_chain`.
+    pub async fn verify_and_remember(&self, range: Option<(String, String)>, full_chain: bool, now: DateTime<Utc>) -> Result<Report> {
+        let last = last_verified(&self.store).await?;
+        let (after, until) = match range {
+            Some(range) => range,
+            None => {
+                let after = match (&last, head(&self.store).await?) {
+                    (Some(v), _) => v.entries_verified_to.clone(),
+                    (None, Some(head)) => head.genesis_start,
+                    (None, None) => timestamp(now - Duration::days(1)),
+                };
+                (after, timestamp(now))
+            }
+        };
+        let anchor = if full_chain { None } else { last.clone() };
+        let (mut report, head) = self.verify_range(&after, &until, anchor.as_ref()).await?;
+        report.last_verified = last.clone();
+        if let (true, Some(head)) = (report.ok, head) {
+            // Entries count as verified up to `until` only when the range
+            // joins what was verified before (or the chain's start).
+            let before = last.as_ref().map(|v| v.entries_verified_to.clone()).unwrap_or_else(|| head.genesis_start.clone());
+            let reached = std::cmp::min(until.clone(), head.period_end.clone());
+            let entries_verified_to = if after <= before { std::cmp::max(before, reached) } else { before };
+            let verified = Verified {
+                sequence: head.version,
+                digest_id: head.digest_id,
+                hash: head.hash,
+                period_end: head.period_end,
+                entries_verified_to,
+                verified_at: timestamp(now),
+            };
+            if last.as_ref().is_none_or(|v| v.sequence < verified.sequence || v.entries_verified_to < verified.entries_verified_to) {
+                remember_verified(&self.store, &verified).await?;
+            }
+            report.last_verified = Some(verified);
+        }
+        Ok(report)
+    }
+
     /// Verify every entry in `[from, to]` against its digests, and the whole
     /// chain from genesis to the head from the digests alone (the CLI: no
     /// remembered state).
