@@ -287,7 +287,8 @@ fn check_period(period: &Value, x: &Expected, history: &[Expected], context: &st
     close("quick_ratio", rate(x.new + x.expansion + x.reactivation, x.contraction + x.churn));
     close("avg_days_since_churn", rate(x.reactivation_days, x.reactivated_customers));
     // LTV: ARPA ÷ the mean customer churn rate of the previous 6 months.
-    let rates: Vec<f64> = history.iter().rev().take(6).filter(|h| h.customers_start > 0).map(|h| h.churned_customers as f64 / h.customers_start as f64).collect();
+    let rates: Vec<f64> =
+        history.iter().rev().take(6).filter(|h| h.customers_start > 0).map(|h| h.churned_customers as f64 / h.customers_start as f64).collect();
     let mean = if rates.is_empty() { 0.0 } else { rates.iter().sum::<f64>() / rates.len() as f64 };
     match (arpa, mean > 0.0) {
         (Some(a), true) => {

@@ -26,10 +26,8 @@ pub static ROUTES: &[Route] = &[
 
 pub fn router(state: AnalyticsState) -> Router {
     let platform = state.platform.clone();
-    let routes = Router::new()
-        .route("/api/v1/analytics/revenue", get(revenue::read))
-        .route("/api/v1/analytics/refresh", post(refresh::create))
-        .with_state(state);
+    let routes =
+        Router::new().route("/api/v1/analytics/revenue", get(revenue::read)).route("/api/v1/analytics/refresh", post(refresh::create)).with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 

@@ -93,7 +93,9 @@ impl RevenueQuery {
         };
         let plan = match self.plan.as_deref() {
             None => revenue::ALL.to_string(),
-            Some(p) if (1..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') => p.to_string(),
+            Some(p) if (1..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') => {
+                p.to_string()
+            }
             Some(_) => return Err(Error::field("plan", "must be 1 to 32 of a-z, 0-9, _ and -")),
         };
         Ok(Request { from, to, months, group: Group { country, plan } })
@@ -261,7 +263,8 @@ pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<St
     for month in &request.months {
         let r = row(month);
         let previous: Vec<Option<f64>> = (1..=LTV_MONTHS).rev().filter_map(|k| revenue::add_months(month, -k)).map(|m| churn_rate(&m)).collect();
-        let Metrics { arr, arpa, customer_churn_rate, gross_mrr_churn_rate, net_mrr_churn_rate, nrr, grr, quick_ratio, ltv } = revenue::metrics(&r.movements, &previous);
+        let Metrics { arr, arpa, customer_churn_rate, gross_mrr_churn_rate, net_mrr_churn_rate, nrr, grr, quick_ratio, ltv } =
+            revenue::metrics(&r.movements, &previous);
         let before = revenue::add_months(month, -1).map(|m| row(&m)).unwrap_or_default();
         let m = &r.movements;
         periods.push(Period {

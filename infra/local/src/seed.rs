@@ -232,7 +232,14 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         // switch plans mid-term, some come back after churning.
         if status != UserStatus::Invited && rng.gen_bool(0.22) {
             let country = user.country.clone().unwrap_or_default();
-            let orders = subscription(&mut StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)), &user.id, &country, signed_up, now, &mut summary);
+            let orders = subscription(
+                &mut StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                &user.id,
+                &country,
+                signed_up,
+                now,
+                &mut summary,
+            );
             for order in orders {
                 let at = chrono::DateTime::parse_from_rfc3339(order["created_at"].as_str().expect("created_at")).expect("timestamp").with_timezone(&Utc);
                 let (id, amount) = (order["id"].as_str().unwrap_or("").to_string(), order["amount_cents"].as_i64().unwrap_or(0));

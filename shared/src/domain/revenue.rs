@@ -579,8 +579,11 @@ mod tests {
     #[test]
     fn monthly_subscription_new_then_steady_then_churn_at_term_end() {
         // Paid Jan 10, Feb 10, Mar 10 (monthly 2900): MRR from Jan 10 to Apr 10.
-        let orders: Vec<Order> =
-            ["2025-01-10T00:00:00Z", "2025-02-10T00:00:00Z", "2025-03-10T00:00:00Z"].iter().enumerate().map(|(i, s)| order(&format!("o{i}"), "pro", Billing::Monthly, 2900, s)).collect();
+        let orders: Vec<Order> = ["2025-01-10T00:00:00Z", "2025-02-10T00:00:00Z", "2025-03-10T00:00:00Z"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| order(&format!("o{i}"), "pro", Billing::Monthly, 2900, s))
+            .collect();
         let ms = months(&orders, "2025-08-01T00:00:00Z");
         let by: BTreeMap<_, _> = ms.iter().map(|m| (m.month.as_str(), all(m))).collect();
         assert_eq!(by.keys().copied().collect::<Vec<_>>(), ["2025-01", "2025-02", "2025-03", "2025-04"]);
@@ -659,7 +662,8 @@ mod tests {
     #[test]
     fn golden_reactivation_after_91_days() {
         // Monthly Feb 1 → Mar 1 (churn on Mar 1), back on May 31.
-        let orders = vec![order("o1", "basic", Billing::Monthly, 900, "2025-02-01T00:00:00Z"), order("o2", "pro", Billing::Monthly, 2900, "2025-05-31T00:00:00Z")];
+        let orders =
+            vec![order("o1", "basic", Billing::Monthly, 900, "2025-02-01T00:00:00Z"), order("o2", "pro", Billing::Monthly, 2900, "2025-05-31T00:00:00Z")];
         let ms = months(&orders, "2025-06-15T00:00:00Z");
         let by: BTreeMap<_, _> = ms.iter().map(|m| (m.month.as_str(), m.clone())).collect();
         assert_eq!(all(&by["2025-03"]).churn, 900);
