@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod analytics;
 mod audit_integrity;
 mod audit_log;
 mod charts;

@@ -8,6 +8,7 @@ fn document() -> serde_json::Value {
     let mut doc = auth::ApiDoc::openapi();
     doc.merge(admin::ApiDoc::openapi());
     doc.merge(data::ApiDoc::openapi());
+    doc.merge(analytics::ApiDoc::openapi());
     doc.info = utoipa::openapi::InfoBuilder::new()
         .title("Keel API")
         .version(env!("CARGO_PKG_VERSION"))

@@ -90,7 +90,11 @@ def start_stack(port, email, password):
     env = dict(os.environ, KEEL_PORT=str(port), KEEL_DEMO_USERS=os.environ.get("KEEL_FUZZ_DEMO_USERS", "50"),
                KEEL_ADMIN_EMAIL=email, KEEL_ADMIN_PASSWORD=password, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     log = open(log_path, "w")
-    stack = subprocess.Popen([str(ROOT / "target/debug/keel-local")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # The binary `make api-fuzz` just built: KEEL_LOCAL_BIN, else under
+    # CARGO_TARGET_DIR (a shared target directory), else ./target.
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    binary = os.environ.get("KEEL_LOCAL_BIN") or str(target / "debug/keel-local")
+    stack = subprocess.Popen([binary], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if stack.poll() is not None:

@@ -5,8 +5,10 @@
 //! security notices (`security_email`), chart moderation notices, audit
 //! exports, data exports (`data_export`, streamed to S3), imports
 //! (`data_import`), bulk operations (`bulk_segment` messages) and GDPR/CCPA
-//! subject exports (`gdpr_export`, one zip per request).
+//! subject exports (`gdpr_export`, one zip per request), and the revenue
+//! rollups' recomputation (`analytics_refresh`).
 
+pub mod analytics_refresh;
 pub mod audit_export;
 pub mod bulk;
 pub mod data_export;
@@ -280,6 +282,7 @@ impl Worker {
             JobKind::DataExport => data_export::run(self, job).await,
             JobKind::GdprExport => gdpr_export::run(self, job).await,
             JobKind::Erasure => erasure::run(self, job).await,
+            JobKind::AnalyticsRefresh => analytics_refresh::run(self, job).await,
             JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => Err(Error::internal("bulk jobs run as segment messages")),
         }
     }

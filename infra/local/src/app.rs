@@ -52,6 +52,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new() })))
         .merge(as_function("admin", admin::router(admin.clone())))
         .merge(as_function("data", data::router(data.clone())))
+        .merge(as_function("analytics", analytics::router(analytics::AnalyticsState { platform: platform.clone() })))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());

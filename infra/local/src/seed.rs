@@ -1,7 +1,8 @@
 //! Realistic demo data for the local stack: users who signed up over two
 //! years (growing, with weekly and yearly seasonality), logins, charts in
 //! every moderation state, and orders on monthly and annual plans from many
-//! countries, with renewals, churn and refunds. Deterministic for a seed.
+//! countries, with renewals, discounts, plan switches, churn, reactivations
+//! and refunds. Deterministic for a seed.
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use futures::StreamExt;
@@ -19,6 +20,10 @@ pub struct Summary {
     pub orders: usize,
     pub refunds: usize,
     pub events: usize,
+    /// Subscriptions that moved to another plan mid-term.
+    pub plan_changes: usize,
+    /// Customers who came back after churning.
+    pub reactivations: usize,
 }
 
 const COUNTRIES: &[(&str, u32)] = &[
@@ -223,37 +228,24 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
             event(&mut items, &mut summary, &user.id, "chart_created", created, json!({ "chart_id": id }));
         }
 
-        // About a fifth of users pay; they renew until they churn.
+        // About a fifth of users pay; they renew until they churn, some
+        // switch plans mid-term, some come back after churning.
         if status != UserStatus::Invited && rng.gen_bool(0.22) {
-            let plan = *weighted(&mut rng, &PLANS.iter().map(|p| (p, p.3)).collect::<Vec<_>>()).to_owned();
-            let annual = rng.gen_bool(0.3);
-            let mut at = signed_up + Duration::days(rng.gen_range(0..30));
-            while at < now {
-                let id = uuid::Uuid::now_v7().to_string();
-                let ts = timestamp(at);
-                let refunded = rng.gen_bool(0.03);
-                let amount = if annual { plan.2 } else { plan.1 };
-                let mut order = json!({
-                    "pk": format!("ORDER#{id}"), "sk": "META",
-                    "gsi1pk": format!("USER#{}", user.id), "gsi1sk": format!("{ts}#{id}"),
-                    "gsi2pk": format!("ORDERS#{}", &ts[..7]), "gsi2sk": format!("{ts}#{id}"),
-                    "type": "order", "id": id, "user_id": user.id, "plan": plan.0,
-                    "billing": if annual { "annual" } else { "monthly" },
-                    "amount_cents": amount, "currency": "USD", "country": user.country,
-                    "status": if refunded { "refunded" } else { "paid" }, "created_at": ts,
-                });
-                if refunded {
-                    order["refunded_at"] = json!(timestamp(at + Duration::days(rng.gen_range(1..14))));
-                    summary.refunds += 1;
-                }
+            let country = user.country.clone().unwrap_or_default();
+            let orders = subscription(
+                &mut StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                &user.id,
+                &country,
+                signed_up,
+                now,
+                &mut summary,
+            );
+            for order in orders {
+                let at = chrono::DateTime::parse_from_rfc3339(order["created_at"].as_str().expect("created_at")).expect("timestamp").with_timezone(&Utc);
+                let (id, amount) = (order["id"].as_str().unwrap_or("").to_string(), order["amount_cents"].as_i64().unwrap_or(0));
                 items.push(to_item(&order).expect("order item"));
                 summary.orders += 1;
                 event(&mut items, &mut summary, &user.id, "order_placed", at, json!({ "order_id": id, "amount_cents": amount }));
-                // Monthly subscribers churn about 4% a month, annual 20% a year.
-                if refunded || rng.gen_bool(if annual { 0.2 } else { 0.04 }) {
-                    break;
-                }
-                at += Duration::days(if annual { 365 } else { 30 });
             }
         }
         items.push(user.to_item().expect("user item"));
@@ -261,6 +253,84 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         summary.users += 1;
     }
     (items, summary)
+}
+
+/// One paying customer's orders: each is a paid term (`period_start` to
+/// `period_end`, one month or twelve) on a plan, after an optional
+/// discount. Monthly subscribers churn about 4% a month, annual ones 20% a
+/// year; a quarter of those who churn come back 20 to 200 days later;
+/// monthly subscribers switch plan mid-term about 3% of months (the old
+/// term `ended_at` the switch); refunds (3%) end the subscription: a
+/// monthly one at the end of its term, an annual one at once (an early
+/// cancellation, `ended_at`).
+fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateTime<Utc>, now: DateTime<Utc>, summary: &mut Summary) -> Vec<serde_json::Value> {
+    let mut orders: Vec<serde_json::Value> = Vec::new();
+    let mut plan = *weighted(rng, &PLANS.iter().enumerate().map(|(i, p)| (i, p.3)).collect::<Vec<_>>());
+    let mut annual = rng.gen_bool(0.3);
+    let discount_pct: i64 = if rng.gen_bool(0.15) { 20 } else { 0 };
+    let mut at = signed_up + Duration::days(rng.gen_range(0..30));
+    while at < now {
+        let id = uuid::Uuid::now_v7().to_string();
+        let ts = timestamp(at);
+        let term_end = at.checked_add_months(chrono::Months::new(if annual { 12 } else { 1 })).expect("term end");
+        let list = if annual { PLANS[plan].2 } else { PLANS[plan].1 };
+        let discount = list * discount_pct / 100;
+        let amount = list - discount;
+        let mut order = json!({
+            "pk": format!("ORDER#{id}"), "sk": "META",
+            "gsi1pk": format!("USER#{user_id}"), "gsi1sk": format!("{ts}#{id}"),
+            "gsi2pk": format!("ORDERS#{}", &ts[..7]), "gsi2sk": format!("{ts}#{id}"),
+            "type": "order", "id": id, "user_id": user_id, "plan": PLANS[plan].0,
+            "billing": if annual { "annual" } else { "monthly" },
+            "list_price_cents": list, "discount_cents": discount,
+            "amount_cents": amount, "currency": "USD", "country": country,
+            "status": "paid", "created_at": ts, "period_start": ts, "period_end": timestamp(term_end),
+        });
+        let mut churn_at = None;
+        if rng.gen_bool(0.03) {
+            let refunded_at = at + Duration::days(rng.gen_range(1..14));
+            if refunded_at < now {
+                order["status"] = json!("refunded");
+                order["refunded_at"] = json!(timestamp(refunded_at));
+                order["refunded_cents"] = json!(amount);
+                summary.refunds += 1;
+                if annual {
+                    order["ended_at"] = json!(timestamp(refunded_at));
+                    churn_at = Some(refunded_at);
+                } else {
+                    churn_at = Some(term_end);
+                }
+            }
+        }
+        if churn_at.is_none() && rng.gen_bool(if annual { 0.2 } else { 0.04 }) {
+            churn_at = Some(term_end);
+        }
+        orders.push(order);
+        if let Some(churned) = churn_at {
+            if !rng.gen_bool(0.25) {
+                break;
+            }
+            // Back after a while, perhaps on another plan or interval.
+            summary.reactivations += 1;
+            at = churned + Duration::days(rng.gen_range(20..200));
+            plan = *weighted(rng, &PLANS.iter().enumerate().map(|(i, p)| (i, p.3)).collect::<Vec<_>>());
+            annual = rng.gen_bool(0.3);
+            continue;
+        }
+        if !annual && rng.gen_bool(0.03) {
+            let switch = at + Duration::days(rng.gen_range(3..25));
+            if switch < now {
+                let to = if plan == 0 || (plan == 1 && rng.gen_bool(0.6)) { plan + 1 } else { plan - 1 };
+                orders.last_mut().expect("just pushed")["ended_at"] = json!(timestamp(switch));
+                summary.plan_changes += 1;
+                plan = to;
+                at = switch;
+                continue;
+            }
+        }
+        at = term_end;
+    }
+    orders
 }
 
 /// Write the demo data (batches of 25, several in flight).
@@ -290,6 +360,7 @@ mod tests {
         assert_eq!(sa, sb);
         assert_eq!(sa.users, 300);
         assert!(sa.charts > 300 && sa.orders > 50 && sa.events > sa.users, "{sa:?}");
+        assert!(sa.plan_changes > 0 && sa.reactivations > 0 && sa.refunds > 0, "{sa:?}");
         assert!(a.len() > 1000);
         // Charts are written through the model, so they read back as one.
         let charts: Vec<_> = a

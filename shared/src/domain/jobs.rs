@@ -79,6 +79,8 @@ pub enum JobKind {
     GdprExport,
     /// A person's erasure, with its signed certificate.
     Erasure,
+    /// Recompute the revenue rollups from the orders (`AnalyticsRefresh`).
+    AnalyticsRefresh,
 }
 
 impl JobKind {
@@ -94,6 +96,7 @@ impl JobKind {
         JobKind::BulkRestore,
         JobKind::GdprExport,
         JobKind::Erasure,
+        JobKind::AnalyticsRefresh,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +112,7 @@ impl JobKind {
             JobKind::BulkRestore => "bulk_restore",
             JobKind::GdprExport => "gdpr_export",
             JobKind::Erasure => "erasure",
+            JobKind::AnalyticsRefresh => "analytics_refresh",
         }
     }
 
@@ -122,6 +126,17 @@ impl JobKind {
 impl std::fmt::Display for JobKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Parameters of an `analytics_refresh` job: none (it recomputes
+/// everything the orders hold up to when it runs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyticsRefresh {}
+
+impl JobPayload for AnalyticsRefresh {
+    fn kind(&self) -> JobKind {
+        JobKind::AnalyticsRefresh
     }
 }
 

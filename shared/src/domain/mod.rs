@@ -7,6 +7,7 @@ pub mod data_jobs;
 pub mod export;
 pub mod jobs;
 pub mod masking;
+pub mod revenue;
 pub mod rollups;
 pub mod subject_requests;
 pub mod system_settings;

@@ -39,6 +39,8 @@ permissions! {
     ConfigRead => "config:read",
     ConfigWrite => "config:write",
     AnalyticsRead => "analytics:read",
+    // Recompute the analytics rollups on demand (a job).
+    AnalyticsRefresh => "analytics:refresh",
     ReportsRead => "reports:read",
     ReportsWrite => "reports:write",
     DataExport => "data:export",
@@ -194,6 +196,7 @@ impl BuiltinRole {
                 ConfigRead,
                 ConfigWrite,
                 AnalyticsRead,
+                AnalyticsRefresh,
                 ReportsRead,
                 ReportsWrite,
                 DataExport,

@@ -1,0 +1,43 @@
+//! The analytics function: `/api/v1/analytics/*` — subscription revenue
+//! metrics (MRR and its movements, churn, NRR/GRR, quick ratio, ARPA, LTV,
+//! gross and net revenue) by month, country and plan, read from the
+//! revenue rollups (`shared::domain::revenue`), and their recomputation on
+//! demand as a job (docs/analytics.md).
+
+pub mod refresh;
+pub mod revenue;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{get, post};
+use shared::http::{Access, BearerAuth, Platform, Route};
+use shared::identity::rbac::Permission;
+
+#[derive(Clone, Debug)]
+pub struct AnalyticsState {
+    pub platform: Platform,
+}
+
+/// Every route of this function and the permission it needs.
+pub static ROUTES: &[Route] = &[
+    Route::new(Method::GET, "/api/v1/analytics/revenue", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::POST, "/api/v1/analytics/refresh", Access::Permission(Permission::AnalyticsRefresh)),
+];
+
+pub fn router(state: AnalyticsState) -> Router {
+    let platform = state.platform.clone();
+    let routes =
+        Router::new().route("/api/v1/analytics/revenue", get(revenue::read)).route("/api/v1/analytics/refresh", post(refresh::create)).with_state(state);
+    shared::http::secure(routes, &platform, ROUTES)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(revenue::read, refresh::create),
+    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
+    modifiers(&BearerAuth, &ERROR_RESPONSES)
+)]
+pub struct ApiDoc;
+
+/// The errors every route can answer, from the route table (`shared::http::openapi`).
+static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);

@@ -1,0 +1,433 @@
+//! `GET /api/v1/analytics/revenue`: revenue and MRR metrics per month for
+//! all customers, a country, a plan or both. Reads one item (the rollups'
+//! current generation) and one Query of the group's partition (the range,
+//! the range before it, and the 6 months LTV looks back on), whatever the
+//! number of orders. Definitions: docs/analytics.md.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use shared::domain::revenue::{self, Group, Metrics, Movements, RevenueMeta, RevenueRow};
+use shared::http::extract::ValidQuery;
+use shared::platform::error::{Error, Result};
+use shared::store::{QuerySpec, from_item, s};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AnalyticsState;
+
+/// Longest range one request may ask for, in months.
+pub const MAX_MONTHS: i32 = 60;
+/// Months before a period whose customer churn LTV averages.
+pub const LTV_MONTHS: i32 = 6;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RevenueQuery {
+    /// First month (`yyyy-mm`); default 11 months before `to`.
+    #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-01")]
+    pub from: Option<String>,
+    /// Last month (`yyyy-mm`), at most the current month; default the current month.
+    #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-12")]
+    pub to: Option<String>,
+    /// Length of a period: `month` (the only one so far).
+    #[param(inline, value_type = Option<String>, example = "month")]
+    pub granularity: Option<String>,
+    /// Only customers' subscriptions in this country (ISO 3166-1 alpha-2, e.g. `US`; `ZZ`: unknown).
+    #[param(pattern = "^[A-Z]{2}$", example = "US")]
+    pub country: Option<String>,
+    /// Only subscriptions on this plan (e.g. `pro`).
+    #[param(pattern = "^[a-z0-9_-]{1,32}$", example = "pro")]
+    pub plan: Option<String>,
+}
+
+/// The validated request: months and the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub from: String,
+    pub to: String,
+    pub months: Vec<String>,
+    pub group: Group,
+}
+
+impl RevenueQuery {
+    pub fn validate(&self, current_month: &str) -> Result<Request> {
+        let month = |field: &str, value: &Option<String>| -> Result<Option<String>> {
+            match value {
+                None => Ok(None),
+                Some(v) if v.len() == 7 && revenue::month_start(v).is_some() => Ok(Some(v.clone())),
+                Some(_) => Err(Error::field(field, "must be a month as yyyy-mm")),
+            }
+        };
+        let to = month("to", &self.to)?.unwrap_or_else(|| current_month.to_string());
+        if to.as_str() > current_month {
+            return Err(Error::field("to", format!("must not be after the current month ({current_month})")));
+        }
+        let from = match month("from", &self.from)? {
+            Some(from) => from,
+            None => revenue::add_months(&to, -11).ok_or_else(|| Error::field("to", "is too early"))?,
+        };
+        if from > to {
+            return Err(Error::field("from", "must not be after `to`"));
+        }
+        let mut months = vec![from.clone()];
+        while months.last().is_some_and(|m| *m < to) {
+            if months.len() as i32 >= MAX_MONTHS {
+                return Err(Error::field("from", format!("the range may span at most {MAX_MONTHS} months")));
+            }
+            let next = revenue::add_months(months.last().expect("not empty"), 1).ok_or_else(|| Error::field("to", "is out of range"))?;
+            months.push(next);
+        }
+        match self.granularity.as_deref() {
+            None | Some("month") => {}
+            Some("day" | "week" | "quarter") => return Err(Error::field("granularity", "only `month` is supported so far")),
+            Some(_) => return Err(Error::field("granularity", "must be `month`")),
+        }
+        let country = match self.country.as_deref() {
+            None => revenue::ALL.to_string(),
+            Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => c.to_string(),
+            Some(_) => return Err(Error::field("country", "must be an ISO 3166-1 alpha-2 code in capitals, e.g. US")),
+        };
+        let plan = match self.plan.as_deref() {
+            None => revenue::ALL.to_string(),
+            Some(p) if (1..=32).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') => {
+                p.to_string()
+            }
+            Some(_) => return Err(Error::field("plan", "must be 1 to 32 of a-z, 0-9, _ and -")),
+        };
+        Ok(Request { from, to, months, group: Group { country, plan } })
+    }
+}
+
+/// MRR movements of a period, in cents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MovementsOut {
+    pub new_cents: i64,
+    pub reactivation_cents: i64,
+    pub expansion_cents: i64,
+    pub contraction_cents: i64,
+    pub churn_cents: i64,
+    /// new + reactivation + expansion − contraction − churn (= MRR end − MRR start).
+    pub net_cents: i64,
+}
+
+impl From<&Movements> for MovementsOut {
+    fn from(m: &Movements) -> Self {
+        MovementsOut {
+            new_cents: m.new,
+            reactivation_cents: m.reactivation,
+            expansion_cents: m.expansion,
+            contraction_cents: m.contraction,
+            churn_cents: m.churn,
+            net_cents: m.new + m.reactivation + m.expansion - m.contraction - m.churn,
+        }
+    }
+}
+
+/// A period against the one before it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeriodChange {
+    pub mrr_cents: i64,
+    pub gross_cents: i64,
+    pub net_cents: i64,
+    pub customers: i64,
+    /// Change of MRR ÷ the previous period's MRR (null when that is 0).
+    pub mrr_growth: Option<f64>,
+}
+
+/// One month's figures (docs/analytics.md has each definition).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Period {
+    /// `yyyy-mm`.
+    pub period: String,
+    /// The current month: figures up to when the rollups were computed.
+    pub partial: bool,
+    pub gross_cents: i64,
+    pub refunds_cents: i64,
+    pub net_cents: i64,
+    pub orders: i64,
+    pub refunded_orders: i64,
+    /// MRR at the start and the end of the period.
+    pub mrr_start_cents: i64,
+    pub mrr_cents: i64,
+    pub arr_cents: i64,
+    pub movements: MovementsOut,
+    pub customers_start: i64,
+    /// Paying customers at the end of the period.
+    pub customers: i64,
+    pub new_customers: i64,
+    pub reactivated_customers: i64,
+    pub churned_customers: i64,
+    /// Mean days since their churn of the customers reactivated in the period.
+    pub avg_days_since_churn: Option<f64>,
+    pub arpa_cents: Option<i64>,
+    pub customer_churn_rate: Option<f64>,
+    pub gross_mrr_churn_rate: Option<f64>,
+    pub net_mrr_churn_rate: Option<f64>,
+    pub nrr: Option<f64>,
+    pub grr: Option<f64>,
+    pub quick_ratio: Option<f64>,
+    /// Null ("n/a") when the mean customer churn of the previous 6 months is 0 or unknown.
+    pub ltv_cents: Option<i64>,
+    pub change: PeriodChange,
+}
+
+/// Sums over a range of months.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Totals {
+    pub from: String,
+    pub to: String,
+    pub gross_cents: i64,
+    pub refunds_cents: i64,
+    pub net_cents: i64,
+    pub orders: i64,
+    /// MRR at the start of the first month and the end of the last.
+    pub mrr_start_cents: i64,
+    pub mrr_end_cents: i64,
+    pub movements: MovementsOut,
+    pub new_customers: i64,
+    pub reactivated_customers: i64,
+    pub churned_customers: i64,
+}
+
+/// The range's totals against the previous range of the same length.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TotalsChange {
+    pub gross_cents: i64,
+    pub net_cents: i64,
+    pub refunds_cents: i64,
+    pub mrr_end_cents: i64,
+    pub gross_growth: Option<f64>,
+    pub net_growth: Option<f64>,
+    pub mrr_growth: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RevenueReport {
+    pub from: String,
+    pub to: String,
+    pub granularity: String,
+    /// The country filter, or `*` for all.
+    pub country: String,
+    /// The plan filter, or `*` for all.
+    pub plan: String,
+    pub currency: String,
+    /// When the rollups were computed (the figures are as of then); null before the first refresh.
+    pub computed_at: Option<String>,
+    pub periods: Vec<Period>,
+    pub totals: Totals,
+    /// The same number of months just before `from`.
+    pub previous: Totals,
+    pub change: TotalsChange,
+}
+
+#[utoipa::path(get, path = "/api/v1/analytics/revenue", tag = "analytics", params(RevenueQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revenue and MRR metrics per month, their totals and the change against the previous range, from the revenue rollups", body = RevenueReport),
+    ))]
+pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<RevenueQuery>) -> Result<Json<RevenueReport>> {
+    let request = query.validate(&revenue::month_key(Utc::now()))?;
+    let store = &state.platform.store;
+    let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
+    let n = request.months.len() as i32;
+    let lookback = n.max(LTV_MONTHS);
+    let lo = revenue::add_months(&request.from, -lookback).ok_or_else(|| Error::field("from", "is out of range"))?;
+    let mut rows: BTreeMap<String, RevenueRow> = BTreeMap::new();
+    if let Some(meta) = &meta {
+        let spec = QuerySpec {
+            key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
+            values: vec![(":pk", s(revenue::rollup_pk(&meta.generation, &request.group))), (":lo", s(lo.clone())), (":hi", s(request.to.clone()))],
+            forward: true,
+            ..Default::default()
+        };
+        for item in store.query_all(&spec).await? {
+            let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
+            rows.insert(month, from_item(item)?);
+        }
+    }
+    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows)))
+}
+
+/// The report from the group's rows (`yyyy-mm → row`; a missing month is all zeros).
+pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<String, RevenueRow>) -> RevenueReport {
+    let row = |m: &str| rows.get(m).copied().unwrap_or_default();
+    let churn_rate = |m: &str| {
+        let r = row(m).movements;
+        (r.customers_start > 0).then(|| r.churned_customers as f64 / r.customers_start as f64)
+    };
+    let computed_month = computed_at.as_deref().and_then(revenue::parse_time).map(revenue::month_key);
+    let mut periods = Vec::new();
+    for month in &request.months {
+        let r = row(month);
+        let previous: Vec<Option<f64>> = (1..=LTV_MONTHS).rev().filter_map(|k| revenue::add_months(month, -k)).map(|m| churn_rate(&m)).collect();
+        let Metrics { arr, arpa, customer_churn_rate, gross_mrr_churn_rate, net_mrr_churn_rate, nrr, grr, quick_ratio, ltv } =
+            revenue::metrics(&r.movements, &previous);
+        let before = revenue::add_months(month, -1).map(|m| row(&m)).unwrap_or_default();
+        let m = &r.movements;
+        periods.push(Period {
+            period: month.clone(),
+            partial: computed_month.as_deref() == Some(month.as_str()),
+            gross_cents: r.gross,
+            refunds_cents: r.refunds,
+            net_cents: r.net(),
+            orders: r.orders,
+            refunded_orders: r.refunded_orders,
+            mrr_start_cents: m.mrr_start,
+            mrr_cents: m.mrr_end,
+            arr_cents: arr,
+            movements: m.into(),
+            customers_start: m.customers_start,
+            customers: m.customers_end,
+            new_customers: m.new_customers,
+            reactivated_customers: m.reactivated_customers,
+            churned_customers: m.churned_customers,
+            avg_days_since_churn: (m.reactivated_customers > 0).then(|| m.reactivation_days as f64 / m.reactivated_customers as f64),
+            arpa_cents: arpa,
+            customer_churn_rate,
+            gross_mrr_churn_rate,
+            net_mrr_churn_rate,
+            nrr,
+            grr,
+            quick_ratio,
+            ltv_cents: ltv,
+            change: PeriodChange {
+                mrr_cents: m.mrr_end - before.movements.mrr_end,
+                gross_cents: r.gross - before.gross,
+                net_cents: r.net() - before.net(),
+                customers: m.customers_end - before.movements.customers_end,
+                mrr_growth: growth(m.mrr_end, before.movements.mrr_end),
+            },
+        });
+    }
+    let n = request.months.len() as i32;
+    let previous_months: Vec<String> = (1..=n).rev().filter_map(|k| revenue::add_months(&request.from, -k)).collect();
+    let totals = totals_of(&request.months, &row);
+    let previous = totals_of(&previous_months, &row);
+    let change = TotalsChange {
+        gross_cents: totals.gross_cents - previous.gross_cents,
+        net_cents: totals.net_cents - previous.net_cents,
+        refunds_cents: totals.refunds_cents - previous.refunds_cents,
+        mrr_end_cents: totals.mrr_end_cents - previous.mrr_end_cents,
+        gross_growth: growth(totals.gross_cents, previous.gross_cents),
+        net_growth: growth(totals.net_cents, previous.net_cents),
+        mrr_growth: growth(totals.mrr_end_cents, previous.mrr_end_cents),
+    };
+    RevenueReport {
+        from: request.from.clone(),
+        to: request.to.clone(),
+        granularity: "month".into(),
+        country: request.group.country.clone(),
+        plan: request.group.plan.clone(),
+        currency: "USD".into(),
+        computed_at,
+        periods,
+        totals,
+        previous,
+        change,
+    }
+}
+
+fn growth(now: i64, before: i64) -> Option<f64> {
+    (before != 0).then(|| (now - before) as f64 / before as f64)
+}
+
+fn totals_of(months: &[String], row: &impl Fn(&str) -> RevenueRow) -> Totals {
+    let mut sum = RevenueRow::default();
+    for m in months {
+        let r = row(m);
+        sum.gross += r.gross;
+        sum.refunds += r.refunds;
+        sum.orders += r.orders;
+        sum.movements.add(&r.movements);
+    }
+    let first = months.first().map(|m| row(m)).unwrap_or_default();
+    let last = months.last().map(|m| row(m)).unwrap_or_default();
+    Totals {
+        from: months.first().cloned().unwrap_or_default(),
+        to: months.last().cloned().unwrap_or_default(),
+        gross_cents: sum.gross,
+        refunds_cents: sum.refunds,
+        net_cents: sum.net(),
+        orders: sum.orders,
+        mrr_start_cents: first.movements.mrr_start,
+        mrr_end_cents: last.movements.mrr_end,
+        movements: (&sum.movements).into(),
+        new_customers: sum.movements.new_customers,
+        reactivated_customers: sum.movements.reactivated_customers,
+        churned_customers: sum.movements.churned_customers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> RevenueQuery {
+        let get = |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        RevenueQuery { from: get("from"), to: get("to"), granularity: get("granularity"), country: get("country"), plan: get("plan") }
+    }
+
+    fn field_of(e: Error) -> String {
+        match e {
+            Error::Validation(fields) => fields[0].field.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_to_the_last_twelve_months_of_everyone() {
+        let r = q(&[]).validate("2026-03").unwrap();
+        assert_eq!((r.from.as_str(), r.to.as_str(), r.months.len()), ("2025-04", "2026-03", 12));
+        assert_eq!(r.group, Group::all());
+        let r = q(&[("from", "2025-11"), ("to", "2026-02"), ("country", "DE"), ("plan", "pro"), ("granularity", "month")]).validate("2026-03").unwrap();
+        assert_eq!(r.months, ["2025-11", "2025-12", "2026-01", "2026-02"]);
+        assert_eq!(r.group, Group { country: "DE".into(), plan: "pro".into() });
+    }
+
+    #[test]
+    fn bad_input_names_its_field() {
+        for (pairs, field) in [
+            (vec![("from", "2025-13")], "from"),
+            (vec![("from", "2025-1")], "from"),
+            (vec![("to", "2027-01")], "to"),
+            (vec![("from", "2026-02"), ("to", "2026-01")], "from"),
+            (vec![("from", "2010-01")], "from"),
+            (vec![("granularity", "week")], "granularity"),
+            (vec![("granularity", "fortnight")], "granularity"),
+            (vec![("country", "us")], "country"),
+            (vec![("country", "USA")], "country"),
+            (vec![("plan", "Pro!")], "plan"),
+            (vec![("plan", "")], "plan"),
+        ] {
+            assert_eq!(field_of(q(&pairs).validate("2026-03").unwrap_err()), field, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn report_sums_totals_and_compares_with_the_range_before() {
+        let request = q(&[("from", "2026-02"), ("to", "2026-03")]).validate("2026-03").unwrap();
+        let row = |mrr_start, mrr_end, new, churn, gross| RevenueRow {
+            movements: Movements { mrr_start, mrr_end, new, churn, customers_start: 1, customers_end: 1, ..Default::default() },
+            gross,
+            ..Default::default()
+        };
+        let rows = BTreeMap::from([
+            ("2025-12".to_string(), row(0, 1000, 1000, 0, 1000)),
+            ("2026-01".to_string(), row(1000, 1000, 0, 0, 1000)),
+            ("2026-02".to_string(), row(1000, 3000, 2000, 0, 3000)),
+            ("2026-03".to_string(), row(3000, 2000, 0, 1000, 2000)),
+        ]);
+        let report = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows);
+        assert_eq!(report.periods.len(), 2);
+        assert!(!report.periods[0].partial && report.periods[1].partial);
+        assert_eq!(report.periods[0].change.mrr_cents, 2000);
+        assert_eq!(report.periods[0].change.mrr_growth, Some(2.0));
+        assert_eq!((report.totals.gross_cents, report.totals.mrr_start_cents, report.totals.mrr_end_cents), (5000, 1000, 2000));
+        assert_eq!(report.totals.movements.net_cents, report.totals.mrr_end_cents - report.totals.mrr_start_cents);
+        assert_eq!((report.previous.from.as_str(), report.previous.gross_cents, report.previous.mrr_end_cents), ("2025-12", 2000, 1000));
+        assert_eq!((report.change.gross_cents, report.change.mrr_growth), (3000, Some(1.0)));
+    }
+}

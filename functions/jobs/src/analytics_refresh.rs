@@ -1,0 +1,134 @@
+//! `analytics_refresh` jobs: recompute the revenue rollups
+//! (`shared::domain::revenue`) from every order and store them, so every
+//! `/api/v1/analytics/*` read answers from a few rollup items. Orders are
+//! read month partition by month partition (gsi2 `ORDERS#yyyy-mm`), newest
+//! first, until 24 months in a row hold none. The rows are written as a new
+//! generation; `REVENUE#META / CURRENT` is then switched to it with a
+//! version check (a concurrent refresh that switched first wins, and this
+//! one deletes what it wrote), and the previous generation is deleted.
+//! Also run by the local stack right after seeding.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use shared::domain::jobs::{AnalyticsRefresh, Job};
+use shared::domain::revenue::{self, Order, RevenueMeta};
+use shared::platform::error::{Error, Result};
+use shared::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
+
+use crate::Worker;
+
+/// Months in a row without orders after which the walk back stops.
+pub const EMPTY_MONTHS_TO_STOP: usize = 24;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refreshed {
+    pub generation: String,
+    pub orders: u64,
+    pub customers: u64,
+    pub rows: u64,
+    pub first_month: Option<String>,
+    pub last_month: Option<String>,
+}
+
+pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
+    let _: AnalyticsRefresh = job.payload()?;
+    let done = recompute(&worker.store, Utc::now()).await?;
+    serde_json::to_value(&done).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// Every order placed up to `as_of`.
+pub async fn read_orders(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Order>> {
+    let mut orders = Vec::new();
+    let mut month = revenue::month_key(as_of);
+    let mut empty = 0;
+    while empty < EMPTY_MONTHS_TO_STOP {
+        let pk = format!("ORDERS#{month}");
+        let spec = QuerySpec { index: Some("gsi2"), key_condition: "gsi2pk = :pk", values: vec![(":pk", s(pk))], forward: true, ..Default::default() };
+        let items = store.query_all(&spec).await?;
+        empty = if items.is_empty() { empty + 1 } else { 0 };
+        for item in items {
+            let order: Order = from_item(item)?;
+            if revenue::parse_time(&order.created_at).is_some_and(|t| t <= as_of) {
+                orders.push(order);
+            }
+        }
+        month = revenue::add_months(&month, -1).ok_or_else(|| Error::internal("month before year 1"))?;
+    }
+    Ok(orders)
+}
+
+/// Recompute and store the revenue rollups as of `as_of`.
+pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed> {
+    let orders = read_orders(store, as_of).await?;
+    let rows = revenue::rollups(&orders, as_of);
+    let generation = uuid::Uuid::now_v7().simple().to_string();
+    let mut partitions: Vec<String> = Vec::new();
+    let mut items: Vec<Item> = Vec::with_capacity(rows.len());
+    for ((group, month), row) in &rows {
+        let pk = revenue::rollup_pk(&generation, group);
+        if partitions.last() != Some(&pk) {
+            partitions.push(pk.clone());
+        }
+        let mut item = to_item(row)?;
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(month.clone()));
+        item.insert("type".into(), s("revenue_rollup"));
+        items.push(item);
+    }
+    partitions.sort();
+    partitions.dedup();
+    let months: Vec<&String> = rows.keys().map(|(_, m)| m).collect();
+    let customers = orders.iter().map(|o| o.user_id.as_str()).collect::<std::collections::HashSet<_>>().len() as u64;
+    let refreshed = Refreshed {
+        generation: generation.clone(),
+        orders: orders.len() as u64,
+        customers,
+        rows: items.len() as u64,
+        first_month: months.iter().min().map(|m| m.to_string()),
+        last_month: months.iter().max().map(|m| m.to_string()),
+    };
+    store.batch_put(items).await?;
+
+    let previous: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
+    let meta = RevenueMeta {
+        generation,
+        computed_at: timestamp(as_of),
+        first_month: refreshed.first_month.clone(),
+        last_month: refreshed.last_month.clone(),
+        orders: refreshed.orders,
+        customers,
+        partitions: partitions.clone(),
+        version: previous.as_ref().map_or(1, |p| p.version + 1),
+    };
+    let mut item = to_item(&meta)?;
+    item.insert("pk".into(), s(revenue::META_PK));
+    item.insert("sk".into(), s(revenue::META_SK));
+    item.insert("type".into(), s("revenue_meta"));
+    let write = match &previous {
+        Some(p) => Write::put_versioned(&store.table, item, p.version)?,
+        None => Write::put_new(&store.table, item, Error::Conflict("another refresh stored its rollups first".into()))?,
+    };
+    if let Err(e) = store.transact(vec![write]).await {
+        delete_partitions(store, &partitions).await?;
+        return Err(e);
+    }
+    if let Some(previous) = previous {
+        delete_partitions(store, &previous.partitions).await?;
+    }
+    Ok(refreshed)
+}
+
+async fn delete_partitions(store: &Store, partitions: &[String]) -> Result<()> {
+    for pk in partitions {
+        let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(pk.clone()))], forward: true, ..Default::default() };
+        let keys: Vec<(String, String)> = store
+            .query_all(&spec)
+            .await?
+            .iter()
+            .filter_map(|i| Some((shared::store::attr_s(i, "pk")?.to_string(), shared::store::attr_s(i, "sk")?.to_string())))
+            .collect();
+        store.batch_delete(&keys).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! `/api/v1/analytics/revenue` against the demo data: every figure of every
+//! month equals a recomputation written here from the table's orders
+//! (a sweep over each customer's paid terms, not the rollup code), for
+//! everyone and for filters; and for every month × country × plan the MRR
+//! movements sum to the change of MRR.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+/// A paid term as the docs define it: `(start, end]`, its MRR and segment.
+#[derive(Debug, Clone)]
+struct Term {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    mrr: i64,
+    country: String,
+    plan: String,
+}
+
+fn time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+fn month_of(t: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", t.year(), t.month())
+}
+
+fn first_of(month: &str) -> DateTime<Utc> {
+    let (y, m) = month.split_once('-').unwrap();
+    Utc.with_ymd_and_hms(y.parse().unwrap(), m.parse().unwrap(), 1, 0, 0, 0).unwrap()
+}
+
+/// Every order in the table, read from its month partitions.
+async fn orders(app: &TestApp, first: &str, last: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut month = first_of(first);
+    while month_of(month).as_str() <= last {
+        let spec = shared::store::QuerySpec {
+            index: Some("gsi2"),
+            key_condition: "gsi2pk = :pk",
+            values: vec![(":pk", shared::store::s(format!("ORDERS#{}", month_of(month))))],
+            forward: true,
+            ..Default::default()
+        };
+        for item in app.store().query_all(&spec).await.unwrap() {
+            out.push(serde_dynamo::from_item::<_, Value>(item).unwrap());
+        }
+        month = month.checked_add_months(Months::new(1)).unwrap();
+    }
+    out
+}
+
+/// The expected integer figures of one month of one group.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Expected {
+    gross: i64,
+    refunds: i64,
+    orders: i64,
+    refunded_orders: i64,
+    mrr_start: i64,
+    mrr_end: i64,
+    new: i64,
+    reactivation: i64,
+    expansion: i64,
+    contraction: i64,
+    churn: i64,
+    customers_start: i64,
+    customers_end: i64,
+    new_customers: i64,
+    reactivated_customers: i64,
+    churned_customers: i64,
+    reactivation_days: i64,
+}
+
+type Filter = (Option<String>, Option<String>);
+
+fn matches(filter: &Filter, country: &str, plan: &str) -> bool {
+    filter.0.as_deref().is_none_or(|c| c == country) && filter.1.as_deref().is_none_or(|p| p == plan)
+}
+
+/// Recompute every month from `first` to the month of `as_of` for `filter`.
+fn recompute(orders: &[Value], as_of: DateTime<Utc>, first: &str, filter: &Filter) -> BTreeMap<String, Expected> {
+    let mut out: BTreeMap<String, Expected> = BTreeMap::new();
+    let months: Vec<String> = {
+        let mut v = vec![];
+        let mut m = first_of(first);
+        while m <= as_of {
+            v.push(month_of(m));
+            m = m.checked_add_months(Months::new(1)).unwrap();
+        }
+        v
+    };
+    // Revenue by order date and refund date.
+    let mut terms: HashMap<String, Vec<Term>> = HashMap::new();
+    for o in orders {
+        let country = o["country"].as_str().filter(|c| !c.is_empty()).unwrap_or("ZZ").to_string();
+        let plan = o["plan"].as_str().filter(|p| !p.is_empty()).unwrap_or("none").to_string();
+        let amount = o["amount_cents"].as_i64().unwrap();
+        let created = time(&o["created_at"]).unwrap();
+        if created > as_of {
+            continue;
+        }
+        if matches(filter, &country, &plan) {
+            let e = out.entry(month_of(created)).or_default();
+            e.gross += amount;
+            e.orders += 1;
+            if o["status"] == "refunded" || o.get("refunded_at").is_some() {
+                let at = time(&o["refunded_at"]).unwrap_or(created);
+                if at <= as_of {
+                    let e = out.entry(month_of(at)).or_default();
+                    e.refunds += o["refunded_cents"].as_i64().unwrap_or(amount);
+                    e.refunded_orders += 1;
+                }
+            }
+        }
+        let months = match o["billing"].as_str() {
+            Some("monthly") => 1,
+            Some("annual") => 12,
+            _ => continue,
+        };
+        let start = time(&o["period_start"]).unwrap_or(created);
+        let mut end = time(&o["period_end"]).unwrap_or_else(|| start.checked_add_months(Months::new(months)).unwrap());
+        if let Some(early) = time(&o["ended_at"]) {
+            end = end.min(early);
+        }
+        // Annual: a twelfth, to the nearest cent, halves up.
+        let mrr = if months == 12 { (amount * 2 + 12) / 24 } else { amount };
+        if end > start && mrr > 0 && start < as_of {
+            terms.entry(o["user_id"].as_str().unwrap().to_string()).or_default().push(Term { start, end, mrr, country, plan });
+        }
+    }
+    for terms in terms.values() {
+        // A sweep: +MRR at each start, −MRR at each end, per segment; the
+        // level after each instant.
+        let mut deltas: BTreeMap<DateTime<Utc>, Vec<(String, i64)>> = BTreeMap::new();
+        for t in terms {
+            let key = format!("{}/{}", t.country, t.plan);
+            deltas.entry(t.start).or_default().push((key.clone(), t.mrr));
+            deltas.entry(t.end).or_default().push((key, -t.mrr));
+        }
+        let mut steps: Vec<(DateTime<Utc>, BTreeMap<String, i64>)> = Vec::new();
+        let mut level: BTreeMap<String, i64> = BTreeMap::new();
+        for (t, ds) in deltas {
+            for (k, d) in ds {
+                *level.entry(k).or_default() += d;
+            }
+            level.retain(|_, v| *v != 0);
+            steps.push((t, level.clone()));
+        }
+        let in_filter = |l: &BTreeMap<String, i64>| -> i64 {
+            l.iter()
+                .filter(|(k, _)| {
+                    let (c, p) = k.split_once('/').unwrap();
+                    matches(filter, c, p)
+                })
+                .map(|(_, v)| v)
+                .sum()
+        };
+        let everything = |l: &BTreeMap<String, i64>| l.values().sum::<i64>();
+        let empty = BTreeMap::new();
+        // The level in force just before `t` (what ran up to `t`).
+        let before = |t: DateTime<Utc>| steps.iter().rev().find(|(at, _)| *at < t).map_or(&empty, |(_, l)| l);
+        let mut paid_before = false;
+        let mut last_churn: Option<DateTime<Utc>> = None;
+        for month in &months {
+            let ms = first_of(month);
+            let me = ms.checked_add_months(Months::new(1)).unwrap().min(as_of);
+            let (start, end) = (before(ms), before(me));
+            let (s_all, e_all) = (everything(start), everything(end));
+            let (s, e) = (in_filter(start), in_filter(end));
+            // Inside the month: the first gain from 0 (its level and the
+            // days since the last churn), and whether a payer dipped to 0.
+            let mut paying = s_all > 0;
+            let mut gain: Option<(i64, Option<i64>)> = None;
+            let mut dip_days: Option<i64> = None;
+            for (t, l) in steps.iter().filter(|(t, _)| *t >= ms && *t < me) {
+                let now = everything(l) > 0;
+                if paying && !now {
+                    last_churn = Some(*t);
+                }
+                if !paying && now {
+                    let days = if paid_before { last_churn.map(|c| (*t - c).num_days()) } else { None };
+                    if s_all > 0 && dip_days.is_none() {
+                        dip_days = Some(days.unwrap_or(0));
+                    }
+                    if s_all == 0 && gain.is_none() {
+                        gain = Some((in_filter(l), days));
+                    }
+                }
+                paid_before |= now;
+                paying = now;
+            }
+            let x = out.entry(month.clone()).or_default();
+            x.mrr_start += s;
+            x.mrr_end += e;
+            x.customers_start += (s > 0) as i64;
+            x.customers_end += (e > 0) as i64;
+            let joined = |x: &mut Expected, amount: i64, days: Option<i64>| {
+                if amount <= 0 {
+                    return;
+                }
+                if let Some(d) = days {
+                    x.reactivation += amount;
+                    x.reactivated_customers += 1;
+                    x.reactivation_days += d;
+                } else {
+                    x.new += amount;
+                    x.new_customers += 1;
+                }
+            };
+            if s_all > 0 && e_all > 0 {
+                if let Some(d) = dip_days {
+                    x.churn += s;
+                    x.churned_customers += (s > 0) as i64;
+                    joined(x, e, Some(d));
+                } else if e > s {
+                    x.expansion += e - s;
+                } else {
+                    x.contraction += s - e;
+                }
+            } else if s_all == 0 && e_all > 0 {
+                joined(x, e, gain.and_then(|g| g.1));
+            } else if s_all > 0 {
+                x.churn += s;
+                x.churned_customers += (s > 0) as i64;
+            } else if let Some((p, days)) = gain {
+                joined(x, p, days);
+                x.churn += p;
+            }
+        }
+    }
+    out
+}
+
+fn rate(a: i64, b: i64) -> Value {
+    if b == 0 { Value::Null } else { json!(a as f64 / b as f64) }
+}
+
+/// Check every figure of `period` against `x` (and `history`: the expected
+/// months before it, for LTV).
+fn check_period(period: &Value, x: &Expected, history: &[Expected], context: &str) {
+    let int = |k: &str| period[k].as_i64().unwrap_or_else(|| panic!("{context}: {k} missing in {period}"));
+    let mv = |k: &str| period["movements"][k].as_i64().unwrap();
+    let pairs = [
+        ("gross_cents", int("gross_cents"), x.gross),
+        ("refunds_cents", int("refunds_cents"), x.refunds),
+        ("net_cents", int("net_cents"), x.gross - x.refunds),
+        ("orders", int("orders"), x.orders),
+        ("refunded_orders", int("refunded_orders"), x.refunded_orders),
+        ("mrr_start_cents", int("mrr_start_cents"), x.mrr_start),
+        ("mrr_cents", int("mrr_cents"), x.mrr_end),
+        ("arr_cents", int("arr_cents"), 12 * x.mrr_end),
+        ("new", mv("new_cents"), x.new),
+        ("reactivation", mv("reactivation_cents"), x.reactivation),
+        ("expansion", mv("expansion_cents"), x.expansion),
+        ("contraction", mv("contraction_cents"), x.contraction),
+        ("churn", mv("churn_cents"), x.churn),
+        ("customers_start", int("customers_start"), x.customers_start),
+        ("customers", int("customers"), x.customers_end),
+        ("new_customers", int("new_customers"), x.new_customers),
+        ("reactivated_customers", int("reactivated_customers"), x.reactivated_customers),
+        ("churned_customers", int("churned_customers"), x.churned_customers),
+    ];
+    for (name, got, want) in pairs {
+        assert_eq!(got, want, "{context}: {name}");
+    }
+    let arpa = (x.customers_end > 0).then(|| ((x.mrr_end as f64) / (x.customers_end as f64)).round() as i64);
+    assert_eq!(period["arpa_cents"].as_i64(), arpa, "{context}: arpa");
+    let s = x.mrr_start;
+    let close = |name: &str, want: Value| {
+        let got = &period[name];
+        match (got.as_f64(), want.as_f64()) {
+            (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{context}: {name} {g} != {w}"),
+            _ => assert_eq!(got, &want, "{context}: {name}"),
+        }
+    };
+    close("customer_churn_rate", rate(x.churned_customers, x.customers_start));
+    close("gross_mrr_churn_rate", rate(x.churn + x.contraction, s));
+    close("net_mrr_churn_rate", rate(x.churn + x.contraction - x.expansion - x.reactivation, s));
+    close("nrr", rate(s + x.expansion - x.contraction - x.churn, s));
+    close("grr", rate(s - x.contraction - x.churn, s));
+    close("quick_ratio", rate(x.new + x.expansion + x.reactivation, x.contraction + x.churn));
+    close("avg_days_since_churn", rate(x.reactivation_days, x.reactivated_customers));
+    // LTV: ARPA ÷ the mean customer churn rate of the previous 6 months.
+    let rates: Vec<f64> =
+        history.iter().rev().take(6).filter(|h| h.customers_start > 0).map(|h| h.churned_customers as f64 / h.customers_start as f64).collect();
+    let mean = if rates.is_empty() { 0.0 } else { rates.iter().sum::<f64>() / rates.len() as f64 };
+    match (arpa, mean > 0.0) {
+        (Some(a), true) => {
+            let want = a as f64 / mean;
+            let got = period["ltv_cents"].as_i64().unwrap_or_else(|| panic!("{context}: ltv missing"));
+            // Rounded to the cent; the mean's summation order may differ in the last bit.
+            assert!((got as f64 - want).abs() <= 0.5 + 1e-6, "{context}: ltv {got} vs {want}");
+        }
+        _ => assert!(period["ltv_cents"].is_null(), "{context}: ltv should be n/a: {}", period["ltv_cents"]),
+    }
+}
+
+async fn refreshed(app: &TestApp, token: &str) {
+    let r = app.call(Method::POST, "/api/v1/analytics/refresh", Some(token), None).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job_id = r.body["job_id"].as_str().unwrap().to_string();
+    assert!(app.run_jobs().await >= 1);
+    let job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, shared::domain::jobs::JobStatus::Succeeded, "{job:?}");
+    assert_eq!(app.audit_for("job", &job_id).await.first().map(|e| e.action.clone()).as_deref(), Some("analytics.refresh"));
+}
+
+#[tokio::test]
+async fn revenue_equals_a_recomputation_from_the_orders() {
+    let app = TestApp::spawn().await;
+    let now = Utc::now();
+    let (items, summary) = keel_local::seed::generate(now, 400, 12);
+    keel_local::seed::put(app.store(), &items).await.unwrap();
+    assert!(summary.plan_changes > 0 && summary.reactivations > 0 && summary.refunds > 0, "{summary:?}");
+    let (_, admin) = app.user(&["admin"]).await;
+    let (_, analyst) = app.user(&["analyst"]).await;
+
+    // Before any refresh: zeros, and no computation time.
+    let r = app.get("/api/v1/analytics/revenue", &analyst).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["computed_at"].is_null() && r.body["totals"]["gross_cents"] == 0);
+
+    refreshed(&app, &admin).await;
+    let first = month_of(now - chrono::Duration::days(740));
+    let last = month_of(now);
+    let orders = orders(&app, &first, &last).await;
+    assert_eq!(orders.len(), summary.orders);
+
+    let query = |filter: &Filter| {
+        let mut q = format!("/api/v1/analytics/revenue?from={first}&to={last}&granularity=month");
+        if let Some(c) = &filter.0 {
+            q += &format!("&country={c}");
+        }
+        if let Some(p) = &filter.1 {
+            q += &format!("&plan={p}");
+        }
+        q
+    };
+    let segments: BTreeSet<(String, String)> =
+        orders.iter().map(|o| (o["country"].as_str().unwrap().to_string(), o["plan"].as_str().unwrap().to_string())).collect();
+    let mut filters: Vec<Filter> = vec![(None, None), (Some("US".into()), None), (None, Some("pro".into())), (Some("DE".into()), Some("team".into()))];
+    filters.extend(segments.iter().map(|(c, p)| (Some(c.clone()), Some(p.clone()))));
+    let mut checked = 0;
+    let mut moved = BTreeMap::<&str, i64>::new();
+    for filter in &filters {
+        let r = app.get(&query(filter), &analyst).await;
+        assert_eq!(r.status, 200, "{filter:?}: {}", r.body);
+        let as_of = time(&r.body["computed_at"]).unwrap();
+        let expected = recompute(&orders, as_of, &first, filter);
+        let periods = r.body["periods"].as_array().unwrap();
+        let months: Vec<String> = expected.keys().cloned().collect();
+        assert_eq!(periods.iter().map(|p| p["period"].as_str().unwrap().to_string()).collect::<Vec<_>>(), months);
+        let mut history: Vec<Expected> = Vec::new();
+        for (i, period) in periods.iter().enumerate() {
+            let x = expected[&months[i]];
+            check_period(period, &x, &history, &format!("{filter:?} {}", months[i]));
+            // The invariant, to the cent, for every month of every group.
+            let m = &period["movements"];
+            let balanced = x.mrr_start + m["new_cents"].as_i64().unwrap() + m["reactivation_cents"].as_i64().unwrap() + m["expansion_cents"].as_i64().unwrap()
+                - m["contraction_cents"].as_i64().unwrap()
+                - m["churn_cents"].as_i64().unwrap();
+            assert_eq!(period["mrr_cents"].as_i64().unwrap(), balanced, "{filter:?} {}: movements do not sum to the MRR change", months[i]);
+            if let Some(prev) = history.last() {
+                assert_eq!(x.mrr_start, prev.mrr_end, "{filter:?} {}: MRR start is last month's end", months[i]);
+            }
+            if filter.0.is_none() && filter.1.is_none() {
+                for k in ["new_cents", "reactivation_cents", "expansion_cents", "contraction_cents", "churn_cents"] {
+                    *moved.entry(k).or_default() += m[k].as_i64().unwrap();
+                }
+            }
+            history.push(x);
+            checked += 1;
+        }
+        // Totals sum the months.
+        let totals = &r.body["totals"];
+        assert_eq!(totals["gross_cents"].as_i64().unwrap(), history.iter().map(|h| h.gross).sum::<i64>(), "{filter:?}");
+        assert_eq!(totals["mrr_end_cents"].as_i64().unwrap(), history.last().unwrap().mrr_end, "{filter:?}");
+    }
+    assert!(checked > 24 * filters.len());
+    // The demo data exercises every kind of movement.
+    for (k, v) in &moved {
+        assert!(*v > 0, "no {k} in the demo data: {moved:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_queries_name_the_field() {
+    let app = TestApp::spawn().await;
+    let (_, analyst) = app.user(&["analyst"]).await;
+    for (query, field) in [
+        ("from=2025-13", "from"),
+        ("to=2999-01", "to"),
+        ("from=2026-02&to=2026-01", "from"),
+        ("granularity=week", "granularity"),
+        ("country=usa", "country"),
+        ("plan=PRO", "plan"),
+        ("colour=blue", "colour"),
+    ] {
+        let r = app.get(&format!("/api/v1/analytics/revenue?{query}"), &analyst).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert_eq!(r.error_fields(), [field], "{query}: {}", r.body);
+    }
+}
