@@ -18,6 +18,35 @@ fn document() -> serde_json::Value {
     serde_json::to_value(&doc).unwrap()
 }
 
+/// Each function's document names its schemas on its own; merged, a name
+/// used by two functions for different shapes would describe one of them
+/// wrongly (admin's `BulkStatus` once stood for data's bulk job status).
+#[test]
+fn no_schema_name_means_two_shapes() {
+    let docs = [
+        ("auth", auth::ApiDoc::openapi()),
+        ("admin", admin::ApiDoc::openapi()),
+        ("data", data::ApiDoc::openapi()),
+        ("analytics", analytics::ApiDoc::openapi()),
+    ];
+    let mut seen: std::collections::BTreeMap<String, (&str, serde_json::Value)> = Default::default();
+    let mut clashes = Vec::new();
+    for (function, doc) in docs {
+        let Some(components) = doc.components else { continue };
+        for (name, schema) in components.schemas {
+            let schema = serde_json::to_value(schema).unwrap();
+            match seen.get(&name) {
+                Some((other, earlier)) if earlier != &schema => clashes.push(format!("{name} ({other}, {function})")),
+                Some(_) => {}
+                None => {
+                    seen.insert(name, (function, schema));
+                }
+            }
+        }
+    }
+    assert!(clashes.is_empty(), "schema names meaning different shapes: {}", clashes.join(", "));
+}
+
 #[test]
 fn every_route_is_documented() {
     let doc = document();

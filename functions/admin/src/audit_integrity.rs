@@ -74,7 +74,7 @@ pub async fn verify(State(state): State<AdminState>, ValidQuery(q): ValidQuery<V
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ExportRequest {
+pub struct AuditExportRequest {
     /// From this time (RFC 3339); default 24 hours before `to`.
     pub from: Option<String>,
     /// Up to this time (RFC 3339); default now.
@@ -87,7 +87,7 @@ pub struct ExportRequest {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ExportAccepted {
+pub struct AuditExportAccepted {
     pub job_id: String,
     pub status: shared::domain::jobs::JobStatus,
 }
@@ -101,13 +101,17 @@ struct ExportParams {
     actor_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/audit-logs/export", tag = "audit", request_body = ExportRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/audit-logs/export", tag = "audit", request_body = AuditExportRequest, security(("bearer" = [])),
     responses(
-        (status = 202, description = "The export job was queued; its result names the NDJSON object in the exports bucket", body = ExportAccepted),
+        (status = 202, description = "The export job was queued; its result names the NDJSON object in the exports bucket", body = AuditExportAccepted),
         (status = 400, description = "Invalid range or filter", body = shared::platform::error::Problem),
         (status = 403, description = "Missing audit:read", body = shared::platform::error::Problem),
     ))]
-pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(body): ValidJson<ExportRequest>) -> Result<(StatusCode, Json<ExportAccepted>)> {
+pub async fn export(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ValidJson(body): ValidJson<AuditExportRequest>,
+) -> Result<(StatusCode, Json<AuditExportAccepted>)> {
     let (from, to) = range(&body.from, &body.to, MAX_EXPORT_DAYS)?;
     for (field, value) in [("action", &body.action), ("actor_id", &body.actor_id)] {
         if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > 200) {
@@ -121,5 +125,5 @@ pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(b
     // Exports of the audit log are themselves audited (ARCHITECTURE.md §5).
     let audit = AuditEntry::new(&caller.actor(), "audit.export", "job", &job.id).changes::<(), _>(None, Some(&params));
     platform.store.commit(vec![job.create_write(&platform.store.table)?], &audit).await?;
-    Ok((StatusCode::ACCEPTED, Json(ExportAccepted { job_id: job.id, status: job.status })))
+    Ok((StatusCode::ACCEPTED, Json(AuditExportAccepted { job_id: job.id, status: job.status })))
 }

@@ -277,7 +277,7 @@ pub async fn moderate(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BulkTarget {
+pub struct BulkModerationTarget {
     pub chart_id: String,
     /// The chart version you read.
     pub version: u64,
@@ -290,7 +290,7 @@ pub struct BulkModerate {
     pub reason: String,
     pub note: Option<String>,
     /// 1 to `limits.bulk_cap` (at most 100) charts.
-    pub items: Vec<BulkTarget>,
+    pub items: Vec<BulkModerationTarget>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

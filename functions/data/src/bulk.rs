@@ -582,7 +582,7 @@ async fn simple(state: DataState, caller: Caller, op: BulkOp, body: BulkRequest)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BulkStatus {
+pub struct BulkJobStatus {
     pub job_id: String,
     pub kind: JobKind,
     pub status: JobStatus,
@@ -601,16 +601,16 @@ pub struct BulkStatus {
 #[utoipa::path(get, path = "/api/v1/data/bulk/{job_id}", tag = "data", security(("bearer" = [])),
     params(("job_id" = String, Path, description = "The bulk job id")),
     responses(
-        (status = 200, description = "Status, progress, counts and per-item failures", body = BulkStatus),
+        (status = 200, description = "Status, progress, counts and per-item failures", body = BulkJobStatus),
         (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
         (status = 404, description = "No such bulk job of yours", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<BulkStatus>> {
+pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<BulkJobStatus>> {
     let kinds = [JobKind::BulkUpdate, JobKind::BulkDelete, JobKind::BulkRestore];
     let job = crate::owned_job(&state, &caller.principal, &job_id, &kinds).await?;
     let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;
     let failures = shared::domain::data_jobs::segment_failures(&state.platform.store, &job.id, 1000).await?;
-    Ok(Json(BulkStatus {
+    Ok(Json(BulkJobStatus {
         job_id: job.id,
         kind: job.kind,
         status: job.status,
