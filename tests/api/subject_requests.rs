@@ -122,7 +122,7 @@ fn assert_deadline(request: &Value, days: i64) {
 async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     let app = TestApp::spawn().await;
     let store = app.store();
-    let table = store.table.clone();
+    let table = store.table().to_string();
     let (me, token) = app.user(&["user"]).await;
     let (other, _) = app.user(&["user"]).await;
     let (moderator, _) = app.user(&["moderator"]).await;

@@ -153,6 +153,6 @@ pub async fn export(State(state): State<AdminState>, caller: Caller, ValidJson(b
     let platform = &state.platform;
     // Exports of the audit log are themselves audited (ARCHITECTURE.md §5).
     let audit = AuditEntry::new(&caller.actor(), "audit.export", "job", &job.id).changes::<(), _>(None, Some(&params));
-    platform.store.commit(vec![job.create_write(&platform.store.table)?], &audit).await?;
+    platform.store.commit(vec![job.create_write(platform.store.table())?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(ExportAccepted { job_id: job.id, status: job.status })))
 }

@@ -79,7 +79,7 @@ pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<Lis
     };
     let scope = format!("charts|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", q.status, q.owner_id, q.flagged, from, to, title);
     let cursors = state.platform.cursors().await?;
-    let mut start: Option<KeyPosition> = q.cursor.as_deref().map(|c| cursors.decode(&scope, c)).transpose()?;
+    let start: Option<KeyPosition> = q.cursor.as_deref().map(|c| cursors.decode(&scope, c)).transpose()?;
 
     // The narrowest index: an owner's charts, one moderation state, or all;
     // sort keys are `created#id`, so the time range is a key range.
@@ -105,19 +105,11 @@ pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<Lis
         values.push((":title", s(title.clone())));
     }
     let filter = filters.join(" AND ");
-    let spec = QuerySpec { index: Some(index), key_condition, filter: &filter, names, values, forward: false };
+    let spec = QuerySpec { index: Some(index), key_condition, filter: &filter, names, values, ..QuerySpec::default() };
 
-    let mut items = Vec::new();
-    for _ in 0..MAX_READS_PER_PAGE {
-        let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
-        for item in page {
-            items.push(charts::from_chart_item(item)?);
-        }
-        start = last.as_ref().map(position_of).transpose()?;
-        if start.is_none() || items.len() >= limit as usize {
-            break;
-        }
-    }
+    let (page, last) = state.platform.store.query_filled(&spec, start.as_ref().map(key_of), limit, MAX_READS_PER_PAGE).await?;
+    let items = page.into_iter().map(charts::from_chart_item).collect::<Result<Vec<_>>>()?;
+    let start = last.as_ref().map(position_of).transpose()?;
     let next_cursor = start.map(|p| cursors.encode(&scope, &p));
     Ok(Json(ChartPage { items, next_cursor }))
 }

@@ -77,8 +77,8 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
     };
     let put = |result: shared::Result<Write>| result.map_err(Refusal::Failed);
     let mut writes = vec![
-        put(next.to_item().and_then(|item| Write::put_versioned(&store.table, item, current.version)))?,
-        put(event.to_item().and_then(|item| Write::put_new(&store.table, item, Error::Conflict("duplicate moderation event".into()))))?,
+        put(next.to_item().and_then(|item| Write::put_versioned(store.table(), item, current.version)))?,
+        put(event.to_item().and_then(|item| Write::put_new(store.table(), item, Error::Conflict("duplicate moderation event".into()))))?,
     ];
     // The owner hears why their chart is no longer shown; the moderator's
     // free-text note stays internal.
@@ -97,7 +97,7 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
         .transpose()
         .map_err(Refusal::Failed)?;
     if let Some(job) = &notice {
-        writes.push(put(job.create_write(&store.table))?);
+        writes.push(put(job.create_write(store.table()))?);
     }
     let why = match decision.note {
         Some(note) => format!("{}: {note}", decision.reason.code),

@@ -95,9 +95,9 @@ pub async fn reset(
     let job = Job::of(admin_id, &job)?;
     let writes = vec![
         // The step-up code is used up, in the same transaction as the reset.
-        own_next.save(&store.table, Some(&own))?,
-        target_mfa.delete(&store.table)?,
-        job.create_write(&store.table)?,
+        own_next.save(store.table(), Some(&own))?,
+        target_mfa.delete(store.table())?,
+        job.create_write(store.table())?,
     ];
     let mut audit = AuditEntry::new(&caller.actor(), "mfa.reset", "user", &target.id).changes(Some(&target_mfa.audit_view()), None::<&Value>);
     if let Some(reason) = &body.reason {

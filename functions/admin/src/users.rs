@@ -19,7 +19,7 @@ use shared::identity::users::{self, Email, User, UserStatus, check_name, check_p
 use shared::platform::crypto::hash_password;
 use shared::platform::error::{Error, FieldError, Result};
 use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::store::{Write, s, timestamp};
+use shared::store::{QuerySpec, Write, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AdminState, masking, roles};
@@ -113,10 +113,10 @@ pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(b
     if let Some(password) = &body.password {
         user.password_hash = Some(hash_password(password)?);
     }
-    let mut writes = user.create_writes(&platform.store.table)?;
+    let mut writes = user.create_writes(platform.store.table())?;
     let invite_job = body.invite.then(|| Job::of(&caller.principal.user_id, &shared::domain::jobs::InviteEmail { user_id: user.id.clone() })).transpose()?;
     if let Some(job) = &invite_job {
-        writes.push(job.create_write(&platform.store.table)?);
+        writes.push(job.create_write(platform.store.table())?);
     }
     let audit = AuditEntry::new(&caller.actor(), "user.create", "user", &user.id).changes::<User, User>(None, Some(&user));
     platform.store.commit(writes, &audit).await?;
@@ -187,7 +187,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     };
     let store = &state.platform.store;
     let scope = format!("users|{:?}|{:?}|{:?}|{:?}|{:?}", q.status, q.role, prefix, from, to);
-    let mut start: Option<KeyPosition> = match &q.cursor {
+    let start: Option<KeyPosition> = match &q.cursor {
         Some(c) => Some(state.platform.cursors().await?.decode(&scope, c)?),
         None => None,
     };
@@ -238,35 +238,10 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     }
     let newest_first = prefix.is_none();
 
-    let mut items = Vec::new();
-    for _ in 0..MAX_READS_PER_PAGE {
-        let mut query = store
-            .query()
-            .index_name(index)
-            .key_condition_expression(key_condition)
-            .scan_index_forward(!newest_first)
-            // Never read past what this page can return, so the last
-            // evaluated key is exactly where the next page starts.
-            .limit(limit - items.len() as i32)
-            .set_exclusive_start_key(start.as_ref().map(key_of));
-        if !filter.is_empty() {
-            query = query.filter_expression(&filter);
-        }
-        for (k, v) in &names {
-            query = query.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &values {
-            query = query.expression_attribute_values(*k, v.clone());
-        }
-        let out = query.send().await.map_err(shared::platform::error::aws("dynamodb Query (users)"))?;
-        for item in out.items.unwrap_or_default() {
-            items.push(UserView::of(users::from_user_item(item)?, &principal));
-        }
-        start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
-        if start.is_none() || items.len() >= limit as usize {
-            break;
-        }
-    }
+    let spec = QuerySpec { index: Some(index), key_condition, filter: &filter, names, values, forward: !newest_first, ..QuerySpec::default() };
+    let (page, last) = store.query_filled(&spec, start.as_ref().map(key_of), limit, MAX_READS_PER_PAGE).await?;
+    let items = page.into_iter().map(|item| Ok(UserView::of(users::from_user_item(item)?, &principal))).collect::<Result<Vec<_>>>()?;
+    let start = last.as_ref().map(position_of).transpose()?;
     let next_cursor = match &start {
         Some(position) => Some(state.platform.cursors().await?.encode(&scope, position)),
         None => None,
@@ -369,15 +344,15 @@ pub async fn update(
         }
         next.status = status;
     }
-    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let mut writes = vec![Write::put_versioned(store.table(), next.to_item()?, current.version)?];
     if let Some(email) = &email
         && email.as_str() != current.email
     {
         next.email = email.to_string();
-        writes[0] = Write::put_versioned(&store.table, next.to_item()?, current.version)?;
-        writes.push(Write::put_new(&store.table, next.guard_item(), User::email_taken())?);
+        writes[0] = Write::put_versioned(store.table(), next.to_item()?, current.version)?;
+        writes.push(Write::put_new(store.table(), next.guard_item(), User::email_taken())?);
         writes.push(Write::delete_existing(
-            &store.table,
+            store.table(),
             &User::guard_pk(&current.email),
             "GUARD",
             Error::Conflict("the user was changed; reload and retry".into()),
@@ -432,7 +407,7 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_i
     let mut next = current.next_version();
     next.status = UserStatus::Deleted;
     next.deleted_at = Some(next.updated_at.clone());
-    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let mut writes = vec![Write::put_versioned(store.table(), next.to_item()?, current.version)?];
     writes.extend(holder_writes);
     let audit = AuditEntry::new(&caller.actor(), "user.delete", "user", &user_id).changes(Some(&current), Some(&next));
     store.commit(writes, &audit).await?;

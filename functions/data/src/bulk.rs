@@ -22,7 +22,7 @@ use shared::http::Caller;
 use shared::http::extract::ValidJson;
 use shared::identity::users::UserStatus;
 use shared::platform::error::{Error, FieldError, Result};
-use shared::store::{Item, s};
+use shared::store::{Item, QuerySpec, s};
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -361,25 +361,21 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
 async fn query_filter(state: &DataState, q: &FilterQuery, cap: usize) -> Result<Vec<Item>> {
     let store = &state.platform.store;
     let filter = q.filters.join(" AND ");
+    let spec = QuerySpec {
+        index: Some(q.index),
+        key_condition: q.key,
+        filter: &filter,
+        names: q.names.clone(),
+        values: q.values.clone(),
+        forward: true,
+        consistent: false,
+    };
     let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let mut query = store.query().index_name(q.index).key_condition_expression(q.key).set_exclusive_start_key(start);
-        if !filter.is_empty() {
-            query = query.filter_expression(&filter);
-        }
-        for (k, v) in &q.names {
-            query = query.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &q.values {
-            query = query.expression_attribute_values(*k, v.clone());
-        }
-        let out = query.send().await.map_err(shared::platform::error::aws("dynamodb Query (bulk filter)"))?;
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() || items.len() > cap {
-            break;
-        }
+    let mut pages = store.query_pages(&spec, None);
+    while items.len() <= cap
+        && let Some(page) = pages.next(None).await?
+    {
+        items.extend(page);
     }
     items.truncate(cap + 1);
     Ok(items)
@@ -507,7 +503,7 @@ async fn run(state: DataState, caller: Caller, ask: Ask) -> Result<Response> {
         .map(|(segment, targets)| data_jobs::SegmentPlan { job_id: job.id.clone(), segment, targets: targets.to_vec(), ttl }.to_item())
         .collect::<Result<Vec<_>>>()?;
     store.batch_put(plans).await?;
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    store.commit(vec![job.create_write(store.table())?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(BulkAccepted { job_id: job.id, status: job.status, total: targets.len(), segments: segments.len() })).into_response())
 }
 

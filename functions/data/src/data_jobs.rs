@@ -188,7 +188,7 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
         filter: &filter,
         names: vec![("#type", "type"), ("#kind", "kind")],
         values,
-        forward: false,
+        ..QuerySpec::default()
     };
     let (items, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit).await?;
     let items = items.into_iter().map(|i| shared::store::from_item::<Job>(i).map(JobView::of)).collect::<Result<Vec<_>>>()?;
@@ -221,6 +221,6 @@ pub async fn cancel(State(state): State<DataState>, caller: Caller, Path(job_id)
     cancelled.updated_at = shared::store::timestamp(chrono::Utc::now());
     let audit = AuditEntry::new(&caller.actor(), "data.export_cancel", "job", &job.id)
         .changes(Some(&json!({ "status": job.status })), Some(&json!({ "status": cancelled.status })));
-    store.commit(vec![Write::put_versioned(&store.table, cancelled.to_item()?, job.version)?], &audit).await?;
+    store.commit(vec![Write::put_versioned(store.table(), cancelled.to_item()?, job.version)?], &audit).await?;
     Ok(Json(JobView::of(cancelled)))
 }

@@ -73,9 +73,9 @@ pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id
     let params = serde_json::json!({ "request_id": request.id, "receipt_sha256": sha256_hex(receipt.as_bytes()) });
     let job = Job::new(shared::domain::jobs::JobKind::Erasure, subject_requests::ERASURE_JOB_OWNER, params);
     request.job_id = Some(job.id.clone());
-    let guard = subject_requests::erasure_guard(&store.table, &user_id, &request.id)?;
+    let guard = subject_requests::erasure_guard(store.table(), &user_id, &request.id)?;
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
-    subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?, guard], audit).await?;
+    subject_requests::create_with(store, &request, vec![job.create_write(store.table())?, guard], audit).await?;
     let location = format!("/api/v1/data/requests/{}", request.id);
     let accepted = ErasureAccepted {
         certificate_location: format!("{location}/certificate"),

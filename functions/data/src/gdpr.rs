@@ -72,7 +72,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     let job = Job::new(shared::domain::jobs::JobKind::GdprExport, &me, serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?);
     request.job_id = Some(job.id.clone());
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
-    subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?], audit).await?;
+    subject_requests::create_with(store, &request, vec![job.create_write(store.table())?], audit).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);
     let accepted = SubjectExportAccepted { request_id: request.id, job_id: job.id, status: request.status, due_at: request.due_at, location: location.clone() };
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())

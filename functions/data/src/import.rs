@@ -108,7 +108,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
         None,
         Some(&serde_json::json!({ "dataset": params.dataset, "format": params.format, "compression": params.compression, "dry_run": params.dry_run })),
     );
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    store.commit(vec![job.create_write(store.table())?], &audit).await?;
     let (url, headers) = presign(&state, true, &params.object_key, UPLOAD_SECONDS).await?;
     Ok((
         StatusCode::CREATED,
@@ -180,7 +180,7 @@ pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id):
     if rerun {
         audit = audit.reason("re-run");
     }
-    store.commit(vec![Write::put_versioned(&store.table, next.to_item()?, job.version)?], &audit).await?;
+    store.commit(vec![Write::put_versioned(store.table(), next.to_item()?, job.version)?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(ImportStarted { job_id: next.id, status: next.status, bytes })))
 }
 

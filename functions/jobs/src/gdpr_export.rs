@@ -187,7 +187,7 @@ async fn partition(store: &Store, index: Option<&str>, pk: String, prefix: Optio
         }
         None => "",
     };
-    let spec = QuerySpec { index, key_condition: condition, filter, names, values, forward: true };
+    let spec = QuerySpec { index, key_condition: condition, filter, names, values, forward: true, consistent: false };
     store.query_all(&spec).await
 }
 

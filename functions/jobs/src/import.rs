@@ -464,7 +464,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
         return Ok(result);
     }
 
-    let table = worker.store.table.clone();
+    let table = worker.store.table().to_string();
     let (mut created, mut already, mut failures) = (0u64, 0u64, Vec::<(usize, String, Vec<String>)>::new());
     for (n, batch) in candidates.chunks(IMPORT_BATCH).enumerate() {
         let pending: Vec<&Candidate> = batch.iter().filter(|c| !c.already_applied).collect();
