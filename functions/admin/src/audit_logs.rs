@@ -14,6 +14,7 @@ use shared::http::Principal;
 use shared::http::extract::{ValidQuery, page_limit};
 use shared::identity::rbac::Permission;
 use shared::platform::error::{Error, Result};
+use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{QuerySpec, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
@@ -57,13 +58,6 @@ enum Position {
 const MAX_READS_PER_PAGE: usize = 40;
 const MAX_DAYS: i64 = 366;
 
-pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
-    value
-        .as_deref()
-        .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time")))
-        .transpose()
-}
-
 #[utoipa::path(get, path = "/api/v1/admin/audit-logs", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of audit entries, newest first", body = AuditPage),
@@ -72,8 +66,8 @@ pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<D
     ))]
 pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<AuditQuery>) -> Result<Json<AuditPage>> {
     let limit = page_limit(q.limit)?;
-    let to = parse_time("to", &q.to)?.unwrap_or_else(Utc::now);
-    let from = parse_time("from", &q.from)?;
+    let to = time::field("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
+    let from = time::field("from", q.from.as_deref())?;
     if from.is_some_and(|f| f > to) {
         return Err(Error::field("from", "must not be after to"));
     }

@@ -13,13 +13,14 @@ use shared::domain::system_settings::{ModerationReason, Settings};
 use shared::http::Caller;
 use shared::http::extract::{ValidJson, ValidQuery, page_limit};
 use shared::platform::error::{Error, FieldError, Result};
+use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
 use crate::moderation::{self, Decision, Refusal};
-use crate::users::{MAX_READS_PER_PAGE, parse_time};
+use crate::users::MAX_READS_PER_PAGE;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChartPage {
@@ -68,8 +69,8 @@ pub struct ListQuery {
     ))]
 pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<ChartPage>> {
     let (limit, _) = checked_limit(&state, q.limit).await?;
-    let from = parse_time("created_from", &q.created_from)?;
-    let to = parse_time("created_to", &q.created_to)?;
+    let from = time::field("created_from", q.created_from.as_deref())?.map(time::timestamp);
+    let to = time::field("created_to", q.created_to.as_deref())?.map(time::timestamp);
     if q.owner_id.as_deref().is_some_and(|o| uuid::Uuid::parse_str(o).is_err()) {
         return Err(Error::field("owner_id", "must be a user id (UUID)"));
     }

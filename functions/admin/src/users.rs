@@ -18,6 +18,7 @@ use shared::identity::rbac::Permission;
 use shared::identity::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
 use shared::platform::crypto::hash_password;
 use shared::platform::error::{Error, FieldError, Result};
+use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{QuerySpec, Write, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
@@ -150,17 +151,6 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
-    value
-        .as_deref()
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| timestamp(t.with_timezone(&chrono::Utc)))
-                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
-}
-
 /// At most this many DynamoDB pages are read to fill one response page, so a
 /// sparse filter cannot make one request expensive; the cursor continues.
 pub(crate) const MAX_READS_PER_PAGE: usize = 10;
@@ -173,8 +163,8 @@ pub(crate) const MAX_READS_PER_PAGE: usize = 10;
     ))]
 pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<UserPage>> {
     let limit = page_limit(q.limit)?;
-    let from = parse_time("created_from", &q.created_from)?;
-    let to = parse_time("created_to", &q.created_to)?;
+    let from = time::field("created_from", q.created_from.as_deref())?.map(timestamp);
+    let to = time::field("created_to", q.created_to.as_deref())?.map(timestamp);
     if let Some(role) = &q.role {
         let catalog = state.platform.roles.fresh_for(std::slice::from_ref(role)).await?;
         if let Some(e) = check_roles("role", std::slice::from_ref(role), &catalog).into_iter().next() {

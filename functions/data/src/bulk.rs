@@ -22,6 +22,7 @@ use shared::http::Caller;
 use shared::http::extract::ValidJson;
 use shared::identity::users::UserStatus;
 use shared::platform::error::{Error, FieldError, Result};
+use shared::platform::time;
 use shared::store::{Item, QuerySpec, s};
 use utoipa::ToSchema;
 
@@ -124,17 +125,6 @@ pub struct BulkAccepted {
 
 fn check_reason(reason: &Option<String>) -> Option<FieldError> {
     reason.as_ref().filter(|r| r.chars().count() > 500 || r.trim().is_empty()).map(|_| FieldError::new("reason", "1 to 500 characters"))
-}
-
-fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
-    value
-        .as_deref()
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| shared::store::timestamp(t.with_timezone(&chrono::Utc)))
-                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
 }
 
 /// Validate the update's `changes` for the dataset (fields named `changes.x`).
@@ -253,8 +243,8 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
             errors.push(FieldError::new(format!("filter.{field}"), format!("does not apply to {}", dataset.as_str())));
         }
     };
-    let from = parse_time("filter.created_from", &f.created_from)?;
-    let to = parse_time("filter.created_to", &f.created_to)?;
+    let from = time::field("filter.created_from", f.created_from.as_deref())?.map(shared::store::timestamp);
+    let to = time::field("filter.created_to", f.created_to.as_deref())?.map(shared::store::timestamp);
     let criteria =
         [f.status.is_some(), f.role.is_some(), f.email_prefix.is_some(), f.owner_id.is_some(), f.moderation_status.is_some(), from.is_some(), to.is_some()];
     if op != BulkOp::Restore && !criteria.iter().any(|c| *c) {

@@ -239,14 +239,7 @@ impl Cell {
 
 /// A time range filter bound (RFC 3339), normalized.
 fn bound(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
-    value
-        .as_deref()
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
+    crate::platform::time::field(field, value.as_deref())
 }
 
 fn id_filter(field: &str, value: &Option<String>) -> Result<()> {

@@ -20,6 +20,7 @@ use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::identity::users::{self, Email, User};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{Error, Result};
+use crate::platform::time;
 use crate::store::{Condition, Store, Transacted, UpdateSpec, Write, n, s, timestamp, to_item};
 
 pub use crate::platform::rate_limit_policy::{Action, Policy, RateLimits, Scope};
@@ -138,17 +139,13 @@ struct BucketItem {
     denied: u64,
 }
 
-fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value).ok().map(|t| t.with_timezone(&Utc))
-}
-
 fn at_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
 }
 
 impl BucketItem {
     fn bucket(&self) -> Bucket {
-        Bucket { tokens: self.tokens, updated_at_ms: parse_time(&self.updated_at).map(|t| t.timestamp_millis()).unwrap_or(0) }
+        Bucket { tokens: self.tokens, updated_at_ms: time::parse(&self.updated_at).map(|t| t.timestamp_millis()).unwrap_or(0) }
     }
 
     fn ttl_for(bucket: Bucket, policy: Policy, scope: Scope, locked: bool) -> i64 {
@@ -285,7 +282,7 @@ impl Attempt {
     /// later ones on the bucket (reported by `auth.unlock`), so a flood of
     /// attempts does not flood the audit log.
     async fn record_refusal(&self, charged: &Charged, item: &BucketItem, wait_secs: u64, now: DateTime<Utc>) -> Result<()> {
-        let in_recorded_period = item.lock_until.as_deref().and_then(parse_time).is_some_and(|until| until > now);
+        let in_recorded_period = item.lock_until.as_deref().and_then(time::parse).is_some_and(|until| until > now);
         if in_recorded_period {
             // A bucket gone meanwhile (expired, unlocked) has nothing to count.
             let count = UpdateSpec::new("ADD denied :one, seq :one").condition("attribute_exists(pk)").value(":one", n(1));

@@ -692,7 +692,5 @@ pub fn ttl_after(seconds: i64) -> i64 {
     chrono::Utc::now().timestamp() + seconds
 }
 
-/// RFC 3339 UTC with microseconds: sorts lexically in time order.
-pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+/// Stored times and the sort keys built from them (`platform::time`).
+pub use crate::platform::time::timestamp;
