@@ -126,7 +126,7 @@ async fn erasure_leaves_nothing_personal_keeps_the_chain_and_signs_a_certificate
     assert_eq!(r.status, 409, "not done yet: {}", r.body);
     app.run_jobs().await;
     // A redelivered message changes nothing.
-    let request = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    let request = shared::domain::subject_requests::get(store, &request_id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(request.status, shared::domain::subject_requests::RequestStatus::Completed, "{request:?}");
     let job = shared::domain::jobs::get(store, request.job_id.as_deref().unwrap()).await.unwrap().unwrap();
     assert_eq!(jobs::erasure::run(&app.app.worker, &job).await.unwrap(), request.result.clone().unwrap());

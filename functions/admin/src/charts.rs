@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
 use shared::domain::system_settings::{ModerationReason, Settings};
 use shared::http::Caller;
-use shared::http::extract::{ValidJson, ValidQuery, page_limit};
+use shared::http::extract::{PathId, ValidJson, ValidQuery, page_limit};
 use shared::platform::error::{Error, FieldError, Result};
 use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::store::ids::{ChartId, UserId};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
 
@@ -71,8 +72,8 @@ pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<Lis
     let (limit, _) = checked_limit(&state, q.limit).await?;
     let from = time::field("created_from", q.created_from.as_deref())?.map(time::timestamp);
     let to = time::field("created_to", q.created_to.as_deref())?.map(time::timestamp);
-    if q.owner_id.as_deref().is_some_and(|o| uuid::Uuid::parse_str(o).is_err()) {
-        return Err(Error::field("owner_id", "must be a user id (UUID)"));
+    if q.owner_id.as_deref().is_some_and(|o| UserId::parse(o).is_none()) {
+        return Err(Error::field("owner_id", UserId::EXPECTED));
     }
     let title = match q.title.as_deref().map(|t| t.trim().to_lowercase()) {
         Some(t) if t.is_empty() || t.chars().count() > 100 => return Err(Error::field("title", "must be 1 to 100 characters")),
@@ -210,7 +211,7 @@ pub struct ChartDetail {
         (status = 403, description = "Missing charts:read", body = shared::platform::error::Problem),
         (status = 404, description = "No such chart", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<AdminState>, Path(chart_id): Path<String>) -> Result<Json<ChartDetail>> {
+pub async fn read(State(state): State<AdminState>, PathId(chart_id): PathId<ChartId>) -> Result<Json<ChartDetail>> {
     let store = &state.platform.store;
     let chart = charts::get(store, &chart_id).await?.ok_or_else(|| Error::NotFound(format!("no chart {chart_id}")))?;
     let moderation_history = charts::history(store, &chart.id, 100).await?;

@@ -443,7 +443,7 @@ pub async fn assign(
         return Err(Error::field("reason", "at most 500 characters"));
     }
     let store = &state.platform.store;
-    let current = load_user(&state, &user_id).await?;
+    let current = load_user(&state, &shared::http::extract::path_id(&user_id)?).await?;
     if current.status == UserStatus::Deleted {
         return Err(Error::Conflict("the user is deleted".into()));
     }

@@ -77,7 +77,7 @@ pub async fn reset(
         return deny("session not signed in with a second factor", Error::MfaRequired("sign in with your second factor to reset another user's 2FA".into()))
             .await;
     }
-    let target = load(&state, &user_id).await?;
+    let target = load(&state, &shared::http::extract::path_id(&user_id)?).await?;
     if target.id == *admin_id {
         return Err(Error::Conflict("this is your own account; use /api/v1/auth/2fa/disable".into()));
     }

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::domain::jobs::Job;
-use shared::http::extract::{ValidJson, ValidQuery, page_limit};
+use shared::http::extract::{PathId, ValidJson, ValidQuery, page_limit, path_id};
 use shared::http::{Caller, Principal};
 use shared::identity::rbac::Permission;
 use shared::identity::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
@@ -20,6 +20,7 @@ use shared::platform::crypto::hash_password;
 use shared::platform::error::{Error, FieldError, Result};
 use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::store::ids::UserId;
 use shared::store::{QuerySpec, Write, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
@@ -239,10 +240,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     Ok(Json(UserPage { items, next_cursor }))
 }
 
-pub(crate) async fn load(state: &AdminState, user_id: &str) -> Result<User> {
-    if uuid::Uuid::parse_str(user_id).is_err() {
-        return Err(Error::NotFound(format!("no user {user_id}")));
-    }
+pub(crate) async fn load(state: &AdminState, user_id: &UserId) -> Result<User> {
     users::get(&state.platform.store, user_id).await?.ok_or_else(|| Error::NotFound(format!("no user {user_id}")))
 }
 
@@ -253,7 +251,7 @@ pub(crate) async fn load(state: &AdminState, user_id: &str) -> Result<User> {
         (status = 403, description = "Missing users:read", body = shared::platform::error::Problem),
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<AdminState>, principal: Principal, Path(user_id): Path<String>) -> Result<Json<UserView>> {
+pub async fn read(State(state): State<AdminState>, principal: Principal, PathId(user_id): PathId<UserId>) -> Result<Json<UserView>> {
     let user = load(&state, &user_id).await?;
     Ok(Json(UserView::of(user, &principal)))
 }
@@ -307,6 +305,8 @@ pub async fn update(
     }
 
     let store = &state.platform.store;
+    // Checked after the body, as before ids were typed: a bad body is a 400 whatever the id.
+    let user_id: UserId = path_id(&user_id)?;
     let current = load(&state, &user_id).await?;
     if current.status == UserStatus::Deleted {
         return Err(Error::Conflict("the user is deleted".into()));
@@ -373,7 +373,7 @@ pub async fn update(
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
         (status = 409, description = "Version conflict or already deleted", body = shared::platform::error::Problem),
     ))]
-pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
+pub async fn delete(State(state): State<AdminState>, caller: Caller, PathId(user_id): PathId<UserId>, headers: HeaderMap) -> Result<StatusCode> {
     let store = &state.platform.store;
     let current = load(&state, &user_id).await?;
     if user_id == caller.principal.user_id {
@@ -439,7 +439,7 @@ pub async fn unlock(
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(Error::field("reason", "at most 500 characters"));
     }
-    let user = load(&state, &user_id).await?;
+    let user = load(&state, &path_id(&user_id)?).await?;
     let unlocked = shared::identity::rate_limits::unlock_account(
         &state.platform.store,
         &state.platform.config.rate_limits,

@@ -9,7 +9,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,10 +19,11 @@ use shared::domain::charts::{self, ModerationStatus};
 use shared::domain::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_SIZE, UserChanges};
 use shared::domain::jobs::{Job, JobKind, JobStatus, Progress};
 use shared::http::Caller;
-use shared::http::extract::ValidJson;
+use shared::http::extract::{PathId, ValidJson};
 use shared::identity::users::UserStatus;
 use shared::platform::error::{Error, FieldError, Result};
 use shared::platform::time;
+use shared::store::ids::{JobId, UserId};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::ToSchema;
 
@@ -165,8 +166,10 @@ async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> 
                 return Err(Error::field("changes.kind", format!("must be one of {}", charts::KINDS.join(", "))));
             }
             if let Some(owner) = &c.owner_id {
-                let exists = uuid::Uuid::parse_str(owner).is_ok()
-                    && shared::identity::users::get(&state.platform.store, owner).await?.is_some_and(|u| u.status != UserStatus::Deleted);
+                let exists = match UserId::parse(owner) {
+                    Some(owner) => shared::identity::users::get(&state.platform.store, &owner).await?.is_some_and(|u| u.status != UserStatus::Deleted),
+                    None => false,
+                };
                 if !exists {
                     return Err(Error::field("changes.owner_id", "names no user"));
                 }
@@ -305,9 +308,9 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
             wrong(&mut errors, "role", f.role.is_some());
             wrong(&mut errors, "email_prefix", f.email_prefix.is_some());
             if let Some(owner) = &f.owner_id
-                && uuid::Uuid::parse_str(owner).is_err()
+                && UserId::parse(owner).is_none()
             {
-                errors.push(FieldError::new("filter.owner_id", "must be a user id (UUID)"));
+                errors.push(FieldError::new("filter.owner_id", UserId::EXPECTED));
             }
             match (op, &f.owner_id, f.moderation_status) {
                 (BulkOp::Restore, owner, status) => {
@@ -591,7 +594,7 @@ pub struct BulkStatus {
         (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
         (status = 404, description = "No such bulk job of yours", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<BulkStatus>> {
+pub async fn read(State(state): State<DataState>, caller: Caller, PathId(job_id): PathId<JobId>) -> Result<Json<BulkStatus>> {
     let kinds = [JobKind::BulkUpdate, JobKind::BulkDelete, JobKind::BulkRestore];
     let job = crate::owned_job(&state, &caller.principal, &job_id, &kinds).await?;
     let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;

@@ -19,6 +19,7 @@ use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
 use shared::platform::error::{Error, Result};
 use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::store::ids::JobId;
 use shared::store::{QuerySpec, Write, s};
 use utoipa::{IntoParams, ToSchema};
 
@@ -110,10 +111,8 @@ impl JobView {
 /// existence is not revealed).
 async fn own_job(state: &DataState, principal: &Principal, job_id: &str) -> Result<Job> {
     let not_found = || Error::NotFound(format!("no data job {job_id}"));
-    if job_id.len() > 64 || job_id.contains('#') {
-        return Err(not_found());
-    }
-    match jobs::get(&state.platform.store, job_id).await? {
+    let Some(job_id) = JobId::parse(job_id) else { return Err(not_found()) };
+    match jobs::get(&state.platform.store, &job_id).await? {
         Some(job) if job.owner_id == principal.user_id && DATA_JOB_KINDS.contains(&job.kind) => Ok(job),
         _ => Err(not_found()),
     }

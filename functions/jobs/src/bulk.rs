@@ -18,6 +18,7 @@ use shared::identity::rbac::PermissionSet;
 use shared::identity::roles::{self, Catalog};
 use shared::identity::users::{self, User, UserStatus};
 use shared::platform::error::{Error, Result};
+use shared::store::ids::{ChartId, UserId};
 use shared::store::{Transacted, UpdateSpec, Write, n, s, timestamp};
 
 use crate::Worker;
@@ -70,9 +71,9 @@ impl Context<'_> {
     async fn user(&self, target: &BulkTarget) -> Result<ItemResult> {
         let id = target.id.as_str();
         let table = self.worker.store.table();
-        let user = match uuid::Uuid::parse_str(id) {
-            Ok(_) => users::get(&self.worker.store, id).await?,
-            Err(_) => None,
+        let user = match UserId::parse(id) {
+            Some(user_id) => users::get(&self.worker.store, &user_id).await?,
+            None => None,
         };
         let Some(user) = user else { return Ok(failed(id, "not found")) };
         if let Some(v) = target.version.filter(|v| *v != user.version) {
@@ -150,7 +151,11 @@ impl Context<'_> {
     async fn chart(&self, target: &BulkTarget) -> Result<ItemResult> {
         let id = target.id.as_str();
         let table = self.worker.store.table();
-        let Some(chart) = charts::get(&self.worker.store, id).await? else { return Ok(failed(id, "not found")) };
+        let chart = match ChartId::parse(id) {
+            Some(chart_id) => charts::get(&self.worker.store, &chart_id).await?,
+            None => None,
+        };
+        let Some(chart) = chart else { return Ok(failed(id, "not found")) };
         if let Some(v) = target.version.filter(|v| *v != chart.version) {
             return Ok(failed(id, format!("version conflict: you read version {v}, it is now {}", chart.version)));
         }

@@ -20,6 +20,7 @@ use shared::domain::jobs::{self, Job, JobKind, JobStatus};
 use shared::domain::subject_requests::{self, RequestKind, RequestStatus};
 use shared::platform::crypto::sha256_hex;
 use shared::platform::error::{Error, Result};
+use shared::store::ids::SubjectRequestId;
 use shared::store::{Item, QuerySpec, Store, UpdateSpec, Write, attr_s, s, timestamp};
 
 use crate::Worker;
@@ -109,8 +110,9 @@ impl Checkpoint {
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let params: ErasureParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("erasure job params: {e}")))?;
     let store = &worker.store;
-    let request =
-        subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
+    let missing = || Error::Unprocessable(format!("no subject request {}", params.request_id));
+    let request_id = SubjectRequestId::parse(&params.request_id).ok_or_else(missing)?;
+    let request = subject_requests::get(store, &request_id).await?.ok_or_else(missing)?;
     if request.kind != RequestKind::Erasure {
         return Err(Error::Unprocessable(format!("subject request {} is not an erasure", request.id)));
     }

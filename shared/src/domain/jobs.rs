@@ -197,7 +197,7 @@ impl Job {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("JOB#{id}")
+        crate::store::ids::JobId::pk_of(id)
     }
 
     pub fn to_item(&self) -> Result<Item> {

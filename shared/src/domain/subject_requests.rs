@@ -19,6 +19,7 @@ use crate::audit::{Actor, AuditEntry};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{Error, Result};
 use crate::store::cursor::{KeyPosition, key_of, position_of};
+use crate::store::ids::SubjectRequestId;
 use crate::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
 
 /// The parameters of a `gdpr_export` job.
@@ -212,7 +213,7 @@ impl SubjectRequest {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("REQUEST#{id}")
+        SubjectRequestId::pk_of(id)
     }
 
     pub const SK: &'static str = "REQUEST";
@@ -301,11 +302,8 @@ pub async fn create_with(store: &Journal, request: &SubjectRequest, more: Vec<Wr
     store.commit(writes, &audit).await
 }
 
-pub async fn get(store: &Store, id: &str) -> Result<Option<SubjectRequest>> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Ok(None);
-    }
-    store.get(&SubjectRequest::pk(id), SubjectRequest::SK).await
+pub async fn get(store: &Store, id: &SubjectRequestId) -> Result<Option<SubjectRequest>> {
+    store.get(&id.pk(), SubjectRequest::SK).await
 }
 
 /// Replace a request if its stored version is still `expected_version`

@@ -167,7 +167,7 @@ impl User {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("USER#{id}")
+        crate::store::ids::UserId::pk_of(id)
     }
 
     pub fn guard_pk(email: &str) -> String {

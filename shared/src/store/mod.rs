@@ -1,9 +1,12 @@
-//! The single DynamoDB table: typed reads, one paging helper, conditional
-//! writes applied in one transaction (`Store::transact`), batch writes with
-//! UnprocessedItems retry, and the key helpers every entity uses. This layer
-//! knows nothing of audit: `audit::Journal` commits a change with its entry.
+//! The single DynamoDB table, and the only way to reach it: typed reads, one
+//! paging helper (`Pages`), unaudited single-item writes, conditional writes
+//! applied in one transaction (`Store::transact`, `Store::try_transact`),
+//! batch writes with UnprocessedItems retry, and the key helpers every entity
+//! uses. This layer knows nothing of audit: `audit::Journal` commits a change
+//! with its entry.
 
 pub mod cursor;
+pub mod ids;
 
 use std::collections::HashMap;
 use std::time::Duration;
