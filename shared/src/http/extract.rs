@@ -102,6 +102,29 @@ pub fn page_limit(limit: Option<i64>) -> Result<i32, Error> {
     }
 }
 
+/// A path parameter that is an id (`PathId<UserId>`). A malformed id names
+/// nothing, so it is answered as an unknown one is: 404 "no user <id>",
+/// never a 400 that would tell ids apart from non-ids. For routes with one
+/// path parameter.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: Id> FromRequestParts<S> for PathId<T> {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        // A path that does not decode is axum's own rejection, as for `Path<String>`.
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        path_id(&raw).map(PathId).map_err(IntoResponse::into_response)
+    }
+}
+
+/// An id from a path parameter, or 404 "no <what> <raw>" (see `PathId`), for
+/// handlers that check other input before the id.
+pub fn path_id<T: Id>(raw: &str) -> Result<T, Error> {
+    T::parse(raw).ok_or_else(|| Error::NotFound(format!("no {} {raw}", T::WHAT)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,27 +159,4 @@ mod tests {
         assert!(page_limit(Some(0)).is_err());
         assert!(page_limit(Some(10_000)).is_err());
     }
-}
-
-/// A path parameter that is an id (`PathId<UserId>`). A malformed id names
-/// nothing, so it is answered as an unknown one is: 404 "no user <id>",
-/// never a 400 that would tell ids apart from non-ids. For routes with one
-/// path parameter.
-pub struct PathId<T>(pub T);
-
-impl<S: Send + Sync, T: Id> FromRequestParts<S> for PathId<T> {
-    type Rejection = axum::response::Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        use axum::response::IntoResponse;
-        // A path that does not decode is axum's own rejection, as for `Path<String>`.
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
-        path_id(&raw).map(PathId).map_err(IntoResponse::into_response)
-    }
-}
-
-/// An id from a path parameter, or 404 "no <what> <raw>" (see `PathId`), for
-/// handlers that check other input before the id.
-pub fn path_id<T: Id>(raw: &str) -> Result<T, Error> {
-    T::parse(raw).ok_or_else(|| Error::NotFound(format!("no {} {raw}", T::WHAT)))
 }
