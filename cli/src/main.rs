@@ -135,13 +135,7 @@ enum AuditCommand {
 }
 
 fn time(name: &str, value: Option<&str>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
-    value
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| anyhow!("--{name} must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
+    value.map(|v| shared::platform::time::parse(v).ok_or_else(|| anyhow!("--{name} {}", shared::platform::time::EXPECTED))).transpose()
 }
 
 /// Print a verification report; false when it found a mismatch.

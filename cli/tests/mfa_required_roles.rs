@@ -28,15 +28,13 @@ async fn shows_and_sets_the_roles_that_require_2fa() {
     let store = shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.env["KEEL_TABLE"].clone());
     assert!(shared::domain::two_factor_policy::requires_2fa(&store, &["support".to_string()]).await.unwrap());
     assert!(!shared::domain::two_factor_policy::requires_2fa(&store, &["analyst".to_string()]).await.unwrap());
-    let audit = store
-        .query()
-        .index_name("gsi2")
-        .key_condition_expression("gsi2pk = :pk")
-        .expression_attribute_values(":pk", shared::store::s("TARGET#config#system"))
-        .send()
-        .await
-        .unwrap();
-    let entries: Vec<shared::audit::AuditEntry> = audit.items.unwrap_or_default().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect();
+    let spec = shared::store::QuerySpec {
+        index: Some("gsi2"),
+        key_condition: "gsi2pk = :pk",
+        values: vec![(":pk", shared::store::s("TARGET#config#system"))],
+        ..Default::default()
+    };
+    let entries: Vec<shared::audit::AuditEntry> = store.query_all(&spec).await.unwrap().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect();
     assert_eq!(entries.len(), 1, "one change, by the cli");
     assert_eq!(entries[0].actor.id, "cli");
     let _ = std::fs::remove_file(env_file);

@@ -86,15 +86,13 @@ async fn configures_lists_and_removes_providers() {
     assert!(text(&run(&["remove", "--name", "acme"], None)).contains("no OAuth provider named"));
     assert!(text(&run(&["list"], None)).contains("No OAuth providers are configured."));
 
-    let out = store
-        .query()
-        .index_name("gsi2")
-        .key_condition_expression("gsi2pk = :pk")
-        .expression_attribute_values(":pk", shared::store::s("TARGET#oauth_provider#acme"))
-        .send()
-        .await
-        .unwrap();
-    let entries: Vec<shared::audit::AuditEntry> = out.items.unwrap_or_default().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect();
+    let spec = shared::store::QuerySpec {
+        index: Some("gsi2"),
+        key_condition: "gsi2pk = :pk",
+        values: vec![(":pk", shared::store::s("TARGET#oauth_provider#acme"))],
+        ..Default::default()
+    };
+    let entries: Vec<shared::audit::AuditEntry> = store.query_all(&spec).await.unwrap().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect();
     let mut actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     actions.sort();
     assert_eq!(actions, ["oauth_provider.create", "oauth_provider.delete", "oauth_provider.update"]);

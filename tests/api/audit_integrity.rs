@@ -53,7 +53,7 @@ async fn raw_entry(app: &TestApp, entry: &AuditEntry) -> Item {
 
 async fn put_raw(app: &TestApp, item: Item) {
     let store = app.store();
-    store.client.put_item().table_name(&store.table).set_item(Some(item)).send().await.unwrap();
+    store.put_item_unchecked(item).await.unwrap();
 }
 
 async fn indexes(app: &TestApp) -> Vec<DigestIndex> {
@@ -93,7 +93,7 @@ async fn untouched_log_verifies_and_each_tampering_is_named() {
 
     // 2. An entry deleted.
     let store = app.store();
-    store.client.delete_item().table_name(&store.table).key("pk", s(format!("AUDIT#{}", target.day()))).key("sk", s(target.sort_key())).send().await.unwrap();
+    store.delete(&format!("AUDIT#{}", target.day()), &target.sort_key()).await.unwrap();
     let r = verify(&app, &auditor).await;
     assert_eq!((first(&r).0.as_str(), first(&r).1.as_deref()), ("entry_deleted", Some(target.id.as_str())), "{r}");
     put_raw(&app, original).await;
@@ -104,7 +104,7 @@ async fn untouched_log_verifies_and_each_tampering_is_named() {
     put_raw(&app, store.seal_audit(&forged).await.unwrap()).await;
     let r = verify(&app, &auditor).await;
     assert_eq!((first(&r).0.as_str(), first(&r).1.as_deref()), ("entry_inserted", Some(forged.id.as_str())), "{r}");
-    store.client.delete_item().table_name(&store.table).key("pk", s(format!("AUDIT#{}", forged.day()))).key("sk", s(forged.sort_key())).send().await.unwrap();
+    store.delete(&format!("AUDIT#{}", forged.day()), &forged.sort_key()).await.unwrap();
     assert_eq!(verify(&app, &auditor).await["ok"], true);
 
     // 4. A digest object replaced (a new version over the locked one).
@@ -124,14 +124,14 @@ async fn untouched_log_verifies_and_each_tampering_is_named() {
 
     // 5. A digest's index item replaced (recording another hash), then removed.
     let d2 = &digests[1];
-    let index_key = |d: &DigestIndex| (s(CHAIN_PK), s(format!("{}#{}", d.period_end, d.digest_id)));
+    let index_key = |d: &DigestIndex| (CHAIN_PK.to_string(), format!("{}#{}", d.period_end, d.digest_id));
     let mut forged_index = d2.clone();
     forged_index.hash = "f".repeat(64);
     put_raw(&app, forged_index.to_item().unwrap()).await;
     let r = verify(&app, &auditor).await;
     assert_eq!((first(&r).0.as_str(), first(&r).2.as_deref()), ("chain_broken", Some(d2.digest_id.as_str())), "{r}");
     let (pk, sk) = index_key(d2);
-    store.client.delete_item().table_name(&store.table).key("pk", pk).key("sk", sk).send().await.unwrap();
+    store.delete(&pk, &sk).await.unwrap();
     let r = verify(&app, &auditor).await;
     assert_eq!(first(&r).0, "chain_broken", "a missing digest breaks the chain: {r}");
 }

@@ -19,21 +19,21 @@ async fn change_and_audit_entry_are_written_together_or_not_at_all() {
 
     // Force the audit half to fail: its key is already taken.
     let audit = AuditEntry::new(&Actor::system("tests"), "user.update", "user", &user.id);
-    store.client.put_item().table_name(&store.table).set_item(Some(store.seal_audit(&audit).await.unwrap())).send().await.unwrap();
-    let result = store.commit(vec![Write::put_versioned(&store.table, renamed.to_item().unwrap(), user.version).unwrap()], &audit).await;
+    store.put_item_unchecked(store.seal_audit(&audit).await.unwrap()).await.unwrap();
+    let result = store.commit(vec![Write::put_versioned(store.table(), renamed.to_item().unwrap(), user.version).unwrap()], &audit).await;
     assert!(result.is_err());
     let stored = shared::identity::users::get(store, &user.id).await.unwrap().unwrap();
     assert_eq!((stored.name.as_str(), stored.version), ("Test User", 1), "the change must not land without its audit entry");
 
     // Force the change half to fail (stale version): no audit entry appears.
     let audit = AuditEntry::new(&Actor::system("tests"), "user.update", "user", &user.id);
-    let result = store.commit(vec![Write::put_versioned(&store.table, renamed.to_item().unwrap(), 41).unwrap()], &audit).await;
+    let result = store.commit(vec![Write::put_versioned(store.table(), renamed.to_item().unwrap(), 41).unwrap()], &audit).await;
     assert!(matches!(result, Err(shared::Error::Conflict(_))), "{result:?}");
     let entry = store.get_item(&format!("AUDIT#{}", audit.day()), &audit.sort_key()).await.unwrap();
     assert!(entry.is_none(), "an audit entry without its change must not exist");
 
     // Both halves fine: both land.
-    store.commit(vec![Write::put_versioned(&store.table, renamed.to_item().unwrap(), user.version).unwrap()], &audit).await.unwrap();
+    store.commit(vec![Write::put_versioned(store.table(), renamed.to_item().unwrap(), user.version).unwrap()], &audit).await.unwrap();
     assert_eq!(shared::identity::users::get(store, &user.id).await.unwrap().unwrap().name, "Renamed");
     assert!(store.get_item(&format!("AUDIT#{}", audit.day()), &audit.sort_key()).await.unwrap().is_some());
 }

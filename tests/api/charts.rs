@@ -20,7 +20,7 @@ pub async fn chart(app: &TestApp, owner_id: &str, title: &str, status: Moderatio
     chart.created_at = timestamp(created);
     chart.updated_at = chart.created_at.clone();
     let audit = AuditEntry::new(&Actor::system("tests"), "chart.create", "chart", &chart.id);
-    app.store().commit(vec![chart.create_write(&app.store().table).unwrap()], &audit).await.unwrap();
+    app.store().commit(vec![chart.create_write(app.store().table()).unwrap()], &audit).await.unwrap();
     chart
 }
 

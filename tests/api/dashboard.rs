@@ -12,7 +12,7 @@ use http::Method;
 use keel_local::stream_reader::{Start, StreamReader};
 use serde_json::{Value, json};
 use shared::domain::rollups::{self, day, month, previous_month};
-use shared::store::{Item, s};
+use shared::store::{UpdateSpec, s};
 
 use crate::helpers::{PASSWORD, TestApp};
 
@@ -29,24 +29,16 @@ async fn reader(app: &TestApp) -> StreamReader {
 /// Every item of the table, as JSON.
 async fn scan(app: &TestApp) -> Vec<Value> {
     let store = app.store();
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out = store.client.scan().table_name(&store.table).set_exclusive_start_key(start).send().await.unwrap();
-        // Audit entries as a reader sees them (people's fields are sealed).
-        let (audit, other): (Vec<_>, Vec<_>) =
-            out.items.unwrap_or_default().into_iter().partition(|i| i.get("type").and_then(|v| v.as_s().ok()).is_some_and(|t| t == "audit"));
-        items.extend(other.into_iter().map(|i| serde_dynamo::from_item::<_, Value>(i).unwrap()));
-        for entry in store.reveal_audit(audit).await.unwrap() {
-            let mut value = serde_json::to_value(&entry).unwrap();
-            value["type"] = json!("audit");
-            items.push(value);
-        }
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
+    // Audit entries as a reader sees them (people's fields are sealed).
+    let (audit, other): (Vec<_>, Vec<_>) =
+        store.scan_all().await.unwrap().into_iter().partition(|i| i.get("type").and_then(|v| v.as_s().ok()).is_some_and(|t| t == "audit"));
+    let mut items: Vec<Value> = other.into_iter().map(|i| serde_dynamo::from_item::<_, Value>(i).unwrap()).collect();
+    for entry in store.reveal_audit(audit).await.unwrap() {
+        let mut value = serde_json::to_value(&entry).unwrap();
+        value["type"] = json!("audit");
+        items.push(value);
     }
+    items
 }
 
 /// Write a small demo data set (users, logins, charts in every state,
@@ -87,18 +79,8 @@ async fn act(app: &TestApp) {
     assert_eq!(app.call(Method::DELETE, &format!("/api/v1/admin/users/{}", delete.id), Some(&admin), None).await.status, 204);
     // A moderation decision (pending → approved) as an UpdateItem.
     let store = app.store();
-    store
-        .client
-        .update_item()
-        .table_name(&store.table)
-        .key("pk", s("CHART#today1"))
-        .key("sk", s("META"))
-        .update_expression("SET moderation_status = :approved, gsi2pk = :gsi")
-        .expression_attribute_values(":approved", s("approved"))
-        .expression_attribute_values(":gsi", s("MODERATION#approved"))
-        .send()
-        .await
-        .unwrap();
+    let approve = UpdateSpec::new("SET moderation_status = :approved, gsi2pk = :gsi").value(":approved", s("approved")).value(":gsi", s("MODERATION#approved"));
+    store.update("CHART#today1", "META", &approve).await.unwrap();
 }
 
 /// The dashboard computed by counting the table's items directly.
@@ -272,14 +254,14 @@ async fn redelivered_records_change_nothing_and_backfill_agrees() {
 
     // Remove the rollups and recompute them with the backfill's scan.
     let store = app.store();
-    let derived: Vec<Item> = scan(&app)
+    let derived: Vec<(String, String)> = scan(&app)
         .await
         .into_iter()
         .filter(|i| ["METRIC#", "ACTIVITY#"].iter().any(|p| i["pk"].as_str().is_some_and(|pk| pk.starts_with(p))))
-        .map(|i| Item::from([("pk".to_string(), s(i["pk"].as_str().unwrap())), ("sk".to_string(), s(i["sk"].as_str().unwrap()))]))
+        .map(|i| (i["pk"].as_str().unwrap().to_string(), i["sk"].as_str().unwrap().to_string()))
         .collect();
-    for key in derived {
-        store.client.delete_item().table_name(&store.table).set_key(Some(key)).send().await.unwrap();
+    for (pk, sk) in derived {
+        store.delete(&pk, &sk).await.unwrap();
     }
     assert!(counters(&scan(&app).await).is_empty());
     let backfilled = streams::backfill::run(store).await.unwrap();

@@ -161,7 +161,7 @@ async fn delete_by_filter_fans_out_under_the_cap_and_restores_within_the_window(
     // Restore: within the window users come back suspended; past it, refused.
     let mut old = shared::identity::users::get(app.store(), &users[3].id).await.unwrap().unwrap();
     old.deleted_at = Some(shared::store::timestamp(Utc::now() - chrono::Duration::days(40)));
-    app.store().client.put_item().table_name(&app.store().table).set_item(Some(old.to_item().unwrap())).send().await.unwrap();
+    app.store().put_item_unchecked(old.to_item().unwrap()).await.unwrap();
     let ids: Vec<&str> = users[..4].iter().map(|u| u.id.as_str()).collect();
     let status = finish(&app, &admin, &bulk(&app, &admin, "restore", json!({"dataset": "users", "ids": ids})).await).await;
     assert_eq!(status.body["result"], json!({"succeeded": 3, "unchanged": 0, "failed": 1}), "{}", status.body);

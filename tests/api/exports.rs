@@ -299,7 +299,7 @@ async fn counter(app: &TestApp, metric: &str, bucket: &str, value: i64) {
         ("sk".to_string(), shared::store::s(bucket)),
         ("value".to_string(), shared::store::n(value)),
     ]);
-    store.client.put_item().table_name(&store.table).set_item(Some(item)).send().await.unwrap();
+    store.put_item_unchecked(item).await.unwrap();
 }
 
 /// The audited decision of a queued export.

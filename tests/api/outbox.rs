@@ -18,6 +18,7 @@ async fn owned_jobs(app: &TestApp, owner: &str) -> Vec<Job> {
         names: vec![("#type", "type")],
         values: vec![(":owner", shared::store::s(format!("OWNER#{owner}"))), (":job", shared::store::s("job"))],
         forward: true,
+        ..Default::default()
     };
     app.store().query_all(&spec).await.unwrap().into_iter().map(|i| shared::store::from_item(i).unwrap()).collect()
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shared::audit::{Actor, AuditEntry, Outcome};
 use shared::identity::rate_limits::{Action, Limit, Policy, RateLimits, Scope};
 use shared::platform::crypto::sha256_hex;
-use shared::store::{s, timestamp};
+use shared::store::{UpdateSpec, s, timestamp};
 
 use crate::helpers::{PASSWORD, Response, TestApp};
 
@@ -132,17 +132,8 @@ async fn successes_reset_the_account_and_lock_expiry_is_audited_on_the_next_succ
     // Let a minute pass for the bucket (its last refill tick moves back).
     let store = app.store();
     let key = Limit::account(&user.email).key(Action::Login);
-    store
-        .client
-        .update_item()
-        .table_name(&store.table)
-        .key("pk", s(&key))
-        .key("sk", s("BUCKET"))
-        .update_expression("SET updated_at = :t")
-        .expression_attribute_values(":t", s(timestamp(chrono::Utc::now() - chrono::Duration::seconds(61))))
-        .send()
-        .await
-        .unwrap();
+    let back_a_minute = UpdateSpec::new("SET updated_at = :t").value(":t", s(timestamp(chrono::Utc::now() - chrono::Duration::seconds(61))));
+    store.update(&key, "BUCKET", &back_a_minute).await.unwrap();
     let back = app.login(&user.email, PASSWORD).await;
     assert_eq!(back.status, 200, "{}", back.body);
 

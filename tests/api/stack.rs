@@ -21,6 +21,7 @@ async fn resources_match_the_template() {
     ] {
         assert!(env.get(var).is_some_and(|v| !v.is_empty()), "{var} not resolved");
     }
+    // The provisioned table's shape (control plane), not its items: not a Store call.
     let dynamo = aws_sdk_dynamodb::Client::new(&app.sdk);
     let table = dynamo.describe_table().table_name(&env["KEEL_TABLE"]).send().await.unwrap().table.unwrap();
     let mut indexes: Vec<String> = table.global_secondary_indexes().iter().filter_map(|g| g.index_name().map(String::from)).collect();
@@ -86,6 +87,7 @@ async fn a_functions_sdk_config_comes_from_lambdas_variables() {
     assert_eq!((credentials.access_key_id(), credentials.session_token()), ("ASIAKEELTEST", Some("session-token")));
 
     let clients = shared::platform::aws::Clients::from_sdk_config(&sdk);
+    // Each client reaches the emulator (control plane calls, not items).
     let table = clients.dynamo.describe_table().table_name(&app.stack.env["KEEL_TABLE"]).send().await.unwrap();
     assert!(table.table.is_some());
     clients.kms.describe_key().key_id(&app.stack.env["KEEL_DATA_KEY_ID"]).send().await.unwrap();

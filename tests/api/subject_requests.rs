@@ -122,7 +122,7 @@ fn assert_deadline(request: &Value, days: i64) {
 async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
     let app = TestApp::spawn().await;
     let store = app.store();
-    let table = store.table.clone();
+    let table = store.table().to_string();
     let (me, token) = app.user(&["user"]).await;
     let (other, _) = app.user(&["user"]).await;
     let (moderator, _) = app.user(&["moderator"]).await;
@@ -296,11 +296,11 @@ async fn a_user_gets_everything_keel_holds_about_them_in_one_zip() {
 
     // A redelivered message of the finished job changes nothing.
     let finished = shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap();
-    let request_before = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    let request_before = shared::domain::subject_requests::get(store, &request_id.parse().unwrap()).await.unwrap().unwrap();
     app.redeliver(&finished).await;
     assert_eq!(app.run_jobs().await, 1);
     assert_eq!(shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap().version, finished.version);
-    assert_eq!(shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap(), request_before);
+    assert_eq!(shared::domain::subject_requests::get(store, &request_id.parse().unwrap()).await.unwrap().unwrap(), request_before);
     let zips: Vec<String> = objects_under(&app, &format!("data-exports/{}/", me.id)).await.into_iter().filter(|k| k.ends_with(".zip")).collect();
     assert_eq!(zips, vec![key]);
     // A subject export is not withdrawn through the jobs API.
@@ -416,7 +416,7 @@ async fn an_export_whose_subject_was_erased_meanwhile_fails_and_says_so() {
     assert_eq!(r.status, 202, "{}", r.body);
     let (request_id, job_id) = (r.body["request_id"].as_str().unwrap().to_string(), r.body["job_id"].as_str().unwrap().to_string());
     // As an erasure does: the subject id is cleared, the commitment stays.
-    let request = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    let request = shared::domain::subject_requests::get(store, &request_id.parse().unwrap()).await.unwrap().unwrap();
     let cleared = shared::domain::subject_requests::SubjectRequest { subject_id: None, ..request.clone() };
     let audit = cleared.audit(&Actor::system("tests"), "data.subject_request.erase_subject");
     shared::domain::subject_requests::update(store, &cleared, request.version, audit).await.unwrap();
@@ -425,7 +425,7 @@ async fn an_export_whose_subject_was_erased_meanwhile_fails_and_says_so() {
     let job = shared::domain::jobs::get(store, &job_id).await.unwrap().unwrap();
     assert_eq!(job.status, shared::domain::jobs::JobStatus::Failed, "refused at once, not retried: {job:?}");
     assert_eq!(job.attempts, 1);
-    let failed = shared::domain::subject_requests::get(store, &request_id).await.unwrap().unwrap();
+    let failed = shared::domain::subject_requests::get(store, &request_id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(failed.status, shared::domain::subject_requests::RequestStatus::Failed);
     assert!(failed.result.as_ref().unwrap()["error"].as_str().unwrap().contains("no longer names its subject"), "{failed:?}");
     assert!(failed.is_about(&me.id));

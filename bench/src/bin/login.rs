@@ -79,7 +79,7 @@ async fn seed_user(app: &keel_local::app::LocalApp, email: &str, secret: Option<
         let mut record = shared::identity::two_factor::MfaRecord::pending(&app.platform.envelope, &user.id, secret, None).await?;
         record.status = shared::identity::two_factor::MfaStatus::Active;
         record.activated_at = Some(record.created_at.clone());
-        let write = record.save(&store.table, None)?;
+        let write = record.save(store.table(), None)?;
         store.commit(vec![write], &shared::audit::AuditEntry::new(&actor, "auth.2fa.enable", "user", &user.id)).await?;
     }
     Ok(())

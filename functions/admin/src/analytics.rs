@@ -11,8 +11,8 @@ use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::rollups::{self, SecurityEvent, day, month, previous_month};
-use shared::platform::error::{Error, Result, aws};
-use shared::store::{Item, Store, s};
+use shared::platform::error::Result;
+use shared::store::{Item, Store};
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -86,31 +86,17 @@ fn sk_of(item: &Item) -> &str {
 /// Single counters, by (metric, bucket), and the latest security events, in
 /// one BatchGetItem.
 async fn rollup_items(store: &Store, keys: &[(&str, String)]) -> Result<(BTreeMap<(String, String), i64>, Vec<SecurityEvent>)> {
-    use aws_sdk_dynamodb::types::KeysAndAttributes;
-    let mut request = KeysAndAttributes::builder().consistent_read(false);
-    for (metric, bucket) in keys {
-        request = request.keys(Item::from([("pk".to_string(), s(rollups::pk(metric))), ("sk".to_string(), s(bucket))]));
-    }
-    request = request.keys(Item::from([("pk".to_string(), s(rollups::SECURITY_LATEST_PK)), ("sk".to_string(), s(rollups::SECURITY_LATEST_SK))]));
+    let mut wanted: Vec<(String, String)> = keys.iter().map(|(metric, bucket)| (rollups::pk(metric), bucket.clone())).collect();
+    wanted.push((rollups::SECURITY_LATEST_PK.to_string(), rollups::SECURITY_LATEST_SK.to_string()));
     let mut latest = Vec::new();
-    let mut pending = Some(request.build().map_err(|e| Error::internal(e.to_string()))?);
     let mut found = BTreeMap::new();
-    // Unprocessed keys (throttling) are retried a bounded number of times.
-    for _ in 0..3 {
-        let Some(req) = pending.take() else { break };
-        let out = store.client.batch_get_item().request_items(&store.table, req).send().await.map_err(aws("dynamodb BatchGetItem"))?;
-        for item in out.responses.and_then(|mut r| r.remove(&store.table)).unwrap_or_default() {
-            let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            if pk == rollups::SECURITY_LATEST_PK {
-                latest = shared::store::from_item::<rollups::LatestSecurityEvents>(item)?.events;
-                continue;
-            }
-            found.insert((pk.trim_start_matches("METRIC#").to_string(), sk_of(&item).to_string()), value_of(&item));
+    for item in store.batch_get_eventually_consistent(&wanted).await? {
+        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        if pk == rollups::SECURITY_LATEST_PK {
+            latest = shared::store::from_item::<rollups::LatestSecurityEvents>(item)?.events;
+            continue;
         }
-        pending = out.unprocessed_keys.and_then(|mut u| u.remove(&store.table));
-    }
-    if pending.is_some() {
-        return Err(Error::internal("BatchGetItem left keys unprocessed"));
+        found.insert((pk.trim_start_matches("METRIC#").to_string(), sk_of(&item).to_string()), value_of(&item));
     }
     // Audit entries name people by pseudonym; show their ids (an erased
     // person stays a pseudonym).

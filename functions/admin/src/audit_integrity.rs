@@ -14,11 +14,11 @@ use shared::domain::jobs::Job;
 use shared::http::Caller;
 use shared::http::extract::{ValidJson, ValidQuery};
 use shared::platform::error::{Error, Result};
+use shared::platform::time;
 use shared::store::timestamp;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
-use crate::audit_logs::parse_time;
 
 /// A live verification reads every entry and digest of the range within
 /// one request; longer ranges go through `keel audit verify`.
@@ -44,7 +44,7 @@ pub struct VerifyQuery {
 
 /// `[from, to]` from optional RFC 3339 bounds, at most `max_days` long.
 fn range(from: &Option<String>, to: &Option<String>, max_days: i64) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
-    let (from, to) = (parse_time("from", from)?, parse_time("to", to)?);
+    let (from, to) = (time::field("from", from.as_deref())?, time::field("to", to.as_deref())?);
     let to = to.unwrap_or_else(Utc::now);
     let from = from.unwrap_or(to - Duration::days(1));
     if from > to {
@@ -124,6 +124,6 @@ pub async fn export(
     let platform = &state.platform;
     // Exports of the audit log are themselves audited (ARCHITECTURE.md §5).
     let audit = AuditEntry::new(&caller.actor(), "audit.export", "job", &job.id).changes::<(), _>(None, Some(&params));
-    platform.store.commit(vec![job.create_write(&platform.store.table)?], &audit).await?;
+    platform.store.commit(vec![job.create_write(platform.store.table())?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(AuditExportAccepted { job_id: job.id, status: job.status })))
 }

@@ -14,6 +14,7 @@ use shared::http::Principal;
 use shared::http::extract::{ValidQuery, page_limit};
 use shared::identity::rbac::Permission;
 use shared::platform::error::{Error, Result};
+use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::{QuerySpec, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
@@ -57,13 +58,6 @@ enum Position {
 const MAX_READS_PER_PAGE: usize = 40;
 const MAX_DAYS: i64 = 366;
 
-pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
-    value
-        .as_deref()
-        .map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time")))
-        .transpose()
-}
-
 #[utoipa::path(get, path = "/api/v1/admin/audit-logs", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of audit entries, newest first", body = AuditPage),
@@ -72,8 +66,8 @@ pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<D
     ))]
 pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<AuditQuery>) -> Result<Json<AuditPage>> {
     let limit = page_limit(q.limit)?;
-    let to = parse_time("to", &q.to)?.unwrap_or_else(Utc::now);
-    let from = parse_time("from", &q.from)?;
+    let to = time::field("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
+    let from = time::field("from", q.from.as_deref())?;
     if from.is_some_and(|f| f > to) {
         return Err(Error::field("from", "must not be after to"));
     }
@@ -134,25 +128,16 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     let mut items = Vec::new();
     let mut reads = 0;
     let next: Option<Position> = if let Some((index, pk_name, sk_name, pk)) = index_partition {
-        let mut start = match position {
+        let start = match position {
             Some(Position::Index(k)) => Some(k),
             None => None,
             Some(_) => return Err(Error::field("cursor", "invalid or expired cursor; start again without one")),
         };
         let condition = format!("{pk_name} = :pk AND {sk_name} BETWEEN :lower AND :upper");
         let spec = spec_for(Some(index), &condition, &filter, &names, &values, &pk, &lower, &upper);
-        loop {
-            let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
-            reads += 1;
-            for item in page {
-                items.push(item);
-            }
-            start = last.as_ref().map(position_of).transpose()?;
-            if start.is_none() || items.len() >= limit as usize || reads >= MAX_READS_PER_PAGE {
-                break;
-            }
-        }
-        start.map(Position::Index)
+        let (page, last) = state.platform.store.query_filled(&spec, start.as_ref().map(key_of), limit, MAX_READS_PER_PAGE).await?;
+        items.extend(page);
+        last.as_ref().map(position_of).transpose()?.map(Position::Index)
     } else {
         let from = from.unwrap_or(to - Duration::days(30));
         if (to - from).num_days() > MAX_DAYS {
@@ -218,7 +203,7 @@ fn spec_for<'a>(
 ) -> QuerySpec<'a> {
     let mut values = values.to_vec();
     values.extend([(":pk", s(pk)), (":lower", s(lower)), (":upper", s(upper))]);
-    QuerySpec { index, key_condition, filter, names: names.to_vec(), values, forward: false }
+    QuerySpec { index, key_condition, filter, names: names.to_vec(), values, ..QuerySpec::default() }
 }
 
 /// How far an entry's timestamp may be from the time in its UUIDv7 id: both
@@ -260,9 +245,8 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
             forward: true,
             ..QuerySpec::default()
         };
-        let mut start = None;
-        loop {
-            let (items, last) = state.platform.store.query_page(&spec, start, 1000).await?;
+        let mut pages = state.platform.store.query_pages(&spec, None);
+        while let Some(items) = pages.next(Some(1000)).await? {
             if let Some(item) = items.into_iter().next() {
                 let mut entry = state.platform.store.reveal_audit(vec![item]).await?.remove(0);
                 // Data shaping, not access: personal fields are masked without pii:read.
@@ -270,10 +254,6 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
                     mask(&mut entry);
                 }
                 return Ok(Json(entry));
-            }
-            match last {
-                Some(key) => start = Some(key),
-                None => break,
             }
         }
     }

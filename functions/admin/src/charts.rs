@@ -11,15 +11,17 @@ use serde::{Deserialize, Serialize};
 use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
 use shared::domain::system_settings::{ModerationReason, Settings};
 use shared::http::Caller;
-use shared::http::extract::{ValidJson, ValidQuery, page_limit};
+use shared::http::extract::{PathId, ValidJson, ValidQuery, page_limit};
 use shared::platform::error::{Error, FieldError, Result};
+use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::store::ids::{ChartId, UserId};
 use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
 use crate::moderation::{self, Decision, Refusal};
-use crate::users::{MAX_READS_PER_PAGE, parse_time};
+use crate::users::MAX_READS_PER_PAGE;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChartPage {
@@ -68,10 +70,10 @@ pub struct ListQuery {
     ))]
 pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<ChartPage>> {
     let (limit, _) = checked_limit(&state, q.limit).await?;
-    let from = parse_time("created_from", &q.created_from)?;
-    let to = parse_time("created_to", &q.created_to)?;
-    if q.owner_id.as_deref().is_some_and(|o| uuid::Uuid::parse_str(o).is_err()) {
-        return Err(Error::field("owner_id", "must be a user id (UUID)"));
+    let from = time::field("created_from", q.created_from.as_deref())?.map(time::timestamp);
+    let to = time::field("created_to", q.created_to.as_deref())?.map(time::timestamp);
+    if q.owner_id.as_deref().is_some_and(|o| UserId::parse(o).is_none()) {
+        return Err(Error::field("owner_id", UserId::EXPECTED));
     }
     let title = match q.title.as_deref().map(|t| t.trim().to_lowercase()) {
         Some(t) if t.is_empty() || t.chars().count() > 100 => return Err(Error::field("title", "must be 1 to 100 characters")),
@@ -79,7 +81,7 @@ pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<Lis
     };
     let scope = format!("charts|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", q.status, q.owner_id, q.flagged, from, to, title);
     let cursors = state.platform.cursors().await?;
-    let mut start: Option<KeyPosition> = q.cursor.as_deref().map(|c| cursors.decode(&scope, c)).transpose()?;
+    let start: Option<KeyPosition> = q.cursor.as_deref().map(|c| cursors.decode(&scope, c)).transpose()?;
 
     // The narrowest index: an owner's charts, one moderation state, or all;
     // sort keys are `created#id`, so the time range is a key range.
@@ -105,19 +107,11 @@ pub async fn list(State(state): State<AdminState>, ValidQuery(q): ValidQuery<Lis
         values.push((":title", s(title.clone())));
     }
     let filter = filters.join(" AND ");
-    let spec = QuerySpec { index: Some(index), key_condition, filter: &filter, names, values, forward: false };
+    let spec = QuerySpec { index: Some(index), key_condition, filter: &filter, names, values, ..QuerySpec::default() };
 
-    let mut items = Vec::new();
-    for _ in 0..MAX_READS_PER_PAGE {
-        let (page, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit - items.len() as i32).await?;
-        for item in page {
-            items.push(charts::from_chart_item(item)?);
-        }
-        start = last.as_ref().map(position_of).transpose()?;
-        if start.is_none() || items.len() >= limit as usize {
-            break;
-        }
-    }
+    let (page, last) = state.platform.store.query_filled(&spec, start.as_ref().map(key_of), limit, MAX_READS_PER_PAGE).await?;
+    let items = page.into_iter().map(charts::from_chart_item).collect::<Result<Vec<_>>>()?;
+    let start = last.as_ref().map(position_of).transpose()?;
     let next_cursor = start.map(|p| cursors.encode(&scope, &p));
     Ok(Json(ChartPage { items, next_cursor }))
 }
@@ -217,7 +211,7 @@ pub struct ChartDetail {
         (status = 403, description = "Missing charts:read", body = shared::platform::error::Problem),
         (status = 404, description = "No such chart", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<AdminState>, Path(chart_id): Path<String>) -> Result<Json<ChartDetail>> {
+pub async fn read(State(state): State<AdminState>, PathId(chart_id): PathId<ChartId>) -> Result<Json<ChartDetail>> {
     let store = &state.platform.store;
     let chart = charts::get(store, &chart_id).await?.ok_or_else(|| Error::NotFound(format!("no chart {chart_id}")))?;
     let moderation_history = charts::history(store, &chart.id, 100).await?;

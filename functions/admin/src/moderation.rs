@@ -9,6 +9,7 @@ use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, Mod
 use shared::domain::jobs::{ChartModerationEmail, Job};
 use shared::domain::system_settings::ModerationReason;
 use shared::platform::error::Error;
+use shared::store::ids::ChartId;
 use shared::store::{Write, timestamp};
 
 /// What a moderator decided about one chart.
@@ -55,8 +56,11 @@ fn invalid_transition(action: ModerationAction, from: ModerationStatus) -> Refus
     Refusal::InvalidTransition(format!("cannot {} a chart that is {} (only from: {})", action.as_str(), from.as_str(), valid.join(", ")))
 }
 
+/// `chart_id` as the request gave it: one that is not a chart id is a chart
+/// that does not exist.
 pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Moderated, Refusal> {
-    let current = charts::get(store, chart_id).await.map_err(Refusal::Failed)?.ok_or(Refusal::NotFound)?;
+    let chart_id = ChartId::parse(chart_id).ok_or(Refusal::NotFound)?;
+    let current = charts::get(store, &chart_id).await.map_err(Refusal::Failed)?.ok_or(Refusal::NotFound)?;
     if current.version != decision.version {
         return Err(Refusal::Stale(format!("the chart was changed (version {} now, {} sent); reload and retry", current.version, decision.version)));
     }
@@ -77,8 +81,8 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
     };
     let put = |result: shared::Result<Write>| result.map_err(Refusal::Failed);
     let mut writes = vec![
-        put(next.to_item().and_then(|item| Write::put_versioned(&store.table, item, current.version)))?,
-        put(event.to_item().and_then(|item| Write::put_new(&store.table, item, Error::Conflict("duplicate moderation event".into()))))?,
+        put(next.to_item().and_then(|item| Write::put_versioned(store.table(), item, current.version)))?,
+        put(event.to_item().and_then(|item| Write::put_new(store.table(), item, Error::Conflict("duplicate moderation event".into()))))?,
     ];
     // The owner hears why their chart is no longer shown; the moderator's
     // free-text note stays internal.
@@ -97,7 +101,7 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
         .transpose()
         .map_err(Refusal::Failed)?;
     if let Some(job) = &notice {
-        writes.push(put(job.create_write(&store.table))?);
+        writes.push(put(job.create_write(store.table()))?);
     }
     let why = match decision.note {
         Some(note) => format!("{}: {note}", decision.reason.code),

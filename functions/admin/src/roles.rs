@@ -150,7 +150,7 @@ pub(crate) async fn judge_role_change(state: &AdminState, caller: &Caller, user:
         return Err(Error::field("roles", "you cannot change your own roles; ask another administrator"));
     }
     check_grant(&state.platform.store, caller, &catalog, catalog.permissions_of(&changed), action, "user", &user.id).await?;
-    roles::holder_writes(&state.platform.store.table, &catalog, &user.roles, next)
+    roles::holder_writes(state.platform.store.table(), &catalog, &user.roles, next)
 }
 
 /// Judge deleting `user` (taking all its roles away), and return the writes
@@ -159,7 +159,7 @@ pub(crate) async fn judge_user_removal(state: &AdminState, caller: &Caller, user
     let catalog = judging_catalog(state, caller, &user.roles).await?;
     // Deleting someone who holds a role you could not grant is escalation too.
     check_grant(&state.platform.store, caller, &catalog, catalog.permissions_of(&user.roles), "user.delete", "user", &user.id).await?;
-    roles::holder_writes(&state.platform.store.table, &catalog, &user.roles, &[])
+    roles::holder_writes(state.platform.store.table(), &catalog, &user.roles, &[])
 }
 
 // --- Roles ----------------------------------------------------------------
@@ -322,7 +322,7 @@ pub async fn update(
     if let Some(reason) = &body.reason {
         audit = audit.reason(reason.clone());
     }
-    store.commit(vec![update_write(&store.table, &next, current.version)?], &audit).await?;
+    store.commit(vec![update_write(store.table(), &next, current.version)?], &audit).await?;
     state.platform.roles.invalidate();
     Ok(Json(RoleView::custom(next)))
 }
@@ -394,7 +394,7 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(name):
     check_grant(store, &caller, &catalog, current.permission_set(), "role.delete", "role", &name).await?;
     // Only if nobody was given the role, and nobody edited it, meanwhile.
     let delete = Delete::builder()
-        .table_name(&store.table)
+        .table_name(store.table())
         .key("pk", s(PARTITION))
         .key("sk", s(CustomRole::sort_key(&name)))
         .condition_expression("#version = :expected AND holders = :none")
@@ -443,7 +443,7 @@ pub async fn assign(
         return Err(Error::field("reason", "at most 500 characters"));
     }
     let store = &state.platform.store;
-    let current = load_user(&state, &user_id).await?;
+    let current = load_user(&state, &shared::http::extract::path_id(&user_id)?).await?;
     if current.status == UserStatus::Deleted {
         return Err(Error::Conflict("the user is deleted".into()));
     }
@@ -453,7 +453,7 @@ pub async fn assign(
     let holders = judge_role_change(&state, &caller, &current, &body.roles, "user.assign_roles").await?;
     let mut next = current.next_version();
     next.roles = body.roles.clone();
-    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let mut writes = vec![Write::put_versioned(store.table(), next.to_item()?, current.version)?];
     writes.extend(holders);
     let mut audit = AuditEntry::new(&caller.actor(), "user.assign_roles", "user", &user_id).changes(Some(&current), Some(&next));
     if let Some(reason) = &body.reason {

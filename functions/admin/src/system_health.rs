@@ -68,6 +68,7 @@ pub async fn check_all(state: &AdminState) -> Health {
     let m = &state.monitoring;
     let config = &state.platform.config;
     let table = check("table".into(), true, async {
+        // The table's status (control plane), not its items: not a Store call.
         let out = m.dynamo.describe_table().table_name(&config.table).send().await.map_err(|e| shared::platform::error::error_chain(&e))?;
         match out.table.and_then(|t| t.table_status) {
             Some(aws_sdk_dynamodb::types::TableStatus::Active) | Some(aws_sdk_dynamodb::types::TableStatus::Updating) => Ok(()),

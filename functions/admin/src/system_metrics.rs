@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use shared::http::extract::ValidQuery;
 use shared::platform::error::{Error, Result, aws};
 use shared::platform::telemetry::MetricsRing;
+use shared::platform::time;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
@@ -288,10 +289,6 @@ impl MetricsSource for CloudWatchMetrics {
     }
 }
 
-fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
-    value.map(|v| DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| Error::field(field, "must be an RFC 3339 time"))).transpose()
-}
-
 #[utoipa::path(get, path = "/api/v1/admin/system/metrics", tag = "system", params(MetricsQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "Requests, error rates and latency percentiles per function, and queue depths", body = SystemMetrics),
@@ -299,8 +296,8 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>>
         (status = 403, description = "Missing system:read", body = shared::platform::error::Problem),
     ))]
 pub async fn read(State(state): State<AdminState>, ValidQuery(q): ValidQuery<MetricsQuery>) -> Result<Json<SystemMetrics>> {
-    let to = parse_time("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
-    let from = parse_time("from", q.from.as_deref())?.unwrap_or(to - Duration::hours(1));
+    let to = time::field("to", q.to.as_deref())?.unwrap_or_else(Utc::now);
+    let from = time::field("from", q.from.as_deref())?.unwrap_or(to - Duration::hours(1));
     if from >= to {
         return Err(Error::field("from", "must be before to"));
     }

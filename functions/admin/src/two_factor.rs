@@ -77,7 +77,7 @@ pub async fn reset(
         return deny("session not signed in with a second factor", Error::MfaRequired("sign in with your second factor to reset another user's 2FA".into()))
             .await;
     }
-    let target = load(&state, &user_id).await?;
+    let target = load(&state, &shared::http::extract::path_id(&user_id)?).await?;
     if target.id == *admin_id {
         return Err(Error::Conflict("this is your own account; use /api/v1/auth/2fa/disable".into()));
     }
@@ -95,9 +95,9 @@ pub async fn reset(
     let job = Job::of(admin_id, &job)?;
     let writes = vec![
         // The step-up code is used up, in the same transaction as the reset.
-        own_next.save(&store.table, Some(&own))?,
-        target_mfa.delete(&store.table)?,
-        job.create_write(&store.table)?,
+        own_next.save(store.table(), Some(&own))?,
+        target_mfa.delete(store.table())?,
+        job.create_write(store.table())?,
     ];
     let mut audit = AuditEntry::new(&caller.actor(), "mfa.reset", "user", &target.id).changes(Some(&target_mfa.audit_view()), None::<&Value>);
     if let Some(reason) = &body.reason {

@@ -12,14 +12,16 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::domain::jobs::Job;
-use shared::http::extract::{ValidJson, ValidQuery, page_limit};
+use shared::http::extract::{PathId, ValidJson, ValidQuery, page_limit, path_id};
 use shared::http::{Caller, Principal};
 use shared::identity::rbac::Permission;
 use shared::identity::users::{self, Email, User, UserStatus, check_name, check_password, check_roles};
 use shared::platform::crypto::hash_password;
 use shared::platform::error::{Error, FieldError, Result};
+use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
-use shared::store::{Write, s, timestamp};
+use shared::store::ids::UserId;
+use shared::store::{QuerySpec, Write, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AdminState, masking, roles};
@@ -113,10 +115,10 @@ pub async fn create(State(state): State<AdminState>, caller: Caller, ValidJson(b
     if let Some(password) = &body.password {
         user.password_hash = Some(hash_password(password)?);
     }
-    let mut writes = user.create_writes(&platform.store.table)?;
+    let mut writes = user.create_writes(platform.store.table())?;
     let invite_job = body.invite.then(|| Job::of(&caller.principal.user_id, &shared::domain::jobs::InviteEmail { user_id: user.id.clone() })).transpose()?;
     if let Some(job) = &invite_job {
-        writes.push(job.create_write(&platform.store.table)?);
+        writes.push(job.create_write(platform.store.table())?);
     }
     let audit = AuditEntry::new(&caller.actor(), "user.create", "user", &user.id).changes::<User, User>(None, Some(&user));
     platform.store.commit(writes, &audit).await?;
@@ -150,17 +152,6 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-pub(crate) fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
-    value
-        .as_deref()
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| timestamp(t.with_timezone(&chrono::Utc)))
-                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
-}
-
 /// At most this many DynamoDB pages are read to fill one response page, so a
 /// sparse filter cannot make one request expensive; the cursor continues.
 pub(crate) const MAX_READS_PER_PAGE: usize = 10;
@@ -173,8 +164,8 @@ pub(crate) const MAX_READS_PER_PAGE: usize = 10;
     ))]
 pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<UserPage>> {
     let limit = page_limit(q.limit)?;
-    let from = parse_time("created_from", &q.created_from)?;
-    let to = parse_time("created_to", &q.created_to)?;
+    let from = time::field("created_from", q.created_from.as_deref())?.map(timestamp);
+    let to = time::field("created_to", q.created_to.as_deref())?.map(timestamp);
     if let Some(role) = &q.role {
         let catalog = state.platform.roles.fresh_for(std::slice::from_ref(role)).await?;
         if let Some(e) = check_roles("role", std::slice::from_ref(role), &catalog).into_iter().next() {
@@ -187,7 +178,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     };
     let store = &state.platform.store;
     let scope = format!("users|{:?}|{:?}|{:?}|{:?}|{:?}", q.status, q.role, prefix, from, to);
-    let mut start: Option<KeyPosition> = match &q.cursor {
+    let start: Option<KeyPosition> = match &q.cursor {
         Some(c) => Some(state.platform.cursors().await?.decode(&scope, c)?),
         None => None,
     };
@@ -238,35 +229,10 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     }
     let newest_first = prefix.is_none();
 
-    let mut items = Vec::new();
-    for _ in 0..MAX_READS_PER_PAGE {
-        let mut query = store
-            .query()
-            .index_name(index)
-            .key_condition_expression(key_condition)
-            .scan_index_forward(!newest_first)
-            // Never read past what this page can return, so the last
-            // evaluated key is exactly where the next page starts.
-            .limit(limit - items.len() as i32)
-            .set_exclusive_start_key(start.as_ref().map(key_of));
-        if !filter.is_empty() {
-            query = query.filter_expression(&filter);
-        }
-        for (k, v) in &names {
-            query = query.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &values {
-            query = query.expression_attribute_values(*k, v.clone());
-        }
-        let out = query.send().await.map_err(shared::platform::error::aws("dynamodb Query (users)"))?;
-        for item in out.items.unwrap_or_default() {
-            items.push(UserView::of(users::from_user_item(item)?, &principal));
-        }
-        start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
-        if start.is_none() || items.len() >= limit as usize {
-            break;
-        }
-    }
+    let spec = QuerySpec { index: Some(index), key_condition, filter: &filter, names, values, forward: !newest_first, ..QuerySpec::default() };
+    let (page, last) = store.query_filled(&spec, start.as_ref().map(key_of), limit, MAX_READS_PER_PAGE).await?;
+    let items = page.into_iter().map(|item| Ok(UserView::of(users::from_user_item(item)?, &principal))).collect::<Result<Vec<_>>>()?;
+    let start = last.as_ref().map(position_of).transpose()?;
     let next_cursor = match &start {
         Some(position) => Some(state.platform.cursors().await?.encode(&scope, position)),
         None => None,
@@ -274,10 +240,7 @@ pub async fn list(State(state): State<AdminState>, principal: Principal, ValidQu
     Ok(Json(UserPage { items, next_cursor }))
 }
 
-pub(crate) async fn load(state: &AdminState, user_id: &str) -> Result<User> {
-    if uuid::Uuid::parse_str(user_id).is_err() {
-        return Err(Error::NotFound(format!("no user {user_id}")));
-    }
+pub(crate) async fn load(state: &AdminState, user_id: &UserId) -> Result<User> {
     users::get(&state.platform.store, user_id).await?.ok_or_else(|| Error::NotFound(format!("no user {user_id}")))
 }
 
@@ -288,7 +251,7 @@ pub(crate) async fn load(state: &AdminState, user_id: &str) -> Result<User> {
         (status = 403, description = "Missing users:read", body = shared::platform::error::Problem),
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<AdminState>, principal: Principal, Path(user_id): Path<String>) -> Result<Json<UserView>> {
+pub async fn read(State(state): State<AdminState>, principal: Principal, PathId(user_id): PathId<UserId>) -> Result<Json<UserView>> {
     let user = load(&state, &user_id).await?;
     Ok(Json(UserView::of(user, &principal)))
 }
@@ -342,6 +305,8 @@ pub async fn update(
     }
 
     let store = &state.platform.store;
+    // Checked after the body, as before ids were typed: a bad body is a 400 whatever the id.
+    let user_id: UserId = path_id(&user_id)?;
     let current = load(&state, &user_id).await?;
     if current.status == UserStatus::Deleted {
         return Err(Error::Conflict("the user is deleted".into()));
@@ -369,15 +334,15 @@ pub async fn update(
         }
         next.status = status;
     }
-    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let mut writes = vec![Write::put_versioned(store.table(), next.to_item()?, current.version)?];
     if let Some(email) = &email
         && email.as_str() != current.email
     {
         next.email = email.to_string();
-        writes[0] = Write::put_versioned(&store.table, next.to_item()?, current.version)?;
-        writes.push(Write::put_new(&store.table, next.guard_item(), User::email_taken())?);
+        writes[0] = Write::put_versioned(store.table(), next.to_item()?, current.version)?;
+        writes.push(Write::put_new(store.table(), next.guard_item(), User::email_taken())?);
         writes.push(Write::delete_existing(
-            &store.table,
+            store.table(),
             &User::guard_pk(&current.email),
             "GUARD",
             Error::Conflict("the user was changed; reload and retry".into()),
@@ -408,7 +373,7 @@ pub async fn update(
         (status = 404, description = "No such user", body = shared::platform::error::Problem),
         (status = 409, description = "Version conflict or already deleted", body = shared::platform::error::Problem),
     ))]
-pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_id): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
+pub async fn delete(State(state): State<AdminState>, caller: Caller, PathId(user_id): PathId<UserId>, headers: HeaderMap) -> Result<StatusCode> {
     let store = &state.platform.store;
     let current = load(&state, &user_id).await?;
     if user_id == caller.principal.user_id {
@@ -432,7 +397,7 @@ pub async fn delete(State(state): State<AdminState>, caller: Caller, Path(user_i
     let mut next = current.next_version();
     next.status = UserStatus::Deleted;
     next.deleted_at = Some(next.updated_at.clone());
-    let mut writes = vec![Write::put_versioned(&store.table, next.to_item()?, current.version)?];
+    let mut writes = vec![Write::put_versioned(store.table(), next.to_item()?, current.version)?];
     writes.extend(holder_writes);
     let audit = AuditEntry::new(&caller.actor(), "user.delete", "user", &user_id).changes(Some(&current), Some(&next));
     store.commit(writes, &audit).await?;
@@ -474,7 +439,7 @@ pub async fn unlock(
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(Error::field("reason", "at most 500 characters"));
     }
-    let user = load(&state, &user_id).await?;
+    let user = load(&state, &path_id(&user_id)?).await?;
     let unlocked = shared::identity::rate_limits::unlock_account(
         &state.platform.store,
         &state.platform.config.rate_limits,

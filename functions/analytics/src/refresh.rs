@@ -28,6 +28,6 @@ pub async fn create(State(state): State<AnalyticsState>, caller: Caller) -> Resu
     let job = Job::of(&caller.principal.user_id, &AnalyticsRefresh {})?;
     let store = &state.platform.store;
     let audit = AuditEntry::new(&caller.actor(), "analytics.refresh", "job", &job.id);
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    store.commit(vec![job.create_write(store.table())?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(RefreshAccepted { job_id: job.id, status: job.status })))
 }

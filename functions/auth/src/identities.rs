@@ -16,7 +16,7 @@ use shared::audit::AuditEntry;
 use shared::http::Caller;
 use shared::identity::users::{self, User};
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, Store, Write, attr_s, from_item, s, timestamp, to_item};
+use shared::store::{Item, QuerySpec, Store, Write, attr_s, from_item, s, timestamp, to_item};
 use utoipa::ToSchema;
 
 use crate::AuthState;
@@ -87,17 +87,15 @@ pub async fn linked_user(store: &Store, provider: &str, subject: &str) -> Result
 
 /// Every identity linked to a user.
 pub async fn of_user(store: &Store, user_id: &str) -> Result<Vec<Identity>> {
-    let out = store
-        .query()
-        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-        .expression_attribute_values(":pk", s(User::pk(user_id)))
-        .expression_attribute_values(":prefix", s("IDENTITY#"))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(shared::platform::error::aws("dynamodb Query (identities)"))?;
     // A user has at most one identity per configured provider: one page.
-    out.items.unwrap_or_default().into_iter().map(from_item).collect()
+    let spec = QuerySpec {
+        key_condition: "pk = :pk AND begins_with(sk, :prefix)",
+        values: vec![(":pk", s(User::pk(user_id))), (":prefix", s("IDENTITY#"))],
+        forward: true,
+        consistent: true,
+        ..QuerySpec::default()
+    };
+    store.query_all(&spec).await?.into_iter().map(from_item).collect()
 }
 
 /// The caller's ways to sign in.
@@ -139,9 +137,9 @@ pub async fn unlink(State(state): State<AuthState>, caller: Caller, Path(provide
     // What keeps the account reachable is asserted in the same transaction,
     // so two concurrent unlinks cannot both succeed and leave none.
     let remaining = if user.password_hash.is_some() {
-        Write::check(&store.table, &user_pk, "PROFILE", "attribute_exists(password_hash)", Vec::new(), last_way())?
+        Write::check(store.table(), &user_pk, "PROFILE", "attribute_exists(password_hash)", Vec::new(), last_way())?
     } else if let Some(other) = identities.iter().find(|i| i.provider != provider) {
-        Write::check(&store.table, &user_pk, &Identity::sk(&other.provider), "attribute_exists(pk)", Vec::new(), last_way())?
+        Write::check(store.table(), &user_pk, &Identity::sk(&other.provider), "attribute_exists(pk)", Vec::new(), last_way())?
     } else {
         let audit = AuditEntry::new(&caller.actor(), "identity.unlink", "user", &user.id)
             .outcome(shared::audit::Outcome::Denied)
@@ -150,8 +148,8 @@ pub async fn unlink(State(state): State<AuthState>, caller: Caller, Path(provide
         return Err(last_way());
     };
     let writes = vec![
-        Write::delete_existing(&store.table, &user_pk, &Identity::sk(&provider), missing())?,
-        Write::delete_existing(&store.table, &Identity::guard_pk(&provider, &identity.subject), "GUARD", missing())?,
+        Write::delete_existing(store.table(), &user_pk, &Identity::sk(&provider), missing())?,
+        Write::delete_existing(store.table(), &Identity::guard_pk(&provider, &identity.subject), "GUARD", missing())?,
         remaining,
     ];
     let audit = AuditEntry::new(&caller.actor(), "identity.unlink", "user", &user.id).changes::<Identity, Identity>(Some(identity), None);

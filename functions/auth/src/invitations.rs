@@ -69,9 +69,9 @@ pub async fn accept(State(state): State<AuthState>, meta: RequestMeta, ValidJson
     activated.status = UserStatus::Active;
     activated.password_hash = Some(hash_password(&body.password)?);
     let writes = vec![
-        Write::put_versioned(&store.table, activated.to_item()?, user.version)?,
+        Write::put_versioned(store.table(), activated.to_item()?, user.version)?,
         // Single use: the invitation must still exist when the change lands.
-        Write::delete_existing(&store.table, &pk, "INVITE", invalid())?,
+        Write::delete_existing(store.table(), &pk, "INVITE", invalid())?,
     ];
     let audit = AuditEntry::new(&meta.actor(&user.id), "user.activate", "user", &user.id).changes(Some(&user), Some(&activated));
     store.commit(writes, &audit).await?;

@@ -77,9 +77,9 @@ pub(crate) async fn sign_in(
     audit: AuditEntry,
 ) -> Result<TokenResponse> {
     let store = &state.platform.store;
-    let (family, refresh_token, session_writes) = sessions::start(&store.table, user, meta, &grant)?;
+    let (family, refresh_token, session_writes) = sessions::start(store.table(), user, meta, &grant)?;
     writes.extend(session_writes);
-    writes.push(touch_last_login(&store.table, user)?);
+    writes.push(touch_last_login(store.table(), user)?);
     store.commit(writes, &audit).await?;
     let access = state.signer.access_token(user, &family.id, &grant).await?;
     Ok(TokenResponse::new(access, refresh_token, &grant))

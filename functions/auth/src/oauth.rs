@@ -11,7 +11,6 @@
 //! `OAUTHLINK#sha256(token) / LINK`. Both expire through `ttl` and are also
 //! checked explicitly (DynamoDB deletes expired items only eventually).
 
-use aws_sdk_dynamodb::types::ReturnValue;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -26,7 +25,7 @@ use shared::http::extract::{ValidJson, ValidQuery};
 use shared::identity::users::{self, Email, User, UserStatus, check_name};
 use shared::platform::crypto::{Sealed, dummy_password_hash, random_token, sha256_hex, verify_password};
 use shared::platform::error::{Error, Result};
-use shared::store::{Store, Write, from_item, s, timestamp, to_item};
+use shared::store::{Store, UpdateSpec, Write, from_item, s, timestamp, to_item};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AuthState;
@@ -134,15 +133,9 @@ async fn begin(state: &AuthState, provider: &Provider) -> Result<StartResponse> 
     };
     // Not audited: nothing changed yet, and anyone may start a sign-in.
     // The callback's outcome is audited.
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(to_item(&attempt)?))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await
-        .map_err(shared::platform::error::aws("dynamodb PutItem (oauth state)"))?;
+    if !store.put_new(to_item(&attempt)?).await? {
+        return Err(Error::internal("oauth state: a new random state's item already exists"));
+    }
     Ok(StartResponse { authorization_url: url.to_string(), state: raw_state, expires_in: ATTEMPT_SECONDS })
 }
 
@@ -261,27 +254,15 @@ enum NoAttempt {
 /// exactly one gets it.
 async fn take_attempt(store: &Store, raw_state: &str) -> Result<std::result::Result<Attempt, NoAttempt>> {
     let pk = attempt_pk(raw_state);
-    let result = store
-        .client
-        .update_item()
-        .table_name(&store.table)
-        .key("pk", s(&pk))
-        .key("sk", s("STATE"))
-        .update_expression("SET #status = :used, used_at = :now")
-        .condition_expression("#status = :pending")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":used", s("used"))
-        .expression_attribute_values(":pending", s("pending"))
-        .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
-    match result {
-        Ok(out) => from_item(out.attributes.unwrap_or_default()).map(Ok),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-            Ok(Err(if store.get_item(&pk, "STATE").await?.is_some() { NoAttempt::AlreadyUsed } else { NoAttempt::Unknown }))
-        }
-        Err(e) => Err(shared::platform::error::aws("dynamodb UpdateItem (oauth state)")(e)),
+    let take = UpdateSpec::new("SET #status = :used, used_at = :now")
+        .condition("#status = :pending")
+        .name("#status", "status")
+        .value(":used", s("used"))
+        .value(":pending", s("pending"))
+        .value(":now", s(timestamp(chrono::Utc::now())));
+    match store.update(&pk, "STATE", &take).await? {
+        Some(taken) => from_item(taken).map(Ok),
+        None => Ok(Err(if store.get_item(&pk, "STATE").await?.is_some() { NoAttempt::AlreadyUsed } else { NoAttempt::Unknown })),
     }
 }
 
@@ -462,7 +443,7 @@ async fn offer_link(store: &Journal, meta: &RequestMeta, provider: &str, identit
         expires_at: now + ATTEMPT_SECONDS,
         ttl: now + ATTEMPT_SECONDS,
     };
-    let write = Write::put_new(&store.table, to_item(&link)?, Error::Conflict("link token collision; retry".into()))?;
+    let write = Write::put_new(store.table(), to_item(&link)?, Error::Conflict("link token collision; retry".into()))?;
     let audit = AuditEntry::new(&meta.actor("anonymous"), "identity.link_offered", "user", &user.id)
         .reason(format!("a {provider} account with this verified email signed in; waiting for the owner to confirm"));
     store.commit(vec![write], &audit).await?;
@@ -476,8 +457,8 @@ async fn sign_up(store: &Journal, meta: &RequestMeta, provider: &str, identity: 
     let name = identity.name.as_deref().filter(|n| check_name("name", n).is_none()).unwrap_or(local_part);
     let user = User::new(email, name, vec!["user".to_string()], UserStatus::Active);
     let linked = Identity::new(&user.id, provider, &identity.subject, Some(email.as_str()));
-    let mut writes = user.create_writes(&store.table)?;
-    writes.extend(linked.link_writes(&store.table)?);
+    let mut writes = user.create_writes(store.table())?;
+    writes.extend(linked.link_writes(store.table())?);
     let audit = AuditEntry::new(&meta.actor(&user.id), "user.create", "user", &user.id)
         .reason(format!("signed up with {provider}"))
         .changes::<User, User>(None, Some(&user));
@@ -545,7 +526,7 @@ pub async fn confirm_link(
             });
             if !password_ok {
                 // One guess per link: a wrong password spends the token.
-                let spend = Write::delete_existing(&store.table, &pk, "LINK", invalid())?;
+                let spend = Write::delete_existing(store.table(), &pk, "LINK", invalid())?;
                 let audit = AuditEntry::new(&actor, "identity.link", "user", &user.id).outcome(Outcome::Failure).reason("wrong password");
                 store.commit(vec![spend], &audit).await?;
                 return Err(Error::Unauthorized("wrong password; sign in with the provider again to retry".into()));
@@ -557,8 +538,8 @@ pub async fn confirm_link(
     let method = format!("oauth:{}", link.provider);
     check_can_sign_in(store, &meta, &user, &method).await?;
     let identity = Identity::new(&user.id, &link.provider, &link.subject, Some(&link.email));
-    let mut writes = identity.link_writes(&store.table)?;
-    writes.push(Write::delete_existing(&store.table, &pk, "LINK", invalid())?);
+    let mut writes = identity.link_writes(store.table())?;
+    writes.push(Write::delete_existing(store.table(), &pk, "LINK", invalid())?);
     let audit = AuditEntry::new(&actor, "identity.link", "user", &user.id)
         .reason(format!("confirmed with {proof}"))
         .changes::<Identity, Identity>(None, Some(&identity));

@@ -166,7 +166,7 @@ fn parse_token(raw: &str) -> Result<(&str, &str)> {
 
 async fn revoke_family(store: &Journal, user_id: &str, family_id: &str, audit: AuditEntry) -> Result<()> {
     let update = Update::builder()
-        .table_name(&store.table)
+        .table_name(store.table())
         .key("pk", s(User::pk(user_id)))
         .key("sk", s(format!("SESSION#{family_id}")))
         .update_expression("SET #status = :revoked, revoked_at = :now")
@@ -237,7 +237,7 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
 
     let (token, next) = RefreshRecord::issue(&user.id, family_id);
     let rotate = Update::builder()
-        .table_name(&store.table)
+        .table_name(store.table())
         .key("pk", s(&record.pk))
         .key("sk", s("REFRESH"))
         .update_expression("SET #status = :rotated, rotated_at = :now")
@@ -249,7 +249,7 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
         .build()
         .map_err(|e| Error::internal(e.to_string()))?;
     let touch = Update::builder()
-        .table_name(&store.table)
+        .table_name(store.table())
         .key("pk", s(&family.pk))
         .key("sk", s(&family.sk))
         .condition_expression("#status = :active")
@@ -271,7 +271,7 @@ pub async fn refresh(State(state): State<AuthState>, meta: RequestMeta, ValidJso
         // Lost a race with another refresh of the same token: that is reuse too.
         Write::raw(TransactWriteItem::builder().update(rotate).build(), Some(invalid_token())),
         Write::raw(TransactWriteItem::builder().update(touch).build(), Some(invalid_token())),
-        Write::put_new(&store.table, to_item(&next)?, Error::Conflict("token exists".into()))?,
+        Write::put_new(store.table(), to_item(&next)?, Error::Conflict("token exists".into()))?,
     ];
     let mut audit = AuditEntry::new(&actor, "auth.refresh", "session", family_id);
     if newly_limited {

@@ -89,7 +89,7 @@ pub async fn challenge(store: &Journal, user: &User, meta: &RequestMeta, amr: &[
     };
     let audit = AuditEntry::new(&meta.actor(&user.id), "auth.login_challenge", "user", &user.id)
         .reason(format!("first factor accepted ({}); waiting for the second", amr.join("+")));
-    let write = Write::put_new(&store.table, to_item(&record)?, Error::Conflict("challenge exists".into()))?;
+    let write = Write::put_new(store.table(), to_item(&record)?, Error::Conflict("challenge exists".into()))?;
     store.commit(vec![write], &audit).await?;
     Ok(MfaChallenge { mfa_required: true, challenge_token: token, expires_in: CHALLENGE_SECONDS })
 }
@@ -211,7 +211,7 @@ pub async fn enable(State(state): State<AuthState>, caller: Caller) -> Result<Re
     let otpauth_uri = two_factor::provisioning_uri(&secret, &user.email)?;
     let (qr_svg, qr_png) = crate::qr::render(&otpauth_uri)?;
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.enable", "user", &user.id), current.as_ref(), Some(&record));
-    store.commit(vec![record.save(&store.table, current.as_ref())?], &audit).await?;
+    store.commit(vec![record.save(store.table(), current.as_ref())?], &audit).await?;
     Ok(no_store(Json(Enrolment {
         status: MfaStatus::Pending,
         secret: two_factor::secret_base32(&secret)?,
@@ -260,7 +260,7 @@ async fn confirm_enrolment(state: &AuthState, caller: &Caller, code: &str) -> Re
     next.recovery_codes = two_factor::recovery_code_hashes(user_id, &codes);
     next.activated_at = Some(next.updated_at.clone());
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.activate", "user", user_id), Some(&current), Some(&next));
-    store.commit(vec![next.save(&store.table, Some(&current))?], &audit).await?;
+    store.commit(vec![next.save(store.table(), Some(&current))?], &audit).await?;
     Ok(RecoveryCodes { status: MfaStatus::Active, recovery_codes: codes })
 }
 
@@ -304,8 +304,8 @@ async fn complete_sign_in(state: &AuthState, meta: &RequestMeta, token: &str, co
     grant.amr.extend([factor.amr().to_string(), amr::MFA.to_string()]);
     let writes = vec![
         // Single use: the challenge must be exactly as read when this lands.
-        Write::delete_versioned(&store.table, &challenge.pk, CHALLENGE_SK, challenge.version)?,
-        next.save(&store.table, Some(&current))?,
+        Write::delete_versioned(store.table(), &challenge.pk, CHALLENGE_SK, challenge.version)?,
+        next.save(store.table(), Some(&current))?,
     ];
     let reason = match factor {
         two_factor::SecondFactor::Totp => "second factor: TOTP code".to_string(),
@@ -326,7 +326,7 @@ fn locked() -> Error {
 async fn count_failure<T>(store: &Journal, actor: &Actor, challenge: &Challenge) -> Result<T> {
     let failures = challenge.failures + 1;
     let next = Challenge { failures, version: challenge.version + 1, ..challenge.clone() };
-    let write = Write::put_versioned(&store.table, to_item(&next)?, challenge.version)?;
+    let write = Write::put_versioned(store.table(), to_item(&next)?, challenge.version)?;
     let is_locked = failures >= MAX_CHALLENGE_FAILURES;
     let audit = if is_locked {
         AuditEntry::new(actor, "auth.mfa_lockout", "user", &challenge.user_id)
@@ -377,7 +377,7 @@ pub async fn disable(State(state): State<AuthState>, caller: Caller, ValidJson(b
         return refuse(store, &caller.actor(), "mfa.disable", &user.id, if code.is_some() { "code" } else { "password" }).await;
     }
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.disable", "user", &user.id), Some(&current), None);
-    store.commit(vec![current.delete(&store.table)?], &audit).await?;
+    store.commit(vec![current.delete(store.table())?], &audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -400,6 +400,6 @@ pub async fn regenerate_recovery_codes(State(state): State<AuthState>, caller: C
     let codes = two_factor::new_recovery_codes();
     next.recovery_codes = two_factor::recovery_code_hashes(user_id, &codes);
     let audit = audit_change(AuditEntry::new(&caller.actor(), "mfa.recovery_codes_regenerate", "user", user_id), Some(&current), Some(&next));
-    store.commit(vec![next.save(&store.table, Some(&current))?], &audit).await?;
+    store.commit(vec![next.save(store.table(), Some(&current))?], &audit).await?;
     Ok(no_store(Json(RecoveryCodes { status: MfaStatus::Active, recovery_codes: codes })))
 }

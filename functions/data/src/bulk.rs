@@ -9,7 +9,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,10 +19,12 @@ use shared::domain::charts::{self, ModerationStatus};
 use shared::domain::data_jobs::{self, BulkOp, BulkParams, BulkTarget, ChartChanges, Dataset, ItemResult, SEGMENT_SIZE, UserChanges};
 use shared::domain::jobs::{Job, JobKind, JobStatus, Progress};
 use shared::http::Caller;
-use shared::http::extract::ValidJson;
+use shared::http::extract::{PathId, ValidJson};
 use shared::identity::users::UserStatus;
 use shared::platform::error::{Error, FieldError, Result};
-use shared::store::{Item, s};
+use shared::platform::time;
+use shared::store::ids::{JobId, UserId};
+use shared::store::{Item, QuerySpec, s};
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -126,17 +128,6 @@ fn check_reason(reason: &Option<String>) -> Option<FieldError> {
     reason.as_ref().filter(|r| r.chars().count() > 500 || r.trim().is_empty()).map(|_| FieldError::new("reason", "1 to 500 characters"))
 }
 
-fn parse_time(field: &str, value: &Option<String>) -> Result<Option<String>> {
-    value
-        .as_deref()
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(v)
-                .map(|t| shared::store::timestamp(t.with_timezone(&chrono::Utc)))
-                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
-}
-
 /// Validate the update's `changes` for the dataset (fields named `changes.x`).
 async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> Result<(Option<UserChanges>, Option<ChartChanges>)> {
     let bytes = serde_json::to_vec(changes).map_err(|e| Error::internal(e.to_string()))?;
@@ -175,8 +166,10 @@ async fn parse_changes(state: &DataState, dataset: Dataset, changes: &Value) -> 
                 return Err(Error::field("changes.kind", format!("must be one of {}", charts::KINDS.join(", "))));
             }
             if let Some(owner) = &c.owner_id {
-                let exists = uuid::Uuid::parse_str(owner).is_ok()
-                    && shared::identity::users::get(&state.platform.store, owner).await?.is_some_and(|u| u.status != UserStatus::Deleted);
+                let exists = match UserId::parse(owner) {
+                    Some(owner) => shared::identity::users::get(&state.platform.store, &owner).await?.is_some_and(|u| u.status != UserStatus::Deleted),
+                    None => false,
+                };
                 if !exists {
                     return Err(Error::field("changes.owner_id", "names no user"));
                 }
@@ -253,8 +246,8 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
             errors.push(FieldError::new(format!("filter.{field}"), format!("does not apply to {}", dataset.as_str())));
         }
     };
-    let from = parse_time("filter.created_from", &f.created_from)?;
-    let to = parse_time("filter.created_to", &f.created_to)?;
+    let from = time::field("filter.created_from", f.created_from.as_deref())?.map(shared::store::timestamp);
+    let to = time::field("filter.created_to", f.created_to.as_deref())?.map(shared::store::timestamp);
     let criteria =
         [f.status.is_some(), f.role.is_some(), f.email_prefix.is_some(), f.owner_id.is_some(), f.moderation_status.is_some(), from.is_some(), to.is_some()];
     if op != BulkOp::Restore && !criteria.iter().any(|c| *c) {
@@ -315,9 +308,9 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
             wrong(&mut errors, "role", f.role.is_some());
             wrong(&mut errors, "email_prefix", f.email_prefix.is_some());
             if let Some(owner) = &f.owner_id
-                && uuid::Uuid::parse_str(owner).is_err()
+                && UserId::parse(owner).is_none()
             {
-                errors.push(FieldError::new("filter.owner_id", "must be a user id (UUID)"));
+                errors.push(FieldError::new("filter.owner_id", UserId::EXPECTED));
             }
             match (op, &f.owner_id, f.moderation_status) {
                 (BulkOp::Restore, owner, status) => {
@@ -361,25 +354,21 @@ fn filter_query(op: BulkOp, dataset: Dataset, f: &BulkFilter) -> Result<FilterQu
 async fn query_filter(state: &DataState, q: &FilterQuery, cap: usize) -> Result<Vec<Item>> {
     let store = &state.platform.store;
     let filter = q.filters.join(" AND ");
+    let spec = QuerySpec {
+        index: Some(q.index),
+        key_condition: q.key,
+        filter: &filter,
+        names: q.names.clone(),
+        values: q.values.clone(),
+        forward: true,
+        consistent: false,
+    };
     let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let mut query = store.query().index_name(q.index).key_condition_expression(q.key).set_exclusive_start_key(start);
-        if !filter.is_empty() {
-            query = query.filter_expression(&filter);
-        }
-        for (k, v) in &q.names {
-            query = query.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &q.values {
-            query = query.expression_attribute_values(*k, v.clone());
-        }
-        let out = query.send().await.map_err(shared::platform::error::aws("dynamodb Query (bulk filter)"))?;
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() || items.len() > cap {
-            break;
-        }
+    let mut pages = store.query_pages(&spec, None);
+    while items.len() <= cap
+        && let Some(page) = pages.next(None).await?
+    {
+        items.extend(page);
     }
     items.truncate(cap + 1);
     Ok(items)
@@ -507,7 +496,7 @@ async fn run(state: DataState, caller: Caller, ask: Ask) -> Result<Response> {
         .map(|(segment, targets)| data_jobs::SegmentPlan { job_id: job.id.clone(), segment, targets: targets.to_vec(), ttl }.to_item())
         .collect::<Result<Vec<_>>>()?;
     store.batch_put(plans).await?;
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    store.commit(vec![job.create_write(store.table())?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(BulkAccepted { job_id: job.id, status: job.status, total: targets.len(), segments: segments.len() })).into_response())
 }
 
@@ -605,7 +594,7 @@ pub struct BulkJobStatus {
         (status = 403, description = "Missing data:bulk", body = shared::platform::error::Problem),
         (status = 404, description = "No such bulk job of yours", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<BulkJobStatus>> {
+pub async fn read(State(state): State<DataState>, caller: Caller, PathId(job_id): PathId<JobId>) -> Result<Json<BulkJobStatus>> {
     let kinds = [JobKind::BulkUpdate, JobKind::BulkDelete, JobKind::BulkRestore];
     let job = crate::owned_job(&state, &caller.principal, &job_id, &kinds).await?;
     let params: BulkParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("bulk job params: {e}")))?;

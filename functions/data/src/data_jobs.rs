@@ -19,6 +19,7 @@ use shared::http::extract::{ValidQuery, page_limit};
 use shared::http::{Caller, Principal};
 use shared::platform::error::{Error, Result};
 use shared::store::cursor::{KeyPosition, key_of, position_of};
+use shared::store::ids::JobId;
 use shared::store::{QuerySpec, Write, s};
 use utoipa::{IntoParams, ToSchema};
 
@@ -110,10 +111,8 @@ impl JobView {
 /// existence is not revealed).
 async fn own_job(state: &DataState, principal: &Principal, job_id: &str) -> Result<Job> {
     let not_found = || Error::NotFound(format!("no data job {job_id}"));
-    if job_id.len() > 64 || job_id.contains('#') {
-        return Err(not_found());
-    }
-    match jobs::get(&state.platform.store, job_id).await? {
+    let Some(job_id) = JobId::parse(job_id) else { return Err(not_found()) };
+    match jobs::get(&state.platform.store, &job_id).await? {
         Some(job) if job.owner_id == principal.user_id && DATA_JOB_KINDS.contains(&job.kind) => Ok(job),
         _ => Err(not_found()),
     }
@@ -188,7 +187,7 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
         filter: &filter,
         names: vec![("#type", "type"), ("#kind", "kind")],
         values,
-        forward: false,
+        ..QuerySpec::default()
     };
     let (items, last) = state.platform.store.query_page(&spec, start.as_ref().map(key_of), limit).await?;
     let items = items.into_iter().map(|i| shared::store::from_item::<Job>(i).map(JobView::of)).collect::<Result<Vec<_>>>()?;
@@ -221,6 +220,6 @@ pub async fn cancel(State(state): State<DataState>, caller: Caller, Path(job_id)
     cancelled.updated_at = shared::store::timestamp(chrono::Utc::now());
     let audit = AuditEntry::new(&caller.actor(), "data.export_cancel", "job", &job.id)
         .changes(Some(&json!({ "status": job.status })), Some(&json!({ "status": cancelled.status })));
-    store.commit(vec![Write::put_versioned(&store.table, cancelled.to_item()?, job.version)?], &audit).await?;
+    store.commit(vec![Write::put_versioned(store.table(), cancelled.to_item()?, job.version)?], &audit).await?;
     Ok(Json(JobView::of(cancelled)))
 }

@@ -19,6 +19,7 @@ use shared::http::{Caller, Principal};
 use shared::identity::rbac::Permission;
 use shared::platform::crypto::{random_token, sha256_hex};
 use shared::platform::error::{Error, Result};
+use shared::store::ids::{SubjectRequestId, UserId};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
@@ -60,9 +61,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id
     // Erasing another user needs data:erase: the route's rule (self or permission).
     let store = &state.platform.store;
     let missing = || Error::NotFound(format!("no user {user_id}"));
-    if uuid::Uuid::parse_str(&user_id).is_err() {
-        return Err(missing());
-    }
+    let user_id = UserId::parse(&user_id).ok_or_else(missing)?;
     let user = shared::identity::users::get(store, &user_id).await?.ok_or_else(missing)?;
     if user.roles.iter().any(|r| r == "super_admin") {
         return Err(Error::Conflict("a super admin cannot be erased: remove the super_admin role first (there must always be one)".into()));
@@ -73,9 +72,9 @@ pub async fn create(State(state): State<DataState>, caller: Caller, Path(user_id
     let params = serde_json::json!({ "request_id": request.id, "receipt_sha256": sha256_hex(receipt.as_bytes()) });
     let job = Job::new(shared::domain::jobs::JobKind::Erasure, subject_requests::ERASURE_JOB_OWNER, params);
     request.job_id = Some(job.id.clone());
-    let guard = subject_requests::erasure_guard(&store.table, &user_id, &request.id)?;
+    let guard = subject_requests::erasure_guard(store.table(), &user_id, &request.id)?;
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
-    subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?, guard], audit).await?;
+    subject_requests::create_with(store, &request, vec![job.create_write(store.table())?, guard], audit).await?;
     let location = format!("/api/v1/data/requests/{}", request.id);
     let accepted = ErasureAccepted {
         certificate_location: format!("{location}/certificate"),
@@ -113,9 +112,7 @@ pub async fn certificate(
 ) -> Result<Json<Value>> {
     let store = &state.platform.store;
     let not_found = || Error::NotFound(format!("no erasure request {request_id}"));
-    if uuid::Uuid::parse_str(&request_id).is_err() {
-        return Err(not_found());
-    }
+    let request_id = SubjectRequestId::parse(&request_id).ok_or_else(not_found)?;
     let request = subject_requests::get(store, &request_id).await?.filter(|r| r.kind == RequestKind::Erasure).ok_or_else(not_found)?;
     let job = match &request.job_id {
         Some(id) => shared::domain::jobs::get(store, id).await?,

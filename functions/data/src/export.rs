@@ -178,7 +178,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     after["delivery"] = json!("job");
     after["decision"] = serde_json::to_value(&decision).map_err(|e| Error::internal(e.to_string()))?;
     let audit = AuditEntry::new(&caller.actor(), "data.export", "job", &job.id).changes::<(), _>(None, Some(&after));
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    store.commit(vec![job.create_write(store.table())?], &audit).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location.clone())], Json(ExportAccepted { job_id: job.id, status: job.status, location })).into_response())
 }

@@ -17,6 +17,7 @@ use shared::domain::subject_requests::{self, ExportJobParams, Regime, RequestKin
 use shared::http::Caller;
 use shared::http::extract::ValidJson;
 use shared::platform::error::{Error, Result};
+use shared::store::ids::UserId;
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -61,18 +62,16 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
     // before this runs, so who may not ask learns nothing about who exists.
     let store = &state.platform.store;
     let missing = || Error::NotFound(format!("no user {subject_id}"));
-    if uuid::Uuid::parse_str(&subject_id).is_err() {
-        return Err(missing());
-    }
+    let subject_id = UserId::parse(&subject_id).ok_or_else(missing)?;
     shared::identity::users::get(store, &subject_id).await?.ok_or_else(missing)?;
 
     let mut request = SubjectRequest::new(RequestKind::Export, body.regime, &subject_id, &me);
-    let params = ExportJobParams { request_id: request.id.clone(), subject_id: subject_id.clone(), regime: body.regime };
+    let params = ExportJobParams { request_id: request.id.clone(), subject_id: subject_id.to_string(), regime: body.regime };
     // The job belongs to whoever asked: they follow and download it.
     let job = Job::new(shared::domain::jobs::JobKind::GdprExport, &me, serde_json::to_value(&params).map_err(|e| Error::internal(e.to_string()))?);
     request.job_id = Some(job.id.clone());
     let audit = request.audit(&caller.actor(), "data.subject_request.create");
-    subject_requests::create_with(store, &request, vec![job.create_write(&store.table)?], audit).await?;
+    subject_requests::create_with(store, &request, vec![job.create_write(store.table())?], audit).await?;
     let location = format!("/api/v1/data/jobs/{}", job.id);
     let accepted = SubjectExportAccepted { request_id: request.id, job_id: job.id, status: request.status, due_at: request.due_at, location: location.clone() };
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())

@@ -8,16 +8,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::domain::data_jobs::{self, Compression, Dataset, ImportFormat, ImportParams};
 use shared::domain::jobs::{Job, JobStatus, Progress};
-use shared::http::extract::ValidJson;
+use shared::http::extract::{PathId, ValidJson};
 use shared::http::{Caller, Principal};
 use shared::platform::error::{Error, Result};
 use shared::store::Write;
+use shared::store::ids::JobId;
 use utoipa::ToSchema;
 
 use crate::DataState;
@@ -108,7 +109,7 @@ pub async fn create(State(state): State<DataState>, caller: Caller, ValidJson(bo
         None,
         Some(&serde_json::json!({ "dataset": params.dataset, "format": params.format, "compression": params.compression, "dry_run": params.dry_run })),
     );
-    store.commit(vec![job.create_write(&store.table)?], &audit).await?;
+    store.commit(vec![job.create_write(store.table())?], &audit).await?;
     let (url, headers) = presign(&state, true, &params.object_key, UPLOAD_SECONDS).await?;
     Ok((
         StatusCode::CREATED,
@@ -145,7 +146,7 @@ pub struct ImportStarted {
         (status = 404, description = "No such import of yours", body = shared::platform::error::Problem),
         (status = 409, description = "No file uploaded yet, the file changed after the import started, or the import already finished", body = shared::platform::error::Problem),
     ))]
-pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<(StatusCode, Json<ImportStarted>)> {
+pub async fn start(State(state): State<DataState>, caller: Caller, PathId(job_id): PathId<JobId>) -> Result<(StatusCode, Json<ImportStarted>)> {
     let job = crate::owned_job(&state, &caller.principal, &job_id, &[shared::domain::jobs::JobKind::DataImport]).await?;
     if job.status.is_final() {
         return Err(Error::Conflict(format!("the import already finished ({}); create a new import to import again", job.status.as_str())));
@@ -180,7 +181,7 @@ pub async fn start(State(state): State<DataState>, caller: Caller, Path(job_id):
     if rerun {
         audit = audit.reason("re-run");
     }
-    store.commit(vec![Write::put_versioned(&store.table, next.to_item()?, job.version)?], &audit).await?;
+    store.commit(vec![Write::put_versioned(store.table(), next.to_item()?, job.version)?], &audit).await?;
     Ok((StatusCode::ACCEPTED, Json(ImportStarted { job_id: next.id, status: next.status, bytes })))
 }
 
@@ -211,7 +212,7 @@ pub struct ImportStatus {
         (status = 403, description = "Missing data:import", body = shared::platform::error::Problem),
         (status = 404, description = "No such import of yours", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<DataState>, caller: Caller, Path(job_id): Path<String>) -> Result<Json<ImportStatus>> {
+pub async fn read(State(state): State<DataState>, caller: Caller, PathId(job_id): PathId<JobId>) -> Result<Json<ImportStatus>> {
     let principal: &Principal = &caller.principal;
     let job = crate::owned_job(&state, principal, &job_id, &[shared::domain::jobs::JobKind::DataImport]).await?;
     let params = import_params(&job)?;

@@ -145,13 +145,10 @@ static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::op
 pub(crate) async fn owned_job(
     state: &DataState,
     caller: &shared::http::Principal,
-    job_id: &str,
+    job_id: &shared::store::ids::JobId,
     kinds: &[shared::domain::jobs::JobKind],
 ) -> shared::Result<shared::domain::jobs::Job> {
     let missing = || shared::Error::NotFound(format!("no job {job_id}"));
-    if uuid::Uuid::parse_str(job_id).is_err() {
-        return Err(missing());
-    }
     let job = shared::domain::jobs::get(&state.platform.store, job_id).await?.ok_or_else(missing)?;
     if !kinds.contains(&job.kind) || job.owner_id != caller.user_id {
         return Err(missing());

@@ -5,14 +5,15 @@
 //! (its existence is not revealed).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use shared::domain::subject_requests::{self, RequestFilter, RequestKind, RequestStatus, SubjectRequestView};
 use shared::http::Principal;
-use shared::http::extract::{ValidQuery, page_limit};
+use shared::http::extract::{PathId, ValidQuery, page_limit};
 use shared::identity::rbac::Permission;
 use shared::platform::error::{Error, Result};
 use shared::store::cursor::KeyPosition;
+use shared::store::ids::SubjectRequestId;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DataState;
@@ -71,7 +72,7 @@ pub async fn list(State(state): State<DataState>, principal: Principal, ValidQue
         (status = 200, description = "The request: status, deadline, whether it is overdue, its job and result", body = SubjectRequestView),
         (status = 404, description = "No such request about you (or, with data:requests, at all)", body = shared::platform::error::Problem),
     ))]
-pub async fn read(State(state): State<DataState>, principal: Principal, Path(request_id): Path<String>) -> Result<Json<SubjectRequestView>> {
+pub async fn read(State(state): State<DataState>, principal: Principal, PathId(request_id): PathId<SubjectRequestId>) -> Result<Json<SubjectRequestView>> {
     let not_found = || Error::NotFound(format!("no subject request {request_id}"));
     let request = subject_requests::get(&state.platform.store, &request_id).await?.ok_or_else(not_found)?;
     // About the caller: by the commitment, which outlives the subject id.

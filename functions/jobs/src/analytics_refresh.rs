@@ -106,8 +106,8 @@ pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed>
     item.insert("sk".into(), s(revenue::META_SK));
     item.insert("type".into(), s("revenue_meta"));
     let write = match &previous {
-        Some(p) => Write::put_versioned(&store.table, item, p.version)?,
-        None => Write::put_new(&store.table, item, Error::Conflict("another refresh stored its rollups first".into()))?,
+        Some(p) => Write::put_versioned(store.table(), item, p.version)?,
+        None => Write::put_new(store.table(), item, Error::Conflict("another refresh stored its rollups first".into()))?,
     };
     if let Err(e) = store.transact(vec![write]).await {
         delete_partitions(store, &partitions).await?;

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::Utc;
 use shared::audit::AuditEntry;
 use shared::domain::charts::{self, Chart};
@@ -19,7 +18,8 @@ use shared::identity::rbac::PermissionSet;
 use shared::identity::roles::{self, Catalog};
 use shared::identity::users::{self, User, UserStatus};
 use shared::platform::error::{Error, Result};
-use shared::store::{Write, n, s, timestamp};
+use shared::store::ids::{ChartId, UserId};
+use shared::store::{Transacted, UpdateSpec, Write, n, s, timestamp};
 
 use crate::Worker;
 
@@ -70,10 +70,10 @@ impl Context<'_> {
 
     async fn user(&self, target: &BulkTarget) -> Result<ItemResult> {
         let id = target.id.as_str();
-        let table = &self.worker.store.table;
-        let user = match uuid::Uuid::parse_str(id) {
-            Ok(_) => users::get(&self.worker.store, id).await?,
-            Err(_) => None,
+        let table = self.worker.store.table();
+        let user = match UserId::parse(id) {
+            Some(user_id) => users::get(&self.worker.store, &user_id).await?,
+            None => None,
         };
         let Some(user) = user else { return Ok(failed(id, "not found")) };
         if let Some(v) = target.version.filter(|v| *v != user.version) {
@@ -150,8 +150,12 @@ impl Context<'_> {
 
     async fn chart(&self, target: &BulkTarget) -> Result<ItemResult> {
         let id = target.id.as_str();
-        let table = &self.worker.store.table;
-        let Some(chart) = charts::get(&self.worker.store, id).await? else { return Ok(failed(id, "not found")) };
+        let table = self.worker.store.table();
+        let chart = match ChartId::parse(id) {
+            Some(chart_id) => charts::get(&self.worker.store, &chart_id).await?,
+            None => None,
+        };
+        let Some(chart) = chart else { return Ok(failed(id, "not found")) };
         if let Some(v) = target.version.filter(|v| *v != chart.version) {
             return Ok(failed(id, format!("version conflict: you read version {v}, it is now {}", chart.version)));
         }
@@ -210,46 +214,33 @@ impl Context<'_> {
 /// this segment was already counted (a duplicate delivery).
 async fn count_segment(worker: &Worker, record: &SegmentRecord) -> Result<bool> {
     let store = &worker.store;
-    let put = Write::put_new(&store.table, record.to_item()?, Error::Conflict("segment already counted".into()))?;
-    let update = Update::builder()
-        .table_name(&store.table)
-        .key("pk", s(Job::pk(&record.job_id)))
-        .key("sk", s("META"))
-        .update_expression("SET #p.#processed = #p.#processed + :n, #r.#s = #r.#s + :s, #r.#u = #r.#u + :u, #r.#f = #r.#f + :f, #v = #v + :one, #at = :now")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_names("#p", "progress")
-        .expression_attribute_names("#processed", "processed")
-        .expression_attribute_names("#r", "result")
-        .expression_attribute_names("#s", "succeeded")
-        .expression_attribute_names("#u", "unchanged")
-        .expression_attribute_names("#f", "failed")
-        .expression_attribute_names("#v", "version")
-        .expression_attribute_names("#at", "updated_at")
-        .expression_attribute_values(":n", n(record.succeeded + record.unchanged + record.failed))
-        .expression_attribute_values(":s", n(record.succeeded))
-        .expression_attribute_values(":u", n(record.unchanged))
-        .expression_attribute_values(":f", n(record.failed))
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", s(timestamp(Utc::now())))
-        .build()
-        .map_err(|e| Error::internal(e.to_string()))?;
-    let items = vec![put.item, TransactWriteItem::builder().update(update).build()];
+    let put = Write::put_new(store.table(), record.to_item()?, Error::Conflict("segment already counted".into()))?;
+    let add = UpdateSpec::new("SET #p.#processed = #p.#processed + :n, #r.#s = #r.#s + :s, #r.#u = #r.#u + :u, #r.#f = #r.#f + :f, #v = #v + :one, #at = :now")
+        .condition("attribute_exists(pk)")
+        .name("#p", "progress")
+        .name("#processed", "processed")
+        .name("#r", "result")
+        .name("#s", "succeeded")
+        .name("#u", "unchanged")
+        .name("#f", "failed")
+        .name("#v", "version")
+        .name("#at", "updated_at")
+        .value(":n", n(record.succeeded + record.unchanged + record.failed))
+        .value(":s", n(record.succeeded))
+        .value(":u", n(record.unchanged))
+        .value(":f", n(record.failed))
+        .value(":one", n(1))
+        .value(":now", s(timestamp(Utc::now())));
+    let writes = [put, Write::update(store.table(), &Job::pk(&record.job_id), "META", &add, None)?];
     for attempt in 0..10u32 {
-        match store.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
-            Ok(_) => return Ok(true),
-            Err(err) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-                let codes: Vec<Option<String>> = match err.as_service_error() {
-                    Some(E::TransactionCanceledException(c)) => c.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect(),
-                    _ => return Err(shared::platform::error::aws("dynamodb TransactWriteItems (bulk segment)")(err)),
-                };
-                if codes.first().cloned().flatten().as_deref() == Some("ConditionalCheckFailed") || codes.is_empty() {
-                    return Ok(false);
-                }
-                // Segments of one job finishing together touch the same job
-                // item: a transaction conflict, retried.
-                tokio::time::sleep(Duration::from_millis(20 * 2u64.pow(attempt.min(6)))).await;
-            }
+        match store.try_transact(&writes).await? {
+            Transacted::Done => return Ok(true),
+            // The segment's record exists: counted before.
+            Transacted::ConditionFailed(None | Some(0)) => return Ok(false),
+            Transacted::ConditionFailed(Some(_)) => return Err(Error::internal(format!("bulk segment: job {} is gone", record.job_id))),
+            // Segments of one job finishing together touch the same job
+            // item: a transaction conflict, retried.
+            Transacted::Contended => tokio::time::sleep(Duration::from_millis(20 * 2u64.pow(attempt.min(6)))).await,
         }
     }
     Err(Error::internal("bulk segment: the job item stayed contended"))

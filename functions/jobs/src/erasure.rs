@@ -20,7 +20,8 @@ use shared::domain::jobs::{self, Job, JobKind, JobStatus};
 use shared::domain::subject_requests::{self, RequestKind, RequestStatus};
 use shared::platform::crypto::sha256_hex;
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, QuerySpec, Store, Write, attr_s, s, timestamp};
+use shared::store::ids::SubjectRequestId;
+use shared::store::{Item, QuerySpec, Store, UpdateSpec, Write, attr_s, s, timestamp};
 
 use crate::Worker;
 
@@ -109,8 +110,9 @@ impl Checkpoint {
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let params: ErasureParams = serde_json::from_value(job.params.clone()).map_err(|e| Error::internal(format!("erasure job params: {e}")))?;
     let store = &worker.store;
-    let request =
-        subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
+    let missing = || Error::Unprocessable(format!("no subject request {}", params.request_id));
+    let request_id = SubjectRequestId::parse(&params.request_id).ok_or_else(missing)?;
+    let request = subject_requests::get(store, &request_id).await?.ok_or_else(missing)?;
     if request.kind != RequestKind::Erasure {
         return Err(Error::Unprocessable(format!("subject request {} is not an erasure", request.id)));
     }
@@ -198,7 +200,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     done.result = Some(result.clone());
     done.version = request.version + 1;
     let mut writes = SubjectKeys::destroy(store, &user_id, pseudonym.as_deref(), &request.id)?;
-    writes.push(Write::put_versioned(&store.table, done.to_item()?, request.version)?);
+    writes.push(Write::put_versioned(store.table(), done.to_item()?, request.version)?);
     let audit =
         AuditEntry::new(&Actor::system("erasure"), "data.erasure_complete", "subject_request", &request.id).changes::<Value, Value>(None, Some(&result));
     store.commit(writes, &audit).await?;
@@ -225,24 +227,8 @@ async fn sign(worker: &Worker, certificate: Certificate) -> Result<SignedCertifi
 async fn count_audit(store: &Store, pseudonym: &str) -> Result<u64> {
     let mut total = 0u64;
     for (index, pk_name, pk) in [("gsi1", "gsi1pk", format!("ACTOR#{pseudonym}")), ("gsi2", "gsi2pk", format!("TARGET#user#{pseudonym}"))] {
-        let mut start = None;
-        loop {
-            let out = store
-                .query()
-                .index_name(index)
-                .key_condition_expression(format!("{pk_name} = :pk"))
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(shared::platform::error::aws("dynamodb Query (count audit entries)"))?;
-            total += out.count as u64;
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
-        }
+        let condition = format!("{pk_name} = :pk");
+        total += store.query_count(&QuerySpec { index: Some(index), key_condition: &condition, values: vec![(":pk", s(pk))], ..QuerySpec::default() }).await?;
     }
     Ok(total)
 }
@@ -360,18 +346,10 @@ impl Sweep<'_> {
         let mut n = 0;
         for item in items.iter().filter(|i| attr_s(i, "type") == Some("order")) {
             let (pk, sk) = key_of(item);
-            self.store
-                .client
-                .update_item()
-                .table_name(&self.store.table)
-                .key("pk", s(pk))
-                .key("sk", s(sk))
-                .update_expression("SET user_id = :erased, anonymized_at = :now REMOVE gsi1pk, gsi1sk, email, customer_name, billing_address")
-                .expression_attribute_values(":erased", s(pseudonyms::ERASED))
-                .expression_attribute_values(":now", s(timestamp(chrono::Utc::now())))
-                .send()
-                .await
-                .map_err(shared::platform::error::aws("dynamodb UpdateItem (anonymize order)"))?;
+            let anonymize = UpdateSpec::new("SET user_id = :erased, anonymized_at = :now REMOVE gsi1pk, gsi1sk, email, customer_name, billing_address")
+                .value(":erased", s(pseudonyms::ERASED))
+                .value(":now", s(timestamp(chrono::Utc::now())));
+            self.store.update(&pk, &sk, &anonymize).await?;
             n += 1;
         }
         checkpoint.add("dynamodb:table", "orders", "anonymized (person removed; kept for accounting)", n);
@@ -453,14 +431,8 @@ impl Sweep<'_> {
         }
         let value: Value = serde_json::from_str(&text).map_err(|e| Error::internal(e.to_string()))?;
         let item: Item = serde_dynamo::to_item(value).map_err(|e| Error::internal(e.to_string()))?;
-        self.store
-            .client
-            .put_item()
-            .table_name(&self.store.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(shared::platform::error::aws("dynamodb PutItem (redact)"))?;
+        // Replaces the item with its redacted copy (same key).
+        self.store.put_item_unchecked(item).await?;
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ use shared::domain::export::{self, Cell, CellKind, CsvEncoder, Encoder, Header};
 use shared::domain::jobs::Job;
 use shared::domain::subject_requests::{self, ExportJobParams, ExportJobResult, RequestKind, RequestStatus, SubjectRequest};
 use shared::platform::error::{Error, Result};
+use shared::store::ids::SubjectRequestId;
 use shared::store::{Item, QuerySpec, Store, s, timestamp};
 
 use crate::Worker;
@@ -76,8 +77,9 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
 
 async fn export(worker: &Worker, job: &Job, params: &ExportJobParams) -> Result<Value> {
     let store = &worker.store;
-    let request =
-        subject_requests::get(store, &params.request_id).await?.ok_or_else(|| Error::Unprocessable(format!("no subject request {}", params.request_id)))?;
+    let missing = || Error::Unprocessable(format!("no subject request {}", params.request_id));
+    let request_id = SubjectRequestId::parse(&params.request_id).ok_or_else(missing)?;
+    let request = subject_requests::get(store, &request_id).await?.ok_or_else(missing)?;
     if request.kind != RequestKind::Export {
         return Err(Error::Unprocessable(format!("subject request {} is not an export", request.id)));
     }
@@ -140,8 +142,9 @@ async fn export(worker: &Worker, job: &Job, params: &ExportJobParams) -> Result<
 /// is read back and `change` applied again. `change` returns false when
 /// there is nothing to do.
 async fn change_request(worker: &Worker, id: &str, action: &str, change: impl Fn(&mut SubjectRequest) -> bool) -> Result<SubjectRequest> {
+    let id = SubjectRequestId::parse(id).ok_or_else(|| Error::internal(format!("subject request {id}: not a request id")))?;
     for _ in 0..3 {
-        let current = subject_requests::get(&worker.store, id).await?.ok_or_else(|| Error::internal(format!("subject request {id} vanished")))?;
+        let current = subject_requests::get(&worker.store, &id).await?.ok_or_else(|| Error::internal(format!("subject request {id} vanished")))?;
         let mut next = current.clone();
         if !change(&mut next) {
             return Ok(current);
@@ -187,7 +190,7 @@ async fn partition(store: &Store, index: Option<&str>, pk: String, prefix: Optio
         }
         None => "",
     };
-    let spec = QuerySpec { index, key_condition: condition, filter, names, values, forward: true };
+    let spec = QuerySpec { index, key_condition: condition, filter, names, values, forward: true, consistent: false };
     store.query_all(&spec).await
 }
 

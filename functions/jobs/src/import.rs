@@ -20,6 +20,7 @@ use shared::domain::jobs::{self, Job};
 use shared::identity::rbac::{BuiltinRole, PermissionSet};
 use shared::identity::users::{Email, User, UserStatus, check_name};
 use shared::platform::error::{Error, FieldError, Result};
+use shared::store::ids::UserId;
 use shared::store::{Write, attr_s};
 
 use crate::Worker;
@@ -242,8 +243,8 @@ fn check_user(row: &mut RawRow, granter: PermissionSet) -> Option<User> {
 
 fn check_chart(row: &mut RawRow) -> Option<Chart> {
     let owner = text(row, "owner_id", true);
-    if owner.as_ref().is_some_and(|o| uuid::Uuid::parse_str(o).is_err()) {
-        row.errors.push(FieldError::new("owner_id", "must be a user id (UUID)"));
+    if owner.as_ref().is_some_and(|o| UserId::parse(o).is_none()) {
+        row.errors.push(FieldError::new("owner_id", UserId::EXPECTED));
     }
     let title = text(row, "title", true);
     if let Some(title) = &title {
@@ -464,7 +465,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
         return Ok(result);
     }
 
-    let table = worker.store.table.clone();
+    let table = worker.store.table().to_string();
     let (mut created, mut already, mut failures) = (0u64, 0u64, Vec::<(usize, String, Vec<String>)>::new());
     for (n, batch) in candidates.chunks(IMPORT_BATCH).enumerate() {
         let pending: Vec<&Candidate> = batch.iter().filter(|c| !c.already_applied).collect();

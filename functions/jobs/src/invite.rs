@@ -7,7 +7,7 @@ use shared::domain::jobs::Job;
 use shared::identity::users::{self, UserStatus};
 use shared::platform::crypto::{random_token, sha256_hex};
 use shared::platform::error::{Error, Result};
-use shared::store::{n, s};
+use shared::store::{Item, n, s};
 
 use crate::Worker;
 
@@ -23,20 +23,16 @@ pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
     }
     let token = random_token();
     let expires_at = chrono::Utc::now().timestamp() + INVITATION_SECONDS;
-    worker
-        .store
-        .client
-        .put_item()
-        .table_name(&worker.store.table)
-        .item("pk", s(format!("INVITE#{}", sha256_hex(token.as_bytes()))))
-        .item("sk", s("INVITE"))
-        .item("user_id", s(&user.id))
-        .item("expires_at", n(expires_at))
-        .item("ttl", n(expires_at))
-        .item("type", s("invitation"))
-        .send()
-        .await
-        .map_err(shared::platform::error::aws("dynamodb PutItem (invitation)"))?;
+    // A new random token's item: nothing else has its key.
+    let invitation = Item::from([
+        ("pk".to_string(), s(format!("INVITE#{}", sha256_hex(token.as_bytes())))),
+        ("sk".to_string(), s("INVITE")),
+        ("user_id".to_string(), s(&user.id)),
+        ("expires_at".to_string(), n(expires_at)),
+        ("ttl".to_string(), n(expires_at)),
+        ("type".to_string(), s("invitation")),
+    ]);
+    worker.store.put_item_unchecked(invitation).await?;
 
     let link = format!("{}/accept-invitation?token={token}", worker.config.public_url);
     let text = format!(

@@ -7,13 +7,18 @@ use shared::domain::charts;
 use shared::domain::jobs::{ChartModerationEmail, Job};
 use shared::identity::users::{self, UserStatus};
 use shared::platform::error::{Error, Result};
+use shared::store::ids::ChartId;
 
 use crate::Worker;
 
 pub async fn send(worker: &Worker, job: &Job) -> Result<Value> {
     let params: ChartModerationEmail = job.payload()?;
     let (chart_id, action, reason) = (params.chart_id.as_str(), params.action.as_str(), params.reason_label.as_str());
-    let Some(chart) = charts::get(&worker.store, chart_id).await? else {
+    let chart = match ChartId::parse(chart_id) {
+        Some(chart_id) => charts::get(&worker.store, &chart_id).await?,
+        None => None,
+    };
+    let Some(chart) = chart else {
         return Ok(json!({ "skipped": "chart no longer exists" }));
     };
     let Some(owner) = users::get(&worker.store, &chart.owner_id).await? else {

@@ -26,7 +26,7 @@ use shared::domain::jobs::{Job, JobStatus};
 use shared::domain::subject_requests::{self, Regime, RequestKind, SubjectRequest};
 use shared::platform::crypto::{random_token, sha256_hex};
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, QuerySpec, Write, attr_s, s, timestamp};
+use shared::store::{Item, QuerySpec, UpdateSpec, Write, attr_s, s, timestamp};
 
 use crate::Worker;
 
@@ -78,7 +78,7 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
             Some(&json!({ "deleted_at": attr_s(&chart, "deleted_at"), "moderation_history": history.len() })),
             None,
         );
-        match worker.store.commit(vec![Write::delete_versioned(&worker.store.table, pk, "META", version)?], &audit).await {
+        match worker.store.commit(vec![Write::delete_versioned(worker.store.table(), pk, "META", version)?], &audit).await {
             Ok(()) => swept.charts_purged += 1,
             // Restored or changed meanwhile: it is no longer expired.
             Err(Error::Conflict(_)) => {}
@@ -93,9 +93,9 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
         let params = json!({ "request_id": request.id, "receipt_sha256": sha256_hex(random_token().as_bytes()) });
         let job = Job::new(shared::domain::jobs::JobKind::Erasure, subject_requests::ERASURE_JOB_OWNER, params);
         request.job_id = Some(job.id.clone());
-        let guard = subject_requests::erasure_guard(&worker.store.table, user_id, &request.id)?;
+        let guard = subject_requests::erasure_guard(worker.store.table(), user_id, &request.id)?;
         let audit = request.audit(&actor, "data.subject_request.create").reason("past the restore window of a soft delete");
-        match subject_requests::create_with(&worker.store, &request, vec![job.create_write(&worker.store.table)?, guard], audit).await {
+        match subject_requests::create_with(&worker.store, &request, vec![job.create_write(worker.store.table())?, guard], audit).await {
             Ok(()) => {
                 swept.users_queued_for_erasure += 1;
             }
@@ -146,21 +146,14 @@ async fn sweep_jobs(worker: &Worker, now: DateTime<Utc>, retention: &shared::dom
             continue;
         }
         let Some(pk) = attr_s(&job, "pk") else { continue };
-        worker
-            .store
-            .client
-            .update_item()
-            .table_name(&worker.store.table)
-            .key("pk", s(pk))
-            .key("sk", s("META"))
-            .update_expression("SET #result.files_expired_at = :now")
-            .condition_expression("attribute_type(#result, :map)")
-            .expression_attribute_names("#result", "result")
-            .expression_attribute_values(":now", s(timestamp(now)))
-            .expression_attribute_values(":map", s("M"))
-            .send()
-            .await
-            .map_err(shared::platform::error::aws("dynamodb UpdateItem (expire export files)"))?;
+        let expired = UpdateSpec::new("SET #result.files_expired_at = :now")
+            .condition("attribute_type(#result, :map)")
+            .name("#result", "result")
+            .value(":now", s(timestamp(now)))
+            .value(":map", s("M"));
+        if worker.store.update(pk, "META", &expired).await?.is_none() {
+            return Err(Error::internal("expire export files: the job has no result map"));
+        }
         swept.export_files_expired += 1;
     }
     Ok(())

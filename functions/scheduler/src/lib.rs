@@ -126,7 +126,7 @@ impl Sealer {
             period_end: period_end.clone(),
             genesis_start: head.as_ref().map(|h| h.genesis_start.clone()).unwrap_or_else(|| period_start.clone()),
         };
-        let table = &self.store.table;
+        let table = self.store.table();
         let head_write = match &head {
             Some(h) => Write::put_versioned(table, new_head.to_item()?, h.version)?,
             None => Write::put_new(table, new_head.to_item()?, Error::Conflict("the chain was started concurrently".into()))?,

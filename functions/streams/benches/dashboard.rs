@@ -21,10 +21,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Recreate the (empty) table with the same keys and indexes, no stream.
-async fn without_stream(store: &shared::store::Store) -> anyhow::Result<()> {
+/// Table administration, not items: the store has no such calls, so this
+/// takes its own client.
+async fn without_stream(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<()> {
     use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
-    let table = store.client.describe_table().table_name(&store.table).send().await?.table.ok_or_else(|| anyhow::anyhow!("no table"))?;
-    store.client.delete_table().table_name(&store.table).send().await?;
+    let table = client.describe_table().table_name(name).send().await?.table.ok_or_else(|| anyhow::anyhow!("no table"))?;
+    client.delete_table().table_name(name).send().await?;
     let indexes = table
         .global_secondary_indexes()
         .iter()
@@ -36,10 +38,9 @@ async fn without_stream(store: &shared::store::Store) -> anyhow::Result<()> {
                 .build()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    store
-        .client
+    client
         .create_table()
-        .table_name(&store.table)
+        .table_name(name)
         .set_attribute_definitions(table.attribute_definitions.clone())
         .set_key_schema(table.key_schema.clone())
         .set_global_secondary_indexes(Some(indexes).filter(|i| !i.is_empty()))
@@ -72,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         // loaded items below, and moto keeps every stream record (with both
         // images) in memory — more than this machine has at the larger
         // size. (moto cannot switch a stream off in place.)
-        without_stream(&app.platform.store).await?;
+        without_stream(&aws_sdk_dynamodb::Client::new(&sdk), app.platform.store.table()).await?;
         let started = Instant::now();
         let (items, summary) = keel_local::seed::generate(chrono::Utc::now(), size, 2026);
         keel_local::seed::put(&app.platform.store, &items).await?;

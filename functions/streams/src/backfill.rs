@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::future::try_join_all;
 use serde_json::Value;
 use shared::domain::rollups;
-use shared::platform::error::{Error, Result, aws};
+use shared::platform::error::{Error, Result};
 use shared::store::{Item, Store, n, s};
 
 use crate::effects::{self, Effect};
@@ -75,28 +75,15 @@ impl Totals {
 
 async fn scan_segment(store: &Store, segment: i32) -> Result<Totals> {
     let mut totals = Totals::default();
-    let mut start = None;
-    loop {
-        let out = store
-            .client
-            .scan()
-            .table_name(&store.table)
-            .segment(segment)
-            .total_segments(SEGMENTS)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(aws("dynamodb Scan"))?;
-        for item in out.items.unwrap_or_default() {
+    let mut pages = store.scan_pages(Some((segment, SEGMENTS)));
+    while let Some(items) = pages.next(None).await? {
+        for item in items {
             totals.scanned += 1;
             let value: Value = serde_dynamo::from_item(item).map_err(|e| Error::internal(format!("scanned item: {e}")))?;
             totals.fold(effects::of_change(None, Some(&value)))?;
         }
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return Ok(totals);
-        }
     }
+    Ok(totals)
 }
 
 /// Scan the table and write every rollup.

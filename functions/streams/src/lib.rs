@@ -20,12 +20,11 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde_json::Value;
 use shared::domain::jobs::Outbox;
 use shared::domain::rollups;
-use shared::platform::error::{Error, Result, aws};
-use shared::store::{Item, Store, n, s, to_item};
+use shared::platform::error::{Error, Result};
+use shared::store::{Condition, Item, Store, Transacted, UpdateSpec, Write, n, s, to_item};
 
 use crate::effects::{Effect, SecurityEvent};
 
@@ -115,30 +114,23 @@ impl Worker {
         if adds.is_empty() && security.is_empty() {
             return Ok(());
         }
-        let table = &self.store.table;
-        let marker = Put::builder()
-            .table_name(table)
-            .item("pk", s(format!("STREAMREC#{record_id}")))
-            .item("sk", s("STREAMREC"))
-            .item("ttl", n(chrono::Utc::now().timestamp() + DEDUP_TTL_SECONDS))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| Error::internal(e.to_string()))?;
-        let mut items = vec![TransactWriteItem::builder().put(marker).build()];
+        let table = self.store.table();
+        let marker = Item::from([
+            ("pk".to_string(), s(format!("STREAMREC#{record_id}"))),
+            ("sk".to_string(), s("STREAMREC")),
+            ("ttl".to_string(), n(chrono::Utc::now().timestamp() + DEDUP_TTL_SECONDS)),
+        ]);
+        let mut writes = vec![Write::put_if(table, marker, &Condition::new("attribute_not_exists(pk)"), None)?];
         for ((metric, bucket), delta) in &adds {
-            items.push(add(table, metric, bucket, *delta)?);
+            writes.push(add(table, metric, bucket, *delta)?);
         }
         for event in &security {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(Put::builder().table_name(table).set_item(Some(security_item(event)?)).build().map_err(|e| Error::internal(e.to_string()))?)
-                    .build(),
-            );
+            writes.push(Write::put(table, security_item(event)?)?);
         }
-        match transact(&self.store, items).await? {
-            Transacted::Done => {}
-            Transacted::ConditionFailed(0) => tracing::info!(record_id, "stream record already applied; skipped"),
-            Transacted::ConditionFailed(i) => return Err(Error::internal(format!("unexpected condition failure on item {i}"))),
+        match transact(&self.store, &writes).await? {
+            None => {}
+            Some(0) => tracing::info!(record_id, "stream record already applied; skipped"),
+            Some(i) => return Err(Error::internal(format!("unexpected condition failure on item {i}"))),
         }
         // Also after a skip: a previous delivery may have failed between the
         // transaction and this step, and adding an event twice is a no-op.
@@ -164,20 +156,9 @@ impl Worker {
             let mut item = to_item(&next)?;
             item.insert("pk".into(), s(rollups::SECURITY_LATEST_PK));
             item.insert("sk".into(), s(rollups::SECURITY_LATEST_SK));
-            let result = self
-                .store
-                .client
-                .put_item()
-                .table_name(&self.store.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR version = :v")
-                .expression_attribute_values(":v", n(current.version as i64))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
-                Err(e) => return Err(aws("dynamodb PutItem")(e)),
+            let unchanged = Condition::new("attribute_not_exists(pk) OR version = :v").value(":v", n(current.version as i64));
+            if self.store.put_if(item, &unchanged).await? {
+                return Ok(());
             }
         }
         Err(Error::internal("the latest security events item kept changing"))
@@ -188,33 +169,26 @@ impl Worker {
     /// new, and update the user's marker, atomically and conditional on the
     /// marker not having moved meanwhile (then re-read and retry).
     async fn mark_active(&self, user_id: &str, day: &str) -> Result<()> {
-        let table = &self.store.table;
+        let table = self.store.table();
         let pk = rollups::activity_pk(user_id);
         for _ in 0..5 {
             let current = self.store.get_item(&pk, rollups::ACTIVITY_SK).await?.and_then(|i| i.get("day").and_then(|d| d.as_s().ok()).cloned());
             if current.as_deref().is_some_and(|c| c >= day) {
                 return Ok(());
             }
-            let mut marker = Update::builder()
-                .table_name(table)
-                .key("pk", s(&pk))
-                .key("sk", s(rollups::ACTIVITY_SK))
-                .update_expression("SET #day = :day, user_id = :uid")
-                .expression_attribute_names("#day", "day")
-                .expression_attribute_values(":day", s(day))
-                .expression_attribute_values(":uid", s(user_id));
-            marker = match &current {
-                Some(old) => marker.condition_expression("#day = :old").expression_attribute_values(":old", s(old)),
-                None => marker.condition_expression("attribute_not_exists(pk)"),
+            let marker = UpdateSpec::new("SET #day = :day, user_id = :uid").name("#day", "day").value(":day", s(day)).value(":uid", s(user_id));
+            let marker = match &current {
+                Some(old) => marker.condition("#day = :old").value(":old", s(old)),
+                None => marker.condition("attribute_not_exists(pk)"),
             };
-            let mut items = vec![TransactWriteItem::builder().update(marker.build().map_err(|e| Error::internal(e.to_string()))?).build()];
-            items.push(add(table, rollups::LAST_ACTIVE, day, 1)?);
+            let mut writes = vec![Write::update(table, &pk, rollups::ACTIVITY_SK, &marker, None)?];
+            writes.push(add(table, rollups::LAST_ACTIVE, day, 1)?);
             if let Some(old) = &current {
-                items.push(add(table, rollups::LAST_ACTIVE, old, -1)?);
+                writes.push(add(table, rollups::LAST_ACTIVE, old, -1)?);
             }
-            match transact(&self.store, items).await? {
-                Transacted::Done => return Ok(()),
-                Transacted::ConditionFailed(_) => continue,
+            match transact(&self.store, &writes).await? {
+                None => return Ok(()),
+                Some(_) => continue,
             }
         }
         Err(Error::internal(format!("last-active marker of {user_id} kept changing")))
@@ -222,17 +196,8 @@ impl Worker {
 }
 
 /// `ADD value :delta` on a rollup counter.
-pub fn add(table: &str, metric: &str, bucket: &str, delta: i64) -> Result<TransactWriteItem> {
-    let update = Update::builder()
-        .table_name(table)
-        .key("pk", s(rollups::pk(metric)))
-        .key("sk", s(bucket))
-        .update_expression("ADD #value :delta")
-        .expression_attribute_names("#value", rollups::VALUE)
-        .expression_attribute_values(":delta", n(delta))
-        .build()
-        .map_err(|e| Error::internal(e.to_string()))?;
-    Ok(TransactWriteItem::builder().update(update).build())
+pub fn add(table: &str, metric: &str, bucket: &str, delta: i64) -> Result<Write> {
+    Write::update(table, &rollups::pk(metric), bucket, &UpdateSpec::new("ADD #value :delta").name("#value", rollups::VALUE).value(":delta", n(delta)), None)
 }
 
 /// The security index item of an audit entry (expires after 90 days).
@@ -245,39 +210,22 @@ pub fn security_item(event: &SecurityEvent) -> Result<Item> {
     Ok(item)
 }
 
-enum Transacted {
-    Done,
-    /// The item at this index failed its condition.
-    ConditionFailed(usize),
-}
-
 /// TransactWriteItems for derived data. Rollups are recomputable from the
 /// audited changes they summarize, so they carry no audit entry of their
-/// own. Conflicts with concurrent transactions are retried.
-async fn transact(store: &Store, items: Vec<TransactWriteItem>) -> Result<Transacted> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+/// own. Conflicts with concurrent transactions are retried. Answers the
+/// index of the write whose condition failed, if one did.
+async fn transact(store: &Store, writes: &[Write]) -> Result<Option<usize>> {
     let mut attempt = 0u32;
     loop {
-        let result = store.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-        let err = match result {
-            Ok(_) => return Ok(Transacted::Done),
-            Err(err) => err,
-        };
-        if let Some(E::TransactionCanceledException(cancel)) = err.as_service_error() {
-            let reasons = cancel.cancellation_reasons();
-            if let Some(i) = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")) {
-                return Ok(Transacted::ConditionFailed(i));
-            }
-            // Emulators may omit reasons; the first item carries the condition.
-            if reasons.is_empty() {
-                return Ok(Transacted::ConditionFailed(0));
-            }
-            if attempt < 5 && reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+        match store.try_transact(writes).await? {
+            Transacted::Done => return Ok(None),
+            // Emulators may omit reasons; the first write carries the condition.
+            Transacted::ConditionFailed(index) => return Ok(Some(index.unwrap_or(0))),
+            Transacted::Contended if attempt < 5 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(20 * 2u64.pow(attempt))).await;
-                continue;
             }
+            Transacted::Contended => return Err(Error::internal("dynamodb TransactWriteItems: still contended after retries")),
         }
-        return Err(aws("dynamodb TransactWriteItems")(err));
     }
 }

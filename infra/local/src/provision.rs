@@ -43,6 +43,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
     let mut skipped = Vec::new();
     let kms = aws_sdk_kms::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
+    // Creates the table itself (control plane): before there is a Store.
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let s3 = crate::s3_client(sdk);
     let all = template.resources();

@@ -91,7 +91,7 @@ pub async fn remember_verified(store: &Store, verified: &Verified) -> Result<()>
     item.insert("sk".into(), s(VERIFIED_SK));
     item.insert("type".into(), s("audit_verified"));
     let put = aws_sdk_dynamodb::types::Put::builder()
-        .table_name(&store.table)
+        .table_name(store.table())
         .set_item(Some(item))
         .condition_expression("attribute_not_exists(pk) OR #sequence <= :sequence")
         .expression_attribute_names("#sequence", "sequence")
@@ -140,30 +140,16 @@ pub async fn load_entries(store: &Store, after: &str, until: &str, keep_items: b
             let (lower, upper, store) = (lower.clone(), upper.clone(), store.clone());
             async move {
                 let pk = format!("AUDIT#{}", day.format("%Y-%m-%d"));
+                let spec = QuerySpec {
+                    key_condition: "pk = :pk AND sk BETWEEN :lower AND :upper",
+                    values: vec![(":pk", s(pk)), (":lower", s(lower)), (":upper", s(upper))],
+                    forward: true,
+                    ..QuerySpec::default()
+                };
                 let mut out = Vec::new();
-                let mut start = None;
-                loop {
-                    // No Limit: each page is as large as DynamoDB allows
-                    // (1 MB), the fewest round trips for a full read.
-                    let page = store
-                        .query()
-                        .key_condition_expression("pk = :pk AND sk BETWEEN :lower AND :upper")
-                        .expression_attribute_values(":pk", s(pk.clone()))
-                        .expression_attribute_values(":lower", s(lower.clone()))
-                        .expression_attribute_values(":upper", s(upper.clone()))
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(crate::platform::error::aws("dynamodb Query (audit entries)"))?;
-                    let (items, last) = (page.items.unwrap_or_default(), page.last_evaluated_key);
-                    for item in &items {
-                        let typed = digest::typed_item(item);
-                        out.push((SealedEntry::of(&typed)?, keep_items.then_some(typed)));
-                    }
-                    match last {
-                        Some(key) => start = Some(key),
-                        None => break,
-                    }
+                for item in &store.query_all(&spec).await? {
+                    let typed = digest::typed_item(item);
+                    out.push((SealedEntry::of(&typed)?, keep_items.then_some(typed)));
                 }
                 Ok::<_, Error>(out)
             }
@@ -180,19 +166,14 @@ pub async fn digest_indexes(store: &Store, from: &str, to: &str) -> Result<(Opti
     let spec =
         QuerySpec { key_condition: "pk = :pk AND sk >= :from", values: vec![(":pk", s(CHAIN_PK)), (":from", s(from))], forward: true, ..QuerySpec::default() };
     let mut found = Vec::new();
-    let mut start = None;
-    'pages: loop {
-        let (items, last) = store.query_page(&spec, start, 500).await?;
+    let mut pages = store.query_pages(&spec, None);
+    'pages: while let Some(items) = pages.next(Some(500)).await? {
         for item in items {
             let index: DigestIndex = from_item(item)?;
             if index.period_start.as_str() >= to {
                 break 'pages;
             }
             found.push(index);
-        }
-        match last {
-            Some(key) => start = Some(key),
-            None => break,
         }
     }
     let before =

@@ -70,7 +70,7 @@ impl Journal {
     pub async fn commit_many(&self, changes: Vec<(Vec<Write>, AuditEntry)>) -> Result<()> {
         let mut all = Vec::with_capacity(changes.iter().map(|(w, _)| w.len() + 1).sum());
         for (writes, audit) in changes {
-            let entry = Write::put_new(&self.store.table, self.seal_audit(&audit).await?, Error::internal("audit entry id collision"))?;
+            let entry = Write::put_new(self.store.table(), self.seal_audit(&audit).await?, Error::internal("audit entry id collision"))?;
             all.extend(writes);
             all.push(entry);
         }

@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rand::RngCore;
@@ -33,7 +32,7 @@ use crate::audit::Journal;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::platform::crypto::{Envelope, Sealed, open_with_key, seal_with_key, sha256_hex};
 use crate::platform::error::{Error, Result};
-use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
+use crate::store::{Item, Store, Transacted, Write, from_item, s, timestamp, to_item};
 
 /// How every pseudonym starts (nothing else in an audit entry does).
 pub const PSEUDONYM_PREFIX: &str = "psn_";
@@ -214,12 +213,12 @@ impl SubjectKeys {
                         rand::rngs::OsRng.fill_bytes(&mut key);
                         let sealed = self.envelope.seal(&key, KEYRING_PK).await?;
                         let item = to_item(&KeyringItem { pk: KEYRING_PK.into(), sk: "SECRET".into(), sealed: sealed.clone() })?;
-                        let put =
-                            store.client.put_item().table_name(&store.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
-                        match put {
-                            Ok(_) => sealed,
+                        match store.put_new(item).await {
+                            Ok(true) => sealed,
                             // Another process made it first: use theirs.
-                            Err(_) => store.get::<KeyringItem>(KEYRING_PK, "SECRET").await?.ok_or_else(|| Error::internal("subject keyring vanished"))?.sealed,
+                            Ok(false) | Err(_) => {
+                                store.get::<KeyringItem>(KEYRING_PK, "SECRET").await?.ok_or_else(|| Error::internal("subject keyring vanished"))?.sealed
+                            }
                         }
                     }
                 };
@@ -274,34 +273,16 @@ impl SubjectKeys {
             key: wrapped,
             created_at: now,
         };
-        let put = |item: &KeyItem| -> Result<TransactWriteItem> {
-            let put = Put::builder()
-                .table_name(&store.table)
-                .set_item(Some(to_item(item)?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| Error::internal(e.to_string()))?;
-            Ok(TransactWriteItem::builder().put(put).build())
-        };
-        let not_erased = ConditionCheck::builder()
-            .table_name(&store.table)
-            .key("pk", s(tombstone_pk(user_id)))
-            .key("sk", s("ERASED"))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| Error::internal(e.to_string()))?;
-        let made = store
-            .client
-            .transact_write_items()
-            .transact_items(put(&forward)?)
-            .transact_items(put(&reverse)?)
-            .transact_items(TransactWriteItem::builder().condition_check(not_erased).build())
-            .send()
-            .await;
-        match made {
-            Ok(_) => Ok(Subject::Active(SubjectKey { user_id: user_id.to_string(), pseudonym, key })),
+        let absent = || Error::Conflict("subject key exists".into());
+        let writes = [
+            Write::put_new(store.table(), to_item(&forward)?, absent())?,
+            Write::put_new(store.table(), to_item(&reverse)?, absent())?,
+            Write::check(store.table(), &tombstone_pk(user_id), "ERASED", "attribute_not_exists(pk)", vec![], Error::Conflict("erased".into()))?,
+        ];
+        match store.try_transact(&writes).await {
+            Ok(Transacted::Done) => Ok(Subject::Active(SubjectKey { user_id: user_id.to_string(), pseudonym, key })),
             // A concurrent first entry made the key, or the person is erased.
-            Err(_) => match self.lookup(store, user_id).await? {
+            _ => match self.lookup(store, user_id).await? {
                 Some(found) => Ok(Subject::Active(found)),
                 None if store.get_item(&tombstone_pk(user_id), "ERASED").await?.is_some() => Ok(Subject::Erased),
                 None => Err(Error::internal("could not make a subject key")),
@@ -332,13 +313,13 @@ impl SubjectKeys {
         let mut writes = Vec::new();
         if let Some(p) = pseudonym {
             writes.push(Write::delete_existing(
-                &store.table,
+                store.table(),
                 &subject_pk(user_id),
                 KEY_SK,
                 Error::Conflict("the subject key changed during the erasure; retry".into()),
             )?);
             writes.push(Write::delete_existing(
-                &store.table,
+                store.table(),
                 &pseudonym_pk(p),
                 KEY_SK,
                 Error::Conflict("the subject key changed during the erasure; retry".into()),
@@ -351,7 +332,7 @@ impl SubjectKeys {
             ("request_id".to_string(), s(request_id)),
             ("erased_at".to_string(), s(timestamp(chrono::Utc::now()))),
         ]);
-        writes.push(Write::put(&store.table, tombstone)?);
+        writes.push(Write::put(store.table(), tombstone)?);
         Ok(writes)
     }
 

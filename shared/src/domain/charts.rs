@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::platform::error::{Error, Result};
+use crate::store::ids::ChartId;
 use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -140,7 +141,7 @@ impl Chart {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("CHART#{id}")
+        ChartId::pk_of(id)
     }
 
     /// This chart in `status` (keeping `flagged` in step with it).
@@ -211,11 +212,8 @@ impl ModerationEvent {
     }
 }
 
-pub async fn get(store: &Store, id: &str) -> Result<Option<Chart>> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Ok(None);
-    }
-    store.get(&Chart::pk(id), "META").await
+pub async fn get(store: &Store, id: &ChartId) -> Result<Option<Chart>> {
+    store.get(&id.pk(), "META").await
 }
 
 pub fn from_chart_item(item: Item) -> Result<Chart> {

@@ -299,25 +299,20 @@ impl SegmentRecord {
 /// The per-item failures of a bulk job's finished segments, in segment order.
 pub async fn segment_failures(store: &crate::store::Store, job_id: &str, limit: usize) -> crate::Result<Vec<ItemResult>> {
     use crate::store::s;
+    let spec = crate::store::QuerySpec {
+        key_condition: "pk = :pk AND begins_with(sk, :seg)",
+        values: vec![(":pk", s(crate::domain::jobs::Job::pk(job_id))), (":seg", s("SEG#"))],
+        forward: true,
+        ..Default::default()
+    };
     let mut failures = Vec::new();
-    let mut start = None;
-    loop {
-        let out = store
-            .query()
-            .key_condition_expression("pk = :pk AND begins_with(sk, :seg)")
-            .expression_attribute_values(":pk", s(crate::domain::jobs::Job::pk(job_id)))
-            .expression_attribute_values(":seg", s("SEG#"))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(crate::platform::error::aws("dynamodb Query (bulk segments)"))?;
-        for item in out.items.unwrap_or_default() {
+    let mut pages = store.query_pages(&spec, None);
+    while failures.len() < limit
+        && let Some(items) = pages.next(None).await?
+    {
+        for item in items {
             let record: SegmentRecord = crate::store::from_item(item)?;
             failures.extend(record.failures);
-        }
-        start = out.last_evaluated_key;
-        if start.is_none() || failures.len() >= limit {
-            break;
         }
     }
     failures.truncate(limit);

@@ -8,7 +8,7 @@
 use crate::audit::Journal;
 use std::io::Write as _;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -239,14 +239,7 @@ impl Cell {
 
 /// A time range filter bound (RFC 3339), normalized.
 fn bound(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>> {
-    value
-        .as_deref()
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-        })
-        .transpose()
+    crate::platform::time::field(field, value.as_deref())
 }
 
 fn id_filter(field: &str, value: &Option<String>) -> Result<()> {
@@ -696,6 +689,7 @@ impl PartitionQuery {
             names: self.names.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             values: self.values.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
             forward: true,
+            consistent: false,
         }
     }
 }
@@ -747,32 +741,8 @@ fn next_is_some(position: &Position, plan: &[Partition]) -> bool {
 pub async fn count(store: &Store, plan: &[Partition]) -> Result<u64> {
     let mut total = 0u64;
     for partition in plan {
-        let mut start: Option<Item> = None;
-        loop {
-            let filter = partition.query.filter_text();
-            let spec = partition.query.spec(&filter);
-            let mut q = store
-                .query()
-                .set_index_name(spec.index.map(str::to_string))
-                .key_condition_expression(spec.key_condition)
-                .select(Select::Count)
-                .set_exclusive_start_key(start.take());
-            if !spec.filter.is_empty() {
-                q = q.filter_expression(spec.filter);
-            }
-            for (k, v) in &spec.names {
-                q = q.expression_attribute_names(*k, *v);
-            }
-            for (k, v) in &spec.values {
-                q = q.expression_attribute_values(*k, v.clone());
-            }
-            let out = q.send().await.map_err(crate::platform::error::aws("dynamodb Query (count)"))?;
-            total += out.count.max(0) as u64;
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
-            }
-        }
+        let filter = partition.query.filter_text();
+        total += store.query_count(&partition.query.spec(&filter)).await?;
     }
     Ok(total)
 }

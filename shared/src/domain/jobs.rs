@@ -212,7 +212,7 @@ impl Job {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("JOB#{id}")
+        crate::store::ids::JobId::pk_of(id)
     }
 
     pub fn to_item(&self) -> Result<Item> {
@@ -308,19 +308,14 @@ pub async fn stale_queued(store: &Store, older_than: chrono::Duration, limit: us
         names: Vec::new(),
         values: vec![(":pk", s("JOBS#queued")), (":before", s(before)), (":zero", crate::store::n(0))],
         forward: true,
+        ..Default::default()
     };
     let mut jobs = Vec::new();
-    let mut start = None;
-    loop {
-        let (items, last) = store.query_page(&spec, start, 200).await?;
-        for item in items {
-            if let Ok(job) = crate::store::from_item::<Job>(item) {
-                jobs.push(job);
-            }
-        }
-        match last {
-            Some(k) if jobs.len() < limit => start = Some(k),
-            _ => break,
+    let mut pages = store.query_pages(&spec, None);
+    while let Some(items) = pages.next(Some(200)).await? {
+        jobs.extend(items.into_iter().filter_map(|item| crate::store::from_item::<Job>(item).ok()));
+        if jobs.len() >= limit {
+            break;
         }
     }
     jobs.truncate(limit);
@@ -422,7 +417,7 @@ pub async fn save(store: &Store, job: &Job) -> Result<Job> {
     let mut next = job.clone();
     next.version = job.version + 1;
     next.updated_at = timestamp(chrono::Utc::now());
-    let write = Write::put_versioned(&store.table, next.to_item()?, job.version)?;
+    let write = Write::put_versioned(store.table(), next.to_item()?, job.version)?;
     match store.transact(vec![write]).await {
         Ok(()) => Ok(next),
         Err(Error::Conflict(_)) => Err(Error::Conflict(format!("job {} changed concurrently", job.id))),

@@ -19,7 +19,8 @@ use crate::audit::{Actor, AuditEntry};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{Error, Result};
 use crate::store::cursor::{KeyPosition, key_of, position_of};
-use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
+use crate::store::ids::SubjectRequestId;
+use crate::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
 
 /// The parameters of a `gdpr_export` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +213,7 @@ impl SubjectRequest {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("REQUEST#{id}")
+        SubjectRequestId::pk_of(id)
     }
 
     pub const SK: &'static str = "REQUEST";
@@ -295,17 +296,14 @@ pub async fn create(store: &Journal, request: &SubjectRequest, audit: AuditEntry
 /// the work) and the audit entry, in one transaction. The entry records the
 /// request as created.
 pub async fn create_with(store: &Journal, request: &SubjectRequest, more: Vec<Write>, audit: AuditEntry) -> Result<()> {
-    let mut writes = vec![request.create_write(&store.table)?];
+    let mut writes = vec![request.create_write(store.table())?];
     writes.extend(more);
     let audit = audit.changes::<Value, Value>(None, Some(&request.audit_view()));
     store.commit(writes, &audit).await
 }
 
-pub async fn get(store: &Store, id: &str) -> Result<Option<SubjectRequest>> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Ok(None);
-    }
-    store.get(&SubjectRequest::pk(id), SubjectRequest::SK).await
+pub async fn get(store: &Store, id: &SubjectRequestId) -> Result<Option<SubjectRequest>> {
+    store.get(&id.pk(), SubjectRequest::SK).await
 }
 
 /// Replace a request if its stored version is still `expected_version`
@@ -315,7 +313,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<SubjectRequest>> {
 pub async fn update(store: &Journal, request: &SubjectRequest, expected_version: u64, audit: AuditEntry) -> Result<SubjectRequest> {
     let mut next = request.clone();
     next.version = expected_version + 1;
-    store.commit(vec![Write::put_versioned(&store.table, next.to_item()?, expected_version)?], &audit).await?;
+    store.commit(vec![Write::put_versioned(store.table(), next.to_item()?, expected_version)?], &audit).await?;
     Ok(next)
 }
 
@@ -390,34 +388,10 @@ async fn list(
         values.push((":kind", s(kind.as_str())));
     }
     let filter_text = filters.join(" AND ");
-    let mut start = cursor;
-    let mut items = Vec::new();
-    for _ in 0..MAX_READS_PER_PAGE {
-        let mut query = store
-            .query()
-            .index_name(index)
-            .key_condition_expression("#pk = :pk")
-            .filter_expression(&filter_text)
-            .scan_index_forward(forward)
-            // Never read past what this page can return, so the last
-            // evaluated key is exactly where the next page starts.
-            .limit(limit - items.len() as i32)
-            .set_exclusive_start_key(start.as_ref().map(key_of));
-        for (k, v) in &names {
-            query = query.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &values {
-            query = query.expression_attribute_values(*k, v.clone());
-        }
-        let out = query.send().await.map_err(crate::platform::error::aws("dynamodb Query (subject requests)"))?;
-        for item in out.items.unwrap_or_default() {
-            items.push(from_item::<SubjectRequest>(item)?);
-        }
-        start = out.last_evaluated_key.as_ref().map(position_of).transpose()?;
-        if start.is_none() || items.len() >= limit as usize {
-            break;
-        }
-    }
+    let spec = QuerySpec { index: Some(index), key_condition: "#pk = :pk", filter: &filter_text, names, values, forward, ..QuerySpec::default() };
+    let (page, last) = store.query_filled(&spec, cursor.as_ref().map(key_of), limit, MAX_READS_PER_PAGE).await?;
+    let items = page.into_iter().map(from_item::<SubjectRequest>).collect::<Result<Vec<_>>>()?;
+    let start = last.as_ref().map(position_of).transpose()?;
     Ok(RequestPage { items, next: start })
 }
 

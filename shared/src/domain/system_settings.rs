@@ -266,11 +266,11 @@ pub async fn commit(
     };
     let stale = || crate::Error::Conflict(format!("the configuration was changed (version {} is no longer current); reload and retry", current.version));
     let current_write = if current.version == 0 {
-        Write::put_new(&store.table, next.current_item()?, stale())?
+        Write::put_new(store.table(), next.current_item()?, stale())?
     } else {
-        Write::put_versioned(&store.table, next.current_item()?, current.version)?
+        Write::put_versioned(store.table(), next.current_item()?, current.version)?
     };
-    let writes = vec![current_write, Write::put_new(&store.table, next.history_item()?, stale())?];
+    let writes = vec![current_write, Write::put_new(store.table(), next.history_item()?, stale())?];
     let action = if rolled_back_to.is_some() { "config.rollback" } else { "config.update" };
     let audit = crate::audit::AuditEntry::new(actor, action, "config", "system")
         .changes(Some(&current.settings), Some(&next.settings))

@@ -38,13 +38,13 @@ fn remember(table: &str, roles: &[String]) {
 
 /// The roles that require 2FA, read at most every 30 s per process.
 pub async fn required_roles(store: &Store) -> Result<Vec<String>> {
-    if let Some((at, roles)) = cache().lock().ok().and_then(|c| c.get(&store.table).cloned())
+    if let Some((at, roles)) = cache().lock().ok().and_then(|c| c.get(store.table()).cloned())
         && at.elapsed() < REQUIRED_ROLES_CACHE
     {
         return Ok(roles);
     }
     let roles = system_settings::load_current(store).await?.settings.mfa_required_roles;
-    remember(&store.table, &roles);
+    remember(store.table(), &roles);
     Ok(roles)
 }
 
@@ -88,6 +88,6 @@ pub async fn set_required_roles(store: &crate::audit::Journal, roles: &[String],
     if settings != current.settings {
         system_settings::commit(store, actor, &current, settings, "roles that require 2FA set from the command line", None).await?;
     }
-    remember(&store.table, &roles);
+    remember(store.table(), &roles);
     Ok(roles)
 }

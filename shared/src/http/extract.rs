@@ -1,7 +1,7 @@
 //! Request extractors that turn bad input into field-level 400s (415 for a
 //! body that is not JSON, 413 for one too large; never a panic or a 500):
 //! JSON bodies with unknown fields refused and a size limit, query strings,
-//! and pagination limits.
+//! pagination limits, and ids in paths.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::platform::error::{Error, FieldError};
+use crate::store::ids::Id;
 
 /// A JSON body, deserialized with the failing field's path reported.
 /// DTOs use `#[serde(deny_unknown_fields)]` so typos are errors, not ignored.
@@ -99,6 +100,29 @@ pub fn page_limit(limit: Option<i64>) -> Result<i32, Error> {
         Some(n) if (1..=MAX_PAGE as i64).contains(&n) => Ok(n as i32),
         Some(_) => Err(Error::field("limit", format!("must be between 1 and {MAX_PAGE}"))),
     }
+}
+
+/// A path parameter that is an id (`PathId<UserId>`). A malformed id names
+/// nothing, so it is answered as an unknown one is: 404 "no user <id>",
+/// never a 400 that would tell ids apart from non-ids. For routes with one
+/// path parameter.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: Id> FromRequestParts<S> for PathId<T> {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        // A path that does not decode is axum's own rejection, as for `Path<String>`.
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        path_id(&raw).map(PathId).map_err(IntoResponse::into_response)
+    }
+}
+
+/// An id from a path parameter, or 404 "no <what> <raw>" (see `PathId`), for
+/// handlers that check other input before the id.
+pub fn path_id<T: Id>(raw: &str) -> Result<T, Error> {
+    T::parse(raw).ok_or_else(|| Error::NotFound(format!("no {} {raw}", T::WHAT)))
 }
 
 #[cfg(test)]

@@ -93,13 +93,7 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
         gsi2pk: (!owner.is_empty()).then(|| crate::audit::pseudonyms::personal_pk(&owner)),
         gsi2sk: (!owner.is_empty()).then(|| pk.clone()),
     };
-    let claimed =
-        store.client.put_item().table_name(&store.table).set_item(Some(to_item(&claim)?)).condition_expression("attribute_not_exists(pk)").send().await;
-    if let Err(err) = claimed {
-        let is_condition = err.as_service_error().map(|e| e.is_conditional_check_failed_exception()).unwrap_or(false);
-        if !is_condition {
-            return Err(crate::platform::error::aws("dynamodb PutItem (idempotency)")(err));
-        }
+    if !store.put_new(to_item(&claim)?).await? {
         let existing: Record = store.get(&pk, "IDEMPOTENCY").await?.ok_or_else(|| Error::Conflict("retry the request".into()))?;
         if existing.fingerprint != fingerprint {
             return Err(Error::Unprocessable("this Idempotency-Key was used for a different request".into()));
@@ -120,7 +114,7 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
     if status.is_server_error() || no_store {
         // Let the client retry a failure that was not its fault; and never
         // keep a response that holds secrets.
-        let _ = store.client.delete_item().table_name(&store.table).key("pk", crate::store::s(&pk)).key("sk", crate::store::s("IDEMPOTENCY")).send().await;
+        let _ = store.delete(&pk, "IDEMPOTENCY").await;
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
@@ -135,14 +129,8 @@ async fn run(store: &Store, key: HeaderValue, request: Request, next: Next) -> R
             body: B64.encode(&body),
             ..claim
         };
-        store
-            .client
-            .put_item()
-            .table_name(&store.table)
-            .set_item(Some(to_item(&done)?))
-            .send()
-            .await
-            .map_err(crate::platform::error::aws("dynamodb PutItem (idempotency)"))?;
+        // This request's own record, claimed above: replaced outright.
+        store.put_item_unchecked(to_item(&done)?).await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }

@@ -11,7 +11,7 @@ use url::Url;
 use crate::audit::{Actor, AuditEntry};
 use crate::platform::crypto::{Envelope, Sealed};
 use crate::platform::error::{Error, FieldError, Result};
-use crate::store::{Item, Store, Write, from_item, s, timestamp, to_item};
+use crate::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
 
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 pub const GITHUB_WEB_URL: &str = "https://github.com";
@@ -307,26 +307,9 @@ pub async fn get(store: &Store, name: &str) -> Result<Option<ProviderConfig>> {
 
 /// Every configured provider, by name.
 pub async fn list(store: &Store) -> Result<Vec<ProviderConfig>> {
-    let mut providers = Vec::new();
-    let mut start = None;
-    loop {
-        let out = store
-            .query()
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(LIST_PARTITION))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(crate::platform::error::aws("dynamodb Query (oauth providers)"))?;
-        for item in out.items.unwrap_or_default() {
-            providers.push(from_item(item)?);
-        }
-        match out.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => return Ok(providers),
-        }
-    }
+    let spec =
+        QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(LIST_PARTITION))], forward: true, ..QuerySpec::default() };
+    store.query_all(&spec).await?.into_iter().map(from_item).collect()
 }
 
 /// Create or replace a provider: the secret is sealed, and the change is
@@ -351,9 +334,9 @@ pub async fn set(store: &Journal, envelope: &Envelope, settings: &ProviderSettin
         version: existing.as_ref().map(|e| e.version + 1).unwrap_or(1),
     };
     let (write, action) = match &existing {
-        Some(old) => (Write::put_versioned(&store.table, config.to_item()?, old.version)?, "oauth_provider.update"),
+        Some(old) => (Write::put_versioned(store.table(), config.to_item()?, old.version)?, "oauth_provider.update"),
         None => (
-            Write::put_new(&store.table, config.to_item()?, Error::Conflict(format!("provider {} was created concurrently", config.name)))?,
+            Write::put_new(store.table(), config.to_item()?, Error::Conflict(format!("provider {} was created concurrently", config.name)))?,
             "oauth_provider.create",
         ),
     };
@@ -367,7 +350,7 @@ pub async fn set(store: &Journal, envelope: &Envelope, settings: &ProviderSettin
 pub async fn remove(store: &Journal, name: &str, actor: &Actor) -> Result<()> {
     let missing = || Error::NotFound(format!("no OAuth provider named {name:?}"));
     let existing = get(store, name).await?.ok_or_else(missing)?;
-    let write = Write::delete_existing(&store.table, &ProviderConfig::pk(name), SK, missing())?;
+    let write = Write::delete_existing(store.table(), &ProviderConfig::pk(name), SK, missing())?;
     let audit = AuditEntry::new(actor, "oauth_provider.delete", "oauth_provider", name).changes::<ProviderConfig, ProviderConfig>(Some(&existing), None);
     store.commit(vec![write], &audit).await
 }

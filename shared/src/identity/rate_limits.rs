@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,8 +19,9 @@ use crate::audit::Journal;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::identity::users::{self, Email, User};
 use crate::platform::crypto::sha256_hex;
-use crate::platform::error::{Error, Result, aws};
-use crate::store::{Store, Write, n, s, timestamp, to_item};
+use crate::platform::error::{Error, Result};
+use crate::platform::time;
+use crate::store::{Condition, Store, Transacted, UpdateSpec, Write, n, s, timestamp, to_item};
 
 pub use crate::platform::rate_limit_policy::{Action, Policy, RateLimits, Scope};
 
@@ -139,17 +139,13 @@ struct BucketItem {
     denied: u64,
 }
 
-fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value).ok().map(|t| t.with_timezone(&Utc))
-}
-
 fn at_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
 }
 
 impl BucketItem {
     fn bucket(&self) -> Bucket {
-        Bucket { tokens: self.tokens, updated_at_ms: parse_time(&self.updated_at).map(|t| t.timestamp_millis()).unwrap_or(0) }
+        Bucket { tokens: self.tokens, updated_at_ms: time::parse(&self.updated_at).map(|t| t.timestamp_millis()).unwrap_or(0) }
     }
 
     fn ttl_for(bucket: Bucket, policy: Policy, scope: Scope, locked: bool) -> i64 {
@@ -260,25 +256,22 @@ impl Attempt {
                     lock_until: stored.as_ref().and_then(|i| i.lock_until.clone()),
                     denied: stored.as_ref().map(|i| i.denied).unwrap_or(0),
                 };
-                let put = Put::builder().table_name(&self.store.table).set_item(Some(to_item(&item)?));
-                let put = match stored {
-                    Some(prev) => put.condition_expression("seq = :seen").expression_attribute_values(":seen", n(prev.seq)),
-                    None => put.condition_expression("attribute_not_exists(pk)"),
+                let condition = match stored {
+                    Some(prev) => Condition::new("seq = :seen").value(":seen", n(prev.seq)),
+                    None => Condition::new("attribute_not_exists(pk)"),
                 };
-                writes.push(TransactWriteItem::builder().put(put.build().map_err(|e| Error::internal(e.to_string()))?).build());
+                writes.push(Write::put_if(self.store.table(), to_item(&item)?, &condition, None)?);
             }
-            let result = self.store.client.transact_write_items().set_transact_items(Some(writes)).send().await;
-            match result {
-                Ok(_) => {
+            match self.store.try_transact(&writes).await? {
+                Transacted::Done => {
                     self.charged.extend(planned.into_iter().map(|(c, _, _)| c));
                     return Ok(());
                 }
-                Err(err) if is_contention(&err) => {
+                Transacted::ConditionFailed(_) | Transacted::Contended => {
                     // Another attempt changed a bucket since it was read:
                     // read again (with jitter, so racers spread out).
                     tokio::time::sleep(Duration::from_millis(2 + rand::random::<u64>() % 15)).await;
                 }
-                Err(err) => return Err(aws("dynamodb TransactWriteItems (rate limit)")(err)),
             }
         }
         tracing::warn!(action = self.action.as_str(), "rate limit buckets too contended; attempt refused");
@@ -289,43 +282,23 @@ impl Attempt {
     /// later ones on the bucket (reported by `auth.unlock`), so a flood of
     /// attempts does not flood the audit log.
     async fn record_refusal(&self, charged: &Charged, item: &BucketItem, wait_secs: u64, now: DateTime<Utc>) -> Result<()> {
-        let in_recorded_period = item.lock_until.as_deref().and_then(parse_time).is_some_and(|until| until > now);
+        let in_recorded_period = item.lock_until.as_deref().and_then(time::parse).is_some_and(|until| until > now);
         if in_recorded_period {
-            let counted = self
-                .store
-                .client
-                .update_item()
-                .table_name(&self.store.table)
-                .key("pk", s(&charged.key))
-                .key("sk", s(SK))
-                .update_expression("ADD denied :one, seq :one")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":one", n(1))
-                .send()
-                .await;
-            return match counted {
-                Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                    Err(aws("dynamodb UpdateItem (rate limit)")(err))
-                }
-                _ => Ok(()),
-            };
+            // A bucket gone meanwhile (expired, unlocked) has nothing to count.
+            let count = UpdateSpec::new("ADD denied :one, seq :one").condition("attribute_exists(pk)").value(":one", n(1));
+            self.store.update(&charged.key, SK, &count).await?;
+            return Ok(());
         }
 
         let until = now + chrono::Duration::seconds(wait_secs as i64);
-        let mark = Update::builder()
-            .table_name(&self.store.table)
-            .key("pk", s(&charged.key))
-            .key("sk", s(SK))
-            .update_expression("SET locked_at = if_not_exists(locked_at, :now), lock_until = :until, #ttl = :ttl ADD denied :one, seq :one")
-            .condition_expression("seq = :seen")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", s(timestamp(now)))
-            .expression_attribute_values(":until", s(timestamp(until)))
-            .expression_attribute_values(":ttl", n(BucketItem::ttl_for(item.bucket(), charged.policy, charged.limit.scope, true).max(until.timestamp() + 60)))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":seen", n(item.seq))
-            .build()
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let mark = UpdateSpec::new("SET locked_at = if_not_exists(locked_at, :now), lock_until = :until, #ttl = :ttl ADD denied :one, seq :one")
+            .condition("seq = :seen")
+            .name("#ttl", "ttl")
+            .value(":now", s(timestamp(now)))
+            .value(":until", s(timestamp(until)))
+            .value(":ttl", n(BucketItem::ttl_for(item.bucket(), charged.policy, charged.limit.scope, true).max(until.timestamp() + 60)))
+            .value(":one", n(1))
+            .value(":seen", n(item.seq));
         let (target_type, target_id) = target_of(&self.store, &charged.limit).await?;
         let name = format!("{}.{}", self.action.as_str(), charged.limit.scope.as_str());
         let policy = charged.policy;
@@ -337,7 +310,7 @@ impl Attempt {
                 Some(&json!({ "limit": name, "locked_until": timestamp(until), "lock_seconds": wait_secs })),
             );
         let conflict = || Error::Conflict("bucket changed".into());
-        match self.store.commit(vec![Write::raw(TransactWriteItem::builder().update(mark).build(), Some(conflict()))], &audit).await {
+        match self.store.commit(vec![Write::update(self.store.table(), &charged.key, SK, &mark, Some(conflict()))?], &audit).await {
             // A concurrent attempt recorded this lockout (or took the token
             // that just came back): either way, nothing more to record.
             Ok(()) | Err(Error::Conflict(_)) => Ok(()),
@@ -363,25 +336,11 @@ impl Attempt {
             return Ok(());
         };
         let Some(locked_at) = item.locked_at.clone() else {
-            self.store
-                .client
-                .delete_item()
-                .table_name(&self.store.table)
-                .key("pk", s(&charged.key))
-                .key("sk", s(SK))
-                .send()
-                .await
-                .map_err(aws("dynamodb DeleteItem (rate limit)"))?;
+            self.store.delete(&charged.key, SK).await?;
             return Ok(());
         };
-        let delete = Delete::builder()
-            .table_name(&self.store.table)
-            .key("pk", s(&charged.key))
-            .key("sk", s(SK))
-            .condition_expression("locked_at = :locked_at")
-            .expression_attribute_values(":locked_at", s(&locked_at))
-            .build()
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let unchanged = Condition::new("locked_at = :locked_at").value(":locked_at", s(&locked_at));
+        let delete = Write::delete_if(self.store.table(), &charged.key, SK, &unchanged, Some(Error::Conflict("bucket changed".into())))?;
         let (target_type, target_id) = target_of(&self.store, &charged.limit).await?;
         let actor = Actor { id: "rate-limiter".into(), kind: "system".into(), ..self.actor.clone() };
         let audit = AuditEntry::new(&actor, "auth.unlock", &target_type, &target_id).reason(format!(
@@ -390,8 +349,7 @@ impl Attempt {
             charged.limit.scope.as_str(),
             item.denied
         ));
-        let write = Write::raw(TransactWriteItem::builder().delete(delete).build(), Some(Error::Conflict("bucket changed".into())));
-        match self.store.commit(vec![write], &audit).await {
+        match self.store.commit(vec![delete], &audit).await {
             // Another success or an administrator unlocked it first.
             Ok(()) | Err(Error::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
@@ -399,37 +357,13 @@ impl Attempt {
     }
 
     async fn refund(&self, charged: &Charged) -> Result<()> {
-        let refunded = self
-            .store
-            .client
-            .update_item()
-            .table_name(&self.store.table)
-            .key("pk", s(&charged.key))
-            .key("sk", s(SK))
-            .update_expression("ADD tokens :one, seq :one")
-            .condition_expression("attribute_exists(pk) AND tokens < :burst")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":burst", n(charged.policy.burst))
-            .send()
-            .await;
-        match refunded {
-            // Gone or full (refilled meanwhile): nothing to give back.
-            Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Err(aws("dynamodb UpdateItem (rate limit)")(err)),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A lost race (a bucket's `seq` moved, or a concurrent transaction), as
-/// opposed to a malformed request, which must not be retried.
-fn is_contention<R>(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> bool {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-    match err.as_service_error() {
-        Some(E::TransactionCanceledException(cancel)) => {
-            let reasons = cancel.cancellation_reasons();
-            reasons.is_empty() || reasons.iter().any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict")))
-        }
-        _ => false,
+        // Gone or full (refilled meanwhile): nothing to give back.
+        let refund = UpdateSpec::new("ADD tokens :one, seq :one")
+            .condition("attribute_exists(pk) AND tokens < :burst")
+            .value(":one", n(1))
+            .value(":burst", n(charged.policy.burst));
+        self.store.update(&charged.key, SK, &refund).await?;
+        Ok(())
     }
 }
 
@@ -483,18 +417,9 @@ pub async fn unlock_account(store: &Journal, policies: &RateLimits, user: &User,
             if !cleared.iter().any(|c| c == action.as_str()) {
                 cleared.push(action.as_str().to_string());
             }
-            let delete = Delete::builder()
-                .table_name(&store.table)
-                .key("pk", s(&key))
-                .key("sk", s(SK))
-                .condition_expression("seq = :seen")
-                .expression_attribute_values(":seen", n(item.seq))
-                .build()
-                .map_err(|e| Error::internal(e.to_string()))?;
-            writes.push(Write::raw(
-                TransactWriteItem::builder().delete(delete).build(),
-                Some(Error::Conflict("the user's sign-in attempts changed while unlocking; retry".into())),
-            ));
+            let unchanged = Condition::new("seq = :seen").value(":seen", n(item.seq));
+            let conflict = Error::Conflict("the user's sign-in attempts changed while unlocking; retry".into());
+            writes.push(Write::delete_if(store.table(), &key, SK, &unchanged, Some(conflict))?);
         }
     }
     if writes.is_empty() {

@@ -109,34 +109,21 @@ pub async fn get(store: &Store, name: &str) -> Result<Option<CustomRole>> {
 pub async fn create(store: &Journal, role: &CustomRole, audit: AuditEntry) -> Result<()> {
     let audit = audit.changes::<CustomRole, CustomRole>(None, Some(role));
     let exists = Error::Conflict(format!("a role named {} already exists", role.name));
-    store.commit(vec![Write::put_new(&store.table, role.to_item()?, exists)?], &audit).await
+    store.commit(vec![Write::put_new(store.table(), role.to_item()?, exists)?], &audit).await
 }
 
 /// Every custom role, with one consistent Query.
 pub async fn load_all(store: &Store) -> Result<Vec<CustomRole>> {
-    let mut roles = Vec::new();
-    let mut start = None;
-    loop {
-        let out = store
-            .query()
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(PARTITION))
-            .expression_attribute_values(":prefix", s("ROLE#"))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(crate::platform::error::aws("dynamodb Query (roles)"))?;
-        for item in out.items.unwrap_or_default() {
-            roles.push(from_item::<CustomRole>(item)?);
-        }
-        // Never more than one page while MAX_CUSTOM_ROLES holds; followed
-        // anyway so a larger catalog is never silently cut short.
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return Ok(roles);
-        }
-    }
+    // Never more than one page while MAX_CUSTOM_ROLES holds; all pages are
+    // read anyway so a larger catalog is never silently cut short.
+    let spec = crate::store::QuerySpec {
+        key_condition: "pk = :pk AND begins_with(sk, :prefix)",
+        values: vec![(":pk", s(PARTITION)), (":prefix", s("ROLE#"))],
+        forward: true,
+        consistent: true,
+        ..Default::default()
+    };
+    store.query_all(&spec).await?.into_iter().map(from_item::<CustomRole>).collect()
 }
 
 /// A custom role name: a lower-case identifier that is not a built-in name.

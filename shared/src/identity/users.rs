@@ -167,7 +167,7 @@ impl User {
     }
 
     pub fn pk(id: &str) -> String {
-        format!("USER#{id}")
+        crate::store::ids::UserId::pk_of(id)
     }
 
     pub fn guard_pk(email: &str) -> String {
@@ -242,7 +242,7 @@ pub async fn find_by_email(store: &Store, email: &Email) -> Result<Option<User>>
 /// Create a user (and its email guard) with its audit entry.
 pub async fn create(store: &Journal, user: &User, audit: AuditEntry) -> Result<()> {
     let audit = audit.changes::<User, User>(None, Some(user));
-    store.commit(user.create_writes(&store.table)?, &audit).await
+    store.commit(user.create_writes(store.table())?, &audit).await
 }
 
 pub fn from_user_item(item: Item) -> Result<User> {
@@ -265,7 +265,7 @@ pub async fn bootstrap_admin(store: &Journal, email: &str, name: &str, password:
     };
     let mut user = User::new(&email, name, vec![BuiltinRole::SuperAdmin.as_str().to_string()], UserStatus::Active);
     user.password_hash = Some(crate::platform::crypto::hash_password(password)?);
-    let mut writes = user.create_writes(&store.table)?;
+    let mut writes = user.create_writes(store.table())?;
     if !additional {
         let marker = Item::from([
             ("pk".to_string(), s(BOOTSTRAP_PK)),
@@ -274,7 +274,7 @@ pub async fn bootstrap_admin(store: &Journal, email: &str, name: &str, password:
             ("created_at".to_string(), s(user.created_at.clone())),
         ]);
         writes.push(Write::put_new(
-            &store.table,
+            store.table(),
             marker,
             Error::Conflict("a super admin was already bootstrapped; use --additional for a break-glass admin".into()),
         )?);

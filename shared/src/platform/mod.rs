@@ -8,4 +8,5 @@ pub mod crypto;
 pub mod error;
 pub mod rate_limit_policy;
 pub mod telemetry;
+pub mod time;
 pub mod tls;

@@ -105,11 +105,10 @@ pub async fn load_key(store: &Store, envelope: &Envelope) -> Result<CursorCodec>
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
             let sealed = envelope.seal(&key, context).await?;
             let item = to_item(&SecretItem { pk: CURSOR_KEY_PK.into(), sk: "SECRET".into(), sealed: sealed.clone() })?;
-            let put = store.client.put_item().table_name(&store.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
-            match put {
-                Ok(_) => sealed,
+            match store.put_new(item).await {
+                Ok(true) => sealed,
                 // Another cold start won the race: use its key.
-                Err(_) => {
+                Ok(false) | Err(_) => {
                     let item: SecretItem = store.get(CURSOR_KEY_PK, "SECRET").await?.ok_or_else(|| Error::internal("cursor key vanished"))?;
                     item.sealed
                 }

@@ -1,9 +1,12 @@
-//! The single DynamoDB table: typed reads, one paging helper, conditional
-//! writes applied in one transaction (`Store::transact`), batch writes with
-//! UnprocessedItems retry, and the key helpers every entity uses. This layer
-//! knows nothing of audit: `audit::Journal` commits a change with its entry.
+//! The single DynamoDB table, and the only way to reach it: typed reads, one
+//! paging helper (`Pages`), unaudited single-item writes, conditional writes
+//! applied in one transaction (`Store::transact`, `Store::try_transact`),
+//! batch writes with UnprocessedItems retry, and the key helpers every entity
+//! uses. This layer knows nothing of audit: `audit::Journal` commits a change
+//! with its entry.
 
 pub mod cursor;
+pub mod ids;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,10 +19,12 @@ use crate::platform::error::{Error, Result, aws};
 
 pub type Item = HashMap<String, AttributeValue>;
 
+/// The table. Its client is private: every read and write goes through a
+/// typed method here, so paging, retries and error mapping live in one place.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub client: aws_sdk_dynamodb::Client,
-    pub table: String,
+    client: aws_sdk_dynamodb::Client,
+    table: String,
 }
 
 /// Items a listing page holds unless asked otherwise, and at most.
@@ -45,8 +50,10 @@ pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// What a listing queries: index, key condition, optional filter, and the
-/// expression names and values they use.
+/// What a Query reads: index, key condition, optional filter, the
+/// expression names and values they use, the order (`forward`: ascending
+/// sort keys; the default is newest first) and whether the read must be
+/// strongly consistent (base table only).
 #[derive(Debug, Clone, Default)]
 pub struct QuerySpec<'a> {
     pub index: Option<&'a str>,
@@ -55,6 +62,124 @@ pub struct QuerySpec<'a> {
     pub names: Vec<(&'a str, &'a str)>,
     pub values: Vec<(&'a str, AttributeValue)>,
     pub forward: bool,
+    pub consistent: bool,
+}
+
+/// A condition on one item (a put or delete that must not overwrite or
+/// remove what changed meanwhile), with the names and values it uses.
+#[derive(Debug, Clone, Default)]
+pub struct Condition<'a> {
+    pub expression: &'a str,
+    pub names: Vec<(&'a str, &'a str)>,
+    pub values: Vec<(&'a str, AttributeValue)>,
+}
+
+impl<'a> Condition<'a> {
+    pub fn new(expression: &'a str) -> Self {
+        Condition { expression, ..Default::default() }
+    }
+
+    pub fn name(mut self, placeholder: &'a str, name: &'a str) -> Self {
+        self.names.push((placeholder, name));
+        self
+    }
+
+    pub fn value(mut self, placeholder: &'a str, value: AttributeValue) -> Self {
+        self.values.push((placeholder, value));
+        self
+    }
+}
+
+/// An UpdateItem: the update expression, an optional condition, and the
+/// names and values both use.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateSpec<'a> {
+    pub expression: &'a str,
+    pub condition: Option<&'a str>,
+    pub names: Vec<(&'a str, &'a str)>,
+    pub values: Vec<(&'a str, AttributeValue)>,
+}
+
+impl<'a> UpdateSpec<'a> {
+    pub fn new(expression: &'a str) -> Self {
+        UpdateSpec { expression, ..Default::default() }
+    }
+
+    pub fn condition(mut self, condition: &'a str) -> Self {
+        self.condition = Some(condition);
+        self
+    }
+
+    pub fn name(mut self, placeholder: &'a str, name: &'a str) -> Self {
+        self.names.push((placeholder, name));
+        self
+    }
+
+    pub fn value(mut self, placeholder: &'a str, value: AttributeValue) -> Self {
+        self.values.push((placeholder, value));
+        self
+    }
+}
+
+/// How a transaction ended, for callers that decide themselves what a
+/// failed condition means (re-read and retry, or "already done") rather
+/// than answering an error (`Store::transact`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transacted {
+    Done,
+    /// A write's condition failed: its index, when the service says which
+    /// (some emulators give no reasons).
+    ConditionFailed(Option<usize>),
+    /// A concurrent transaction touched the same items: retrying may succeed.
+    Contended,
+}
+
+/// A cancelled TransactWriteItems: each write's reason code, and the error
+/// to answer if the caller does not handle it.
+struct Cancelled {
+    codes: Vec<Option<String>>,
+    error: Error,
+}
+
+/// What a run of pages reads.
+#[derive(Debug, Clone, Copy)]
+enum Read<'a> {
+    Query(&'a QuerySpec<'a>),
+    /// Select=COUNT: keys are read and counted, no items are returned.
+    Count(&'a QuerySpec<'a>),
+    /// The whole table, or one segment `(segment, of)` of a parallel scan.
+    Scan(Option<(i32, i32)>),
+}
+
+/// The one paging loop over LastEvaluatedKey: a Query or Scan read page by
+/// page. `next` answers the next page (none once the read has ended);
+/// `resume_key` is where a later request continues (none at the end).
+pub struct Pages<'a> {
+    store: &'a Store,
+    read: Read<'a>,
+    start: Option<Item>,
+    ended: bool,
+    counted: u64,
+}
+
+impl Pages<'_> {
+    /// The next page, of at most `limit` items (none: as many as fit in
+    /// DynamoDB's 1 MB page, the fewest round trips for a full read).
+    pub async fn next(&mut self, limit: Option<i32>) -> Result<Option<Vec<Item>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let (items, count, last) = self.store.read_page(self.read, self.start.take(), limit).await?;
+        self.counted += count;
+        self.ended = last.is_none();
+        self.start = last;
+        Ok(Some(items))
+    }
+
+    /// The key to continue from: none once the read has ended.
+    pub fn resume_key(self) -> Option<Item> {
+        self.start
+    }
 }
 
 /// One write in a transaction, with the error to answer if its condition
@@ -140,6 +265,50 @@ impl Write {
         Ok(Write { item: TransactWriteItem::builder().condition_check(check).build(), on_conflict: Some(on_conflict) })
     }
 
+    /// Put an item if `condition` holds on the stored one.
+    pub fn put_if(table: &str, item: Item, condition: &Condition<'_>, on_conflict: Option<Error>) -> Result<Write> {
+        let mut put = Put::builder().table_name(table).set_item(Some(item)).condition_expression(condition.expression);
+        for (k, v) in &condition.names {
+            put = put.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &condition.values {
+            put = put.expression_attribute_values(*k, v.clone());
+        }
+        let put = put.build().map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().put(put).build(), on_conflict })
+    }
+
+    /// Delete an item if `condition` holds on it.
+    pub fn delete_if(table: &str, pk: &str, sk: &str, condition: &Condition<'_>, on_conflict: Option<Error>) -> Result<Write> {
+        let mut delete = Delete::builder().table_name(table).key("pk", s(pk)).key("sk", s(sk)).condition_expression(condition.expression);
+        for (k, v) in &condition.names {
+            delete = delete.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &condition.values {
+            delete = delete.expression_attribute_values(*k, v.clone());
+        }
+        let delete = delete.build().map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().delete(delete).build(), on_conflict })
+    }
+
+    /// Update an item (its condition, if any, failing answers `on_conflict`).
+    pub fn update(table: &str, pk: &str, sk: &str, update: &UpdateSpec<'_>, on_conflict: Option<Error>) -> Result<Write> {
+        let mut builder = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression(update.expression)
+            .set_condition_expression(update.condition.map(str::to_string));
+        for (k, v) in &update.names {
+            builder = builder.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &update.values {
+            builder = builder.expression_attribute_values(*k, v.clone());
+        }
+        let update = builder.build().map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().update(update).build(), on_conflict })
+    }
+
     /// A prepared transact item (e.g. an Update built by the caller).
     pub fn raw(item: TransactWriteItem, on_conflict: Option<Error>) -> Write {
         Write { item, on_conflict }
@@ -149,6 +318,11 @@ impl Write {
 impl Store {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Store { client, table: table.into() }
+    }
+
+    /// The table's name, for the writes of a transaction (`Write::put_new(store.table(), ...)`).
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     pub async fn get_item(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
@@ -169,21 +343,173 @@ impl Store {
         self.get_item(pk, sk).await?.map(from_item).transpose()
     }
 
-    /// A Query on this table; the caller adds the key condition.
-    pub fn query(&self) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client.query().table_name(&self.table)
+    /// Put an item, replacing whatever has its key, with no condition and no
+    /// audit entry. For items the caller owns outright (its own idempotency
+    /// record, a redacted copy during erasure), bulk tooling, and tests that
+    /// forge state. Audited changes go through `Journal::commit`.
+    pub async fn put_item_unchecked(&self, item: Item) -> Result<()> {
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(aws("dynamodb PutItem"))?;
+        Ok(())
+    }
+
+    /// Put an item that must not exist yet: false when one already does
+    /// (someone else made it first).
+    pub async fn put_new(&self, item: Item) -> Result<bool> {
+        self.put_if(item, &Condition::new("attribute_not_exists(pk)")).await
+    }
+
+    /// Put an item if `condition` holds on the stored one: false when it
+    /// does not.
+    pub async fn put_if(&self, item: Item, condition: &Condition<'_>) -> Result<bool> {
+        let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition.expression);
+        for (k, v) in &condition.names {
+            put = put.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &condition.values {
+            put = put.expression_attribute_values(*k, v.clone());
+        }
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(aws("dynamodb PutItem")(e)),
+        }
+    }
+
+    /// Delete an item, whether or not it exists, with no audit entry (an
+    /// idempotency record, a rate-limit bucket, state a test removes).
+    pub async fn delete(&self, pk: &str, sk: &str) -> Result<()> {
+        self.client.delete_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).send().await.map_err(aws("dynamodb DeleteItem"))?;
+        Ok(())
+    }
+
+    /// UpdateItem with no audit entry (derived data, counters, markers):
+    /// the item as it is after the update, or none when the update's
+    /// condition did not hold.
+    pub async fn update(&self, pk: &str, sk: &str, update: &UpdateSpec<'_>) -> Result<Option<Item>> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression(update.expression)
+            .set_condition_expression(update.condition.map(str::to_string))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        for (k, v) in &update.names {
+            request = request.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in &update.values {
+            request = request.expression_attribute_values(*k, v.clone());
+        }
+        match request.send().await {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(aws("dynamodb UpdateItem")(e)),
+        }
+    }
+
+    /// The pages of a Query, from `start` (a cursor's key) or the beginning.
+    pub fn query_pages<'a>(&'a self, spec: &'a QuerySpec<'a>, start: Option<Item>) -> Pages<'a> {
+        Pages { store: self, read: Read::Query(spec), start, ended: false, counted: 0 }
+    }
+
+    /// The pages of a Scan of the whole table, or of one `(segment, of)` part
+    /// of a parallel scan. For the rollup backfill, tooling and tests: no
+    /// request path scans.
+    pub fn scan_pages(&self, segment: Option<(i32, i32)>) -> Pages<'_> {
+        Pages { store: self, read: Read::Scan(segment), start: None, ended: false, counted: 0 }
     }
 
     /// One page of a Query: at most `limit` items read from `start`, and the
     /// key to continue from (none at the end).
     pub async fn query_page(&self, spec: &QuerySpec<'_>, start: Option<Item>, limit: i32) -> Result<(Vec<Item>, Option<Item>)> {
+        let mut pages = self.query_pages(spec, start);
+        let items = pages.next(Some(limit)).await?.unwrap_or_default();
+        Ok((items, pages.resume_key()))
+    }
+
+    /// A listing page: up to `limit` items from `start`, with at most
+    /// `max_reads` Queries (so a sparse filter cannot make one request
+    /// expensive), each asking only what the page still lacks so the key
+    /// returned is exactly where the next page starts.
+    pub async fn query_filled(&self, spec: &QuerySpec<'_>, start: Option<Item>, limit: i32, max_reads: usize) -> Result<(Vec<Item>, Option<Item>)> {
+        let mut pages = self.query_pages(spec, start);
+        let mut items = Vec::new();
+        for _ in 0..max_reads {
+            let Some(page) = pages.next(Some(limit - items.len() as i32)).await? else { break };
+            items.extend(page);
+            if items.len() >= limit as usize {
+                break;
+            }
+        }
+        Ok((items, pages.resume_key()))
+    }
+
+    /// Every item of a Query, all pages (for partitions known to be small
+    /// or swept whole: a person's items, soft-delete and job partitions).
+    pub async fn query_all(&self, spec: &QuerySpec<'_>) -> Result<Vec<Item>> {
+        let mut pages = self.query_pages(spec, None);
+        let mut out = Vec::new();
+        while let Some(items) = pages.next(None).await? {
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// How many items a Query matches (Select=COUNT: keys are read, no
+    /// items are returned), all pages.
+    pub async fn query_count(&self, spec: &QuerySpec<'_>) -> Result<u64> {
+        let mut pages = Pages { store: self, read: Read::Count(spec), start: None, ended: false, counted: 0 };
+        while pages.next(None).await?.is_some() {}
+        Ok(pages.counted)
+    }
+
+    /// Every item of the table (tests and tooling only).
+    pub async fn scan_all(&self) -> Result<Vec<Item>> {
+        let mut pages = self.scan_pages(None);
+        let mut out = Vec::new();
+        while let Some(items) = pages.next(None).await? {
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// One Query or Scan request: the items, the count, and the last
+    /// evaluated key. Only `Pages` calls it.
+    async fn read_page(&self, read: Read<'_>, start: Option<Item>, limit: Option<i32>) -> Result<(Vec<Item>, u64, Option<Item>)> {
+        let (spec, count_only) = match read {
+            Read::Query(spec) => (spec, false),
+            Read::Count(spec) => (spec, true),
+            Read::Scan(segment) => {
+                let out = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .set_segment(segment.map(|(s, _)| s))
+                    .set_total_segments(segment.map(|(_, of)| of))
+                    .set_limit(limit)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(aws("dynamodb Scan"))?;
+                return Ok((out.items.unwrap_or_default(), out.count.max(0) as u64, out.last_evaluated_key));
+            }
+        };
         let mut query = self
+            .client
             .query()
+            .table_name(&self.table)
             .set_index_name(spec.index.map(str::to_string))
             .key_condition_expression(spec.key_condition)
             .scan_index_forward(spec.forward)
-            .limit(limit)
+            .set_limit(limit)
             .set_exclusive_start_key(start);
+        if spec.consistent {
+            query = query.consistent_read(true);
+        }
+        if count_only {
+            query = query.select(aws_sdk_dynamodb::types::Select::Count);
+        }
         if !spec.filter.is_empty() {
             query = query.filter_expression(spec.filter);
         }
@@ -194,22 +520,7 @@ impl Store {
             query = query.expression_attribute_values(*k, v.clone());
         }
         let out = query.send().await.map_err(aws("dynamodb Query"))?;
-        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-    }
-
-    /// Every item of a Query, all pages (for partitions known to be small
-    /// or swept whole: a person's items, soft-delete and job partitions).
-    pub async fn query_all(&self, spec: &QuerySpec<'_>) -> Result<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let (items, last) = self.query_page(spec, start, 1000).await?;
-            out.extend(items);
-            match last {
-                Some(k) => start = Some(k),
-                None => return Ok(out),
-            }
-        }
+        Ok((out.items.unwrap_or_default(), out.count.max(0) as u64, out.last_evaluated_key))
     }
 
     /// Apply `writes` atomically (TransactWriteItems): all or none. A failed
@@ -224,48 +535,92 @@ impl Store {
             return Ok(());
         }
         let (items, mut conflicts): (Vec<_>, Vec<_>) = writes.into_iter().map(|w| (w.item, w.on_conflict)).unzip();
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-                if let Some(E::TransactionCanceledException(cancel)) = err.as_service_error() {
-                    let reasons = cancel.cancellation_reasons();
-                    for (index, reason) in reasons.iter().enumerate() {
-                        match reason.code() {
-                            Some("ConditionalCheckFailed") => {
-                                if let Some(Some(conflict)) = conflicts.get_mut(index).map(Option::take) {
-                                    return Err(conflict);
-                                }
-                            }
-                            Some("TransactionConflict") => {
-                                return Err(Error::Conflict("a concurrent change touched the same data; retry".into()));
-                            }
-                            _ => {}
-                        }
-                    }
-                    // Some emulators omit reasons; a cancelled transaction
-                    // with a single conditional write is that write's conflict.
-                    if reasons.is_empty()
-                        && let Some(conflict) = conflicts.iter_mut().find_map(Option::take)
-                    {
+        let Err(Cancelled { codes, error }) = self.send_transaction(items).await? else {
+            return Ok(());
+        };
+        for (index, code) in codes.iter().enumerate() {
+            match code.as_deref() {
+                Some("ConditionalCheckFailed") => {
+                    if let Some(Some(conflict)) = conflicts.get_mut(index).map(Option::take) {
                         return Err(conflict);
                     }
                 }
-                Err(aws("dynamodb TransactWriteItems")(err))
+                Some("TransactionConflict") => {
+                    return Err(Error::Conflict("a concurrent change touched the same data; retry".into()));
+                }
+                _ => {}
             }
         }
+        // Some emulators omit reasons; a cancelled transaction
+        // with a single conditional write is that write's conflict.
+        if codes.is_empty()
+            && let Some(conflict) = conflicts.iter_mut().find_map(Option::take)
+        {
+            return Err(conflict);
+        }
+        Err(error)
+    }
+
+    /// Apply `writes` atomically and say how it ended, for callers that
+    /// re-read and retry, or count a failed condition as "already done"
+    /// (rate-limit buckets, bulk segments, rollups). Each write's
+    /// `on_conflict` is not used: the caller decides from the outcome.
+    /// Cancellations for any other reason are errors.
+    pub async fn try_transact(&self, writes: &[Write]) -> Result<Transacted> {
+        if writes.len() > MAX_TRANSACTION_ITEMS {
+            return Err(Error::internal(format!("transaction of {} items exceeds the limit", writes.len())));
+        }
+        let items = writes.iter().map(|w| w.item.clone()).collect();
+        let Err(Cancelled { codes, error }) = self.send_transaction(items).await? else {
+            return Ok(Transacted::Done);
+        };
+        if codes.is_empty() {
+            return Ok(Transacted::ConditionFailed(None));
+        }
+        if let Some(index) = codes.iter().position(|c| c.as_deref() == Some("ConditionalCheckFailed")) {
+            return Ok(Transacted::ConditionFailed(Some(index)));
+        }
+        if codes.iter().any(|c| c.as_deref() == Some("TransactionConflict")) {
+            return Ok(Transacted::Contended);
+        }
+        Err(error)
+    }
+
+    /// TransactWriteItems: done, or cancelled with each write's reason code;
+    /// any other failure is an error.
+    async fn send_transaction(&self, items: Vec<TransactWriteItem>) -> Result<std::result::Result<(), Cancelled>> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+        let err = match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => return Ok(Ok(())),
+            Err(err) => err,
+        };
+        let codes = match err.as_service_error() {
+            Some(E::TransactionCanceledException(cancel)) => cancel.cancellation_reasons().iter().map(|r| r.code().map(str::to_string)).collect(),
+            _ => return Err(aws("dynamodb TransactWriteItems")(err)),
+        };
+        Ok(Err(Cancelled { codes, error: aws("dynamodb TransactWriteItems")(err) }))
     }
 
     /// Read items by key (BatchGetItem, 100 keys a call, UnprocessedKeys
-    /// retried with backoff); missing items are simply absent.
+    /// retried with backoff), strongly consistent; missing items are simply
+    /// absent.
     pub async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>> {
+        self.batch_get_with(keys, true).await
+    }
+
+    /// `batch_get` with eventually consistent reads (half the cost), for
+    /// derived data that is itself a moment behind (rollup counters).
+    pub async fn batch_get_eventually_consistent(&self, keys: &[(String, String)]) -> Result<Vec<Item>> {
+        self.batch_get_with(keys, false).await
+    }
+
+    async fn batch_get_with(&self, keys: &[(String, String)], consistent: bool) -> Result<Vec<Item>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let keys: Vec<Item> = chunk.iter().map(|(pk, sk)| Item::from([("pk".to_string(), s(pk.clone())), ("sk".to_string(), s(sk.clone()))])).collect();
             let mut pending =
-                Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| Error::internal(e.to_string()))?);
+                Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(consistent).build().map_err(|e| Error::internal(e.to_string()))?);
             let mut attempt = 0u32;
             while let Some(request) = pending.take() {
                 let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(aws("dynamodb BatchGetItem"))?;
@@ -340,7 +695,5 @@ pub fn ttl_after(seconds: i64) -> i64 {
     chrono::Utc::now().timestamp() + seconds
 }
 
-/// RFC 3339 UTC with microseconds: sorts lexically in time order.
-pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+/// Stored times and the sort keys built from them (`platform::time`).
+pub use crate::platform::time::timestamp;
