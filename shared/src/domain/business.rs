@@ -253,8 +253,8 @@ pub fn segment(r: u8, f: u8, m: u8) -> RfmSegment {
         (4..=5, 2..=3) => PotentialLoyalist,
         (4..=5, _) => New,
         (3, _) | (2, 2) => Hibernating,
-        (_, 5) => CantLose,
-        (_, 3..=4) => AtRisk,
+        (1..=2, 5) => CantLose,
+        (1..=2, 3..=4) => AtRisk,
         _ => Lost,
     }
 }
