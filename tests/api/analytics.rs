@@ -525,10 +525,8 @@ async fn business_and_segments_equal_a_recomputation_from_the_items() {
             let month = p["period"].as_str().unwrap();
             let f = &p["figures"];
             let cohort: Vec<&(&String, &Activity)> = mine.iter().filter(|(_, a)| a.signed_up.is_some_and(|t| month_of(t) == month)).collect();
-            let activated: Vec<&&(&String, &Activity)> = cohort
-                .iter()
-                .filter(|(_, a)| a.charts.iter().min().is_some_and(|c| *c - a.signed_up.unwrap() <= chrono::Duration::days(7)))
-                .collect();
+            let activated: Vec<&&(&String, &Activity)> =
+                cohort.iter().filter(|(_, a)| a.charts.iter().min().is_some_and(|c| *c - a.signed_up.unwrap() <= chrono::Duration::days(7))).collect();
             let paid = activated.iter().filter(|(id, _)| payers.contains(id.as_str())).count();
             let mau = mine.iter().filter(|(_, a)| a.days.iter().any(|d| format!("{:04}-{:02}", d.year(), d.month()) == month)).count();
             let charts: usize = mine.iter().map(|(_, a)| a.charts.iter().filter(|c| month_of(**c) == month).count()).sum();
@@ -595,7 +593,8 @@ async fn business_and_segments_equal_a_recomputation_from_the_items() {
     for o in &orders {
         let created = time(&o["created_at"]).unwrap();
         let amount = o["amount_cents"].as_i64().unwrap();
-        let refunded = if o["status"] == "refunded" && time(&o["refunded_at"]).is_none_or(|t| t <= as_of) { o["refunded_cents"].as_i64().unwrap_or(amount) } else { 0 };
+        let refunded =
+            if o["status"] == "refunded" && time(&o["refunded_at"]).is_none_or(|t| t <= as_of) { o["refunded_cents"].as_i64().unwrap_or(amount) } else { 0 };
         let e = customers.entry(o["user_id"].as_str().unwrap()).or_insert((created, 0, 0));
         e.0 = e.0.max(created);
         e.1 += 1;
@@ -623,7 +622,12 @@ async fn business_and_segments_equal_a_recomputation_from_the_items() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| ((c["r"].as_i64().unwrap(), c["f"].as_i64().unwrap(), c["m"].as_i64().unwrap()), (c["customers"].as_i64().unwrap(), c["revenue_cents"].as_i64().unwrap())))
+        .map(|c| {
+            (
+                (c["r"].as_i64().unwrap(), c["f"].as_i64().unwrap(), c["m"].as_i64().unwrap()),
+                (c["customers"].as_i64().unwrap(), c["revenue_cents"].as_i64().unwrap()),
+            )
+        })
         .collect();
     assert_eq!(got, cells);
     let sizes = rfm["segments"].as_array().unwrap();

@@ -226,7 +226,15 @@ mod tests {
             .validate("2026-03")
             .unwrap();
         assert_eq!(request.group.country, "DE");
-        let row = |signups, active_users, dau_sum| BusinessRow { signups, activations: signups / 2, paid: signups / 4, active_users, dau_sum, wau_sum: 0, charts_created: 1 };
+        let row = |signups, active_users, dau_sum| BusinessRow {
+            signups,
+            activations: signups / 2,
+            paid: signups / 4,
+            active_users,
+            dau_sum,
+            wau_sum: 0,
+            charts_created: 1,
+        };
         let rows = BTreeMap::from([("2025-12".to_string(), row(4, 10, 62)), ("2026-01".to_string(), row(8, 20, 124)), ("2026-02".to_string(), row(8, 30, 56))]);
         let r = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows);
         let jan = &r.periods[0];

@@ -13,9 +13,9 @@
 //! Also run by the local stack right after seeding.
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
-use futures::StreamExt;
 use shared::domain::business::{self, Event};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
 use shared::domain::revenue::{self, Order, RevenueMeta};
@@ -83,7 +83,13 @@ pub async fn read_events(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Even
     let days: Vec<String> = first.date_naive().iter_days().take_while(|d| *d <= as_of.date_naive()).map(|d| d.format("%Y-%m-%d").to_string()).collect();
     let pages: Vec<Result<Vec<Item>>> = futures::stream::iter(days)
         .map(|day| async move {
-            let spec = QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(format!("EVENTS#{day}")))], forward: true, ..Default::default() };
+            let spec = QuerySpec {
+                index: Some("gsi1"),
+                key_condition: "gsi1pk = :pk",
+                values: vec![(":pk", s(format!("EVENTS#{day}")))],
+                forward: true,
+                ..Default::default()
+            };
             store.query_all(&spec).await
         })
         .buffered(EVENT_DAYS_IN_FLIGHT)
@@ -102,7 +108,13 @@ pub async fn read_events(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Even
 }
 
 /// The business, cohort and RFM items of `generation` (`partitions` gets their pks).
-fn business_items(generation: &str, events: &[Event], orders: &[revenue::Order], as_of: DateTime<Utc>, partitions: &mut Vec<String>) -> Result<(Vec<Item>, u64, u64)> {
+fn business_items(
+    generation: &str,
+    events: &[Event],
+    orders: &[revenue::Order],
+    as_of: DateTime<Utc>,
+    partitions: &mut Vec<String>,
+) -> Result<(Vec<Item>, u64, u64)> {
     let users = business::activity(events, as_of);
     let payers = business::payers(orders, as_of);
     let mut items = Vec::new();

@@ -180,9 +180,12 @@ fn month_end(month: &str, as_of: DateTime<Utc>) -> Option<DateTime<Utc>> {
     revenue::add_months(month, 1).and_then(|m| revenue::month_start(&m)).map(|t| t.min(as_of))
 }
 
+/// A paid term: `(start, end]` and its MRR.
+type Term = (DateTime<Utc>, DateTime<Utc>, i64);
+
 /// Cohorts by signup month (all countries).
 pub fn cohorts(users: &HashMap<String, UserActivity>, orders: &[Order], as_of: DateTime<Utc>) -> BTreeMap<String, CohortRow> {
-    let mut terms: HashMap<&str, Vec<(DateTime<Utc>, DateTime<Utc>, i64)>> = HashMap::new();
+    let mut terms: HashMap<&str, Vec<Term>> = HashMap::new();
     for o in orders {
         if let Some(term) = o.term().filter(|(start, _, _)| *start < as_of) {
             terms.entry(o.user_id.as_str()).or_default().push(term);
