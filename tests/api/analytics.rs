@@ -408,3 +408,254 @@ async fn bad_queries_name_the_field() {
         assert_eq!(r.error_fields(), [field], "{query}: {}", r.body);
     }
 }
+
+/// What one user's events say, read from the user's own partition (not
+/// the day partitions the refresh reads).
+#[derive(Debug, Default)]
+struct Activity {
+    signed_up: Option<DateTime<Utc>>,
+    country: String,
+    charts: Vec<DateTime<Utc>>,
+    days: BTreeSet<chrono::NaiveDate>,
+}
+
+async fn activities(app: &TestApp) -> HashMap<String, Activity> {
+    let users = shared::store::QuerySpec {
+        index: Some("gsi3"),
+        key_condition: "gsi3pk = :pk",
+        values: vec![(":pk", shared::store::s("USERS"))],
+        forward: true,
+        ..Default::default()
+    };
+    let mut out = HashMap::new();
+    for user in app.store().query_all(&users).await.unwrap() {
+        let id = shared::store::attr_s(&user, "id").unwrap().to_string();
+        let spec = shared::store::QuerySpec {
+            key_condition: "pk = :pk AND begins_with(sk, :ev)",
+            values: vec![(":pk", shared::store::s(format!("USER#{id}"))), (":ev", shared::store::s("EVENT#"))],
+            forward: true,
+            ..Default::default()
+        };
+        let mut a = Activity { country: "ZZ".into(), ..Default::default() };
+        for item in app.store().query_all(&spec).await.unwrap() {
+            let e: Value = serde_dynamo::from_item(item).unwrap();
+            let t = time(&e["ts"]).unwrap();
+            a.days.insert(t.date_naive());
+            match e["kind"].as_str().unwrap() {
+                "signup" => {
+                    a.signed_up = Some(t);
+                    a.country = e["country"].as_str().unwrap_or("ZZ").to_string();
+                }
+                "chart_created" => a.charts.push(t),
+                _ => {}
+            }
+        }
+        out.insert(id, a);
+    }
+    out
+}
+
+/// MRR of each customer's terms at an instant: terms with start < t ≤ end.
+fn mrr_at(orders: &[Value], user: &str, t: DateTime<Utc>, as_of: DateTime<Utc>) -> i64 {
+    let mut sum = 0;
+    for o in orders.iter().filter(|o| o["user_id"] == user) {
+        let months = match o["billing"].as_str() {
+            Some("monthly") => 1,
+            Some("annual") => 12,
+            _ => continue,
+        };
+        let amount = o["amount_cents"].as_i64().unwrap();
+        let start = time(&o["period_start"]).unwrap_or_else(|| time(&o["created_at"]).unwrap());
+        let mut end = time(&o["period_end"]).unwrap_or_else(|| start.checked_add_months(Months::new(months)).unwrap());
+        if let Some(early) = time(&o["ended_at"]) {
+            end = end.min(early);
+        }
+        let mrr = if months == 12 { (amount * 2 + 12) / 24 } else { amount };
+        if start < as_of && start < t && t <= end {
+            sum += mrr;
+        }
+    }
+    sum
+}
+
+/// The docs' RFM map: rows R = 5..1, columns FM = 1..5.
+fn rfm_segment(r: i64, f: i64, m: i64) -> &'static str {
+    const MAP: [[&str; 5]; 5] = [
+        ["new", "potential_loyalist", "potential_loyalist", "champions", "champions"],
+        ["new", "potential_loyalist", "potential_loyalist", "loyal", "champions"],
+        ["hibernating", "hibernating", "loyal", "loyal", "loyal"],
+        ["lost", "hibernating", "at_risk", "at_risk", "cant_lose"],
+        ["lost", "lost", "at_risk", "at_risk", "cant_lose"],
+    ];
+    let fm = (f + m + 1) / 2;
+    MAP[(5 - r) as usize][(fm - 1) as usize]
+}
+
+#[tokio::test]
+async fn business_and_segments_equal_a_recomputation_from_the_items() {
+    let app = TestApp::spawn().await;
+    let now = Utc::now();
+    let (items, _) = keel_local::seed::generate(now, 400, 21);
+    keel_local::seed::put(app.store(), &items).await.unwrap();
+    let (_, admin) = app.user(&["admin"]).await;
+    let (_, analyst) = app.user(&["analyst"]).await;
+    let r = app.get("/api/v1/analytics/segments", &analyst).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["computed_at"].is_null() && r.body["rfm"]["customers"] == 0);
+    refreshed(&app, &admin).await;
+
+    let first = month_of(now - chrono::Duration::days(740));
+    let last = month_of(now);
+    let orders = orders(&app, &first, &last).await;
+    let users = activities(&app).await;
+
+    // Business, for everyone and two countries.
+    for country in [None, Some("US"), Some("DE")] {
+        let mut q = format!("/api/v1/analytics/business?from={first}&to={last}&granularity=month");
+        if let Some(c) = country {
+            q += &format!("&country={c}");
+        }
+        let r = app.get(&q, &analyst).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let as_of = time(&r.body["computed_at"]).unwrap();
+        let payers: BTreeSet<&str> = orders.iter().filter(|o| time(&o["created_at"]).unwrap() <= as_of).map(|o| o["user_id"].as_str().unwrap()).collect();
+        let mine: Vec<(&String, &Activity)> = users.iter().filter(|(_, a)| country.is_none_or(|c| a.country == c)).collect();
+        let mut total_signups = 0;
+        for p in r.body["periods"].as_array().unwrap() {
+            let month = p["period"].as_str().unwrap();
+            let f = &p["figures"];
+            let cohort: Vec<&(&String, &Activity)> = mine.iter().filter(|(_, a)| a.signed_up.is_some_and(|t| month_of(t) == month)).collect();
+            let activated: Vec<&&(&String, &Activity)> =
+                cohort.iter().filter(|(_, a)| a.charts.iter().min().is_some_and(|c| *c - a.signed_up.unwrap() <= chrono::Duration::days(7))).collect();
+            let paid = activated.iter().filter(|(id, _)| payers.contains(id.as_str())).count();
+            let mau = mine.iter().filter(|(_, a)| a.days.iter().any(|d| format!("{:04}-{:02}", d.year(), d.month()) == month)).count();
+            let charts: usize = mine.iter().map(|(_, a)| a.charts.iter().filter(|c| month_of(**c) == month).count()).sum();
+            let mut days = 0;
+            let (mut dau, mut wau) = (0, 0);
+            let mut day = first_of(month).date_naive();
+            while month_of(first_of(month)) == format!("{:04}-{:02}", day.year(), day.month()) && day <= as_of.date_naive() {
+                days += 1;
+                dau += mine.iter().filter(|(_, a)| a.days.contains(&day)).count();
+                wau += mine.iter().filter(|(_, a)| a.days.range(day - chrono::Duration::days(6)..=day).next().is_some()).count();
+                day = day.succ_opt().unwrap();
+            }
+            let ctx = format!("{country:?} {month}");
+            assert_eq!(f["signups"], cohort.len(), "{ctx}: signups");
+            assert_eq!(f["activations"], activated.len(), "{ctx}: activations");
+            assert_eq!(f["paid"], paid, "{ctx}: paid");
+            assert_eq!(f["mau"].as_f64().unwrap(), mau as f64, "{ctx}: mau");
+            assert_eq!(f["charts_created"], charts, "{ctx}: charts");
+            assert_eq!(f["days"], days, "{ctx}: days");
+            for (name, n) in [("dau_avg", dau), ("wau_avg", wau)] {
+                match f[name].as_f64() {
+                    Some(got) => assert!((got - n as f64 / days as f64).abs() < 1e-9, "{ctx}: {name} {got} vs {n} / {days}"),
+                    None => assert_eq!(days, 0, "{ctx}: {name}"),
+                }
+            }
+            if mau > 0 {
+                assert!((f["stickiness"].as_f64().unwrap() - dau as f64 / days as f64 / mau as f64).abs() < 1e-9, "{ctx}: stickiness");
+            }
+            total_signups += cohort.len();
+        }
+        assert_eq!(r.body["totals"]["signups"], total_signups, "{country:?}: totals");
+        if country.is_none() {
+            assert!(total_signups >= 390, "the seeded users signed up in the range: {total_signups}");
+        }
+    }
+
+    // Cohorts: every row equals a direct count.
+    let r = app.get(&format!("/api/v1/analytics/segments?from={first}&to={last}"), &analyst).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let as_of = time(&r.body["computed_at"]).unwrap();
+    let cohorts = r.body["cohorts"].as_array().unwrap();
+    assert!(cohorts.len() >= 24, "{}", cohorts.len());
+    for c in cohorts {
+        let month = c["cohort"].as_str().unwrap();
+        let members: Vec<(&String, &Activity)> = users.iter().filter(|(_, a)| a.signed_up.is_some_and(|t| month_of(t) == month)).collect();
+        assert_eq!(c["size"], members.len(), "{month}");
+        let months = c["months"].as_array().unwrap();
+        let mut m = first_of(month);
+        for (k, cm) in months.iter().enumerate() {
+            assert_eq!(cm["months_since"], k, "{month}");
+            let key = month_of(m);
+            let active = members.iter().filter(|(_, a)| a.days.iter().any(|d| format!("{:04}-{:02}", d.year(), d.month()) == key)).count();
+            assert_eq!(cm["active_users"], active, "{month} +{k}: active");
+            let end = m.checked_add_months(Months::new(1)).unwrap().min(as_of);
+            let mrr: i64 = members.iter().map(|(id, _)| mrr_at(&orders, id, end, as_of)).sum();
+            assert_eq!(cm["mrr_cents"], mrr, "{month} +{k}: mrr");
+            m = m.checked_add_months(Months::new(1)).unwrap();
+        }
+        assert_eq!(month_of(m), month_of(as_of.checked_add_months(Months::new(1)).unwrap()), "{month}: months through the current one");
+    }
+
+    // RFM: every customer's scores, recomputed, give the same cells and segments.
+    let mut customers: BTreeMap<&str, (DateTime<Utc>, i64, i64)> = BTreeMap::new();
+    for o in &orders {
+        let created = time(&o["created_at"]).unwrap();
+        let amount = o["amount_cents"].as_i64().unwrap();
+        let refunded =
+            if o["status"] == "refunded" && time(&o["refunded_at"]).is_none_or(|t| t <= as_of) { o["refunded_cents"].as_i64().unwrap_or(amount) } else { 0 };
+        let e = customers.entry(o["user_id"].as_str().unwrap()).or_insert((created, 0, 0));
+        e.0 = e.0.max(created);
+        e.1 += 1;
+        e.2 += amount - refunded;
+    }
+    let facts: Vec<(i64, i64, i64)> = customers.values().map(|(last, n, money)| ((as_of - *last).num_days(), *n, *money)).collect();
+    let n = facts.len() as i64;
+    let score = |worse: usize| 1 + 5 * worse as i64 / n;
+    let mut cells: BTreeMap<(i64, i64, i64), (i64, i64)> = BTreeMap::new();
+    let mut segments: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for (rec, freq, money) in &facts {
+        let r = score(facts.iter().filter(|x| x.0 > *rec).count());
+        let f = score(facts.iter().filter(|x| x.1 < *freq).count());
+        let m = score(facts.iter().filter(|x| x.2 < *money).count());
+        let c = cells.entry((r, f, m)).or_default();
+        c.0 += 1;
+        c.1 += money;
+        let s = segments.entry(rfm_segment(r, f, m)).or_default();
+        s.0 += 1;
+        s.1 += money;
+    }
+    let rfm = &r.body["rfm"];
+    assert_eq!(rfm["customers"], n);
+    let got: BTreeMap<(i64, i64, i64), (i64, i64)> = rfm["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                (c["r"].as_i64().unwrap(), c["f"].as_i64().unwrap(), c["m"].as_i64().unwrap()),
+                (c["customers"].as_i64().unwrap(), c["revenue_cents"].as_i64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, cells);
+    let sizes = rfm["segments"].as_array().unwrap();
+    assert_eq!(sizes.len(), 8);
+    for s in sizes {
+        let want = segments.get(s["segment"].as_str().unwrap()).copied().unwrap_or_default();
+        assert_eq!((s["customers"].as_i64().unwrap(), s["revenue_cents"].as_i64().unwrap()), want, "{s}");
+    }
+    assert!(segments.len() >= 5, "the demo data fills most segments: {segments:?}");
+}
+
+#[tokio::test]
+async fn bad_business_and_segments_queries_name_the_field() {
+    let app = TestApp::spawn().await;
+    let (_, analyst) = app.user(&["analyst"]).await;
+    for (path, query, field) in [
+        ("business", "from=2025-13", "from"),
+        ("business", "to=2999-01", "to"),
+        ("business", "granularity=day", "granularity"),
+        ("business", "country=usa", "country"),
+        ("business", "plan=pro", "plan"),
+        ("segments", "from=2026-02&to=2026-01", "from"),
+        ("segments", "to=1", "to"),
+        ("segments", "country=US", "country"),
+    ] {
+        let r = app.get(&format!("/api/v1/analytics/{path}?{query}"), &analyst).await;
+        assert_eq!(r.status, 400, "{path}?{query}: {}", r.body);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert_eq!(r.error_fields(), [field], "{path}?{query}: {}", r.body);
+    }
+}

@@ -2,10 +2,14 @@
 //! metrics (MRR and its movements, churn, NRR/GRR, quick ratio, ARPA, LTV,
 //! gross and net revenue) by month, country and plan, read from the
 //! revenue rollups (`shared::domain::revenue`), and their recomputation on
-//! demand as a job (docs/analytics.md).
+//! demand as a job; business metrics (signups, activation, funnel, active
+//! users) and segments (cohort retention, RFM) from the same refresh
+//! (docs/analytics.md).
 
+pub mod business;
 pub mod refresh;
 pub mod revenue;
+pub mod segments;
 
 use axum::Router;
 use axum::http::Method;
@@ -21,19 +25,25 @@ pub struct AnalyticsState {
 /// Every route of this function and the permission it needs.
 pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/analytics/revenue", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::GET, "/api/v1/analytics/business", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::GET, "/api/v1/analytics/segments", Access::Permission(Permission::AnalyticsRead)),
     Route::new(Method::POST, "/api/v1/analytics/refresh", Access::Permission(Permission::AnalyticsRefresh)),
 ];
 
 pub fn router(state: AnalyticsState) -> Router {
     let platform = state.platform.clone();
-    let routes =
-        Router::new().route("/api/v1/analytics/revenue", get(revenue::read)).route("/api/v1/analytics/refresh", post(refresh::create)).with_state(state);
+    let routes = Router::new()
+        .route("/api/v1/analytics/revenue", get(revenue::read))
+        .route("/api/v1/analytics/business", get(business::read))
+        .route("/api/v1/analytics/segments", get(segments::read))
+        .route("/api/v1/analytics/refresh", post(refresh::create))
+        .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(revenue::read, refresh::create),
+    paths(revenue::read, business::read, segments::read, refresh::create),
     components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]

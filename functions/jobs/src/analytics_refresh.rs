@@ -6,11 +6,17 @@
 //! generation; `REVENUE#META / CURRENT` is then switched to it with a
 //! version check (a concurrent refresh that switched first wins, and this
 //! one deletes what it wrote), and the previous generation is deleted.
+//! The same generation holds the business rollups (`shared::domain::business`:
+//! per month and country, cohorts by signup month, RFM), computed from the
+//! activity events (gsi1 `EVENTS#yyyy-mm-dd`, from the day the first user
+//! signed up) and the same orders.
 //! Also run by the local stack right after seeding.
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
+use shared::domain::business::{self, Event};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
 use shared::domain::revenue::{self, Order, RevenueMeta};
 use shared::platform::error::{Error, Result};
@@ -29,7 +35,14 @@ pub struct Refreshed {
     pub rows: u64,
     pub first_month: Option<String>,
     pub last_month: Option<String>,
+    /// Activity events read, and the business, cohort and RFM items written.
+    pub events: u64,
+    pub business_rows: u64,
+    pub rfm_customers: u64,
 }
+
+/// Day partitions of the events index read at once.
+const EVENT_DAYS_IN_FLIGHT: usize = 8;
 
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let _: AnalyticsRefresh = job.payload()?;
@@ -58,7 +71,77 @@ pub async fn read_orders(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Orde
     Ok(orders)
 }
 
-/// Recompute and store the revenue rollups as of `as_of`.
+/// Every activity event up to `as_of`: the day partitions (gsi1
+/// `EVENTS#yyyy-mm-dd`) from the day the earliest user signed up (gsi3
+/// `USERS`, oldest first) through the day of `as_of`.
+pub async fn read_events(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Event>> {
+    let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("USERS"))], forward: true, ..Default::default() };
+    let (first, _) = store.query_page(&spec, None, 1).await?;
+    let Some(first) = first.first().and_then(|u| shared::store::attr_s(u, "created_at")).and_then(revenue::parse_time) else {
+        return Ok(Vec::new());
+    };
+    let days: Vec<String> = first.date_naive().iter_days().take_while(|d| *d <= as_of.date_naive()).map(|d| d.format("%Y-%m-%d").to_string()).collect();
+    let pages: Vec<Result<Vec<Item>>> = futures::stream::iter(days)
+        .map(|day| async move {
+            let spec = QuerySpec {
+                index: Some("gsi1"),
+                key_condition: "gsi1pk = :pk",
+                values: vec![(":pk", s(format!("EVENTS#{day}")))],
+                forward: true,
+                ..Default::default()
+            };
+            store.query_all(&spec).await
+        })
+        .buffered(EVENT_DAYS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut events = Vec::new();
+    for page in pages {
+        for item in page? {
+            let event: Event = from_item(item)?;
+            if revenue::parse_time(&event.ts).is_some_and(|t| t <= as_of) {
+                events.push(event);
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// The business, cohort and RFM items of `generation` (`partitions` gets their pks).
+fn business_items(
+    generation: &str,
+    events: &[Event],
+    orders: &[revenue::Order],
+    as_of: DateTime<Utc>,
+    partitions: &mut Vec<String>,
+) -> Result<(Vec<Item>, u64, u64)> {
+    let users = business::activity(events, as_of);
+    let payers = business::payers(orders, as_of);
+    let mut items = Vec::new();
+    let keyed = |pk: String, sk: String, kind: &str, mut item: Item| {
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(sk));
+        item.insert("type".into(), s(kind));
+        item
+    };
+    let rows = business::rollups(&users, &payers, as_of);
+    let business_rows = rows.len() as u64;
+    for ((country, month), row) in rows {
+        let pk = business::business_pk(generation, &country);
+        partitions.push(pk.clone());
+        items.push(keyed(pk, month, "business_rollup", to_item(&row)?));
+    }
+    for (month, row) in business::cohorts(&users, orders, as_of) {
+        items.push(keyed(business::cohorts_pk(generation), month, "cohort_rollup", to_item(&row)?));
+    }
+    partitions.push(business::cohorts_pk(generation));
+    let customers = business::rfm(orders, as_of);
+    items.push(keyed(business::rfm_pk(generation), business::RFM_SK.into(), "rfm_rollup", to_item(&business::rfm_summary(&customers))?));
+    partitions.push(business::rfm_pk(generation));
+    Ok((items, business_rows, customers.len() as u64))
+}
+
+/// Recompute and store the revenue and business rollups as of `as_of`.
 pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed> {
     let orders = read_orders(store, as_of).await?;
     let rows = revenue::rollups(&orders, as_of);
@@ -76,6 +159,9 @@ pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed>
         item.insert("type".into(), s("revenue_rollup"));
         items.push(item);
     }
+    let events = read_events(store, as_of).await?;
+    let (more, business_rows, rfm_customers) = business_items(&generation, &events, &orders, as_of, &mut partitions)?;
+    items.extend(more);
     partitions.sort();
     partitions.dedup();
     let months: Vec<&String> = rows.keys().map(|(_, m)| m).collect();
@@ -84,9 +170,12 @@ pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed>
         generation: generation.clone(),
         orders: orders.len() as u64,
         customers,
-        rows: items.len() as u64,
+        rows: rows.len() as u64,
         first_month: months.iter().min().map(|m| m.to_string()),
         last_month: months.iter().max().map(|m| m.to_string()),
+        events: events.len() as u64,
+        business_rows,
+        rfm_customers,
     };
     store.batch_put(items).await?;
 

@@ -2,6 +2,7 @@
 //! datasets, jobs and their kinds, charts, rollups, the system settings and
 //! subject (GDPR/CCPA) requests.
 
+pub mod business;
 pub mod charts;
 pub mod data_jobs;
 pub mod export;
