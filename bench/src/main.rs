@@ -9,7 +9,7 @@
 //!    (moto), so their init includes SDK client construction and, for auth
 //!    and admin, loading the signing public key: from the environment as the
 //!    stack supplies it (`KEEL_SIGNING_PUBLIC_KEY`), and for `admin-kms`
-//!    without it, fetched from KMS — here moto on loopback. Goal: within 2x
+//!    without it, fetched from KMS — here moto on loopback. Goal: within 1.5x
 //!    of hello.
 //! 2. Release binary size (the release profile strips). Goal: under 8 MB.
 //!    Beside it, each function's Lambda zip (cargo-lambda's, or zipped here).
@@ -67,11 +67,12 @@ struct Args {
 /// Set for the measuring child process: where to write the report.
 const REPORT_TO: &str = "KEEL_BENCH_REPORT_TO";
 /// Sizes for every function binary of template.yaml (hello: the baseline).
-const SIZED_BINARIES: [&str; 7] = ["hello", "auth", "admin", "data", "jobs", "streams", "scheduler"];
+const SIZED_BINARIES: [&str; 8] = ["hello", "auth", "admin", "data", "analytics", "jobs", "streams", "scheduler"];
 /// The deploy-time public key (template parameter SigningPublicKey), which
 /// spares auth and admin the KMS call at init.
 const PUBLIC_KEY_VARIABLE: &str = "KEEL_SIGNING_PUBLIC_KEY";
-const COLD_START_GOAL: f64 = 2.0;
+// Issue 11: within 1.5x of hello (issue 2 had asked for 2x).
+const COLD_START_GOAL: f64 = 1.5;
 const SIZE_GOAL_BYTES: u64 = 8_000_000;
 const P99_GOAL: Duration = Duration::from_micros(300);
 
@@ -315,7 +316,7 @@ impl Report<'_> {
         writeln!(out, "   GetPublicKey (the fallback) — from moto on loopback here, not from real KMS.")?;
         writeln!(out, "   \"first event\": /next answered with a sample event until its response arrived (no AWS call).")?;
         writeln!(out)?;
-        writeln!(out, "   {:<8} {:>10} {:>10} {:>9} {:>16} {:>16}", "binary", "median ms", "p90 ms", "x hello", "goal <=2x hello", "first event ms")?;
+        writeln!(out, "   {:<8} {:>10} {:>10} {:>9} {:>16} {:>16}", "binary", "median ms", "p90 ms", "x hello", "goal <=1.5x hello", "first event ms")?;
         let hello = self.cold.iter().find(|(name, ..)| *name == "hello").map(|(_, s, _)| s.median()).unwrap_or_default();
         for (name, init, first_event) in &self.cold {
             let ratio = init.median().as_secs_f64() / hello.as_secs_f64();
