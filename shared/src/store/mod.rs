@@ -50,6 +50,17 @@ pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// Expression attribute names for a request; none when empty (DynamoDB
+/// refuses an empty map).
+fn names_map(names: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    (!names.is_empty()).then(|| names.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+/// Expression attribute values for a request; none when empty.
+fn values_map(values: &[(&str, AttributeValue)]) -> Option<HashMap<String, AttributeValue>> {
+    (!values.is_empty()).then(|| values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+}
+
 /// What a Query reads: index, key condition, optional filter, the
 /// expression names and values they use, the order (`forward`: ascending
 /// sort keys; the default is newest first) and whether the read must be
@@ -268,12 +279,7 @@ impl Write {
     /// Put an item if `condition` holds on the stored one.
     pub fn put_if(table: &str, item: Item, condition: &Condition<'_>, on_conflict: Option<Error>) -> Result<Write> {
         let mut put = Put::builder().table_name(table).set_item(Some(item)).condition_expression(condition.expression);
-        for (k, v) in &condition.names {
-            put = put.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &condition.values {
-            put = put.expression_attribute_values(*k, v.clone());
-        }
+        put = put.set_expression_attribute_names(names_map(&condition.names)).set_expression_attribute_values(values_map(&condition.values));
         let put = put.build().map_err(|e| Error::internal(e.to_string()))?;
         Ok(Write { item: TransactWriteItem::builder().put(put).build(), on_conflict })
     }
@@ -281,12 +287,7 @@ impl Write {
     /// Delete an item if `condition` holds on it.
     pub fn delete_if(table: &str, pk: &str, sk: &str, condition: &Condition<'_>, on_conflict: Option<Error>) -> Result<Write> {
         let mut delete = Delete::builder().table_name(table).key("pk", s(pk)).key("sk", s(sk)).condition_expression(condition.expression);
-        for (k, v) in &condition.names {
-            delete = delete.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &condition.values {
-            delete = delete.expression_attribute_values(*k, v.clone());
-        }
+        delete = delete.set_expression_attribute_names(names_map(&condition.names)).set_expression_attribute_values(values_map(&condition.values));
         let delete = delete.build().map_err(|e| Error::internal(e.to_string()))?;
         Ok(Write { item: TransactWriteItem::builder().delete(delete).build(), on_conflict })
     }
@@ -299,12 +300,7 @@ impl Write {
             .key("sk", s(sk))
             .update_expression(update.expression)
             .set_condition_expression(update.condition.map(str::to_string));
-        for (k, v) in &update.names {
-            builder = builder.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &update.values {
-            builder = builder.expression_attribute_values(*k, v.clone());
-        }
+        builder = builder.set_expression_attribute_names(names_map(&update.names)).set_expression_attribute_values(values_map(&update.values));
         let update = builder.build().map_err(|e| Error::internal(e.to_string()))?;
         Ok(Write { item: TransactWriteItem::builder().update(update).build(), on_conflict })
     }
@@ -362,12 +358,7 @@ impl Store {
     /// does not.
     pub async fn put_if(&self, item: Item, condition: &Condition<'_>) -> Result<bool> {
         let mut put = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition.expression);
-        for (k, v) in &condition.names {
-            put = put.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &condition.values {
-            put = put.expression_attribute_values(*k, v.clone());
-        }
+        put = put.set_expression_attribute_names(names_map(&condition.names)).set_expression_attribute_values(values_map(&condition.values));
         match put.send().await {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
@@ -395,12 +386,7 @@ impl Store {
             .update_expression(update.expression)
             .set_condition_expression(update.condition.map(str::to_string))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        for (k, v) in &update.names {
-            request = request.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &update.values {
-            request = request.expression_attribute_values(*k, v.clone());
-        }
+        request = request.set_expression_attribute_names(names_map(&update.names)).set_expression_attribute_values(values_map(&update.values));
         match request.send().await {
             Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
@@ -513,12 +499,7 @@ impl Store {
         if !spec.filter.is_empty() {
             query = query.filter_expression(spec.filter);
         }
-        for (k, v) in &spec.names {
-            query = query.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in &spec.values {
-            query = query.expression_attribute_values(*k, v.clone());
-        }
+        query = query.set_expression_attribute_names(names_map(&spec.names)).set_expression_attribute_values(values_map(&spec.values));
         let out = query.send().await.map_err(aws("dynamodb Query"))?;
         Ok((out.items.unwrap_or_default(), out.count.max(0) as u64, out.last_evaluated_key))
     }
