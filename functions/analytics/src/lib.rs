@@ -7,6 +7,8 @@
 //! (docs/analytics.md).
 
 pub mod business;
+pub mod insights;
+pub mod predictions;
 pub mod refresh;
 pub mod revenue;
 pub mod segments;
@@ -28,6 +30,10 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/analytics/business", Access::Permission(Permission::AnalyticsRead)),
     Route::new(Method::GET, "/api/v1/analytics/segments", Access::Permission(Permission::AnalyticsRead)),
     Route::new(Method::POST, "/api/v1/analytics/refresh", Access::Permission(Permission::AnalyticsRefresh)),
+    Route::new(Method::GET, "/api/v1/analytics/predictions", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::GET, "/api/v1/analytics/insights", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::GET, "/api/v1/analytics/insights/{insight_id}", Access::Permission(Permission::AnalyticsRead)),
+    Route::new(Method::PATCH, "/api/v1/analytics/insights/{insight_id}", Access::Permission(Permission::AnalyticsWrite)),
 ];
 
 pub fn router(state: AnalyticsState) -> Router {
@@ -37,13 +43,16 @@ pub fn router(state: AnalyticsState) -> Router {
         .route("/api/v1/analytics/business", get(business::read))
         .route("/api/v1/analytics/segments", get(segments::read))
         .route("/api/v1/analytics/refresh", post(refresh::create))
+        .route("/api/v1/analytics/predictions", get(predictions::read))
+        .route("/api/v1/analytics/insights", get(insights::list))
+        .route("/api/v1/analytics/insights/{insight_id}", get(insights::read).patch(insights::update))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(revenue::read, business::read, segments::read, refresh::create),
+    paths(revenue::read, business::read, segments::read, refresh::create, predictions::read, insights::list, insights::read, insights::update),
     components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]

@@ -165,6 +165,14 @@ uuid_id!(
     "JOB"
 );
 uuid_id!(
+    /// An analytics insight (`INSIGHT#<id>`): derived from the finding's
+    /// stable key, so the job that finds it again updates the same one.
+    InsightId,
+    "insight",
+    "INSIGHT"
+);
+
+uuid_id!(
     /// A GDPR/CCPA subject request (`REQUEST#<id>`); not an HTTP request's id.
     SubjectRequestId,
     "subject request",

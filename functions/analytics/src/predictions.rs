@@ -1,0 +1,115 @@
+//! `GET /api/v1/analytics/predictions`: what the refresh job's models
+//! produced (`shared::domain::predictions`): forecasts with 80 % and 95 %
+//! intervals and each one's backtest card, anomalies on the daily series
+//! with their expected range and driver, and the churn model (held-out
+//! evaluation) with the riskiest customers and their top reasons. One
+//! Query of the models partition and one of the churn scores. Methods:
+//! docs/analytics.md.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::domain::predictions::{self, StoredModel};
+use shared::domain::revenue::{self, RevenueMeta};
+use shared::http::extract::ValidQuery;
+use shared::platform::error::{Error, Result};
+use shared::store::{QuerySpec, attr_s, from_item, s};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AnalyticsState;
+
+/// The most at-risk customers one response lists.
+pub const MAX_CUSTOMERS: u32 = 500;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PredictionsQuery {
+    /// Only the forecast of this series (e.g. `signups`, `mrr`, `orders{plan=pro}`); default all.
+    #[param(max_length = 100)]
+    pub series: Option<String>,
+    /// Anomalies on or after this day (`yyyy-mm-dd`); default all that the last refresh found.
+    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$", example = "2026-01-01")]
+    pub from: Option<String>,
+    /// Anomalies on or before this day (`yyyy-mm-dd`).
+    #[param(pattern = r"^\d{4}-\d{2}-\d{2}$", example = "2026-12-31")]
+    pub to: Option<String>,
+    /// At-risk customers to list, riskiest first (0 to 500; default 50).
+    #[param(minimum = 0, maximum = 500)]
+    pub customers: Option<u32>,
+}
+
+fn day(field: &str, value: &Option<String>) -> Result<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(v) if chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok() => Ok(Some(v.clone())),
+        Some(_) => Err(Error::field(field, "must be a date, yyyy-mm-dd")),
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Predictions {
+    /// When the models were fitted; null before the first refresh.
+    pub computed_at: Option<String>,
+    /// Per series: `series`, `granularity`, `start` (first forecast period), `model`, `transform`, `point`, `lower_80`, `upper_80`, `lower_95`, `upper_95`, and `backtest` (origins, horizons, per model and horizon MASE, sMAPE, 95 % coverage, MSIS; `relative_mase` = chosen ÷ seasonal-naive).
+    #[schema(value_type = Vec<Object>)]
+    pub forecasts: Vec<Value>,
+    /// Per anomaly: `metric`, `dimension`, `date`, `kind` (spike, drop, level_shift), `observed`, `expected`, `lower`, `upper`, `score`, `driver`.
+    #[schema(value_type = Vec<Object>)]
+    pub anomalies: Vec<Value>,
+    /// The churn model: `features`, `coefficients`, `trained_to`, `evaluated_at`, `evaluation` (AUC, top-decile lift, Brier, calibration on the held-out period); null before the first refresh.
+    #[schema(value_type = Option<Object>)]
+    pub churn_model: Option<Value>,
+    /// Customers scored at the refresh, riskiest first: `user_id`, `probability` (churn within 60 days), `reasons` (top 3), `mrr_cents`, `plan`.
+    #[schema(value_type = Vec<Object>)]
+    pub at_risk: Vec<Value>,
+}
+
+#[utoipa::path(get, path = "/api/v1/analytics/predictions", tag = "analytics", params(PredictionsQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Forecasts with intervals and backtest cards, anomalies, churn model and at-risk customers, as of the last refresh", body = Predictions),
+    ))]
+pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<PredictionsQuery>) -> Result<Json<Predictions>> {
+    let (from, to) = (day("from", &query.from)?, day("to", &query.to)?);
+    if let (Some(f), Some(t)) = (&from, &to)
+        && f > t
+    {
+        return Err(Error::field("from", "must not be after `to`"));
+    }
+    let customers = query.customers.unwrap_or(50);
+    if customers > MAX_CUSTOMERS {
+        return Err(Error::field("customers", format!("at most {MAX_CUSTOMERS}")));
+    }
+    let store = &state.platform.store;
+    let Some(meta) = store.get::<RevenueMeta>(revenue::META_PK, revenue::META_SK).await? else {
+        return Ok(Json(Predictions::default()));
+    };
+    let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::models_pk(&meta.generation)))], forward: true, ..Default::default() };
+    let mut out = Predictions { computed_at: Some(meta.computed_at.clone()), ..Default::default() };
+    for item in store.query_all(&spec).await? {
+        let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
+        let model: StoredModel = from_item(item)?;
+        if let Some(series) = sk.strip_prefix(predictions::FORECAST_PREFIX) {
+            if query.series.as_deref().is_none_or(|want| want == series) {
+                out.forecasts.push(model.json());
+            }
+        } else if let Some(rest) = sk.strip_prefix(predictions::ANOMALY_PREFIX) {
+            let date = rest.get(..10).unwrap_or_default();
+            if from.as_deref().is_none_or(|f| date >= f) && to.as_deref().is_none_or(|t| date <= t) {
+                out.anomalies.push(model.json());
+            }
+        } else if sk == predictions::CHURN_SK {
+            out.churn_model = Some(model.json());
+        }
+    }
+    if customers > 0 {
+        let spec =
+            QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::churn_pk(&meta.generation)))], forward: true, ..Default::default() };
+        let (items, _) = store.query_page(&spec, None, customers as i32).await?;
+        for item in items {
+            out.at_risk.push(from_item::<StoredModel>(item)?.json());
+        }
+    }
+    Ok(Json(out))
+}
