@@ -38,7 +38,7 @@ pub struct Plan {
 }
 
 fn origins_possible(n: usize, min_train: usize, h: usize) -> usize {
-    (n + 1).saturating_sub(min_train + h)
+    (n + 1).saturating_sub(min_train.saturating_add(h))
 }
 
 /// Plan the backtest of a series of `n` points: the longest horizon of
@@ -49,7 +49,7 @@ pub fn plan(n: usize, season: Option<usize>) -> Plan {
     let longest = |min_train: usize| [12, 6, 3].into_iter().find(|&h| origins_possible(n, min_train, h) >= MIN_ORIGINS);
     let mut chosen = None;
     if let Some(m) = season {
-        let min_train = MIN_TRAIN.max(2 * m);
+        let min_train = MIN_TRAIN.max(m.saturating_mul(2));
         match longest(min_train) {
             Some(h) => chosen = Some((Some(m), min_train, h)),
             None => notes.push(format!("season {m} dropped: {n} points do not leave {MIN_ORIGINS} origins each training on 2 full seasons")),

@@ -351,7 +351,7 @@ pub(crate) fn forecast_candidate(candidate: Candidate, train: &[f64], season: Op
         }
         Method::SeasonalNaive => {
             let m = season?;
-            if n < m + 1 {
+            if n <= m {
                 return None;
             }
             let sigma = rms((m..n).map(|t| z[t] - z[t - m]));
@@ -381,7 +381,7 @@ pub(crate) fn forecast_candidate(candidate: Candidate, train: &[f64], season: Op
         }
         Method::MstlEts => {
             let m = season?;
-            if n < 2 * m {
+            if n < m.saturating_mul(2) {
                 return None;
             }
             // The trend of a deseasonalised series: additive errors only.

@@ -187,6 +187,13 @@ fn short_and_empty_series_never_panic() {
             assert!(!f.backtest.note.is_empty());
         }
     }
+    // A season longer than the series (or absurdly long) is dropped.
+    let series: Vec<f64> = (0..60).map(f64::from).collect();
+    for season in [Some(0), Some(1), Some(45), Some(usize::MAX)] {
+        let f = fit(&series, season, 3);
+        assert_well_formed(&f, 3, true);
+        assert_eq!(f.backtest.season, None, "{season:?}");
+    }
     let none = fit(&[], None, 0);
     assert!(none.point.is_empty());
 }
