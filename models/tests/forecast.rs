@@ -223,3 +223,19 @@ fn series_with_negative_values_skip_the_log_and_the_clamp() {
     assert!(f.lower_95.iter().any(|&x| x < 0.0));
     assert!(f.backtest.scores.iter().all(|s| !s.model.contains("log")));
 }
+
+#[test]
+fn awkward_shapes_stay_finite() {
+    let mut spike = vec![0.0; 200];
+    spike[150] = 1000.0;
+    let alternating: Vec<f64> = (0..100).map(|i| f64::from(i % 2) * 50.0).collect();
+    let huge: Vec<f64> = (0..100).map(|i| 1e250 * (1.0 + f64::from(i % 7))).collect();
+    let tiny: Vec<f64> = (0..100).map(|i| 1e-250 * (1.0 + f64::from(i % 7))).collect();
+    let negative = vec![-4.0; 50];
+    for (name, series) in [("spike", spike), ("alternating", alternating), ("huge", huge), ("tiny", tiny), ("negative constant", negative)] {
+        let non_negative = series.iter().all(|&v| v >= 0.0);
+        let f = fit(&series, Some(7), 400);
+        println!("{name}: chosen {}", f.backtest.chosen);
+        assert_well_formed(&f, 400, non_negative);
+    }
+}
