@@ -5,3 +5,8 @@
 //! store. Its heavy dependencies (augurs: ETS, MSTL) stay out of `shared`,
 //! which every function links; only the jobs worker and the bench link
 //! this crate.
+
+pub mod backtest;
+pub mod forecast;
+
+pub use forecast::{BacktestCard, Forecast, ModelScore, fit};
