@@ -121,6 +121,7 @@ bench: venv
 	$(CARGO) run --locked --release -p keel-bench --bin login
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench
 	$(CARGO) run --locked --release -p keel-bench --bin demo-latency
+	$(CARGO) run --locked --release -p keel-bench --bin analytics-bench
 
 ## Lambda zips for `sam deploy`: target/lambda/<function>/bootstrap.zip, built
 ## by cargo-lambda with zig as the linker (both pinned PyPI wheels, so nothing

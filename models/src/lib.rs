@@ -10,3 +10,5 @@ pub mod backtest;
 pub mod forecast;
 
 pub use forecast::{BacktestCard, Forecast, ModelScore, fit};
+pub mod insights;
+pub mod pipeline;

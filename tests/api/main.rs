@@ -14,6 +14,7 @@ mod data_import;
 mod erasure;
 mod exports;
 mod health;
+mod insights;
 mod lambda_events;
 mod oauth;
 mod openapi;

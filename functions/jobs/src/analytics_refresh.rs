@@ -10,14 +10,25 @@
 //! per month and country, cohorts by signup month, RFM), computed from the
 //! activity events (gsi1 `EVENTS#yyyy-mm-dd`, from the day the first user
 //! signed up) and the same orders.
+//! The same generation holds the models' outputs (`shared::domain::predictions`):
+//! `keel_models::pipeline::fit_all` fits the forecasts (with backtest
+//! cards), anomalies and churn model on the events and orders read here.
+//! After the switch, the insights (`shared::domain::insights`) are brought
+//! up to date: new findings created, known ones refreshed (their lifecycle
+//! kept), ones no longer found marked stale, and implemented ones 30 days
+//! old measured (`verified` / `no_effect`), each change with its audit entry.
 //! Also run by the local stack right after seeding.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use keel_models::pipeline::{self, Fitted};
 use serde::Serialize;
 use serde_json::Value;
+use shared::audit::AuditEntry;
 use shared::domain::business::{self, Event};
+use shared::domain::insights::{self, Insight};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
+use shared::domain::predictions::{self, StoredModel};
 use shared::domain::revenue::{self, Order, RevenueMeta};
 use shared::platform::error::{Error, Result};
 use shared::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
@@ -39,6 +50,22 @@ pub struct Refreshed {
     pub events: u64,
     pub business_rows: u64,
     pub rfm_customers: u64,
+    /// Models: forecasts and anomalies stored, customers scored for churn,
+    /// the churn model's held-out AUC, and the insights written.
+    pub forecasts: u64,
+    pub anomalies: u64,
+    pub churn_scored: u64,
+    pub churn_auc: f64,
+    pub insights: InsightChanges,
+}
+
+/// What a refresh did to the insights.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InsightChanges {
+    pub found: u64,
+    pub refreshed: u64,
+    pub stale: u64,
+    pub measured: u64,
 }
 
 /// Day partitions of the events index read at once.
@@ -75,12 +102,19 @@ pub async fn read_orders(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Orde
 /// `EVENTS#yyyy-mm-dd`) from the day the earliest user signed up (gsi3
 /// `USERS`, oldest first) through the day of `as_of`.
 pub async fn read_events(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Event>> {
+    read_events_with(store, as_of, &|_| {}).await
+}
+
+/// `read_events`, telling `progress` the days read.
+pub async fn read_events_with(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Vec<Event>> {
     let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("USERS"))], forward: true, ..Default::default() };
     let (first, _) = store.query_page(&spec, None, 1).await?;
     let Some(first) = first.first().and_then(|u| shared::store::attr_s(u, "created_at")).and_then(revenue::parse_time) else {
         return Ok(Vec::new());
     };
     let days: Vec<String> = first.date_naive().iter_days().take_while(|d| *d <= as_of.date_naive()).map(|d| d.format("%Y-%m-%d").to_string()).collect();
+    let total = days.len() as u64;
+    let read = std::sync::atomic::AtomicU64::new(0);
     let pages: Vec<Result<Vec<Item>>> = futures::stream::iter(days)
         .map(|day| async move {
             let spec = QuerySpec {
@@ -93,6 +127,10 @@ pub async fn read_events(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Even
             store.query_all(&spec).await
         })
         .buffered(EVENT_DAYS_IN_FLIGHT)
+        .inspect(|_| {
+            let done = read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(Step { stage: "events", done, total });
+        })
         .collect()
         .await;
     let mut events = Vec::new();
@@ -143,7 +181,38 @@ fn business_items(
 
 /// Recompute and store the revenue and business rollups as of `as_of`.
 pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed> {
+    recompute_with(store, as_of, &|_| {}).await
+}
+
+/// A step of a recomputation, for a progress display: `stage` is
+/// `orders`, `events` (days read of `total`), `models`, `store` or `insights`.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub stage: &'static str,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// `recompute`, telling `progress` how far it is (`keel analytics backfill`).
+pub async fn recompute_with(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Refreshed> {
+    progress(Step { stage: "orders", done: 0, total: 1 });
     let orders = read_orders(store, as_of).await?;
+    progress(Step { stage: "orders", done: 1, total: 1 });
+    let events = read_events_with(store, as_of, progress).await?;
+    store_generation(store, orders, events, as_of, progress).await
+}
+
+/// Compute every rollup and model from `orders` and `events` as of
+/// `as_of`, store them as a new generation, switch to it, and update the
+/// insights. The bench calls this directly with generated data (10x the
+/// demo) to time the computation apart from reading the emulator.
+pub async fn store_generation(
+    store: &Store,
+    orders: Vec<Order>,
+    events: Vec<Event>,
+    as_of: DateTime<Utc>,
+    progress: &(dyn Fn(Step) + Send + Sync),
+) -> Result<Refreshed> {
     let rows = revenue::rollups(&orders, as_of);
     let generation = uuid::Uuid::now_v7().simple().to_string();
     let mut partitions: Vec<String> = Vec::new();
@@ -159,9 +228,17 @@ pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed>
         item.insert("type".into(), s("revenue_rollup"));
         items.push(item);
     }
-    let events = read_events(store, as_of).await?;
     let (more, business_rows, rfm_customers) = business_items(&generation, &events, &orders, as_of, &mut partitions)?;
     items.extend(more);
+    // Fitting is CPU work of seconds: off the async threads.
+    progress(Step { stage: "models", done: 0, total: 1 });
+    let (events, orders) = (std::sync::Arc::new(events), std::sync::Arc::new(orders));
+    let fitted = {
+        let (events, orders) = (events.clone(), orders.clone());
+        tokio::task::spawn_blocking(move || pipeline::fit_all(&events, &orders, as_of)).await.map_err(|e| Error::internal(format!("model fitting: {e}")))?
+    };
+    progress(Step { stage: "models", done: 1, total: 1 });
+    items.extend(model_items(&generation, &fitted, &mut partitions)?);
     partitions.sort();
     partitions.dedup();
     let months: Vec<&String> = rows.keys().map(|(_, m)| m).collect();
@@ -176,8 +253,16 @@ pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed>
         events: events.len() as u64,
         business_rows,
         rfm_customers,
+        forecasts: fitted.forecasts.len() as u64,
+        anomalies: fitted.anomalies.len() as u64,
+        churn_scored: fitted.churn.customers.len() as u64,
+        churn_auc: fitted.churn.evaluation.auc,
+        insights: InsightChanges::default(),
     };
+    let total = items.len() as u64;
+    progress(Step { stage: "store", done: 0, total });
     store.batch_put(items).await?;
+    progress(Step { stage: "store", done: total, total });
 
     let previous: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
     let meta = RevenueMeta {
@@ -205,8 +290,119 @@ pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed>
     if let Some(previous) = previous {
         delete_partitions(store, &previous.partitions).await?;
     }
+    let mut refreshed = refreshed;
+    progress(Step { stage: "insights", done: 0, total: 1 });
+    refreshed.insights = update_insights(store, &fitted, as_of).await?;
+    progress(Step { stage: "insights", done: 1, total: 1 });
     Ok(refreshed)
 }
+
+/// The models partition (forecasts, anomalies, the churn model) and the
+/// churn scores of `generation`.
+fn model_items(generation: &str, fitted: &Fitted, partitions: &mut Vec<String>) -> Result<Vec<Item>> {
+    let models = predictions::models_pk(generation);
+    let scores = predictions::churn_pk(generation);
+    let keyed = |pk: &str, sk: String, kind: &str, model: StoredModel| -> Result<Item> {
+        let mut item = to_item(&model)?;
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(sk));
+        item.insert("type".into(), s(kind));
+        Ok(item)
+    };
+    let mut items = Vec::new();
+    for f in &fitted.forecasts {
+        items.push(keyed(&models, format!("{}{}", predictions::FORECAST_PREFIX, f.series), "forecast", StoredModel::of(f)?)?);
+    }
+    for (i, a) in fitted.anomalies.iter().enumerate() {
+        let name = keel_models::insights::series_name(&a.metric, a.dimension.as_ref());
+        items.push(keyed(&models, format!("{}{}#{name}#{i}", predictions::ANOMALY_PREFIX, a.date), "anomaly", StoredModel::of(a)?)?);
+    }
+    let mut model = fitted.churn.clone();
+    model.customers = Vec::new();
+    items.push(keyed(&models, predictions::CHURN_SK.into(), "churn_model", StoredModel::of(&model)?)?);
+    for (rank, c) in fitted.churn.customers.iter().enumerate() {
+        items.push(keyed(&scores, predictions::risk_sk(rank), "churn_score", StoredModel::of(c)?)?);
+    }
+    partitions.push(models);
+    partitions.push(scores);
+    Ok(items)
+}
+
+/// Changes per transaction: each is the insight and its audit entry.
+const INSIGHT_CHANGES_PER_COMMIT: usize = 25;
+
+/// Bring the insights up to date with `fitted` (see the module's doc).
+async fn update_insights(store: &Store, fitted: &Fitted, as_of: DateTime<Utc>) -> Result<InsightChanges> {
+    let journal = shared::audit::Journal::new(store.clone());
+    let actor = shared::audit::Actor::system("analytics");
+    let known: std::collections::HashMap<String, Insight> = insights::all(store).await?.into_iter().map(|i| (i.id.clone(), i)).collect();
+    let mut counts = InsightChanges::default();
+    let mut changes: Vec<(Vec<Write>, AuditEntry)> = Vec::new();
+    let mut change = |previous: Option<&Insight>, next: Insight, action: &str| -> Result<()> {
+        let write = match previous {
+            Some(p) => Write::put_versioned(store.table(), next.to_item()?, p.version)?,
+            None => Write::put_new(store.table(), next.to_item()?, Error::Conflict(format!("insight {} exists", next.id)))?,
+        };
+        let audit = AuditEntry::at(as_of, &actor, action, "insight", &next.id).changes(previous.map(Insight::audit_view).as_ref(), Some(&next.audit_view()));
+        changes.push((vec![write], audit));
+        Ok(())
+    };
+    let mut found_ids = std::collections::HashSet::new();
+    for finding in &fitted.findings {
+        let id = insights::id_for(&finding.key).into_string();
+        if !found_ids.insert(id.clone()) {
+            continue;
+        }
+        match known.get(&id) {
+            None => {
+                change(None, Insight::found(finding.clone(), as_of), "analytics.insight.found")?;
+                counts.found += 1;
+            }
+            Some(old) => {
+                let next = old.refound(finding.clone(), as_of);
+                if let Some(measured) = measure(&next, fitted, as_of) {
+                    change(Some(old), measured, "analytics.insight.measured")?;
+                    counts.measured += 1;
+                } else if old.finding != *finding || old.stale {
+                    change(Some(old), next, "analytics.insight.refreshed")?;
+                    counts.refreshed += 1;
+                }
+            }
+        }
+    }
+    for old in known.values() {
+        if found_ids.contains(&old.id) {
+            continue;
+        }
+        if let Some(measured) = measure(old, fitted, as_of) {
+            change(Some(old), measured, "analytics.insight.measured")?;
+            counts.measured += 1;
+        } else if !old.stale && old.outcome_due(as_of).is_none() {
+            let mut next = old.clone();
+            next.stale = true;
+            next.updated_at = timestamp(as_of);
+            next.version += 1;
+            change(Some(old), next, "analytics.insight.stale")?;
+            counts.stale += 1;
+        }
+    }
+    while !changes.is_empty() {
+        let batch: Vec<(Vec<Write>, AuditEntry)> = changes.drain(..INSIGHT_CHANGES_PER_COMMIT.min(changes.len())).collect();
+        journal.commit_many(batch).await?;
+    }
+    Ok(counts)
+}
+
+/// `insight` with its outcome, if it is due and its series covers both windows.
+fn measure(insight: &Insight, fitted: &Fitted, as_of: DateTime<Utc>) -> Option<Insight> {
+    let implemented = insight.outcome_due(as_of)?;
+    let outcome = keel_models::insights::measure_outcome(&fitted.series, &insight.finding.measure, implemented.date_naive(), as_of)?;
+    Some(insight.measured(outcome, VERIFIED_CONFIDENCE, as_of))
+}
+
+/// The one-sided confidence at which an implemented insight's metric
+/// counts as moved (`verified`); below it, `no_effect`.
+pub const VERIFIED_CONFIDENCE: f64 = 0.9;
 
 async fn delete_partitions(store: &Store, partitions: &[String]) -> Result<()> {
     for pk in partitions {

@@ -100,6 +100,10 @@ pub struct Impact {
     pub unit: String,
     /// The formula with the numbers put in.
     pub formula: String,
+    /// The money equivalent in cents where one can be estimated (users ×
+    /// paid conversion × ARPA; orders × ARPA), which the priority ranks by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_cents: Option<f64>,
 }
 
 /// What the finding rests on.
@@ -188,9 +192,10 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// Impact × confidence: the ranking.
+    /// |Impact| (its money equivalent where there is one) × confidence:
+    /// the ranking.
     pub fn priority(&self) -> f64 {
-        self.impact.value.abs() * self.confidence
+        self.impact.value_cents.unwrap_or(self.impact.value).abs() * self.confidence
     }
 }
 
@@ -399,7 +404,7 @@ mod tests {
             explanation: "x".into(),
             evidence: Evidence::default(),
             confidence: 0.9,
-            impact: Impact { value: -120.0, unit: "users".into(), formula: "f".into() },
+            impact: Impact { value: -120.0, unit: "users".into(), formula: "f".into(), value_cents: None },
             category: InsightCategory::Growth,
             recommendation: "r".into(),
             query: StoredQuery { method: "GET".into(), path: "/api/v1/analytics/business".into(), params: BTreeMap::new() },

@@ -1,0 +1,152 @@
+//! Analytics at 1x and 10x the demo data (issue 12): every
+//! `/api/v1/analytics/*` read answers from rollups, so its p95 should not
+//! grow with the data (goal: p95 <= 50 ms in-process, 10x/1x ratio <= 1.5);
+//! and the rate of a full backfill (events/s).
+//!
+//! For each scale the demo data is generated in memory (3,000 users x
+//! scale, seed 2026) and handed to the refresh job's own
+//! `store_generation` (rollups, models, insights; written to the emulator),
+//! timed: that is the backfill's computation and writes, without reading
+//! the table. Then each read is timed `KEEL_BENCH_REQUESTS` times (default
+//! 100) through the in-process router against the emulator. At 1x the
+//! data is also seeded into the emulator and the full backfill (reading
+//! every order and activity day from the table, as `keel analytics
+//! backfill` does) is timed.
+//!
+//! `cargo run --release -p keel-bench --bin analytics-bench` (run by `make bench`).
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use shared::domain::business::Event;
+use shared::domain::revenue::Order;
+use shared::store::{attr_s, from_item};
+use tower::ServiceExt;
+
+fn repeats() -> usize {
+    std::env::var("KEEL_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+}
+
+async fn call(router: &Router, path: &str, token: &str) -> anyhow::Result<Duration> {
+    let request = axum::http::Request::builder().method("GET").uri(path).header("authorization", format!("Bearer {token}")).body(Body::empty())?;
+    let started = Instant::now();
+    let response = router.clone().oneshot(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let elapsed = started.elapsed();
+    anyhow::ensure!(status == 200, "{path}: {status} {}", String::from_utf8_lossy(&bytes));
+    let _: Value = serde_json::from_slice(&bytes)?;
+    Ok(elapsed)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The orders and activity events among generated items.
+fn split(items: Vec<shared::store::Item>) -> anyhow::Result<(Vec<Order>, Vec<Event>)> {
+    let (mut orders, mut events) = (Vec::new(), Vec::new());
+    for item in items {
+        match attr_s(&item, "type") {
+            Some("order") => orders.push(from_item(item)?),
+            Some("event") => events.push(from_item(item)?),
+            _ => {}
+        }
+    }
+    Ok((orders, events))
+}
+
+const READS: &[&str] = &[
+    "/api/v1/analytics/revenue",
+    "/api/v1/analytics/revenue?country=US",
+    "/api/v1/analytics/revenue?plan=pro",
+    "/api/v1/analytics/business",
+    "/api/v1/analytics/segments",
+    "/api/v1/analytics/predictions",
+    "/api/v1/analytics/insights",
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let moto = keel_local::moto::Moto::start(None).await?;
+    let sdk = keel_local::sdk_config(&moto.endpoint).await;
+    let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml"))?;
+    let stack = keel_local::provision::provision(&sdk, &template, "analytics-bench", &Default::default()).await?;
+    let app = keel_local::app::build(&sdk, &stack.env).await?;
+    let store = &app.platform.store;
+    let admin = shared::identity::users::bootstrap_admin(store, "admin@bench.test", "Bench Admin", "correct horse battery staple", false).await?;
+    let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD, shared::identity::token::amr::OTP], None);
+    let token = app.signer.access_token(&admin, "bench-session", &grant).await?.token;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("Analytics at 1x and 10x the demo data (in-process router, moto on loopback), load average {}", load.split_whitespace().next().unwrap_or("?"));
+
+    let now = chrono::Utc::now();
+    let mut p95s: Vec<Vec<Duration>> = Vec::new();
+    for scale in [1usize, 10] {
+        let (items, summary) = keel_local::seed::generate(now, 3000 * scale, 2026);
+        let (orders, events) = split(items)?;
+        let folded = (orders.len() + events.len()) as f64;
+        let started = Instant::now();
+        let done = jobs::analytics_refresh::store_generation(store, orders, events, now, &|_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let took = started.elapsed();
+        println!(
+            "  {scale:>2}x ({} users, {} orders, {} events): rollups + models + insights stored in {:.1} s = {:.0} events/s; {} forecasts, {} anomalies, churn AUC {:.3}",
+            summary.users,
+            done.orders,
+            done.events,
+            took.as_secs_f64(),
+            folded / took.as_secs_f64(),
+            done.forecasts,
+            done.anomalies,
+            done.churn_auc
+        );
+        let mut row = Vec::new();
+        for path in READS {
+            call(&app.router, path, &token).await?;
+            let mut times = Vec::with_capacity(repeats());
+            for _ in 0..repeats() {
+                times.push(call(&app.router, path, &token).await?);
+            }
+            times.sort();
+            let p95 = percentile(&times, 95.0);
+            println!("     GET {path:<44} p50 {:>7.2} ms   p95 {:>7.2} ms", ms(percentile(&times, 50.0)), ms(p95));
+            row.push(p95);
+        }
+        p95s.push(row);
+    }
+    println!("  p95 ratio 10x / 1x (goal <= 1.5, p95 <= 50 ms):");
+    for (i, path) in READS.iter().enumerate() {
+        let (one, ten) = (p95s[0][i], p95s[1][i]);
+        println!(
+            "     {path:<48} {:>5.2}   {}",
+            ten.as_secs_f64() / one.as_secs_f64(),
+            if ms(ten) <= 50.0 && ms(one) <= 50.0 { "p95 ok" } else { "p95 OVER 50 ms" }
+        );
+    }
+
+    // The full backfill at 1x, reading the table as `keel analytics backfill` does.
+    let started = Instant::now();
+    let seeded = keel_local::seed::load(store, 3000, 2026).await?;
+    println!("  seeded 1x into the emulator in {:.1} s", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let done = jobs::analytics_refresh::recompute(store, chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "  full backfill at 1x reading the emulator: {} orders + {} events in {took:.1} s = {:.0} events/s ({} users)",
+        done.orders,
+        done.events,
+        (done.orders + done.events) as f64 / took,
+        seeded.users
+    );
+    drop(app);
+    drop(moto);
+    Ok(())
+}
