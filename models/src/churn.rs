@@ -231,7 +231,6 @@ fn log_decay(r: &Raw) -> f64 {
 #[derive(Debug, Clone, PartialEq)]
 enum Feature {
     Recency,
-    Logins30,
     Logins90,
     Decay,
     Tenure,
@@ -248,7 +247,6 @@ impl Feature {
     fn name(&self) -> String {
         match self {
             Feature::Recency => "log_days_since_login".into(),
-            Feature::Logins30 => "log_logins_30d".into(),
             Feature::Logins90 => "log_logins_90d".into(),
             Feature::Decay => "login_decay_log_ratio".into(),
             Feature::Tenure => "log_tenure_months".into(),
@@ -265,7 +263,6 @@ impl Feature {
     fn value(&self, r: &Raw) -> f64 {
         match self {
             Feature::Recency => r.days_since_login.ln_1p(),
-            Feature::Logins30 => r.logins_30d.ln_1p(),
             Feature::Logins90 => (r.logins_30d + r.logins_prev_60d).ln_1p(),
             Feature::Decay => log_decay(r),
             Feature::Tenure => r.tenure_months.max(0.0).ln_1p(),
@@ -281,10 +278,17 @@ impl Feature {
 
     /// The feature's value for this customer, in words.
     fn explain(&self, r: &Raw) -> String {
-        let plural = |n: f64, one: &str, many: &str| if n == 1.0 { format!("1 {one}") } else { format!("{n:.0} {many}") };
+        let plural = |n: f64, one: &str, many: &str| {
+            if n < 0.5 {
+                format!("no {many}")
+            } else if n < 1.5 {
+                format!("1 {one}")
+            } else {
+                format!("{n:.0} {many}")
+            }
+        };
         match self {
             Feature::Recency => format!("no sign-in for {:.0} days", r.days_since_login.floor()),
-            Feature::Logins30 => format!("{} in the last 30 days", plural(r.logins_30d, "sign-in", "sign-ins")),
             Feature::Logins90 => format!("{} in the last 90 days", plural(r.logins_30d + r.logins_prev_60d, "sign-in", "sign-ins")),
             Feature::Decay => {
                 if r.logins_prev_60d == 0.0 {
@@ -579,7 +583,9 @@ pub fn churn_risk(events: &[Event], orders: &[Order], as_of: DateTime<Utc>) -> C
         }
     }
     let plans: BTreeSet<String> = train.iter().filter_map(|(r, _)| r.plan.clone()).collect();
-    let mut features = vec![Feature::Recency, Feature::Logins30, Feature::Logins90, Feature::Decay, Feature::Tenure];
+    // Frequency over 90 days and its trend; the 30-day count would be
+    // nearly their sum, and with all three the signs stop meaning anything.
+    let mut features = vec![Feature::Recency, Feature::Logins90, Feature::Decay, Feature::Tenure];
     features.extend(plans.into_iter().map(Feature::Plan));
     features.extend([Feature::Annual, Feature::RenewalDue, Feature::Refunds, Feature::ChurnedBefore, Feature::Mrr, Feature::Charts90]);
     let row = |r: &Raw| -> Vec<f64> { features.iter().map(|f| finite(f.value(r))).collect() };

@@ -268,7 +268,7 @@ fn normal(rng: &mut StdRng) -> f64 {
 /// Days in a month of the engagement walk.
 const ENGAGEMENT_STEP_DAYS: i64 = 30;
 /// Median logins per day of a customer of average engagement.
-const LOGINS_PER_DAY: f64 = 0.08;
+const LOGINS_PER_DAY: f64 = 0.07;
 
 /// One paying customer's orders and logins. The customer has a latent
 /// engagement (a standard normal, drifting month to month) that sets both
@@ -277,7 +277,7 @@ const LOGINS_PER_DAY: f64 = 0.08;
 /// are riskier), earlier refunds and an earlier churn playing a part;
 /// monthly subscribers churn about 4.5% a month on average, annual ones
 /// about 20% a year. Logins fade over the 35 to 75 days before most churns
-/// (the "login decay" a churn model can learn), but a fifth of churners
+/// (the "login decay" a churn model can learn), but 15 % of churners
 /// keep logging in to the end, and paying customers have quiet weeks.
 ///
 /// Each order is a paid term (`period_start` to `period_end`, one month or
@@ -350,7 +350,7 @@ fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateT
             // The hazard of this term, on the log-odds scale.
             let tenure_months = (at - spell_start).num_days() as f64 / 30.4;
             let plan_risk = [0.35, 0.0, -0.5][plan];
-            let logit = (if annual { -2.1 } else { -3.55 }) - 0.9 * engagement_at(at)
+            let logit = (if annual { -2.35 } else { -3.8 }) - 1.3 * engagement_at(at)
                 + plan_risk
                 + 0.7 * (-tenure_months / 4.0).exp()
                 + 0.4 * refunds as f64
@@ -405,13 +405,13 @@ fn logins(
     now: DateTime<Utc>,
 ) -> Vec<DateTime<Utc>> {
     // Per churn: how long before it the logins start to fade, and how far
-    // they fall (0 for the fifth who stay active to the end).
+    // they fall (0 for the 15 % who stay active to the end).
     let fades: Vec<(DateTime<Utc>, i64, f64)> = spells
         .iter()
         .filter_map(|(_, end)| *end)
         .map(|churn| {
             let days = rng.gen_range(35..=75);
-            let depth = if rng.gen_bool(0.2) { 0.0 } else { rng.gen_range(0.6..0.95) };
+            let depth = if rng.gen_bool(0.15) { 0.0 } else { rng.gen_range(0.6..0.95) };
             (churn, days, depth)
         })
         .collect();
@@ -421,7 +421,7 @@ fn logins(
     while day < now {
         let paying = spells.iter().any(|(a, b)| *a <= day && b.is_none_or(|b| day < b));
         let last_churn = spells.iter().filter_map(|(_, b)| *b).filter(|b| *b <= day).max();
-        let mut rate = LOGINS_PER_DAY * (0.75 * engagement_at(day)).exp();
+        let mut rate = LOGINS_PER_DAY * (0.9 * engagement_at(day)).exp();
         rate *= match (paying, last_churn) {
             (true, _) => 1.0,
             (false, None) => 0.6,

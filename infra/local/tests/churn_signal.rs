@@ -59,14 +59,21 @@ fn check(report: &ChurnReport) {
     assert!(numbers.copied().all(f64::is_finite));
 }
 
+/// A fixed "now": the demo data's calendar (month lengths, weekdays) moves
+/// with it, and with about 35 churners in a held-out period the figures
+/// move by a few hundredths from one day to the next.
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap().with_timezone(&Utc)
+}
+
 #[test]
 fn churn_is_learnable_from_the_demo_data() {
-    let now = Utc::now();
+    let now = now();
     check(&report(now, 3000, 2026));
 }
 
 #[test]
 fn churn_is_learnable_for_another_seed() {
-    let now = Utc::now();
+    let now = now();
     check(&report(now, 3000, 7));
 }
