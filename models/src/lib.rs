@@ -12,3 +12,4 @@ pub mod forecast;
 pub use forecast::{BacktestCard, Forecast, ModelScore, fit};
 pub mod insights;
 pub mod pipeline;
+pub mod churn;

@@ -190,17 +190,25 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         }
         event(&mut items, &mut summary, &user.id, "signup", signed_up, json!({ "country": user.country }));
 
-        // Logins: engaged users log in more; the last one is last_login_at.
+        // About a fifth of users pay. A customer's logins follow their
+        // engagement and paid spells (`subscription`); everyone else logs in
+        // a few times at random over their lifetime.
+        let customer = (status != UserStatus::Invited && rng.gen_bool(0.22)).then(|| {
+            let country = user.country.clone().unwrap_or_default();
+            subscription(&mut StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)), &user.id, &country, signed_up, now, &mut summary)
+        });
         if status != UserStatus::Invited {
-            let logins = rng.gen_range(1..=8);
-            let mut last_login = signed_up;
-            for _ in 0..logins {
-                let span = (now - signed_up).num_seconds().max(1);
-                let at = signed_up + Duration::seconds(rng.gen_range(0..span));
-                last_login = last_login.max(at);
+            let logins = match &customer {
+                Some(c) => c.logins.clone(),
+                None => {
+                    let span = (now - signed_up).num_seconds().max(1);
+                    (0..rng.gen_range(1..=8)).map(|_| signed_up + Duration::seconds(rng.gen_range(0..span))).collect()
+                }
+            };
+            for &at in &logins {
                 event(&mut items, &mut summary, &user.id, "login", at, json!({}));
             }
-            user.last_login_at = Some(timestamp(last_login));
+            user.last_login_at = logins.iter().max().map(|t| timestamp(*t));
         }
 
         // Charts and their moderation states.
@@ -228,19 +236,8 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
             event(&mut items, &mut summary, &user.id, "chart_created", created, json!({ "chart_id": id }));
         }
 
-        // About a fifth of users pay; they renew until they churn, some
-        // switch plans mid-term, some come back after churning.
-        if status != UserStatus::Invited && rng.gen_bool(0.22) {
-            let country = user.country.clone().unwrap_or_default();
-            let orders = subscription(
-                &mut StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-                &user.id,
-                &country,
-                signed_up,
-                now,
-                &mut summary,
-            );
-            for order in orders {
+        if let Some(customer) = customer {
+            for order in customer.orders {
                 let at = chrono::DateTime::parse_from_rfc3339(order["created_at"].as_str().expect("created_at")).expect("timestamp").with_timezone(&Utc);
                 let (id, amount) = (order["id"].as_str().unwrap_or("").to_string(), order["amount_cents"].as_i64().unwrap_or(0));
                 items.push(to_item(&order).expect("order item"));
@@ -255,20 +252,66 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
     (items, summary)
 }
 
-/// One paying customer's orders: each is a paid term (`period_start` to
-/// `period_end`, one month or twelve) on a plan, after an optional
-/// discount. Monthly subscribers churn about 4% a month, annual ones 20% a
-/// year; a quarter of those who churn come back 20 to 200 days later;
-/// monthly subscribers switch plan mid-term about 3% of months (the old
-/// term `ended_at` the switch); refunds (3%) end the subscription: a
-/// monthly one at the end of its term, an annual one at once (an early
-/// cancellation, `ended_at`).
-fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateTime<Utc>, now: DateTime<Utc>, summary: &mut Summary) -> Vec<serde_json::Value> {
+/// One paying customer: their orders and their logins.
+struct Customer {
+    orders: Vec<serde_json::Value>,
+    logins: Vec<DateTime<Utc>>,
+}
+
+/// A standard normal draw (Box-Muller; `rand` 0.8 has no normal distribution).
+fn normal(rng: &mut StdRng) -> f64 {
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let v: f64 = rng.r#gen();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// Days in a month of the engagement walk.
+const ENGAGEMENT_STEP_DAYS: i64 = 30;
+/// Median logins per day of a customer of average engagement.
+const LOGINS_PER_DAY: f64 = 0.07;
+
+/// One paying customer's orders and logins. The customer has a latent
+/// engagement (a standard normal, drifting month to month) that sets both
+/// how often they log in and the churn hazard of each term, with the plan
+/// (basic customers leave more, team ones less), tenure (the first months
+/// are riskier), earlier refunds and an earlier churn playing a part;
+/// monthly subscribers churn about 4.5% a month on average, annual ones
+/// about 20% a year. Logins fade over the 35 to 75 days before most churns
+/// (the "login decay" a churn model can learn), but 15 % of churners
+/// keep logging in to the end, and paying customers have quiet weeks.
+///
+/// Each order is a paid term (`period_start` to `period_end`, one month or
+/// twelve) on a plan, after an optional discount. A quarter of those who
+/// churn come back 20 to 200 days later; monthly subscribers switch plan
+/// mid-term about 3% of months (the old term `ended_at` the switch);
+/// refunds (3%) end the subscription: a monthly one at the end of its
+/// term, an annual one at once (an early cancellation, `ended_at`).
+fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateTime<Utc>, now: DateTime<Utc>, summary: &mut Summary) -> Customer {
+    // Engagement by month since signing up: an AR(1) walk around the
+    // customer's own level, so recent activity says more than old.
+    let months = ((now - signed_up).num_days() / ENGAGEMENT_STEP_DAYS + 2) as usize;
+    let level = normal(rng);
+    let mut drift = 0.0;
+    let engagement: Vec<f64> = (0..months)
+        .map(|_| {
+            drift = 0.8 * drift + 0.6 * normal(rng);
+            0.8 * level + 0.6 * drift
+        })
+        .collect();
+    let engagement_at = |t: DateTime<Utc>| -> f64 {
+        let i = ((t - signed_up).num_days().max(0) / ENGAGEMENT_STEP_DAYS) as usize;
+        engagement[i.min(engagement.len() - 1)]
+    };
+
     let mut orders: Vec<serde_json::Value> = Vec::new();
+    // Paid spells: from the first order to the churn (none while still paying).
+    let mut spells: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
     let mut plan = *weighted(rng, &PLANS.iter().enumerate().map(|(i, p)| (i, p.3)).collect::<Vec<_>>());
     let mut annual = rng.gen_bool(0.3);
     let discount_pct: i64 = if rng.gen_bool(0.15) { 20 } else { 0 };
     let mut at = signed_up + Duration::days(rng.gen_range(0..30));
+    let mut spell_start = at;
+    let (mut refunds, mut churns) = (0, 0);
     while at < now {
         let id = uuid::Uuid::now_v7().to_string();
         let ts = timestamp(at);
@@ -294,6 +337,7 @@ fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateT
                 order["refunded_at"] = json!(timestamp(refunded_at));
                 order["refunded_cents"] = json!(amount);
                 summary.refunds += 1;
+                refunds += 1;
                 if annual {
                     order["ended_at"] = json!(timestamp(refunded_at));
                     churn_at = Some(refunded_at);
@@ -302,17 +346,30 @@ fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateT
                 }
             }
         }
-        if churn_at.is_none() && rng.gen_bool(if annual { 0.2 } else { 0.04 }) {
-            churn_at = Some(term_end);
+        if churn_at.is_none() {
+            // The hazard of this term, on the log-odds scale.
+            let tenure_months = (at - spell_start).num_days() as f64 / 30.4;
+            let plan_risk = [0.35, 0.0, -0.5][plan];
+            let logit = (if annual { -2.35 } else { -3.8 }) - 1.3 * engagement_at(at)
+                + plan_risk
+                + 0.7 * (-tenure_months / 4.0).exp()
+                + 0.4 * refunds as f64
+                + 0.3 * churns.min(2) as f64;
+            if rng.gen_bool(1.0 / (1.0 + (-logit).exp())) {
+                churn_at = Some(term_end);
+            }
         }
         orders.push(order);
         if let Some(churned) = churn_at {
+            spells.push((spell_start, Some(churned)));
+            churns += 1;
             if !rng.gen_bool(0.25) {
                 break;
             }
             // Back after a while, perhaps on another plan or interval.
             summary.reactivations += 1;
             at = churned + Duration::days(rng.gen_range(20..200));
+            spell_start = at;
             plan = *weighted(rng, &PLANS.iter().enumerate().map(|(i, p)| (i, p.3)).collect::<Vec<_>>());
             annual = rng.gen_bool(0.3);
             continue;
@@ -330,7 +387,71 @@ fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateT
         }
         at = term_end;
     }
-    orders
+    if spells.last().is_none_or(|(_, end)| end.is_some()) && spell_start < now {
+        spells.push((spell_start, None));
+    }
+    let logins = logins(rng, &spells, &engagement_at, signed_up, now);
+    Customer { orders, logins }
+}
+
+/// A customer's logins, day by day: a rate set by engagement and by where
+/// the day falls (before the first order, in a paid spell, fading before a
+/// churn, after one), fewer at weekends, none on quiet weeks.
+fn logins(
+    rng: &mut StdRng,
+    spells: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+    engagement_at: &dyn Fn(DateTime<Utc>) -> f64,
+    signed_up: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    // Per churn: how long before it the logins start to fade, and how far
+    // they fall (0 for the 15 % who stay active to the end).
+    let fades: Vec<(DateTime<Utc>, i64, f64)> = spells
+        .iter()
+        .filter_map(|(_, end)| *end)
+        .map(|churn| {
+            let days = rng.gen_range(35..=75);
+            let depth = if rng.gen_bool(0.15) { 0.0 } else { rng.gen_range(0.6..0.95) };
+            (churn, days, depth)
+        })
+        .collect();
+    let mut quiet_until = signed_up;
+    let mut out = Vec::new();
+    let mut day = signed_up;
+    while day < now {
+        let paying = spells.iter().any(|(a, b)| *a <= day && b.is_none_or(|b| day < b));
+        let last_churn = spells.iter().filter_map(|(_, b)| *b).filter(|b| *b <= day).max();
+        let mut rate = LOGINS_PER_DAY * (0.9 * engagement_at(day)).exp();
+        rate *= match (paying, last_churn) {
+            (true, _) => 1.0,
+            (false, None) => 0.6,
+            (false, Some(c)) if day - c < Duration::days(30) => 0.25,
+            (false, Some(_)) => 0.05,
+        };
+        if paying {
+            if let Some((churn, days, depth)) = fades.iter().find(|(c, d, _)| *c > day && *c - day <= Duration::days(*d)) {
+                let left = (*churn - day).num_hours() as f64 / (*days as f64 * 24.0);
+                rate *= 1.0 - depth * (1.0 - left);
+            } else if day >= quiet_until && rng.gen_bool(0.006) {
+                // A holiday or a busy stretch: two to four quiet weeks.
+                quiet_until = day + Duration::days(rng.gen_range(14..=28));
+            }
+            if day < quiet_until {
+                rate *= 0.1;
+            }
+        }
+        if day.weekday().number_from_monday() >= 6 {
+            rate *= 0.6;
+        }
+        if rng.gen_bool(rate.clamp(0.0, 0.9)) {
+            let at = day + Duration::seconds(rng.gen_range(0..86_400));
+            if at < now {
+                out.push(at);
+            }
+        }
+        day += Duration::days(1);
+    }
+    out
 }
 
 /// Write the demo data (batches of 25, several in flight).
