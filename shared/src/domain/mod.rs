@@ -4,10 +4,12 @@
 
 pub mod business;
 pub mod charts;
+pub mod custom_segments;
 pub mod data_jobs;
 pub mod export;
 pub mod jobs;
 pub mod masking;
+pub mod moderation_metrics;
 pub mod revenue;
 pub mod rollups;
 pub mod subject_requests;

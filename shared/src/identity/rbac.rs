@@ -41,6 +41,8 @@ permissions! {
     AnalyticsRead => "analytics:read",
     // Recompute the analytics rollups on demand (a job).
     AnalyticsRefresh => "analytics:refresh",
+    // Create, replace and delete custom analytics segments.
+    AnalyticsSegmentsWrite => "analytics:segments:write",
     ReportsRead => "reports:read",
     ReportsWrite => "reports:write",
     DataExport => "data:export",
@@ -197,6 +199,7 @@ impl BuiltinRole {
                 ConfigWrite,
                 AnalyticsRead,
                 AnalyticsRefresh,
+                AnalyticsSegmentsWrite,
                 ReportsRead,
                 ReportsWrite,
                 DataExport,
@@ -215,7 +218,8 @@ impl BuiltinRole {
             ]),
             // Moderators see users without personal data, and act on content.
             BuiltinRole::Moderator => PermissionSet::of(&[UsersRead, ChartsRead, ChartsModerate, SearchRead]),
-            BuiltinRole::Analyst => PermissionSet::of(&[AnalyticsRead, ReportsRead, ReportsWrite, ChartsRead, SearchRead, DataExport]),
+            // Analysts define the custom segments they analyse, as they write reports.
+            BuiltinRole::Analyst => PermissionSet::of(&[AnalyticsRead, AnalyticsSegmentsWrite, ReportsRead, ReportsWrite, ChartsRead, SearchRead, DataExport]),
             BuiltinRole::Support => PermissionSet::of(&[UsersRead, UsersWrite, PiiRead, ChartsRead, SearchRead]),
             // Auditors read everything that is evidence, and change nothing.
             BuiltinRole::Auditor => PermissionSet::of(&[AuditRead, UsersRead, RolesRead, ConfigRead, ComplianceRead, SystemRead]),
