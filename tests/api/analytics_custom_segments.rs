@@ -176,7 +176,7 @@ async fn preview_counts_equal_a_direct_count_and_segments_round_trip_audited() {
             ]}),
             check(move |f: &Facts| {
                 let signed = f.created.unwrap().date_naive();
-                d365 <= signed && signed <= d180 && Facts::in_last(&f.charts, 365, as_of) >= 1 && !["suspended", "deleted"].contains(&f.status.as_str())
+                (d365..=d180).contains(&signed) && Facts::in_last(&f.charts, 365, as_of) >= 1 && !["suspended", "deleted"].contains(&f.status.as_str())
             }),
         ),
         (

@@ -19,6 +19,9 @@ struct Expected {
     backlog_end: i64,
 }
 
+/// A chart: owner, creation, state, and its decisions `(at, from, to)` in order.
+type ChartHistory = (String, DateTime<Utc>, String, Vec<(DateTime<Utc>, String, String)>);
+
 fn median_hours(v: &[i64]) -> Option<f64> {
     let mut v = v.to_vec();
     v.sort();
@@ -54,7 +57,7 @@ async fn moderation_throughput_equals_a_recomputation_from_the_charts() {
         country.insert(u["id"].as_str().unwrap().into(), u["country"].as_str().unwrap_or("ZZ").into());
     }
     // Each chart and its own decisions.
-    let mut charts: Vec<(String, DateTime<Utc>, String, Vec<(DateTime<Utc>, String, String)>)> = Vec::new();
+    let mut charts: Vec<ChartHistory> = Vec::new();
     for item in app.store().query_all(&query("CHARTS")).await.unwrap() {
         let c: Value = serde_dynamo::from_item(item).unwrap();
         let id = c["id"].as_str().unwrap().to_string();

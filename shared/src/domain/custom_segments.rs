@@ -401,7 +401,7 @@ impl Condition {
                 match self.op {
                     Op::Before => day < *to,
                     Op::After => day > *from,
-                    _ => *from <= day && day <= *to,
+                    _ => (*from..=*to).contains(&day),
                 }
             }
             (Operand::Counts(lo, hi), field) => {
@@ -419,7 +419,7 @@ impl Condition {
                     Op::Gte => x >= *lo,
                     Op::Lt => x < *lo,
                     Op::Lte => x <= *lo,
-                    _ => *lo <= x && x <= *hi,
+                    _ => (*lo..=*hi).contains(&x),
                 }
             }
             (Operand::Bool(b), _) => p.refunded == *b,
