@@ -22,21 +22,21 @@ struct Term {
     plan: String,
 }
 
-fn time(v: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
 }
 
-fn month_of(t: DateTime<Utc>) -> String {
+pub(crate) fn month_of(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
 }
 
-fn first_of(month: &str) -> DateTime<Utc> {
+pub(crate) fn first_of(month: &str) -> DateTime<Utc> {
     let (y, m) = month.split_once('-').unwrap();
     Utc.with_ymd_and_hms(y.parse().unwrap(), m.parse().unwrap(), 1, 0, 0, 0).unwrap()
 }
 
 /// Every order in the table, read from its month partitions.
-async fn orders(app: &TestApp, first: &str, last: &str) -> Vec<Value> {
+pub(crate) async fn orders(app: &TestApp, first: &str, last: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut month = first_of(first);
     while month_of(month).as_str() <= last {
@@ -301,7 +301,7 @@ fn check_period(period: &Value, x: &Expected, history: &[Expected], context: &st
     }
 }
 
-async fn refreshed(app: &TestApp, token: &str) {
+pub(crate) async fn refreshed(app: &TestApp, token: &str) {
     let r = app.call(Method::POST, "/api/v1/analytics/refresh", Some(token), None).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let job_id = r.body["job_id"].as_str().unwrap().to_string();

@@ -5,6 +5,8 @@
 mod helpers;
 
 mod analytics;
+mod analytics_custom_segments;
+mod analytics_moderation;
 mod audit_integrity;
 mod audit_log;
 mod charts;

@@ -27,7 +27,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 7] = [
+    let values: [(&'static str, String); 8] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -38,6 +38,8 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         ("job_id", fresh()),
         // Subject request ids likewise.
         ("request_id", fresh()),
+        // Custom analytics segments likewise.
+        ("segment_id", fresh()),
     ];
     let mut filled = path.to_string();
     let mut params = Vec::new();
@@ -136,6 +138,14 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/analytics/business") => 200,
         ("GET", "/analytics/segments") => 200,
         ("POST", "/analytics/refresh") => 202,
+        // `{}`: no rules.
+        ("POST", "/analytics/segments/custom/preview") => 400,
+        ("GET", "/analytics/segments/custom") => 200,
+        ("POST", "/analytics/segments/custom") => 400,
+        ("GET", "/analytics/segments/custom/{segment_id}") => 404,
+        // `{}`: no version, name or rules.
+        ("PUT", "/analytics/segments/custom/{segment_id}") => 400,
+        ("DELETE", "/analytics/segments/custom/{segment_id}") => 404,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

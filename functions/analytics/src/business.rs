@@ -1,8 +1,10 @@
 //! `GET /api/v1/analytics/business`: signups, activations, the signup →
 //! activated → paid funnel, active users (MAU, DAU and WAU averages,
-//! stickiness) and charts created per month, for everyone or a country.
-//! Reads the rollups' current generation and one Query of the country's
-//! business partition, whatever the number of users or events.
+//! stickiness), charts created and moderation throughput (decisions by
+//! outcome, median time to the first decision, backlog) per month, for
+//! everyone or a country. Reads the rollups' current generation and one
+//! Query each of the country's business and moderation partitions,
+//! whatever the number of users, events or charts.
 //! Definitions: docs/analytics.md.
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use axum::extract::State;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::domain::business::{self, BusinessRow};
+use shared::domain::moderation_metrics::{self, ModerationRow};
 use shared::domain::revenue::{self, RevenueMeta};
 use shared::http::extract::ValidQuery;
 use shared::platform::error::{Error, Result};
@@ -72,6 +75,24 @@ pub struct BusinessFigures {
     /// dau_avg ÷ mau.
     pub stickiness: Option<f64>,
     pub charts_created: i64,
+    pub moderation: ModerationFigures,
+}
+
+/// Moderation throughput of a month or a range (by the chart owner's country).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModerationFigures {
+    /// Decisions taken, and by outcome (the state each led to).
+    pub decisions: i64,
+    pub approved: i64,
+    pub rejected: i64,
+    pub flagged: i64,
+    pub hidden: i64,
+    /// Charts whose first decision fell in the period.
+    pub first_decisions: i64,
+    /// Median hours from a chart's creation to its first decision, over those charts; null without any.
+    pub median_hours_to_first_decision: Option<f64>,
+    /// Charts waiting for their first review at the period's end (the last month's end for a range).
+    pub backlog_end: i64,
 }
 
 /// Figures against the ones before (differences; growth = difference ÷ before).
@@ -86,6 +107,8 @@ pub struct BusinessChange {
     pub stickiness: Option<f64>,
     pub signups_growth: Option<f64>,
     pub mau_growth: Option<f64>,
+    pub moderation_decisions: i64,
+    pub backlog_end: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -118,7 +141,7 @@ pub struct BusinessReport {
 
 #[utoipa::path(get, path = "/api/v1/analytics/business", tag = "analytics", params(BusinessQuery), security(("bearer" = [])),
     responses(
-        (status = 200, description = "Signups, activations, the funnel to paid, active users and charts per month, totals and the change against the previous range, from the business rollups", body = BusinessReport),
+        (status = 200, description = "Signups, activations, the funnel to paid, active users, charts and moderation throughput per month, totals and the change against the previous range, from the business rollups", body = BusinessReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<BusinessQuery>) -> Result<Json<BusinessReport>> {
     let request = query.validate(&revenue::month_key(Utc::now()))?;
@@ -126,19 +149,24 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
     let lo = revenue::add_months(&request.from, -(request.months.len() as i32)).ok_or_else(|| Error::field("from", "is out of range"))?;
     let mut rows: BTreeMap<String, BusinessRow> = BTreeMap::new();
+    let mut moderation: BTreeMap<String, ModerationRow> = BTreeMap::new();
     if let Some(meta) = &meta {
-        let spec = QuerySpec {
+        let query = |pk: String| QuerySpec {
             key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
-            values: vec![(":pk", s(business::business_pk(&meta.generation, &request.group.country))), (":lo", s(lo)), (":hi", s(request.to.clone()))],
+            values: vec![(":pk", s(pk)), (":lo", s(lo.clone())), (":hi", s(request.to.clone()))],
             forward: true,
             ..Default::default()
         };
-        for item in store.query_all(&spec).await? {
+        for item in store.query_all(&query(business::business_pk(&meta.generation, &request.group.country))).await? {
             let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
             rows.insert(month, from_item(item)?);
         }
+        for item in store.query_all(&query(moderation_metrics::moderation_pk(&meta.generation, &request.group.country))).await? {
+            let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
+            moderation.insert(month, from_item(item)?);
+        }
     }
-    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows)))
+    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &moderation)))
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -162,7 +190,28 @@ pub fn figures(row: &BusinessRow, days: i64, months: i64) -> BusinessFigures {
         wau_avg: ratio(row.wau_sum as f64, days as f64),
         stickiness: dau_avg.and_then(|d| ratio(d, mau)),
         charts_created: row.charts_created,
+        moderation: ModerationFigures::default(),
     }
+}
+
+/// Moderation figures over `months` (in order; a missing month is all zeros).
+pub fn moderation_figures(rows: &BTreeMap<String, ModerationRow>, months: &[String]) -> ModerationFigures {
+    let mut out = ModerationFigures::default();
+    let mut seconds: Vec<i64> = Vec::new();
+    for m in months {
+        let Some(row) = rows.get(m) else { continue };
+        out.decisions += row.decisions();
+        out.approved += row.approved;
+        out.rejected += row.rejected;
+        out.flagged += row.flagged;
+        out.hidden += row.hidden;
+        out.first_decisions += row.first_decisions;
+        seconds.extend(&row.first_decision_seconds);
+    }
+    out.backlog_end = months.last().and_then(|m| rows.get(m)).map_or(0, |r| r.backlog_end);
+    seconds.sort_unstable();
+    out.median_hours_to_first_decision = moderation_metrics::median(&seconds).map(|s| s / 3600.0);
+    out
 }
 
 pub fn change(now: &BusinessFigures, before: &BusinessFigures) -> BusinessChange {
@@ -177,11 +226,18 @@ pub fn change(now: &BusinessFigures, before: &BusinessFigures) -> BusinessChange
         stickiness: diff(now.stickiness, before.stickiness),
         signups_growth: ratio((now.signups - before.signups) as f64, before.signups as f64),
         mau_growth: ratio(now.mau - before.mau, before.mau),
+        moderation_decisions: now.moderation.decisions - before.moderation.decisions,
+        backlog_end: now.moderation.backlog_end - before.moderation.backlog_end,
     }
 }
 
 /// The report from the country's rows (`yyyy-mm → row`; a missing month is all zeros).
-pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<String, BusinessRow>) -> BusinessReport {
+pub fn report(
+    request: &Request,
+    computed_at: Option<String>,
+    rows: &BTreeMap<String, BusinessRow>,
+    moderation: &BTreeMap<String, ModerationRow>,
+) -> BusinessReport {
     let as_of = computed_at.as_deref().and_then(revenue::parse_time).unwrap_or_else(Utc::now);
     let computed_month = computed_at.as_deref().and_then(revenue::parse_time).map(revenue::month_key);
     let over = |months: &[String]| {
@@ -189,7 +245,9 @@ pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<St
         for m in months {
             sum.add(&rows.get(m).copied().unwrap_or_default());
         }
-        figures(&sum, months.iter().map(|m| business::days_counted(m, as_of)).sum(), months.len() as i64)
+        let mut figures = figures(&sum, months.iter().map(|m| business::days_counted(m, as_of)).sum(), months.len() as i64);
+        figures.moderation = moderation_figures(moderation, months);
+        figures
     };
     let periods = request
         .months
@@ -236,7 +294,19 @@ mod tests {
             charts_created: 1,
         };
         let rows = BTreeMap::from([("2025-12".to_string(), row(4, 10, 62)), ("2026-01".to_string(), row(8, 20, 124)), ("2026-02".to_string(), row(8, 30, 56))]);
-        let r = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows);
+        let moderation = BTreeMap::from([
+            (
+                "2026-01".to_string(),
+                ModerationRow { approved: 2, rejected: 1, first_decisions: 2, first_decision_seconds: vec![3600, 7200], backlog_end: 5, ..Default::default() },
+            ),
+            ("2026-02".to_string(), ModerationRow { hidden: 1, first_decisions: 1, first_decision_seconds: vec![36000], backlog_end: 4, ..Default::default() }),
+        ]);
+        let r = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows, &moderation);
+        let m = &r.periods[0].figures.moderation;
+        assert_eq!((m.decisions, m.approved, m.first_decisions, m.median_hours_to_first_decision, m.backlog_end), (3, 2, 2, Some(1.5), 5));
+        let m = &r.totals.moderation;
+        assert_eq!((m.decisions, m.hidden, m.median_hours_to_first_decision, m.backlog_end), (4, 1, Some(2.0), 4));
+        assert_eq!((r.periods[1].change.moderation_decisions, r.periods[1].change.backlog_end), (-2, -1));
         let jan = &r.periods[0];
         assert_eq!((jan.figures.signups, jan.figures.activations, jan.figures.paid, jan.figures.days), (8, 4, 2, 31));
         assert_eq!((jan.figures.activation_rate, jan.figures.paid_rate, jan.figures.signup_to_paid_rate), (Some(0.5), Some(0.5), Some(0.25)));

@@ -9,7 +9,11 @@
 //! The same generation holds the business rollups (`shared::domain::business`:
 //! per month and country, cohorts by signup month, RFM), computed from the
 //! activity events (gsi1 `EVENTS#yyyy-mm-dd`, from the day the first user
-//! signed up) and the same orders.
+//! signed up) and the same orders; and the per-user profiles custom
+//! segments are evaluated against (`shared::domain::custom_segments`),
+//! from the users (gsi3 `USERS`), the same events and orders, in chunks;
+//! and moderation throughput (`shared::domain::moderation_metrics`) from
+//! the charts (gsi3 `CHARTS`) and their decisions (gsi1 `MODERATIONS#yyyy-mm`).
 //! The same generation holds the models' outputs (`shared::domain::predictions`):
 //! `keel_models::pipeline::fit_all` fits the forecasts (with backtest
 //! cards), anomalies and churn model on the events and orders read here.
@@ -26,8 +30,11 @@ use serde::Serialize;
 use serde_json::Value;
 use shared::audit::AuditEntry;
 use shared::domain::business::{self, Event};
+use shared::domain::charts::{self, Chart, ModerationEvent};
+use shared::domain::custom_segments::{self, Member, Profile, ProfileChunk};
 use shared::domain::insights::{self, Insight};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
+use shared::domain::moderation_metrics;
 use shared::domain::predictions::{self, StoredModel};
 use shared::domain::revenue::{self, Order, RevenueMeta};
 use shared::platform::error::{Error, Result};
@@ -50,6 +57,8 @@ pub struct Refreshed {
     pub events: u64,
     pub business_rows: u64,
     pub rfm_customers: u64,
+    /// Users profiled for custom segments.
+    pub profiles: u64,
     /// Models: forecasts and anomalies stored, customers scored for churn,
     /// the churn model's held-out AUC, and the insights written.
     pub forecasts: u64,
@@ -145,14 +154,63 @@ pub async fn read_events_with(store: &Store, as_of: DateTime<Utc>, progress: &(d
     Ok(events)
 }
 
+/// Every chart not deleted (gsi3 `CHARTS`) and every moderation decision
+/// (gsi1 `MODERATIONS#yyyy-mm`, from the oldest chart's month through `as_of`'s).
+pub async fn read_moderation(store: &Store, as_of: DateTime<Utc>) -> Result<(Vec<Chart>, Vec<ModerationEvent>)> {
+    let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("CHARTS"))], forward: true, ..Default::default() };
+    let charts: Vec<Chart> = store.query_all(&spec).await?.into_iter().map(from_item).collect::<Result<_>>()?;
+    let mut events = Vec::new();
+    let Some(first) = charts.iter().filter_map(|c| revenue::parse_time(&c.created_at)).min() else {
+        return Ok((charts, events));
+    };
+    let (mut month, last) = (revenue::month_key(first), revenue::month_key(as_of));
+    while month <= last {
+        let spec = QuerySpec {
+            index: Some("gsi1"),
+            key_condition: "gsi1pk = :pk",
+            values: vec![(":pk", s(charts::moderations_partition(&month)))],
+            forward: true,
+            ..Default::default()
+        };
+        for item in store.query_all(&spec).await? {
+            events.push(from_item(item)?);
+        }
+        month = revenue::add_months(&month, 1).ok_or_else(|| Error::internal("month after year 9999"))?;
+    }
+    Ok((charts, events))
+}
+
+/// Every user item (gsi3 `USERS`), the fields profiles read.
+pub async fn read_members(store: &Store) -> Result<Vec<Member>> {
+    let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("USERS"))], forward: true, ..Default::default() };
+    store.query_all(&spec).await?.into_iter().map(from_item).collect()
+}
+
+/// The profile chunks of `generation` (sort key: the chunk number, 5 digits).
+fn profile_items(generation: &str, profiles: &[Profile]) -> Result<Vec<Item>> {
+    profiles
+        .chunks(custom_segments::PROFILES_PER_CHUNK)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut item = to_item(&ProfileChunk { profiles: chunk.to_vec() })?;
+            item.insert("pk".into(), s(custom_segments::profiles_pk(generation)));
+            item.insert("sk".into(), s(format!("{i:05}")));
+            item.insert("type".into(), s("profile_chunk"));
+            Ok(item)
+        })
+        .collect()
+}
+
 /// The business, cohort and RFM items of `generation` (`partitions` gets their pks).
 fn business_items(
     generation: &str,
     events: &[Event],
     orders: &[revenue::Order],
     as_of: DateTime<Utc>,
+    members: &[Member],
+    moderation: &(Vec<Chart>, Vec<ModerationEvent>),
     partitions: &mut Vec<String>,
-) -> Result<(Vec<Item>, u64, u64)> {
+) -> Result<(Vec<Item>, u64, u64, u64)> {
     let users = business::activity(events, as_of);
     let payers = business::payers(orders, as_of);
     let mut items = Vec::new();
@@ -169,6 +227,13 @@ fn business_items(
         partitions.push(pk.clone());
         items.push(keyed(pk, month, "business_rollup", to_item(&row)?));
     }
+    let lives = moderation_metrics::lives(&moderation.0, &moderation.1, as_of);
+    let country_of = |owner: &str| moderation_metrics::country_or_unknown(users.get(owner).map(|u| u.country.as_str()));
+    for ((country, month), row) in moderation_metrics::rollups(&lives, &country_of, as_of) {
+        let pk = moderation_metrics::moderation_pk(generation, &country);
+        partitions.push(pk.clone());
+        items.push(keyed(pk, month, "moderation_rollup", to_item(&row)?));
+    }
     for (month, row) in business::cohorts(&users, orders, as_of) {
         items.push(keyed(business::cohorts_pk(generation), month, "cohort_rollup", to_item(&row)?));
     }
@@ -176,7 +241,10 @@ fn business_items(
     let customers = business::rfm(orders, as_of);
     items.push(keyed(business::rfm_pk(generation), business::RFM_SK.into(), "rfm_rollup", to_item(&business::rfm_summary(&customers))?));
     partitions.push(business::rfm_pk(generation));
-    Ok((items, business_rows, customers.len() as u64))
+    let profiles = custom_segments::profiles(members, events, orders, &customers, as_of);
+    items.extend(profile_items(generation, &profiles)?);
+    partitions.push(custom_segments::profiles_pk(generation));
+    Ok((items, business_rows, customers.len() as u64, profiles.len() as u64))
 }
 
 /// Recompute and store the revenue and business rollups as of `as_of`.
@@ -228,7 +296,9 @@ pub async fn store_generation(
         item.insert("type".into(), s("revenue_rollup"));
         items.push(item);
     }
-    let (more, business_rows, rfm_customers) = business_items(&generation, &events, &orders, as_of, &mut partitions)?;
+    let members = read_members(store).await?;
+    let moderation = read_moderation(store, as_of).await?;
+    let (more, business_rows, rfm_customers, profiles) = business_items(&generation, &events, &orders, as_of, &members, &moderation, &mut partitions)?;
     items.extend(more);
     // Fitting is CPU work of seconds: off the async threads.
     progress(Step { stage: "models", done: 0, total: 1 });
@@ -253,6 +323,7 @@ pub async fn store_generation(
         events: events.len() as u64,
         business_rows,
         rfm_customers,
+        profiles,
         forecasts: fitted.forecasts.len() as u64,
         anomalies: fitted.anomalies.len() as u64,
         churn_scored: fitted.churn.customers.len() as u64,

@@ -213,7 +213,7 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
 
         // Charts and their moderation states.
         let charts = if status == UserStatus::Invited { 0 } else { rng.gen_range(0..=4) };
-        for _ in 0..charts {
+        for c in 0..charts {
             let span = (now - signed_up).num_seconds().max(1);
             let created = signed_up + Duration::seconds(rng.gen_range(0..span));
             let moderation = *weighted(
@@ -230,6 +230,35 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
             let mut chart = Chart::new(&user.id, &title, KINDS[rng.gen_range(0..KINDS.len())]).with_status(moderation);
             chart.created_at = timestamp(created);
             chart.updated_at = chart.created_at.clone();
+            // A decided chart was reviewed once, from pending, minutes to
+            // days after it was created (its own rng: the main stream stays as it was).
+            let action = match moderation {
+                ModerationStatus::Approved => Some(shared::domain::charts::ModerationAction::Approve),
+                ModerationStatus::Rejected => Some(shared::domain::charts::ModerationAction::Reject),
+                ModerationStatus::Flagged => Some(shared::domain::charts::ModerationAction::Flag),
+                ModerationStatus::Hidden => Some(shared::domain::charts::ModerationAction::Hide),
+                ModerationStatus::Pending => None,
+            };
+            if let Some(action) = action {
+                let mut review = StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9));
+                let delay = Duration::seconds((600.0 * (review.gen_range(0.0..6.0f64)).exp()) as i64);
+                let at = timestamp((created + delay).min(now));
+                let decision = shared::domain::charts::ModerationEvent {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    chart_id: chart.id.clone(),
+                    at: at.clone(),
+                    actor_id: "demo-moderator".into(),
+                    action,
+                    from: ModerationStatus::Pending,
+                    to: moderation,
+                    reason: "demo".into(),
+                    note: None,
+                    version: 2,
+                };
+                items.push(decision.to_item().expect("moderation item"));
+                chart.version = 2;
+                chart.updated_at = at;
+            }
             let id = chart.id.clone();
             items.push(chart.to_item().expect("chart item"));
             summary.charts += 1;

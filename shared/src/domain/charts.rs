@@ -5,7 +5,8 @@
 //!
 //! Keys: `CHART#id / META`; gsi1 `OWNER#user / created#id`; gsi2
 //! `MODERATION#<status> / created#id`; gsi3 `CHARTS / created#id` (every
-//! chart, newest first). History: `CHART#id / MOD#ts#id`.
+//! chart, newest first). History: `CHART#id / MOD#ts#id`, also on gsi1
+//! `MODERATIONS#yyyy-mm / ts#id` (every decision of a month, for analytics).
 
 use serde::{Deserialize, Serialize};
 
@@ -207,9 +208,16 @@ impl ModerationEvent {
         let mut item = to_item(self)?;
         item.insert("pk".into(), s(Chart::pk(&self.chart_id)));
         item.insert("sk".into(), s(format!("MOD#{}#{}", self.at, self.id)));
+        item.insert("gsi1pk".into(), s(moderations_partition(self.at.get(..7).unwrap_or_default())));
+        item.insert("gsi1sk".into(), s(format!("{}#{}", self.at, self.id)));
         item.insert("type".into(), s("moderation_event"));
         Ok(item)
     }
+}
+
+/// The gsi1 partition of the moderation decisions taken in `month` (`yyyy-mm`).
+pub fn moderations_partition(month: &str) -> String {
+    format!("MODERATIONS#{month}")
 }
 
 pub async fn get(store: &Store, id: &ChartId) -> Result<Option<Chart>> {

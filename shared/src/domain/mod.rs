@@ -4,12 +4,14 @@
 
 pub mod business;
 pub mod charts;
+pub mod custom_segments;
 pub mod data_jobs;
 pub mod export;
 pub mod insights;
 pub mod jobs;
 pub mod masking;
 pub mod predictions;
+pub mod moderation_metrics;
 pub mod revenue;
 pub mod rollups;
 pub mod subject_requests;

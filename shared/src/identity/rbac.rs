@@ -41,8 +41,10 @@ permissions! {
     AnalyticsRead => "analytics:read",
     // Recompute the analytics rollups on demand (a job).
     AnalyticsRefresh => "analytics:refresh",
-    // Act on analytics insights (their lifecycle) and define custom segments.
-    AnalyticsWrite => "analytics:write",
+    // Act on analytics insights: move them through their lifecycle.
+    AnalyticsInsightsWrite => "analytics:insights:write",
+    // Create, replace and delete custom analytics segments.
+    AnalyticsSegmentsWrite => "analytics:segments:write",
     ReportsRead => "reports:read",
     ReportsWrite => "reports:write",
     DataExport => "data:export",
@@ -199,7 +201,8 @@ impl BuiltinRole {
                 ConfigWrite,
                 AnalyticsRead,
                 AnalyticsRefresh,
-                AnalyticsWrite,
+                AnalyticsInsightsWrite,
+                AnalyticsSegmentsWrite,
                 ReportsRead,
                 ReportsWrite,
                 DataExport,
@@ -218,7 +221,18 @@ impl BuiltinRole {
             ]),
             // Moderators see users without personal data, and act on content.
             BuiltinRole::Moderator => PermissionSet::of(&[UsersRead, ChartsRead, ChartsModerate, SearchRead]),
-            BuiltinRole::Analyst => PermissionSet::of(&[AnalyticsRead, AnalyticsWrite, ReportsRead, ReportsWrite, ChartsRead, SearchRead, DataExport]),
+            // Analysts define the custom segments they analyse and act on
+            // insights, as they write reports.
+            BuiltinRole::Analyst => PermissionSet::of(&[
+                AnalyticsRead,
+                AnalyticsSegmentsWrite,
+                AnalyticsInsightsWrite,
+                ReportsRead,
+                ReportsWrite,
+                ChartsRead,
+                SearchRead,
+                DataExport,
+            ]),
             BuiltinRole::Support => PermissionSet::of(&[UsersRead, UsersWrite, PiiRead, ChartsRead, SearchRead]),
             // Auditors read everything that is evidence, and change nothing.
             BuiltinRole::Auditor => PermissionSet::of(&[AuditRead, UsersRead, RolesRead, ConfigRead, ComplianceRead, SystemRead]),

@@ -178,6 +178,12 @@ uuid_id!(
     "subject request",
     "REQUEST"
 );
+uuid_id!(
+    /// A custom analytics segment (stored under `ANALYTICS#SEGMENTS / SEGMENT#<id>`).
+    SegmentId,
+    "segment",
+    "SEGMENT"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,206 @@
+//! Moderation throughput per month and country (the chart owner's), with no
+//! I/O (docs/analytics.md): decisions by outcome, the time from a chart's
+//! creation to its first decision, and the backlog of charts waiting for
+//! review at the month's end. The analytics refresh stores the rows
+//! (`ModerationRow`) beside the business rows of its generation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::charts::{Chart, ModerationEvent, ModerationStatus};
+use super::revenue::{self, ALL, UNKNOWN_COUNTRY};
+
+/// One chart's moderation life: created, its initial state and its decisions in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartLife {
+    pub owner_id: String,
+    pub created: DateTime<Utc>,
+    /// The state before any decision: the first decision's `from`, or the
+    /// current state of a chart never decided on.
+    pub initial: ModerationStatus,
+    /// `(at, to)` of each decision up to `as_of`, oldest first.
+    pub decisions: Vec<(DateTime<Utc>, ModerationStatus)>,
+}
+
+/// One month of one country (or `*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationRow {
+    /// Decisions taken in the month, by outcome (the state they led to).
+    pub approved: i64,
+    pub rejected: i64,
+    pub flagged: i64,
+    pub hidden: i64,
+    /// Charts whose first decision fell in the month, and for each the
+    /// seconds from creation to it (sorted).
+    pub first_decisions: i64,
+    pub first_decision_seconds: Vec<i64>,
+    /// Charts waiting for review (pending, never decided on) at the month's
+    /// end: the next month's first instant, or `as_of` for the current month.
+    pub backlog_end: i64,
+}
+
+impl ModerationRow {
+    pub fn decisions(&self) -> i64 {
+        self.approved + self.rejected + self.flagged + self.hidden
+    }
+}
+
+/// Every chart's life up to `as_of` (charts created later are left out).
+pub fn lives(charts: &[Chart], events: &[ModerationEvent], as_of: DateTime<Utc>) -> Vec<ChartLife> {
+    let mut by_chart: HashMap<&str, Vec<(DateTime<Utc>, &ModerationEvent)>> = HashMap::new();
+    for e in events {
+        if let Some(at) = revenue::parse_time(&e.at).filter(|t| *t <= as_of) {
+            by_chart.entry(e.chart_id.as_str()).or_default().push((at, e));
+        }
+    }
+    charts
+        .iter()
+        .filter_map(|c| {
+            let created = revenue::parse_time(&c.created_at).filter(|t| *t <= as_of)?;
+            let mut decided = by_chart.remove(c.id.as_str()).unwrap_or_default();
+            decided.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+            let initial = decided.first().map_or(c.moderation_status, |(_, e)| e.from);
+            Some(ChartLife { owner_id: c.owner_id.clone(), created, initial, decisions: decided.iter().map(|(t, e)| (*t, e.to)).collect() })
+        })
+        .collect()
+}
+
+impl ChartLife {
+    /// Waiting for its first review at `t`: created before `t`, initially
+    /// pending, and not yet decided on (a decision at `t` itself is not yet).
+    pub fn pending_at(&self, t: DateTime<Utc>) -> bool {
+        self.initial == ModerationStatus::Pending && self.created < t && self.decisions.first().is_none_or(|(at, _)| *at >= t)
+    }
+}
+
+/// Rows `(country | *, yyyy-mm)` for every month from the first chart's to
+/// the month of `as_of`; `country_of` maps an owner to their country.
+pub fn rollups(lives: &[ChartLife], country_of: &dyn Fn(&str) -> String, as_of: DateTime<Utc>) -> BTreeMap<(String, String), ModerationRow> {
+    let mut rows: BTreeMap<(String, String), ModerationRow> = BTreeMap::new();
+    let Some(first) = lives.iter().map(|l| l.created).min() else { return rows };
+    let last = revenue::month_key(as_of);
+    let mut months = Vec::new();
+    let mut m = revenue::month_key(first);
+    while m <= last {
+        months.push(m.clone());
+        let Some(next) = revenue::add_months(&m, 1) else { break };
+        m = next;
+    }
+    for life in lives {
+        let country = country_of(&life.owner_id);
+        let groups = [country.as_str(), ALL];
+        for (at, to) in &life.decisions {
+            for g in groups {
+                let row = rows.entry((g.to_string(), revenue::month_key(*at))).or_default();
+                match to {
+                    ModerationStatus::Approved => row.approved += 1,
+                    ModerationStatus::Rejected => row.rejected += 1,
+                    ModerationStatus::Flagged => row.flagged += 1,
+                    ModerationStatus::Hidden => row.hidden += 1,
+                    ModerationStatus::Pending => {}
+                }
+            }
+        }
+        if let Some((at, _)) = life.decisions.first() {
+            for g in groups {
+                let row = rows.entry((g.to_string(), revenue::month_key(*at))).or_default();
+                row.first_decisions += 1;
+                row.first_decision_seconds.push((*at - life.created).num_seconds());
+            }
+        }
+        for month in &months {
+            let end = revenue::add_months(month, 1).and_then(|n| revenue::month_start(&n)).map_or(as_of, |t| t.min(as_of));
+            if life.pending_at(end) {
+                for g in groups {
+                    rows.entry((g.to_string(), month.clone())).or_default().backlog_end += 1;
+                }
+            }
+        }
+    }
+    for row in rows.values_mut() {
+        row.first_decision_seconds.sort_unstable();
+    }
+    rows
+}
+
+/// The median of sorted values (the mean of the middle two for an even count).
+pub fn median(sorted: &[i64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2] as f64),
+        _ => Some((sorted[n / 2 - 1] as f64 + sorted[n / 2] as f64) / 2.0),
+    }
+}
+
+/// A user's country for these rows: theirs, or `ZZ`.
+pub fn country_or_unknown(country: Option<&str>) -> String {
+    country.filter(|c| !c.is_empty()).unwrap_or(UNKNOWN_COUNTRY).to_string()
+}
+
+/// Moderation rows of a country or `*` (sort key `yyyy-mm`), in the rollups' generation.
+pub fn moderation_pk(generation: &str, country: &str) -> String {
+    format!("MODERATION#{generation}#{country}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn chart(id: &str, created: DateTime<Utc>, status: ModerationStatus) -> Chart {
+        let mut c = Chart::new("owner", "t", "line").with_status(status);
+        c.id = id.into();
+        c.created_at = created.to_rfc3339();
+        c
+    }
+
+    fn decision(chart: &str, at: DateTime<Utc>, from: ModerationStatus, to: ModerationStatus) -> ModerationEvent {
+        ModerationEvent {
+            id: format!("{chart}{}", at.timestamp()),
+            chart_id: chart.into(),
+            at: at.to_rfc3339(),
+            actor_id: "m".into(),
+            action: super::super::charts::ModerationAction::Approve,
+            from,
+            to,
+            reason: "r".into(),
+            note: None,
+            version: 2,
+        }
+    }
+
+    #[test]
+    fn throughput_median_and_backlog() {
+        use ModerationStatus as S;
+        let charts =
+            vec![chart("a", at(1, 10), S::Rejected), chart("b", at(1, 20), S::Approved), chart("c", at(1, 31), S::Pending), chart("d", at(2, 5), S::Approved)];
+        let events = vec![
+            decision("a", at(1, 11), S::Pending, S::Approved),
+            decision("a", at(2, 3), S::Approved, S::Rejected),
+            // b is decided on exactly at February's first instant: pending at January's end.
+            decision("b", at(2, 1), S::Pending, S::Approved),
+            // After as_of: not yet.
+            decision("c", at(3, 20), S::Pending, S::Approved),
+        ];
+        let as_of = at(3, 10);
+        let lives = lives(&charts, &events, as_of);
+        let rows = rollups(&lives, &|_| "DE".to_string(), as_of);
+        let jan = &rows[&("*".to_string(), "2026-01".to_string())];
+        assert_eq!((jan.approved, jan.first_decisions, jan.first_decision_seconds.clone(), jan.backlog_end), (1, 1, vec![86400], 2));
+        let feb = &rows[&("DE".to_string(), "2026-02".to_string())];
+        assert_eq!((feb.approved, feb.rejected, feb.decisions(), feb.first_decisions, feb.first_decision_seconds.clone()), (1, 1, 2, 1, vec![12 * 86400]));
+        // c waits; d was created approved (never pending).
+        assert_eq!(feb.backlog_end, 1);
+        assert_eq!(rows[&("*".to_string(), "2026-03".to_string())].backlog_end, 1);
+        assert_eq!(median(&[1, 3, 10, 20]), Some(6.5));
+        assert_eq!(median(&[5]), Some(5.0));
+        assert_eq!(median(&[]), None);
+    }
+}
