@@ -5,3 +5,6 @@
 //! store. Its heavy dependencies (augurs: ETS, MSTL) stay out of `shared`,
 //! which every function links; only the jobs worker and the bench link
 //! this crate.
+
+pub mod anomaly;
+pub mod series;
