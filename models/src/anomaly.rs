@@ -29,9 +29,9 @@ pub const SPIKE_Z: f64 = 4.5;
 /// CUSUM slack per day, in robust standard deviations: a shift smaller
 /// than this does not accumulate.
 pub const SHIFT_SLACK: f64 = 0.75;
-/// CUSUM alarm level: e.g. a shift of 1.75 deviations is found after
-/// about 8 days, one of 3 after 4.
-pub const SHIFT_ALARM: f64 = 5.0;
+/// CUSUM alarm level: e.g. a shift that leaves residuals of 1.75
+/// deviations is found after about 8 days, one of 3 after 4.
+pub const SHIFT_ALARM: f64 = 8.0;
 /// Days the MSTL trend smooths over: long enough that a level shift stays
 /// in the residuals for the CUSUM to see, short enough to follow growth
 /// and the months of the year.
@@ -43,7 +43,13 @@ const CUSUM_CLAMP: f64 = 3.0;
 /// (mostly zero days) have a MAD near 0, which would make every single
 /// event an anomaly; a Poisson count's Anscombe transform has a standard
 /// deviation of about 1 at a mean of 1 and no less than this below it.
-const MIN_SCALE: f64 = 0.6;
+const MIN_SCALE: f64 = 0.8;
+/// The same for revenue, in √dollars: one basic order ($9) on an empty
+/// day is 3.
+const MIN_REVENUE_SCALE: f64 = 3.0;
+/// Revenue is heavy-tailed (one annual team order is ten monthly ones),
+/// so its thresholds are this much wider.
+const REVENUE_WIDER: f64 = 2.0;
 /// Fewer days than this cannot separate a weekly pattern from noise.
 const MIN_DAYS: usize = 28;
 const WEEK: usize = 7;
@@ -131,10 +137,15 @@ fn fit(series: &Series) -> Option<Fitted<'_>> {
     if residual.iter().any(|r| !r.is_finite()) {
         return None;
     }
-    let fitted: Vec<f64> = y.iter().zip(&residual).map(|(y, r)| *y as f64 - r).collect();
+    // A fit below the transform of 0 (robust STL can dip there on sparse
+    // series) would make an ordinary zero or one look far out.
+    let floor = transform(&series.metric, 0.0);
+    let fitted: Vec<f64> = y.iter().zip(&residual).map(|(y, r)| (*y as f64 - r).max(floor)).collect();
+    let residual: Vec<f64> = y.iter().zip(&fitted).map(|(y, f)| *y as f64 - f).collect();
     let center = median(&mut residual.clone());
     let mad = median(&mut residual.iter().map(|r| (r - center).abs()).collect::<Vec<_>>());
-    let scale = (1.4826 * mad).max(MIN_SCALE);
+    let floor_scale = if series.metric == REVENUE_CENTS { MIN_REVENUE_SCALE } else { MIN_SCALE };
+    let scale = (1.4826 * mad).max(floor_scale);
     let z = residual.iter().map(|r| r / scale).collect();
     Some(Fitted { series, fitted, z, scale })
 }
@@ -158,13 +169,14 @@ fn anomalies_of(f: &Fitted) -> Vec<Anomaly> {
             driver: None,
         })
     };
+    let wider = if metric == REVENUE_CENTS { REVENUE_WIDER } else { 1.0 };
     let mut found = Vec::new();
     for (i, z) in f.z.iter().enumerate() {
-        if z.abs() >= SPIKE_Z {
+        if z.abs() >= SPIKE_Z * wider {
             found.extend(make(i, i, if *z > 0.0 { "spike" } else { "drop" }, *z));
         }
     }
-    for (start, end, score) in level_shifts(&f.z) {
+    for (start, end, score) in level_shifts(&f.z, SHIFT_ALARM * wider) {
         found.extend(make(start, end, "level_shift", score));
     }
     found.sort_by_key(|a| a.date);
@@ -176,7 +188,7 @@ fn anomalies_of(f: &Fitted) -> Vec<Anomaly> {
 /// the same side stays quiet for a trend window, since the trend needs
 /// that long to absorb the new level and the rest of the run is the same
 /// shift.
-fn level_shifts(z: &[f64]) -> Vec<(usize, usize, f64)> {
+fn level_shifts(z: &[f64], alarm: f64) -> Vec<(usize, usize, f64)> {
     let mut found = Vec::new();
     for sign in [1.0, -1.0] {
         let (mut sum, mut start, mut quiet_until) = (0.0_f64, 0, 0);
@@ -186,13 +198,13 @@ fn level_shifts(z: &[f64]) -> Vec<(usize, usize, f64)> {
                 start = i;
             }
             sum = (sum + step).max(0.0);
-            if sum > SHIFT_ALARM && i >= quiet_until {
+            if sum > alarm && i >= quiet_until {
                 let run = &z[start..=i];
                 let score = run.iter().sum::<f64>() / (run.len() as f64).sqrt();
                 found.push((start, i, score));
                 sum = 0.0;
                 quiet_until = i + TREND_DAYS;
-            } else if sum > SHIFT_ALARM {
+            } else if sum > alarm {
                 sum = 0.0;
             }
         }
