@@ -283,7 +283,7 @@ mod tests {
     fn a_level_shift_is_reported_once_at_its_start() {
         let mut values = weekly(20.0, 365);
         for v in &mut values[150..200] {
-            *v += 12.0;
+            *v += 20.0;
         }
         let found = detect(&[series(ORDERS, None, values)]);
         let shifts: Vec<_> = found.iter().filter(|a| a.kind == "level_shift" && a.score > 0.0).collect();
