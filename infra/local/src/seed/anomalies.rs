@@ -308,10 +308,11 @@ fn remove_activity(items: &mut Vec<Item>, summary: &mut Summary, p: &Planted, no
     }
     let mut last: HashMap<String, String> = HashMap::new();
     for i in items.iter().filter(|i| is(i, "event") && attr_s(i, "kind") == Some("login")) {
-        if let (Some(user), Some(ts)) = (attr_s(i, "user_id"), attr_s(i, "ts")) {
-            if touched.contains(user) && last.get(user).is_none_or(|l| l.as_str() < ts) {
-                last.insert(user.to_string(), ts.to_string());
-            }
+        if let (Some(user), Some(ts)) = (attr_s(i, "user_id"), attr_s(i, "ts"))
+            && touched.contains(user)
+            && last.get(user).is_none_or(|l| l.as_str() < ts)
+        {
+            last.insert(user.to_string(), ts.to_string());
         }
     }
     for i in items.iter_mut().filter(|i| is(i, "user")) {
