@@ -6,10 +6,12 @@
 //! which every function links; only the jobs worker and the bench link
 //! this crate.
 
+pub mod anomaly;
 pub mod backtest;
+pub mod churn;
 pub mod forecast;
-
-pub use forecast::{BacktestCard, Forecast, ModelScore, fit};
 pub mod insights;
 pub mod pipeline;
-pub mod churn;
+pub mod series;
+
+pub use forecast::{BacktestCard, Forecast, ModelScore, fit};

@@ -13,6 +13,8 @@ use shared::domain::charts::{Chart, ModerationStatus};
 use shared::identity::users::{Email, User, UserStatus};
 use shared::store::{Item, Store, timestamp, to_item};
 
+pub mod anomalies;
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub users: usize,
@@ -148,6 +150,7 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
     let mut items = Vec::new();
     let mut summary = Summary::default();
     let country_weights: Vec<(&str, u32)> = COUNTRIES.to_vec();
+    let promos = anomalies::signup_slots(now, users, seed);
     let event = |items: &mut Vec<Item>, summary: &mut Summary, user_id: &str, kind: &str, at: DateTime<Utc>, extra: serde_json::Value| {
         let ts = timestamp(at);
         let id = uuid::Uuid::now_v7().to_string();
@@ -183,6 +186,14 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         };
         let mut user = User::new(&email, &format!("{first} {last}"), vec!["user".into()], status);
         user.country = Some(weighted(&mut rng, &country_weights).to_string());
+        // The first users are the planted signup spikes and campaigns.
+        let signed_up = match promos.get(n) {
+            Some((at, country)) => {
+                user.country = country.clone().or(user.country);
+                *at
+            }
+            None => signed_up,
+        };
         user.created_at = timestamp(signed_up);
         user.updated_at = user.created_at.clone();
         if status == UserStatus::Deleted {
@@ -278,6 +289,7 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
         items.push(user.guard_item());
         summary.users += 1;
     }
+    anomalies::plant(&mut items, &mut summary, now, users, seed);
     (items, summary)
 }
 
