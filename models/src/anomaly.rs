@@ -50,6 +50,10 @@ const MIN_REVENUE_SCALE: f64 = 3.0;
 /// Revenue is heavy-tailed (one annual team order is ten monthly ones),
 /// so its thresholds are this much wider.
 const REVENUE_WIDER: f64 = 2.0;
+/// A plan's daily revenue is wider still: one annual order of the priciest
+/// plan (12 months at once) scores up to 11 robust deviations on a plan's
+/// ordinary day, and is not an incident.
+pub const REVENUE_SLICE_WIDER: f64 = 2.7;
 /// Fewer days than this cannot separate a weekly pattern from noise.
 const MIN_DAYS: usize = 28;
 const WEEK: usize = 7;
@@ -169,14 +173,23 @@ fn anomalies_of(f: &Fitted) -> Vec<Anomaly> {
             driver: None,
         })
     };
-    let wider = if metric == REVENUE_CENTS { REVENUE_WIDER } else { 1.0 };
+    let wider = match (metric, &f.series.dimension) {
+        (REVENUE_CENTS, Some(_)) => REVENUE_SLICE_WIDER,
+        (REVENUE_CENTS, None) => REVENUE_WIDER,
+        _ => 1.0,
+    };
+    let shifts = level_shifts(&f.z, SHIFT_ALARM * wider);
+    // A shift is one incident: the days of its run and of the trend
+    // window after it (while the trend catches up, and when the level
+    // comes back) are not reported again one by one.
+    let in_shift = |i: usize| shifts.iter().any(|(start, end, _)| i >= *start && i <= end + TREND_DAYS);
     let mut found = Vec::new();
     for (i, z) in f.z.iter().enumerate() {
-        if z.abs() >= SPIKE_Z * wider {
+        if z.abs() >= SPIKE_Z * wider && !in_shift(i) {
             found.extend(make(i, i, if *z > 0.0 { "spike" } else { "drop" }, *z));
         }
     }
-    for (start, end, score) in level_shifts(&f.z, SHIFT_ALARM * wider) {
+    for (start, end, score) in shifts {
         found.extend(make(start, end, "level_shift", score));
     }
     found.sort_by_key(|a| a.date);

@@ -8,9 +8,9 @@
 //! profiles (docs/analytics.md).
 
 pub mod business;
+pub mod custom_segments;
 pub mod insights;
 pub mod predictions;
-pub mod custom_segments;
 pub mod refresh;
 pub mod revenue;
 pub mod segments;
