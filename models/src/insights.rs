@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use distrs::{Normal, StudentsT};
-use shared::domain::insights::{Direction, Evidence, Finding, Impact, InsightCategory, Measure, OUTCOME_AFTER_DAYS, Outcome, StoredQuery};
+use shared::domain::insights::{Evidence, Finding, Impact, InsightCategory, InsightOutcome, Measure, MeasureDirection, OUTCOME_AFTER_DAYS, StoredQuery};
 use shared::store::timestamp;
 
 use crate::anomaly::Anomaly;
@@ -190,7 +190,7 @@ fn anomaly_findings(inputs: &Inputs<'_>) -> Vec<Finding> {
                     "/api/v1/analytics/predictions",
                     &[("from", (a.date - Duration::days(1)).to_string()), ("to", (a.date + Duration::days(1)).to_string()), ("customers", "0".into())],
                 ),
-                measure: Measure { series: name, desired: Direction::Up },
+                measure: Measure { series: name, desired: MeasureDirection::Up },
             }
         })
         .collect()
@@ -261,7 +261,7 @@ fn forecast_findings(inputs: &Inputs<'_>) -> Vec<Finding> {
                     format!("{} is heading down: act on acquisition and retention now (see the churn and anomaly insights).", named.series)
                 },
                 query: query("/api/v1/analytics/predictions", &[("series", named.series.clone()), ("customers", "0".into())]),
-                measure: Measure { series: named.series.clone(), desired: Direction::Up },
+                measure: Measure { series: named.series.clone(), desired: MeasureDirection::Up },
             })
         })
         .collect()
@@ -315,7 +315,7 @@ fn churn_finding(inputs: &Inputs<'_>) -> Option<Finding> {
         category: InsightCategory::Churn,
         recommendation: "Reach out to these customers before their term ends (success call, a plan that fits, a win-back offer), starting with the highest MRR × probability; their top reasons say what to address.".into(),
         query: query("/api/v1/analytics/predictions", &[("customers", n.to_string())]),
-        measure: Measure { series: "mrr".into(), desired: Direction::Up },
+        measure: Measure { series: "mrr".into(), desired: MeasureDirection::Up },
     })
 }
 
@@ -324,7 +324,7 @@ fn churn_finding(inputs: &Inputs<'_>) -> Option<Finding> {
 /// the 30 days from it; the confidence that it moved the desired way is
 /// one-sided, Welch's t-test. None when the series is unknown or does not
 /// cover both windows.
-pub fn measure_outcome(series: &[Series], measure: &Measure, implemented: NaiveDate, now: DateTime<Utc>) -> Option<Outcome> {
+pub fn measure_outcome(series: &[Series], measure: &Measure, implemented: NaiveDate, now: DateTime<Utc>) -> Option<InsightOutcome> {
     let s = series.iter().find(|s| series_name(&s.metric, s.dimension.as_ref()) == measure.series)?;
     let window = |from: NaiveDate| -> Option<Vec<f64>> {
         let start = (from - s.start).num_days();
@@ -344,7 +344,7 @@ pub fn measure_outcome(series: &[Series], measure: &Measure, implemented: NaiveD
     };
     let ((m1, v1, n1), (m2, v2, n2)) = (stats(&before), stats(&after));
     let se2 = v1 / n1 + v2 / n2;
-    let diff = if measure.desired == Direction::Up { m2 - m1 } else { m1 - m2 };
+    let diff = if measure.desired == MeasureDirection::Up { m2 - m1 } else { m1 - m2 };
     let confidence = if se2 > 0.0 {
         let df = se2 * se2 / ((v1 / n1).powi(2) / (n1 - 1.0) + (v2 / n2).powi(2) / (n2 - 1.0));
         StudentsT::cdf(diff / se2.sqrt(), df.max(1.0))
@@ -353,7 +353,7 @@ pub fn measure_outcome(series: &[Series], measure: &Measure, implemented: NaiveD
     } else {
         0.0
     };
-    Some(Outcome {
+    Some(InsightOutcome {
         series: measure.series.clone(),
         before: finite(m1),
         after: finite(m2),
@@ -373,7 +373,7 @@ mod tests {
 
     #[test]
     fn outcome_sees_a_real_lift_and_not_noise() {
-        let measure = Measure { series: "signups".into(), desired: Direction::Up };
+        let measure = Measure { series: "signups".into(), desired: MeasureDirection::Up };
         let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + Duration::days(40);
         // 10 a day (±1) before, 13 (±1) after: verified.
         let values: Vec<f64> = (0..100).map(|i| if i < 40 { 10.0 } else { 13.0 } + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
@@ -385,12 +385,12 @@ mod tests {
         let out = measure_outcome(&series(flat), &measure, day, Utc::now()).unwrap();
         assert!(out.confidence > 0.2 && out.confidence < 0.8, "{out:?}");
         // A drop when up is desired: confident it did not work.
-        let down = Measure { desired: Direction::Down, ..measure.clone() };
+        let down = Measure { desired: MeasureDirection::Down, ..measure.clone() };
         let values: Vec<f64> = (0..100).map(|i| if i < 40 { 10.0 } else { 13.0 } + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
         assert!(measure_outcome(&series(values.clone()), &down, day, Utc::now()).unwrap().confidence < 0.01);
         // Not enough days after, or an unknown series: nothing to measure.
         assert!(measure_outcome(&series(values.clone()), &measure, day + Duration::days(40), Utc::now()).is_none());
-        assert!(measure_outcome(&series(values), &Measure { series: "x".into(), desired: Direction::Up }, day, Utc::now()).is_none());
+        assert!(measure_outcome(&series(values), &Measure { series: "x".into(), desired: MeasureDirection::Up }, day, Utc::now()).is_none());
     }
 
     #[test]

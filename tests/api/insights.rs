@@ -38,7 +38,7 @@ async fn predictions_and_ranked_insights_with_an_audited_lifecycle() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body["computed_at"].is_null() && r.body["forecasts"].as_array().unwrap().is_empty());
     let r = app.get("/api/v1/analytics/insights", &analyst).await;
-    assert_eq!((r.status, r.body["total"].as_u64()), (200, Some(0)), "{}", r.body);
+    assert_eq!((r.status.as_u16(), r.body["total"].as_u64()), (200, Some(0)), "{}", r.body);
 
     let result = refreshed(&app, &admin).await;
     assert!(result["forecasts"].as_u64().unwrap() >= 5, "{result}");
@@ -77,9 +77,9 @@ async fn predictions_and_ranked_insights_with_an_audited_lifecycle() {
     assert!(at_risk.windows(2).all(|w| num(&w[0]["probability"]) >= num(&w[1]["probability"])));
     assert!(at_risk.iter().all(|c| c["reasons"].as_array().is_some_and(|r| !r.is_empty() && r.len() <= 3)), "{at_risk:?}");
     let r = app.get("/api/v1/analytics/predictions?customers=501", &analyst).await;
-    assert_eq!((r.status, r.error_fields()), (400, vec!["customers".to_string()]), "{}", r.body);
+    assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["customers".to_string()]), "{}", r.body);
     let r = app.get("/api/v1/analytics/predictions?from=2026-13-01", &analyst).await;
-    assert_eq!((r.status, r.error_fields()), (400, vec!["from".to_string()]), "{}", r.body);
+    assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["from".to_string()]), "{}", r.body);
 
     // Insights: every field, ranked by priority = |impact| × confidence.
     let r = app.get("/api/v1/analytics/insights", &analyst).await;
@@ -119,7 +119,7 @@ async fn predictions_and_ranked_insights_with_an_audited_lifecycle() {
     let entry = audit.iter().find(|e| e.action == "analytics.insight.status").expect("audited");
     assert_eq!(entry.changes.as_ref().unwrap()["after"]["status"], "acknowledged");
     let r = app.call(Method::PATCH, &path, Some(&analyst), Some(json!({"status": "verified"}))).await;
-    assert_eq!((r.status, r.error_fields()), (400, vec!["status".to_string()]), "{}", r.body);
+    assert_eq!((r.status.as_u16(), r.error_fields()), (400, vec!["status".to_string()]), "{}", r.body);
     let r = app.call(Method::PATCH, &path, Some(&analyst), Some(json!({"status": "done"}))).await;
     assert_eq!(r.status, 400, "{}", r.body);
     let r = app.call(Method::PATCH, &path, Some(&support), Some(json!({"status": "dismissed"}))).await;

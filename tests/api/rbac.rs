@@ -27,7 +27,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 8] = [
+    let values: [(&'static str, String); 9] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -40,6 +40,7 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         ("request_id", fresh()),
         // Custom analytics segments likewise.
         ("segment_id", fresh()),
+        ("insight_id", fresh()),
     ];
     let mut filled = path.to_string();
     let mut params = Vec::new();
@@ -146,6 +147,12 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         // `{}`: no version, name or rules.
         ("PUT", "/analytics/segments/custom/{segment_id}") => 400,
         ("DELETE", "/analytics/segments/custom/{segment_id}") => 404,
+        // Nothing fitted yet: empty predictions and insights, no such insight.
+        ("GET", "/analytics/predictions") => 200,
+        ("GET", "/analytics/insights") => 200,
+        ("GET", "/analytics/insights/{insight_id}") => 404,
+        // `{}`: no status.
+        ("PATCH", "/analytics/insights/{insight_id}") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }
@@ -165,7 +172,7 @@ pub struct Probe {
 /// case (`{user_id}` is `target`, another user, unless said otherwise).
 pub fn probes(route: &Route, me: &User, target: &str, role_name: &str) -> Vec<Probe> {
     let (path, params) = fill(route.path, target, role_name);
-    let body = matches!(route.method, Method::POST | Method::PUT).then(|| json!({}));
+    let body = matches!(route.method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
     let mut probes = vec![Probe { label: "default".into(), path, params, body, admitted: admitted_status(&route.method, route.path) }];
     let mut add = |label: &str, body: Value, admitted: u16| {
         let (path, params) = fill(route.path, target, role_name);

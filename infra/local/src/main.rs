@@ -51,12 +51,16 @@ async fn main() -> anyhow::Result<()> {
     drop(items);
     println!("  dashboard rollups: {} counters from {} items ({:.1} s)", backfilled.counters, backfilled.items_scanned, started.elapsed().as_secs_f64());
     tokio::spawn(stream_reader::run(reader, local.streams.clone()));
-    // Revenue rollups (the analytics function reads only these), as
-    // `POST /api/v1/analytics/refresh` recomputes them.
+    // Analytics rollups and models (the analytics function reads only
+    // these), as `POST /api/v1/analytics/refresh` recomputes them.
     let revenue = jobs::analytics_refresh::recompute(&local.platform.store, chrono::Utc::now()).await.map_err(|e| anyhow::anyhow!("revenue rollups: {e}"))?;
     println!(
         "  revenue rollups: {} rows from {} orders of {} customers ({} plan switches, {} reactivations)",
         revenue.rows, revenue.orders, revenue.customers, summary.plan_changes, summary.reactivations
+    );
+    println!(
+        "  models: {} forecasts, {} anomalies, {} customers scored for churn (held-out AUC {:.2}), {} insights found",
+        revenue.forecasts, revenue.anomalies, revenue.churn_scored, revenue.churn_auc, revenue.insights.found
     );
     let admin = shared::identity::users::bootstrap_admin(&local.platform.store, &settings.admin_email, "Local Admin", &settings.admin_password, false).await?;
     keel_local::write_env_file(&root.join(".keel/local.env"), &moto.endpoint, &stack)?;

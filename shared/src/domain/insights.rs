@@ -131,7 +131,7 @@ pub struct StoredQuery {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub enum MeasureDirection {
     Up,
     Down,
 }
@@ -143,12 +143,12 @@ pub struct Measure {
     /// A daily series name as `keel_models::series` writes it, e.g.
     /// `signups` or `orders{plan=pro}`.
     pub series: String,
-    pub desired: Direction,
+    pub desired: MeasureDirection,
 }
 
 /// The measured result of an implemented insight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Outcome {
+pub struct InsightOutcome {
     pub series: String,
     /// Mean daily value over the `OUTCOME_AFTER_DAYS` before `implemented`.
     pub before: f64,
@@ -175,6 +175,7 @@ pub struct StatusChange {
 /// What the job found, before any lifecycle: the part it rewrites on every
 /// refresh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = InsightFinding)]
 pub struct Finding {
     /// What the finding is about; the id is derived from it.
     pub key: String,
@@ -213,7 +214,7 @@ pub struct Insight {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implemented_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<InsightOutcome>,
     pub created_at: String,
     pub updated_at: String,
     /// When a refresh last found it; one that the latest refresh did not
@@ -334,7 +335,7 @@ impl Insight {
 
     /// This insight with its measured outcome: `verified` when the series
     /// moved the desired way with confidence ≥ `threshold`, else `no_effect`.
-    pub fn measured(&self, outcome: Outcome, threshold: f64, now: DateTime<Utc>) -> Insight {
+    pub fn measured(&self, outcome: InsightOutcome, threshold: f64, now: DateTime<Utc>) -> Insight {
         let at = timestamp(now);
         let status = if outcome.confidence >= threshold { InsightStatus::Verified } else { InsightStatus::NoEffect };
         let mut next = self.clone();
@@ -408,7 +409,7 @@ mod tests {
             category: InsightCategory::Growth,
             recommendation: "r".into(),
             query: StoredQuery { method: "GET".into(), path: "/api/v1/analytics/business".into(), params: BTreeMap::new() },
-            measure: Measure { series: "signups{country=US}".into(), desired: Direction::Up },
+            measure: Measure { series: "signups{country=US}".into(), desired: MeasureDirection::Up },
         }
     }
 
@@ -431,11 +432,11 @@ mod tests {
         assert!(done.outcome_due(now).is_none());
         assert!(done.outcome_due(now + chrono::Duration::days(30)).is_some());
         assert!(matches!(found.with_status(InsightStatus::Verified, None, "u1", now), Err(Error::Validation(_))));
-        let out = Outcome { series: "signups".into(), before: 10.0, after: 12.0, relative_change: 0.2, confidence: 0.97, measured_at: timestamp(now) };
+        let out = InsightOutcome { series: "signups".into(), before: 10.0, after: 12.0, relative_change: 0.2, confidence: 0.97, measured_at: timestamp(now) };
         let verified = done.measured(out.clone(), 0.9, now);
         assert_eq!(verified.status, InsightStatus::Verified);
         assert!(matches!(verified.with_status(InsightStatus::New, None, "u1", now), Err(Error::Conflict(_))));
-        let none = done.measured(Outcome { confidence: 0.5, ..out }, 0.9, now);
+        let none = done.measured(InsightOutcome { confidence: 0.5, ..out }, 0.9, now);
         assert_eq!(none.status, InsightStatus::NoEffect);
         // A refresh keeps the lifecycle.
         let again = done.refound(finding(), now);
