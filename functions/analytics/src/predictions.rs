@@ -19,6 +19,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
 
+/// Days of anomalies listed when `from` is not given.
+pub const DEFAULT_ANOMALY_DAYS: i64 = 90;
+
 /// The most at-risk customers one response lists.
 pub const MAX_CUSTOMERS: u32 = 500;
 
@@ -29,7 +32,7 @@ pub struct PredictionsQuery {
     /// Only the forecast of this series (e.g. `signups`, `mrr`, `orders{plan=pro}`); default all.
     #[param(max_length = 100)]
     pub series: Option<String>,
-    /// Anomalies on or after this day (`yyyy-mm-dd`); default all that the last refresh found.
+    /// Anomalies on or after this day (`yyyy-mm-dd`); default 90 days before the refresh (the read stays a few items whatever the history).
     #[param(pattern = r"^\d{4}-\d{2}-\d{2}$", example = "2026-01-01")]
     pub from: Option<String>,
     /// Anomalies on or before this day (`yyyy-mm-dd`).
@@ -85,24 +88,32 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
     let Some(meta) = store.get::<RevenueMeta>(revenue::META_PK, revenue::META_SK).await? else {
         return Ok(Json(Predictions::default()));
     };
-    let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::models_pk(&meta.generation)))], forward: true, ..Default::default() };
+    let pk = predictions::models_pk(&meta.generation);
     let mut out = Predictions { computed_at: Some(meta.computed_at.clone()), ..Default::default() };
-    for item in store.query_all(&spec).await? {
+    let from = from
+        .or_else(|| revenue::parse_time(&meta.computed_at).map(|t| (t - chrono::Duration::days(DEFAULT_ANOMALY_DAYS)).format("%Y-%m-%d").to_string()))
+        .unwrap_or_default();
+    // Three key ranges of the models partition: the forecasts, the churn
+    // model, and only the anomalies of the days asked for.
+    let range = |lo: String, hi: String| QuerySpec {
+        key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
+        values: vec![(":pk", s(pk.clone())), (":lo", s(lo)), (":hi", s(hi))],
+        forward: true,
+        ..Default::default()
+    };
+    let forecasts = range(predictions::FORECAST_PREFIX.to_string(), format!("{}\u{10ffff}", predictions::FORECAST_PREFIX));
+    for item in store.query_all(&forecasts).await? {
         let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
-        let model: StoredModel = from_item(item)?;
-        if let Some(series) = sk.strip_prefix(predictions::FORECAST_PREFIX) {
-            if query.series.as_deref().is_none_or(|want| want == series) {
-                out.forecasts.push(model.json());
-            }
-        } else if let Some(rest) = sk.strip_prefix(predictions::ANOMALY_PREFIX) {
-            let date = rest.get(..10).unwrap_or_default();
-            if from.as_deref().is_none_or(|f| date >= f) && to.as_deref().is_none_or(|t| date <= t) {
-                out.anomalies.push(model.json());
-            }
-        } else if sk == predictions::CHURN_SK {
-            out.churn_model = Some(model.json());
+        let series = sk.strip_prefix(predictions::FORECAST_PREFIX).unwrap_or_default();
+        if query.series.as_deref().is_none_or(|want| want == series) {
+            out.forecasts.push(from_item::<StoredModel>(item)?.json());
         }
     }
+    let to_key = to.map_or_else(|| format!("{}\u{10ffff}", predictions::ANOMALY_PREFIX), |t| format!("{}{t}#\u{10ffff}", predictions::ANOMALY_PREFIX));
+    for item in store.query_all(&range(format!("{}{from}", predictions::ANOMALY_PREFIX), to_key)).await? {
+        out.anomalies.push(from_item::<StoredModel>(item)?.json());
+    }
+    out.churn_model = store.get::<StoredModel>(&pk, predictions::CHURN_SK).await?.map(|m| m.json());
     if customers > 0 {
         let spec =
             QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::churn_pk(&meta.generation)))], forward: true, ..Default::default() };
