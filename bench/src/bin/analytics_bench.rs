@@ -21,9 +21,6 @@ use axum::Router;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use shared::domain::business::Event;
-use shared::domain::revenue::Order;
-use shared::store::{attr_s, from_item};
 use tower::ServiceExt;
 
 fn repeats() -> usize {
@@ -49,19 +46,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// The orders and activity events among generated items.
-fn split(items: Vec<shared::store::Item>) -> anyhow::Result<(Vec<Order>, Vec<Event>)> {
-    let (mut orders, mut events) = (Vec::new(), Vec::new());
-    for item in items {
-        match attr_s(&item, "type") {
-            Some("order") => orders.push(from_item(item)?),
-            Some("event") => events.push(from_item(item)?),
-            _ => {}
-        }
-    }
-    Ok((orders, events))
 }
 
 const READS: &[&str] = &[
@@ -92,10 +76,10 @@ async fn main() -> anyhow::Result<()> {
     let mut p95s: Vec<Vec<Duration>> = Vec::new();
     for scale in [1usize, 10] {
         let (items, summary) = keel_local::seed::generate(now, 3000 * scale, 2026);
-        let (orders, events) = split(items)?;
-        let folded = (orders.len() + events.len()) as f64;
+        let source = keel_local::seed::analytics_source(&items);
+        let folded = (source.orders.len() + source.events.len()) as f64;
         let started = Instant::now();
-        let done = jobs::analytics_refresh::store_generation(store, orders, events, now, &|_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let done = jobs::analytics_refresh::store_generation(store, source, now, &|_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let took = started.elapsed();
         println!(
             "  {scale:>2}x ({} users, {} orders, {} events): rollups + models + insights stored in {:.1} s = {:.0} events/s; {} forecasts, {} anomalies, churn AUC {:.3}",

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use keel_models::pipeline::{self, Fitted};
 use serde::Serialize;
 use serde_json::Value;
-use shared::audit::AuditEntry;
+use shared::audit::{AuditEntry, Journal};
 use shared::domain::business::{self, Event};
 use shared::domain::charts::{self, Chart, ModerationEvent};
 use shared::domain::custom_segments::{self, Member, Profile, ProfileChunk};
@@ -248,8 +248,29 @@ fn business_items(
 }
 
 /// Recompute and store the revenue and business rollups as of `as_of`.
-pub async fn recompute(store: &Store, as_of: DateTime<Utc>) -> Result<Refreshed> {
+pub async fn recompute(store: &Journal, as_of: DateTime<Utc>) -> Result<Refreshed> {
     recompute_with(store, as_of, &|_| {}).await
+}
+
+/// Everything a recomputation reads from the table.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub orders: Vec<Order>,
+    pub events: Vec<Event>,
+    pub members: Vec<Member>,
+    pub charts: Vec<Chart>,
+    pub decisions: Vec<ModerationEvent>,
+}
+
+/// Read the `Source` as of `as_of`, telling `progress` how far it is.
+pub async fn read_source(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Source> {
+    progress(Step { stage: "orders", done: 0, total: 1 });
+    let orders = read_orders(store, as_of).await?;
+    progress(Step { stage: "orders", done: 1, total: 1 });
+    let events = read_events_with(store, as_of, progress).await?;
+    let members = read_members(store).await?;
+    let (charts, decisions) = read_moderation(store, as_of).await?;
+    Ok(Source { orders, events, members, charts, decisions })
 }
 
 /// A step of a recomputation, for a progress display: `stage` is
@@ -262,25 +283,17 @@ pub struct Step {
 }
 
 /// `recompute`, telling `progress` how far it is (`keel analytics backfill`).
-pub async fn recompute_with(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Refreshed> {
-    progress(Step { stage: "orders", done: 0, total: 1 });
-    let orders = read_orders(store, as_of).await?;
-    progress(Step { stage: "orders", done: 1, total: 1 });
-    let events = read_events_with(store, as_of, progress).await?;
-    store_generation(store, orders, events, as_of, progress).await
+pub async fn recompute_with(store: &Journal, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Refreshed> {
+    let source = read_source(store, as_of, progress).await?;
+    store_generation(store, source, as_of, progress).await
 }
 
-/// Compute every rollup and model from `orders` and `events` as of
-/// `as_of`, store them as a new generation, switch to it, and update the
-/// insights. The bench calls this directly with generated data (10x the
-/// demo) to time the computation apart from reading the emulator.
-pub async fn store_generation(
-    store: &Store,
-    orders: Vec<Order>,
-    events: Vec<Event>,
-    as_of: DateTime<Utc>,
-    progress: &(dyn Fn(Step) + Send + Sync),
-) -> Result<Refreshed> {
+/// Compute every rollup and model from `source` as of `as_of`, store them
+/// as a new generation, switch to it, and update the insights. No reads of
+/// the source here: the bench calls this with generated data (10x the
+/// demo) to time the computation and writes apart from reading the table.
+pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Refreshed> {
+    let Source { orders, events, members, charts, decisions } = source;
     let rows = revenue::rollups(&orders, as_of);
     let generation = uuid::Uuid::now_v7().simple().to_string();
     let mut partitions: Vec<String> = Vec::new();
@@ -296,8 +309,7 @@ pub async fn store_generation(
         item.insert("type".into(), s("revenue_rollup"));
         items.push(item);
     }
-    let members = read_members(store).await?;
-    let moderation = read_moderation(store, as_of).await?;
+    let moderation = (charts, decisions);
     let (more, business_rows, rfm_customers, profiles) = business_items(&generation, &events, &orders, as_of, &members, &moderation, &mut partitions)?;
     items.extend(more);
     // Fitting is CPU work of seconds: off the async threads.
@@ -403,8 +415,8 @@ fn model_items(generation: &str, fitted: &Fitted, partitions: &mut Vec<String>) 
 const INSIGHT_CHANGES_PER_COMMIT: usize = 25;
 
 /// Bring the insights up to date with `fitted` (see the module's doc).
-async fn update_insights(store: &Store, fitted: &Fitted, as_of: DateTime<Utc>) -> Result<InsightChanges> {
-    let journal = shared::audit::Journal::new(store.clone());
+async fn update_insights(journal: &Journal, fitted: &Fitted, as_of: DateTime<Utc>) -> Result<InsightChanges> {
+    let store: &Store = journal;
     let actor = shared::audit::Actor::system("analytics");
     let known: std::collections::HashMap<String, Insight> = insights::all(store).await?.into_iter().map(|i| (i.id.clone(), i)).collect();
     let mut counts = InsightChanges::default();

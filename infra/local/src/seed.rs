@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use shared::domain::charts::{Chart, ModerationStatus};
 use shared::identity::users::{Email, User, UserStatus};
-use shared::store::{Item, Store, timestamp, to_item};
+use shared::store::{Item, Store, from_item, timestamp, to_item};
 
 pub mod anomalies;
 
@@ -152,17 +152,7 @@ pub fn generate(now: DateTime<Utc>, users: usize, seed: u64) -> (Vec<Item>, Summ
     let country_weights: Vec<(&str, u32)> = COUNTRIES.to_vec();
     let promos = anomalies::signup_slots(now, users, seed);
     let event = |items: &mut Vec<Item>, summary: &mut Summary, user_id: &str, kind: &str, at: DateTime<Utc>, extra: serde_json::Value| {
-        let ts = timestamp(at);
-        let id = uuid::Uuid::now_v7().to_string();
-        let mut value = json!({
-            "pk": format!("USER#{user_id}"), "sk": format!("EVENT#{ts}#{id}"),
-            "gsi1pk": format!("EVENTS#{}", &ts[..10]), "gsi1sk": ts,
-            "type": "event", "id": id, "user_id": user_id, "kind": kind, "ts": ts,
-        });
-        if let (Some(obj), Some(more)) = (value.as_object_mut(), extra.as_object()) {
-            obj.extend(more.clone());
-        }
-        items.push(to_item(&value).expect("event item"));
+        items.push(event_item(user_id, kind, at, extra));
         summary.events += 1;
     };
 
@@ -355,21 +345,11 @@ fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateT
     let (mut refunds, mut churns) = (0, 0);
     while at < now {
         let id = uuid::Uuid::now_v7().to_string();
-        let ts = timestamp(at);
         let term_end = at.checked_add_months(chrono::Months::new(if annual { 12 } else { 1 })).expect("term end");
         let list = if annual { PLANS[plan].2 } else { PLANS[plan].1 };
         let discount = list * discount_pct / 100;
         let amount = list - discount;
-        let mut order = json!({
-            "pk": format!("ORDER#{id}"), "sk": "META",
-            "gsi1pk": format!("USER#{user_id}"), "gsi1sk": format!("{ts}#{id}"),
-            "gsi2pk": format!("ORDERS#{}", &ts[..7]), "gsi2sk": format!("{ts}#{id}"),
-            "type": "order", "id": id, "user_id": user_id, "plan": PLANS[plan].0,
-            "billing": if annual { "annual" } else { "monthly" },
-            "list_price_cents": list, "discount_cents": discount,
-            "amount_cents": amount, "currency": "USD", "country": country,
-            "status": "paid", "created_at": ts, "period_start": ts, "period_end": timestamp(term_end),
-        });
+        let mut order = order_value(&id, user_id, country, plan, annual, list, discount, at, term_end);
         let mut churn_at = None;
         if rng.gen_bool(0.03) {
             let refunded_at = at + Duration::days(rng.gen_range(1..14));
@@ -493,6 +473,67 @@ fn logins(
         day += Duration::days(1);
     }
     out
+}
+
+/// An activity event item (`USER#id / EVENT#ts#id`, gsi1 `EVENTS#day`), with
+/// `extra` fields.
+pub(crate) fn event_item(user_id: &str, kind: &str, at: DateTime<Utc>, extra: serde_json::Value) -> Item {
+    let ts = timestamp(at);
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut value = json!({
+        "pk": format!("USER#{user_id}"), "sk": format!("EVENT#{ts}#{id}"),
+        "gsi1pk": format!("EVENTS#{}", &ts[..10]), "gsi1sk": ts,
+        "type": "event", "id": id, "user_id": user_id, "kind": kind, "ts": ts,
+    });
+    if let (Some(obj), Some(more)) = (value.as_object_mut(), extra.as_object()) {
+        obj.extend(more.clone());
+    }
+    to_item(&value).expect("an event is a map")
+}
+
+/// A paid order for the term `[at, term_end)` on `plan` (`list` minus
+/// `discount` charged), as the revenue metrics read it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn order_value(
+    id: &str,
+    user_id: &str,
+    country: &str,
+    plan: usize,
+    annual: bool,
+    list: i64,
+    discount: i64,
+    at: DateTime<Utc>,
+    term_end: DateTime<Utc>,
+) -> serde_json::Value {
+    let ts = timestamp(at);
+    json!({
+        "pk": format!("ORDER#{id}"), "sk": "META",
+        "gsi1pk": format!("USER#{user_id}"), "gsi1sk": format!("{ts}#{id}"),
+        "gsi2pk": format!("ORDERS#{}", &ts[..7]), "gsi2sk": format!("{ts}#{id}"),
+        "type": "order", "id": id, "user_id": user_id, "plan": PLANS[plan].0,
+        "billing": if annual { "annual" } else { "monthly" },
+        "list_price_cents": list, "discount_cents": discount,
+        "amount_cents": list - discount, "currency": "USD", "country": country,
+        "status": "paid", "created_at": ts, "period_start": ts, "period_end": timestamp(term_end),
+    })
+}
+
+/// What the analytics refresh would read back from the table, taken from
+/// generated items (tests and the bench fit on it without the emulator).
+pub fn analytics_source(items: &[Item]) -> jobs::analytics_refresh::Source {
+    let mut source = jobs::analytics_refresh::Source::default();
+    for item in items {
+        let parsed = match shared::store::attr_s(item, "type") {
+            Some("order") => from_item(item.clone()).map(|o| source.orders.push(o)),
+            Some("event") => from_item(item.clone()).map(|e| source.events.push(e)),
+            Some("user") => from_item(item.clone()).map(|m| source.members.push(m)),
+            Some("chart") => from_item(item.clone()).map(|c| source.charts.push(c)),
+            Some("moderation_event") => from_item(item.clone()).map(|d| source.decisions.push(d)),
+            _ => Ok(()),
+        };
+        parsed.expect("a generated item reads back as its type");
+    }
+    source
 }
 
 /// Write the demo data (batches of 25, several in flight).

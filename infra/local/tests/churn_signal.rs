@@ -5,21 +5,11 @@
 
 use chrono::{DateTime, Utc};
 use keel_models::churn::{ChurnReport, churn_risk};
-use shared::domain::business::Event;
-use shared::domain::revenue::Order;
-use shared::store::{Item, from_item};
-
-/// The seed's events and orders, as `analytics_refresh` reads them from the table.
-fn events_and_orders(items: &[Item]) -> (Vec<Event>, Vec<Order>) {
-    let kind = |item: &Item| item.get("type").and_then(|t| t.as_s().ok()).cloned().unwrap_or_default();
-    let events = items.iter().filter(|i| kind(i) == "event").map(|i| from_item::<Event>(i.clone()).unwrap()).collect();
-    let orders = items.iter().filter(|i| kind(i) == "order").map(|i| from_item::<Order>(i.clone()).unwrap()).collect();
-    (events, orders)
-}
 
 fn report(now: DateTime<Utc>, users: usize, seed: u64) -> ChurnReport {
     let (items, summary) = keel_local::seed::generate(now, users, seed);
-    let (events, orders) = events_and_orders(&items);
+    let source = keel_local::seed::analytics_source(&items);
+    let (events, orders) = (source.events, source.orders);
     assert_eq!((events.len(), orders.len()), (summary.events, summary.orders));
     let report = churn_risk(&events, &orders, now);
     let e = &report.evaluation;

@@ -8,16 +8,6 @@
 
 use chrono::Utc;
 use keel_models::pipeline::fit_all;
-use shared::domain::business::Event;
-use shared::domain::revenue::Order;
-use shared::store::{Item, from_item};
-
-fn events_and_orders(items: &[Item]) -> (Vec<Event>, Vec<Order>) {
-    let kind = |item: &Item| item.get("type").and_then(|t| t.as_s().ok()).cloned().unwrap_or_default();
-    let events = items.iter().filter(|i| kind(i) == "event").map(|i| from_item::<Event>(i.clone()).unwrap()).collect();
-    let orders = items.iter().filter(|i| kind(i) == "order").map(|i| from_item::<Order>(i.clone()).unwrap()).collect();
-    (events, orders)
-}
 
 /// The demo series generated with a weekly pattern (signups: fewer at
 /// weekends; activity and orders follow the signups).
@@ -28,7 +18,8 @@ fn forecasts_and_findings_on_the_demo_data() {
     // A fixed instant: the figures (printed for the docs) do not drift with the clock.
     let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap().with_timezone(&Utc);
     let (items, _) = keel_local::seed::generate(now, 3000, 2026);
-    let (events, orders) = events_and_orders(&items);
+    let source = keel_local::seed::analytics_source(&items);
+    let (events, orders) = (source.events, source.orders);
     let fitted = fit_all(&events, &orders, now);
 
     println!("| series | granularity | chosen | relative MASE | MASE h=3/6/12 | sMAPE h=12 | 95% coverage | 80% coverage | held-out points |");

@@ -19,9 +19,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use keel_local::seed::anomalies::{Planted, PlantedDimension, planted};
 use keel_models::anomaly::{Anomaly, detect};
 use keel_models::series::{Dimension, daily_series};
-use shared::domain::business::Event;
-use shared::domain::revenue::Order;
-use shared::store::{attr_s, from_item};
 
 fn dimension(d: &Option<PlantedDimension>) -> Option<Dimension> {
     d.as_ref().map(|d| Dimension::new(&d.key, &d.value))
@@ -61,8 +58,8 @@ struct Figures {
 fn measure(seed: u64) -> Figures {
     let now: DateTime<Utc> = "2026-11-30T15:00:00Z".parse().unwrap();
     let (items, _) = keel_local::seed::generate(now, 3000, seed);
-    let events: Vec<Event> = items.iter().filter(|i| attr_s(i, "type") == Some("event")).map(|i| from_item(i.clone()).unwrap()).collect();
-    let orders: Vec<Order> = items.iter().filter(|i| attr_s(i, "type") == Some("order")).map(|i| from_item(i.clone()).unwrap()).collect();
+    let source = keel_local::seed::analytics_source(&items);
+    let (events, orders) = (source.events, source.orders);
     let series = daily_series(&events, &orders, now);
     let days = series.first().map_or(0, |s| s.values.len()) as f64;
     let found = detect(&series);

@@ -127,21 +127,6 @@ pub fn signup_slots(now: DateTime<Utc>, users: usize, seed: u64) -> Vec<(DateTim
     slots
 }
 
-/// An activity event item, the same shape as `generate` writes.
-fn event_item(user_id: &str, kind: &str, at: DateTime<Utc>, extra: serde_json::Value) -> Option<Item> {
-    let ts = timestamp(at);
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut value = json!({
-        "pk": format!("USER#{user_id}"), "sk": format!("EVENT#{ts}#{id}"),
-        "gsi1pk": format!("EVENTS#{}", &ts[..10]), "gsi1sk": ts,
-        "type": "event", "id": id, "user_id": user_id, "kind": kind, "ts": ts,
-    });
-    if let (Some(obj), Some(more)) = (value.as_object_mut(), extra.as_object()) {
-        obj.extend(more.clone());
-    }
-    to_item(&value).ok()
-}
-
 fn is(item: &Item, kind: &str) -> bool {
     attr_s(item, "type") == Some(kind)
 }
@@ -190,7 +175,9 @@ fn add_charts(items: &mut Vec<Item>, summary: &mut Summary, p: &Planted, now: Da
             let mut chart = Chart::new(owner, &format!("Template {}", day.format("%Y-%m-%d")), "line").with_status(ModerationStatus::Approved);
             chart.created_at = timestamp(at);
             chart.updated_at = chart.created_at.clone();
-            let (Ok(item), Some(event)) = (chart.to_item(), event_item(owner, "chart_created", at, json!({ "chart_id": chart.id }))) else { continue };
+            let (Ok(item), Some(event)) = (chart.to_item(), Some(super::event_item(owner, "chart_created", at, json!({ "chart_id": chart.id })))) else {
+                continue;
+            };
             items.push(item);
             items.push(event);
             summary.charts += 1;
@@ -213,7 +200,7 @@ fn add_orders(items: &mut Vec<Item>, summary: &mut Summary, p: &Planted, now: Da
             let plan = p.plan().and_then(|name| PLANS.iter().position(|q| q.0 == name)).unwrap_or_else(|| *weighted(rng, &plans));
             let at = during(rng, day, now);
             let Some(order) = one_month_order(&user_id, country.as_deref().unwrap_or(COUNTRIES[0].0), plan, at) else { continue };
-            let Some(event) = event_item(&user_id, "order_placed", at, json!({ "order_id": order.1, "amount_cents": PLANS[plan].1 })) else { continue };
+            let event = super::event_item(&user_id, "order_placed", at, json!({ "order_id": order.1, "amount_cents": PLANS[plan].1 }));
             items.push(order.0);
             items.push(event);
             summary.orders += 1;
@@ -226,18 +213,8 @@ fn add_orders(items: &mut Vec<Item>, summary: &mut Summary, p: &Planted, now: Da
 /// the subscriptions' orders. Its item and id.
 fn one_month_order(user_id: &str, country: &str, plan: usize, at: DateTime<Utc>) -> Option<(Item, String)> {
     let id = uuid::Uuid::now_v7().to_string();
-    let ts = timestamp(at);
     let term_end = at.checked_add_months(chrono::Months::new(1))?;
-    let amount = PLANS[plan].1;
-    let order = json!({
-        "pk": format!("ORDER#{id}"), "sk": "META",
-        "gsi1pk": format!("USER#{user_id}"), "gsi1sk": format!("{ts}#{id}"),
-        "gsi2pk": format!("ORDERS#{}", &ts[..7]), "gsi2sk": format!("{ts}#{id}"),
-        "type": "order", "id": id, "user_id": user_id, "plan": PLANS[plan].0,
-        "billing": "monthly", "list_price_cents": amount, "discount_cents": 0,
-        "amount_cents": amount, "currency": "USD", "country": country,
-        "status": "paid", "created_at": ts, "period_start": ts, "period_end": timestamp(term_end),
-    });
+    let order = super::order_value(&id, user_id, country, plan, false, PLANS[plan].1, 0, at, term_end);
     Some((to_item(&order).ok()?, id))
 }
 
