@@ -78,7 +78,7 @@ fn category(metric: &str) -> InsightCategory {
     match metric {
         "signups" => InsightCategory::Growth,
         m if m.contains("revenue") || m.contains("order") || m.contains("mrr") => InsightCategory::Revenue,
-        m if m.contains("chart") => InsightCategory::Engagement,
+        // Active users, charts created.
         _ => InsightCategory::Engagement,
     }
 }

@@ -3,7 +3,7 @@
 //! the anomalies, the churn model, and the insights' findings. The job
 //! stores the result; the tests call the same function on the demo data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use shared::domain::business::{Event, SIGNUP};
@@ -143,8 +143,8 @@ pub fn fit_all(events: &[Event], orders: &[Order], as_of: DateTime<Utc>) -> Fitt
     let year_ago = as_of - Duration::days(365);
     let signed_up: HashSet<&str> =
         events.iter().filter(|e| e.kind == SIGNUP && parse_time(&e.ts).is_some_and(|t| t > year_ago && t <= as_of)).map(|e| e.user_id.as_str()).collect();
-    let payers: HashMap<&str, ()> = orders.iter().filter(|o| o.term().is_some()).map(|o| (o.user_id.as_str(), ())).collect();
-    let converted = signed_up.iter().filter(|u| payers.contains_key(*u)).count();
+    let payers: HashSet<&str> = orders.iter().filter(|o| o.term().is_some()).map(|o| o.user_id.as_str()).collect();
+    let converted = signed_up.intersection(&payers).count();
     let inputs = Inputs {
         as_of,
         anomalies: &anomalies,

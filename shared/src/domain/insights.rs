@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditEntry, Journal};
-use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{Error, Result};
 use crate::store::ids::InsightId;
 use crate::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
@@ -227,13 +226,11 @@ pub struct Insight {
 
 /// The id of the insight about `key`: a UUID (v8) from the key's SHA-256.
 pub fn id_for(key: &str) -> InsightId {
-    let digest = sha256_hex(key.as_bytes());
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
     let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
-    let id = uuid::Uuid::new_v8(bytes).to_string();
-    InsightId::parse(&id).unwrap_or_else(InsightId::generate)
+    bytes.copy_from_slice(&digest[..16]);
+    InsightId::parse(&uuid::Uuid::new_v8(bytes).to_string()).expect("a UUID is an insight id")
 }
 
 impl Insight {
