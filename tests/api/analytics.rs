@@ -83,15 +83,70 @@ fn matches(filter: &Filter, country: &str, plan: &str) -> bool {
     filter.0.as_deref().is_none_or(|c| c == country) && filter.1.as_deref().is_none_or(|p| p == plan)
 }
 
+/// Reporting periods, written here from the docs (UTC; ISO weeks from Monday).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum By {
+    Day,
+    Week,
+    Month,
+    Quarter,
+}
+
+impl By {
+    fn name(self) -> &'static str {
+        match self {
+            By::Day => "day",
+            By::Week => "week",
+            By::Month => "month",
+            By::Quarter => "quarter",
+        }
+    }
+
+    /// The first instant of the period holding `t`.
+    fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let day = Utc.with_ymd_and_hms(t.year(), t.month(), t.day(), 0, 0, 0).unwrap();
+        match self {
+            By::Day => day,
+            By::Week => day - chrono::Duration::days(t.weekday().num_days_from_monday() as i64),
+            By::Month => first_of(&month_of(t)),
+            By::Quarter => Utc.with_ymd_and_hms(t.year(), (t.month() - 1) / 3 * 3 + 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    fn next(self, start: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            By::Day => start + chrono::Duration::days(1),
+            By::Week => start + chrono::Duration::days(7),
+            By::Month => start.checked_add_months(Months::new(1)).unwrap(),
+            By::Quarter => start.checked_add_months(Months::new(3)).unwrap(),
+        }
+    }
+
+    fn key(self, t: DateTime<Utc>) -> String {
+        let s = self.start(t);
+        match self {
+            By::Day => s.format("%Y-%m-%d").to_string(),
+            By::Week => format!("{}-W{:02}", s.iso_week().year(), s.iso_week().week()),
+            By::Month => month_of(s),
+            By::Quarter => format!("{}-Q{}", s.year(), (s.month() - 1) / 3 + 1),
+        }
+    }
+}
+
 /// Recompute every month from `first` to the month of `as_of` for `filter`.
 fn recompute(orders: &[Value], as_of: DateTime<Utc>, first: &str, filter: &Filter) -> BTreeMap<String, Expected> {
+    recompute_by(orders, as_of, first_of(first), filter, By::Month)
+}
+
+/// Recompute every period of `by` from the one holding `first` to the one of `as_of` for `filter`.
+fn recompute_by(orders: &[Value], as_of: DateTime<Utc>, first: DateTime<Utc>, filter: &Filter, by: By) -> BTreeMap<String, Expected> {
     let mut out: BTreeMap<String, Expected> = BTreeMap::new();
-    let months: Vec<String> = {
+    let months: Vec<(String, DateTime<Utc>)> = {
         let mut v = vec![];
-        let mut m = first_of(first);
+        let mut m = by.start(first);
         while m <= as_of {
-            v.push(month_of(m));
-            m = m.checked_add_months(Months::new(1)).unwrap();
+            v.push((by.key(m), m));
+            m = by.next(m);
         }
         v
     };
@@ -106,13 +161,13 @@ fn recompute(orders: &[Value], as_of: DateTime<Utc>, first: &str, filter: &Filte
             continue;
         }
         if matches(filter, &country, &plan) {
-            let e = out.entry(month_of(created)).or_default();
+            let e = out.entry(by.key(created)).or_default();
             e.gross += amount;
             e.orders += 1;
             if o["status"] == "refunded" || o.get("refunded_at").is_some() {
                 let at = time(&o["refunded_at"]).unwrap_or(created);
                 if at <= as_of {
-                    let e = out.entry(month_of(at)).or_default();
+                    let e = out.entry(by.key(at)).or_default();
                     e.refunds += o["refunded_cents"].as_i64().unwrap_or(amount);
                     e.refunded_orders += 1;
                 }
@@ -167,9 +222,8 @@ fn recompute(orders: &[Value], as_of: DateTime<Utc>, first: &str, filter: &Filte
         let before = |t: DateTime<Utc>| steps.iter().rev().find(|(at, _)| *at < t).map_or(&empty, |(_, l)| l);
         let mut paid_before = false;
         let mut last_churn: Option<DateTime<Utc>> = None;
-        for month in &months {
-            let ms = first_of(month);
-            let me = ms.checked_add_months(Months::new(1)).unwrap().min(as_of);
+        for (month, ms) in &months {
+            let (ms, me) = (*ms, by.next(*ms).min(as_of));
             let (start, end) = (before(ms), before(me));
             let (s_all, e_all) = (everything(start), everything(end));
             let (s, e) = (in_filter(start), in_filter(end));
@@ -387,6 +441,53 @@ async fn revenue_equals_a_recomputation_from_the_orders() {
     for (k, v) in &moved {
         assert!(*v > 0, "no {k} in the demo data: {moved:?}");
     }
+
+    // By week, quarter and day: every period's figures equal the same
+    // recomputation over those periods, LTV from the months before the one
+    // the period ends in.
+    for (by, from, days) in [
+        (By::Week, now - chrono::Duration::days(740), 740),
+        (By::Quarter, now - chrono::Duration::days(740), 740),
+        (By::Day, now - chrono::Duration::days(120), 120),
+    ] {
+        for filter in &filters[..4] {
+            let mut q = format!("/api/v1/analytics/revenue?from={}&granularity={}", from.format("%Y-%m-%d"), by.name());
+            if let Some(c) = &filter.0 {
+                q += &format!("&country={c}");
+            }
+            if let Some(p) = &filter.1 {
+                q += &format!("&plan={p}");
+            }
+            let r = app.get(&q, &analyst).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.body);
+            assert_eq!(r.body["granularity"], by.name());
+            let as_of = time(&r.body["computed_at"]).unwrap();
+            let monthly = recompute(&orders, as_of, &first, filter);
+            // From the first orders: whether a gain is new or a reactivation
+            // depends on every period before.
+            let expected = recompute_by(&orders, as_of, first_of(&first), filter, by);
+            let periods = r.body["periods"].as_array().unwrap();
+            assert!(periods.len() as i64 >= days / 92, "{q}: {} periods", periods.len());
+            let mut starts = BTreeMap::new();
+            let mut t = by.start(from);
+            while t <= as_of {
+                starts.insert(by.key(t), t);
+                t = by.next(t);
+            }
+            assert_eq!(periods.iter().map(|p| p["period"].as_str().unwrap()).collect::<Vec<_>>(), starts.keys().map(|k| k.as_str()).collect::<Vec<_>>(), "{q}");
+            let mut total_gross = 0;
+            for period in periods {
+                let key = period["period"].as_str().unwrap();
+                let x = expected.get(key).copied().unwrap_or_default();
+                // The month the period ends in, and the expected months before it.
+                let end_month = month_of(by.next(starts[key]) - chrono::Duration::seconds(1));
+                let history: Vec<Expected> = monthly.iter().filter(|(m, _)| **m < end_month).map(|(_, x)| *x).collect();
+                check_period(period, &x, &history, &format!("{} {filter:?} {key}", by.name()));
+                total_gross += x.gross;
+            }
+            assert_eq!(r.body["totals"]["gross_cents"].as_i64().unwrap(), total_gross, "{q}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -397,7 +498,9 @@ async fn bad_queries_name_the_field() {
         ("from=2025-13", "from"),
         ("to=2999-01", "to"),
         ("from=2026-02&to=2026-01", "from"),
-        ("granularity=week", "granularity"),
+        ("granularity=fortnight", "granularity"),
+        ("granularity=week&from=2026-W60", "from"),
+        ("granularity=day&from=2020-01-01", "from"),
         ("country=usa", "country"),
         ("plan=PRO", "plan"),
         ("colour=blue", "colour"),
@@ -563,6 +666,48 @@ async fn business_and_segments_equal_a_recomputation_from_the_items() {
         }
     }
 
+    // By week, quarter and day, for everyone and the US: signups, active
+    // users of the period, the days' DAU and the rolling 30-day MAU.
+    for (by, back) in [(By::Week, 100), (By::Quarter, 400), (By::Day, 20)] {
+        for country in [None, Some("US")] {
+            let from = now - chrono::Duration::days(back);
+            let mut q = format!("/api/v1/analytics/business?from={}&granularity={}", from.format("%Y-%m-%d"), by.name());
+            if let Some(c) = country {
+                q += &format!("&country={c}");
+            }
+            let r = app.get(&q, &analyst).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.body);
+            let as_of = time(&r.body["computed_at"]).unwrap();
+            let mine: Vec<&Activity> = users.values().filter(|a| country.is_none_or(|c| a.country == c)).collect();
+            let periods = r.body["periods"].as_array().unwrap();
+            let mut start = by.start(from);
+            assert!(periods.len() >= 3, "{q}");
+            for p in periods {
+                let key = p["period"].as_str().unwrap();
+                assert_eq!(key, by.key(start), "{q}");
+                let end = by.next(start);
+                let f = &p["figures"];
+                let signups = mine.iter().filter(|a| a.signed_up.is_some_and(|t| t >= start && t < end && t <= as_of)).count();
+                let active = mine.iter().filter(|a| a.days.range(start.date_naive()..end.date_naive()).next().is_some()).count();
+                let (mut days, mut dau, mut mau) = (0, 0, 0);
+                let mut day = start.date_naive();
+                while day < end.date_naive() && day <= as_of.date_naive() {
+                    days += 1;
+                    dau += mine.iter().filter(|a| a.days.contains(&day)).count();
+                    mau += mine.iter().filter(|a| a.days.range(day - chrono::Duration::days(29)..=day).next().is_some()).count();
+                    day = day.succ_opt().unwrap();
+                }
+                let ctx = format!("{} {country:?} {key}", by.name());
+                assert_eq!(f["signups"], signups, "{ctx}: signups");
+                assert_eq!(f["active_users"].as_f64().unwrap(), active as f64, "{ctx}: active users");
+                assert_eq!(f["days"], days, "{ctx}: days");
+                assert!((f["dau_avg"].as_f64().unwrap() - dau as f64 / days as f64).abs() < 1e-9, "{ctx}: dau");
+                assert!((f["mau"].as_f64().unwrap() - mau as f64 / days as f64).abs() < 1e-9, "{ctx}: rolling mau");
+                start = end;
+            }
+        }
+    }
+
     // Cohorts: every row equals a direct count.
     let r = app.get(&format!("/api/v1/analytics/segments?from={first}&to={last}"), &analyst).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -646,7 +791,8 @@ async fn bad_business_and_segments_queries_name_the_field() {
     for (path, query, field) in [
         ("business", "from=2025-13", "from"),
         ("business", "to=2999-01", "to"),
-        ("business", "granularity=day", "granularity"),
+        ("business", "granularity=hour", "granularity"),
+        ("business", "granularity=quarter&to=2999-Q1", "to"),
         ("business", "country=usa", "country"),
         ("business", "plan=pro", "plan"),
         ("segments", "from=2026-02&to=2026-01", "from"),

@@ -1,8 +1,8 @@
 //! `GET /api/v1/analytics/business`: signups, activations, the signup →
 //! activated → paid funnel, active users (MAU, DAU and WAU averages,
 //! stickiness), charts created and moderation throughput (decisions by
-//! outcome, median time to the first decision, backlog) per month, for
-//! everyone or a country. Reads the rollups' current generation and one
+//! outcome, median time to the first decision, backlog) per day, week,
+//! month or quarter, for everyone or a country. Reads the rollups' current generation and one
 //! Query each of the country's business and moderation partitions,
 //! whatever the number of users, events or charts.
 //! Definitions: docs/analytics.md.
@@ -11,30 +11,31 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::business::{self, BusinessRow};
 use shared::domain::moderation_metrics::{self, ModerationRow};
+use shared::domain::periods::Granularity;
 use shared::domain::revenue::{self, RevenueMeta};
 use shared::http::extract::ValidQuery;
-use shared::platform::error::{Error, Result};
-use shared::store::{QuerySpec, from_item, s};
+use shared::platform::error::Result;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
+use crate::periods::read_rows;
 use crate::revenue::{Request, RevenueQuery};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BusinessQuery {
-    /// First month (`yyyy-mm`); default 11 months before `to`.
-    #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-01")]
+    /// First period: a key of the granularity (`2026-03-05`, `2026-W10`, `2026-03`, `2026-Q1`), a day or a month; default 30 days, 12 weeks or months, or 8 quarters before `to`.
+    #[param(example = "2025-01")]
     pub from: Option<String>,
-    /// Last month (`yyyy-mm`), at most the current month; default the current month.
-    #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-12")]
+    /// Last period (the same forms), at most the current one; default the current one.
+    #[param(example = "2025-12")]
     pub to: Option<String>,
-    /// Length of a period: `month` (the only one so far).
+    /// Length of a period: `day`, `week` (ISO, Monday to Sunday), `month` (the default) or `quarter`; UTC.
     #[param(inline, value_type = Option<String>, example = "month")]
     pub granularity: Option<String>,
     /// Only users who signed up in this country (ISO 3166-1 alpha-2; `ZZ`: unknown).
@@ -43,17 +44,17 @@ pub struct BusinessQuery {
 }
 
 impl BusinessQuery {
-    /// The same rules as the revenue report's (months, range, granularity, country).
-    pub fn validate(&self, current_month: &str) -> Result<Request> {
+    /// The same rules as the revenue report's (periods, range, granularity, country).
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<Request> {
         RevenueQuery { from: self.from.clone(), to: self.to.clone(), granularity: self.granularity.clone(), country: self.country.clone(), plan: None }
-            .validate(current_month)
+            .validate(now)
     }
 }
 
-/// The business figures of a month, or of a range of months.
+/// The business figures of a period, or of a range of periods.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BusinessFigures {
-    /// Days counted (a current month: up to the refresh).
+    /// Days counted (a current period: up to the refresh).
     pub days: i64,
     pub signups: i64,
     /// Signups whose first chart came within 7 days.
@@ -66,7 +67,10 @@ pub struct BusinessFigures {
     pub paid_rate: Option<f64>,
     /// paid ÷ signups.
     pub signup_to_paid_rate: Option<f64>,
-    /// Distinct users active in the month (MAU); over a range, the mean of its months.
+    /// Distinct users active in the period (DAU of a day, WAU of a week, MAU of a month); over a range, the mean of its periods.
+    pub active_users: f64,
+    /// Monthly active users: by month, the distinct users active in the month (over a range, the mean of its months);
+    /// by day, week or quarter, the mean over its days of the distinct users active in the 30 days ending that day.
     pub mau: f64,
     /// Mean over the days of distinct users active that day.
     pub dau_avg: Option<f64>,
@@ -78,7 +82,7 @@ pub struct BusinessFigures {
     pub moderation: ModerationFigures,
 }
 
-/// Moderation throughput of a month or a range (by the chart owner's country).
+/// Moderation throughput of a period or a range (by the chart owner's country).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModerationFigures {
     /// Decisions taken, and by outcome (the state each led to).
@@ -91,7 +95,7 @@ pub struct ModerationFigures {
     pub first_decisions: i64,
     /// Median hours from a chart's creation to its first decision, over those charts; null without any.
     pub median_hours_to_first_decision: Option<f64>,
-    /// Charts waiting for their first review at the period's end (the last month's end for a range).
+    /// Charts waiting for their first review at the period's end (the last period's end for a range).
     pub backlog_end: i64,
 }
 
@@ -113,12 +117,12 @@ pub struct BusinessChange {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BusinessPeriod {
-    /// `yyyy-mm`.
+    /// The period's key: `yyyy-mm-dd`, `yyyy-Www` (ISO week), `yyyy-mm` or `yyyy-Qn`.
     pub period: String,
-    /// The current month: figures up to when the rollups were computed.
+    /// The current period: figures up to when the rollups were computed.
     pub partial: bool,
     pub figures: BusinessFigures,
-    /// Against the month before.
+    /// Against the period before.
     pub change: BusinessChange,
 }
 
@@ -132,39 +136,30 @@ pub struct BusinessReport {
     /// When the rollups were computed (the figures are as of then); null before the first refresh.
     pub computed_at: Option<String>,
     pub periods: Vec<BusinessPeriod>,
-    /// Over the range: sums, and means of MAU and of the days' DAU and WAU.
+    /// Over the range: sums, and means of active users, MAU and of the days' DAU and WAU.
     pub totals: BusinessFigures,
-    /// The same number of months just before `from`.
+    /// The same number of periods just before `from`.
     pub previous: BusinessFigures,
     pub change: BusinessChange,
 }
 
 #[utoipa::path(get, path = "/api/v1/analytics/business", tag = "analytics", params(BusinessQuery), security(("bearer" = [])),
     responses(
-        (status = 200, description = "Signups, activations, the funnel to paid, active users, charts and moderation throughput per month, totals and the change against the previous range, from the business rollups", body = BusinessReport),
+        (status = 200, description = "Signups, activations, the funnel to paid, active users, charts and moderation throughput per period, totals and the change against the previous range, from the business rollups", body = BusinessReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<BusinessQuery>) -> Result<Json<BusinessReport>> {
-    let request = query.validate(&revenue::month_key(Utc::now()))?;
+    let request = query.validate(Utc::now())?;
     let store = &state.platform.store;
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
-    let lo = revenue::add_months(&request.from, -(request.months.len() as i32)).ok_or_else(|| Error::field("from", "is out of range"))?;
+    let p = &request.periods;
     let mut rows: BTreeMap<String, BusinessRow> = BTreeMap::new();
     let mut moderation: BTreeMap<String, ModerationRow> = BTreeMap::new();
     if let Some(meta) = &meta {
-        let query = |pk: String| QuerySpec {
-            key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
-            values: vec![(":pk", s(pk)), (":lo", s(lo.clone())), (":hi", s(request.to.clone()))],
-            forward: true,
-            ..Default::default()
-        };
-        for item in store.query_all(&query(business::business_pk(&meta.generation, &request.group.country))).await? {
-            let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
-            rows.insert(month, from_item(item)?);
-        }
-        for item in store.query_all(&query(moderation_metrics::moderation_pk(&meta.generation, &request.group.country))).await? {
-            let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
-            moderation.insert(month, from_item(item)?);
-        }
+        // The range and the range before it.
+        let lo = p.previous().into_iter().next().unwrap_or_else(|| p.from.clone());
+        let country = &request.group.country;
+        rows = read_rows(store, &business::business_pk(&meta.generation, country), p.granularity, &lo, &p.to).await?;
+        moderation = read_rows(store, &moderation_metrics::moderation_pk(&meta.generation, country), p.granularity, &lo, &p.to).await?;
     }
     Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &moderation)))
 }
@@ -173,9 +168,13 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b != 0.0).then(|| a / b)
 }
 
-/// Figures of `row` summed over `months` months and `days` days.
-pub fn figures(row: &BusinessRow, days: i64, months: i64) -> BusinessFigures {
-    let mau = if months > 0 { row.active_users as f64 / months as f64 } else { 0.0 };
+/// Figures of `row` summed over `periods` periods of `g` and `days` days.
+pub fn figures(row: &BusinessRow, days: i64, periods: i64, g: Granularity) -> BusinessFigures {
+    let active_users = if periods > 0 { row.active_users as f64 / periods as f64 } else { 0.0 };
+    let mau = match g {
+        Granularity::Month => active_users,
+        _ => ratio(row.mau_sum as f64, days as f64).unwrap_or(0.0),
+    };
     let dau_avg = ratio(row.dau_sum as f64, days as f64);
     BusinessFigures {
         days,
@@ -185,6 +184,7 @@ pub fn figures(row: &BusinessRow, days: i64, months: i64) -> BusinessFigures {
         activation_rate: ratio(row.activations as f64, row.signups as f64),
         paid_rate: ratio(row.paid as f64, row.activations as f64),
         signup_to_paid_rate: ratio(row.paid as f64, row.signups as f64),
+        active_users,
         mau,
         dau_avg,
         wau_avg: ratio(row.wau_sum as f64, days as f64),
@@ -194,12 +194,12 @@ pub fn figures(row: &BusinessRow, days: i64, months: i64) -> BusinessFigures {
     }
 }
 
-/// Moderation figures over `months` (in order; a missing month is all zeros).
-pub fn moderation_figures(rows: &BTreeMap<String, ModerationRow>, months: &[String]) -> ModerationFigures {
+/// Moderation figures over the periods `keys` (in order; a missing period is all zeros).
+pub fn moderation_figures(rows: &BTreeMap<String, ModerationRow>, keys: &[String]) -> ModerationFigures {
     let mut out = ModerationFigures::default();
     let mut seconds: Vec<i64> = Vec::new();
-    for m in months {
-        let Some(row) = rows.get(m) else { continue };
+    for k in keys {
+        let Some(row) = rows.get(k) else { continue };
         out.decisions += row.decisions();
         out.approved += row.approved;
         out.rejected += row.rejected;
@@ -208,7 +208,7 @@ pub fn moderation_figures(rows: &BTreeMap<String, ModerationRow>, months: &[Stri
         out.first_decisions += row.first_decisions;
         seconds.extend(&row.first_decision_seconds);
     }
-    out.backlog_end = months.last().and_then(|m| rows.get(m)).map_or(0, |r| r.backlog_end);
+    out.backlog_end = keys.last().and_then(|k| rows.get(k)).map_or(0, |r| r.backlog_end);
     seconds.sort_unstable();
     out.median_hours_to_first_decision = moderation_metrics::median(&seconds).map(|s| s / 3600.0);
     out
@@ -231,40 +231,40 @@ pub fn change(now: &BusinessFigures, before: &BusinessFigures) -> BusinessChange
     }
 }
 
-/// The report from the country's rows (`yyyy-mm → row`; a missing month is all zeros).
+/// The report from the country's rows of the request's granularity (key → row; a missing period is all zeros).
 pub fn report(
     request: &Request,
     computed_at: Option<String>,
     rows: &BTreeMap<String, BusinessRow>,
     moderation: &BTreeMap<String, ModerationRow>,
 ) -> BusinessReport {
+    let p = &request.periods;
+    let g = p.granularity;
     let as_of = computed_at.as_deref().and_then(revenue::parse_time).unwrap_or_else(Utc::now);
-    let computed_month = computed_at.as_deref().and_then(revenue::parse_time).map(revenue::month_key);
-    let over = |months: &[String]| {
+    let computed_period = computed_at.as_deref().and_then(revenue::parse_time).map(|t| g.key_of(t));
+    let over = |keys: &[String]| {
         let mut sum = BusinessRow::default();
-        for m in months {
-            sum.add(&rows.get(m).copied().unwrap_or_default());
+        for k in keys {
+            sum.add(&rows.get(k).copied().unwrap_or_default());
         }
-        let mut figures = figures(&sum, months.iter().map(|m| business::days_counted(m, as_of)).sum(), months.len() as i64);
-        figures.moderation = moderation_figures(moderation, months);
+        let mut figures = figures(&sum, keys.iter().map(|k| g.days_counted(k, as_of)).sum(), keys.len() as i64, g);
+        figures.moderation = moderation_figures(moderation, keys);
         figures
     };
-    let periods = request
-        .months
+    let periods = p
+        .keys
         .iter()
-        .map(|month| {
-            let now = over(std::slice::from_ref(month));
-            let before = over(&revenue::add_months(month, -1).into_iter().collect::<Vec<_>>());
-            BusinessPeriod { period: month.clone(), partial: computed_month.as_deref() == Some(month.as_str()), change: change(&now, &before), figures: now }
+        .map(|key| {
+            let now = over(std::slice::from_ref(key));
+            let before = over(&p.before(key).into_iter().collect::<Vec<_>>());
+            BusinessPeriod { period: key.clone(), partial: computed_period.as_deref() == Some(key.as_str()), change: change(&now, &before), figures: now }
         })
         .collect();
-    let n = request.months.len() as i32;
-    let previous_months: Vec<String> = (1..=n).rev().filter_map(|k| revenue::add_months(&request.from, -k)).collect();
-    let (totals, previous) = (over(&request.months), over(&previous_months));
+    let (totals, previous) = (over(&p.keys), over(&p.previous()));
     BusinessReport {
-        from: request.from.clone(),
-        to: request.to.clone(),
-        granularity: "month".into(),
+        from: p.from.clone(),
+        to: p.to.clone(),
+        granularity: g.name().into(),
         country: request.group.country.clone(),
         computed_at,
         periods,
@@ -277,12 +277,16 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::platform::error::Error;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
 
     #[test]
     fn figures_and_changes() {
-        let request = BusinessQuery { from: Some("2026-01".into()), to: Some("2026-02".into()), granularity: None, country: Some("DE".into()) }
-            .validate("2026-03")
-            .unwrap();
+        let request =
+            BusinessQuery { from: Some("2026-01".into()), to: Some("2026-02".into()), granularity: None, country: Some("DE".into()) }.validate(now()).unwrap();
         assert_eq!(request.group.country, "DE");
         let row = |signups, active_users, dau_sum| BusinessRow {
             signups,
@@ -291,6 +295,7 @@ mod tests {
             active_users,
             dau_sum,
             wau_sum: 0,
+            mau_sum: 0,
             charts_created: 1,
         };
         let rows = BTreeMap::from([("2025-12".to_string(), row(4, 10, 62)), ("2026-01".to_string(), row(8, 20, 124)), ("2026-02".to_string(), row(8, 30, 56))]);
@@ -314,7 +319,7 @@ mod tests {
         assert_eq!((jan.change.signups, jan.change.signups_growth, jan.change.mau_growth), (4, Some(1.0), Some(1.0)));
         assert_eq!((r.totals.signups, r.totals.mau, r.totals.days), (16, 25.0, 59));
         assert_eq!((r.previous.signups, r.previous.days), (4, 61));
-        let bad = BusinessQuery { from: None, to: None, granularity: None, country: Some("de".into()) }.validate("2026-03").unwrap_err();
+        let bad = BusinessQuery { from: None, to: None, granularity: None, country: Some("de".into()) }.validate(now()).unwrap_err();
         assert!(matches!(bad, Error::Validation(f) if f[0].field == "country"));
     }
 }

@@ -10,6 +10,7 @@
 pub mod business;
 pub mod custom_segments;
 pub mod insights;
+pub mod periods;
 pub mod predictions;
 pub mod refresh;
 pub mod revenue;

@@ -1,25 +1,26 @@
-//! `GET /api/v1/analytics/revenue`: revenue and MRR metrics per month for
-//! all customers, a country, a plan or both. Reads one item (the rollups'
-//! current generation) and one Query of the group's partition (the range,
-//! the range before it, and the 6 months LTV looks back on), whatever the
-//! number of orders. Definitions: docs/analytics.md.
+//! `GET /api/v1/analytics/revenue`: revenue and MRR metrics per day, week,
+//! month or quarter for all customers, a country, a plan or both. Reads one
+//! item (the rollups' current generation) and one Query of the group's
+//! partition (the range, the range before it, and the 6 months LTV looks
+//! back on; for finer periods or quarters one Query of their packed
+//! partition and one of the months), whatever the number of orders.
+//! Definitions: docs/analytics.md.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared::domain::periods::Granularity;
 use shared::domain::revenue::{self, Group, Metrics, Movements, RevenueMeta, RevenueRow};
 use shared::http::extract::ValidQuery;
 use shared::platform::error::{Error, Result};
-use shared::store::{QuerySpec, from_item, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
+use crate::periods::{Periods, read_rows};
 
-/// Longest range one request may ask for, in months.
-pub const MAX_MONTHS: i32 = 60;
 /// Months before a period whose customer churn LTV averages.
 pub const LTV_MONTHS: i32 = 6;
 
@@ -27,13 +28,13 @@ pub const LTV_MONTHS: i32 = 6;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RevenueQuery {
-    /// First month (`yyyy-mm`); default 11 months before `to`.
-    #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-01")]
+    /// First period: a key of the granularity (`2026-03-05`, `2026-W10`, `2026-03`, `2026-Q1`), a day or a month; default 30 days, 12 weeks or months, or 8 quarters before `to`.
+    #[param(example = "2025-01")]
     pub from: Option<String>,
-    /// Last month (`yyyy-mm`), at most the current month; default the current month.
-    #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-12")]
+    /// Last period (the same forms), at most the current one; default the current one.
+    #[param(example = "2025-12")]
     pub to: Option<String>,
-    /// Length of a period: `month` (the only one so far).
+    /// Length of a period: `day`, `week` (ISO, Monday to Sunday), `month` (the default) or `quarter`; UTC.
     #[param(inline, value_type = Option<String>, example = "month")]
     pub granularity: Option<String>,
     /// Only customers' subscriptions in this country (ISO 3166-1 alpha-2, e.g. `US`; `ZZ`: unknown).
@@ -44,48 +45,16 @@ pub struct RevenueQuery {
     pub plan: Option<String>,
 }
 
-/// The validated request: months and the group.
+/// The validated request: periods and the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub from: String,
-    pub to: String,
-    pub months: Vec<String>,
+    pub periods: Periods,
     pub group: Group,
 }
 
 impl RevenueQuery {
-    pub fn validate(&self, current_month: &str) -> Result<Request> {
-        let month = |field: &str, value: &Option<String>| -> Result<Option<String>> {
-            match value {
-                None => Ok(None),
-                Some(v) if v.len() == 7 && revenue::month_start(v).is_some() => Ok(Some(v.clone())),
-                Some(_) => Err(Error::field(field, "must be a month as yyyy-mm")),
-            }
-        };
-        let to = month("to", &self.to)?.unwrap_or_else(|| current_month.to_string());
-        if to.as_str() > current_month {
-            return Err(Error::field("to", format!("must not be after the current month ({current_month})")));
-        }
-        let from = match month("from", &self.from)? {
-            Some(from) => from,
-            None => revenue::add_months(&to, -11).ok_or_else(|| Error::field("to", "is too early"))?,
-        };
-        if from > to {
-            return Err(Error::field("from", "must not be after `to`"));
-        }
-        let mut months = vec![from.clone()];
-        while months.last().is_some_and(|m| *m < to) {
-            if months.len() as i32 >= MAX_MONTHS {
-                return Err(Error::field("from", format!("the range may span at most {MAX_MONTHS} months")));
-            }
-            let next = revenue::add_months(months.last().expect("not empty"), 1).ok_or_else(|| Error::field("to", "is out of range"))?;
-            months.push(next);
-        }
-        match self.granularity.as_deref() {
-            None | Some("month") => {}
-            Some("day" | "week" | "quarter") => return Err(Error::field("granularity", "only `month` is supported so far")),
-            Some(_) => return Err(Error::field("granularity", "must be `month`")),
-        }
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<Request> {
+        let periods = Periods::parse(self.from.as_deref(), self.to.as_deref(), self.granularity.as_deref(), now)?;
         let country = match self.country.as_deref() {
             None => revenue::ALL.to_string(),
             Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => c.to_string(),
@@ -98,7 +67,7 @@ impl RevenueQuery {
             }
             Some(_) => return Err(Error::field("plan", "must be 1 to 32 of a-z, 0-9, _ and -")),
         };
-        Ok(Request { from, to, months, group: Group { country, plan } })
+        Ok(Request { periods, group: Group { country, plan } })
     }
 }
 
@@ -138,12 +107,12 @@ pub struct PeriodChange {
     pub mrr_growth: Option<f64>,
 }
 
-/// One month's figures (docs/analytics.md has each definition).
+/// One period's figures (docs/analytics.md has each definition).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Period {
-    /// `yyyy-mm`.
+    /// The period's key: `yyyy-mm-dd`, `yyyy-Www` (ISO week), `yyyy-mm` or `yyyy-Qn`.
     pub period: String,
-    /// The current month: figures up to when the rollups were computed.
+    /// The current period: figures up to when the rollups were computed.
     pub partial: bool,
     pub gross_cents: i64,
     pub refunds_cents: i64,
@@ -170,12 +139,13 @@ pub struct Period {
     pub nrr: Option<f64>,
     pub grr: Option<f64>,
     pub quick_ratio: Option<f64>,
-    /// Null ("n/a") when the mean customer churn of the previous 6 months is 0 or unknown.
+    /// ARPA ÷ the mean monthly customer churn of the 6 months before the month the period ends in;
+    /// null ("n/a") when that is 0 or unknown.
     pub ltv_cents: Option<i64>,
     pub change: PeriodChange,
 }
 
-/// Sums over a range of months.
+/// Sums over a range of periods.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Totals {
     pub from: String,
@@ -184,7 +154,7 @@ pub struct Totals {
     pub refunds_cents: i64,
     pub net_cents: i64,
     pub orders: i64,
-    /// MRR at the start of the first month and the end of the last.
+    /// MRR at the start of the first period and the end of the last.
     pub mrr_start_cents: i64,
     pub mrr_end_cents: i64,
     pub movements: MovementsOut,
@@ -219,57 +189,63 @@ pub struct RevenueReport {
     pub computed_at: Option<String>,
     pub periods: Vec<Period>,
     pub totals: Totals,
-    /// The same number of months just before `from`.
+    /// The same number of periods just before `from`.
     pub previous: Totals,
     pub change: TotalsChange,
 }
 
 #[utoipa::path(get, path = "/api/v1/analytics/revenue", tag = "analytics", params(RevenueQuery), security(("bearer" = [])),
     responses(
-        (status = 200, description = "Revenue and MRR metrics per month, their totals and the change against the previous range, from the revenue rollups", body = RevenueReport),
+        (status = 200, description = "Revenue and MRR metrics per period, their totals and the change against the previous range, from the revenue rollups", body = RevenueReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<RevenueQuery>) -> Result<Json<RevenueReport>> {
-    let request = query.validate(&revenue::month_key(Utc::now()))?;
+    let request = query.validate(Utc::now())?;
     let store = &state.platform.store;
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
-    let n = request.months.len() as i32;
-    let lookback = n.max(LTV_MONTHS);
-    let lo = revenue::add_months(&request.from, -lookback).ok_or_else(|| Error::field("from", "is out of range"))?;
+    let p = &request.periods;
     let mut rows: BTreeMap<String, RevenueRow> = BTreeMap::new();
+    let mut months: BTreeMap<String, RevenueRow> = BTreeMap::new();
     if let Some(meta) = &meta {
-        let spec = QuerySpec {
-            key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
-            values: vec![(":pk", s(revenue::rollup_pk(&meta.generation, &request.group))), (":lo", s(lo.clone())), (":hi", s(request.to.clone()))],
-            forward: true,
-            ..Default::default()
-        };
-        for item in store.query_all(&spec).await? {
-            let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
-            rows.insert(month, from_item(item)?);
+        let pk = revenue::rollup_pk(&meta.generation, &request.group);
+        // The range, the range before it, and the months LTV looks back on.
+        let first_month = p.month_of_end(&p.from).ok_or_else(|| Error::field("from", "is out of range"))?;
+        let ltv_from = revenue::add_months(&first_month, -LTV_MONTHS).ok_or_else(|| Error::field("from", "is out of range"))?;
+        let lo = p.previous().into_iter().next().unwrap_or_else(|| p.from.clone());
+        if p.granularity == Granularity::Month {
+            rows = read_rows(store, &pk, Granularity::Month, &lo.min(ltv_from), &p.to).await?;
+            months = rows.clone();
+        } else {
+            rows = read_rows(store, &pk, p.granularity, &lo, &p.to).await?;
+            let last_month = p.month_of_end(&p.to).ok_or_else(|| Error::field("to", "is out of range"))?;
+            months = read_rows(store, &pk, Granularity::Month, &ltv_from, &last_month).await?;
         }
     }
-    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows)))
+    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &months)))
 }
 
-/// The report from the group's rows (`yyyy-mm → row`; a missing month is all zeros).
-pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<String, RevenueRow>) -> RevenueReport {
-    let row = |m: &str| rows.get(m).copied().unwrap_or_default();
+/// The report from the group's rows of the request's granularity and of
+/// months (for LTV; key → row, a missing period is all zeros).
+pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<String, RevenueRow>, months: &BTreeMap<String, RevenueRow>) -> RevenueReport {
+    let p = &request.periods;
+    let row = |k: &str| rows.get(k).copied().unwrap_or_default();
     let churn_rate = |m: &str| {
-        let r = row(m).movements;
+        let r = months.get(m).copied().unwrap_or_default().movements;
         (r.customers_start > 0).then(|| r.churned_customers as f64 / r.customers_start as f64)
     };
-    let computed_month = computed_at.as_deref().and_then(revenue::parse_time).map(revenue::month_key);
+    let computed_period = computed_at.as_deref().and_then(revenue::parse_time).map(|t| p.granularity.key_of(t));
     let mut periods = Vec::new();
-    for month in &request.months {
-        let r = row(month);
-        let previous: Vec<Option<f64>> = (1..=LTV_MONTHS).rev().filter_map(|k| revenue::add_months(month, -k)).map(|m| churn_rate(&m)).collect();
+    for key in &p.keys {
+        let r = row(key);
+        // LTV: the customer churn of the 6 months before the one the period ends in.
+        let month = p.month_of_end(key).unwrap_or_default();
+        let previous: Vec<Option<f64>> = (1..=LTV_MONTHS).rev().filter_map(|k| revenue::add_months(&month, -k)).map(|m| churn_rate(&m)).collect();
         let Metrics { arr, arpa, customer_churn_rate, gross_mrr_churn_rate, net_mrr_churn_rate, nrr, grr, quick_ratio, ltv } =
             revenue::metrics(&r.movements, &previous);
-        let before = revenue::add_months(month, -1).map(|m| row(&m)).unwrap_or_default();
+        let before = p.before(key).map(|k| row(&k)).unwrap_or_default();
         let m = &r.movements;
         periods.push(Period {
-            period: month.clone(),
-            partial: computed_month.as_deref() == Some(month.as_str()),
+            period: key.clone(),
+            partial: computed_period.as_deref() == Some(key.as_str()),
             gross_cents: r.gross,
             refunds_cents: r.refunds,
             net_cents: r.net(),
@@ -302,10 +278,8 @@ pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<St
             },
         });
     }
-    let n = request.months.len() as i32;
-    let previous_months: Vec<String> = (1..=n).rev().filter_map(|k| revenue::add_months(&request.from, -k)).collect();
-    let totals = totals_of(&request.months, &row);
-    let previous = totals_of(&previous_months, &row);
+    let totals = totals_of(&p.keys, &row);
+    let previous = totals_of(&p.previous(), &row);
     let change = TotalsChange {
         gross_cents: totals.gross_cents - previous.gross_cents,
         net_cents: totals.net_cents - previous.net_cents,
@@ -316,9 +290,9 @@ pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<St
         mrr_growth: growth(totals.mrr_end_cents, previous.mrr_end_cents),
     };
     RevenueReport {
-        from: request.from.clone(),
-        to: request.to.clone(),
-        granularity: "month".into(),
+        from: p.from.clone(),
+        to: p.to.clone(),
+        granularity: p.granularity.name().into(),
         country: request.group.country.clone(),
         plan: request.group.plan.clone(),
         currency: "USD".into(),
@@ -334,20 +308,20 @@ fn growth(now: i64, before: i64) -> Option<f64> {
     (before != 0).then(|| (now - before) as f64 / before as f64)
 }
 
-fn totals_of(months: &[String], row: &impl Fn(&str) -> RevenueRow) -> Totals {
+fn totals_of(keys: &[String], row: &impl Fn(&str) -> RevenueRow) -> Totals {
     let mut sum = RevenueRow::default();
-    for m in months {
-        let r = row(m);
+    for k in keys {
+        let r = row(k);
         sum.gross += r.gross;
         sum.refunds += r.refunds;
         sum.orders += r.orders;
         sum.movements.add(&r.movements);
     }
-    let first = months.first().map(|m| row(m)).unwrap_or_default();
-    let last = months.last().map(|m| row(m)).unwrap_or_default();
+    let first = keys.first().map(|k| row(k)).unwrap_or_default();
+    let last = keys.last().map(|k| row(k)).unwrap_or_default();
     Totals {
-        from: months.first().cloned().unwrap_or_default(),
-        to: months.last().cloned().unwrap_or_default(),
+        from: keys.first().cloned().unwrap_or_default(),
+        to: keys.last().cloned().unwrap_or_default(),
         gross_cents: sum.gross,
         refunds_cents: sum.refunds,
         net_cents: sum.net(),
@@ -370,6 +344,10 @@ mod tests {
         RevenueQuery { from: get("from"), to: get("to"), granularity: get("granularity"), country: get("country"), plan: get("plan") }
     }
 
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
     fn field_of(e: Error) -> String {
         match e {
             Error::Validation(fields) => fields[0].field.clone(),
@@ -379,11 +357,12 @@ mod tests {
 
     #[test]
     fn defaults_to_the_last_twelve_months_of_everyone() {
-        let r = q(&[]).validate("2026-03").unwrap();
-        assert_eq!((r.from.as_str(), r.to.as_str(), r.months.len()), ("2025-04", "2026-03", 12));
+        let r = q(&[]).validate(now()).unwrap().periods;
+        assert_eq!((r.from.as_str(), r.to.as_str(), r.keys.len()), ("2025-04", "2026-03", 12));
+        let r = q(&[]).validate(now()).unwrap();
         assert_eq!(r.group, Group::all());
-        let r = q(&[("from", "2025-11"), ("to", "2026-02"), ("country", "DE"), ("plan", "pro"), ("granularity", "month")]).validate("2026-03").unwrap();
-        assert_eq!(r.months, ["2025-11", "2025-12", "2026-01", "2026-02"]);
+        let r = q(&[("from", "2025-11"), ("to", "2026-02"), ("country", "DE"), ("plan", "pro"), ("granularity", "month")]).validate(now()).unwrap();
+        assert_eq!(r.periods.keys, ["2025-11", "2025-12", "2026-01", "2026-02"]);
         assert_eq!(r.group, Group { country: "DE".into(), plan: "pro".into() });
     }
 
@@ -395,20 +374,20 @@ mod tests {
             (vec![("to", "2027-01")], "to"),
             (vec![("from", "2026-02"), ("to", "2026-01")], "from"),
             (vec![("from", "2010-01")], "from"),
-            (vec![("granularity", "week")], "granularity"),
+            (vec![("granularity", "week"), ("to", "2026-W12")], "to"),
             (vec![("granularity", "fortnight")], "granularity"),
             (vec![("country", "us")], "country"),
             (vec![("country", "USA")], "country"),
             (vec![("plan", "Pro!")], "plan"),
             (vec![("plan", "")], "plan"),
         ] {
-            assert_eq!(field_of(q(&pairs).validate("2026-03").unwrap_err()), field, "{pairs:?}");
+            assert_eq!(field_of(q(&pairs).validate(now()).unwrap_err()), field, "{pairs:?}");
         }
     }
 
     #[test]
     fn report_sums_totals_and_compares_with_the_range_before() {
-        let request = q(&[("from", "2026-02"), ("to", "2026-03")]).validate("2026-03").unwrap();
+        let request = q(&[("from", "2026-02"), ("to", "2026-03")]).validate(now()).unwrap();
         let row = |mrr_start, mrr_end, new, churn, gross| RevenueRow {
             movements: Movements { mrr_start, mrr_end, new, churn, customers_start: 1, customers_end: 1, ..Default::default() },
             gross,
@@ -420,7 +399,7 @@ mod tests {
             ("2026-02".to_string(), row(1000, 3000, 2000, 0, 3000)),
             ("2026-03".to_string(), row(3000, 2000, 0, 1000, 2000)),
         ]);
-        let report = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows);
+        let report = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows, &rows);
         assert_eq!(report.periods.len(), 2);
         assert!(!report.periods[0].partial && report.periods[1].partial);
         assert_eq!(report.periods[0].change.mrr_cents, 2000);

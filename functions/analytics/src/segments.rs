@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::business::{self, CohortRow, RfmSegment, RfmSummary};
 use shared::domain::revenue::{self, RevenueMeta};
@@ -17,7 +17,7 @@ use shared::store::{QuerySpec, from_item, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
-use crate::revenue::{Request, RevenueQuery};
+use crate::periods::Periods;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -32,8 +32,9 @@ pub struct SegmentsQuery {
 }
 
 impl SegmentsQuery {
-    pub fn validate(&self, current_month: &str) -> Result<Request> {
-        RevenueQuery { from: self.from.clone(), to: self.to.clone(), granularity: None, country: None, plan: None }.validate(current_month)
+    /// Signup months, by the revenue report's rules.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<Periods> {
+        Periods::parse(self.from.as_deref(), self.to.as_deref(), None, now)
     }
 }
 
@@ -106,7 +107,7 @@ pub struct SegmentsReport {
         (status = 200, description = "Cohort retention (users and MRR) by signup month, and RFM segments with their sizes and revenue, from the rollups", body = SegmentsReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<SegmentsQuery>) -> Result<Json<SegmentsReport>> {
-    let request = query.validate(&revenue::month_key(Utc::now()))?;
+    let request = query.validate(Utc::now())?;
     let store = &state.platform.store;
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
     let mut cohorts: Vec<(String, CohortRow)> = Vec::new();
@@ -142,7 +143,7 @@ pub fn cohort(month: &str, row: &CohortRow) -> Cohort {
     Cohort { cohort: month.to_string(), size: row.size, revenue_base_month: base.map(|b| b as i64), months }
 }
 
-pub fn report(request: &Request, computed_at: Option<String>, cohorts: &[(String, CohortRow)], rfm: &RfmSummary) -> SegmentsReport {
+pub fn report(request: &Periods, computed_at: Option<String>, cohorts: &[(String, CohortRow)], rfm: &RfmSummary) -> SegmentsReport {
     let share = |n: i64| (rfm.customers > 0).then(|| n as f64 / rfm.customers as f64);
     let mut segments: Vec<RfmSegmentSize> =
         RfmSegment::ALL.iter().map(|s| RfmSegmentSize { segment: *s, customers: 0, revenue_cents: 0, share: share(0) }).collect();

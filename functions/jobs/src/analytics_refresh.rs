@@ -21,6 +21,8 @@
 //! up to date: new findings created, known ones refreshed (their lifecycle
 //! kept), ones no longer found marked stale, and implemented ones 30 days
 //! old measured (`verified` / `no_effect`), each change with its audit entry.
+//! Revenue, business and moderation rows are written by month and, packed
+//! several to an item, by day, week and quarter (`shared::domain::periods`).
 //! Also run by the local stack right after seeding.
 
 use chrono::{DateTime, Utc};
@@ -35,6 +37,7 @@ use shared::domain::custom_segments::{self, Member, Profile, ProfileChunk};
 use shared::domain::insights::{self, Insight};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
 use shared::domain::moderation_metrics;
+use shared::domain::periods::{self, Granularity};
 use shared::domain::predictions::{self, StoredModel};
 use shared::domain::revenue::{self, Order, RevenueMeta};
 use shared::platform::error::{Error, Result};
@@ -201,6 +204,33 @@ fn profile_items(generation: &str, profiles: &[Profile]) -> Result<Vec<Item>> {
         .collect()
 }
 
+/// The granularities stored packed beside the months (`periods::pack`).
+const FINER: [Granularity; 3] = [Granularity::Day, Granularity::Week, Granularity::Quarter];
+
+/// Items of rows by `g`, packed, under the group's monthly partition
+/// `monthly_pk(group)` marked with `g` (`partitions` gets their pks).
+fn packed_items<G: Ord + Clone, R: Serialize>(
+    rows: std::collections::BTreeMap<(G, String), R>,
+    g: Granularity,
+    monthly_pk: impl Fn(&G) -> String,
+    kind: &str,
+    partitions: &mut Vec<String>,
+) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for ((group, pack_key), pack) in periods::pack(rows, g) {
+        let pk = periods::packed_pk(&monthly_pk(&group), g);
+        if partitions.last() != Some(&pk) {
+            partitions.push(pk.clone());
+        }
+        let mut item = to_item(&pack)?;
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(pack_key));
+        item.insert("type".into(), s(kind));
+        items.push(item);
+    }
+    Ok(items)
+}
+
 /// The business, cohort and RFM items of `generation` (`partitions` gets their pks).
 fn business_items(
     generation: &str,
@@ -233,6 +263,12 @@ fn business_items(
         let pk = moderation_metrics::moderation_pk(generation, &country);
         partitions.push(pk.clone());
         items.push(keyed(pk, month, "moderation_rollup", to_item(&row)?));
+    }
+    for g in FINER {
+        let rows = business::period_rollups(&users, &payers, as_of, g);
+        items.extend(packed_items(rows, g, |country| business::business_pk(generation, country), "business_rollup_pack", partitions)?);
+        let rows = moderation_metrics::period_rollups(&lives, &country_of, as_of, g);
+        items.extend(packed_items(rows, g, |country| moderation_metrics::moderation_pk(generation, country), "moderation_rollup_pack", partitions)?);
     }
     for (month, row) in business::cohorts(&users, orders, as_of) {
         items.push(keyed(business::cohorts_pk(generation), month, "cohort_rollup", to_item(&row)?));
@@ -308,6 +344,10 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         item.insert("sk".into(), s(month.clone()));
         item.insert("type".into(), s("revenue_rollup"));
         items.push(item);
+    }
+    for g in FINER {
+        let rows = revenue::period_rollups(&orders, as_of, g);
+        items.extend(packed_items(rows, g, |group| revenue::rollup_pk(&generation, group), "revenue_rollup_pack", &mut partitions)?);
     }
     let moderation = (charts, decisions);
     let (more, business_rows, rfm_customers, profiles) = business_items(&generation, &events, &orders, as_of, &members, &moderation, &mut partitions)?;

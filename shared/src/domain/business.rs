@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::periods::Granularity;
 use super::revenue::{self, ALL, Order, UNKNOWN_COUNTRY};
 
 /// A signup activates when the user's first chart is created within this many days.
@@ -44,6 +45,9 @@ pub struct BusinessRow {
     pub dau_sum: i64,
     /// Σ over the month's days of distinct users active in the 7 days ending that day.
     pub wau_sum: i64,
+    /// Σ over the month's days of distinct users active in the 30 days ending that day.
+    #[serde(default)]
+    pub mau_sum: i64,
     pub charts_created: i64,
 }
 
@@ -55,6 +59,7 @@ impl BusinessRow {
         self.active_users += o.active_users;
         self.dau_sum += o.dau_sum;
         self.wau_sum += o.wau_sum;
+        self.mau_sum += o.mau_sum;
         self.charts_created += o.charts_created;
     }
 }
@@ -128,41 +133,100 @@ pub fn payers(orders: &[Order], as_of: DateTime<Utc>) -> HashSet<&str> {
 
 /// Every business row: `(country | *, yyyy-mm) → row`, for months with anything in them.
 pub fn rollups(users: &HashMap<String, UserActivity>, payers: &HashSet<&str>, as_of: DateTime<Utc>) -> BTreeMap<(String, String), BusinessRow> {
+    period_rollups(users, payers, as_of, Granularity::Month)
+}
+
+/// [`rollups`] by periods of granularity `g`: `(country | *, period key) → row`.
+pub fn period_rollups(
+    users: &HashMap<String, UserActivity>,
+    payers: &HashSet<&str>,
+    as_of: DateTime<Utc>,
+    g: Granularity,
+) -> BTreeMap<(String, String), BusinessRow> {
     let mut rows: BTreeMap<(String, String), BusinessRow> = BTreeMap::new();
     let today = as_of.date_naive();
     for (id, u) in users {
-        let mut add = |month: String, f: &dyn Fn(&mut BusinessRow)| {
+        let mut add = |key: String, f: &dyn Fn(&mut BusinessRow)| {
             for c in [u.country.as_str(), ALL] {
-                f(rows.entry((c.to_string(), month.clone())).or_default());
+                f(rows.entry((c.to_string(), key.clone())).or_default());
             }
         };
         if let Some(t) = u.signed_up {
             let activated = u.activated();
             let paid = activated && payers.contains(id.as_str());
-            add(revenue::month_key(t), &|r| {
+            add(g.key_of(t), &|r| {
                 r.signups += 1;
                 r.activations += activated as i64;
                 r.paid += paid as i64;
             });
         }
         for c in &u.charts {
-            add(revenue::month_key(*c), &|r| r.charts_created += 1);
+            add(g.key_of(*c), &|r| r.charts_created += 1);
         }
-        for m in u.active_months() {
-            add(m, &|r| r.active_users += 1);
-        }
+        // Days active per period (the days are in order): one active user
+        // and that many daily actives.
+        let mut run: Option<(NaiveDate, i64)> = None;
         for d in &u.days {
-            add(day_month(*d), &|r| r.dau_sum += 1);
+            let first = g.first_day(*d);
+            match &mut run {
+                Some((f, n)) if *f == first => *n += 1,
+                _ => {
+                    if let Some((f, n)) = run.replace((first, 1)) {
+                        add(g.key_of_day(f), &|r| {
+                            r.active_users += 1;
+                            r.dau_sum += n;
+                        });
+                    }
+                }
+            }
         }
-        let mut covered: BTreeSet<NaiveDate> = BTreeSet::new();
-        for d in &u.days {
-            covered.extend((0..7).map(|k| *d + Duration::days(k)).filter(|x| *x <= today));
+        if let Some((f, n)) = run {
+            add(g.key_of_day(f), &|r| {
+                r.active_users += 1;
+                r.dau_sum += n;
+            });
         }
-        for d in covered {
-            add(day_month(d), &|r| r.wau_sum += 1);
+        for (window, field) in [(7, Window::Weekly), (30, Window::Monthly)] {
+            for (a, b) in covered(&u.days, window, today) {
+                // Split [a, b] at the periods' boundaries.
+                let mut day = a;
+                while day <= b {
+                    let end = (g.next_day(g.first_day(day)) - Duration::days(1)).min(b);
+                    let n = (end - day).num_days() + 1;
+                    add(g.key_of_day(day), &|r| match field {
+                        Window::Weekly => r.wau_sum += n,
+                        Window::Monthly => r.mau_sum += n,
+                    });
+                    day = end + Duration::days(1);
+                }
+            }
         }
     }
     rows
+}
+
+#[derive(Clone, Copy)]
+enum Window {
+    Weekly,
+    Monthly,
+}
+
+/// The days on which a user counts as active within a trailing window of
+/// `window` days (each active day and the `window - 1` after it, up to
+/// `today`), as merged inclusive ranges in order.
+fn covered(days: &BTreeSet<NaiveDate>, window: i64, today: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for d in days {
+        let end = (*d + Duration::days(window - 1)).min(today);
+        if *d > end {
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, b)) if *d <= *b + Duration::days(1) => *b = (*b).max(end),
+            _ => out.push((*d, end)),
+        }
+    }
+    out
 }
 
 /// A signup month's cohort: its size and, for each month since (0 = the

@@ -11,6 +11,7 @@ pub mod insights;
 pub mod jobs;
 pub mod masking;
 pub mod moderation_metrics;
+pub mod periods;
 pub mod predictions;
 pub mod revenue;
 pub mod rollups;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::charts::{Chart, ModerationEvent, ModerationStatus};
+use super::periods::Granularity;
 use super::revenue::{self, ALL, UNKNOWN_COUNTRY};
 
 /// One chart's moderation life: created, its initial state and its decisions in time order.
@@ -67,33 +68,33 @@ pub fn lives(charts: &[Chart], events: &[ModerationEvent], as_of: DateTime<Utc>)
         .collect()
 }
 
-impl ChartLife {
-    /// Waiting for its first review at `t`: created before `t`, initially
-    /// pending, and not yet decided on (a decision at `t` itself is not yet).
-    pub fn pending_at(&self, t: DateTime<Utc>) -> bool {
-        self.initial == ModerationStatus::Pending && self.created < t && self.decisions.first().is_none_or(|(at, _)| *at >= t)
-    }
-}
-
 /// Rows `(country | *, yyyy-mm)` for every month from the first chart's to
 /// the month of `as_of`; `country_of` maps an owner to their country.
 pub fn rollups(lives: &[ChartLife], country_of: &dyn Fn(&str) -> String, as_of: DateTime<Utc>) -> BTreeMap<(String, String), ModerationRow> {
+    period_rollups(lives, country_of, as_of, Granularity::Month)
+}
+
+/// [`rollups`] by periods of granularity `g`: `(country | *, period key) → row`.
+pub fn period_rollups(
+    lives: &[ChartLife],
+    country_of: &dyn Fn(&str) -> String,
+    as_of: DateTime<Utc>,
+    g: Granularity,
+) -> BTreeMap<(String, String), ModerationRow> {
     let mut rows: BTreeMap<(String, String), ModerationRow> = BTreeMap::new();
     let Some(first) = lives.iter().map(|l| l.created).min() else { return rows };
-    let last = revenue::month_key(as_of);
-    let mut months = Vec::new();
-    let mut m = revenue::month_key(first);
-    while m <= last {
-        months.push(m.clone());
-        let Some(next) = revenue::add_months(&m, 1) else { break };
-        m = next;
-    }
+    // Every period and its end (the next one's first instant, or `as_of`).
+    let keys = g.keys_between(first.date_naive(), as_of.date_naive());
+    let ends: Vec<DateTime<Utc>> =
+        keys.iter().filter_map(|k| g.parse_key(k)).map(|d| g.next_day(d).and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().min(as_of)).collect();
+    // Backlog as differences over the periods' indexes, per country.
+    let mut backlog: HashMap<String, Vec<i64>> = HashMap::new();
     for life in lives {
         let country = country_of(&life.owner_id);
         let groups = [country.as_str(), ALL];
         for (at, to) in &life.decisions {
-            for g in groups {
-                let row = rows.entry((g.to_string(), revenue::month_key(*at))).or_default();
+            for c in groups {
+                let row = rows.entry((c.to_string(), g.key_of(*at))).or_default();
                 match to {
                     ModerationStatus::Approved => row.approved += 1,
                     ModerationStatus::Rejected => row.rejected += 1,
@@ -104,18 +105,32 @@ pub fn rollups(lives: &[ChartLife], country_of: &dyn Fn(&str) -> String, as_of: 
             }
         }
         if let Some((at, _)) = life.decisions.first() {
-            for g in groups {
-                let row = rows.entry((g.to_string(), revenue::month_key(*at))).or_default();
+            for c in groups {
+                let row = rows.entry((c.to_string(), g.key_of(*at))).or_default();
                 row.first_decisions += 1;
                 row.first_decision_seconds.push((*at - life.created).num_seconds());
             }
         }
-        for month in &months {
-            let end = revenue::add_months(month, 1).and_then(|n| revenue::month_start(&n)).map_or(as_of, |t| t.min(as_of));
-            if life.pending_at(end) {
-                for g in groups {
-                    rows.entry((g.to_string(), month.clone())).or_default().backlog_end += 1;
+        if life.initial == ModerationStatus::Pending {
+            // Waiting for the first review at the ends e with created < e
+            // <= the first decision (one taken at e itself is not yet).
+            let lo = ends.partition_point(|e| *e <= life.created);
+            let hi = life.decisions.first().map_or(ends.len(), |(at, _)| ends.partition_point(|e| e <= at));
+            if lo < hi {
+                for c in groups {
+                    let diff = backlog.entry(c.to_string()).or_insert_with(|| vec![0; ends.len() + 1]);
+                    diff[lo] += 1;
+                    diff[hi] -= 1;
                 }
+            }
+        }
+    }
+    for (country, diff) in backlog {
+        let mut waiting = 0;
+        for (key, d) in keys.iter().zip(diff) {
+            waiting += d;
+            if waiting > 0 {
+                rows.entry((country.clone(), key.clone())).or_default().backlog_end = waiting;
             }
         }
     }

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::periods::Granularity;
+
 /// Billing interval of a subscription order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,11 +305,21 @@ impl CustomerMonth {
 }
 
 /// One customer's months, from the first month with MRR through the month
-/// of `as_of` (orders starting after `as_of` are not looked at). A term
-/// counts on `(start, end]`: MRR at a month's start is what ran up to that
-/// instant, so a term ending on the 1st is churn of the month it ends in.
-/// Months with no MRR at all are left out.
+/// of `as_of`, months with no MRR at all left out: [`customer_periods`] by
+/// month, steady months included.
 pub fn customer_months(orders: &[&Order], as_of: DateTime<Utc>) -> Vec<CustomerMonth> {
+    customer_periods(orders, as_of, Granularity::Month, true)
+}
+
+/// One customer's periods of granularity `g` (`month` holds the period's
+/// key), from the first with MRR through the one holding `as_of` (orders
+/// starting after `as_of` are not looked at). A term counts on `(start,
+/// end]`: MRR at a period's start is what ran up to that instant, so a
+/// term ending at midnight is churn of the period it ends in. With
+/// `steady`, periods where nothing changed but MRR ran are included;
+/// without, only periods in which the MRR changed (what the rollups need:
+/// a steady period's levels are the previous period's end).
+pub fn customer_periods(orders: &[&Order], as_of: DateTime<Utc>, g: Granularity, steady: bool) -> Vec<CustomerMonth> {
     let terms: Vec<(DateTime<Utc>, DateTime<Utc>, i64, Segment)> =
         orders.iter().filter_map(|o| o.term().filter(|(start, _, _)| *start < as_of).map(|(a, b, m)| (a, b, m, o.segment()))).collect();
     let Some(first) = terms.iter().map(|t| t.0).min() else {
@@ -329,18 +341,30 @@ pub fn customer_months(orders: &[&Order], as_of: DateTime<Utc>) -> Vec<CustomerM
     let mut out = Vec::new();
     let mut ever_paid = false;
     let mut churned_at: Option<DateTime<Utc>> = None;
-    let mut month = month_key(first);
-    let last = month_key(as_of);
-    while month <= last {
-        let (Some(ms), Some(next)) = (month_start(&month), add_months(&month, 1)) else { break };
-        let me = month_start(&next).map_or(as_of, |n| n.min(as_of));
-        let (start, end) = (state(ms, false), state(me, false));
+    let mut ps = g.start_of(first);
+    let last = g.start_of(as_of);
+    // The level at the period's start: the previous period's end.
+    let mut start = state(ps, false);
+    while ps <= last {
+        let next = g.next(ps);
+        let pe = next.min(as_of);
+        if !steady && points.range(ps..pe).next().is_none() {
+            // Nothing changes in this period: go to the one of the next change.
+            match points.range(pe..).next() {
+                Some(&p) if p < as_of => {
+                    ps = g.start_of(p);
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        let end = state(pe, false);
         let (s, e) = (total(&start), total(&end));
-        // Walk the changes inside the month, in order.
+        // Walk the changes inside the period, in order.
         let mut paying = s > 0;
         let mut first_gain: Option<(State, Option<i64>)> = None;
         let mut dipped: Option<i64> = None;
-        for &t in points.range(ms..me) {
+        for &t in points.range(ps..pe) {
             let level = state(t, true);
             let now_paying = total(&level) > 0;
             if paying && !now_paying {
@@ -370,9 +394,10 @@ pub fn customer_months(orders: &[&Order], as_of: DateTime<Utc>) -> Vec<CustomerM
             },
         };
         if s > 0 || e > 0 || !matches!(change, Change::Steady) {
-            out.push(CustomerMonth { month: month.clone(), start, end, change });
+            out.push(CustomerMonth { month: g.key_of(ps), start: std::mem::take(&mut start), end: end.clone(), change });
         }
-        month = next;
+        start = end;
+        ps = next;
     }
     out
 }
@@ -407,32 +432,41 @@ impl RevenueRow {
 /// group, so a plan switch is a contraction of the old plan and an
 /// expansion of the new one, and an expansion by the difference overall.
 pub fn rollups(orders: &[Order], as_of: DateTime<Utc>) -> BTreeMap<(Group, String), RevenueRow> {
+    period_rollups(orders, as_of, Granularity::Month)
+}
+
+/// [`rollups`] by periods of granularity `g`: each period's movements by
+/// the same definitions, applied to the customer's MRR at the period's
+/// start and end (so a week's or a day's movements balance its MRR
+/// change, as a month's do). Only periods where a customer's MRR changed
+/// are walked; the levels in between carry forward per group.
+pub fn period_rollups(orders: &[Order], as_of: DateTime<Utc>, g: Granularity) -> BTreeMap<(Group, String), RevenueRow> {
     let mut rows: BTreeMap<(Group, String), RevenueRow> = BTreeMap::new();
-    let last = month_key(as_of);
     let mut by_customer: HashMap<&str, Vec<&Order>> = HashMap::new();
     for order in orders {
         by_customer.entry(order.user_id.as_str()).or_default().push(order);
         let segment = order.segment();
         if let Some(at) = parse_time(&order.created_at).filter(|t| *t <= as_of) {
             for group in Group::of(&segment) {
-                let row = rows.entry((group, month_key(at))).or_default();
+                let row = rows.entry((group, g.key_of(at))).or_default();
                 row.gross += order.amount_cents;
                 row.orders += 1;
             }
         }
         if let Some((amount, at)) = order.refund().filter(|(_, t)| *t <= as_of) {
             for group in Group::of(&segment) {
-                let row = rows.entry((group, month_key(at))).or_default();
+                let row = rows.entry((group, g.key_of(at))).or_default();
                 row.refunds += amount;
                 row.refunded_orders += 1;
             }
         }
     }
+    // Movements of the periods with a change; their levels are the changed
+    // customers' only, until the carry below adds everyone else's.
+    let mut changes: BTreeMap<Group, BTreeMap<String, Movements>> = BTreeMap::new();
+    let mut first: Option<NaiveDate> = None;
     for orders in by_customer.values() {
-        for cm in customer_months(orders, as_of) {
-            if cm.month > last {
-                continue;
-            }
+        for cm in customer_periods(orders, as_of, g, false) {
             let mut groups: BTreeSet<Group> = BTreeSet::new();
             let through = match &cm.change {
                 Change::Passing { through, .. } => Some(through),
@@ -441,9 +475,28 @@ pub fn rollups(orders: &[Order], as_of: DateTime<Utc>) -> BTreeMap<(Group, Strin
             for segment in cm.start.keys().chain(cm.end.keys()).chain(through.into_iter().flat_map(|t| t.keys())) {
                 groups.extend(Group::of(segment));
             }
+            if let Some(day) = g.parse_key(&cm.month) {
+                first = Some(first.map_or(day, |f| f.min(day)));
+            }
             for group in groups {
                 let m = cm.movements(&group);
-                rows.entry((group, cm.month.clone())).or_default().movements.add(&m);
+                changes.entry(group).or_default().entry(cm.month.clone()).or_default().add(&m);
+            }
+        }
+    }
+    if let Some(first) = first {
+        let keys = g.keys_between(first, as_of.date_naive());
+        for (group, changed) in changes {
+            let (mut mrr, mut customers) = (0i64, 0i64);
+            for key in &keys {
+                let mut m = changed.get(key).copied().unwrap_or_default();
+                let (mrr_change, customers_change) = (m.mrr_end - m.mrr_start, m.customers_end - m.customers_start);
+                (m.mrr_start, m.customers_start) = (mrr, customers);
+                (m.mrr_end, m.customers_end) = (mrr + mrr_change, customers + customers_change);
+                (mrr, customers) = (m.mrr_end, m.customers_end);
+                if m != Movements::default() {
+                    rows.entry((group.clone(), key.clone())).or_default().movements.add(&m);
+                }
             }
         }
     }
