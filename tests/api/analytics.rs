@@ -362,6 +362,8 @@ pub(crate) async fn refreshed(app: &TestApp, token: &str) {
     assert!(app.run_jobs().await >= 1);
     let job = shared::domain::jobs::get(app.store(), &job_id).await.unwrap().unwrap();
     assert_eq!(job.status, shared::domain::jobs::JobStatus::Succeeded, "{job:?}");
+    // The job saved its steps as it went; the last is the insights'.
+    assert_eq!((job.progress.stage.as_deref(), job.progress.processed, job.progress.total), (Some("insights"), 1, 1), "{job:?}");
     assert_eq!(app.audit_for("job", &job_id).await.first().map(|e| e.action.clone()).as_deref(), Some("analytics.refresh"));
 }
 
@@ -750,6 +752,14 @@ async fn business_and_segments_equal_a_recomputation_from_the_items() {
     let score = |worse: usize| 1 + 5 * worse as i64 / n;
     let mut cells: BTreeMap<(i64, i64, i64), (i64, i64)> = BTreeMap::new();
     let mut segments: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    // Each customer's segment, for the country filter below.
+    let mut segment_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for ((id, _), (rec, freq, money)) in customers.iter().zip(&facts) {
+        let r = score(facts.iter().filter(|x| x.0 > *rec).count());
+        let f = score(facts.iter().filter(|x| x.1 < *freq).count());
+        let m = score(facts.iter().filter(|x| x.2 < *money).count());
+        segment_of.insert(*id, rfm_segment(r, f, m));
+    }
     for (rec, freq, money) in &facts {
         let r = score(facts.iter().filter(|x| x.0 > *rec).count());
         let f = score(facts.iter().filter(|x| x.1 < *freq).count());
@@ -782,6 +792,35 @@ async fn business_and_segments_equal_a_recomputation_from_the_items() {
         assert_eq!((s["customers"].as_i64().unwrap(), s["revenue_cents"].as_i64().unwrap()), want, "{s}");
     }
     assert!(segments.len() >= 5, "the demo data fills most segments: {segments:?}");
+
+    // A country: its users' cohorts, and its customers in the segments
+    // scored among all customers.
+    let r = app.get(&format!("/api/v1/analytics/segments?from={first}&to={last}&country=US"), &analyst).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["country"], "US");
+    let cohorts = r.body["cohorts"].as_array().unwrap();
+    assert!(!cohorts.is_empty());
+    for c in cohorts {
+        let month = c["cohort"].as_str().unwrap();
+        let members: Vec<&Activity> = users.values().filter(|a| a.country == "US" && a.signed_up.is_some_and(|t| month_of(t) == month)).collect();
+        assert_eq!(c["size"], members.len(), "US {month}");
+        let first_active = members.iter().filter(|a| a.days.iter().any(|d| format!("{:04}-{:02}", d.year(), d.month()) == month)).count();
+        assert_eq!(c["months"][0]["active_users"], first_active, "US {month}: active in the signup month");
+    }
+    let mut us_segments: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for ((id, _), (_, _, money)) in customers.iter().zip(&facts) {
+        if users.get(*id).is_some_and(|a| a.country == "US") {
+            let e = us_segments.entry(segment_of[*id]).or_default();
+            e.0 += 1;
+            e.1 += money;
+        }
+    }
+    let rfm = &r.body["rfm"];
+    assert_eq!(rfm["customers"], us_segments.values().map(|v| v.0).sum::<i64>());
+    for s in rfm["segments"].as_array().unwrap() {
+        let want = us_segments.get(s["segment"].as_str().unwrap()).copied().unwrap_or_default();
+        assert_eq!((s["customers"].as_i64().unwrap(), s["revenue_cents"].as_i64().unwrap()), want, "US {s}");
+    }
 }
 
 #[tokio::test]
@@ -797,7 +836,8 @@ async fn bad_business_and_segments_queries_name_the_field() {
         ("business", "plan=pro", "plan"),
         ("segments", "from=2026-02&to=2026-01", "from"),
         ("segments", "to=1", "to"),
-        ("segments", "country=US", "country"),
+        ("segments", "country=usa", "country"),
+        ("segments", "plan=pro", "plan"),
     ] {
         let r = app.get(&format!("/api/v1/analytics/{path}?{query}"), &analyst).await;
         assert_eq!(r.status, 400, "{path}?{query}: {}", r.body);

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
 use crate::periods::Periods;
+use crate::revenue::RevenueQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -29,12 +30,24 @@ pub struct SegmentsQuery {
     /// Last signup month of the cohorts (`yyyy-mm`), at most the current month; default the current month.
     #[param(pattern = r"^\d{4}-\d{2}$", example = "2025-12")]
     pub to: Option<String>,
+    /// Only users who signed up in this country (ISO 3166-1 alpha-2; `ZZ`: unknown): their cohorts, and the RFM segments of those who are customers.
+    #[param(pattern = "^[A-Z]{2}$", example = "US")]
+    pub country: Option<String>,
+}
+
+/// The validated request: signup months and the country (`*`: all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentsRequest {
+    pub months: Periods,
+    pub country: String,
 }
 
 impl SegmentsQuery {
-    /// Signup months, by the revenue report's rules.
-    pub fn validate(&self, now: DateTime<Utc>) -> Result<Periods> {
-        Periods::parse(self.from.as_deref(), self.to.as_deref(), None, now)
+    /// Signup months and country, by the revenue report's rules.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<SegmentsRequest> {
+        let request =
+            RevenueQuery { from: self.from.clone(), to: self.to.clone(), granularity: None, country: self.country.clone(), plan: None }.validate(now)?;
+        Ok(SegmentsRequest { months: request.periods, country: request.group.country })
     }
 }
 
@@ -96,6 +109,8 @@ pub struct RfmReport {
 pub struct SegmentsReport {
     pub from: String,
     pub to: String,
+    /// The country filter, or `*` for all.
+    pub country: String,
     /// When the rollups were computed (RFM recency is as of then); null before the first refresh.
     pub computed_at: Option<String>,
     pub cohorts: Vec<Cohort>,
@@ -115,7 +130,11 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
     if let Some(meta) = &meta {
         let spec = QuerySpec {
             key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
-            values: vec![(":pk", s(business::cohorts_pk(&meta.generation))), (":lo", s(request.from.clone())), (":hi", s(request.to.clone()))],
+            values: vec![
+                (":pk", s(business::cohorts_pk(&meta.generation, &request.country))),
+                (":lo", s(request.months.from.clone())),
+                (":hi", s(request.months.to.clone())),
+            ],
             forward: true,
             ..Default::default()
         };
@@ -123,7 +142,7 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
             let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
             cohorts.push((month, from_item(item)?));
         }
-        rfm = store.get(&business::rfm_pk(&meta.generation), business::RFM_SK).await?.unwrap_or_default();
+        rfm = store.get(&business::rfm_pk(&meta.generation), &business::rfm_sk(&request.country)).await?.unwrap_or_default();
     }
     Ok(Json(report(&request, meta.map(|m| m.computed_at), &cohorts, &rfm)))
 }
@@ -143,7 +162,7 @@ pub fn cohort(month: &str, row: &CohortRow) -> Cohort {
     Cohort { cohort: month.to_string(), size: row.size, revenue_base_month: base.map(|b| b as i64), months }
 }
 
-pub fn report(request: &Periods, computed_at: Option<String>, cohorts: &[(String, CohortRow)], rfm: &RfmSummary) -> SegmentsReport {
+pub fn report(request: &SegmentsRequest, computed_at: Option<String>, cohorts: &[(String, CohortRow)], rfm: &RfmSummary) -> SegmentsReport {
     let share = |n: i64| (rfm.customers > 0).then(|| n as f64 / rfm.customers as f64);
     let mut segments: Vec<RfmSegmentSize> =
         RfmSegment::ALL.iter().map(|s| RfmSegmentSize { segment: *s, customers: 0, revenue_cents: 0, share: share(0) }).collect();
@@ -155,8 +174,9 @@ pub fn report(request: &Periods, computed_at: Option<String>, cohorts: &[(String
         }
     }
     SegmentsReport {
-        from: request.from.clone(),
-        to: request.to.clone(),
+        from: request.months.from.clone(),
+        to: request.months.to.clone(),
+        country: request.country.clone(),
         computed_at,
         cohorts: cohorts.iter().map(|(m, row)| cohort(m, row)).collect(),
         rfm: RfmReport {

@@ -83,10 +83,54 @@ pub struct InsightChanges {
 /// Day partitions of the events index read at once.
 const EVENT_DAYS_IN_FLIGHT: usize = 8;
 
+/// How often a running refresh saves its progress on the job record.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Run the job: recompute, saving the step under way on the job record
+/// (`progress.stage`, `processed` of `total`) at most every second, and
+/// the last step once done.
 pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let _: AnalyticsRefresh = job.payload()?;
-    let done = recompute(&worker.store, Utc::now()).await?;
+    let latest: std::sync::Arc<std::sync::Mutex<Option<Step>>> = Default::default();
+    let report = {
+        let latest = latest.clone();
+        move |step: Step| {
+            if let Ok(mut slot) = latest.lock() {
+                *slot = Some(step);
+            }
+        }
+    };
+    let work = recompute_with(&worker.store, Utc::now(), &report);
+    tokio::pin!(work);
+    let mut record = job.clone();
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let done = loop {
+        tokio::select! {
+            done = &mut work => break done?,
+            _ = tick.tick() => {
+                let step = latest.lock().ok().and_then(|mut slot| slot.take());
+                if let Some(step) = step {
+                    record = save_progress(&worker.store, record, step).await?;
+                }
+            }
+        }
+    };
+    let step = latest.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(step) = step {
+        save_progress(&worker.store, record, step).await?;
+    }
     serde_json::to_value(&done).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// Save `step` as the job's progress; on a concurrent change (a
+/// cancellation, say) read the record back and leave it to the worker.
+async fn save_progress(store: &Store, mut record: Job, step: Step) -> Result<Job> {
+    record.progress = shared::domain::jobs::Progress { processed: step.done, total: step.total, stage: Some(step.stage.to_string()), ..Default::default() };
+    match shared::domain::jobs::save(store, &record).await {
+        Ok(saved) => Ok(saved),
+        Err(Error::Conflict(_)) => Ok(shared::domain::jobs::get(store, &record.id).await?.unwrap_or(record)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Every order placed up to `as_of`.
@@ -270,12 +314,24 @@ fn business_items(
         let rows = moderation_metrics::period_rollups(&lives, &country_of, as_of, g);
         items.extend(packed_items(rows, g, |country| moderation_metrics::moderation_pk(generation, country), "moderation_rollup_pack", partitions)?);
     }
-    for (month, row) in business::cohorts(&users, orders, as_of) {
-        items.push(keyed(business::cohorts_pk(generation), month, "cohort_rollup", to_item(&row)?));
+    for ((country, month), row) in business::cohorts(&users, orders, as_of) {
+        let pk = business::cohorts_pk(generation, &country);
+        if partitions.last() != Some(&pk) {
+            partitions.push(pk.clone());
+        }
+        items.push(keyed(pk, month, "cohort_rollup", to_item(&row)?));
     }
-    partitions.push(business::cohorts_pk(generation));
+    // RFM scores are of all customers; a country's summary counts its own.
     let customers = business::rfm(orders, as_of);
-    items.push(keyed(business::rfm_pk(generation), business::RFM_SK.into(), "rfm_rollup", to_item(&business::rfm_summary(&customers))?));
+    let mut by_country: std::collections::BTreeMap<String, Vec<business::RfmCustomer>> = std::collections::BTreeMap::new();
+    for c in &customers {
+        let country = moderation_metrics::country_or_unknown(users.get(&c.user_id).map(|u| u.country.as_str()));
+        by_country.entry(country).or_default().push(c.clone());
+    }
+    by_country.insert(revenue::ALL.to_string(), customers.clone());
+    for (country, mine) in &by_country {
+        items.push(keyed(business::rfm_pk(generation), business::rfm_sk(country), "rfm_rollup", to_item(&business::rfm_summary(mine))?));
+    }
     partitions.push(business::rfm_pk(generation));
     let profiles = custom_segments::profiles(members, events, orders, &customers, as_of);
     items.extend(profile_items(generation, &profiles)?);

@@ -110,6 +110,7 @@ impl Tracker<'_> {
             total: total.max(processed),
             rows_per_second: Some(rate.round() as u64),
             eta_seconds: (rate > 0.0).then(|| (total.saturating_sub(processed) as f64 / rate).ceil() as u64),
+            stage: None,
         };
     }
 }
@@ -208,7 +209,7 @@ pub async fn run_with(worker: &Worker, job: &Job, hooks: &Hooks) -> Result<Value
         serde_json::to_value(Checkpoint { bucket: bucket.clone(), key: key.clone(), upload_id: upload.upload_id().to_string() })
             .map_err(|e| Error::internal(e.to_string()))?,
     );
-    tracker.job.progress = Progress { processed: 0, total, rows_per_second: None, eta_seconds: None };
+    tracker.job.progress = Progress { processed: 0, total, ..Default::default() };
     if let Err(stop) = tracker.save().await? {
         upload.abort().await?;
         return stopped(stop);

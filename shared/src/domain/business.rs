@@ -247,8 +247,9 @@ fn month_end(month: &str, as_of: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// A paid term: `(start, end]` and its MRR.
 type Term = (DateTime<Utc>, DateTime<Utc>, i64);
 
-/// Cohorts by signup month (all countries).
-pub fn cohorts(users: &HashMap<String, UserActivity>, orders: &[Order], as_of: DateTime<Utc>) -> BTreeMap<String, CohortRow> {
+/// Cohorts by signup month, of every country (`*`) and of each (the
+/// user's): `(country | *, yyyy-mm) → row`.
+pub fn cohorts(users: &HashMap<String, UserActivity>, orders: &[Order], as_of: DateTime<Utc>) -> BTreeMap<(String, String), CohortRow> {
     let mut terms: HashMap<&str, Vec<Term>> = HashMap::new();
     for o in orders {
         if let Some(term) = o.term().filter(|(start, _, _)| *start < as_of) {
@@ -256,27 +257,34 @@ pub fn cohorts(users: &HashMap<String, UserActivity>, orders: &[Order], as_of: D
         }
     }
     let last = revenue::month_key(as_of);
-    let mut rows: BTreeMap<String, CohortRow> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, String), CohortRow> = BTreeMap::new();
     for (id, u) in users {
         let Some(signed_up) = u.signed_up else { continue };
         let cohort = revenue::month_key(signed_up);
         let active = u.active_months();
-        let row = rows.entry(cohort.clone()).or_default();
-        row.size += 1;
-        let mut month = cohort;
-        let mut k = 0;
+        // The user's months since signing up: active, and MRR at the month's end.
+        let mut life: Vec<(bool, i64)> = Vec::new();
+        let mut month = cohort.clone();
         while month <= last {
-            if row.active.len() <= k {
-                row.active.push(0);
-                row.mrr_cents.push(0);
-            }
-            row.active[k] += active.contains(&month) as i64;
-            if let (Some(t), Some(terms)) = (month_end(&month, as_of), terms.get(id.as_str())) {
-                row.mrr_cents[k] += terms.iter().filter(|(a, b, _)| *a < t && t <= *b).map(|(_, _, m)| m).sum::<i64>();
-            }
-            k += 1;
+            let mrr = match (month_end(&month, as_of), terms.get(id.as_str())) {
+                (Some(t), Some(terms)) => terms.iter().filter(|(a, b, _)| *a < t && t <= *b).map(|(_, _, m)| m).sum::<i64>(),
+                _ => 0,
+            };
+            life.push((active.contains(&month), mrr));
             let Some(next) = revenue::add_months(&month, 1) else { break };
             month = next;
+        }
+        for country in [u.country.as_str(), ALL] {
+            let row = rows.entry((country.to_string(), cohort.clone())).or_default();
+            row.size += 1;
+            if row.active.len() < life.len() {
+                row.active.resize(life.len(), 0);
+                row.mrr_cents.resize(life.len(), 0);
+            }
+            for (k, (was_active, mrr)) in life.iter().enumerate() {
+                row.active[k] += *was_active as i64;
+                row.mrr_cents[k] += mrr;
+            }
         }
     }
     rows
@@ -440,16 +448,20 @@ pub fn business_pk(generation: &str, country: &str) -> String {
     format!("BUSINESS#{generation}#{country}")
 }
 
-/// Cohort rows (sort key: the signup month `yyyy-mm`).
-pub fn cohorts_pk(generation: &str) -> String {
-    format!("COHORTS#{generation}")
+/// Cohort rows of a country or `*` (sort key: the signup month `yyyy-mm`).
+pub fn cohorts_pk(generation: &str, country: &str) -> String {
+    format!("COHORTS#{generation}#{country}")
 }
 
-/// The RFM summary (sort key [`RFM_SK`]).
+/// The RFM summaries, one per country and one of all (sort key [`rfm_sk`]).
 pub fn rfm_pk(generation: &str) -> String {
     format!("RFM#{generation}")
 }
-pub const RFM_SK: &str = "SUMMARY";
+
+/// The sort key of the RFM summary of a country's customers or `*`.
+pub fn rfm_sk(country: &str) -> String {
+    format!("SUMMARY#{country}")
+}
 
 #[cfg(test)]
 mod tests {

@@ -50,6 +50,10 @@ pub struct Progress {
     /// Estimated seconds until done, from the throughput so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_seconds: Option<u64>,
+    /// The step under way, for jobs of several steps (`processed` and
+    /// `total` are then the step's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// Every kind of job: producers create them, the worker matches on them
