@@ -492,6 +492,86 @@ async fn revenue_equals_a_recomputation_from_the_orders() {
     }
 }
 
+/// `segment=`: the RFM segments partition every customer, so their
+/// revenue sums to everyone's, period by period; a custom segment of one
+/// country's users has that country's revenue and business figures.
+#[tokio::test]
+async fn segment_filters_partition_revenue_and_match_a_country() {
+    let app = TestApp::spawn().await;
+    let now = Utc::now();
+    let (items, _) = keel_local::seed::generate(now, 300, 5);
+    keel_local::seed::put(app.store(), &items).await.unwrap();
+    let (_, admin) = app.user(&["admin"]).await;
+    let (_, analyst) = app.user(&["analyst"]).await;
+    let body = json!({"name": "Germany", "rules": {"field": "country", "op": "eq", "value": "DE"}});
+    let r = app.call(Method::POST, "/api/v1/analytics/segments/custom", Some(&analyst), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let germany = r.body["id"].as_str().unwrap().to_string();
+    refreshed(&app, &admin).await;
+    let first = month_of(now - chrono::Duration::days(740));
+    let r = app.get(&format!("/api/v1/analytics/segments?from={first}"), &analyst).await;
+    let named: Vec<String> = r.body["rfm"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["customers"].as_i64().unwrap() > 0)
+        .map(|s| s["segment"].as_str().unwrap().to_string())
+        .collect();
+    assert!(named.len() >= 4, "{named:?}");
+    for granularity in ["month", "quarter", "week"] {
+        let range = if granularity == "week" {
+            "from=".to_string() + &(now - chrono::Duration::days(200)).format("%Y-%m-%d").to_string()
+        } else {
+            format!("from={first}")
+        };
+        let all = app.get(&format!("/api/v1/analytics/revenue?{range}&granularity={granularity}"), &analyst).await;
+        assert_eq!(all.status, 200, "{}", all.body);
+        let mut sums: BTreeMap<String, [i64; 6]> = BTreeMap::new();
+        for name in &named {
+            let r = app.get(&format!("/api/v1/analytics/revenue?{range}&granularity={granularity}&segment={name}"), &analyst).await;
+            assert_eq!(r.status, 200, "{name}: {}", r.body);
+            assert_eq!(r.body["segment"], name.as_str());
+            for p in r.body["periods"].as_array().unwrap() {
+                let e = sums.entry(p["period"].as_str().unwrap().to_string()).or_default();
+                for (i, k) in ["gross_cents", "refunds_cents", "mrr_cents", "customers", "new_customers"].iter().enumerate() {
+                    e[i] += p[k].as_i64().unwrap();
+                }
+                e[5] += p["movements"]["churn_cents"].as_i64().unwrap();
+            }
+        }
+        for p in all.body["periods"].as_array().unwrap() {
+            let key = p["period"].as_str().unwrap();
+            let want = [
+                p["gross_cents"].as_i64().unwrap(),
+                p["refunds_cents"].as_i64().unwrap(),
+                p["mrr_cents"].as_i64().unwrap(),
+                p["customers"].as_i64().unwrap(),
+                p["new_customers"].as_i64().unwrap(),
+                p["movements"]["churn_cents"].as_i64().unwrap(),
+            ];
+            assert_eq!(sums.get(key).copied().unwrap_or_default(), want, "{granularity} {key}: the RFM segments sum to everyone");
+        }
+    }
+    // A custom segment of Germany's users: Germany's figures.
+    for path in ["revenue", "business"] {
+        let by_segment = app.get(&format!("/api/v1/analytics/{path}?from={first}&segment={germany}"), &analyst).await;
+        let by_country = app.get(&format!("/api/v1/analytics/{path}?from={first}&country=DE"), &analyst).await;
+        assert_eq!(by_segment.status, 200, "{}", by_segment.body);
+        assert_eq!(by_segment.body["periods"], by_country.body["periods"], "{path}: segment Germany = country DE");
+        assert!(by_segment.body["totals"]["signups"].as_i64().unwrap_or(1) > 0 && by_segment.body["totals"]["gross_cents"].as_i64().unwrap_or(1) > 0);
+    }
+    for (query, field) in [
+        ("revenue?segment=whales", "segment"),
+        ("revenue?segment=champions&country=US", "segment"),
+        ("business?segment=champions&country=US", "segment"),
+        ("business?segment=At_Risk", "segment"),
+    ] {
+        let r = app.get(&format!("/api/v1/analytics/{query}"), &analyst).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        assert_eq!(r.error_fields(), [field], "{query}: {}", r.body);
+    }
+}
+
 #[tokio::test]
 async fn bad_queries_name_the_field() {
     let app = TestApp::spawn().await;

@@ -41,13 +41,24 @@ pub struct BusinessQuery {
     /// Only users who signed up in this country (ISO 3166-1 alpha-2; `ZZ`: unknown).
     #[param(pattern = "^[A-Z]{2}$", example = "US")]
     pub country: Option<String>,
+    /// Only the members of a segment, as of the last refresh: an RFM segment (`champions`, …) or a custom segment's id. Not with `country`.
+    #[serde(default)]
+    #[param(pattern = "^[a-z0-9_-]{1,64}$", example = "at_risk")]
+    pub segment: Option<String>,
 }
 
 impl BusinessQuery {
     /// The same rules as the revenue report's (periods, range, granularity, country).
     pub fn validate(&self, now: DateTime<Utc>) -> Result<Request> {
-        RevenueQuery { from: self.from.clone(), to: self.to.clone(), granularity: self.granularity.clone(), country: self.country.clone(), plan: None }
-            .validate(now)
+        RevenueQuery {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            granularity: self.granularity.clone(),
+            country: self.country.clone(),
+            plan: None,
+            segment: self.segment.clone(),
+        }
+        .validate(now)
     }
 }
 
@@ -133,6 +144,8 @@ pub struct BusinessReport {
     pub granularity: String,
     /// The country filter, or `*` for all.
     pub country: String,
+    /// The segment filter (its members as of the refresh), if any.
+    pub segment: Option<String>,
     /// When the rollups were computed (the figures are as of then); null before the first refresh.
     pub computed_at: Option<String>,
     pub periods: Vec<BusinessPeriod>,
@@ -158,8 +171,10 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         // The range and the range before it.
         let lo = p.previous().into_iter().next().unwrap_or_else(|| p.from.clone());
         let country = &request.group.country;
-        rows = read_rows(store, &business::business_pk(&meta.generation, country), p.granularity, &lo, &p.to).await?;
-        moderation = read_rows(store, &moderation_metrics::moderation_pk(&meta.generation, country), p.granularity, &lo, &p.to).await?;
+        let business_pk = request.partition(meta, business::segment_pk, || business::business_pk(&meta.generation, country))?;
+        let moderation_pk = request.partition(meta, moderation_metrics::segment_pk, || moderation_metrics::moderation_pk(&meta.generation, country))?;
+        rows = read_rows(store, &business_pk, p.granularity, &lo, &p.to).await?;
+        moderation = read_rows(store, &moderation_pk, p.granularity, &lo, &p.to).await?;
     }
     Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &moderation)))
 }
@@ -266,6 +281,7 @@ pub fn report(
         to: p.to.clone(),
         granularity: g.name().into(),
         country: request.group.country.clone(),
+        segment: request.segment.clone(),
         computed_at,
         periods,
         change: change(&totals, &previous),
@@ -285,8 +301,9 @@ mod tests {
 
     #[test]
     fn figures_and_changes() {
-        let request =
-            BusinessQuery { from: Some("2026-01".into()), to: Some("2026-02".into()), granularity: None, country: Some("DE".into()) }.validate(now()).unwrap();
+        let request = BusinessQuery { from: Some("2026-01".into()), to: Some("2026-02".into()), granularity: None, country: Some("DE".into()), segment: None }
+            .validate(now())
+            .unwrap();
         assert_eq!(request.group.country, "DE");
         let row = |signups, active_users, dau_sum| BusinessRow {
             signups,
@@ -319,7 +336,7 @@ mod tests {
         assert_eq!((jan.change.signups, jan.change.signups_growth, jan.change.mau_growth), (4, Some(1.0), Some(1.0)));
         assert_eq!((r.totals.signups, r.totals.mau, r.totals.days), (16, 25.0, 59));
         assert_eq!((r.previous.signups, r.previous.days), (4, 61));
-        let bad = BusinessQuery { from: None, to: None, granularity: None, country: Some("de".into()) }.validate(now()).unwrap_err();
+        let bad = BusinessQuery { from: None, to: None, granularity: None, country: Some("de".into()), segment: None }.validate(now()).unwrap_err();
         assert!(matches!(bad, Error::Validation(f) if f[0].field == "country"));
     }
 }

@@ -43,13 +43,34 @@ pub struct RevenueQuery {
     /// Only subscriptions on this plan (e.g. `pro`).
     #[param(pattern = "^[a-z0-9_-]{1,32}$", example = "pro")]
     pub plan: Option<String>,
+    /// Only the members of a segment, as of the last refresh: an RFM segment (`champions`, `loyal`, `potential_loyalist`, `new`, `at_risk`, `cant_lose`, `hibernating`, `lost`) or a custom segment's id. Not with `country` or `plan`.
+    #[serde(default)]
+    #[param(pattern = "^[a-z0-9_-]{1,64}$", example = "champions")]
+    pub segment: Option<String>,
 }
 
-/// The validated request: periods and the group.
+/// The validated request: periods, and the group or a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub periods: Periods,
     pub group: Group,
+    pub segment: Option<String>,
+}
+
+impl Request {
+    /// The partition of the rows asked for: the segment's (`segment_pk`
+    /// of the kind of rows), or the group's `group_pk`; 400 naming
+    /// `segment` when the current rollups do not hold the segment.
+    pub fn partition(&self, meta: &RevenueMeta, segment_pk: fn(&str, &str) -> String, group_pk: impl FnOnce() -> String) -> Result<String> {
+        match &self.segment {
+            None => Ok(group_pk()),
+            Some(segment) if meta.segments.iter().any(|s| s == segment) => Ok(segment_pk(&meta.generation, segment)),
+            Some(_) => Err(Error::field(
+                "segment",
+                "is not in the current rollups: an RFM segment with customers, or a custom segment's id (a new one is computed by the next refresh)",
+            )),
+        }
+    }
 }
 
 impl RevenueQuery {
@@ -67,7 +88,15 @@ impl RevenueQuery {
             }
             Some(_) => return Err(Error::field("plan", "must be 1 to 32 of a-z, 0-9, _ and -")),
         };
-        Ok(Request { periods, group: Group { country, plan } })
+        let segment = match self.segment.as_deref() {
+            None => None,
+            Some(_) if self.country.is_some() || self.plan.is_some() => return Err(Error::field("segment", "cannot be combined with `country` or `plan`")),
+            Some(v) if (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') => {
+                Some(v.to_string())
+            }
+            Some(_) => return Err(Error::field("segment", "must be an RFM segment name or a custom segment's id")),
+        };
+        Ok(Request { periods, group: Group { country, plan }, segment })
     }
 }
 
@@ -184,6 +213,8 @@ pub struct RevenueReport {
     pub country: String,
     /// The plan filter, or `*` for all.
     pub plan: String,
+    /// The segment filter (its members as of the refresh), if any.
+    pub segment: Option<String>,
     pub currency: String,
     /// When the rollups were computed (the figures are as of then); null before the first refresh.
     pub computed_at: Option<String>,
@@ -206,7 +237,7 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
     let mut rows: BTreeMap<String, RevenueRow> = BTreeMap::new();
     let mut months: BTreeMap<String, RevenueRow> = BTreeMap::new();
     if let Some(meta) = &meta {
-        let pk = revenue::rollup_pk(&meta.generation, &request.group);
+        let pk = request.partition(meta, revenue::segment_pk, || revenue::rollup_pk(&meta.generation, &request.group))?;
         // The range, the range before it, and the months LTV looks back on.
         let first_month = p.month_of_end(&p.from).ok_or_else(|| Error::field("from", "is out of range"))?;
         let ltv_from = revenue::add_months(&first_month, -LTV_MONTHS).ok_or_else(|| Error::field("from", "is out of range"))?;
@@ -295,6 +326,7 @@ pub fn report(request: &Request, computed_at: Option<String>, rows: &BTreeMap<St
         granularity: p.granularity.name().into(),
         country: request.group.country.clone(),
         plan: request.group.plan.clone(),
+        segment: request.segment.clone(),
         currency: "USD".into(),
         computed_at,
         periods,
@@ -341,7 +373,7 @@ mod tests {
 
     fn q(pairs: &[(&str, &str)]) -> RevenueQuery {
         let get = |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
-        RevenueQuery { from: get("from"), to: get("to"), granularity: get("granularity"), country: get("country"), plan: get("plan") }
+        RevenueQuery { from: get("from"), to: get("to"), granularity: get("granularity"), country: get("country"), plan: get("plan"), segment: get("segment") }
     }
 
     fn now() -> DateTime<Utc> {
@@ -380,6 +412,8 @@ mod tests {
             (vec![("country", "USA")], "country"),
             (vec![("plan", "Pro!")], "plan"),
             (vec![("plan", "")], "plan"),
+            (vec![("segment", "champions"), ("country", "US")], "segment"),
+            (vec![("segment", "Champions")], "segment"),
         ] {
             assert_eq!(field_of(q(&pairs).validate(now()).unwrap_err()), field, "{pairs:?}");
         }

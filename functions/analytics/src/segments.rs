@@ -46,7 +46,8 @@ impl SegmentsQuery {
     /// Signup months and country, by the revenue report's rules.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<SegmentsRequest> {
         let request =
-            RevenueQuery { from: self.from.clone(), to: self.to.clone(), granularity: None, country: self.country.clone(), plan: None }.validate(now)?;
+            RevenueQuery { from: self.from.clone(), to: self.to.clone(), granularity: None, country: self.country.clone(), plan: None, segment: None }
+                .validate(now)?;
         Ok(SegmentsRequest { months: request.periods, country: request.group.country })
     }
 }

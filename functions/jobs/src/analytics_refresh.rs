@@ -25,6 +25,8 @@
 //! several to an item, by day, week and quarter (`shared::domain::periods`).
 //! Also run by the local stack right after seeding.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keel_models::pipeline::{self, Fitted};
@@ -33,7 +35,7 @@ use serde_json::Value;
 use shared::audit::{AuditEntry, Journal};
 use shared::domain::business::{self, Event};
 use shared::domain::charts::{self, Chart, ModerationEvent};
-use shared::domain::custom_segments::{self, Member, Profile, ProfileChunk};
+use shared::domain::custom_segments::{self, Member, Profile, ProfileChunk, Rule};
 use shared::domain::insights::{self, Insight};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
 use shared::domain::moderation_metrics;
@@ -275,16 +277,35 @@ fn packed_items<G: Ord + Clone, R: Serialize>(
     Ok(items)
 }
 
-/// The business, cohort and RFM items of `generation` (`partitions` gets their pks).
-fn business_items(
-    generation: &str,
-    events: &[Event],
-    orders: &[revenue::Order],
-    as_of: DateTime<Utc>,
-    members: &[Member],
-    moderation: &(Vec<Chart>, Vec<ModerationEvent>),
-    partitions: &mut Vec<String>,
-) -> Result<(Vec<Item>, u64, u64, u64)> {
+/// Every custom segment's id and rules (a rule that no longer parses is
+/// left out, with a warning: the API validated it when it was saved).
+async fn custom_segment_rules(store: &Store) -> Result<Vec<(String, Rule)>> {
+    let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(custom_segments::SEGMENTS_PK))], forward: true, ..Default::default() };
+    let mut out = Vec::new();
+    for item in store.query_all(&spec).await? {
+        let (Some(id), Some(rules)) = (shared::store::attr_s(&item, "id"), shared::store::attr_s(&item, "rules")) else { continue };
+        match serde_json::from_str::<Value>(rules).ok().and_then(|v| Rule::parse(&v, "rules").ok()) {
+            Some(rule) => out.push((id.to_string(), rule)),
+            None => tracing::warn!(segment_id = id, "custom segment rules do not parse; not computed"),
+        }
+    }
+    Ok(out)
+}
+
+/// What `business_items` stores and counts.
+struct BusinessItems {
+    items: Vec<Item>,
+    business_rows: u64,
+    rfm_customers: u64,
+    profiles: u64,
+    /// The segments whose rows are among the items.
+    segments: Vec<String>,
+}
+
+/// The business, cohort, RFM, profile and segment items of `generation`
+/// from `source` (`partitions` gets their pks).
+fn business_items(generation: &str, source: &Source, as_of: DateTime<Utc>, custom: &[(String, Rule)], partitions: &mut Vec<String>) -> Result<BusinessItems> {
+    let Source { orders, events, members, charts, decisions } = source;
     let users = business::activity(events, as_of);
     let payers = business::payers(orders, as_of);
     let mut items = Vec::new();
@@ -301,7 +322,7 @@ fn business_items(
         partitions.push(pk.clone());
         items.push(keyed(pk, month, "business_rollup", to_item(&row)?));
     }
-    let lives = moderation_metrics::lives(&moderation.0, &moderation.1, as_of);
+    let lives = moderation_metrics::lives(charts, decisions, as_of);
     let country_of = |owner: &str| moderation_metrics::country_or_unknown(users.get(owner).map(|u| u.country.as_str()));
     for ((country, month), row) in moderation_metrics::rollups(&lives, &country_of, as_of) {
         let pk = moderation_metrics::moderation_pk(generation, &country);
@@ -323,7 +344,7 @@ fn business_items(
     }
     // RFM scores are of all customers; a country's summary counts its own.
     let customers = business::rfm(orders, as_of);
-    let mut by_country: std::collections::BTreeMap<String, Vec<business::RfmCustomer>> = std::collections::BTreeMap::new();
+    let mut by_country: BTreeMap<String, Vec<business::RfmCustomer>> = BTreeMap::new();
     for c in &customers {
         let country = moderation_metrics::country_or_unknown(users.get(&c.user_id).map(|u| u.country.as_str()));
         by_country.entry(country).or_default().push(c.clone());
@@ -336,7 +357,78 @@ fn business_items(
     let profiles = custom_segments::profiles(members, events, orders, &customers, as_of);
     items.extend(profile_items(generation, &profiles)?);
     partitions.push(custom_segments::profiles_pk(generation));
-    Ok((items, business_rows, customers.len() as u64, profiles.len() as u64))
+    // Segments' members: each RFM segment's customers, each custom segment's users.
+    let mut segments: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+    for c in &customers {
+        segments.entry(c.segment.as_str().to_string()).or_default().insert(c.user_id.as_str());
+    }
+    for (id, rule) in custom {
+        segments.insert(id.clone(), profiles.iter().filter(|p| rule.matches(p, as_of)).map(|p| p.user_id.as_str()).collect());
+    }
+    let context = SegmentContext { generation, orders, users: &users, payers: &payers, lives: &lives, as_of };
+    for (segment, members) in &segments {
+        items.extend(context.items(segment, members, partitions)?);
+    }
+    Ok(BusinessItems { items, business_rows, rfm_customers: customers.len() as u64, profiles: profiles.len() as u64, segments: segments.into_keys().collect() })
+}
+
+/// What a segment's rows are computed from.
+struct SegmentContext<'a> {
+    generation: &'a str,
+    orders: &'a [revenue::Order],
+    users: &'a HashMap<String, business::UserActivity>,
+    payers: &'a HashSet<&'a str>,
+    lives: &'a [moderation_metrics::ChartLife],
+    as_of: DateTime<Utc>,
+}
+
+impl SegmentContext<'_> {
+    /// A segment's rows by every granularity: revenue of its members'
+    /// subscriptions, their business figures and the moderation of their
+    /// charts (membership as of the refresh, over all of history).
+    fn items(&self, segment: &str, members: &HashSet<&str>, partitions: &mut Vec<String>) -> Result<Vec<Item>> {
+        let orders: Vec<revenue::Order> = self.orders.iter().filter(|o| members.contains(o.user_id.as_str())).cloned().collect();
+        let users: HashMap<String, business::UserActivity> =
+            self.users.iter().filter(|(id, _)| members.contains(id.as_str())).map(|(id, u)| (id.clone(), u.clone())).collect();
+        let lives: Vec<moderation_metrics::ChartLife> = self.lives.iter().filter(|l| members.contains(l.owner_id.as_str())).cloned().collect();
+        let unknown = |_: &str| revenue::UNKNOWN_COUNTRY.to_string();
+        let mut items = Vec::new();
+        for g in Granularity::ALL {
+            let all = revenue::Group::all();
+            let revenue_rows: BTreeMap<String, revenue::RevenueRow> =
+                revenue::period_rollups(&orders, self.as_of, g).into_iter().filter(|((group, _), _)| *group == all).map(|((_, k), r)| (k, r)).collect();
+            items.extend(group_items(&revenue::segment_pk(self.generation, segment), g, revenue_rows, "revenue_rollup", partitions)?);
+            let everyone = |rows: BTreeMap<(String, String), _>| rows.into_iter().filter(|((c, _), _)| c == revenue::ALL).map(|((_, k), r)| (k, r)).collect();
+            let business_rows: BTreeMap<String, business::BusinessRow> = everyone(business::period_rollups(&users, self.payers, self.as_of, g));
+            items.extend(group_items(&business::segment_pk(self.generation, segment), g, business_rows, "business_rollup", partitions)?);
+            let moderation_rows: BTreeMap<String, moderation_metrics::ModerationRow> = moderation_metrics::period_rollups(&lives, &unknown, self.as_of, g)
+                .into_iter()
+                .filter(|((c, _), _)| c == revenue::ALL)
+                .map(|((_, k), r)| (k, r))
+                .collect();
+            items.extend(group_items(&moderation_metrics::segment_pk(self.generation, segment), g, moderation_rows, "moderation_rollup", partitions)?);
+        }
+        Ok(items)
+    }
+}
+
+/// One group's rows of `g` under its partition `pk`: a month an item, finer
+/// periods and quarters packed (`packed_items`).
+fn group_items<R: Serialize>(pk: &str, g: Granularity, rows: BTreeMap<String, R>, kind: &str, partitions: &mut Vec<String>) -> Result<Vec<Item>> {
+    if g != Granularity::Month {
+        let keyed: BTreeMap<((), String), R> = rows.into_iter().map(|(k, r)| (((), k), r)).collect();
+        return packed_items(keyed, g, |_| pk.to_string(), &format!("{kind}_pack"), partitions);
+    }
+    partitions.push(pk.to_string());
+    rows.into_iter()
+        .map(|(month, row)| {
+            let mut item = to_item(&row)?;
+            item.insert("pk".into(), s(pk));
+            item.insert("sk".into(), s(month));
+            item.insert("type".into(), s(kind));
+            Ok(item)
+        })
+        .collect()
 }
 
 /// Recompute and store the revenue and business rollups as of `as_of`.
@@ -385,8 +477,7 @@ pub async fn recompute_with(store: &Journal, as_of: DateTime<Utc>, progress: &(d
 /// the source here: the bench calls this with generated data (10x the
 /// demo) to time the computation and writes apart from reading the table.
 pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Refreshed> {
-    let Source { orders, events, members, charts, decisions } = source;
-    let rows = revenue::rollups(&orders, as_of);
+    let rows = revenue::rollups(&source.orders, as_of);
     let generation = uuid::Uuid::now_v7().simple().to_string();
     let mut partitions: Vec<String> = Vec::new();
     let mut items: Vec<Item> = Vec::with_capacity(rows.len());
@@ -402,12 +493,14 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         items.push(item);
     }
     for g in FINER {
-        let rows = revenue::period_rollups(&orders, as_of, g);
+        let rows = revenue::period_rollups(&source.orders, as_of, g);
         items.extend(packed_items(rows, g, |group| revenue::rollup_pk(&generation, group), "revenue_rollup_pack", &mut partitions)?);
     }
-    let moderation = (charts, decisions);
-    let (more, business_rows, rfm_customers, profiles) = business_items(&generation, &events, &orders, as_of, &members, &moderation, &mut partitions)?;
+    let custom = custom_segment_rules(store).await?;
+    let BusinessItems { items: more, business_rows, rfm_customers, profiles, segments } =
+        business_items(&generation, &source, as_of, &custom, &mut partitions)?;
     items.extend(more);
+    let Source { orders, events, .. } = source;
     // Fitting is CPU work of seconds: off the async threads.
     progress(Step { stage: "models", done: 0, total: 1 });
     let (events, orders) = (std::sync::Arc::new(events), std::sync::Arc::new(orders));
@@ -438,6 +531,11 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         churn_auc: fitted.churn.evaluation.auc,
         insights: InsightChanges::default(),
     };
+    let mut index = to_item(&revenue::GenerationPartitions { partitions: partitions.clone() })?;
+    index.insert("pk".into(), s(revenue::META_PK));
+    index.insert("sk".into(), s(revenue::partitions_sk(&generation)));
+    index.insert("type".into(), s("revenue_partitions"));
+    items.push(index);
     let total = items.len() as u64;
     progress(Step { stage: "store", done: 0, total });
     store.batch_put(items).await?;
@@ -451,8 +549,9 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         last_month: refreshed.last_month.clone(),
         orders: refreshed.orders,
         customers,
-        partitions: partitions.clone(),
+        partitions: Vec::new(),
         version: previous.as_ref().map_or(1, |p| p.version + 1),
+        segments,
     };
     let mut item = to_item(&meta)?;
     item.insert("pk".into(), s(revenue::META_PK));
@@ -463,11 +562,14 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         None => Write::put_new(store.table(), item, Error::Conflict("another refresh stored its rollups first".into()))?,
     };
     if let Err(e) = store.transact(vec![write]).await {
-        delete_partitions(store, &partitions).await?;
+        delete_generation(store, &meta.generation, &partitions).await?;
         return Err(e);
     }
     if let Some(previous) = previous {
-        delete_partitions(store, &previous.partitions).await?;
+        let listed: Option<revenue::GenerationPartitions> = store.get(revenue::META_PK, &revenue::partitions_sk(&previous.generation)).await?;
+        let mut old = previous.partitions;
+        old.extend(listed.map(|l| l.partitions).unwrap_or_default());
+        delete_generation(store, &previous.generation, &old).await?;
     }
     let mut refreshed = refreshed;
     progress(Step { stage: "insights", done: 0, total: 1 });
@@ -582,6 +684,12 @@ fn measure(insight: &Insight, fitted: &Fitted, as_of: DateTime<Utc>) -> Option<I
 /// The one-sided confidence at which an implemented insight's metric
 /// counts as moved (`verified`); below it, `no_effect`.
 pub const VERIFIED_CONFIDENCE: f64 = 0.9;
+
+/// Delete a generation: its partitions, then the item listing them.
+async fn delete_generation(store: &Store, generation: &str, partitions: &[String]) -> Result<()> {
+    delete_partitions(store, partitions).await?;
+    store.batch_delete(&[(revenue::META_PK.to_string(), revenue::partitions_sk(generation))]).await
+}
 
 async fn delete_partitions(store: &Store, partitions: &[String]) -> Result<()> {
     for pk in partitions {

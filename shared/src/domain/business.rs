@@ -315,6 +315,20 @@ impl RfmSegment {
         RfmSegment::Hibernating,
         RfmSegment::Lost,
     ];
+
+    /// The serialized name (`champions`, `at_risk`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RfmSegment::Champions => "champions",
+            RfmSegment::Loyal => "loyal",
+            RfmSegment::PotentialLoyalist => "potential_loyalist",
+            RfmSegment::New => "new",
+            RfmSegment::AtRisk => "at_risk",
+            RfmSegment::CantLose => "cant_lose",
+            RfmSegment::Hibernating => "hibernating",
+            RfmSegment::Lost => "lost",
+        }
+    }
 }
 
 /// The segment of a customer's scores: by recency `r` and `fm`, the mean
@@ -448,6 +462,11 @@ pub fn business_pk(generation: &str, country: &str) -> String {
     format!("BUSINESS#{generation}#{country}")
 }
 
+/// Business rows of a segment's members (sort key `yyyy-mm`).
+pub fn segment_pk(generation: &str, segment: &str) -> String {
+    format!("BUSINESS#{generation}#segment#{segment}")
+}
+
 /// Cohort rows of a country or `*` (sort key: the signup month `yyyy-mm`).
 pub fn cohorts_pk(generation: &str, country: &str) -> String {
     format!("COHORTS#{generation}#{country}")
@@ -484,6 +503,13 @@ mod tests {
         assert_eq!(quintile(3, &v, true), 3);
         assert_eq!(quintile(1, &v, false), 4);
         assert_eq!(quintile(8, &v, false), 1);
+    }
+
+    #[test]
+    fn segment_names_are_their_serialized_names() {
+        for segment in RfmSegment::ALL {
+            assert_eq!(serde_json::to_value(segment).unwrap(), segment.as_str());
+        }
     }
 
     #[test]

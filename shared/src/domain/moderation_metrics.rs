@@ -36,6 +36,9 @@ pub struct ModerationRow {
     /// Charts whose first decision fell in the month, and for each the
     /// seconds from creation to it (sorted).
     pub first_decisions: i64,
+    /// Stored as one comma-separated string: a month holds hundreds, and as
+    /// a list of numbers the item is slow to read.
+    #[serde(with = "comma_separated")]
     pub first_decision_seconds: Vec<i64>,
     /// Charts waiting for review (pending, never decided on) at the month's
     /// end: the next month's first instant, or `as_of` for the current month.
@@ -140,6 +143,20 @@ pub fn period_rollups(
     rows
 }
 
+/// `Vec<i64>` as `"1,2,3"` (empty: `""`).
+mod comma_separated {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(values: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&values.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.split(',').filter(|v| !v.is_empty()).map(|v| v.parse().map_err(D::Error::custom)).collect()
+    }
+}
+
 /// The median of sorted values (the mean of the middle two for an even count).
 pub fn median(sorted: &[i64]) -> Option<f64> {
     let n = sorted.len();
@@ -153,6 +170,11 @@ pub fn median(sorted: &[i64]) -> Option<f64> {
 /// A user's country for these rows: theirs, or `ZZ`.
 pub fn country_or_unknown(country: Option<&str>) -> String {
     country.filter(|c| !c.is_empty()).unwrap_or(UNKNOWN_COUNTRY).to_string()
+}
+
+/// Moderation rows of the charts of a segment's members (sort key `yyyy-mm`).
+pub fn segment_pk(generation: &str, segment: &str) -> String {
+    format!("MODERATION#{generation}#segment#{segment}")
 }
 
 /// Moderation rows of a country or `*` (sort key `yyyy-mm`), in the rollups' generation.
@@ -217,5 +239,11 @@ mod tests {
         assert_eq!(median(&[1, 3, 10, 20]), Some(6.5));
         assert_eq!(median(&[5]), Some(5.0));
         assert_eq!(median(&[]), None);
+        let row = ModerationRow { first_decision_seconds: vec![5, 86400], ..Default::default() };
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["first_decision_seconds"], "5,86400");
+        assert_eq!(serde_json::from_value::<ModerationRow>(json).unwrap(), row);
+        let none = serde_json::to_value(ModerationRow::default()).unwrap();
+        assert_eq!(serde_json::from_value::<ModerationRow>(none).unwrap().first_decision_seconds, Vec::<i64>::new());
     }
 }

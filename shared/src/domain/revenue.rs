@@ -579,9 +579,34 @@ pub struct RevenueMeta {
     pub last_month: Option<String>,
     pub orders: u64,
     pub customers: u64,
-    /// Every partition of the generation (deleted with it).
+    /// Every partition of the generation, as metas before the list moved to
+    /// its own item ([`partitions_sk`]) held it; empty since. Readers read
+    /// this item on every request, so it stays small.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<String>,
     pub version: u64,
+    /// The segments (RFM names and custom segment ids) whose members'
+    /// rows the generation holds (`segment_pk`).
+    #[serde(default)]
+    pub segments: Vec<String>,
+}
+
+/// The item (under [`META_PK`]) listing every partition of a generation,
+/// so the refresh that replaces it can delete them.
+pub fn partitions_sk(generation: &str) -> String {
+    format!("PARTITIONS#{generation}")
+}
+
+/// What the [`partitions_sk`] item holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationPartitions {
+    pub partitions: Vec<String>,
+}
+
+/// The partition of a segment's revenue rows (all its members' subscriptions;
+/// sort key: `yyyy-mm`). No country is `segment`.
+pub fn segment_pk(generation: &str, segment: &str) -> String {
+    format!("REVENUE#{generation}#segment#{segment}")
 }
 
 #[cfg(test)]
