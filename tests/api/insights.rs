@@ -134,8 +134,9 @@ async fn predictions_and_ranked_insights_with_an_audited_lifecycle() {
     assert_eq!(r.status, 200, "{}", r.body);
     let key = (format!("INSIGHT#{id}"), "META".to_string());
     let mut item = app.store().get_item(&key.0, &key.1).await.unwrap().unwrap();
-    let back = shared::store::timestamp(now - Duration::days(35));
-    item.insert("implemented_at".into(), shared::store::s(back));
+    let mut doc: Value = serde_json::from_str(item[shared::store::DOC].as_s().unwrap()).unwrap();
+    doc["implemented_at"] = json!(shared::store::timestamp(now - Duration::days(35)));
+    item.insert(shared::store::DOC.into(), shared::store::s(doc.to_string()));
     app.store().put_item_unchecked(item).await.unwrap();
     let result = refreshed(&app, &admin).await;
     assert_eq!(result["insights"]["measured"].as_u64(), Some(1), "{result}");

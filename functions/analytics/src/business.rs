@@ -212,7 +212,7 @@ pub fn figures(row: &BusinessRow, days: i64, periods: i64, g: Granularity) -> Bu
 /// Moderation figures over the periods `keys` (in order; a missing period is all zeros).
 pub fn moderation_figures(rows: &BTreeMap<String, ModerationRow>, keys: &[String]) -> ModerationFigures {
     let mut out = ModerationFigures::default();
-    let mut seconds: Vec<i64> = Vec::new();
+    let mut seconds: Vec<&moderation_metrics::Durations> = Vec::new();
     for k in keys {
         let Some(row) = rows.get(k) else { continue };
         out.decisions += row.decisions();
@@ -221,11 +221,10 @@ pub fn moderation_figures(rows: &BTreeMap<String, ModerationRow>, keys: &[String
         out.flagged += row.flagged;
         out.hidden += row.hidden;
         out.first_decisions += row.first_decisions;
-        seconds.extend(&row.first_decision_seconds);
+        seconds.push(&row.first_decision_seconds);
     }
     out.backlog_end = keys.last().and_then(|k| rows.get(k)).map_or(0, |r| r.backlog_end);
-    seconds.sort_unstable();
-    out.median_hours_to_first_decision = moderation_metrics::median(&seconds).map(|s| s / 3600.0);
+    out.median_hours_to_first_decision = moderation_metrics::Durations::median_of(seconds).map(|s| s / 3600.0);
     out
 }
 
@@ -319,9 +318,25 @@ mod tests {
         let moderation = BTreeMap::from([
             (
                 "2026-01".to_string(),
-                ModerationRow { approved: 2, rejected: 1, first_decisions: 2, first_decision_seconds: vec![3600, 7200], backlog_end: 5, ..Default::default() },
+                ModerationRow {
+                    approved: 2,
+                    rejected: 1,
+                    first_decisions: 2,
+                    first_decision_seconds: moderation_metrics::Durations::from_exact(vec![3600, 7200]),
+                    backlog_end: 5,
+                    ..Default::default()
+                },
             ),
-            ("2026-02".to_string(), ModerationRow { hidden: 1, first_decisions: 1, first_decision_seconds: vec![36000], backlog_end: 4, ..Default::default() }),
+            (
+                "2026-02".to_string(),
+                ModerationRow {
+                    hidden: 1,
+                    first_decisions: 1,
+                    first_decision_seconds: moderation_metrics::Durations::from_exact(vec![36000]),
+                    backlog_end: 4,
+                    ..Default::default()
+                },
+            ),
         ]);
         let r = report(&request, Some("2026-03-10T00:00:00.000000Z".into()), &rows, &moderation);
         let m = &r.periods[0].figures.moderation;

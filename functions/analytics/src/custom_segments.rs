@@ -20,7 +20,7 @@ use shared::http::Caller;
 use shared::http::extract::{PathId, ValidJson};
 use shared::platform::error::{Error, FieldError, Result};
 use shared::store::ids::SegmentId;
-use shared::store::{QuerySpec, Store, Write, from_item, s, timestamp, to_item};
+use shared::store::{QuerySpec, Store, Write, from_doc_item, from_item, s, timestamp, to_item};
 use utoipa::ToSchema;
 
 use crate::AnalyticsState;
@@ -143,7 +143,7 @@ impl Profiles {
         };
         let mut profiles = Vec::new();
         for item in store.query_all(&spec).await? {
-            let chunk: ProfileChunk = from_item(item)?;
+            let chunk: ProfileChunk = from_doc_item(item)?;
             profiles.extend(chunk.profiles);
         }
         Ok(Profiles { as_of: revenue::parse_time(&meta.computed_at), profiles })

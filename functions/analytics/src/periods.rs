@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
 use shared::domain::periods::{self, Granularity, PeriodPack};
 use shared::platform::error::{Error, Result};
-use shared::store::{QuerySpec, Store, attr_s, from_item, s};
+use shared::store::{QuerySpec, Store, attr_s, from_doc_item, s};
 
 /// The periods of a request, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,9 +136,9 @@ pub async fn read_rows<R: DeserializeOwned>(store: &Store, monthly_pk: &str, g: 
     for item in store.query_all(&spec).await? {
         if g == Granularity::Month {
             let key = attr_s(&item, "sk").unwrap_or_default().to_string();
-            rows.insert(key, from_item(item)?);
+            rows.insert(key, from_doc_item(item)?);
         } else {
-            let pack: PeriodPack<R> = from_item(item)?;
+            let pack: PeriodPack<R> = from_doc_item(item)?;
             rows.extend(pack.periods.into_iter().filter(|(k, _)| {
                 let day = g.parse_key(k);
                 day >= lo_day && day <= hi_day

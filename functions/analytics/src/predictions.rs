@@ -10,11 +10,11 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::domain::predictions::{self, StoredModel};
+use shared::domain::predictions::{self, ModelPack, StoredModel};
 use shared::domain::revenue::{self, RevenueMeta};
 use shared::http::extract::ValidQuery;
 use shared::platform::error::{Error, Result};
-use shared::store::{QuerySpec, attr_s, from_item, s};
+use shared::store::{DOC, QuerySpec, attr_s, from_doc_item, from_item, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
@@ -102,25 +102,53 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         ..Default::default()
     };
     let forecasts = range(predictions::FORECAST_PREFIX.to_string(), format!("{}\u{10ffff}", predictions::FORECAST_PREFIX));
+    let wanted = |series: &str| query.series.as_deref().is_none_or(|want| want == series);
     for item in store.query_all(&forecasts).await? {
-        let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
-        let series = sk.strip_prefix(predictions::FORECAST_PREFIX).unwrap_or_default();
-        if query.series.as_deref().is_none_or(|want| want == series) {
-            out.forecasts.push(from_item::<StoredModel>(item)?.json());
+        if item.contains_key(DOC) {
+            let pack: ModelPack = from_doc_item(item)?;
+            out.forecasts.extend(pack.models.into_iter().filter(|m| wanted(&m.key)).map(|m| m.model));
+        } else {
+            // A generation stored before the packs: a forecast an item.
+            let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
+            if wanted(sk.strip_prefix(predictions::FORECAST_PREFIX).unwrap_or_default()) {
+                out.forecasts.push(from_item::<StoredModel>(item)?.json());
+            }
         }
     }
-    let to_key = to.map_or_else(|| format!("{}\u{10ffff}", predictions::ANOMALY_PREFIX), |t| format!("{}{t}#\u{10ffff}", predictions::ANOMALY_PREFIX));
-    for item in store.query_all(&range(format!("{}{from}", predictions::ANOMALY_PREFIX), to_key)).await? {
-        out.anomalies.push(from_item::<StoredModel>(item)?.json());
+    // The months of the days asked for, then only those days.
+    let to_key =
+        to.as_deref().map_or_else(|| format!("{}\u{10ffff}", predictions::ANOMALY_PREFIX), |t| format!("{}\u{10ffff}", predictions::anomaly_month_sk(t)));
+    let in_range = |day: &str| day >= from.as_str() && to.as_deref().is_none_or(|t| day <= t);
+    for item in store.query_all(&range(predictions::anomaly_month_sk(&from), to_key)).await? {
+        if item.contains_key(DOC) {
+            let pack: ModelPack = from_doc_item(item)?;
+            out.anomalies.extend(pack.models.into_iter().filter(|m| in_range(&m.key)).map(|m| m.model));
+        } else {
+            let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
+            let day = sk.strip_prefix(predictions::ANOMALY_PREFIX).and_then(|rest| rest.get(..10)).unwrap_or_default();
+            if in_range(day) {
+                out.anomalies.push(from_item::<StoredModel>(item)?.json());
+            }
+        }
     }
     out.churn_model = store.get::<StoredModel>(&pk, predictions::CHURN_SK).await?.map(|m| m.json());
     if customers > 0 {
         let spec =
             QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::churn_pk(&meta.generation)))], forward: true, ..Default::default() };
-        let (items, _) = store.query_page(&spec, None, customers as i32).await?;
-        for item in items {
-            out.at_risk.push(from_item::<StoredModel>(item)?.json());
+        let chunks = (customers as usize).div_ceil(predictions::RISKS_PER_CHUNK);
+        let (mut items, _) = store.query_page(&spec, None, chunks as i32).await?;
+        if items.first().is_some_and(|item| !item.contains_key(DOC)) {
+            // A generation stored before the chunks: a customer an item.
+            items = store.query_page(&spec, None, customers as i32).await?.0;
         }
+        for item in items {
+            if item.contains_key(DOC) {
+                out.at_risk.extend(from_doc_item::<Vec<serde_json::Value>>(item)?);
+            } else {
+                out.at_risk.push(from_item::<StoredModel>(item)?.json());
+            }
+        }
+        out.at_risk.truncate(customers as usize);
     }
     Ok(Json(out))
 }

@@ -13,7 +13,7 @@ use shared::domain::business::{self, CohortRow, RfmSegment, RfmSummary};
 use shared::domain::revenue::{self, RevenueMeta};
 use shared::http::extract::ValidQuery;
 use shared::platform::error::Result;
-use shared::store::{QuerySpec, from_item, s};
+use shared::store::{QuerySpec, from_doc_item, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
@@ -141,9 +141,9 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         };
         for item in store.query_all(&spec).await? {
             let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
-            cohorts.push((month, from_item(item)?));
+            cohorts.push((month, from_doc_item(item)?));
         }
-        rfm = store.get(&business::rfm_pk(&meta.generation), &business::rfm_sk(&request.country)).await?.unwrap_or_default();
+        rfm = store.get_doc(&business::rfm_pk(&meta.generation), &business::rfm_sk(&request.country)).await?.unwrap_or_default();
     }
     Ok(Json(report(&request, meta.map(|m| m.computed_at), &cohorts, &rfm)))
 }

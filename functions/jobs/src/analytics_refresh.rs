@@ -43,7 +43,7 @@ use shared::domain::periods::{self, Granularity};
 use shared::domain::predictions::{self, StoredModel};
 use shared::domain::revenue::{self, Order, RevenueMeta};
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
+use shared::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_doc_item, to_item};
 
 use crate::Worker;
 
@@ -241,7 +241,7 @@ fn profile_items(generation: &str, profiles: &[Profile]) -> Result<Vec<Item>> {
         .chunks(custom_segments::PROFILES_PER_CHUNK)
         .enumerate()
         .map(|(i, chunk)| {
-            let mut item = to_item(&ProfileChunk { profiles: chunk.to_vec() })?;
+            let mut item = to_doc_item(&ProfileChunk { profiles: chunk.to_vec() })?;
             item.insert("pk".into(), s(custom_segments::profiles_pk(generation)));
             item.insert("sk".into(), s(format!("{i:05}")));
             item.insert("type".into(), s("profile_chunk"));
@@ -268,7 +268,7 @@ fn packed_items<G: Ord + Clone, R: Serialize>(
         if partitions.last() != Some(&pk) {
             partitions.push(pk.clone());
         }
-        let mut item = to_item(&pack)?;
+        let mut item = to_doc_item(&pack)?;
         item.insert("pk".into(), s(pk));
         item.insert("sk".into(), s(pack_key));
         item.insert("type".into(), s(kind));
@@ -320,14 +320,14 @@ fn business_items(generation: &str, source: &Source, as_of: DateTime<Utc>, custo
     for ((country, month), row) in rows {
         let pk = business::business_pk(generation, &country);
         partitions.push(pk.clone());
-        items.push(keyed(pk, month, "business_rollup", to_item(&row)?));
+        items.push(keyed(pk, month, "business_rollup", to_doc_item(&row)?));
     }
     let lives = moderation_metrics::lives(charts, decisions, as_of);
     let country_of = |owner: &str| moderation_metrics::country_or_unknown(users.get(owner).map(|u| u.country.as_str()));
     for ((country, month), row) in moderation_metrics::rollups(&lives, &country_of, as_of) {
         let pk = moderation_metrics::moderation_pk(generation, &country);
         partitions.push(pk.clone());
-        items.push(keyed(pk, month, "moderation_rollup", to_item(&row)?));
+        items.push(keyed(pk, month, "moderation_rollup", to_doc_item(&row)?));
     }
     for g in FINER {
         let rows = business::period_rollups(&users, &payers, as_of, g);
@@ -340,7 +340,7 @@ fn business_items(generation: &str, source: &Source, as_of: DateTime<Utc>, custo
         if partitions.last() != Some(&pk) {
             partitions.push(pk.clone());
         }
-        items.push(keyed(pk, month, "cohort_rollup", to_item(&row)?));
+        items.push(keyed(pk, month, "cohort_rollup", to_doc_item(&row)?));
     }
     // RFM scores are of all customers; a country's summary counts its own.
     let customers = business::rfm(orders, as_of);
@@ -351,7 +351,7 @@ fn business_items(generation: &str, source: &Source, as_of: DateTime<Utc>, custo
     }
     by_country.insert(revenue::ALL.to_string(), customers.clone());
     for (country, mine) in &by_country {
-        items.push(keyed(business::rfm_pk(generation), business::rfm_sk(country), "rfm_rollup", to_item(&business::rfm_summary(mine))?));
+        items.push(keyed(business::rfm_pk(generation), business::rfm_sk(country), "rfm_rollup", to_doc_item(&business::rfm_summary(mine))?));
     }
     partitions.push(business::rfm_pk(generation));
     let profiles = custom_segments::profiles(members, events, orders, &customers, as_of);
@@ -422,7 +422,7 @@ fn group_items<R: Serialize>(pk: &str, g: Granularity, rows: BTreeMap<String, R>
     partitions.push(pk.to_string());
     rows.into_iter()
         .map(|(month, row)| {
-            let mut item = to_item(&row)?;
+            let mut item = to_doc_item(&row)?;
             item.insert("pk".into(), s(pk));
             item.insert("sk".into(), s(month));
             item.insert("type".into(), s(kind));
@@ -486,7 +486,7 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         if partitions.last() != Some(&pk) {
             partitions.push(pk.clone());
         }
-        let mut item = to_item(row)?;
+        let mut item = to_doc_item(row)?;
         item.insert("pk".into(), s(pk));
         item.insert("sk".into(), s(month.clone()));
         item.insert("type".into(), s("revenue_rollup"));
@@ -531,7 +531,7 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         churn_auc: fitted.churn.evaluation.auc,
         insights: InsightChanges::default(),
     };
-    let mut index = to_item(&revenue::GenerationPartitions { partitions: partitions.clone() })?;
+    let mut index = to_doc_item(&revenue::GenerationPartitions { partitions: partitions.clone() })?;
     index.insert("pk".into(), s(revenue::META_PK));
     index.insert("sk".into(), s(revenue::partitions_sk(&generation)));
     index.insert("type".into(), s("revenue_partitions"));
@@ -566,7 +566,7 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
         return Err(e);
     }
     if let Some(previous) = previous {
-        let listed: Option<revenue::GenerationPartitions> = store.get(revenue::META_PK, &revenue::partitions_sk(&previous.generation)).await?;
+        let listed: Option<revenue::GenerationPartitions> = store.get_doc(revenue::META_PK, &revenue::partitions_sk(&previous.generation)).await?;
         let mut old = previous.partitions;
         old.extend(listed.map(|l| l.partitions).unwrap_or_default());
         delete_generation(store, &previous.generation, &old).await?;
@@ -591,18 +591,38 @@ fn model_items(generation: &str, fitted: &Fitted, partitions: &mut Vec<String>) 
         Ok(item)
     };
     let mut items = Vec::new();
-    for f in &fitted.forecasts {
-        items.push(keyed(&models, format!("{}{}", predictions::FORECAST_PREFIX, f.series), "forecast", StoredModel::of(f)?)?);
+    fn json<T: Serialize>(value: &T) -> Result<Value> {
+        serde_json::to_value(value).map_err(|e| Error::internal(format!("serializing a model: {e}")))
     }
-    for (i, a) in fitted.anomalies.iter().enumerate() {
-        let name = keel_models::insights::series_name(&a.metric, a.dimension.as_ref());
-        items.push(keyed(&models, format!("{}{}#{name}#{i}", predictions::ANOMALY_PREFIX, a.date), "anomaly", StoredModel::of(a)?)?);
+    let pack = |sk: String, kind: &str, packed: Vec<predictions::KeyedModel>| -> Result<Item> {
+        let mut item = to_doc_item(&predictions::ModelPack { models: packed })?;
+        item.insert("pk".into(), s(models.as_str()));
+        item.insert("sk".into(), s(sk));
+        item.insert("type".into(), s(kind));
+        Ok(item)
+    };
+    let forecasts = fitted.forecasts.iter().map(|f| Ok(predictions::KeyedModel { key: f.series.clone(), model: json(f)? })).collect::<Result<Vec<_>>>()?;
+    items.push(pack(predictions::FORECAST_PREFIX.to_string(), "forecasts", forecasts)?);
+    let mut by_month: BTreeMap<String, Vec<predictions::KeyedModel>> = BTreeMap::new();
+    for a in &fitted.anomalies {
+        let day = a.date.to_string();
+        by_month.entry(predictions::anomaly_month_sk(&day)).or_default().push(predictions::KeyedModel { key: day, model: json(a)? });
+    }
+    for (sk, mut anomalies) in by_month {
+        anomalies.sort_by(|a, b| a.key.cmp(&b.key));
+        items.push(pack(sk, "anomalies", anomalies)?);
     }
     let mut model = fitted.churn.clone();
     model.customers = Vec::new();
     items.push(keyed(&models, predictions::CHURN_SK.into(), "churn_model", StoredModel::of(&model)?)?);
-    for (rank, c) in fitted.churn.customers.iter().enumerate() {
-        items.push(keyed(&scores, predictions::risk_sk(rank), "churn_score", StoredModel::of(c)?)?);
+    // Riskiest first, a chunk an item: a page of at-risk customers is one
+    // or a few items, however many customers there are.
+    for (i, chunk) in fitted.churn.customers.chunks(predictions::RISKS_PER_CHUNK).enumerate() {
+        let mut item = to_doc_item(&chunk)?;
+        item.insert("pk".into(), s(scores.as_str()));
+        item.insert("sk".into(), s(predictions::risk_sk(i * predictions::RISKS_PER_CHUNK)));
+        item.insert("type".into(), s("churn_scores"));
+        items.push(item);
     }
     partitions.push(models);
     partitions.push(scores);

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{Actor, AuditEntry, Journal};
 use crate::platform::error::{Error, Result};
 use crate::store::ids::InsightId;
-use crate::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_item};
+use crate::store::{Item, QuerySpec, Store, Write, from_doc_item, s, timestamp, to_doc_item};
 
 /// The `type` attribute of insight items.
 pub const ITEM_TYPE: &str = "insight";
@@ -254,8 +254,12 @@ impl Insight {
         }
     }
 
+    /// A document item (the insight as JSON in `doc`: its evidence and
+    /// history are deep, and the list reads every insight), with its keys
+    /// and `version` beside it for the version-checked writes.
     pub fn to_item(&self) -> Result<Item> {
-        let mut item = to_item(self)?;
+        let mut item = to_doc_item(self)?;
+        item.insert("version".into(), crate::store::n(self.version));
         item.insert("pk".into(), s(InsightId::pk_of(&self.id)));
         item.insert("sk".into(), s("META"));
         item.insert("gsi1pk".into(), s(ALL_PARTITION));
@@ -358,13 +362,13 @@ impl Insight {
 }
 
 pub async fn get(store: &Store, id: &InsightId) -> Result<Option<Insight>> {
-    store.get(&id.pk(), "META").await
+    store.get_doc(&id.pk(), "META").await
 }
 
 /// Every insight (unranked).
 pub async fn all(store: &Store) -> Result<Vec<Insight>> {
     let spec = QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(ALL_PARTITION))], forward: true, ..Default::default() };
-    store.query_all(&spec).await?.into_iter().map(from_item).collect()
+    store.query_all(&spec).await?.into_iter().map(from_doc_item).collect()
 }
 
 /// Write `next` over `previous` (version-checked) with its audit entry.

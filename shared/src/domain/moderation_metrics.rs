@@ -34,12 +34,9 @@ pub struct ModerationRow {
     pub flagged: i64,
     pub hidden: i64,
     /// Charts whose first decision fell in the month, and for each the
-    /// seconds from creation to it (sorted).
+    /// seconds from creation to it.
     pub first_decisions: i64,
-    /// Stored as one comma-separated string: a month holds hundreds, and as
-    /// a list of numbers the item is slow to read.
-    #[serde(with = "comma_separated")]
-    pub first_decision_seconds: Vec<i64>,
+    pub first_decision_seconds: Durations,
     /// Charts waiting for review (pending, never decided on) at the month's
     /// end: the next month's first instant, or `as_of` for the current month.
     pub backlog_end: i64,
@@ -138,22 +135,149 @@ pub fn period_rollups(
         }
     }
     for row in rows.values_mut() {
-        row.first_decision_seconds.sort_unstable();
+        row.first_decision_seconds.finish();
     }
     rows
 }
 
-/// `Vec<i64>` as `"1,2,3"` (empty: `""`).
-mod comma_separated {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+/// Durations in seconds with a bounded size: the exact values while there
+/// are at most `Durations::EXACT` of them, else a histogram of logarithmic
+/// buckets (DDSketch's: bucket `i` holds `(γ^(i-1), γ^i]`, γ = 1.02, so a
+/// quantile read from it is within 1 % of the true one). A month of a
+/// large deployment decides on millions of charts; its row must still fit
+/// in an item (400 KB) and read fast. 1 s to 10 years is under 1,000
+/// buckets.
+///
+/// Stored as one string: the exact values `"5,86400"`, or `"~"` and
+/// `bucket:count` pairs (`"~0:2,578:10"`; durations ≤ 0 in bucket
+/// `i32::MIN`). Rows written as a plain comma list read as exact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durations {
+    /// Sorted once `finish`ed; empty when `buckets` is in use.
+    exact: Vec<i64>,
+    buckets: BTreeMap<i32, u64>,
+}
 
-    pub fn serialize<S: Serializer>(values: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&values.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+const GAMMA: f64 = 1.02;
+
+fn bucket_of(seconds: i64) -> i32 {
+    if seconds <= 0 { i32::MIN } else { ((seconds as f64).ln() / GAMMA.ln()).ceil() as i32 }
+}
+
+/// The value a bucket stands for: the middle of its range in relative terms.
+fn bucket_value(bucket: i32) -> f64 {
+    if bucket == i32::MIN { 0.0 } else { 2.0 * GAMMA.powi(bucket) / (GAMMA + 1.0) }
+}
+
+impl Durations {
+    /// Most exact values a row keeps.
+    pub const EXACT: usize = 256;
+
+    pub fn from_exact(mut values: Vec<i64>) -> Durations {
+        values.sort_unstable();
+        let mut d = Durations { exact: values, buckets: BTreeMap::new() };
+        d.bound();
+        d
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+    pub fn push(&mut self, seconds: i64) {
+        if self.buckets.is_empty() {
+            self.exact.push(seconds);
+            self.bound();
+        } else {
+            *self.buckets.entry(bucket_of(seconds)).or_default() += 1;
+        }
+    }
+
+    /// Sort the exact values (after the last `push`).
+    pub fn finish(&mut self) {
+        self.exact.sort_unstable();
+    }
+
+    fn bound(&mut self) {
+        if self.exact.len() > Self::EXACT {
+            for v in self.exact.drain(..) {
+                *self.buckets.entry(bucket_of(v)).or_default() += 1;
+            }
+        }
+    }
+
+    /// The exact values, if this holds them (sorted once finished).
+    pub fn exact(&self) -> Option<&[i64]> {
+        self.buckets.is_empty().then_some(self.exact.as_slice())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.exact.len() as u64 + self.buckets.values().sum::<u64>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The median of several (the months of a range): exact when each holds
+    /// its exact values, however many together, else from the buckets.
+    pub fn median_of<'a>(all: impl IntoIterator<Item = &'a Durations> + Clone) -> Option<f64> {
+        if all.clone().into_iter().all(|d| d.buckets.is_empty()) {
+            let mut values: Vec<i64> = all.into_iter().flat_map(|d| d.exact.iter().copied()).collect();
+            values.sort_unstable();
+            return median(&values);
+        }
+        let mut buckets: BTreeMap<i32, u64> = BTreeMap::new();
+        for d in all {
+            for v in &d.exact {
+                *buckets.entry(bucket_of(*v)).or_default() += 1;
+            }
+            for (b, c) in &d.buckets {
+                *buckets.entry(*b).or_default() += c;
+            }
+        }
+        let n: u64 = buckets.values().sum();
+        let at = |rank: u64| {
+            let mut seen = 0;
+            buckets
+                .iter()
+                .find(|(_, c)| {
+                    seen += **c;
+                    seen > rank
+                })
+                .map_or(0.0, |(b, _)| bucket_value(*b))
+        };
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(at(n / 2)),
+            _ => Some((at(n / 2 - 1) + at(n / 2)) / 2.0),
+        }
+    }
+}
+
+impl Serialize for Durations {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = if self.buckets.is_empty() {
+            self.exact.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        } else {
+            format!("~{}", self.buckets.iter().map(|(b, c)| format!("{b}:{c}")).collect::<Vec<_>>().join(","))
+        };
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Durations {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Durations, D::Error> {
+        use serde::de::Error;
         let text = String::deserialize(deserializer)?;
-        text.split(',').filter(|v| !v.is_empty()).map(|v| v.parse().map_err(D::Error::custom)).collect()
+        let parts = |s: &str| s.split(',').filter(|v| !v.is_empty()).map(str::to_string).collect::<Vec<_>>();
+        match text.strip_prefix('~') {
+            Some(pairs) => {
+                let mut buckets = BTreeMap::new();
+                for pair in parts(pairs) {
+                    let (b, c) = pair.split_once(':').ok_or_else(|| D::Error::custom(format!("bucket {pair}")))?;
+                    buckets.insert(b.parse().map_err(D::Error::custom)?, c.parse().map_err(D::Error::custom)?);
+                }
+                Ok(Durations { exact: Vec::new(), buckets })
+            }
+            None => Ok(Durations::from_exact(parts(&text).iter().map(|v| v.parse().map_err(D::Error::custom)).collect::<Result<_, _>>()?)),
+        }
     }
 }
 
@@ -230,20 +354,59 @@ mod tests {
         let lives = lives(&charts, &events, as_of);
         let rows = rollups(&lives, &|_| "DE".to_string(), as_of);
         let jan = &rows[&("*".to_string(), "2026-01".to_string())];
-        assert_eq!((jan.approved, jan.first_decisions, jan.first_decision_seconds.clone(), jan.backlog_end), (1, 1, vec![86400], 2));
+        assert_eq!((jan.approved, jan.first_decisions, jan.first_decision_seconds.exact(), jan.backlog_end), (1, 1, Some(&[86400][..]), 2));
         let feb = &rows[&("DE".to_string(), "2026-02".to_string())];
-        assert_eq!((feb.approved, feb.rejected, feb.decisions(), feb.first_decisions, feb.first_decision_seconds.clone()), (1, 1, 2, 1, vec![12 * 86400]));
+        assert_eq!(
+            (feb.approved, feb.rejected, feb.decisions(), feb.first_decisions, feb.first_decision_seconds.exact()),
+            (1, 1, 2, 1, Some(&[12 * 86400][..]))
+        );
         // c waits; d was created approved (never pending).
         assert_eq!(feb.backlog_end, 1);
         assert_eq!(rows[&("*".to_string(), "2026-03".to_string())].backlog_end, 1);
         assert_eq!(median(&[1, 3, 10, 20]), Some(6.5));
         assert_eq!(median(&[5]), Some(5.0));
         assert_eq!(median(&[]), None);
-        let row = ModerationRow { first_decision_seconds: vec![5, 86400], ..Default::default() };
+        let row = ModerationRow { first_decision_seconds: Durations::from_exact(vec![86400, 5]), ..Default::default() };
         let json = serde_json::to_value(&row).unwrap();
         assert_eq!(json["first_decision_seconds"], "5,86400");
         assert_eq!(serde_json::from_value::<ModerationRow>(json).unwrap(), row);
         let none = serde_json::to_value(ModerationRow::default()).unwrap();
-        assert_eq!(serde_json::from_value::<ModerationRow>(none).unwrap().first_decision_seconds, Vec::<i64>::new());
+        assert!(serde_json::from_value::<ModerationRow>(none).unwrap().first_decision_seconds.is_empty());
+    }
+
+    #[test]
+    fn many_durations_become_buckets_with_a_median_within_one_percent() {
+        // 100,000 durations from 1 minute to about 70 days: the row stays small.
+        let values: Vec<i64> = (0..100_000i64).map(|i| 60 + (i * i) % 6_000_000).collect();
+        let mut d = Durations::default();
+        for v in &values {
+            d.push(*v);
+        }
+        d.finish();
+        assert!(d.exact().is_none());
+        assert_eq!(d.len(), 100_000);
+        let stored = serde_json::to_string(&d).unwrap();
+        assert!(stored.len() < 8_000, "{} bytes", stored.len());
+        let read: Durations = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read, d);
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        let truth = median(&sorted).unwrap();
+        let got = Durations::median_of([&read]).unwrap();
+        assert!((got - truth).abs() / truth < 0.01, "{got} vs {truth}");
+        // Exact ones merged with bucketed ones: still within 1 %.
+        let few = Durations::from_exact(vec![1, 2, 3]);
+        let got = Durations::median_of([&read, &few]).unwrap();
+        assert!((got - truth).abs() / truth < 0.01, "{got} vs {truth}");
+        // Exact rows together stay exact, however many values in all.
+        let a = Durations::from_exact((0..200).collect());
+        let b = Durations::from_exact((200..400).collect());
+        assert_eq!(Durations::median_of([&a, &b]), Some(199.5));
+        // Zero and negative durations (clock skew) have their own bucket.
+        let mut z = Durations::default();
+        for v in 0..300 {
+            z.push(-v);
+        }
+        assert_eq!(Durations::median_of([&z]), Some(0.0));
     }
 }

@@ -3,12 +3,16 @@
 //! model and its scores), in the same generation as the rollups
 //! (`revenue::RevenueMeta`), so a refresh replaces them all at once.
 //!
-//! Keys: `MODELS#<gen>` / `FORECAST#<series>` (one per forecast series),
-//! `ANOMALY#<date>#<series>` (one per anomaly, by day), `CHURN` (the churn
+//! Keys: `MODELS#<gen>` / `FORECAST#` (every forecast, a `ModelPack`),
+//! `ANOMALY#<yyyy-mm>` (a month's anomalies, a `ModelPack`; generations
+//! stored before the packs have `FORECAST#<series>` and
+//! `ANOMALY#<date>#<series>#<i>`, one model each), `CHURN` (the churn
 //! model: features, coefficients, held-out evaluation); `CHURN#<gen>` /
-//! `RISK#<rank>` (one per scored customer, riskiest first). Each item keeps
-//! the model's output as JSON text in `body`: the API passes it through, and
-//! the analytics function does not link the model crate.
+//! `RISK#<rank>` (scored customers riskiest first, `RISKS_PER_CHUNK` an
+//! item, a JSON array in `doc`; keyed by the rank of the chunk's first).
+//! Each model item keeps the model's output as JSON text in `body`: the API
+//! passes it through, and the analytics function does not link the model
+//! crate.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +29,33 @@ pub fn churn_pk(generation: &str) -> String {
     format!("CHURN#{generation}")
 }
 
-/// The sort key of the customer at `rank` (0 = riskiest).
+/// At-risk customers per item of the `CHURN#<gen>` partition.
+pub const RISKS_PER_CHUNK: usize = 100;
+
+/// The sort key of the customer at `rank` (0 = riskiest), or of the chunk
+/// that starts with that customer.
 pub fn risk_sk(rank: usize) -> String {
     format!("{RISK_PREFIX}{rank:06}")
+}
+
+/// Model outputs stored together in one document item: every forecast
+/// (sort key `FORECAST#`, each keyed by its series) and each month's
+/// anomalies (`ANOMALY#yyyy-mm`, keyed by their day), so a read is a few
+/// items however many there are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPack {
+    pub models: Vec<KeyedModel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyedModel {
+    pub key: String,
+    pub model: serde_json::Value,
+}
+
+/// The sort key of the anomalies of the month of `day` (`yyyy-mm-dd` or `yyyy-mm`).
+pub fn anomaly_month_sk(day: &str) -> String {
+    format!("{ANOMALY_PREFIX}{}", day.get(..7).unwrap_or(day))
 }
 
 /// One stored model output.
