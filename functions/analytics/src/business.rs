@@ -173,8 +173,8 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         let country = &request.group.country;
         let business_pk = request.partition(meta, business::segment_pk, || business::business_pk(&meta.generation, country))?;
         let moderation_pk = request.partition(meta, moderation_metrics::segment_pk, || moderation_metrics::moderation_pk(&meta.generation, country))?;
-        rows = read_rows(store, &business_pk, p.granularity, &lo, &p.to).await?;
-        moderation = read_rows(store, &moderation_pk, p.granularity, &lo, &p.to).await?;
+        (rows, moderation) =
+            tokio::try_join!(read_rows(store, &business_pk, p.granularity, &lo, &p.to), read_rows(store, &moderation_pk, p.granularity, &lo, &p.to))?;
     }
     Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &moderation)))
 }

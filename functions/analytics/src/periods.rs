@@ -117,32 +117,33 @@ impl Periods {
 /// periods from its packed partition (a month of days, a year of weeks or
 /// quarters an item). One Query either way.
 pub async fn read_rows<R: DeserializeOwned>(store: &Store, monthly_pk: &str, g: Granularity, lo: &str, hi: &str) -> Result<BTreeMap<String, R>> {
-    let mut rows = BTreeMap::new();
-    let (pk, sk_lo, sk_hi) = match g {
-        Granularity::Month => (monthly_pk.to_string(), lo.to_string(), hi.to_string()),
-        _ => (
-            periods::packed_pk(monthly_pk, g),
-            g.pack_key(lo).ok_or_else(|| Error::internal(format!("period key {lo}")))?,
-            g.pack_key(hi).ok_or_else(|| Error::internal(format!("period key {hi}")))?,
-        ),
-    };
+    let pack_key = |k: &str| g.pack_key(k).ok_or_else(|| Error::internal(format!("period key {k}")));
     let spec = QuerySpec {
         key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
-        values: vec![(":pk", s(pk)), (":lo", s(sk_lo)), (":hi", s(sk_hi))],
+        values: vec![(":pk", s(periods::packed_pk(monthly_pk, g))), (":lo", s(pack_key(lo)?)), (":hi", s(pack_key(hi)?))],
         forward: true,
         ..Default::default()
     };
     let (lo_day, hi_day) = (g.parse_key(lo), g.parse_key(hi));
+    let mut rows = BTreeMap::new();
     for item in store.query_all(&spec).await? {
-        if g == Granularity::Month {
+        let pack: PeriodPack<R> = from_doc_item(item)?;
+        rows.extend(pack.periods.into_iter().filter(|(k, _)| {
+            let day = g.parse_key(k);
+            day >= lo_day && day <= hi_day
+        }));
+    }
+    if rows.is_empty() && g == Granularity::Month {
+        // A generation stored before months were packed: a month an item.
+        let spec = QuerySpec {
+            key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
+            values: vec![(":pk", s(monthly_pk)), (":lo", s(lo)), (":hi", s(hi))],
+            forward: true,
+            ..Default::default()
+        };
+        for item in store.query_all(&spec).await? {
             let key = attr_s(&item, "sk").unwrap_or_default().to_string();
             rows.insert(key, from_doc_item(item)?);
-        } else {
-            let pack: PeriodPack<R> = from_doc_item(item)?;
-            rows.extend(pack.periods.into_iter().filter(|(k, _)| {
-                let day = g.parse_key(k);
-                day >= lo_day && day <= hi_day
-            }));
         }
     }
     Ok(rows)

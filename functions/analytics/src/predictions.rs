@@ -101,54 +101,70 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         forward: true,
         ..Default::default()
     };
-    let forecasts = range(predictions::FORECAST_PREFIX.to_string(), format!("{}\u{10ffff}", predictions::FORECAST_PREFIX));
+    let forecasts_spec = range(predictions::FORECAST_PREFIX.to_string(), format!("{}\u{10ffff}", predictions::FORECAST_PREFIX));
     let wanted = |series: &str| query.series.as_deref().is_none_or(|want| want == series);
-    for item in store.query_all(&forecasts).await? {
-        if item.contains_key(DOC) {
-            let pack: ModelPack = from_doc_item(item)?;
-            out.forecasts.extend(pack.models.into_iter().filter(|m| wanted(&m.key)).map(|m| m.model));
-        } else {
-            // A generation stored before the packs: a forecast an item.
-            let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
-            if wanted(sk.strip_prefix(predictions::FORECAST_PREFIX).unwrap_or_default()) {
-                out.forecasts.push(from_item::<StoredModel>(item)?.json());
-            }
-        }
-    }
     // The months of the days asked for, then only those days.
     let to_key =
         to.as_deref().map_or_else(|| format!("{}\u{10ffff}", predictions::ANOMALY_PREFIX), |t| format!("{}\u{10ffff}", predictions::anomaly_month_sk(t)));
+    let anomalies_spec = range(predictions::anomaly_month_sk(&from), to_key);
     let in_range = |day: &str| day >= from.as_str() && to.as_deref().is_none_or(|t| day <= t);
-    for item in store.query_all(&range(predictions::anomaly_month_sk(&from), to_key)).await? {
-        if item.contains_key(DOC) {
-            let pack: ModelPack = from_doc_item(item)?;
-            out.anomalies.extend(pack.models.into_iter().filter(|m| in_range(&m.key)).map(|m| m.model));
-        } else {
-            let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
-            let day = sk.strip_prefix(predictions::ANOMALY_PREFIX).and_then(|rest| rest.get(..10)).unwrap_or_default();
-            if in_range(day) {
-                out.anomalies.push(from_item::<StoredModel>(item)?.json());
+    let churn_spec =
+        QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::churn_pk(&meta.generation)))], forward: true, ..Default::default() };
+    // The four reads at once: the latency is the slowest one's.
+    let forecasts = async {
+        let mut found = Vec::new();
+        for item in store.query_all(&forecasts_spec).await? {
+            if item.contains_key(DOC) {
+                let pack: ModelPack = from_doc_item(item)?;
+                found.extend(pack.models.into_iter().filter(|m| wanted(&m.key)).map(|m| m.model));
+            } else {
+                // A generation stored before the packs: a forecast an item.
+                let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
+                if wanted(sk.strip_prefix(predictions::FORECAST_PREFIX).unwrap_or_default()) {
+                    found.push(from_item::<StoredModel>(item)?.json());
+                }
             }
         }
-    }
-    out.churn_model = store.get::<StoredModel>(&pk, predictions::CHURN_SK).await?.map(|m| m.json());
-    if customers > 0 {
-        let spec =
-            QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(predictions::churn_pk(&meta.generation)))], forward: true, ..Default::default() };
+        Ok::<_, Error>(found)
+    };
+    let anomalies = async {
+        let mut found = Vec::new();
+        for item in store.query_all(&anomalies_spec).await? {
+            if item.contains_key(DOC) {
+                let pack: ModelPack = from_doc_item(item)?;
+                found.extend(pack.models.into_iter().filter(|m| in_range(&m.key)).map(|m| m.model));
+            } else {
+                let sk = attr_s(&item, "sk").unwrap_or_default().to_string();
+                let day = sk.strip_prefix(predictions::ANOMALY_PREFIX).and_then(|rest| rest.get(..10)).unwrap_or_default();
+                if in_range(day) {
+                    found.push(from_item::<StoredModel>(item)?.json());
+                }
+            }
+        }
+        Ok::<_, Error>(found)
+    };
+    let churn_model = async { Ok::<_, Error>(store.get::<StoredModel>(&pk, predictions::CHURN_SK).await?.map(|m| m.json())) };
+    let at_risk = async {
+        let mut found = Vec::new();
+        if customers == 0 {
+            return Ok::<_, Error>(found);
+        }
         let chunks = (customers as usize).div_ceil(predictions::RISKS_PER_CHUNK);
-        let (mut items, _) = store.query_page(&spec, None, chunks as i32).await?;
+        let (mut items, _) = store.query_page(&churn_spec, None, chunks as i32).await?;
         if items.first().is_some_and(|item| !item.contains_key(DOC)) {
             // A generation stored before the chunks: a customer an item.
-            items = store.query_page(&spec, None, customers as i32).await?.0;
+            items = store.query_page(&churn_spec, None, customers as i32).await?.0;
         }
         for item in items {
             if item.contains_key(DOC) {
-                out.at_risk.extend(from_doc_item::<Vec<serde_json::Value>>(item)?);
+                found.extend(from_doc_item::<Vec<serde_json::Value>>(item)?);
             } else {
-                out.at_risk.push(from_item::<StoredModel>(item)?.json());
+                found.push(from_item::<StoredModel>(item)?.json());
             }
         }
-        out.at_risk.truncate(customers as usize);
-    }
+        found.truncate(customers as usize);
+        Ok(found)
+    };
+    (out.forecasts, out.anomalies, out.churn_model, out.at_risk) = tokio::try_join!(forecasts, anomalies, churn_model, at_risk)?;
     Ok(Json(out))
 }

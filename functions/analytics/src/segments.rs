@@ -5,19 +5,21 @@
 //! generation, one Query of the cohort rows and one item of RFM.
 //! Definitions: docs/analytics.md.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::domain::business::{self, CohortRow, RfmSegment, RfmSummary};
+use shared::domain::periods::Granularity;
 use shared::domain::revenue::{self, RevenueMeta};
 use shared::http::extract::ValidQuery;
 use shared::platform::error::Result;
-use shared::store::{QuerySpec, from_doc_item, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AnalyticsState;
-use crate::periods::Periods;
+use crate::periods::{Periods, read_rows};
 use crate::revenue::RevenueQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -129,20 +131,9 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
     let mut cohorts: Vec<(String, CohortRow)> = Vec::new();
     let mut rfm = RfmSummary::default();
     if let Some(meta) = &meta {
-        let spec = QuerySpec {
-            key_condition: "pk = :pk AND sk BETWEEN :lo AND :hi",
-            values: vec![
-                (":pk", s(business::cohorts_pk(&meta.generation, &request.country))),
-                (":lo", s(request.months.from.clone())),
-                (":hi", s(request.months.to.clone())),
-            ],
-            forward: true,
-            ..Default::default()
-        };
-        for item in store.query_all(&spec).await? {
-            let month = shared::store::attr_s(&item, "sk").unwrap_or_default().to_string();
-            cohorts.push((month, from_doc_item(item)?));
-        }
+        let pk = business::cohorts_pk(&meta.generation, &request.country);
+        let rows: BTreeMap<String, CohortRow> = read_rows(store, &pk, Granularity::Month, &request.months.from, &request.months.to).await?;
+        cohorts.extend(rows);
         rfm = store.get_doc(&business::rfm_pk(&meta.generation), &business::rfm_sk(&request.country)).await?.unwrap_or_default();
     }
     Ok(Json(report(&request, meta.map(|m| m.computed_at), &cohorts, &rfm)))

@@ -253,7 +253,8 @@ fn profile_items(generation: &str, profiles: &[Profile]) -> Result<Vec<Item>> {
 /// The granularities stored packed beside the months (`periods::pack`).
 const FINER: [Granularity; 3] = [Granularity::Day, Granularity::Week, Granularity::Quarter];
 
-/// Items of rows by `g`, packed, under the group's monthly partition
+/// Items of rows by `g`, packed (`periods::pack`: days by month, weeks,
+/// months and quarters by year), under the group's partition
 /// `monthly_pk(group)` marked with `g` (`partitions` gets their pks).
 fn packed_items<G: Ord + Clone, R: Serialize>(
     rows: std::collections::BTreeMap<(G, String), R>,
@@ -317,31 +318,25 @@ fn business_items(generation: &str, source: &Source, as_of: DateTime<Utc>, custo
     };
     let rows = business::rollups(&users, &payers, as_of);
     let business_rows = rows.len() as u64;
-    for ((country, month), row) in rows {
-        let pk = business::business_pk(generation, &country);
-        partitions.push(pk.clone());
-        items.push(keyed(pk, month, "business_rollup", to_doc_item(&row)?));
-    }
+    items.extend(packed_items(rows, Granularity::Month, |country| business::business_pk(generation, country), "business_rollup_pack", partitions)?);
     let lives = moderation_metrics::lives(charts, decisions, as_of);
     let country_of = |owner: &str| moderation_metrics::country_or_unknown(users.get(owner).map(|u| u.country.as_str()));
-    for ((country, month), row) in moderation_metrics::rollups(&lives, &country_of, as_of) {
-        let pk = moderation_metrics::moderation_pk(generation, &country);
-        partitions.push(pk.clone());
-        items.push(keyed(pk, month, "moderation_rollup", to_doc_item(&row)?));
-    }
+    let rows = moderation_metrics::rollups(&lives, &country_of, as_of);
+    items.extend(packed_items(
+        rows,
+        Granularity::Month,
+        |country| moderation_metrics::moderation_pk(generation, country),
+        "moderation_rollup_pack",
+        partitions,
+    )?);
     for g in FINER {
         let rows = business::period_rollups(&users, &payers, as_of, g);
         items.extend(packed_items(rows, g, |country| business::business_pk(generation, country), "business_rollup_pack", partitions)?);
         let rows = moderation_metrics::period_rollups(&lives, &country_of, as_of, g);
         items.extend(packed_items(rows, g, |country| moderation_metrics::moderation_pk(generation, country), "moderation_rollup_pack", partitions)?);
     }
-    for ((country, month), row) in business::cohorts(&users, orders, as_of) {
-        let pk = business::cohorts_pk(generation, &country);
-        if partitions.last() != Some(&pk) {
-            partitions.push(pk.clone());
-        }
-        items.push(keyed(pk, month, "cohort_rollup", to_doc_item(&row)?));
-    }
+    let rows = business::cohorts(&users, orders, as_of);
+    items.extend(packed_items(rows, Granularity::Month, |country| business::cohorts_pk(generation, country), "cohort_rollup_pack", partitions)?);
     // RFM scores are of all customers; a country's summary counts its own.
     let customers = business::rfm(orders, as_of);
     let mut by_country: BTreeMap<String, Vec<business::RfmCustomer>> = BTreeMap::new();
@@ -412,23 +407,10 @@ impl SegmentContext<'_> {
     }
 }
 
-/// One group's rows of `g` under its partition `pk`: a month an item, finer
-/// periods and quarters packed (`packed_items`).
+/// One group's rows of `g` under its partition `pk`, packed (`packed_items`).
 fn group_items<R: Serialize>(pk: &str, g: Granularity, rows: BTreeMap<String, R>, kind: &str, partitions: &mut Vec<String>) -> Result<Vec<Item>> {
-    if g != Granularity::Month {
-        let keyed: BTreeMap<((), String), R> = rows.into_iter().map(|(k, r)| (((), k), r)).collect();
-        return packed_items(keyed, g, |_| pk.to_string(), &format!("{kind}_pack"), partitions);
-    }
-    partitions.push(pk.to_string());
-    rows.into_iter()
-        .map(|(month, row)| {
-            let mut item = to_doc_item(&row)?;
-            item.insert("pk".into(), s(pk));
-            item.insert("sk".into(), s(month));
-            item.insert("type".into(), s(kind));
-            Ok(item)
-        })
-        .collect()
+    let keyed: BTreeMap<((), String), R> = rows.into_iter().map(|(k, r)| (((), k), r)).collect();
+    packed_items(keyed, g, |_| pk.to_string(), &format!("{kind}_pack"), partitions)
 }
 
 /// Recompute and store the revenue and business rollups as of `as_of`.
@@ -480,18 +462,9 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
     let rows = revenue::rollups(&source.orders, as_of);
     let generation = uuid::Uuid::now_v7().simple().to_string();
     let mut partitions: Vec<String> = Vec::new();
-    let mut items: Vec<Item> = Vec::with_capacity(rows.len());
-    for ((group, month), row) in &rows {
-        let pk = revenue::rollup_pk(&generation, group);
-        if partitions.last() != Some(&pk) {
-            partitions.push(pk.clone());
-        }
-        let mut item = to_doc_item(row)?;
-        item.insert("pk".into(), s(pk));
-        item.insert("sk".into(), s(month.clone()));
-        item.insert("type".into(), s("revenue_rollup"));
-        items.push(item);
-    }
+    let months: Vec<String> = rows.keys().map(|(_, m)| m.clone()).collect();
+    let revenue_rows = rows.len() as u64;
+    let mut items: Vec<Item> = packed_items(rows, Granularity::Month, |group| revenue::rollup_pk(&generation, group), "revenue_rollup_pack", &mut partitions)?;
     for g in FINER {
         let rows = revenue::period_rollups(&source.orders, as_of, g);
         items.extend(packed_items(rows, g, |group| revenue::rollup_pk(&generation, group), "revenue_rollup_pack", &mut partitions)?);
@@ -512,13 +485,12 @@ pub async fn store_generation(store: &Journal, source: Source, as_of: DateTime<U
     items.extend(model_items(&generation, &fitted, &mut partitions)?);
     partitions.sort();
     partitions.dedup();
-    let months: Vec<&String> = rows.keys().map(|(_, m)| m).collect();
     let customers = orders.iter().map(|o| o.user_id.as_str()).collect::<std::collections::HashSet<_>>().len() as u64;
     let refreshed = Refreshed {
         generation: generation.clone(),
         orders: orders.len() as u64,
         customers,
-        rows: rows.len() as u64,
+        rows: revenue_rows,
         first_month: months.iter().min().map(|m| m.to_string()),
         last_month: months.iter().max().map(|m| m.to_string()),
         events: events.len() as u64,

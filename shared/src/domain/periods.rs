@@ -1,8 +1,9 @@
 //! Reporting periods (UTC): a day, an ISO week (Monday to Sunday), a
 //! calendar month or a calendar quarter, with no I/O. Each period has a
 //! key that sorts in time order within its granularity (`2026-03-05`,
-//! `2026-W10`, `2026-03`, `2026-Q1`), and rollups of the finer periods are
-//! stored packed several to an item, under the key [`Granularity::pack_key`].
+//! `2026-W10`, `2026-03`, `2026-Q1`), and rollups are stored packed
+//! several periods to an item (days by month; weeks, months and quarters by
+//! year), under the key [`Granularity::pack_key`].
 
 use std::collections::BTreeMap;
 
@@ -141,9 +142,9 @@ impl Granularity {
     pub fn pack_key(self, period_key: &str) -> Option<String> {
         let first = self.parse_key(period_key)?;
         Some(match self {
-            Granularity::Day | Granularity::Month => format!("{:04}-{:02}", first.year(), first.month()),
+            Granularity::Day => format!("{:04}-{:02}", first.year(), first.month()),
             Granularity::Week => format!("{:04}", first.iso_week().year()),
-            Granularity::Quarter => format!("{:04}", first.year()),
+            Granularity::Month | Granularity::Quarter => format!("{:04}", first.year()),
         })
     }
 
@@ -167,7 +168,7 @@ impl Granularity {
     }
 }
 
-/// The rows of one item of finer periods (`Granularity::pack_key`): period key → row.
+/// The rows of one packed item (`Granularity::pack_key`): period key → row.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeriodPack<R> {
     pub periods: BTreeMap<String, R>,
@@ -227,6 +228,7 @@ mod tests {
         assert_eq!(Granularity::Quarter.key_of_day(day("2025-08-31")), "2025-Q3");
         assert_eq!(Granularity::Quarter.add("2025-Q1", -1).as_deref(), Some("2024-Q4"));
         assert_eq!(Granularity::Day.pack_key("2025-02-28").as_deref(), Some("2025-02"));
+        assert_eq!(Granularity::Month.pack_key("2025-02").as_deref(), Some("2025"));
         assert_eq!(Granularity::Quarter.parse_key("2025-Q5"), None);
         assert_eq!(Granularity::Day.parse_key("2025-02-30"), None);
         assert_eq!(Granularity::Week.parse_key("2025-W54"), None);
