@@ -3,13 +3,14 @@
 //! grow with the data (goal: p95 <= 50 ms in-process, 10x/1x ratio <= 1.5);
 //! and the rate of a full backfill (events/s).
 //!
-//! For each scale the demo data is generated in memory (3,000 users x
-//! scale, seed 2026) and handed to the refresh job's own
+//! For each scale, in a fresh emulator of its own, the demo data is
+//! generated in memory (3,000 users x scale, seed 2026) and handed to the
+//! refresh job's own
 //! `store_generation` (rollups, models, insights; written to the emulator),
 //! timed: that is the backfill's computation and writes, without reading
 //! the table. Then each read is timed `KEEL_BENCH_REQUESTS` times (default
 //! 100) through the in-process router against the emulator. At 1x the
-//! data is also seeded into the emulator and the full backfill (reading
+//! data is also seeded into another emulator and the full backfill (reading
 //! every order and activity day from the table, as `keel analytics
 //! backfill` does) is timed.
 //!
@@ -69,17 +70,30 @@ const READS: &[&str] = &[
     "/api/v1/analytics/insights",
 ];
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// A fresh emulator with the stack provisioned, the app and an admin's token.
+struct Emulator {
+    app: keel_local::app::LocalApp,
+    token: String,
+    _moto: keel_local::moto::Moto,
+}
+
+/// Each scale gets an emulator of its own: moto answers every request more
+/// slowly the more it has held (its heap only grows), so reads at 10x
+/// after a 1x run would also time the 1x run's leftovers.
+async fn emulator() -> anyhow::Result<Emulator> {
     let moto = keel_local::moto::Moto::start(None).await?;
     let sdk = keel_local::sdk_config(&moto.endpoint).await;
     let template = keel_local::template::Template::load(&keel_local::repo_root().join("template.yaml"))?;
     let stack = keel_local::provision::provision(&sdk, &template, "analytics-bench", &Default::default()).await?;
     let app = keel_local::app::build(&sdk, &stack.env).await?;
-    let store = &app.platform.store;
-    let admin = shared::identity::users::bootstrap_admin(store, "admin@bench.test", "Bench Admin", "correct horse battery staple", false).await?;
+    let admin = shared::identity::users::bootstrap_admin(&app.platform.store, "admin@bench.test", "Bench Admin", "correct horse battery staple", false).await?;
     let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD, shared::identity::token::amr::OTP], None);
     let token = app.signer.access_token(&admin, "bench-session", &grant).await?.token;
+    Ok(Emulator { app, token, _moto: moto })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("Analytics at 1x and 10x the demo data (in-process router, moto on loopback), load average {}", load.split_whitespace().next().unwrap_or("?"));
 
@@ -87,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
     let mut p95s: Vec<Vec<Duration>> = Vec::new();
     let scales = scales();
     for &scale in &scales {
+        let Emulator { app, token, _moto } = emulator().await?;
+        let store = &app.platform.store;
         let (items, summary) = keel_local::seed::generate(now, 3000 * scale, 2026);
         let source = keel_local::seed::analytics_source(&items);
         let folded = (source.orders.len() + source.events.len()) as f64;
@@ -134,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The full backfill at 1x, reading the table as `keel analytics backfill` does.
+    let Emulator { app, _moto, .. } = emulator().await?;
+    let store = &app.platform.store;
     let started = Instant::now();
     let seeded = keel_local::seed::load(store, 3000, 2026).await?;
     println!("  seeded 1x into the emulator in {:.1} s", started.elapsed().as_secs_f64());
@@ -147,7 +165,5 @@ async fn main() -> anyhow::Result<()> {
         (done.orders + done.events) as f64 / took,
         seeded.users
     );
-    drop(app);
-    drop(moto);
     Ok(())
 }
