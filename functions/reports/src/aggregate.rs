@@ -100,16 +100,8 @@ impl Partial {
                     *n += 1;
                 }
             }
-            (Partial::Min(m), Some(v)) => {
-                if m.as_ref().is_none_or(|cur| compare(v, cur) == Ordering::Less) {
-                    *m = Some(v.clone());
-                }
-            }
-            (Partial::Max(m), Some(v)) => {
-                if m.as_ref().is_none_or(|cur| compare(v, cur) == Ordering::Greater) {
-                    *m = Some(v.clone());
-                }
-            }
+            (Partial::Min(m), Some(v)) if m.as_ref().is_none_or(|cur| compare(v, cur) == Ordering::Less) => *m = Some(v.clone()),
+            (Partial::Max(m), Some(v)) if m.as_ref().is_none_or(|cur| compare(v, cur) == Ordering::Greater) => *m = Some(v.clone()),
             (Partial::Values(values), Some(v)) => {
                 if let Some(x) = number(v) {
                     values.push(x);
@@ -128,16 +120,8 @@ impl Partial {
                 *float += f2;
                 *n += n2;
             }
-            (Partial::Min(a), Partial::Min(Some(b))) => {
-                if a.as_ref().is_none_or(|cur| compare(&b, cur) == Ordering::Less) {
-                    *a = Some(b);
-                }
-            }
-            (Partial::Max(a), Partial::Max(Some(b))) => {
-                if a.as_ref().is_none_or(|cur| compare(&b, cur) == Ordering::Greater) {
-                    *a = Some(b);
-                }
-            }
+            (Partial::Min(a), Partial::Min(Some(b))) if a.as_ref().is_none_or(|cur| compare(&b, cur) == Ordering::Less) => *a = Some(b),
+            (Partial::Max(a), Partial::Max(Some(b))) if a.as_ref().is_none_or(|cur| compare(&b, cur) == Ordering::Greater) => *a = Some(b),
             (Partial::Values(a), Partial::Values(b)) => a.extend(b),
             _ => {}
         }
