@@ -235,7 +235,7 @@ impl Aggregator {
         let mut table: Vec<(Key, Vec<Partial>)> = self.groups.drain().collect();
         table.sort_by(|a, b| a.0.cmp(&b.0));
         let runs = self.runs.len();
-        let mut sources: Vec<Box<dyn Iterator<Item = io::Result<(Key, Vec<Partial>)>>>> = Vec::new();
+        let mut sources: Vec<Source> = Vec::new();
         for file in self.runs.drain(..) {
             let lines = BufReader::new(file).lines();
             sources.push(Box::new(lines.map(|line| serde_json::from_str(&line?).map_err(io::Error::other))));
@@ -302,7 +302,7 @@ mod tests {
             "amount_cents": ((i * 7919) % 10_000) as i64,
             "created_at": format!("2026-{month:02}-{day:02}T10:00:00Z"),
         });
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             record["amount_cents"] = Value::Null;
         }
         record.as_object().unwrap().clone()
@@ -327,7 +327,9 @@ mod tests {
         vec![KeyPart { field: "country".into(), bucket: None }, KeyPart { field: "created_at".into(), bucket: Some(Bucket::Month) }]
     }
 
-    fn run(max_groups: usize, n: u64) -> (BTreeMap<Vec<String>, Vec<Value>>, Vec<Vec<String>>, Stats) {
+    type Groups = BTreeMap<Vec<String>, Vec<Value>>;
+
+    fn run(max_groups: usize, n: u64) -> (Groups, Vec<Vec<String>>, Stats) {
         let mut agg = Aggregator::new(keys(), all_metrics(), max_groups);
         for i in 0..n {
             agg.push(&order(i)).unwrap();
