@@ -14,7 +14,7 @@ use shared::identity::users::User;
 use crate::helpers::TestApp;
 
 pub fn all_routes() -> Vec<&'static Route> {
-    auth::ROUTES.iter().chain(admin::ROUTES.iter()).chain(data::ROUTES.iter()).chain(analytics::ROUTES.iter()).collect()
+    auth::ROUTES.iter().chain(admin::ROUTES.iter()).chain(data::ROUTES.iter()).chain(analytics::ROUTES.iter()).chain(reports::ROUTES.iter()).collect()
 }
 
 /// A route's path with its parameters filled in (a chart id that names no
@@ -27,7 +27,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 9] = [
+    let values: [(&'static str, String); 12] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -41,6 +41,10 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         // Custom analytics segments likewise.
         ("segment_id", fresh()),
         ("insight_id", fresh()),
+        ("report_id", fresh()),
+        ("share_id", fresh()),
+        // A share token that names no link.
+        ("token", "no-such-share-token".to_string()),
     ];
     let mut filled = path.to_string();
     let mut params = Vec::new();
@@ -151,6 +155,17 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/analytics/predictions") => 200,
         ("GET", "/analytics/insights") => 200,
         ("GET", "/analytics/insights/{insight_id}") => 404,
+        // reports: `{}` names no template or spec; lists and the catalog answer; a fresh id is missing.
+        ("POST", "/reports/generate") => 400,
+        ("POST", "/reports/validate") => 400,
+        ("GET", "/reports/templates") => 200,
+        ("GET", "/reports") => 200,
+        ("GET", "/reports/{report_id}") => 404,
+        ("POST", "/reports/{report_id}/share") => 404,
+        ("GET", "/reports/{report_id}/shares") => 404,
+        ("DELETE", "/reports/{report_id}/share/{share_id}") => 404,
+        ("GET", "/reports/shared/{token}") => 404,
+        ("POST", "/reports/shared/{token}") => 404,
         // `{}`: no status.
         ("PATCH", "/analytics/insights/{insight_id}") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
@@ -184,6 +199,11 @@ pub fn probes(route: &Route, me: &User, target: &str, role_name: &str) -> Vec<Pr
             add("own data", json!({"format": "json", "delivery": "job"}), 202);
             add("dataset users", json!({"dataset": "users", "format": "csv", "delivery": "job"}), 202);
             add("dataset audit", json!({"dataset": "audit", "format": "csv", "delivery": "job"}), 202);
+        }
+        ("POST", "/api/v1/reports/generate") => {
+            add("spec on orders", json!({"spec": {"dataset": "orders", "group_by": ["country"], "metrics": [{"op": "count"}]}, "format": "csv"}), 202);
+            add("spec on audit", json!({"spec": {"dataset": "audit", "group_by": ["action"], "metrics": [{"op": "count"}]}, "format": "csv"}), 202);
+            add("audit template", json!({"template": "security_and_audit", "format": "json"}), 202);
         }
         ("POST", "/api/v1/data/export/gdpr") => {
             add("own user_id", json!({"user_id": me.id}), 202);

@@ -4,12 +4,14 @@
 //! (`group_by[1].bucket`, `metrics[0].field`): what a drag-and-drop builder
 //! calls on every change, before anything runs.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::domain::export::{self, CellKind, Dataset};
+use shared::domain::export::{CellKind, Dataset};
 use shared::domain::periods::Granularity;
-use shared::platform::error::{Error, FieldError};
+use shared::platform::error::FieldError;
+
+use crate::datasets::{Filters, Source};
 
 /// Most rows a report returns.
 pub const MAX_LIMIT: u64 = 1_000_000;
@@ -31,6 +33,10 @@ pub struct Spec {
     /// The export filters of the dataset (`shared::domain::export::Filters`).
     #[serde(default)]
     pub filters: Option<Value>,
+    /// Conditions on any field of a row, applied before grouping (the
+    /// `filters` are the dataset's indexed ones; these are checked per row).
+    #[serde(default, rename = "where")]
+    pub where_: Vec<RowCondition>,
     #[serde(default)]
     pub group_by: Vec<GroupBy>,
     #[serde(default)]
@@ -92,15 +98,22 @@ impl Bucket {
         })
     }
 
-    /// Periods of this bucket from `from` to `to` (both included).
+    /// Periods of this bucket from `from` to `to` (both included), exactly.
     pub fn periods_between(self, from: NaiveDate, to: NaiveDate) -> i64 {
-        let days = (to - from).num_days() + 1;
+        use chrono::Datelike;
+        if to < from {
+            return 0;
+        }
+        let months = |d: NaiveDate| d.year() as i64 * 12 + d.month0() as i64;
         match self {
-            Bucket::Day => days,
-            Bucket::Week => days.div_euclid(7) + 2,
-            Bucket::Month => days / 28 + 2,
-            Bucket::Quarter => days / 90 + 2,
-            Bucket::Year => days / 365 + 2,
+            Bucket::Day => (to - from).num_days() + 1,
+            Bucket::Week => {
+                let monday = |d: NaiveDate| d - chrono::Duration::days(d.weekday().num_days_from_monday() as i64);
+                (monday(to) - monday(from)).num_days() / 7 + 1
+            }
+            Bucket::Month => months(to) - months(from) + 1,
+            Bucket::Quarter => months(to) / 3 - months(from) / 3 + 1,
+            Bucket::Year => (to.year() - from.year()) as i64 + 1,
         }
     }
 
@@ -193,6 +206,70 @@ impl Comparison {
     }
 }
 
+/// How a row condition compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowOp {
+    Eq,
+    Ne,
+    /// One of a list of values.
+    In,
+    NotIn,
+    /// Text that starts with the value.
+    Prefix,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// A condition on a row's field (`where`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowCondition {
+    pub field: String,
+    pub op: RowOp,
+    pub value: Value,
+}
+
+impl RowCondition {
+    /// Whether `record` passes (a missing field passes only `ne` and `not_in`).
+    pub fn holds(&self, record: &serde_json::Map<String, Value>) -> bool {
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        let number = |v: &Value| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        let field = record.get(&self.field).unwrap_or(&Value::Null);
+        let list = || self.value.as_array().map(|l| l.iter().filter_map(text).collect::<Vec<_>>()).unwrap_or_default();
+        match self.op {
+            RowOp::Eq => text(field).is_some_and(|f| Some(f) == text(&self.value)),
+            RowOp::Ne => text(field) != text(&self.value),
+            RowOp::In => text(field).is_some_and(|f| list().contains(&f)),
+            RowOp::NotIn => text(field).is_none_or(|f| !list().contains(&f)),
+            RowOp::Prefix => text(field).zip(text(&self.value)).is_some_and(|(f, p)| f.starts_with(&p)),
+            RowOp::Gt | RowOp::Gte | RowOp::Lt | RowOp::Lte => {
+                let order = match (number(field), number(&self.value)) {
+                    (Some(a), Some(b)) => a.partial_cmp(&b),
+                    // Times and other text compare as text (RFC 3339 sorts).
+                    _ => text(field).zip(text(&self.value)).map(|(a, b)| a.cmp(&b)),
+                };
+                order.is_some_and(|o| match self.op {
+                    RowOp::Gt => o.is_gt(),
+                    RowOp::Gte => o.is_ge(),
+                    RowOp::Lt => o.is_lt(),
+                    _ => o.is_le(),
+                })
+            }
+        }
+    }
+}
+
 /// A condition on a metric's value (`having`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,16 +295,7 @@ pub struct SortKey {
     pub order: Order,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChartKind {
-    Line,
-    Bar,
-    StackedBar,
-    Area,
-    Pie,
-    Table,
-}
+pub use keel_render::ChartKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,12 +324,7 @@ pub struct Field {
     pub personal: bool,
 }
 
-/// A dataset by its name in a spec.
-pub fn dataset(name: &str) -> Option<Dataset> {
-    [Dataset::Users, Dataset::Charts, Dataset::Orders, Dataset::Activity, Dataset::Audit].into_iter().find(|d| d.as_str() == name)
-}
-
-/// A dataset's fields: the export's columns, with their kinds.
+/// An export dataset's fields: its columns, with their kinds.
 pub fn fields(dataset: Dataset) -> Vec<Field> {
     dataset
         .columns()
@@ -294,39 +357,59 @@ pub struct Output {
 /// A valid spec, resolved: the dataset, its filters and the output columns.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub dataset: Dataset,
-    pub filters: export::Filters,
+    pub source: Source,
+    pub filters: Filters,
     pub outputs: Vec<Output>,
     pub aggregated: bool,
 }
 
-/// Check `spec` against its dataset; `range` is the data's time range
-/// (from the filters, or the dataset's whole history) for "grouping too fine".
-/// Every problem is reported, not only the first.
-pub fn validate(spec: &Spec, range: Option<(NaiveDate, NaiveDate)>) -> Result<Plan, Vec<FieldError>> {
+/// A range without `from` is checked as if it covered this many days
+/// before `to`: a day bucket over an open range is too fine.
+pub const OPEN_RANGE_DAYS: i64 = 3 * 365;
+
+/// Check `spec` against its dataset at `now`. The data's time range (for
+/// "grouping too fine") is the filters' `from`..`to`, `to` defaulting to
+/// today and `from` to [`OPEN_RANGE_DAYS`] before it. Every problem is
+/// reported, not only the first.
+pub fn validate(spec: &Spec, now: DateTime<Utc>) -> Result<Plan, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let Some(dataset) = dataset(&spec.dataset) else {
-        return Err(vec![error("dataset", format!("unknown dataset `{}`: one of users, charts, orders, activity, audit", spec.dataset))]);
+    let Some(source) = Source::parse(&spec.dataset) else {
+        return Err(vec![error("dataset", format!("unknown dataset `{}`: one of {}", spec.dataset, Source::names().join(", ")))]);
     };
-    let fields = fields(dataset);
+    let fields = source.fields();
     let field = |name: &str| fields.iter().find(|f| f.name == name);
     let known = || fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ");
-    let filters = match export::Filters::parse(dataset, spec.filters.as_ref()) {
+    let filters = match Filters::parse(source, spec.filters.as_ref()) {
         Ok(f) => Some(f),
-        Err(Error::Validation(found)) => {
+        Err(found) => {
             errors.extend(found);
             None
         }
-        Err(e) => {
-            errors.push(error("filters", e.to_string()));
-            None
-        }
     };
+    let range = filters.as_ref().map(|f| {
+        let (from, to) = f.range(now);
+        (from.unwrap_or(to - chrono::Duration::days(OPEN_RANGE_DAYS)), to)
+    });
     if spec.group_by.len() > MAX_PARTS {
         errors.push(error("group_by", format!("at most {MAX_PARTS}")));
     }
     if spec.metrics.len() > MAX_PARTS {
         errors.push(error("metrics", format!("at most {MAX_PARTS}")));
+    }
+    if spec.where_.len() > MAX_PARTS {
+        errors.push(error("where", format!("at most {MAX_PARTS}")));
+    }
+    for (i, w) in spec.where_.iter().enumerate() {
+        if field(&w.field).is_none() {
+            errors.push(error(format!("where[{i}].field"), format!("unknown field `{}` of {}: one of {}", w.field, spec.dataset, known())));
+        }
+        let list = matches!(w.op, RowOp::In | RowOp::NotIn);
+        let scalar = |v: &Value| v.is_string() || v.is_number() || v.is_boolean();
+        if list && !w.value.as_array().is_some_and(|l| !l.is_empty() && l.len() <= 100 && l.iter().all(scalar)) {
+            errors.push(error(format!("where[{i}].value"), "a list of 1 to 100 strings or numbers"));
+        } else if !list && !scalar(&w.value) {
+            errors.push(error(format!("where[{i}].value"), "a string or a number"));
+        }
     }
     if spec.having.len() > MAX_PARTS {
         errors.push(error("having", format!("at most {MAX_PARTS}")));
@@ -352,7 +435,7 @@ pub fn validate(spec: &Spec, range: Option<(NaiveDate, NaiveDate)>) -> Result<Pl
                 errors.push(error(format!("group_by[{i}]"), format!("`{}` is a time: group it by a bucket (day, week, month, quarter, year)", f.name)))
             }
         }
-        if let (Some(b), Some((from, to))) = (g.bucket(), range) {
+        if let (Some(b), Some((from, to)), FieldKind::Time) = (g.bucket(), range, f.kind) {
             let periods = b.periods_between(from, to);
             if periods > MAX_PERIODS {
                 errors.push(error(
@@ -447,22 +530,22 @@ pub fn validate(spec: &Spec, range: Option<(NaiveDate, NaiveDate)>) -> Result<Pl
         errors.push(error("limit", format!("must be 1 to {MAX_LIMIT}")));
     }
     if let Some(chart) = &spec.chart {
-        if !aggregated && chart.kind != ChartKind::Table {
-            errors.push(error("chart.type", "a chart other than a table needs group_by and metrics"));
-        }
+        // Without aggregation the rows are drawn as they are (the metric
+        // sets are one row per period already).
         if output(&chart.x).is_none_or(|o| aggregated && !o.group) {
-            errors.push(error("chart.x", format!("`{}` is not a group of this report", chart.x)));
+            let what = if aggregated { "a group" } else { "a column" };
+            errors.push(error("chart.x", format!("`{}` is not {what} of this report", chart.x)));
         }
         if chart.y.is_empty() {
             errors.push(error("chart.y", "name at least one metric"));
         }
         for (j, y) in chart.y.iter().enumerate() {
-            if output(y).is_none_or(|o| o.group || o.kind != FieldKind::Number) {
+            if output(y).is_none_or(|o| (aggregated && o.group) || o.kind != FieldKind::Number) {
                 errors.push(error(format!("chart.y[{j}]"), format!("`{y}` is not a numeric metric of this report")));
             }
         }
         if let Some(series) = &chart.series
-            && output(series).is_none_or(|o| !o.group)
+            && output(series).is_none_or(|o| aggregated && !o.group)
         {
             errors.push(error("chart.series", format!("`{series}` is not a group of this report")));
         }
@@ -477,7 +560,7 @@ pub fn validate(spec: &Spec, range: Option<(NaiveDate, NaiveDate)>) -> Result<Pl
         errors.push(error("description", format!("at most {MAX_DESCRIPTION} characters")));
     }
     match (errors.is_empty(), filters) {
-        (true, Some(filters)) => Ok(Plan { dataset, filters, outputs, aggregated }),
+        (true, Some(filters)) => Ok(Plan { source, filters, outputs, aggregated }),
         _ => Err(errors),
     }
 }
@@ -512,8 +595,8 @@ mod tests {
         errors.iter().map(|e| e.field.as_str()).collect()
     }
 
-    fn day(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    fn now() -> DateTime<Utc> {
+        "2026-12-31T12:00:00Z".parse().unwrap()
     }
 
     #[test]
@@ -527,7 +610,7 @@ mod tests {
             "limit": 100,
             "chart": {"type": "stacked_bar", "x": "created_at", "y": ["revenue"], "series": "country"}
         }));
-        let plan = validate(&s, Some((day("2025-01-01"), day("2026-12-31")))).unwrap();
+        let plan = validate(&s, now()).unwrap();
         let names: Vec<&str> = plan.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["country", "created_at", "revenue", "count", "p90_amount_cents"]);
         assert!(plan.aggregated);
@@ -545,7 +628,7 @@ mod tests {
             "limit": 0,
             "chart": {"type": "pie", "x": "plan", "y": ["country", "x"], "series": "country"}
         }));
-        let errors = validate(&s, None).unwrap_err();
+        let errors = validate(&s, now()).unwrap_err();
         assert_eq!(
             fields_of(&errors),
             [
@@ -572,29 +655,81 @@ mod tests {
 
     #[test]
     fn a_day_bucket_over_years_is_too_fine_and_a_month_one_is_not() {
-        let by = |bucket: &str| spec(json!({"dataset": "activity", "group_by": [{"field": "ts", "bucket": bucket}], "metrics": [{"op": "count"}]}));
-        let range = Some((day("2022-01-01"), day("2026-12-31")));
-        let errors = validate(&by("day"), range).unwrap_err();
+        let by = |bucket: &str, filters: Value| {
+            spec(json!({"dataset": "orders", "filters": filters, "group_by": [{"field": "created_at", "bucket": bucket}], "metrics": [{"op": "count"}]}))
+        };
+        let years = json!({"from": "2022-01-01T00:00:00Z"});
+        let errors = validate(&by("day", years.clone()), now()).unwrap_err();
         assert_eq!(fields_of(&errors), ["group_by[0].bucket"]);
         assert!(errors[0].message.contains("too fine"), "{}", errors[0].message);
-        assert!(validate(&by("month"), range).is_ok());
+        assert!(validate(&by("month", years), now()).is_ok());
+        // An open range counts as three years; a quarter of days is fine.
+        assert!(validate(&by("day", json!({})), now()).is_err());
+        assert!(validate(&by("day", json!({"from": "2026-10-01T00:00:00Z"})), now()).is_ok());
     }
 
     #[test]
     fn unknown_dataset_and_bad_filters_are_named() {
-        assert_eq!(fields_of(&validate(&spec(json!({"dataset": "invoices"})), None).unwrap_err()), ["dataset"]);
-        let errors = validate(&spec(json!({"dataset": "orders", "filters": {"status": "lost"}})), None).unwrap_err();
+        assert_eq!(fields_of(&validate(&spec(json!({"dataset": "invoices"})), now()).unwrap_err()), ["dataset"]);
+        let errors = validate(&spec(json!({"dataset": "orders", "filters": {"status": "lost"}})), now()).unwrap_err();
         assert!(fields_of(&errors).iter().all(|f| f.starts_with("filters")), "{errors:?}");
         assert!(!errors.is_empty());
     }
 
     #[test]
     fn raw_rows_take_known_columns_and_default_to_all() {
-        let plan = validate(&spec(json!({"dataset": "users"})), None).unwrap();
+        let plan = validate(&spec(json!({"dataset": "users"})), now()).unwrap();
         assert!(!plan.aggregated);
         assert_eq!(plan.outputs.len(), Dataset::Users.columns().len());
-        let plan = validate(&spec(json!({"dataset": "users", "columns": ["country", "email"]})), None).unwrap();
+        let plan = validate(&spec(json!({"dataset": "users", "columns": ["country", "email"]})), now()).unwrap();
         assert_eq!(plan.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["country", "email"]);
+    }
+
+    #[test]
+    fn metric_sets_take_their_own_filters_and_chart_their_rows() {
+        let s = spec(json!({
+            "dataset": "mrr_movements",
+            "filters": {"from": "2026-01", "granularity": "month"},
+            "columns": ["period", "new_cents", "churn_cents", "mrr_cents"],
+            "chart": {"type": "stacked_bar", "x": "period", "y": ["new_cents", "churn_cents"]}
+        }));
+        let plan = validate(&s, now()).unwrap();
+        assert!(!plan.aggregated);
+        let errors = validate(&spec(json!({"dataset": "cohorts", "filters": {"plan": "pro"}})), now()).unwrap_err();
+        assert_eq!(fields_of(&errors), ["filters.plan"]);
+        let errors = validate(&spec(json!({"dataset": "mrr_movements", "metrics": [{"op": "sum", "field": "period"}]})), now()).unwrap_err();
+        assert_eq!(fields_of(&errors), ["metrics[0].field"]);
+    }
+
+    #[test]
+    fn where_conditions_check_fields_and_filter_rows() {
+        let errors = validate(
+            &spec(json!({"dataset": "audit", "where": [{"field": "colour", "op": "eq", "value": "x"}, {"field": "action", "op": "in", "value": "x"}]})),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(fields_of(&errors), ["where[0].field", "where[1].value"]);
+        let record = |action: &str, n: i64| json!({"action": action, "n": n}).as_object().unwrap().clone();
+        let cond = |op: &str, value: Value| serde_json::from_value::<RowCondition>(json!({"field": "action", "op": op, "value": value})).unwrap();
+        assert!(cond("in", json!(["chart.approve", "chart.reject"])).holds(&record("chart.reject", 1)));
+        assert!(!cond("in", json!(["chart.approve"])).holds(&record("chart.create", 1)));
+        assert!(cond("prefix", json!("chart.")).holds(&record("chart.create", 1)));
+        assert!(cond("ne", json!("x")).holds(&json!({}).as_object().unwrap().clone()));
+        let n = serde_json::from_value::<RowCondition>(json!({"field": "n", "op": "gte", "value": 10})).unwrap();
+        assert!(n.holds(&record("a", 10)) && !n.holds(&record("a", 9)));
+    }
+
+    #[test]
+    fn periods_between_count_every_period_touched() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let (from, to) = (d("2026-01-31"), d("2026-03-01"));
+        assert_eq!(Bucket::Day.periods_between(from, to), 30);
+        // A Saturday of ISO week 5 to a Sunday of week 9: five weeks.
+        assert_eq!(Bucket::Week.periods_between(from, to), 5);
+        assert_eq!(Bucket::Month.periods_between(from, to), 3);
+        assert_eq!(Bucket::Quarter.periods_between(d("2025-12-31"), to), 2);
+        assert_eq!(Bucket::Year.periods_between(d("2025-12-31"), to), 2);
+        assert_eq!(Bucket::Month.periods_between(to, from), 0);
     }
 
     #[test]
