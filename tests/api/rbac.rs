@@ -27,7 +27,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 12] = [
+    let values: [(&'static str, String); 13] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -43,6 +43,7 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         ("insight_id", fresh()),
         ("report_id", fresh()),
         ("share_id", fresh()),
+        ("schedule_id", fresh()),
         // A share token that names no link.
         ("token", "no-such-share-token".to_string()),
     ];
@@ -166,6 +167,13 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("DELETE", "/reports/{report_id}/share/{share_id}") => 404,
         ("GET", "/reports/shared/{token}") => 404,
         ("POST", "/reports/shared/{token}") => 404,
+        // schedules: `{}` lacks cron and recipients; a fresh id is missing.
+        ("POST", "/reports/schedules") => 400,
+        ("GET", "/reports/schedules") => 200,
+        ("GET", "/reports/schedules/{schedule_id}") => 404,
+        ("PUT", "/reports/schedules/{schedule_id}") => 400,
+        ("DELETE", "/reports/schedules/{schedule_id}") => 404,
+        ("GET", "/reports/schedules/{schedule_id}/runs") => 404,
         // `{}`: no status.
         ("PATCH", "/analytics/insights/{insight_id}") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
@@ -270,9 +278,10 @@ async fn every_route_and_role() {
     }
     assert!(failures.is_empty(), "{} of {checked} probes went wrong:\n{}", failures.len(), failures.join("\n"));
     // Every route once per role, the export route four times (no body
-    // fields, own data, users, audit), the subject export three times and
-    // the erasure twice (another user, oneself).
-    assert_eq!(checked, BuiltinRole::ALL.len() * (all_routes().len() + 3 + 2 + 1));
+    // fields, own data, users, audit), the subject export three times, the
+    // erasure twice (another user, oneself) and report generation four
+    // times (no body fields, a spec on orders, on audit, an audit template).
+    assert_eq!(checked, BuiltinRole::ALL.len() * (all_routes().len() + 3 + 2 + 1 + 3));
 }
 
 #[tokio::test]

@@ -303,7 +303,9 @@ async fn every_template_generates_in_every_format_on_the_demo_data() {
         let json_rows: usize = doc["sections"].as_array().unwrap().iter().map(|s| s["rows"].as_array().unwrap().len()).sum();
         assert_eq!(json_rows as u64, report["rows"].as_u64().unwrap(), "{id}");
         let ndjson = String::from_utf8(download(file(&report, "ndjson")).await).unwrap();
-        assert_eq!(ndjson.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).count(), json_rows, "{id}");
+        let lines: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), json_rows, "{id}");
+        assert!(lines.iter().all(|l| l["section"].is_string()), "{id}: every line names its section");
         // SQL runs in SQLite, one table a section.
         let sql_path = dir.join("report.sql");
         std::fs::write(&sql_path, download(file(&report, "sql")).await).unwrap();
@@ -337,8 +339,15 @@ async fn every_template_generates_in_every_format_on_the_demo_data() {
         let pages = pdf_pages_inked(&pdf_path);
         assert!(pages.len() >= 2, "{id}: a title page and content");
         assert!(pages.iter().all(|&p| p), "{id}: blank pages {pages:?}");
-        // PNG decodes and is drawn on.
-        assert!(inked(&download(file(&report, "png")).await), "{id}: a blank PNG");
+        // PNG decodes and is drawn on; it is the template's thumbnail in docs/reports.md.
+        let png = download(file(&report, "png")).await;
+        assert!(inked(&png), "{id}: a blank PNG");
+        let thumbnail = keel_local::repo_root().join(format!("docs/reports/{id}.png"));
+        if std::env::var_os("KEEL_UPDATE_THUMBNAILS").is_some() {
+            std::fs::create_dir_all(thumbnail.parent().unwrap()).unwrap();
+            std::fs::write(&thumbnail, &png).unwrap();
+        }
+        assert!(thumbnail.exists(), "{id}: no thumbnail in docs/reports/ (KEEL_UPDATE_THUMBNAILS=1 writes them)");
     }
 }
 

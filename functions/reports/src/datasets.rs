@@ -307,8 +307,15 @@ pub type Record = Map<String, Value>;
 
 /// Records of a source, page by page.
 pub enum Records {
-    Export { plan: Vec<export::Partition>, position: Position, columns: &'static [export::Column], mask: bool },
+    Export {
+        plan: Vec<export::Partition>,
+        position: Position,
+        columns: &'static [export::Column],
+        mask: bool,
+    },
     Memory(Option<Vec<Record>>),
+    /// Pages from anywhere (benchmarks feed generated rows this way).
+    Pages(Box<dyn Iterator<Item = Vec<Record>> + Send>),
 }
 
 impl Records {
@@ -325,9 +332,10 @@ impl Records {
     }
 
     /// The next page of records; `None` at the end.
-    pub async fn next_page(&mut self, store: &Journal) -> Result<Option<Vec<Record>>> {
+    pub async fn next_page(&mut self, store: Option<&Journal>) -> Result<Option<Vec<Record>>> {
         match self {
             Records::Export { plan, position, columns, mask } => {
+                let store = store.ok_or_else(|| Error::internal("a dataset is read from the table"))?;
                 let Some(items) = export::read_page(store, plan, position, PAGE_SIZE).await? else {
                     return Ok(None);
                 };
@@ -342,6 +350,7 @@ impl Records {
                 ))
             }
             Records::Memory(records) => Ok(records.take()),
+            Records::Pages(pages) => Ok(pages.next()),
         }
     }
 }

@@ -59,8 +59,13 @@ fn time_fields(plan: &Plan) -> Vec<String> {
 }
 
 /// Run `spec` (validated as `plan`); `progress` hears the records read so far.
-pub async fn run(store: &Journal, spec: &Spec, plan: &Plan, mask: bool, now: DateTime<Utc>, mut progress: impl FnMut(u64)) -> Result<Outcome> {
-    let mut records = Records::open(store, &plan.filters, mask, now).await?;
+pub async fn run(store: &Journal, spec: &Spec, plan: &Plan, mask: bool, now: DateTime<Utc>, progress: impl FnMut(u64)) -> Result<Outcome> {
+    let records = Records::open(store, &plan.filters, mask, now).await?;
+    run_over(Some(store), records, spec, plan, progress).await
+}
+
+/// Run `spec` over `records` (from the table when `store` is given).
+pub async fn run_over(store: Option<&Journal>, mut records: Records, spec: &Spec, plan: &Plan, mut progress: impl FnMut(u64)) -> Result<Outcome> {
     let times = time_fields(plan);
     let mut range: Option<(String, String)> = None;
     let mut widen = |record: &serde_json::Map<String, Value>| {

@@ -64,7 +64,7 @@ impl ReportFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Compression {
+pub enum ReportCompression {
     /// A zip holding the file and a `manifest.json` (names, sizes, SHA-256).
     Zip,
     Gzip,
@@ -78,7 +78,7 @@ pub struct ReportJob {
     pub parameters: Map<String, Value>,
     pub spec: Option<Spec>,
     pub formats: Vec<ReportFormat>,
-    pub compress: Option<Compression>,
+    pub compress: Option<ReportCompression>,
     #[serde(default)]
     pub page_size: PageSize,
     /// Personal fields masked (the requester lacks `pii:read`).
@@ -345,7 +345,7 @@ fn render_error(e: impl std::fmt::Display) -> Error {
 }
 
 /// Render `doc` as `format`, compressed as asked.
-pub fn render(doc: &Document, format: ReportFormat, compress: Option<Compression>) -> Result<Rendered> {
+pub fn render(doc: &Document, format: ReportFormat, compress: Option<ReportCompression>) -> Result<Rendered> {
     let base = format!("{}-{}", slug(&doc.title), doc.generated_at.format("%Y%m%dT%H%M%SZ"));
     let (body, ext, content_type): (Vec<u8>, &str, &str) = match format {
         ReportFormat::Csv if doc.sections.len() > 1 => {
@@ -373,10 +373,10 @@ pub fn render(doc: &Document, format: ReportFormat, compress: Option<Compression
     finish(Rendered { format, file_name: format!("{base}.{ext}"), content_type: content_type.into(), body }, compress, doc)
 }
 
-fn finish(file: Rendered, compress: Option<Compression>, doc: &Document) -> Result<Rendered> {
+fn finish(file: Rendered, compress: Option<ReportCompression>, doc: &Document) -> Result<Rendered> {
     match compress {
         None => Ok(file),
-        Some(Compression::Gzip) => {
+        Some(ReportCompression::Gzip) => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             gz.write_all(&file.body).map_err(render_error)?;
             Ok(Rendered {
@@ -386,8 +386,8 @@ fn finish(file: Rendered, compress: Option<Compression>, doc: &Document) -> Resu
                 ..file
             })
         }
-        Some(Compression::Zip) if file.content_type == "application/zip" => Ok(file),
-        Some(Compression::Zip) => {
+        Some(ReportCompression::Zip) if file.content_type == "application/zip" => Ok(file),
+        Some(ReportCompression::Zip) => {
             let body = zip(&[(file.file_name.clone(), file.body)], doc)?;
             Ok(Rendered { file_name: format!("{}.zip", file.file_name), content_type: "application/zip".into(), body, format: file.format })
         }

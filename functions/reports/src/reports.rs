@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::ReportsState;
 use crate::datasets::{Filters, Source};
-use crate::generate::{self, Compression, ReportFormat, ReportJob, ReportResult};
+use crate::generate::{self, ReportCompression, ReportFormat, ReportJob, ReportResult};
 use crate::spec::{self, Spec};
 use crate::templates::{self, TemplateInfo};
 
@@ -48,7 +48,7 @@ pub struct GenerateRequest {
     /// A template's parameters (strings; each template lists its own).
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
-    pub compress: Option<Compression>,
+    pub compress: Option<ReportCompression>,
     /// The PDF's paper: `a4` (default) or `letter`.
     pub page_size: Option<keel_render::PageSize>,
     /// List it to everyone who reads reports (default: only to you).

@@ -34,7 +34,7 @@ use shared::store::{QuerySpec, Write, from_item, s, to_item};
 use utoipa::ToSchema;
 
 use crate::ReportsState;
-use crate::generate::{self, Compression, ReportFormat, ReportJob};
+use crate::generate::{self, ReportCompression, ReportFormat, ReportJob};
 use crate::spec::{Comparison, Spec};
 
 pub const MAX_RECIPIENTS: usize = 20;
@@ -111,7 +111,7 @@ pub struct ScheduleInput {
     pub parameters: Option<Map<String, Value>>,
     pub format: Option<ReportFormat>,
     pub formats: Option<Vec<ReportFormat>>,
-    pub compress: Option<Compression>,
+    pub compress: Option<ReportCompression>,
     pub page_size: Option<keel_render::PageSize>,
     /// Five fields (minute hour day-of-month month day-of-week), e.g. `0 8 * * MON`.
     #[schema(example = "0 8 * * MON")]
@@ -144,7 +144,7 @@ pub struct Schedule {
     #[schema(value_type = Option<Object>)]
     pub spec: Option<Spec>,
     pub formats: Vec<ReportFormat>,
-    pub compress: Option<Compression>,
+    pub compress: Option<ReportCompression>,
     pub page_size: keel_render::PageSize,
     pub cron: String,
     pub timezone: String,
@@ -645,7 +645,7 @@ async fn job_for(
     let (owner, mask) = match schedule.run_as {
         RunAs::Owner => (schedule.owner_id.clone(), schedule.owner_mask),
         RunAs::Recipient => {
-            let email = shared::identity::users::Email::parse(recipient).map_err(|e| format!("{e}"))?;
+            let email = shared::identity::users::Email::parse(recipient)?;
             let user = shared::identity::users::find_by_email(store, &email)
                 .await
                 .map_err(|e| e.to_string())?
