@@ -150,10 +150,16 @@ fn lifetime(value: Option<&serde_json::Value>) -> Result<Duration> {
     Ok(ttl)
 }
 
-/// Make a link to `report_id` for `ttl` (no password): what a scheduled
-/// run sends when its files are too large to attach. The absolute URL (on
-/// `public_url`) and the expiry.
-pub async fn create_for(store: &shared::audit::Journal, report_id: &str, created_by: &str, ttl: Duration, public_url: &str) -> Result<(String, String)> {
+/// Store a new link to `report_id` (with its audit entry, by `actor`):
+/// the link and its token (shown once).
+async fn issue(
+    store: &shared::audit::Journal,
+    actor: &shared::audit::Actor,
+    report_id: &str,
+    created_by: &str,
+    ttl: Duration,
+    password: Option<&str>,
+) -> Result<(Share, String)> {
     let now = Utc::now();
     let token = random_token();
     let token_hash = sha256_hex(token.as_bytes());
@@ -164,13 +170,23 @@ pub async fn create_for(store: &shared::audit::Journal, report_id: &str, created
         created_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         expires_at: (now + ttl).to_rfc3339_opts(SecondsFormat::Secs, true),
         revoked_at: None,
-        password_hash: None,
+        password_hash: password.map(hash_password).transpose()?,
         version: 1,
     };
     let write = Write::put_new(store.table(), share.to_item(&token_hash)?, Error::Conflict("share token collision".into()))?;
-    let audit = AuditEntry::new(&shared::audit::Actor::system("jobs"), "report.share", "report", report_id)
-        .changes::<(), _>(None, Some(&json!({ "share_id": share.share_id, "expires_at": share.expires_at, "password_protected": false })));
+    let audit = AuditEntry::new(actor, "report.share", "report", report_id).changes::<(), _>(
+        None,
+        Some(&json!({ "share_id": share.share_id, "expires_at": share.expires_at, "password_protected": share.password_hash.is_some() })),
+    );
     store.commit(vec![write], &audit).await?;
+    Ok((share, token))
+}
+
+/// Make a link to `report_id` for `ttl` (no password): what a scheduled
+/// run sends when its files are too large to attach. The absolute URL (on
+/// `public_url`) and the expiry.
+pub async fn create_for(store: &shared::audit::Journal, report_id: &str, created_by: &str, ttl: Duration, public_url: &str) -> Result<(String, String)> {
+    let (share, token) = issue(store, &shared::audit::Actor::system("jobs"), report_id, created_by, ttl, None).await?;
     Ok((format!("{public_url}/api/v1/reports/shared/{token}"), share.expires_at))
 }
 
@@ -196,26 +212,8 @@ pub async fn create(
     if job.status != shared::domain::jobs::JobStatus::Succeeded {
         return Err(Error::Conflict(format!("report {} is {}: only a finished report can be shared", job.id, job.status.as_str())));
     }
+    let (share, token) = issue(&state.platform.store, &caller.actor(), &job.id, &caller.principal.user_id, ttl, body.password.as_deref()).await?;
     let now = Utc::now();
-    let token = random_token();
-    let token_hash = sha256_hex(token.as_bytes());
-    let share = Share {
-        share_id: uuid::Uuid::now_v7().to_string(),
-        report_id: job.id.clone(),
-        created_by: caller.principal.user_id.clone(),
-        created_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        expires_at: (now + ttl).to_rfc3339_opts(SecondsFormat::Secs, true),
-        revoked_at: None,
-        password_hash: body.password.as_deref().map(hash_password).transpose()?,
-        version: 1,
-    };
-    let store = &state.platform.store;
-    let write = Write::put_new(store.table(), share.to_item(&token_hash)?, Error::Conflict("share token collision".into()))?;
-    let audit = AuditEntry::new(&caller.actor(), "report.share", "report", &job.id).changes::<(), _>(
-        None,
-        Some(&json!({ "share_id": share.share_id, "expires_at": share.expires_at, "password_protected": share.password_hash.is_some() })),
-    );
-    store.commit(vec![write], &audit).await?;
     let url = format!("/api/v1/reports/shared/{token}");
     Ok((StatusCode::CREATED, [(header::LOCATION, url.clone())], Json(ShareCreated { share: ShareView::of(&share, now), url, token })).into_response())
 }
