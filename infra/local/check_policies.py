@@ -9,7 +9,10 @@ AWS::Serverless transform runs) and checks the IAM roles it generates:
 - no inline statement on Resource "*" except for actions that have no
   resource-level permissions (listed below with the function using them);
 - every function denies UpdateItem, DeleteItem and BatchWriteItem on AUDIT#
-  items (audit entries are append-only).
+  items (audit entries are append-only);
+- a role assumed by another service (EventBridge Scheduler's, which SAM
+  makes for a ScheduleV2 event: it may only invoke the function) grants no
+  DynamoDB action at all.
 
 Usage: python infra/local/check_policies.py template.yaml
 """
@@ -62,6 +65,10 @@ def main(path):
             if arn not in ALLOWED_MANAGED:
                 problems.append(f"{name}: managed policy {arn}")
         audit_denied = set()
+        services = set()
+        for st in as_list(props.get("AssumeRolePolicyDocument", {}).get("Statement", [])):
+            services |= set(as_list(st.get("Principal", {}).get("Service", [])))
+        function_role = "lambda.amazonaws.com" in services
         for policy in props.get("Policies", []):
             for st in as_list(policy["PolicyDocument"]["Statement"]):
                 actions = set(as_list(st.get("Action", [])))
@@ -71,7 +78,9 @@ def main(path):
                 leading = st.get("Condition", {}).get("ForAnyValue:StringLike", {}).get("dynamodb:LeadingKeys", [])
                 if st.get("Effect") == "Deny" and "AUDIT#*" in as_list(leading):
                     audit_denied |= actions
-        if not AUDIT_DENY <= audit_denied:
+                if not function_role and st.get("Effect") == "Allow" and any(a.startswith("dynamodb:") for a in actions):
+                    problems.append(f"{name}: a role of {sorted(services)} allows {sorted(actions)}")
+        if function_role and not AUDIT_DENY <= audit_denied:
             problems.append(f"{name}: AUDIT# items not denied {sorted(AUDIT_DENY - audit_denied)}")
 
     for problem in problems:

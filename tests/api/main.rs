@@ -23,6 +23,8 @@ mod openapi;
 mod outbox;
 mod rate_limits;
 mod rbac;
+mod report_schedules;
+mod reports;
 mod roles;
 mod sessions;
 mod stack;

@@ -14,7 +14,7 @@ use shared::identity::users::User;
 use crate::helpers::TestApp;
 
 pub fn all_routes() -> Vec<&'static Route> {
-    auth::ROUTES.iter().chain(admin::ROUTES.iter()).chain(data::ROUTES.iter()).chain(analytics::ROUTES.iter()).collect()
+    auth::ROUTES.iter().chain(admin::ROUTES.iter()).chain(data::ROUTES.iter()).chain(analytics::ROUTES.iter()).chain(reports::ROUTES.iter()).collect()
 }
 
 /// A route's path with its parameters filled in (a chart id that names no
@@ -27,7 +27,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 9] = [
+    let values: [(&'static str, String); 13] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -41,6 +41,11 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         // Custom analytics segments likewise.
         ("segment_id", fresh()),
         ("insight_id", fresh()),
+        ("report_id", fresh()),
+        ("share_id", fresh()),
+        ("schedule_id", fresh()),
+        // A share token that names no link.
+        ("token", "no-such-share-token".to_string()),
     ];
     let mut filled = path.to_string();
     let mut params = Vec::new();
@@ -151,6 +156,24 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/analytics/predictions") => 200,
         ("GET", "/analytics/insights") => 200,
         ("GET", "/analytics/insights/{insight_id}") => 404,
+        // reports: `{}` names no template or spec; lists and the catalog answer; a fresh id is missing.
+        ("POST", "/reports/generate") => 400,
+        ("POST", "/reports/validate") => 400,
+        ("GET", "/reports/templates") => 200,
+        ("GET", "/reports") => 200,
+        ("GET", "/reports/{report_id}") => 404,
+        ("POST", "/reports/{report_id}/share") => 404,
+        ("GET", "/reports/{report_id}/shares") => 404,
+        ("DELETE", "/reports/{report_id}/share/{share_id}") => 404,
+        ("GET", "/reports/shared/{token}") => 404,
+        ("POST", "/reports/shared/{token}") => 404,
+        // schedules: `{}` lacks cron and recipients; a fresh id is missing.
+        ("POST", "/reports/schedules") => 400,
+        ("GET", "/reports/schedules") => 200,
+        ("GET", "/reports/schedules/{schedule_id}") => 404,
+        ("PUT", "/reports/schedules/{schedule_id}") => 400,
+        ("DELETE", "/reports/schedules/{schedule_id}") => 404,
+        ("GET", "/reports/schedules/{schedule_id}/runs") => 404,
         // `{}`: no status.
         ("PATCH", "/analytics/insights/{insight_id}") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
@@ -184,6 +207,11 @@ pub fn probes(route: &Route, me: &User, target: &str, role_name: &str) -> Vec<Pr
             add("own data", json!({"format": "json", "delivery": "job"}), 202);
             add("dataset users", json!({"dataset": "users", "format": "csv", "delivery": "job"}), 202);
             add("dataset audit", json!({"dataset": "audit", "format": "csv", "delivery": "job"}), 202);
+        }
+        ("POST", "/api/v1/reports/generate") => {
+            add("spec on orders", json!({"spec": {"dataset": "orders", "group_by": ["country"], "metrics": [{"op": "count"}]}, "format": "csv"}), 202);
+            add("spec on audit", json!({"spec": {"dataset": "audit", "group_by": ["action"], "metrics": [{"op": "count"}]}, "format": "csv"}), 202);
+            add("audit template", json!({"template": "security_and_audit", "format": "json"}), 202);
         }
         ("POST", "/api/v1/data/export/gdpr") => {
             add("own user_id", json!({"user_id": me.id}), 202);
@@ -250,9 +278,10 @@ async fn every_route_and_role() {
     }
     assert!(failures.is_empty(), "{} of {checked} probes went wrong:\n{}", failures.len(), failures.join("\n"));
     // Every route once per role, the export route four times (no body
-    // fields, own data, users, audit), the subject export three times and
-    // the erasure twice (another user, oneself).
-    assert_eq!(checked, BuiltinRole::ALL.len() * (all_routes().len() + 3 + 2 + 1));
+    // fields, own data, users, audit), the subject export three times, the
+    // erasure twice (another user, oneself) and report generation four
+    // times (no body fields, a spec on orders, on audit, an audit template).
+    assert_eq!(checked, BuiltinRole::ALL.len() * (all_routes().len() + 3 + 2 + 1 + 3));
 }
 
 #[tokio::test]

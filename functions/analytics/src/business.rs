@@ -161,8 +161,13 @@ pub struct BusinessReport {
         (status = 200, description = "Signups, activations, the funnel to paid, active users, charts and moderation throughput per period, totals and the change against the previous range, from the business rollups", body = BusinessReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<BusinessQuery>) -> Result<Json<BusinessReport>> {
+    Ok(Json(compute(&state.platform.store, &query).await?))
+}
+
+/// The answer to `query` from the rollups: the route's body, and what
+/// report templates read (`reports`), so both give the same figures.
+pub async fn compute(store: &shared::store::Store, query: &BusinessQuery) -> Result<BusinessReport> {
     let request = query.validate(Utc::now())?;
-    let store = &state.platform.store;
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
     let p = &request.periods;
     let mut rows: BTreeMap<String, BusinessRow> = BTreeMap::new();
@@ -176,7 +181,7 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         (rows, moderation) =
             tokio::try_join!(read_rows(store, &business_pk, p.granularity, &lo, &p.to), read_rows(store, &moderation_pk, p.granularity, &lo, &p.to))?;
     }
-    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &moderation)))
+    Ok(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &moderation))
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {

@@ -74,6 +74,12 @@ pub struct Predictions {
         (status = 200, description = "Forecasts with intervals and backtest cards, anomalies, churn model and at-risk customers, as of the last refresh", body = Predictions),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<PredictionsQuery>) -> Result<Json<Predictions>> {
+    Ok(Json(compute(&state.platform.store, &query).await?))
+}
+
+/// The answer to `query` from the rollups: the route's body, and what
+/// report templates read (`reports`), so both give the same figures.
+pub async fn compute(store: &shared::store::Store, query: &PredictionsQuery) -> Result<Predictions> {
     let (from, to) = (day("from", &query.from)?, day("to", &query.to)?);
     if let (Some(f), Some(t)) = (&from, &to)
         && f > t
@@ -84,9 +90,8 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
     if customers > MAX_CUSTOMERS {
         return Err(Error::field("customers", format!("at most {MAX_CUSTOMERS}")));
     }
-    let store = &state.platform.store;
     let Some(meta) = store.get::<RevenueMeta>(revenue::META_PK, revenue::META_SK).await? else {
-        return Ok(Json(Predictions::default()));
+        return Ok(Predictions::default());
     };
     let pk = predictions::models_pk(&meta.generation);
     let mut out = Predictions { computed_at: Some(meta.computed_at.clone()), ..Default::default() };
@@ -166,5 +171,5 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         Ok(found)
     };
     (out.forecasts, out.anomalies, out.churn_model, out.at_risk) = tokio::try_join!(forecasts, anomalies, churn_model, at_risk)?;
-    Ok(Json(out))
+    Ok(out)
 }

@@ -230,8 +230,13 @@ pub struct RevenueReport {
         (status = 200, description = "Revenue and MRR metrics per period, their totals and the change against the previous range, from the revenue rollups", body = RevenueReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<RevenueQuery>) -> Result<Json<RevenueReport>> {
+    Ok(Json(compute(&state.platform.store, &query).await?))
+}
+
+/// The answer to `query` from the rollups: the route's body, and what
+/// report templates read (`reports`), so both give the same figures.
+pub async fn compute(store: &shared::store::Store, query: &RevenueQuery) -> Result<RevenueReport> {
     let request = query.validate(Utc::now())?;
-    let store = &state.platform.store;
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
     let p = &request.periods;
     let mut rows: BTreeMap<String, RevenueRow> = BTreeMap::new();
@@ -252,7 +257,7 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
                 tokio::try_join!(read_rows(store, &pk, p.granularity, &lo, &p.to), read_rows(store, &pk, Granularity::Month, &ltv_from, &last_month))?;
         }
     }
-    Ok(Json(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &months)))
+    Ok(report(&request, meta.as_ref().map(|m| m.computed_at.clone()), &rows, &months))
 }
 
 /// The report from the group's rows of the request's granularity and of

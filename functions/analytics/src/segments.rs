@@ -125,8 +125,13 @@ pub struct SegmentsReport {
         (status = 200, description = "Cohort retention (users and MRR) by signup month, and RFM segments with their sizes and revenue, from the rollups", body = SegmentsReport),
     ))]
 pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQuery<SegmentsQuery>) -> Result<Json<SegmentsReport>> {
+    Ok(Json(compute(&state.platform.store, &query).await?))
+}
+
+/// The answer to `query` from the rollups: the route's body, and what
+/// report templates read (`reports`), so both give the same figures.
+pub async fn compute(store: &shared::store::Store, query: &SegmentsQuery) -> Result<SegmentsReport> {
     let request = query.validate(Utc::now())?;
-    let store = &state.platform.store;
     let meta: Option<RevenueMeta> = store.get(revenue::META_PK, revenue::META_SK).await?;
     let mut cohorts: Vec<(String, CohortRow)> = Vec::new();
     let mut rfm = RfmSummary::default();
@@ -136,7 +141,7 @@ pub async fn read(State(state): State<AnalyticsState>, ValidQuery(query): ValidQ
         cohorts.extend(rows);
         rfm = store.get_doc(&business::rfm_pk(&meta.generation), &business::rfm_sk(&request.country)).await?.unwrap_or_default();
     }
-    Ok(Json(report(&request, meta.map(|m| m.computed_at), &cohorts, &rfm)))
+    Ok(report(&request, meta.map(|m| m.computed_at), &cohorts, &rfm))
 }
 
 pub fn cohort(month: &str, row: &CohortRow) -> Cohort {

@@ -6,7 +6,7 @@
 //! exports, data exports (`data_export`, streamed to S3), imports
 //! (`data_import`), bulk operations (`bulk_segment` messages) and GDPR/CCPA
 //! subject exports (`gdpr_export`, one zip per request), and the revenue
-//! rollups' recomputation (`analytics_refresh`).
+//! rollups' recomputation (`analytics_refresh`), and reports (`report`).
 
 pub mod analytics_refresh;
 pub mod audit_export;
@@ -19,6 +19,7 @@ pub mod invite;
 pub mod moderation_notice;
 pub mod multipart;
 pub mod pdf;
+pub mod report;
 pub mod retention;
 pub mod security_email;
 pub mod xlsx;
@@ -36,6 +37,10 @@ use shared::store::Store;
 /// After this many attempts a job is marked failed (the queue's redrive
 /// policy moves the message to the dead-letter queue at the same count).
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The `source` of the input the report-schedules tick is invoked with
+/// (template.yaml, `JobsFunction`'s `ReportSchedules` event).
+pub const REPORT_SCHEDULES_SOURCE: &str = "keel.report-schedules";
 
 #[derive(Clone, Debug)]
 pub struct Worker {
@@ -96,7 +101,7 @@ impl Worker {
     }
 
     /// The files a job wrote or received: its result's `key`, its import
-    /// folder. Returns how many objects were deleted.
+    /// folder, a report's files. Returns how many objects were deleted.
     pub async fn delete_job_files(&self, job: &shared::store::Item) -> shared::platform::error::Result<u64> {
         let mut n = 0;
         if let Some(aws_sdk_dynamodb::types::AttributeValue::M(result)) = job.get("result")
@@ -108,6 +113,10 @@ impl Worker {
         if !id.is_empty() && shared::store::attr_s(job, "kind").is_some_and(|k| k.starts_with("import")) {
             n += self.delete_prefix(&format!("imports/{id}/")).await?;
             n += self.delete_object(&shared::domain::data_jobs::import_report_key(id)).await? as u64;
+        }
+        if !id.is_empty() && shared::store::attr_s(job, "kind") == Some("report") {
+            let owner = shared::store::attr_s(job, "owner_id").unwrap_or("");
+            n += self.delete_prefix(&report::object_key(owner, id, "")).await?;
         }
         Ok(n)
     }
@@ -148,6 +157,42 @@ impl Worker {
         }
     }
 
+    /// A whole object of the exports bucket (a report's file, to attach it).
+    pub async fn get_export(&self, key: &str) -> Result<Vec<u8>> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.config.exports_bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(shared::platform::error::aws("s3 GetObject (exports bucket)"))?;
+        let body = object.body.collect().await.map_err(|e| Error::internal(format!("reading {key}: {e}")))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Send a plain-text email with files attached (a MIME message, SES
+    /// raw content) from the configured sender; the SES message id.
+    pub async fn send_email_with_attachments(&self, to: &str, subject: &str, text: &str, files: &[(String, String, Vec<u8>)]) -> Result<Option<String>> {
+        use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+        let mut message = mail_builder::MessageBuilder::new().from(self.config.email_from.as_str()).to(to).subject(subject).text_body(text);
+        for (name, content_type, body) in files {
+            message = message.attachment(content_type.clone(), name.clone(), body.as_slice());
+        }
+        let raw = message.write_to_vec().map_err(|e| Error::internal(format!("building the email: {e}")))?;
+        let raw = RawMessage::builder().data(aws_sdk_sesv2::primitives::Blob::new(raw)).build().map_err(|e| Error::internal(e.to_string()))?;
+        let sent = self
+            .ses
+            .send_email()
+            .from_email_address(&self.config.email_from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(EmailContent::builder().raw(raw).build())
+            .send()
+            .await
+            .map_err(shared::platform::error::aws("ses SendEmail (raw)"))?;
+        Ok(sent.message_id().map(str::to_string))
+    }
+
     /// Send a plain-text email from the configured sender; the SES message id.
     pub async fn send_email(&self, to: &str, subject: &str, text: String) -> Result<Option<String>> {
         use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
@@ -168,6 +213,12 @@ impl Worker {
     /// One Lambda invocation: the hourly EventBridge schedule runs the
     /// retention sweep; anything else is an SQS batch of job messages.
     pub async fn invoke(&self, payload: Value) -> std::result::Result<Value, String> {
+        // EventBridge Scheduler's every-minute tick for report schedules.
+        if payload.get("source").and_then(Value::as_str) == Some(REPORT_SCHEDULES_SOURCE) {
+            let fired = reports::schedules::fire_due(&self.store, chrono::Utc::now()).await.map_err(|e| format!("{e:#}"))?;
+            tracing::info!(?fired, "report schedules");
+            return serde_json::to_value(&fired).map_err(|e| e.to_string());
+        }
         if payload.get("source").and_then(Value::as_str) == Some("aws.events") {
             let swept = retention::sweep(self, chrono::Utc::now()).await.map_err(|e| format!("{e:#}"))?;
             tracing::info!(?swept, "retention sweep");
@@ -283,6 +334,7 @@ impl Worker {
             JobKind::GdprExport => gdpr_export::run(self, job).await,
             JobKind::Erasure => erasure::run(self, job).await,
             JobKind::AnalyticsRefresh => analytics_refresh::run(self, job).await,
+            JobKind::Report => report::run(self, job).await,
             JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => Err(Error::internal("bulk jobs run as segment messages")),
         }
     }

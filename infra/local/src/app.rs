@@ -53,6 +53,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .merge(as_function("admin", admin::router(admin.clone())))
         .merge(as_function("data", data::router(data.clone())))
         .merge(as_function("analytics", analytics::router(analytics::AnalyticsState { platform: platform.clone() })))
+        .merge(as_function("reports", reports::router(reports::ReportsState { platform: platform.clone(), s3: clients.s3.clone() })))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());

@@ -96,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(schedule::run(local.sealer.clone()));
     tokio::spawn(schedule::run_outbox_sweep(local.sweeper.clone()));
     tokio::spawn(schedule::run_retention(local.worker.clone()));
+    tokio::spawn(schedule::run_report_schedules(local.worker.clone()));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);

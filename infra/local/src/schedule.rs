@@ -1,7 +1,8 @@
 //! Fires the scheduled functions locally, as EventBridge would deployed:
 //! the audit sealer every 5 minutes (template.yaml `SchedulerFunction`) and
 //! the jobs worker's retention sweep every hour (`JobsFunction`'s
-//! `RetentionSweep`).
+//! `RetentionSweep`), and the report schedules every minute (`JobsFunction`'s
+//! `ReportSchedules`: EventBridge Scheduler, which the emulator never fires).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
@@ -24,6 +25,23 @@ pub async fn run_retention(worker: jobs::Worker) {
         match jobs::retention::sweep(&worker, chrono::Utc::now()).await {
             Ok(swept) => tracing::info!(?swept, "retention sweep"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+    }
+}
+
+/// The report schedules' tick (`rate(1 minute)`).
+pub const REPORT_SCHEDULES_EVERY: Duration = Duration::from_secs(60);
+
+/// Fire due report schedules every minute forever (the `make dev` loop);
+/// their jobs go out through the outbox like any other.
+pub async fn run_report_schedules(worker: jobs::Worker) {
+    let mut every = tokio::time::interval(REPORT_SCHEDULES_EVERY);
+    loop {
+        every.tick().await;
+        match reports::schedules::fire_due(&worker.store, chrono::Utc::now()).await {
+            Ok(fired) if !fired.runs.is_empty() => tracing::info!(?fired, "report schedules"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "report schedules failed"),
         }
     }
 }

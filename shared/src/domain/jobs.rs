@@ -14,6 +14,10 @@ use serde_json::Value;
 use crate::platform::error::{Error, Result};
 use crate::store::{Item, Store, Write, s, timestamp, to_item};
 
+/// The gsi3 partition of the reports shared with the team (`JobKind::Report`
+/// jobs whose parameters say `shared`).
+pub const SHARED_REPORTS: &str = "REPORTS#shared";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -85,6 +89,9 @@ pub enum JobKind {
     Erasure,
     /// Recompute the revenue rollups from the orders (`AnalyticsRefresh`).
     AnalyticsRefresh,
+    /// Generate a report (the `reports` crate's `ReportJob`): run its
+    /// specs, render each format, store the files.
+    Report,
 }
 
 impl JobKind {
@@ -101,6 +108,7 @@ impl JobKind {
         JobKind::GdprExport,
         JobKind::Erasure,
         JobKind::AnalyticsRefresh,
+        JobKind::Report,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +125,7 @@ impl JobKind {
             JobKind::GdprExport => "gdpr_export",
             JobKind::Erasure => "erasure",
             JobKind::AnalyticsRefresh => "analytics_refresh",
+            JobKind::Report => "report",
         }
     }
 
@@ -227,6 +236,11 @@ impl Job {
         item.insert("gsi1pk".into(), s(format!("OWNER#{}", self.owner_id)));
         item.insert("gsi1sk".into(), s(order.clone()));
         item.insert("gsi2pk".into(), s(format!("JOBS#{}", self.status.as_str())));
+        // Reports shared with the team are listed to everyone who reads reports.
+        if self.kind == JobKind::Report && self.params.get("shared").and_then(Value::as_bool) == Some(true) {
+            item.insert("gsi3pk".into(), s(SHARED_REPORTS));
+            item.insert("gsi3sk".into(), s(order.clone()));
+        }
         item.insert("gsi2sk".into(), s(order));
         item.insert("type".into(), s("job"));
         Ok(item)

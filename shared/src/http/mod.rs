@@ -102,6 +102,12 @@ pub enum Access {
     /// answer; the handler then refuses them). E.g. `POST /data/export`
     /// by its `dataset`.
     ByBodyField { field: &'static str, absent: Need, cases: &'static [(&'static str, Need)], otherwise: Need },
+    /// A need chosen by string values anywhere in the JSON body: the need
+    /// of the first case whose dotted path (`spec.dataset`) holds its
+    /// value, else `otherwise`. E.g. `POST /reports/generate`: a report
+    /// reading the audit log (by its spec's dataset or its template) also
+    /// needs `audit:read`.
+    ByBodyValues { cases: &'static [(&'static str, &'static str, Need)], otherwise: Need },
 }
 
 /// What the gate knows of a request when it applies a rule.
@@ -125,7 +131,7 @@ impl Access {
 
     /// Whether the rule looks at the request body.
     pub fn reads_body(self) -> bool {
-        matches!(self, Access::ByBodyField { .. } | Access::SelfOrPermission { subject: Subject::Body(_), .. })
+        matches!(self, Access::ByBodyField { .. } | Access::ByBodyValues { .. } | Access::SelfOrPermission { subject: Subject::Body(_), .. })
     }
 
     /// What this request needs, or `None` when the rule depends on a body
@@ -159,6 +165,15 @@ impl Access {
                 Some(serde_json::Value::String(value)) => cases.iter().find(|(case, _)| case == value).map_or(otherwise, |(_, need)| *need),
                 Some(_) => otherwise,
             },
+            Access::ByBodyValues { cases, otherwise } => {
+                let body = object()?;
+                let at = |path: &str| {
+                    let mut parts = path.split('.');
+                    let first = body.get(parts.next()?)?;
+                    parts.try_fold(first, |v, key| v.get(key))
+                };
+                cases.iter().find(|(path, value, _)| at(path).and_then(serde_json::Value::as_str) == Some(*value)).map_or(otherwise, |c| c.2)
+            }
         })
     }
 
@@ -170,6 +185,9 @@ impl Access {
             Access::AllOf(p) | Access::AnyOf(p) => p.to_vec(),
             Access::ByBodyField { absent, cases, otherwise, .. } => {
                 [absent, otherwise].iter().chain(cases.iter().map(|(_, n)| n)).flat_map(|n| n.permissions().iter().copied()).collect()
+            }
+            Access::ByBodyValues { cases, otherwise } => {
+                std::iter::once(&otherwise).chain(cases.iter().map(|(_, _, n)| n)).flat_map(|n| n.permissions().iter().copied()).collect()
             }
         };
         all.sort();
@@ -549,6 +567,25 @@ mod tests {
         cases: &[("audit", Need::All(&[DataExport, AuditRead]))],
         otherwise: Need::All(&[DataExport]),
     };
+
+    #[test]
+    fn body_values_pick_the_first_matching_case_at_any_depth() {
+        const REPORT: Access = Access::ByBodyValues {
+            cases: &[
+                ("spec.dataset", "audit", Need::All(&[ReportsWrite, AuditRead])),
+                ("template", "security_and_audit", Need::All(&[ReportsWrite, AuditRead])),
+            ],
+            otherwise: Need::All(&[ReportsWrite]),
+        };
+        let need = |body: serde_json::Value| REPORT.need(&facts(&[], Some(&body))).map(Need::permissions);
+        assert_eq!(need(json!({"spec": {"dataset": "audit"}})), Some(&[ReportsWrite, AuditRead][..]));
+        assert_eq!(need(json!({"template": "security_and_audit"})), Some(&[ReportsWrite, AuditRead][..]));
+        assert_eq!(need(json!({"spec": {"dataset": "orders"}})), Some(&[ReportsWrite][..]));
+        assert_eq!(need(json!({"spec": "audit"})), Some(&[ReportsWrite][..]));
+        assert_eq!(REPORT.need(&facts(&[], Some(&json!([1])))), None);
+        assert!(REPORT.reads_body());
+        assert_eq!(REPORT.permissions(), vec![AuditRead, ReportsWrite].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    }
 
     #[test]
     fn plain_rules() {

@@ -44,6 +44,9 @@ pub enum Error {
     MethodNotAllowed { method: String, allowed: Vec<String> },
     #[error("{0}")]
     Conflict(String),
+    /// It existed and is no more: a revoked or expired share link (410).
+    #[error("{0}")]
+    Gone(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The body is not of the media type the route reads (415).
@@ -74,6 +77,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -93,6 +97,7 @@ impl Error {
             Error::NotFound(_) => "not-found",
             Error::MethodNotAllowed { .. } => "method-not-allowed",
             Error::Conflict(_) => "conflict",
+            Error::Gone(_) => "gone",
             Error::PayloadTooLarge { .. } => "payload-too-large",
             Error::UnsupportedMediaType { .. } => "unsupported-media-type",
             Error::Unprocessable(_) => "unprocessable",
