@@ -122,6 +122,7 @@ bench: venv
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench
 	$(CARGO) run --locked --release -p keel-bench --bin demo-latency
 	$(CARGO) run --locked --release -p keel-bench --bin analytics-bench
+	$(CARGO) run --locked --release -p keel-bench --bin reports-bench
 
 ## Lambda zips for `sam deploy`: target/lambda/<function>/bootstrap.zip, built
 ## by cargo-lambda with zig as the linker (both pinned PyPI wheels, so nothing

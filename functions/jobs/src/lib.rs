@@ -334,7 +334,9 @@ impl Worker {
             JobKind::GdprExport => gdpr_export::run(self, job).await,
             JobKind::Erasure => erasure::run(self, job).await,
             JobKind::AnalyticsRefresh => analytics_refresh::run(self, job).await,
-            JobKind::Report => report::run(self, job).await,
+            // Boxed: generating a report is a deep future (the engine, the
+            // analytics reads), and every job's future is as large as the largest arm.
+            JobKind::Report => Box::pin(report::run(self, job)).await,
             JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => Err(Error::internal("bulk jobs run as segment messages")),
         }
     }
