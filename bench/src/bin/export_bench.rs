@@ -25,18 +25,12 @@ use jobs::multipart::Upload;
 use jobs::xlsx::XlsxSink;
 use shared::domain::export::{CsvEncoder, Encoder, sample_header, sample_rows};
 
+#[path = "../rss.rs"]
+mod rss;
+use rss::peak_rss_mb;
+
 const ROWS: usize = 1_000_000;
 const CHILD: &str = "KEEL_EXPORT_BENCH_CHILD";
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

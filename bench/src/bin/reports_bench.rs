@@ -31,8 +31,11 @@
 //! bench`, after `cargo build --release -p reports -p jobs`).
 
 // The binary and zip sizes, as the main bench measures them.
+#[path = "../rss.rs"]
+mod rss;
 #[path = "../size.rs"]
 mod size;
+use rss::peak_rss_mb;
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _};
@@ -90,16 +93,6 @@ const COUNTRIES: [(&str, u64); 20] = [
 /// Plans as the demo data has them: name, monthly and annual list price
 /// (cents), weight.
 const PLANS: [(&str, i64, i64, u64); 3] = [("basic", 900, 9000, 60), ("pro", 2900, 29000, 30), ("team", 9900, 99000, 10)];
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().unwrap_or("?").to_string()
