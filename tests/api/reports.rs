@@ -37,6 +37,14 @@ async fn generated(app: &TestApp, token: &str, body: Value) -> Value {
     let report = app.get(&format!("/api/v1/reports/{id}"), token).await;
     assert_eq!(report.status, 200, "{}", report.body);
     assert_eq!(report.body["status"], "succeeded", "{body}: {}", report.body);
+    // The job's last stage was storing its files, one a format.
+    let progress = &report.body["progress"];
+    assert_eq!(
+        (progress["stage"].as_str(), progress["total"].as_u64()),
+        (Some("storing"), Some(report.body["files"].as_array().unwrap().len() as u64)),
+        "{}",
+        report.body
+    );
     report.body
 }
 

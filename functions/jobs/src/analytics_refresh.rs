@@ -126,7 +126,8 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
 
 /// Save `step` as the job's progress; on a concurrent change (a
 /// cancellation, say) read the record back and leave it to the worker.
-async fn save_progress(store: &Store, mut record: Job, step: Step) -> Result<Job> {
+/// (Report jobs save their stages with it too.)
+pub(crate) async fn save_progress(store: &Store, mut record: Job, step: Step) -> Result<Job> {
     record.progress = shared::domain::jobs::Progress { processed: step.done, total: step.total, stage: Some(step.stage.to_string()), ..Default::default() };
     match shared::domain::jobs::save(store, &record).await {
         Ok(saved) => Ok(saved),
@@ -439,8 +440,9 @@ pub async fn read_source(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn
     Ok(Source { orders, events, members, charts, decisions })
 }
 
-/// A step of a recomputation, for a progress display: `stage` is
-/// `orders`, `events` (days read of `total`), `models`, `store` or `insights`.
+/// A step of a job, for a progress display: a recomputation's `stage` is
+/// `orders`, `events` (days read of `total`), `models`, `store` or
+/// `insights`; a report's `reading`, `rendering` or `storing`.
 #[derive(Debug, Clone, Copy)]
 pub struct Step {
     pub stage: &'static str,

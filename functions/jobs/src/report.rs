@@ -18,6 +18,7 @@ use shared::platform::error::{Error, Result};
 use shared::store::Write;
 
 use crate::Worker;
+use crate::analytics_refresh::{Step, save_progress};
 
 /// The object key of a report's file.
 pub fn object_key(owner_id: &str, job_id: &str, file_name: &str) -> String {
@@ -42,13 +43,18 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
         let email = user.email.clone();
         report.requested_by = if report.mask { shared::domain::masking::email(&email) } else { email };
     }
+    // The stages, on the job record as they begin (GET /reports/{id} shows them).
+    let stage = |stage: &'static str, total: usize| Step { stage, done: 0, total: total as u64 };
+    let record = save_progress(&worker.store, job.clone(), stage("reading", checked.sections.len())).await?;
     let generated = generate::document(&worker.store, &report, &checked, now, |_| {}).await?;
+    let record = save_progress(&worker.store, record, stage("rendering", report.formats.len())).await?;
     // Rendering is CPU work (charts, PDF layout): off the async threads.
     let document = generated.document.clone();
     let job_report = report.clone();
     let rendered = tokio::task::spawn_blocking(move || generate::render_all(&document, &job_report))
         .await
         .map_err(|e| Error::internal(format!("rendering task: {e}")))??;
+    save_progress(&worker.store, record, stage("storing", rendered.len())).await?;
     let mut files = Vec::new();
     for file in rendered {
         let key = object_key(&job.owner_id, &job.id, &file.file_name);

@@ -217,7 +217,7 @@ impl Source {
         }
     }
 
-    /// Reading it needs `audit:read` besides `reports:generate` (as exporting it does).
+    /// Reading it needs `audit:read` besides `reports:write` (as exporting it does).
     pub fn needs_audit_read(self) -> bool {
         self == Source::Export(Dataset::Audit)
     }

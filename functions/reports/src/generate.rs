@@ -129,6 +129,25 @@ pub struct ReportResult {
     pub truncated: bool,
 }
 
+/// A request's formats: `format` or `formats` (not both), else `default`.
+pub fn formats_of(format: Option<ReportFormat>, formats: Option<&[ReportFormat]>, default: &[ReportFormat]) -> Result<Vec<ReportFormat>> {
+    match (format, formats) {
+        (Some(_), Some(_)) => Err(Error::field("formats", "give `format` or `formats`, not both")),
+        (Some(f), None) => Ok(vec![f]),
+        (None, Some(list)) => Ok(list.to_vec()),
+        (None, None) => Ok(default.to_vec()),
+    }
+}
+
+/// A spec as a request body holds it (absent or null: none); a body that
+/// is not a spec names `spec`.
+pub fn parse_spec(value: Option<&Value>) -> Result<Option<Spec>> {
+    value
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::from_value::<Spec>(v.clone()).map_err(|e| Error::field("spec", format!("not a report spec: {e}"))))
+        .transpose()
+}
+
 /// The report's sections and KPIs, checked: a template with its
 /// parameters, or one spec.
 #[derive(Debug, Clone)]

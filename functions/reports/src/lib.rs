@@ -34,6 +34,13 @@ const WRITE_AUDIT: Need = Need::All(&[Permission::ReportsWrite, Permission::Audi
 /// test checks the two agree with the templates themselves).
 pub const GENERATE_ACCESS_AUDIT_TEMPLATES: [&str; 2] = ["security_and_audit", "moderation"];
 
+/// Whether a report reads the audit log (and so needs `audit:read`, as an
+/// export of it does): its spec's dataset, or a template that reads it.
+pub fn reads_audit_log(template: Option<&str>, spec: Option<&spec::Spec>) -> bool {
+    spec.and_then(|s| datasets::Source::parse(&s.dataset)).is_some_and(datasets::Source::needs_audit_read)
+        || template.is_some_and(|t| GENERATE_ACCESS_AUDIT_TEMPLATES.contains(&t))
+}
+
 /// `POST /reports/generate` and `/validate`: reports:write, and a report
 /// reading the audit log (its spec's dataset, or a template that reads it)
 /// also audit:read, as exporting it does.
@@ -125,10 +132,10 @@ mod tests {
         let now = chrono::Utc::now();
         for id in templates::ids() {
             let built = templates::build(id, &Default::default(), now).unwrap();
-            let reads_audit = built.sections.iter().any(|s| s.spec.dataset == "audit");
+            let reads_audit = built.sections.iter().any(|s| reads_audit_log(None, Some(&s.spec)));
             let listed = cases.iter().any(|(path, value, _)| *path == "template" && *value == id);
             assert_eq!(reads_audit, listed, "{id}");
-            assert_eq!(reads_audit, GENERATE_ACCESS_AUDIT_TEMPLATES.contains(&id), "{id}");
+            assert_eq!(reads_audit, reads_audit_log(Some(id), None), "{id}");
         }
         let need = GENERATE_ACCESS.need(&Facts { caller: "me", path: &[], body: Some(&serde_json::json!({"spec": {"dataset": "audit"}})) });
         assert_eq!(need.map(Need::permissions), Some(&[Permission::ReportsWrite, Permission::AuditRead][..]));

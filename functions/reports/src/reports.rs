@@ -64,27 +64,14 @@ pub struct GenerateAccepted {
     pub location: String,
 }
 
-/// The spec as the body holds it, parsed: shape errors name `spec`.
-fn parse_spec(value: Option<&Value>) -> Result<Option<Spec>> {
-    value
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::from_value::<Spec>(v.clone()).map_err(|e| Error::field("spec", format!("not a report spec: {e}"))))
-        .transpose()
-}
-
 /// The job a request asks for, checked (every error names its field).
 fn job_of(caller: &Caller, body: &GenerateRequest) -> Result<(ReportJob, generate::Checked)> {
-    let formats = match (&body.format, &body.formats) {
-        (Some(_), Some(_)) => return Err(Error::field("formats", "give `format` or `formats`, not both")),
-        (Some(f), None) => vec![*f],
-        (None, Some(list)) => list.clone(),
-        (None, None) => Vec::new(),
-    };
+    let formats = generate::formats_of(body.format, body.formats.as_deref(), &[])?;
     let principal = &caller.principal;
     let job = ReportJob {
         template: body.template.clone(),
         parameters: body.parameters.clone().unwrap_or_default(),
-        spec: parse_spec(body.spec.as_ref())?,
+        spec: generate::parse_spec(body.spec.as_ref())?,
         formats,
         compress: body.compress,
         page_size: body.page_size.unwrap_or_default(),
@@ -164,7 +151,7 @@ pub struct Validation {
         (status = 400, description = "The body is not a spec at all", body = shared::platform::error::Problem),
     ))]
 pub async fn validate(State(state): State<ReportsState>, ValidJson(body): ValidJson<ValidateRequest>) -> Result<Json<Validation>> {
-    let Some(spec) = parse_spec(Some(&body.spec))? else {
+    let Some(spec) = generate::parse_spec(Some(&body.spec))? else {
         return Err(Error::field("spec", "required"));
     };
     let now = Utc::now();

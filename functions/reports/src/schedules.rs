@@ -185,8 +185,15 @@ impl Schedule {
         Ok(item)
     }
 
-    /// The report job a run makes for `recipient` (filters merged).
+    /// The report job a run makes for `recipient` (filters merged), checked.
     fn report(&self, recipient: &str, mask: bool, requested_by: &str, run_at: &str) -> std::result::Result<ReportJob, Vec<FieldError>> {
+        let job = self.report_job(recipient, mask, requested_by, run_at);
+        generate::check(&job, Utc::now()).map(|_| job)
+    }
+
+    /// The report job a run makes for `recipient`, not checked (a run that
+    /// cannot start still carries one, to tell the owner).
+    fn report_job(&self, recipient: &str, mask: bool, requested_by: &str, run_at: &str) -> ReportJob {
         let extra = self.recipient_filters.get(recipient).and_then(Value::as_object).cloned().unwrap_or_default();
         let mut parameters = self.parameters.clone();
         let mut spec = self.spec.clone();
@@ -197,7 +204,7 @@ impl Schedule {
             filters.extend(extra);
             spec.filters = Some(Value::Object(filters));
         }
-        let job = ReportJob {
+        ReportJob {
             template: self.template.clone(),
             parameters,
             spec,
@@ -217,8 +224,7 @@ impl Schedule {
                 owner_id: self.owner_id.clone(),
                 refused: None,
             }),
-        };
-        generate::check(&job, Utc::now()).map(|_| job)
+        }
     }
 }
 
@@ -242,19 +248,8 @@ fn valid_email(email: &str) -> bool {
 /// A schedule from its input, checked; every error names its field.
 fn build(input: &ScheduleInput, caller: &Caller, existing: Option<&Schedule>, now: DateTime<Utc>) -> Result<Schedule> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let formats = match (&input.format, &input.formats) {
-        (Some(_), Some(_)) => return Err(Error::field("formats", "give `format` or `formats`, not both")),
-        (Some(f), None) => vec![*f],
-        (None, Some(list)) => list.clone(),
-        (None, None) => vec![ReportFormat::Pdf],
-    };
-    let spec = match input.spec.as_ref().filter(|v| !v.is_null()) {
-        None => None,
-        Some(v) => match serde_json::from_value::<Spec>(v.clone()) {
-            Ok(spec) => Some(spec),
-            Err(e) => return Err(Error::field("spec", format!("not a report spec: {e}"))),
-        },
-    };
+    let formats = generate::formats_of(input.format, input.formats.as_deref(), &[ReportFormat::Pdf])?;
+    let spec = generate::parse_spec(input.spec.as_ref())?;
     let timezone = input.timezone.clone().unwrap_or_else(|| "UTC".into());
     let cron = input.cron.trim().to_string();
     let next = match next_run(&cron, &timezone, now) {
@@ -341,14 +336,6 @@ fn build(input: &ScheduleInput, caller: &Caller, existing: Option<&Schedule>, no
     if errors.is_empty() { Ok(schedule) } else { Err(Error::Validation(errors)) }
 }
 
-/// Whether `caller` may schedule `schedule`: a report on the audit log needs
-/// audit:read, as generating it does (the route's rule covers the body's
-/// `spec.dataset` and templates; this also covers a PUT that changes them).
-fn uses_audit(schedule: &Schedule) -> bool {
-    let built = schedule.template.as_deref().and_then(|t| crate::templates::build(t, &schedule.parameters, Utc::now()).ok());
-    schedule.spec.as_ref().is_some_and(|s| s.dataset == "audit") || built.is_some_and(|b| b.sections.iter().any(|s| s.spec.dataset == "audit"))
-}
-
 async fn load(state: &ReportsState, caller: &Caller, id: &str) -> Result<Schedule> {
     let schedule: Schedule = state.platform.store.get(&Schedule::pk(id), "META").await?.ok_or_else(|| Error::NotFound(format!("no report schedule {id}")))?;
     // Another's schedule reads as missing.
@@ -426,10 +413,8 @@ pub async fn replace(
     ValidJson(body): ValidJson<ScheduleInput>,
 ) -> Result<Json<Schedule>> {
     let current = load(&state, &caller, id.as_str()).await?;
+    // audit:read for a report on the audit log is the route's rule (the body's spec or template).
     let next = build(&body, &caller, Some(&current), Utc::now())?;
-    if uses_audit(&next) && !caller.principal.can(Permission::AuditRead) {
-        return Err(Error::Forbidden { missing: Permission::AuditRead.to_string() });
-    }
     let store = &state.platform.store;
     let audit =
         AuditEntry::new(&caller.actor(), "report.schedule.update", "report_schedule", &next.id).changes(Some(&audit_view(&current)), Some(&audit_view(&next)));
@@ -589,27 +574,10 @@ pub async fn fire_due(store: &Journal, now: DateTime<Utc>) -> Result<Fired> {
                     // Logged as an error now; a job tells the owner (by email, from the worker).
                     run.state = RunState::Error;
                     run.error = Some(why.clone());
-                    let notice = ReportJob {
-                        template: schedule.template.clone(),
-                        parameters: schedule.parameters.clone(),
-                        spec: schedule.spec.clone(),
-                        formats: schedule.formats.clone(),
-                        compress: None,
-                        page_size: schedule.page_size,
-                        mask: true,
-                        requested_by: schedule.owner_id.clone(),
-                        shared: false,
-                        delivery: Some(Delivery {
-                            schedule_id: schedule.id.clone(),
-                            run_at: due.clone(),
-                            recipient: recipient.clone(),
-                            subject: schedule.subject.clone(),
-                            send_if: schedule.send_if,
-                            threshold: None,
-                            owner_id: schedule.owner_id.clone(),
-                            refused: Some(why),
-                        }),
-                    };
+                    let mut notice = schedule.report_job(recipient, true, &schedule.owner_id, &due);
+                    if let Some(delivery) = &mut notice.delivery {
+                        delivery.refused = Some(why);
+                    }
                     let job = Job::of(&schedule.owner_id, &notice)?;
                     run.report_id = Some(job.id.clone());
                     writes.push(job.create_write(store.table())?);
@@ -655,9 +623,7 @@ async fn job_for(
                 return Err("run_as recipient: the recipient lacks reports:read".into());
             }
             let report = schedule.report(recipient, !held.contains(Permission::PiiRead), &user.id, run_at).map_err(|e| format!("{e:?}"))?;
-            let needs_audit = report.spec.as_ref().is_some_and(|s| s.dataset == "audit")
-                || report.template.as_deref().is_some_and(|t| crate::GENERATE_ACCESS_AUDIT_TEMPLATES.contains(&t));
-            if needs_audit && !held.contains(Permission::AuditRead) {
+            if crate::reads_audit_log(report.template.as_deref(), report.spec.as_ref()) && !held.contains(Permission::AuditRead) {
                 return Err("run_as recipient: the report reads the audit log and the recipient lacks audit:read".into());
             }
             return Job::of(&user.id, &report).map_err(|e| e.to_string());

@@ -5,7 +5,7 @@
 //! schedule.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
-use keel_render::{ChartKind, Unit};
+use keel_render::Unit;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use shared::platform::error::FieldError;
@@ -581,9 +581,4 @@ fn month_end(month: &str) -> Option<String> {
     let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
     let last = first.checked_add_months(Months::new(1))?.pred_opt()?;
     Some(format!("{}T23:59:59Z", last.format("%Y-%m-%d")))
-}
-
-/// The chart kinds the templates draw, for the docs' thumbnails.
-pub fn charted(built: &Built) -> Vec<ChartKind> {
-    built.sections.iter().filter_map(|s| s.spec.chart.as_ref().map(|c| c.kind)).collect()
 }
