@@ -26,6 +26,7 @@ mod rbac;
 mod report_schedules;
 mod reports;
 mod roles;
+mod search;
 mod sessions;
 mod stack;
 mod subject_requests;

@@ -134,6 +134,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     let email = sweep.profile_email().await?;
     sweep.own_partition(&mut checkpoint).await?;
     sweep.personal_records(&mut checkpoint).await?;
+    sweep.searches(&mut checkpoint).await?;
     sweep.owned(&mut checkpoint, &request.id, email.as_deref()).await?;
     sweep.orders(&mut checkpoint).await?;
     sweep.activity(&mut checkpoint).await?;
@@ -287,6 +288,20 @@ impl Sweep<'_> {
         self.store.batch_delete(&keys).await?;
         for (what, n) in counts {
             checkpoint.add("dynamodb:table", what, "deleted", n);
+        }
+        Ok(())
+    }
+
+    /// `SAVEDSEARCH#id` and `SEARCHHIST#id`: the person's saved searches and
+    /// the queries they ran (their suggestions). The team's rollups keep
+    /// query texts without the person.
+    async fn searches(&self, checkpoint: &mut Checkpoint) -> Result<()> {
+        for (pk, what) in
+            [(format!("SAVEDSEARCH#{}", self.user_id), "saved searches"), (format!("SEARCHHIST#{}", self.user_id), "search history (suggestions)")]
+        {
+            let keys: Vec<_> = self.all(None, "pk", &pk).await?.iter().map(key_of).collect();
+            self.store.batch_delete(&keys).await?;
+            checkpoint.add("dynamodb:table", what, "deleted", keys.len() as u64);
         }
         Ok(())
     }

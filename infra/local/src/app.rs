@@ -28,6 +28,12 @@ pub struct LocalApp {
     pub sealer: scheduler::Sealer,
     /// The outbox's sweeper (the scheduler's other duty).
     pub sweeper: scheduler::outbox_sweep::Sweeper,
+    /// The search function's state (its published-index holder).
+    pub search: search::SearchState,
+    /// The search indexer (its own stream reader applies changes).
+    pub indexer: Arc<search::indexer::Indexer>,
+    /// Where this stack's search instances keep their index files.
+    pub search_dir: std::path::PathBuf,
 }
 
 /// Build every function exactly as its `main.rs` would, from the stack's
@@ -48,19 +54,33 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring, audit: admin::audit_chain_reader(&platform, &clients) };
     let exports = data::ExportSettings::from_lookup(|name| env.get(name).cloned())?;
     let data = data::DataState { platform: platform.clone(), sqs: clients.sqs.clone(), s3: clients.s3.clone(), exports };
+    // The search function and its indexer share nothing but the published
+    // index (bucket + version item), as two Lambdas would; each has its own
+    // directory, per stack (tests run several stacks in one process).
+    let remote = search::index::Remote {
+        store: platform.store.store().clone(),
+        s3: crate::s3_client(sdk),
+        bucket: config.exports_bucket.clone(),
+        kms_key_id: config.data_key_id.clone(),
+    };
+    let search_dir = std::env::temp_dir().join(format!("keel-search-{}", config.table));
+    let searchers = search::index::Searchers::new(remote.clone(), search_dir.join("reader"), std::time::Duration::from_secs(1))?;
+    let search = search::SearchState { platform: platform.clone(), searchers: Arc::new(searchers) };
+    let indexer = Arc::new(search::indexer::Indexer::new(remote, search_dir.join("writer")));
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new() })))
         .merge(as_function("admin", admin::router(admin.clone())))
         .merge(as_function("data", data::router(data.clone())))
         .merge(as_function("analytics", analytics::router(analytics::AnalyticsState { platform: platform.clone() })))
         .merge(as_function("reports", reports::router(reports::ReportsState { platform: platform.clone(), s3: clients.s3.clone() })))
+        .merge(as_function("search", search::router(search.clone())))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());
     let streams = streams::Worker { store: platform.store.store().clone(), outbox: outbox.clone() };
     let sweeper = scheduler::outbox_sweep::Sweeper::new(platform.store.store().clone(), outbox);
     let sealer = scheduler::Sealer::new(config, &clients);
-    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer, sweeper })
+    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer, sweeper, search, indexer, search_dir })
 }
 
 /// Serve a function's router as that function: its metrics carry its name,

@@ -42,6 +42,26 @@ async fn main() -> anyhow::Result<()> {
     // counted once, by the backfill).
     let stream_arn = stack.resources["Table"].attributes["StreamArn"].clone();
     let reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
+    // The search indexer reads the stream on its own (its own event source
+    // mapping in AWS), from here; the seeded items are indexed at once below.
+    let search_reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
+    let started = std::time::Instant::now();
+    let documents: Vec<search::documents::SearchDoc> = items
+        .iter()
+        .filter_map(|item| serde_dynamo::from_item::<_, serde_json::Value>(item.clone()).ok())
+        .filter_map(|value| search::documents::document_of(&value))
+        .collect();
+    let total = documents.len() as u64;
+    let progress = |done: u64| {
+        use std::io::Write as _;
+        print!("\r  search index: {done} of {total} documents");
+        let _ = std::io::stdout().flush();
+    };
+    let built = search::indexer::rebuild(local.search.searchers.remote(), &local.search_dir.join("build"), documents.into_iter(), &progress)
+        .await
+        .map_err(|e| anyhow::anyhow!("building the search index: {e}"))?;
+    println!("\r  search index: {} documents, version {} ({:.1} s)", built.documents, built.version, started.elapsed().as_secs_f64());
+    tokio::spawn(stream_reader::run(search_reader, local.indexer.clone()));
     // Dashboard rollups: one backfill over the seeded items. The emulator's
     // table was empty before the seed, so folding the items just written
     // gives the same counters as a Scan of the table, without reading

@@ -43,6 +43,20 @@ impl Consumer for streams::Worker {
     }
 }
 
+/// The search indexer: its own reader of the stream, as its own Lambda's
+/// event source mapping is in AWS.
+impl Consumer for search::indexer::Indexer {
+    async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        search::indexer::Indexer::handle(self, event).await
+    }
+}
+
+impl<C: Consumer + Send + Sync> Consumer for std::sync::Arc<C> {
+    fn handle(&self, event: Event) -> impl std::future::Future<Output = DynamoDbEventResponse> + Send {
+        C::handle(self, event)
+    }
+}
+
 /// The streams worker's outbox alone: sends committed jobs without the
 /// rollups (tests, where replaying every record's rollups is slow).
 pub struct OutboxOnly<'a>(pub &'a streams::Worker);
@@ -149,7 +163,7 @@ impl StreamReader {
 }
 
 /// Poll forever (the `make dev` loop).
-pub async fn run(mut reader: StreamReader, worker: streams::Worker) {
+pub async fn run(mut reader: StreamReader, worker: impl Consumer) {
     loop {
         match reader.poll_once(&worker).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(500)).await,
