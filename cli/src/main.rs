@@ -65,6 +65,20 @@ enum Command {
         #[command(subcommand)]
         command: AnalyticsCommand,
     },
+    /// The search index.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Rebuild the search index from the table (a parallel scan), with a
+    /// progress bar, and publish it as the next version: search instances
+    /// and the indexer move to it within a second. Audited with the `cli`
+    /// actor as `search.reindex`.
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -306,6 +320,41 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::OauthProvider { action } => oauth_provider(&vars, action).await?,
+        Command::Search { command: SearchCommand::Reindex } => {
+            let sdk = sdk_config(&vars).await;
+            let store = store(&sdk, &vars)?;
+            let remote = search::index::Remote {
+                store: store.store().clone(),
+                s3: shared::platform::aws::Clients::from_sdk_config(&sdk).s3,
+                bucket: required(&vars, "KEEL_EXPORTS_BUCKET", "the stack's ExportsBucketName output")?.clone(),
+                kms_key_id: required(&vars, "KEEL_DATA_KEY_ID", "the stack's DataKeyId output")?.clone(),
+            };
+            let started = std::time::Instant::now();
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(indicatif::ProgressStyle::with_template("{msg:>24} {pos} {elapsed}").map_err(|e| anyhow!("{e}"))?);
+            bar.set_message("reading the table (items)");
+            let docs = search::indexer::documents_in(store.store(), &|n| bar.set_position(n)).await.map_err(describe)?;
+            let total = docs.len() as u64;
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {elapsed}").map_err(|e| anyhow!("{e}"))?.progress_chars("=> "),
+            );
+            bar.set_length(total.max(1));
+            bar.set_position(0);
+            bar.set_message("indexing (documents)");
+            let dir = std::env::temp_dir().join(format!("keel-search-reindex-{}", std::process::id()));
+            let built = search::indexer::rebuild(&remote, &dir, docs.into_iter(), &|n| bar.set_position(n)).await.map_err(describe)?;
+            bar.finish_and_clear();
+            let _ = std::fs::remove_dir_all(&dir);
+            let audit = shared::audit::AuditEntry::new(&cli_actor(), "search.reindex", "search_index", &built.version.to_string());
+            store.record(&audit).await.map_err(describe)?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "Published search index version {}: {} documents in {seconds:.1} s ({:.0} documents/s)",
+                built.version,
+                built.documents,
+                built.documents as f64 / seconds.max(1e-9)
+            );
+        }
         Command::Analytics { command: AnalyticsCommand::Backfill } => {
             let sdk = sdk_config(&vars).await;
             let store = store(&sdk, &vars)?;

@@ -14,7 +14,14 @@ use shared::identity::users::User;
 use crate::helpers::TestApp;
 
 pub fn all_routes() -> Vec<&'static Route> {
-    auth::ROUTES.iter().chain(admin::ROUTES.iter()).chain(data::ROUTES.iter()).chain(analytics::ROUTES.iter()).chain(reports::ROUTES.iter()).collect()
+    auth::ROUTES
+        .iter()
+        .chain(admin::ROUTES.iter())
+        .chain(data::ROUTES.iter())
+        .chain(analytics::ROUTES.iter())
+        .chain(reports::ROUTES.iter())
+        .chain(search::ROUTES.iter())
+        .collect()
 }
 
 /// A route's path with its parameters filled in (a chart id that names no
@@ -27,7 +34,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 13] = [
+    let values: [(&'static str, String); 14] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -44,6 +51,8 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         ("report_id", fresh()),
         ("share_id", fresh()),
         ("schedule_id", fresh()),
+        // A saved search.
+        ("id", fresh()),
         // A share token that names no link.
         ("token", "no-such-share-token".to_string()),
     ];
@@ -176,6 +185,16 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/reports/schedules/{schedule_id}/runs") => 404,
         // `{}`: no status.
         ("PATCH", "/analytics/insights/{insight_id}") => 400,
+        // search: `{}` has no query (the advanced form lists what the caller
+        // may see), no name, no click; lists answer; a fresh id is missing.
+        ("POST", "/search") => 400,
+        ("POST", "/search/advanced") => 200,
+        ("GET", "/search/suggestions") => 400,
+        ("POST", "/search/save") => 400,
+        ("GET", "/search/saved") => 200,
+        ("DELETE", "/search/saved/{id}") => 404,
+        ("POST", "/search/click") => 400,
+        ("GET", "/search/analytics") => 200,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

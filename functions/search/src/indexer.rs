@@ -164,10 +164,9 @@ impl Indexer {
     }
 }
 
-/// Progress of a rebuild: items read, documents indexed.
+/// What a rebuild published.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rebuilt {
-    pub items: u64,
     pub documents: u64,
     pub version: u64,
 }
@@ -192,7 +191,7 @@ pub async fn rebuild(remote: &Remote, dir: &Path, docs: impl Iterator<Item = Sea
     merge_if_many(&index, &mut writer, true).await?;
     let previous = remote.current().await?.map(|(v, _)| v).unwrap_or(0);
     let version = remote.publish(&index, dir, previous, &mut HashSet::new()).await?;
-    Ok(Rebuilt { items: documents, documents, version })
+    Ok(Rebuilt { documents, version })
 }
 
 /// Every searched document in the table (a parallel scan of four segments).
