@@ -196,6 +196,22 @@ impl Opened {
         Ok(Opened { version: 0, index, reader, fields, docs: 0 })
     }
 
+    /// An index in memory holding `docs` (the relevance set, the bench).
+    pub fn in_ram(docs: impl Iterator<Item = crate::documents::SearchDoc>) -> Result<Opened> {
+        let (schema, _) = schema::build();
+        let index = Index::create_in_ram(schema);
+        schema::register(&index);
+        let fields = schema::fields_of(&index.schema()).map_err(tantivy_error)?;
+        let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 64 * 1024 * 1024).map_err(tantivy_error)?;
+        for doc in docs {
+            writer.add_document(doc.to_tantivy(&fields)).map_err(tantivy_error)?;
+        }
+        writer.commit().map_err(tantivy_error)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(tantivy_error)?;
+        let docs = reader.searcher().num_docs();
+        Ok(Opened { version: 0, index, reader, fields, docs })
+    }
+
     fn open(dir: &Path, version: u64) -> Result<Opened> {
         let (index, fields) = open_or_create(dir)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(tantivy_error)?;
