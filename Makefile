@@ -116,13 +116,14 @@ api-fuzz: venv fuzz-venv
 ## exports of 1M rows to CSV and XLSX (rows/s, peak RSS); export requests,
 ## the first audit seal and verify on the demo data.
 bench: venv
-	$(CARGO) build --locked --release -p auth -p admin -p data -p analytics -p reports -p jobs -p streams -p scheduler -p keel-bench
+	$(CARGO) build --locked --release -p auth -p admin -p data -p analytics -p reports -p search -p jobs -p streams -p scheduler -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench --bin login
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench
 	$(CARGO) run --locked --release -p keel-bench --bin demo-latency
 	$(CARGO) run --locked --release -p keel-bench --bin analytics-bench
 	$(CARGO) run --locked --release -p keel-bench --bin reports-bench
+	$(CARGO) run --locked --release -p keel-bench --bin search-bench
 
 ## Lambda zips for `sam deploy`: target/lambda/<function>/bootstrap.zip, built
 ## by cargo-lambda with zig as the linker (both pinned PyPI wheels, so nothing

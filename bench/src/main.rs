@@ -67,7 +67,7 @@ struct Args {
 /// Set for the measuring child process: where to write the report.
 const REPORT_TO: &str = "KEEL_BENCH_REPORT_TO";
 /// Sizes for every function binary of template.yaml (hello: the baseline).
-const SIZED_BINARIES: [&str; 9] = ["hello", "auth", "admin", "data", "analytics", "reports", "jobs", "streams", "scheduler"];
+const SIZED_BINARIES: [&str; 11] = ["hello", "auth", "admin", "data", "analytics", "reports", "search", "search-indexer", "jobs", "streams", "scheduler"];
 /// The deploy-time public key (template parameter SigningPublicKey), which
 /// spares auth and admin the KMS call at init.
 const PUBLIC_KEY_VARIABLE: &str = "KEEL_SIGNING_PUBLIC_KEY";

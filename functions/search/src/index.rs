@@ -93,6 +93,19 @@ impl Remote {
         Ok(())
     }
 
+    /// Delete files of the published index (`search-index/files/<name>`).
+    pub async fn delete_files(&self, names: &[String]) -> Result<()> {
+        futures::stream::iter(names.to_vec())
+            .map(|name: String| async move {
+                let key = format!("{PREFIX}files/{name}");
+                self.s3.delete_object().bucket(&self.bucket).key(&key).send().await.map_err(|e| Error::internal(format!("s3 DeleteObject {key}: {e}")))
+            })
+            .buffer_unordered(TRANSFERS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
     /// Download the files of `manifest` that `dir` lacks, then its
     /// `meta.json`: the bytes fetched.
     pub async fn fetch_into(&self, manifest: &Manifest, dir: &Path) -> Result<u64> {

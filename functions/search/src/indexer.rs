@@ -25,6 +25,9 @@ use crate::documents::{self, Change, SearchDoc};
 use crate::index::{self, Remote, tantivy_error};
 use crate::schema::Fields;
 
+/// How long files no commit names any more stay in the bucket: an instance
+/// that read an older version item a moment ago may still be fetching them.
+pub const RETIRED_FILES_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 /// Segments kept before they are merged into one.
 pub const MAX_SEGMENTS: usize = 8;
 /// The writer's indexing memory (tantivy's floor is 15 MB).
@@ -36,6 +39,9 @@ struct Writer {
     fields: Fields,
     version: u64,
     uploaded: HashSet<String>,
+    /// Files merged away, and since when: deleted from the bucket after
+    /// `RETIRED_FILES_KEPT`.
+    retired: Vec<(std::time::Instant, Vec<String>)>,
 }
 
 pub struct Indexer {
@@ -109,7 +115,7 @@ impl Indexer {
         };
         let (index, fields) = index::open_or_create(&self.dir)?;
         let writer = writer_for(&index)?;
-        Ok(Writer { index, writer, fields, version, uploaded })
+        Ok(Writer { index, writer, fields, version, uploaded, retired: Vec::new() })
     }
 
     /// Apply `changes` as one commit and publish it.
@@ -128,9 +134,23 @@ impl Indexer {
         let (upserts, deletes) = apply_to(&w.writer, &w.fields, changes)?;
         w.writer.commit().map_err(tantivy_error)?;
         merge_if_many(&w.index, &mut w.writer, false).await?;
+        let before = w.uploaded.clone();
         match self.remote.publish(&w.index, &self.dir, w.version, &mut w.uploaded).await {
             Ok(version) => {
                 w.version = version;
+                // What the merge made obsolete: no longer in the directory.
+                let gone: Vec<String> = before.into_iter().filter(|f| !self.dir.join(f).exists()).collect();
+                if !gone.is_empty() {
+                    w.uploaded.retain(|f| !gone.contains(f));
+                    w.retired.push((std::time::Instant::now(), gone));
+                }
+                let (due, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut w.retired).into_iter().partition(|(at, _)| at.elapsed() >= RETIRED_FILES_KEPT);
+                w.retired = kept;
+                let due: Vec<String> = due.into_iter().flat_map(|(_, files)| files).collect();
+                if let Err(e) = self.remote.delete_files(&due).await {
+                    // Left for a reindex's cleanup; the index itself is fine.
+                    tracing::warn!(error = %e, files = due.len(), "deleting retired search index files failed");
+                }
                 Ok(Applied { upserts, deletes, version })
             }
             Err(e) => {
@@ -169,6 +189,10 @@ impl Indexer {
 pub struct Rebuilt {
     pub documents: u64,
     pub version: u64,
+    /// Adding the documents, committing and merging into one segment.
+    pub indexed: std::time::Duration,
+    /// Uploading the files and bumping the version.
+    pub published: std::time::Duration,
 }
 
 /// Build a whole new index from `docs` in `dir` (emptied first) and
@@ -176,6 +200,7 @@ pub struct Rebuilt {
 /// stack's start, the bench.
 pub async fn rebuild(remote: &Remote, dir: &Path, docs: impl Iterator<Item = SearchDoc>, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<Rebuilt> {
     let _ = tokio::fs::remove_dir_all(dir).await;
+    let started = std::time::Instant::now();
     let (index, fields) = index::open_or_create(dir)?;
     let mut writer = writer_for(&index)?;
     let mut documents = 0;
@@ -189,9 +214,10 @@ pub async fn rebuild(remote: &Remote, dir: &Path, docs: impl Iterator<Item = Sea
     progress(documents);
     writer.commit().map_err(tantivy_error)?;
     merge_if_many(&index, &mut writer, true).await?;
+    let indexed = started.elapsed();
     let previous = remote.current().await?.map(|(v, _)| v).unwrap_or(0);
     let version = remote.publish(&index, dir, previous, &mut HashSet::new()).await?;
-    Ok(Rebuilt { documents, version })
+    Ok(Rebuilt { documents, version, indexed, published: started.elapsed() - indexed })
 }
 
 /// Every searched document in the table (a parallel scan of four segments).

@@ -61,10 +61,10 @@ pub struct Suggestions {
 }
 
 /// Completions of the last word of `q` among the hits.
-fn completions(state_docs: &[TantivyDocument], f: &schema::Fields, pii: bool, prefix: &str) -> Vec<(String, u64)> {
+fn completions(docs: &[TantivyDocument], f: &schema::Fields, pii: bool, prefix: &str) -> Vec<(String, u64)> {
     let mut counts: HashMap<String, u64> = HashMap::new();
     let mut analyzer = schema::analyzer();
-    for doc in state_docs {
+    for doc in docs {
         let mut seen = std::collections::HashSet::new();
         let mut texts: Vec<String> = Vec::new();
         let stored = doc.get_first(f.stored).and_then(|v| v.as_str()).and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t).ok());
@@ -106,6 +106,24 @@ async fn past(state: &SearchState, pk: String, prefix: &str) -> Result<Vec<(Stri
     Ok(out)
 }
 
+/// Completions of the last word of `text` among the records `scope` may
+/// see (each a whole query: what was typed before it, kept as typed).
+pub fn complete(searcher: &tantivy::Searcher, fields: &schema::Fields, scope: &query::Scope, text: &str, types: &[DocType]) -> Result<Vec<Suggestion>> {
+    let (words, _) = query::words(text);
+    let Some(last) = words.last() else { return Ok(Vec::new()) };
+    let request = Request { query: text.to_string(), types: types.to_vec(), limit: HITS_READ, ..Default::default() };
+    let found = query::run(searcher, fields, scope, &request)?;
+    let mut docs = Vec::with_capacity(found.hits.len());
+    for (_, address) in &found.hits {
+        docs.push(searcher.doc::<TantivyDocument>(*address).map_err(crate::index::tantivy_error)?);
+    }
+    let head = text.trim_end().rsplit_once(char::is_whitespace).map(|(h, _)| format!("{} ", h.trim_end())).unwrap_or_default();
+    Ok(completions(&docs, fields, scope.pii, last)
+        .into_iter()
+        .map(|(word, count)| Suggestion { text: format!("{head}{word}"), kind: "completion".into(), count })
+        .collect())
+}
+
 #[utoipa::path(get, path = "/api/v1/search/suggestions", tag = "search", params(SuggestionsQuery),
     responses((status = 200, description = "Completions and past queries", body = Suggestions)))]
 pub async fn suggestions(State(state): State<SearchState>, caller: Caller, ValidQuery(q): ValidQuery<SuggestionsQuery>) -> Result<Json<Suggestions>> {
@@ -132,20 +150,9 @@ pub async fn suggestions(State(state): State<SearchState>, caller: Caller, Valid
     let normalized = stats::normalize(text);
     let mut suggestions: Vec<Suggestion> = Vec::new();
     // Completions of the last word, when it is still being typed.
-    if typing && let Some(last) = words.last() {
+    if typing && !words.is_empty() {
         let opened = state.searchers.current().await?;
-        let searcher = opened.reader.searcher();
-        let request = Request { query: text.to_string(), types: types.clone(), limit: HITS_READ, ..Default::default() };
-        let found = query::run(&searcher, &opened.fields, &scope, &request)?;
-        let mut docs = Vec::with_capacity(found.hits.len());
-        for (_, address) in &found.hits {
-            docs.push(searcher.doc::<TantivyDocument>(*address).map_err(crate::index::tantivy_error)?);
-        }
-        // What was typed, up to the last word, kept as typed.
-        let head = text.trim_end().rsplit_once(char::is_whitespace).map(|(h, _)| format!("{} ", h.trim_end())).unwrap_or_default();
-        for (word, count) in completions(&docs, &opened.fields, scope.pii, last) {
-            suggestions.push(Suggestion { text: format!("{head}{word}"), kind: "completion".into(), count });
-        }
+        suggestions = complete(&opened.reader.searcher(), &opened.fields, &scope, text, &types)?;
     }
     let mut queries: BTreeMap<String, u64> = BTreeMap::new();
     let mut sources = vec![stats::history_pk(&caller.principal.user_id)];
