@@ -53,7 +53,7 @@ impl Scope {
 
     /// The clause every search carries: the types asked for, each limited
     /// to what the caller may see.
-    fn visibility(&self, types: &[DocType], f: &Fields) -> Box<dyn Query> {
+    pub fn visibility(&self, types: &[DocType], f: &Fields) -> Box<dyn Query> {
         let type_term = |t: DocType| -> Box<dyn Query> { Box::new(TermQuery::new(Term::from_field_text(f.doc_type, t.as_str()), IndexRecordOption::Basic)) };
         let mut any = Vec::new();
         for &t in types {
@@ -219,11 +219,26 @@ pub struct Variant {
     pub doc_freq: u64,
 }
 
-/// The variants of `word` in `field` across the searcher's segments.
-pub fn expand(searcher: &Searcher, field: Field, word: &str, typos: bool, prefix: bool) -> Result<Vec<Variant>> {
+/// The Levenshtein automaton builders (distance 1 and 2, a swap of
+/// neighbours counting 1): costly to make, so made once per process.
+fn builder(distance: u8) -> &'static LevenshteinAutomatonBuilder {
+    static ONE: std::sync::OnceLock<LevenshteinAutomatonBuilder> = std::sync::OnceLock::new();
+    static TWO: std::sync::OnceLock<LevenshteinAutomatonBuilder> = std::sync::OnceLock::new();
+    let cell = if distance <= 1 { &ONE } else { &TWO };
+    cell.get_or_init(|| LevenshteinAutomatonBuilder::new(distance.clamp(1, 2), true))
+}
+
+/// The automaton of a word's typos within its budget (none under 5 letters).
+pub fn typo_automaton(word: &str) -> Option<DFA> {
+    let budget = typo_budget(word);
+    (budget > 0).then(|| builder(budget).build_dfa(word))
+}
+
+/// The variants of `word` in `field` across the searcher's segments: itself,
+/// its typos when `dfa` is given (`typo_automaton`), its completions when
+/// `prefix`.
+pub fn expand(searcher: &Searcher, field: Field, word: &str, dfa: Option<&DFA>, prefix: bool) -> Result<Vec<Variant>> {
     let mut found: HashMap<String, Variant> = HashMap::new();
-    let budget = if typos { typo_budget(word) } else { 0 };
-    let dfa = (budget > 0).then(|| LevenshteinAutomatonBuilder::new(budget, true).build_dfa(word));
     let internal = |e: std::io::Error| Error::internal(format!("search terms: {e}"));
     for segment in searcher.segment_readers() {
         let inverted = segment.inverted_index(field).map_err(crate::index::tantivy_error)?;
@@ -239,7 +254,7 @@ pub fn expand(searcher: &Searcher, field: Field, word: &str, typos: bool, prefix
         if let Some(info) = terms.get(word.as_bytes()).map_err(internal)? {
             note(word, 0, false, info.doc_freq as u64);
         }
-        if let Some(dfa) = &dfa {
+        if let Some(dfa) = dfa {
             let mut stream = terms.search(DfaAutomaton(dfa)).into_stream().map_err(internal)?;
             while let Some((key, info)) = stream.next() {
                 let Ok(term) = std::str::from_utf8(key) else { continue };
@@ -320,26 +335,46 @@ fn field_name(f: &Fields, field: Field) -> &'static str {
     }
 }
 
+/// What one query word matches: itself, its typos and (while typed) its
+/// completions in every field the caller searches, weighted; the terms it
+/// matched noted in `matched` (per field) for highlighting.
+pub fn word_clause(
+    searcher: &Searcher,
+    f: &Fields,
+    scope: &Scope,
+    word: &str,
+    typing: bool,
+    matched: &mut BTreeMap<String, BTreeSet<String>>,
+) -> Result<Box<dyn Query>> {
+    let dfa = typo_automaton(word);
+    let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (field, weight, typos) in weighted_fields(f, scope) {
+        let dfa = if typos { dfa.as_ref() } else { None };
+        for v in expand(searcher, field, word, dfa, typing)? {
+            matched.entry(field_name(f, field).to_string()).or_default().insert(v.term.clone());
+            let q = TermQuery::new(Term::from_field_text(field, &v.term), IndexRecordOption::WithFreqs);
+            any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), weight * variant_boost(&v, word)))));
+        }
+    }
+    if any.is_empty() {
+        // A word found nowhere: nothing can match every word.
+        any.push((Occur::Should, Box::new(tantivy::query::EmptyQuery)));
+    }
+    Ok(Box::new(BooleanQuery::new(any)))
+}
+
+/// The text fields the caller's words are matched against (not ids).
+pub fn text_fields(f: &Fields, scope: &Scope) -> Vec<Field> {
+    weighted_fields(f, scope).into_iter().filter(|(field, ..)| *field != f.ids).map(|(field, ..)| field).collect()
+}
+
 pub fn plan(searcher: &Searcher, f: &Fields, scope: &Scope, request: &Request) -> Result<Plan> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, scope.visibility(&request.types, f))];
     let mut matched: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let (words, typing) = words(&request.query);
-    let fields = weighted_fields(f, scope);
     for (i, word) in words.iter().enumerate() {
         let last = i + 1 == words.len();
-        let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for &(field, weight, typos) in &fields {
-            for v in expand(searcher, field, word, typos, last && typing)? {
-                matched.entry(field_name(f, field).to_string()).or_default().insert(v.term.clone());
-                let q = TermQuery::new(Term::from_field_text(field, &v.term), IndexRecordOption::WithFreqs);
-                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), weight * variant_boost(&v, word)))));
-            }
-        }
-        if any.is_empty() {
-            // A word found nowhere: nothing can match every word.
-            any.push((Occur::Should, Box::new(tantivy::query::EmptyQuery)));
-        }
-        clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        clauses.push((Occur::Must, word_clause(searcher, f, scope, word, last && typing, &mut matched)?));
     }
     let whole = request.query.trim().to_lowercase();
     if !whole.is_empty() {

@@ -1,11 +1,12 @@
 //! `GET /api/v1/search/suggestions?q=&types=`: completions of the last
 //! word and whole past queries, both starting with what was typed.
 //!
-//! Completions come from the records the caller may see: the query runs
-//! (its last word as a prefix) with the caller's scope, and the words of
-//! the top hits' shown fields that start with the last word are ranked by
-//! how many hits hold them. So a completion never reveals a word of a
-//! record, or of a personal field, the caller could not read. Past queries
+//! Completions come from the records the caller may see: the index terms
+//! starting with the last word, in the fields the caller searches (personal
+//! ones only with `pii:read`), each kept only if a record the caller may
+//! see holds it with the earlier words, and ranked by how many do. So a
+//! completion never reveals a word of a record, or of a personal field, the
+//! caller could not read. Past queries
 //! are the caller's own, and (with `search:read`, which sees them in the
 //! analytics anyway) the team's; only queries that found something.
 
@@ -19,21 +20,22 @@ use shared::http::extract::ValidQuery;
 use shared::identity::rbac::Permission;
 use shared::platform::error::{Error, Result};
 use shared::store::{QuerySpec, s};
-use tantivy::TantivyDocument;
-use tantivy::schema::Value as _;
-use tantivy::tokenizer::TokenStream;
+use tantivy::Term;
+use tantivy::collector::Count;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::SearchState;
-use crate::query::{self, Request};
+use crate::query;
 use crate::schema::{self, DocType};
 use crate::search::scope_of;
 use crate::stats::{self, POPULAR_PK};
 
 /// Suggestions returned.
 pub const MAX_SUGGESTIONS: usize = 10;
-/// Hits whose words are read for completions.
-const HITS_READ: usize = 30;
+/// Completion candidates checked against what the caller may see.
+const CANDIDATES_CHECKED: usize = 20;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -60,35 +62,6 @@ pub struct Suggestions {
     pub suggestions: Vec<Suggestion>,
 }
 
-/// Completions of the last word of `q` among the hits.
-fn completions(docs: &[TantivyDocument], f: &schema::Fields, pii: bool, prefix: &str) -> Vec<(String, u64)> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    let mut analyzer = schema::analyzer();
-    for doc in docs {
-        let mut seen = std::collections::HashSet::new();
-        let mut texts: Vec<String> = Vec::new();
-        let stored = doc.get_first(f.stored).and_then(|v| v.as_str()).and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t).ok());
-        texts.extend(stored.into_iter().flatten().filter(|(k, _)| k != "type").filter_map(|(_, v)| v.as_str().map(str::to_string)));
-        if pii {
-            let personal =
-                doc.get_first(f.personal).and_then(|v| v.as_str()).and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t).ok());
-            texts.extend(personal.into_iter().flatten().filter_map(|(_, v)| v.as_str().map(str::to_string)));
-        }
-        for text in texts {
-            let mut stream = analyzer.token_stream(&text);
-            while stream.advance() {
-                let word = &stream.token().text;
-                if word.starts_with(prefix) && word.len() > prefix.len() && seen.insert(word.clone()) {
-                    *counts.entry(word.clone()).or_default() += 1;
-                }
-            }
-        }
-    }
-    let mut out: Vec<(String, u64)> = counts.into_iter().collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.len().cmp(&b.0.len())).then_with(|| a.0.cmp(&b.0)));
-    out
-}
-
 /// Past queries under `pk` starting with `prefix`, most searched first.
 async fn past(state: &SearchState, pk: String, prefix: &str) -> Result<Vec<(String, u64)>> {
     let spec =
@@ -108,20 +81,47 @@ async fn past(state: &SearchState, pk: String, prefix: &str) -> Result<Vec<(Stri
 
 /// Completions of the last word of `text` among the records `scope` may
 /// see (each a whole query: what was typed before it, kept as typed).
+///
+/// Candidates are the terms starting with the last word in the fields the
+/// caller searches (the most frequent first); each is kept only if a
+/// record the caller may see holds it together with the earlier words, and
+/// ranked by how many do.
 pub fn complete(searcher: &tantivy::Searcher, fields: &schema::Fields, scope: &query::Scope, text: &str, types: &[DocType]) -> Result<Vec<Suggestion>> {
     let (words, _) = query::words(text);
-    let Some(last) = words.last() else { return Ok(Vec::new()) };
-    let request = Request { query: text.to_string(), types: types.to_vec(), limit: HITS_READ, ..Default::default() };
-    let found = query::run(searcher, fields, scope, &request)?;
-    let mut docs = Vec::with_capacity(found.hits.len());
-    for (_, address) in &found.hits {
-        docs.push(searcher.doc::<TantivyDocument>(*address).map_err(crate::index::tantivy_error)?);
+    let Some((last, earlier)) = words.split_last() else { return Ok(Vec::new()) };
+    let searched = query::text_fields(fields, scope);
+    let mut candidates: HashMap<String, u64> = HashMap::new();
+    for &field in &searched {
+        for v in query::expand(searcher, field, last, None, true)? {
+            if v.prefix {
+                *candidates.entry(v.term).or_default() += v.doc_freq;
+            }
+        }
+    }
+    let mut candidates: Vec<(String, u64)> = candidates.into_iter().collect();
+    candidates.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    candidates.truncate(CANDIDATES_CHECKED);
+    let mut base: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, scope.visibility(types, fields))];
+    let mut unused = BTreeMap::new();
+    for word in earlier {
+        base.push((Occur::Must, query::word_clause(searcher, fields, scope, word, false, &mut unused)?));
     }
     let head = text.trim_end().rsplit_once(char::is_whitespace).map(|(h, _)| format!("{} ", h.trim_end())).unwrap_or_default();
-    Ok(completions(&docs, fields, scope.pii, last)
-        .into_iter()
-        .map(|(word, count)| Suggestion { text: format!("{head}{word}"), kind: "completion".into(), count })
-        .collect())
+    let mut out = Vec::new();
+    for (term, _) in candidates {
+        let any: Vec<(Occur, Box<dyn Query>)> = searched
+            .iter()
+            .map(|&field| (Occur::Should, Box::new(TermQuery::new(Term::from_field_text(field, &term), IndexRecordOption::Basic)) as Box<dyn Query>))
+            .collect();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = base.iter().map(|(o, q)| (*o, q.box_clone())).collect();
+        clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        let count = searcher.search(&BooleanQuery::new(clauses), &Count).map_err(crate::index::tantivy_error)?;
+        if count > 0 {
+            out.push(Suggestion { text: format!("{head}{term}"), kind: "completion".into(), count: count as u64 });
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.len().cmp(&b.text.len())).then_with(|| a.text.cmp(&b.text)));
+    Ok(out)
 }
 
 #[utoipa::path(get, path = "/api/v1/search/suggestions", tag = "search", params(SuggestionsQuery),
