@@ -35,7 +35,7 @@ use crate::stats::{self, POPULAR_PK};
 /// Suggestions returned.
 pub const MAX_SUGGESTIONS: usize = 10;
 /// Completion candidates checked against what the caller may see.
-const CANDIDATES_CHECKED: usize = 20;
+const CANDIDATES_CHECKED: usize = MAX_SUGGESTIONS;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,9 +83,11 @@ async fn past(state: &SearchState, pk: String, prefix: &str) -> Result<Vec<(Stri
 /// see (each a whole query: what was typed before it, kept as typed).
 ///
 /// Candidates are the terms starting with the last word in the fields the
-/// caller searches (the most frequent first); each is kept only if a
-/// record the caller may see holds it together with the earlier words, and
-/// ranked by how many do.
+/// caller searches (the most frequent first). When something narrows what
+/// the caller sees (a type they read only in part, or not asked for, or
+/// earlier words), each is kept only if a record the caller may see holds
+/// it together with the earlier words, and ranked by how many do;
+/// otherwise the dictionaries' counts rank them.
 pub fn complete(searcher: &tantivy::Searcher, fields: &schema::Fields, scope: &query::Scope, text: &str, types: &[DocType]) -> Result<Vec<Suggestion>> {
     let (words, _) = query::words(text);
     let Some((last, earlier)) = words.split_last() else { return Ok(Vec::new()) };
@@ -100,21 +102,31 @@ pub fn complete(searcher: &tantivy::Searcher, fields: &schema::Fields, scope: &q
     }
     let mut candidates: Vec<(String, u64)> = candidates.into_iter().collect();
     candidates.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    candidates.truncate(CANDIDATES_CHECKED);
+    candidates.truncate(MAX_SUGGESTIONS);
+    let head = text.trim_end().rsplit_once(char::is_whitespace).map(|(h, _)| format!("{} ", h.trim_end())).unwrap_or_default();
+    let mut out = Vec::new();
+    // Nothing narrows what the caller sees (every type, each in full) and
+    // no earlier word: the dictionaries' counts are the answer.
+    let unrestricted = earlier.is_empty() && DocType::ALL.iter().all(|t| types.contains(t) && scope.full.contains(t));
+    if unrestricted {
+        for (term, count) in candidates {
+            out.push(Suggestion { text: format!("{head}{term}"), kind: "completion".into(), count });
+        }
+        return Ok(out);
+    }
     let mut base: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, scope.visibility(types, fields))];
     let mut unused = BTreeMap::new();
     for word in earlier {
         base.push((Occur::Must, query::word_clause(searcher, fields, scope, word, false, &mut unused)?));
     }
-    let head = text.trim_end().rsplit_once(char::is_whitespace).map(|(h, _)| format!("{} ", h.trim_end())).unwrap_or_default();
-    let mut out = Vec::new();
-    for (term, _) in candidates {
+    for (term, _) in candidates.into_iter().take(CANDIDATES_CHECKED) {
         let any: Vec<(Occur, Box<dyn Query>)> = searched
             .iter()
             .map(|&field| (Occur::Should, Box::new(TermQuery::new(Term::from_field_text(field, &term), IndexRecordOption::Basic)) as Box<dyn Query>))
             .collect();
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = base.iter().map(|(o, q)| (*o, q.box_clone())).collect();
-        clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        // The candidate first: the smallest posting lists lead the intersection.
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(any)))];
+        clauses.extend(base.iter().map(|(o, q)| (*o, q.box_clone())));
         let count = searcher.search(&BooleanQuery::new(clauses), &Count).map_err(crate::index::tantivy_error)?;
         if count > 0 {
             out.push(Suggestion { text: format!("{head}{term}"), kind: "completion".into(), count: count as u64 });
