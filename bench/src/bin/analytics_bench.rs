@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         let Emulator { app, token, _moto } = emulator().await?;
         let store = &app.platform.store;
         let (items, summary) = keel_local::seed::generate(now, 3000 * scale, 2026);
-        let source = keel_local::seed::analytics_source(&items);
+        let source = jobs::analytics_refresh::source_of(items, now).map_err(|e| anyhow::anyhow!("{e}"))?;
         let folded = (source.orders.len() + source.events.len()) as f64;
         let started = Instant::now();
         let done = jobs::analytics_refresh::store_generation(store, source, now, &|_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
