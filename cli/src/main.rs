@@ -367,8 +367,7 @@ async fn main() -> anyhow::Result<()> {
                 bar.set_length(step.total.max(1));
                 bar.set_position(step.done);
                 bar.set_message(match step.stage {
-                    "events" => "reading activity (days)",
-                    "orders" => "reading orders",
+                    "table" => "reading the table (items)",
                     "models" => "fitting models",
                     "store" => "storing rollups (items)",
                     _ => "updating insights",

@@ -25,10 +25,21 @@ and value, and sorts only the matching items (moto sorted the whole table
 by key on every Query, about 2 s per Query at demo size). Results, order, paging and
 filters are moto's, unchanged.
 
+And: moto answers every page of a Scan of the table by sorting the whole
+table by key (`Table.scan` over `Table.all_items()`) and walking it from
+the start to the page's start key, checking each item's segment: O(table)
+per 1 MB page, so a full Scan was O(table²) (the analytics refresh's read
+of 10x the demo data would take hours). Here a Scan of the table (keys of
+type S, as Keel's) walks the partitions of its segment from the start
+key's on, in moto's order, and stops when the page is full: it costs a
+sort of those partitions' keys and what the page holds. Results, order,
+segments, paging and filters are moto's, unchanged.
+
 Run as `python moto_server.py -H 127.0.0.1 -p PORT` (infra/local/src/moto.rs).
 """
 
 import copy
+import operator
 import sys
 import threading
 
@@ -49,6 +60,7 @@ common_models.BaseModel.__new__ = staticmethod(_new)
 import moto.dynamodb.models as dynamodb_models  # noqa: E402
 from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
 from moto.dynamodb.models.table import Table  # noqa: E402
+from moto.utilities.utils import md5_hash  # noqa: E402
 
 _in_transaction = threading.local()
 
@@ -123,6 +135,7 @@ dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 _partition = threading.local()
 _query = Table.query
+_scan = Table.scan
 _all_items = Table.all_items
 
 
@@ -142,6 +155,52 @@ def query(self, hash_key, *args, **kwargs):
         _partition.index = None
 
 
+def scan(self, filters, limit, exclusive_start_key, filter_expression=None, index_name=None, *args, **kwargs):
+    """A Scan of the table itself walks only its segment's partitions
+    from the start key's on, lazily (see `_scan_order`)."""
+    if index_name is None and self.hash_key_type == "S" and self.range_key_attr and self.range_key_type == "S":
+        _partition.scan = (kwargs.get("segments", (None, None)), exclusive_start_key)
+    try:
+        return _scan(self, filters, limit, exclusive_start_key, filter_expression, index_name, *args, **kwargs)
+    finally:
+        _partition.scan = None
+
+
+# The first byte of the MD5 of a hash key's value, which moto's
+# `is_within_segment` takes modulo the number of segments.
+_segment_byte = {}
+
+
+def _segment_of(value, total):
+    byte = _segment_byte.get(value)
+    if byte is None:
+        byte = _segment_byte[value] = md5_hash(value.encode("utf8")).digest()[0]
+    return byte % total
+
+
+def _scan_order(table, segments, start):
+    """The items moto's Scan would walk, in its order (by hash key, then
+    range key: plain string order for keys of type S), from the partition
+    of `start` (the page's exclusive start key) on and only the partitions
+    of `segments`, made as the Scan asks for them. moto still skips the
+    start partition's items up to the start key itself, and checks each
+    item's segment."""
+    segment, total = segments
+    first = start[table.hash_key_attr]["S"] if start else None
+    # list(): one step, so a write meanwhile cannot change the dict mid-walk.
+    keys = [
+        key
+        for key in list(table.items)
+        if (first is None or key.value >= first) and (total is None or _segment_of(key.value, total) == segment)
+    ]
+    keys.sort(key=operator.attrgetter("value"))
+    by_range = operator.attrgetter("range_key.value")
+    for key in keys:
+        partition = table.items.get(key)
+        if partition:
+            yield from sorted(partition.values(), key=by_range)
+
+
 def _matches(item, conditions):
     for name, kind, value in conditions:
         found = item.attrs.get(name)
@@ -151,6 +210,9 @@ def _matches(item, conditions):
 
 
 def all_items(self):
+    scan = getattr(_partition, "scan", None)
+    if scan is not None:
+        return _scan_order(self, *scan)
     key = getattr(_partition, "key", None)
     if key is not None:
         return list(self.items.get(key, {}).values())
@@ -164,6 +226,7 @@ def all_items(self):
 
 
 Table.query = query
+Table.scan = scan
 Table.all_items = all_items
 
 from moto.server import main  # noqa: E402  (after the patches, on purpose)

@@ -132,8 +132,7 @@ async fn predictions_and_ranked_insights_with_an_audited_lifecycle() {
     // measures the outcome and settles the status.
     let r = app.call(Method::PATCH, &path, Some(&analyst), Some(json!({"status": "implemented", "note": "shipped"}))).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let key = (format!("INSIGHT#{id}"), "META".to_string());
-    let mut item = app.store().get_item(&key.0, &key.1).await.unwrap().unwrap();
+    let mut item = app.store().get_item(shared::domain::insights::PARTITION, &shared::domain::insights::sort_key(&id)).await.unwrap().unwrap();
     let mut doc: Value = serde_json::from_str(item[shared::store::DOC].as_s().unwrap()).unwrap();
     doc["implemented_at"] = json!(shared::store::timestamp(now - Duration::days(35)));
     item.insert(shared::store::DOC.into(), shared::store::s(doc.to_string()));

@@ -1,19 +1,19 @@
 //! `analytics_refresh` jobs: recompute the revenue rollups
 //! (`shared::domain::revenue`) from every order and store them, so every
-//! `/api/v1/analytics/*` read answers from a few rollup items. Orders are
-//! read month partition by month partition (gsi2 `ORDERS#yyyy-mm`), newest
-//! first, until 24 months in a row hold none. The rows are written as a new
+//! `/api/v1/analytics/*` read answers from a few rollup items. Everything a
+//! refresh computes from (orders, activity events, users, charts and their
+//! moderation decisions) is read in one parallel Scan of the table
+//! ([`read_source`]). The rows are written as a new
 //! generation; `REVENUE#META / CURRENT` is then switched to it with a
 //! version check (a concurrent refresh that switched first wins, and this
 //! one deletes what it wrote), and the previous generation is deleted.
 //! The same generation holds the business rollups (`shared::domain::business`:
 //! per month and country, cohorts by signup month, RFM), computed from the
-//! activity events (gsi1 `EVENTS#yyyy-mm-dd`, from the day the first user
-//! signed up) and the same orders; and the per-user profiles custom
+//! activity events and the same orders; and the per-user profiles custom
 //! segments are evaluated against (`shared::domain::custom_segments`),
-//! from the users (gsi3 `USERS`), the same events and orders, in chunks;
+//! from the users, the same events and orders, in chunks;
 //! and moderation throughput (`shared::domain::moderation_metrics`) from
-//! the charts (gsi3 `CHARTS`) and their decisions (gsi1 `MODERATIONS#yyyy-mm`).
+//! the charts not deleted and their decisions.
 //! The same generation holds the models' outputs (`shared::domain::predictions`):
 //! `keel_models::pipeline::fit_all` fits the forecasts (with backtest
 //! cards), anomalies and churn model on the events and orders read here.
@@ -28,13 +28,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use keel_models::pipeline::{self, Fitted};
 use serde::Serialize;
 use serde_json::Value;
 use shared::audit::{AuditEntry, Journal};
 use shared::domain::business::{self, Event};
-use shared::domain::charts::{self, Chart, ModerationEvent};
+use shared::domain::charts::{Chart, ModerationEvent};
 use shared::domain::custom_segments::{self, Member, Profile, ProfileChunk, Rule};
 use shared::domain::insights::{self, Insight};
 use shared::domain::jobs::{AnalyticsRefresh, Job};
@@ -43,12 +42,9 @@ use shared::domain::periods::{self, Granularity};
 use shared::domain::predictions::{self, StoredModel};
 use shared::domain::revenue::{self, Order, RevenueMeta};
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, QuerySpec, Store, Write, from_item, s, timestamp, to_doc_item, to_item};
+use shared::store::{Item, QuerySpec, ScanSpec, Store, Write, from_item, s, timestamp, to_doc_item, to_item};
 
 use crate::Worker;
-
-/// Months in a row without orders after which the walk back stops.
-pub const EMPTY_MONTHS_TO_STOP: usize = 24;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Refreshed {
@@ -81,9 +77,6 @@ pub struct InsightChanges {
     pub stale: u64,
     pub measured: u64,
 }
-
-/// Day partitions of the events index read at once.
-const EVENT_DAYS_IN_FLIGHT: usize = 8;
 
 /// How often a running refresh saves its progress on the job record.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -136,104 +129,159 @@ pub(crate) async fn save_progress(store: &Store, mut record: Job, step: Step) ->
     }
 }
 
-/// Every order placed up to `as_of`.
-pub async fn read_orders(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Order>> {
-    let mut orders = Vec::new();
-    let mut month = revenue::month_key(as_of);
-    let mut empty = 0;
-    while empty < EMPTY_MONTHS_TO_STOP {
-        let pk = format!("ORDERS#{month}");
-        let spec = QuerySpec { index: Some("gsi2"), key_condition: "gsi2pk = :pk", values: vec![(":pk", s(pk))], forward: true, ..Default::default() };
-        let items = store.query_all(&spec).await?;
-        empty = if items.is_empty() { empty + 1 } else { 0 };
-        for item in items {
+/// Segments of the parallel Scan that reads the source.
+const SCAN_SEGMENTS: i32 = 4;
+
+/// The items a refresh reads, by the listings that hold them: orders (gsi2
+/// `ORDERS#yyyy-mm`), activity events (gsi1 `EVENTS#yyyy-mm-dd`),
+/// moderation decisions (gsi1 `MODERATIONS#yyyy-mm`), users (gsi3 `USERS`)
+/// and charts not deleted (gsi3 `CHARTS`; a deleted chart moves to
+/// `CHARTS#deleted`). Matching the index keys rather than `type` keeps
+/// exactly what those listings hold.
+const SOURCE_FILTER: &str = "begins_with(gsi2pk, :orders) OR begins_with(gsi1pk, :events) OR begins_with(gsi1pk, :decisions) OR gsi3pk IN (:users, :charts)";
+const ORDERS_PREFIX: &str = "ORDERS#";
+const EVENTS_PREFIX: &str = "EVENTS#";
+const DECISIONS_PREFIX: &str = "MODERATIONS#";
+const USERS_PARTITION: &str = "USERS";
+const CHARTS_PARTITION: &str = "CHARTS";
+
+/// Where an item sits in its listing: the index keys, then the table's
+/// (the order a Query of the index answers).
+type ListingKey = (String, String, String, String);
+
+fn listing_key(item: &Item, index: &str) -> ListingKey {
+    let attr = |name: &str| shared::store::attr_s(item, name).unwrap_or_default().to_string();
+    (attr(&format!("{index}pk")), attr(&format!("{index}sk")), attr("pk"), attr("sk"))
+}
+
+/// One part of the scan's finds, each with its listing key.
+#[derive(Default)]
+struct Found {
+    orders: Vec<(ListingKey, Order)>,
+    events: Vec<(ListingKey, Event)>,
+    members: Vec<(ListingKey, Member)>,
+    charts: Vec<(ListingKey, Chart)>,
+    decisions: Vec<(ListingKey, ModerationEvent)>,
+}
+
+impl Found {
+    /// Keep what `item` is for the source as of `as_of`: orders placed and
+    /// events and decisions taken up to then, every user and every chart
+    /// not deleted (charts created later are left out by the moderation
+    /// figures, which read them as of `as_of`).
+    fn add(&mut self, item: Item, as_of: DateTime<Utc>) -> Result<()> {
+        let attr = |name: &str| shared::store::attr_s(&item, name).unwrap_or_default();
+        let until_as_of = |at: &str| revenue::parse_time(at).is_some_and(|t| t <= as_of);
+        if attr("gsi2pk").starts_with(ORDERS_PREFIX) {
+            let key = listing_key(&item, "gsi2");
             let order: Order = from_item(item)?;
-            if revenue::parse_time(&order.created_at).is_some_and(|t| t <= as_of) {
-                orders.push(order);
+            if until_as_of(&order.created_at) {
+                self.orders.push((key, order));
             }
-        }
-        month = revenue::add_months(&month, -1).ok_or_else(|| Error::internal("month before year 1"))?;
-    }
-    Ok(orders)
-}
-
-/// Every activity event up to `as_of`: the day partitions (gsi1
-/// `EVENTS#yyyy-mm-dd`) from the day the earliest user signed up (gsi3
-/// `USERS`, oldest first) through the day of `as_of`.
-pub async fn read_events(store: &Store, as_of: DateTime<Utc>) -> Result<Vec<Event>> {
-    read_events_with(store, as_of, &|_| {}).await
-}
-
-/// `read_events`, telling `progress` the days read.
-pub async fn read_events_with(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Vec<Event>> {
-    let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("USERS"))], forward: true, ..Default::default() };
-    let (first, _) = store.query_page(&spec, None, 1).await?;
-    let Some(first) = first.first().and_then(|u| shared::store::attr_s(u, "created_at")).and_then(revenue::parse_time) else {
-        return Ok(Vec::new());
-    };
-    let days: Vec<String> = first.date_naive().iter_days().take_while(|d| *d <= as_of.date_naive()).map(|d| d.format("%Y-%m-%d").to_string()).collect();
-    let total = days.len() as u64;
-    let read = std::sync::atomic::AtomicU64::new(0);
-    let pages: Vec<Result<Vec<Item>>> = futures::stream::iter(days)
-        .map(|day| async move {
-            let spec = QuerySpec {
-                index: Some("gsi1"),
-                key_condition: "gsi1pk = :pk",
-                values: vec![(":pk", s(format!("EVENTS#{day}")))],
-                forward: true,
-                ..Default::default()
-            };
-            store.query_all(&spec).await
-        })
-        .buffered(EVENT_DAYS_IN_FLIGHT)
-        .inspect(|_| {
-            let done = read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            progress(Step { stage: "events", done, total });
-        })
-        .collect()
-        .await;
-    let mut events = Vec::new();
-    for page in pages {
-        for item in page? {
+        } else if attr("gsi1pk").starts_with(EVENTS_PREFIX) {
+            let key = listing_key(&item, "gsi1");
             let event: Event = from_item(item)?;
-            if revenue::parse_time(&event.ts).is_some_and(|t| t <= as_of) {
-                events.push(event);
+            if until_as_of(&event.ts) {
+                self.events.push((key, event));
             }
+        } else if attr("gsi1pk").starts_with(DECISIONS_PREFIX) {
+            let key = listing_key(&item, "gsi1");
+            let decision: ModerationEvent = from_item(item)?;
+            if until_as_of(&decision.at) {
+                self.decisions.push((key, decision));
+            }
+        } else if attr("gsi3pk") == USERS_PARTITION {
+            self.members.push((listing_key(&item, "gsi3"), from_item(item)?));
+        } else if attr("gsi3pk") == CHARTS_PARTITION {
+            self.charts.push((listing_key(&item, "gsi3"), from_item(item)?));
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Found) {
+        self.orders.extend(other.orders);
+        self.events.extend(other.events);
+        self.members.extend(other.members);
+        self.charts.extend(other.charts);
+        self.decisions.extend(other.decisions);
+    }
+
+    /// Each kind in its listing's order (orders newest month first, then
+    /// oldest first within a month, as refreshes have always read them), so
+    /// a refresh computes from the same sequence whatever order the scan
+    /// answers in: the computations' stable sorts keep ties (events at the
+    /// same instant) in input order.
+    fn into_source(self) -> Source {
+        Source {
+            orders: in_order(self.orders, |(month, at, pk, sk)| (std::cmp::Reverse(month.clone()), at.clone(), pk.clone(), sk.clone())),
+            events: in_order(self.events, Clone::clone),
+            members: in_order(self.members, Clone::clone),
+            charts: in_order(self.charts, Clone::clone),
+            decisions: in_order(self.decisions, Clone::clone),
         }
     }
-    Ok(events)
 }
 
-/// Every chart not deleted (gsi3 `CHARTS`) and every moderation decision
-/// (gsi1 `MODERATIONS#yyyy-mm`, from the oldest chart's month through `as_of`'s).
-pub async fn read_moderation(store: &Store, as_of: DateTime<Utc>) -> Result<(Vec<Chart>, Vec<ModerationEvent>)> {
-    let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("CHARTS"))], forward: true, ..Default::default() };
-    let charts: Vec<Chart> = store.query_all(&spec).await?.into_iter().map(from_item).collect::<Result<_>>()?;
-    let mut events = Vec::new();
-    let Some(first) = charts.iter().filter_map(|c| revenue::parse_time(&c.created_at)).min() else {
-        return Ok((charts, events));
+/// The `Source` as of `as_of` that [`read_source`] makes of `items`: tests
+/// and the bench build it from generated items, without the emulator.
+pub fn source_of(items: impl IntoIterator<Item = Item>, as_of: DateTime<Utc>) -> Result<Source> {
+    let mut found = Found::default();
+    for item in items {
+        found.add(item, as_of)?;
+    }
+    Ok(found.into_source())
+}
+
+/// `found` in the order of `key`, without the keys.
+fn in_order<K: Ord, T>(mut found: Vec<(ListingKey, T)>, key: impl Fn(&ListingKey) -> K) -> Vec<T> {
+    found.sort_by_cached_key(|(k, _)| key(k));
+    found.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Read the `Source` as of `as_of` in one parallel Scan of the table,
+/// telling `progress` the items read so far (stage `table`; the total is
+/// not known beforehand, so it is the count so far).
+///
+/// Every refresh, scheduled or a backfill, reads this way (one code path):
+/// each one recomputes everything, so it reads every order, activity
+/// event, user, chart and decision, which are most of the table, and a
+/// Scan in parallel segments of 1 MB pages reads them in the fewest
+/// requests. DynamoDB charges the Scan for the rest of the table too
+/// (audit entries, sessions, rollups: the filter trims what is sent, not
+/// what is read), where reading the listings' partitions would take a
+/// Query per day of activity and per month of orders and decisions,
+/// hundreds of round trips; and on the emulator every Query of an index
+/// walks the whole table, which made a backfill at 10x the demo data take
+/// hours.
+pub async fn read_source(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Source> {
+    let spec = ScanSpec {
+        filter: SOURCE_FILTER,
+        values: vec![
+            (":orders", s(ORDERS_PREFIX)),
+            (":events", s(EVENTS_PREFIX)),
+            (":decisions", s(DECISIONS_PREFIX)),
+            (":users", s(USERS_PARTITION)),
+            (":charts", s(CHARTS_PARTITION)),
+        ],
+        ..Default::default()
     };
-    let (mut month, last) = (revenue::month_key(first), revenue::month_key(as_of));
-    while month <= last {
-        let spec = QuerySpec {
-            index: Some("gsi1"),
-            key_condition: "gsi1pk = :pk",
-            values: vec![(":pk", s(charts::moderations_partition(&month)))],
-            forward: true,
-            ..Default::default()
-        };
-        for item in store.query_all(&spec).await? {
-            events.push(from_item(item)?);
-        }
-        month = revenue::add_months(&month, 1).ok_or_else(|| Error::internal("month after year 9999"))?;
+    let read = std::sync::atomic::AtomicU64::new(0);
+    progress(Step { stage: "table", done: 0, total: 0 });
+    let parts = store
+        .scan_parallel(&spec, SCAN_SEGMENTS, |found: &mut Found, items| {
+            let done = read.fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed) + items.len() as u64;
+            for item in items {
+                found.add(item, as_of)?;
+            }
+            progress(Step { stage: "table", done, total: done });
+            Ok(())
+        })
+        .await?;
+    let mut all = Found::default();
+    for part in parts {
+        all.merge(part);
     }
-    Ok((charts, events))
-}
-
-/// Every user item (gsi3 `USERS`), the fields profiles read.
-pub async fn read_members(store: &Store) -> Result<Vec<Member>> {
-    let spec = QuerySpec { index: Some("gsi3"), key_condition: "gsi3pk = :pk", values: vec![(":pk", s("USERS"))], forward: true, ..Default::default() };
-    store.query_all(&spec).await?.into_iter().map(from_item).collect()
+    Ok(all.into_source())
 }
 
 /// The profile chunks of `generation` (sort key: the chunk number, 5 digits).
@@ -429,19 +477,8 @@ pub struct Source {
     pub decisions: Vec<ModerationEvent>,
 }
 
-/// Read the `Source` as of `as_of`, telling `progress` how far it is.
-pub async fn read_source(store: &Store, as_of: DateTime<Utc>, progress: &(dyn Fn(Step) + Send + Sync)) -> Result<Source> {
-    progress(Step { stage: "orders", done: 0, total: 1 });
-    let orders = read_orders(store, as_of).await?;
-    progress(Step { stage: "orders", done: 1, total: 1 });
-    let events = read_events_with(store, as_of, progress).await?;
-    let members = read_members(store).await?;
-    let (charts, decisions) = read_moderation(store, as_of).await?;
-    Ok(Source { orders, events, members, charts, decisions })
-}
-
 /// A step of a job, for a progress display: a recomputation's `stage` is
-/// `orders`, `events` (days read of `total`), `models`, `store` or
+/// `table` (items read; `total` is the count so far), `models`, `store` or
 /// `insights`; a report's `reading`, `rendering` or `storing`.
 #[derive(Debug, Clone, Copy)]
 pub struct Step {

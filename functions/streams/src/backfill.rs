@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::future::try_join_all;
 use serde_json::Value;
 use shared::domain::rollups;
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, Store, n, s};
+use shared::store::{Item, ScanSpec, Store, n, s};
 
 use crate::effects::{self, Effect};
 
@@ -73,22 +72,18 @@ impl Totals {
     }
 }
 
-async fn scan_segment(store: &Store, segment: i32) -> Result<Totals> {
-    let mut totals = Totals::default();
-    let mut pages = store.scan_pages(Some((segment, SEGMENTS)));
-    while let Some(items) = pages.next(None).await? {
-        for item in items {
-            totals.scanned += 1;
-            let value: Value = serde_dynamo::from_item(item).map_err(|e| Error::internal(format!("scanned item: {e}")))?;
-            totals.fold(effects::of_change(None, Some(&value)))?;
-        }
-    }
-    Ok(totals)
-}
-
 /// Scan the table and write every rollup.
 pub async fn run(store: &Store) -> Result<Backfilled> {
-    let parts = try_join_all((0..SEGMENTS).map(|segment| scan_segment(store, segment))).await?;
+    let parts = store
+        .scan_parallel(&ScanSpec::default(), SEGMENTS, |totals: &mut Totals, items| {
+            for item in items {
+                totals.scanned += 1;
+                let value: Value = serde_dynamo::from_item(item).map_err(|e| Error::internal(format!("scanned item: {e}")))?;
+                totals.fold(effects::of_change(None, Some(&value)))?;
+            }
+            Ok(())
+        })
+        .await?;
     let mut totals = Totals::default();
     for part in parts {
         totals.merge(part);

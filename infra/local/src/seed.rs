@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use shared::domain::charts::{Chart, ModerationStatus};
 use shared::identity::users::{Email, User, UserStatus};
-use shared::store::{Item, Store, from_item, timestamp, to_item};
+use shared::store::{Item, Store, timestamp, to_item};
 
 pub mod anomalies;
 
@@ -516,24 +516,6 @@ pub(crate) fn order_value(
         "amount_cents": list - discount, "currency": "USD", "country": country,
         "status": "paid", "created_at": ts, "period_start": ts, "period_end": timestamp(term_end),
     })
-}
-
-/// What the analytics refresh would read back from the table, taken from
-/// generated items (tests and the bench fit on it without the emulator).
-pub fn analytics_source(items: &[Item]) -> jobs::analytics_refresh::Source {
-    let mut source = jobs::analytics_refresh::Source::default();
-    for item in items {
-        let parsed = match shared::store::attr_s(item, "type") {
-            Some("order") => from_item(item.clone()).map(|o| source.orders.push(o)),
-            Some("event") => from_item(item.clone()).map(|e| source.events.push(e)),
-            Some("user") => from_item(item.clone()).map(|m| source.members.push(m)),
-            Some("chart") => from_item(item.clone()).map(|c| source.charts.push(c)),
-            Some("moderation_event") => from_item(item.clone()).map(|d| source.decisions.push(d)),
-            _ => Ok(()),
-        };
-        parsed.expect("a generated item reads back as its type");
-    }
-    source
 }
 
 /// Write the demo data (batches of 25, several in flight).

@@ -8,7 +8,7 @@ use keel_models::churn::{ChurnReport, churn_risk};
 
 fn report(now: DateTime<Utc>, users: usize, seed: u64) -> ChurnReport {
     let (items, summary) = keel_local::seed::generate(now, users, seed);
-    let source = keel_local::seed::analytics_source(&items);
+    let source = jobs::analytics_refresh::source_of(items, now).expect("generated items read back");
     let (events, orders) = (source.events, source.orders);
     assert_eq!((events.len(), orders.len()), (summary.events, summary.orders));
     let report = churn_risk(&events, &orders, now);

@@ -33,7 +33,7 @@ fn within(rows: &Rows, g: Granularity, month: &str) -> BTreeMap<Group, Vec<Reven
 #[test]
 fn revenue_by_day_week_and_quarter_agrees_with_the_months() {
     let (items, _) = keel_local::seed::generate(now(), 400, 2026);
-    let source = keel_local::seed::analytics_source(&items);
+    let source = jobs::analytics_refresh::source_of(items, now()).expect("generated items read back");
     let mut by: BTreeMap<Granularity, Rows> = BTreeMap::new();
     for g in Granularity::ALL {
         let started = Instant::now();
@@ -86,7 +86,7 @@ fn business_and_moderation_by_day_week_and_quarter_agree_with_the_months() {
     use shared::domain::business::{self, BusinessRow};
     use shared::domain::moderation_metrics::{self, ModerationRow};
     let (items, _) = keel_local::seed::generate(now(), 400, 2026);
-    let source = keel_local::seed::analytics_source(&items);
+    let source = jobs::analytics_refresh::source_of(items, now()).expect("generated items read back");
     let users = business::activity(&source.events, now());
     let payers = business::payers(&source.orders, now());
     let months = business::rollups(&users, &payers, now());

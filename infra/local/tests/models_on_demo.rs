@@ -18,7 +18,7 @@ fn forecasts_and_findings_on_the_demo_data() {
     // A fixed instant: the figures (printed for the docs) do not drift with the clock.
     let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap().with_timezone(&Utc);
     let (items, _) = keel_local::seed::generate(now, 3000, 2026);
-    let source = keel_local::seed::analytics_source(&items);
+    let source = jobs::analytics_refresh::source_of(items, now).expect("generated items read back");
     let (events, orders) = (source.events, source.orders);
     let fitted = fit_all(&events, &orders, now);
 

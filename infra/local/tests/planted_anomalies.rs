@@ -58,7 +58,7 @@ struct Figures {
 fn measure(seed: u64) -> Figures {
     let now: DateTime<Utc> = "2026-11-30T15:00:00Z".parse().unwrap();
     let (items, _) = keel_local::seed::generate(now, 3000, seed);
-    let source = keel_local::seed::analytics_source(&items);
+    let source = jobs::analytics_refresh::source_of(items, now).expect("generated items read back");
     let (events, orders) = (source.events, source.orders);
     let series = daily_series(&events, &orders, now);
     let days = series.first().map_or(0, |s| s.values.len()) as f64;

@@ -10,9 +10,10 @@
 //! `anomaly:signups:country=US:2026-11-02`), so the job that finds the same
 //! thing again updates that insight's figures and keeps its lifecycle.
 //!
-//! Keys: `INSIGHT#<id> / META`; gsi1 `INSIGHTS / <id>` (all of them: tens,
-//! read at once and ranked in memory). Every change is written with its
-//! audit entry in one transaction.
+//! Keys: `INSIGHTS / INSIGHT#<id>`: every insight in one partition (tens
+//! of them), so the list is one Query of the table that reads them all at
+//! once to rank in memory, costing what the partition holds. Every change
+//! is written with its audit entry in one transaction.
 
 use std::collections::BTreeMap;
 
@@ -26,12 +27,17 @@ use crate::store::{Item, QuerySpec, Store, Write, from_doc_item, s, timestamp, t
 
 /// The `type` attribute of insight items.
 pub const ITEM_TYPE: &str = "insight";
-/// The gsi1 partition holding every insight.
-pub const ALL_PARTITION: &str = "INSIGHTS";
+/// The partition holding every insight.
+pub const PARTITION: &str = "INSIGHTS";
 /// Days after `implemented` when the outcome is measured.
 pub const OUTCOME_AFTER_DAYS: i64 = 30;
 /// The longest note an operator may attach to a status change.
 pub const MAX_NOTE_CHARS: usize = 2000;
+
+/// The sort key of insight `id` in [`PARTITION`].
+pub fn sort_key(id: &str) -> String {
+    format!("INSIGHT#{id}")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -260,10 +266,8 @@ impl Insight {
     pub fn to_item(&self) -> Result<Item> {
         let mut item = to_doc_item(self)?;
         item.insert("version".into(), crate::store::n(self.version));
-        item.insert("pk".into(), s(InsightId::pk_of(&self.id)));
-        item.insert("sk".into(), s("META"));
-        item.insert("gsi1pk".into(), s(ALL_PARTITION));
-        item.insert("gsi1sk".into(), s(self.id.clone()));
+        item.insert("pk".into(), s(PARTITION));
+        item.insert("sk".into(), s(sort_key(&self.id)));
         item.insert("type".into(), s(ITEM_TYPE));
         Ok(item)
     }
@@ -362,12 +366,12 @@ impl Insight {
 }
 
 pub async fn get(store: &Store, id: &InsightId) -> Result<Option<Insight>> {
-    store.get_doc(&id.pk(), "META").await
+    store.get_doc(PARTITION, &sort_key(id)).await
 }
 
 /// Every insight (unranked).
 pub async fn all(store: &Store) -> Result<Vec<Insight>> {
-    let spec = QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(ALL_PARTITION))], forward: true, ..Default::default() };
+    let spec = QuerySpec { key_condition: "pk = :pk", values: vec![(":pk", s(PARTITION))], forward: true, ..Default::default() };
     store.query_all(&spec).await?.into_iter().map(from_doc_item).collect()
 }
 

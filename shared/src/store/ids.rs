@@ -165,8 +165,9 @@ uuid_id!(
     "JOB"
 );
 uuid_id!(
-    /// An analytics insight (`INSIGHT#<id>`): derived from the finding's
-    /// stable key, so the job that finds it again updates the same one.
+    /// An analytics insight (stored under `INSIGHTS / INSIGHT#<id>`): derived
+    /// from the finding's stable key, so the job that finds it again updates
+    /// the same one.
     InsightId,
     "insight",
     "INSIGHT"

@@ -99,6 +99,18 @@ pub struct QuerySpec<'a> {
     pub consistent: bool,
 }
 
+/// What a Scan reads: the whole table, or one `(segment, of)` part of a
+/// parallel scan, and an optional filter with the names and values it
+/// uses. DynamoDB applies the filter after reading each page, so it saves
+/// the transfer of the items it drops, not the capacity to read them.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSpec<'a> {
+    pub segment: Option<(i32, i32)>,
+    pub filter: &'a str,
+    pub names: Vec<(&'a str, &'a str)>,
+    pub values: Vec<(&'a str, AttributeValue)>,
+}
+
 /// A condition on one item (a put or delete that must not overwrite or
 /// remove what changed meanwhile), with the names and values it uses.
 #[derive(Debug, Clone, Default)]
@@ -181,8 +193,7 @@ enum Read<'a> {
     Query(&'a QuerySpec<'a>),
     /// Select=COUNT: keys are read and counted, no items are returned.
     Count(&'a QuerySpec<'a>),
-    /// The whole table, or one segment `(segment, of)` of a parallel scan.
-    Scan(Option<(i32, i32)>),
+    Scan(&'a ScanSpec<'a>),
 }
 
 /// The one paging loop over LastEvaluatedKey: a Query or Scan read page by
@@ -427,11 +438,34 @@ impl Store {
         Pages { store: self, read: Read::Query(spec), start, ended: false, counted: 0 }
     }
 
-    /// The pages of a Scan of the whole table, or of one `(segment, of)` part
-    /// of a parallel scan. For the rollup backfill, tooling and tests: no
+    /// The pages of a Scan (the whole table, or one part of a parallel
+    /// scan). For backfills and recomputations, tooling and tests: no
     /// request path scans.
-    pub fn scan_pages(&self, segment: Option<(i32, i32)>) -> Pages<'_> {
-        Pages { store: self, read: Read::Scan(segment), start: None, ended: false, counted: 0 }
+    pub fn scan_pages<'a>(&'a self, spec: &'a ScanSpec<'a>) -> Pages<'a> {
+        Pages { store: self, read: Read::Scan(spec), start: None, ended: false, counted: 0 }
+    }
+
+    /// A parallel Scan of the whole table with `spec`'s filter (its
+    /// `segment` is set here): `segments` parts read concurrently, page by
+    /// page, each page handed to `fold` with the part's own accumulator as
+    /// it arrives (so the caller keeps what it needs of an item, not the
+    /// item). Answers the accumulators, one a part, for the caller to merge.
+    pub async fn scan_parallel<T, F>(&self, spec: &ScanSpec<'_>, segments: i32, fold: F) -> Result<Vec<T>>
+    where
+        T: Default,
+        F: Fn(&mut T, Vec<Item>) -> Result<()>,
+    {
+        let fold = &fold;
+        let parts = (0..segments).map(|segment| async move {
+            let spec = ScanSpec { segment: Some((segment, segments)), ..spec.clone() };
+            let mut pages = self.scan_pages(&spec);
+            let mut acc = T::default();
+            while let Some(items) = pages.next(None).await? {
+                fold(&mut acc, items)?;
+            }
+            Ok::<T, Error>(acc)
+        });
+        futures::future::try_join_all(parts).await
     }
 
     /// One page of a Query: at most `limit` items read from `start`, and the
@@ -480,7 +514,8 @@ impl Store {
 
     /// Every item of the table (tests and tooling only).
     pub async fn scan_all(&self) -> Result<Vec<Item>> {
-        let mut pages = self.scan_pages(None);
+        let spec = ScanSpec::default();
+        let mut pages = self.scan_pages(&spec);
         let mut out = Vec::new();
         while let Some(items) = pages.next(None).await? {
             out.extend(items);
@@ -494,13 +529,16 @@ impl Store {
         let (spec, count_only) = match read {
             Read::Query(spec) => (spec, false),
             Read::Count(spec) => (spec, true),
-            Read::Scan(segment) => {
+            Read::Scan(spec) => {
                 let out = self
                     .client
                     .scan()
                     .table_name(&self.table)
-                    .set_segment(segment.map(|(s, _)| s))
-                    .set_total_segments(segment.map(|(_, of)| of))
+                    .set_segment(spec.segment.map(|(s, _)| s))
+                    .set_total_segments(spec.segment.map(|(_, of)| of))
+                    .set_filter_expression((!spec.filter.is_empty()).then(|| spec.filter.to_string()))
+                    .set_expression_attribute_names(names_map(&spec.names))
+                    .set_expression_attribute_values(values_map(&spec.values))
                     .set_limit(limit)
                     .set_exclusive_start_key(start)
                     .send()
