@@ -17,7 +17,7 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::Value;
 use shared::platform::error::{Error, Result};
-use shared::store::Store;
+use shared::store::{ScanSpec, Store, s};
 use tantivy::indexer::NoMergePolicy;
 use tantivy::{Index, IndexWriter, Term};
 
@@ -220,25 +220,26 @@ pub async fn rebuild(remote: &Remote, dir: &Path, docs: impl Iterator<Item = Sea
     Ok(Rebuilt { documents, version, indexed, published: started.elapsed() - indexed })
 }
 
-/// Every searched document in the table (a parallel scan of four segments).
+/// Every searched document in the table: a parallel Scan of four segments,
+/// filtered to the item types search holds.
 pub async fn documents_in(store: &Store, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<Vec<SearchDoc>> {
+    let spec = ScanSpec {
+        filter: "#type IN (:user, :chart, :order, :audit)",
+        names: vec![("#type", "type")],
+        values: vec![(":user", s("user")), (":chart", s("chart")), (":order", s("order")), (":audit", s("audit"))],
+        ..Default::default()
+    };
     let read = std::sync::atomic::AtomicU64::new(0);
-    let parts = futures::future::try_join_all((0..4).map(|segment| {
-        let read = &read;
-        async move {
-            let mut pages = store.scan_pages(Some((segment, 4)));
-            let mut out = Vec::new();
-            while let Some(page) = pages.next(None).await? {
-                let n = page.len() as u64;
-                for item in page {
-                    let value: Value = serde_dynamo::from_item(item).map_err(|e| Error::internal(format!("scan item: {e}")))?;
-                    out.extend(documents::document_of(&value));
-                }
-                progress(read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n);
+    let parts = store
+        .scan_parallel(&spec, 4, |docs: &mut Vec<SearchDoc>, page| {
+            let n = page.len() as u64;
+            for item in page {
+                let value: Value = serde_dynamo::from_item(item).map_err(|e| Error::internal(format!("scan item: {e}")))?;
+                docs.extend(documents::document_of(&value));
             }
-            Ok::<_, Error>(out)
-        }
-    }))
-    .await?;
+            progress(read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n);
+            Ok(())
+        })
+        .await?;
     Ok(parts.into_iter().flatten().collect())
 }
