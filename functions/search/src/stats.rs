@@ -134,7 +134,8 @@ pub struct ClickRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/search/click", tag = "search", request_body = ClickRequest,
-    responses((status = 204, description = "Click recorded")))]
+    responses((status = 204, description = "Click recorded"),
+        (status = 404, description = "No search of the caller's with this query_id (or it is over a day old)", body = shared::platform::error::Problem)))]
 pub async fn click(State(state): State<SearchState>, caller: Caller, ValidJson(body): ValidJson<ClickRequest>) -> Result<StatusCode> {
     if !(1..=1000).contains(&body.position) {
         return Err(Error::field("position", "must be 1 to 1000"));
