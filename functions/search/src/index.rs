@@ -270,22 +270,7 @@ impl Searchers {
         if let Some((version, key)) = self.remote.current().await?
             && version != held
         {
-            let manifest = self.remote.manifest(&key).await?;
-            self.remote.fetch_into(&manifest, &self.dir).await?;
-            let dir = self.dir.clone();
-            let opened = tokio::task::spawn_blocking(move || Opened::open(&dir, version)).await.map_err(|e| Error::internal(e.to_string()))??;
-            state.0 = Arc::new(opened);
-            // Files of older commits are no longer named: remove them
-            // (searches still running keep theirs mapped until they end).
-            let keep: HashSet<&str> = manifest.files.iter().map(String::as_str).collect();
-            if let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await {
-                while let Ok(Some(entry)) = entries.next_entry().await {
-                    let name = entry.file_name().to_string_lossy().to_string();
-                    if !keep.contains(name.as_str()) && !name.starts_with("meta.json") && !name.starts_with('.') {
-                        let _ = tokio::fs::remove_file(entry.path()).await;
-                    }
-                }
-            }
+            state.0 = Arc::new(self.fetch_and_open(version, &key).await?.0);
         }
         state.1 = Some(Instant::now());
         Ok(state.0.clone())
@@ -296,11 +281,28 @@ impl Searchers {
     pub async fn load(&self) -> Result<Loaded> {
         let started = Instant::now();
         let Some((version, key)) = self.remote.current().await? else { return Ok(Loaded::default()) };
-        let manifest = self.remote.manifest(&key).await?;
+        let (opened, bytes_fetched) = self.fetch_and_open(version, &key).await?;
+        *self.state.lock().await = (Arc::new(opened), Some(Instant::now()));
+        Ok(Loaded { version, bytes_fetched, took: started.elapsed() })
+    }
+
+    /// Fetch the files of `version` (its manifest at `key`) that the
+    /// directory lacks, open it, and remove the files no longer named
+    /// (searches still running keep theirs mapped until they end).
+    async fn fetch_and_open(&self, version: u64, key: &str) -> Result<(Opened, u64)> {
+        let manifest = self.remote.manifest(key).await?;
         let bytes_fetched = self.remote.fetch_into(&manifest, &self.dir).await?;
         let dir = self.dir.clone();
         let opened = tokio::task::spawn_blocking(move || Opened::open(&dir, version)).await.map_err(|e| Error::internal(e.to_string()))??;
-        *self.state.lock().await = (Arc::new(opened), Some(Instant::now()));
-        Ok(Loaded { version, bytes_fetched, took: started.elapsed() })
+        let keep: HashSet<&str> = manifest.files.iter().map(String::as_str).collect();
+        if let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !keep.contains(name.as_str()) && !name.starts_with("meta.json") && !name.starts_with('.') {
+                    let _ = tokio::fs::remove_file(entry.path()).await;
+                }
+            }
+        }
+        Ok((opened, bytes_fetched))
     }
 }

@@ -21,7 +21,7 @@ use tantivy::schema::Value as _;
 use utoipa::ToSchema;
 
 use crate::highlight::highlight;
-use crate::query::{self, Found, Request, Scope, SortKey};
+use crate::query::{self, Request, Scope, SortKey};
 use crate::schema::{AMOUNT_FIELD, DATE_FIELDS, DocType, Fields, KEYWORDS};
 use crate::{SearchState, stats};
 
@@ -147,7 +147,7 @@ fn cursor_at(offset: usize) -> String {
 }
 
 /// The types asked for, checked against what the caller may search.
-fn types_of(requested: Option<&[String]>, scope: &Scope) -> Result<Vec<DocType>> {
+pub fn types_of(requested: Option<&[String]>, scope: &Scope) -> Result<Vec<DocType>> {
     let Some(requested) = requested else {
         return Ok(DocType::ALL.into_iter().filter(|t| scope.may_search(*t)).collect());
     };
@@ -249,7 +249,7 @@ pub fn request_of(body: &AdvancedRequest, scope: &Scope) -> Result<Request> {
 }
 
 /// A hit as the caller may see it.
-fn hit_of(doc: &TantivyDocument, f: &Fields, score: f32, scope: &Scope, found: &Found) -> Option<Hit> {
+fn hit_of(doc: &TantivyDocument, f: &Fields, score: f32, scope: &Scope, terms: &std::collections::BTreeSet<String>) -> Option<Hit> {
     let text = |field| doc.get_first(field).and_then(|v| v.as_str()).map(str::to_string);
     let mut fields: Map<String, Value> = serde_json::from_str(&text(f.stored)?).ok()?;
     let doc_type = fields.remove("type")?.as_str()?.to_string();
@@ -265,7 +265,6 @@ fn hit_of(doc: &TantivyDocument, f: &Fields, score: f32, scope: &Scope, found: &
         fields.insert(name, shown);
     }
     let mut highlights = BTreeMap::new();
-    let all_terms: std::collections::BTreeSet<String> = found.matched.values().flatten().cloned().collect();
     for (name, value) in &fields {
         // Masked values are not highlighted: the match was not on them.
         let personal_field = matches!(name.as_str(), "email" | "name" | "customer_name");
@@ -273,7 +272,7 @@ fn hit_of(doc: &TantivyDocument, f: &Fields, score: f32, scope: &Scope, found: &
             continue;
         }
         if let Some(s) = value.as_str()
-            && let Some(h) = highlight(s, &all_terms)
+            && let Some(h) = highlight(s, terms)
         {
             highlights.insert(name.clone(), h);
         }
@@ -288,10 +287,12 @@ pub async fn execute(state: &SearchState, caller: &Caller, request: &Request) ->
     let started = Instant::now();
     let searcher = opened.reader.searcher();
     let found = query::run(&searcher, &opened.fields, &scope, request)?;
+    // Every term the query matched, in any field: what a hit's shown text highlights.
+    let terms: std::collections::BTreeSet<String> = found.matched.values().flatten().cloned().collect();
     let mut hits = Vec::with_capacity(found.hits.len());
     for (score, address) in &found.hits {
         let doc: TantivyDocument = searcher.doc(*address).map_err(crate::index::tantivy_error)?;
-        hits.extend(hit_of(&doc, &opened.fields, *score, &scope, &found));
+        hits.extend(hit_of(&doc, &opened.fields, *score, &scope, &terms));
     }
     let took = started.elapsed();
     let next = request.offset + hits.len();

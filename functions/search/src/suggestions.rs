@@ -29,7 +29,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::SearchState;
 use crate::query;
 use crate::schema::{self, DocType};
-use crate::search::scope_of;
+use crate::search::{scope_of, types_of};
 use crate::stats::{self, POPULAR_PK};
 
 /// Suggestions returned.
@@ -144,20 +144,12 @@ pub async fn suggestions(State(state): State<SearchState>, caller: Caller, Valid
         return Err(Error::field("q", format!("1 to {} characters", query::MAX_QUERY_CHARS)));
     }
     let scope = scope_of(&caller.principal);
-    let types: Vec<DocType> = match q.types.as_deref() {
-        None => DocType::ALL.into_iter().filter(|t| scope.may_search(*t)).collect(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                match DocType::parse(name) {
-                    Some(t) if scope.may_search(t) => out.push(t),
-                    Some(_) => return Err(Error::Forbidden { missing: "the permission to read that type".into() }),
-                    None => return Err(Error::field("types", "comma-separated users, charts, orders, audit")),
-                }
-            }
-            out
-        }
-    };
+    // The search's own check of the types (unknown: 400; unreadable: 403).
+    let requested: Option<Vec<String>> = q.types.as_deref().map(|l| l.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect());
+    let types = types_of(requested.as_deref(), &scope).map_err(|e| match e {
+        Error::Validation(_) => Error::field("types", "comma-separated users, charts, orders, audit"),
+        other => other,
+    })?;
     let (words, typing) = query::words(text);
     let normalized = stats::normalize(text);
     let mut suggestions: Vec<Suggestion> = Vec::new();
