@@ -35,6 +35,14 @@ key's on, in moto's order, and stops when the page is full: it costs a
 sort of those partitions' keys and what the page holds. Results, order,
 segments, paging and filters are moto's, unchanged.
 
+And: moto_server answers requests on several threads, and moto checks a
+write's condition and then applies it without a lock, so two conditional
+writes to one item could both pass (both "attribute_not_exists(pk)"). A
+failed transaction's rollback (moto's or the undo log here) could also put
+back an item over another thread's write made meanwhile. DynamoDB applies
+each write and transaction to an item atomically; here every write (put,
+update, delete, transaction) holds one lock, so they are atomic too.
+
 Run as `python moto_server.py -H 127.0.0.1 -p PORT` (infra/local/src/moto.rs).
 """
 
@@ -132,6 +140,23 @@ def transact_write_items(self, transact_items):
 
 
 dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+# One lock for every write, re-entrant because a transaction's writes call
+# the backend's own writes.
+_writes = threading.RLock()
+
+
+def _atomic(write):
+    def locked(self, *args, **kwargs):
+        with _writes:
+            return write(self, *args, **kwargs)
+
+    locked.__name__ = write.__name__
+    return locked
+
+
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    setattr(dynamodb_models.DynamoDBBackend, _name, _atomic(getattr(dynamodb_models.DynamoDBBackend, _name)))
 
 _partition = threading.local()
 _query = Table.query
