@@ -70,6 +70,37 @@ enum Command {
         #[command(subcommand)]
         command: SearchCommand,
     },
+    /// Keel's backups of the table (docs/backups.md). Each runs here, with
+    /// progress bars, as the jobs worker would run it; audited with the
+    /// `cli` actor.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Take a backup: `full`, or `incremental` (what changed since the
+    /// newest backup).
+    Create {
+        #[arg(long, default_value = "full")]
+        kind: String,
+    },
+    /// Every backup, newest first.
+    List,
+    /// Restore a backup into a scratch table and compare it with its
+    /// manifest (exit status 1 when it does not match).
+    Verify { id: String },
+    /// Restore a backup into a new table `<table>-restore-<suffix>`.
+    Restore {
+        id: String,
+        #[arg(long)]
+        target_table: String,
+        /// The newest backup of the chain completed by then (RFC 3339).
+        #[arg(long)]
+        point_in_time: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -355,6 +386,7 @@ async fn main() -> anyhow::Result<()> {
                 built.documents as f64 / seconds.max(1e-9)
             );
         }
+        Command::Backup { command } => backup(&vars, command).await?,
         Command::Analytics { command: AnalyticsCommand::Backfill } => {
             let sdk = sdk_config(&vars).await;
             let store = store(&sdk, &vars)?;
@@ -390,6 +422,95 @@ async fn main() -> anyhow::Result<()> {
                 (done.events + done.orders) as f64 / seconds.max(1e-9)
             );
         }
+    }
+    Ok(())
+}
+
+/// `keel backup ...`: the jobs worker's own code, run here on a job record
+/// created running and claimed by the CLI (the outbox never sends it), then
+/// finished like the worker finishes it.
+async fn backup(vars: &HashMap<String, String>, command: BackupCommand) -> anyhow::Result<()> {
+    use shared::domain::backups::{self, BackupKind, RestoreJob, VerifyJob};
+    let sdk = sdk_config(vars).await;
+    let config = shared::platform::config::Config::from_lookup(|k| vars.get(k).cloned()).map_err(|e| anyhow!("{e} (or --env-file .keel/local.env)"))?;
+    let worker = jobs::Worker::new(std::sync::Arc::new(config), &sdk);
+    let store = &worker.store;
+    let actor = cli_actor();
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{msg:>26} {pos} {per_sec} {elapsed}").map_err(|e| anyhow!("{e}"))?);
+    let show = |step: &str, n: u64| {
+        if bar.message() != step {
+            bar.set_message(step.to_string());
+        }
+        bar.set_position(n);
+    };
+    let started = std::time::Instant::now();
+    let (job, outcome) = match command {
+        BackupCommand::List => {
+            for b in backups::list(store).await.map_err(describe)? {
+                let verified = b.last_verify.as_ref().map(|v| if v.ok { "verified" } else { "VERIFY FAILED" }).unwrap_or("-");
+                println!(
+                    "{} {:<11} {:<9} {:>9} items {:>12} bytes {:>7} ms {}{}",
+                    b.id,
+                    format!("{:?}", b.kind).to_lowercase(),
+                    format!("{:?}", b.status).to_lowercase(),
+                    b.item_count,
+                    b.bytes,
+                    b.duration_ms,
+                    verified,
+                    if b.expired { " expired" } else { "" }
+                );
+            }
+            return Ok(());
+        }
+        BackupCommand::Create { kind } => {
+            let kind = match kind.as_str() {
+                "full" => BackupKind::Full,
+                "incremental" => BackupKind::Incremental,
+                other => return Err(anyhow!("--kind must be full or incremental, not {other:?}")),
+            };
+            let (_, job) = backups::start_backup_here(store, kind, &actor.id, &actor, "cli").await.map_err(describe)?;
+            let outcome = jobs::backup::run_backup_with(&worker, &job, &show).await;
+            (job, outcome)
+        }
+        BackupCommand::Verify { id } => {
+            let job = backups::request_job(store, &actor.id, &VerifyJob { backup_id: id.clone() }, &actor, ("backup.verify", &id), Some("cli"))
+                .await
+                .map_err(describe)?;
+            let outcome = jobs::backup::run_verify_with(&worker, &job, &show).await;
+            (job, outcome)
+        }
+        BackupCommand::Restore { id, target_table, point_in_time } => {
+            backups::check_target_table(&worker.config.table, &target_table).map_err(describe)?;
+            let point_in_time = time("point_in_time", point_in_time.as_deref())?.map(shared::store::timestamp);
+            let payload = RestoreJob { backup_id: id.clone(), target_table, point_in_time };
+            let job = backups::request_job(store, &actor.id, &payload, &actor, ("backup.restore", &id), Some("cli")).await.map_err(describe)?;
+            let outcome = jobs::backup::run_restore_with(&worker, &job, &show).await;
+            (job, outcome)
+        }
+    };
+    bar.finish_and_clear();
+    // Finish the job record as the worker would.
+    let mut done = shared::domain::jobs::get(store, &job.id).await.map_err(describe)?.unwrap_or(job);
+    let seconds = started.elapsed().as_secs_f64();
+    let result = match outcome {
+        Ok(result) => {
+            done.status = shared::domain::jobs::JobStatus::Succeeded;
+            done.result = Some(result.clone());
+            shared::domain::jobs::save(store, &done).await.map_err(describe)?;
+            result
+        }
+        Err(e) => {
+            done.status = shared::domain::jobs::JobStatus::Failed;
+            done.error = Some(e.to_string());
+            shared::domain::jobs::save(store, &done).await.map_err(describe)?;
+            return Err(describe(e));
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    println!("done in {seconds:.1} s");
+    if result.get("ok") == Some(&serde_json::Value::Bool(false)) {
+        std::process::exit(1);
     }
     Ok(())
 }

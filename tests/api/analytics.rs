@@ -371,9 +371,14 @@ pub(crate) async fn refreshed(app: &TestApp, token: &str) {
 async fn revenue_equals_a_recomputation_from_the_orders() {
     let app = TestApp::spawn().await;
     let now = Utc::now();
-    let (items, summary) = keel_local::seed::generate(now, 400, 12);
+    // The demo data's draws depend on `now`: take the first seed whose data
+    // has every kind of movement (a downgrade is the rarest), so the checks
+    // below always have each to check.
+    let (items, summary) = (12..)
+        .map(|seed| keel_local::seed::generate(now, 400, seed))
+        .find(|(_, s)| s.downgrades > 0 && s.upgrades > 0 && s.reactivations > 0 && s.refunds > 0)
+        .expect("some seed");
     keel_local::seed::put(app.store(), &items).await.unwrap();
-    assert!(summary.plan_changes > 0 && summary.reactivations > 0 && summary.refunds > 0, "{summary:?}");
     let (_, admin) = app.user(&["admin"]).await;
     let (_, analyst) = app.user(&["analyst"]).await;
 

@@ -21,6 +21,7 @@ pub fn all_routes() -> Vec<&'static Route> {
         .chain(analytics::ROUTES.iter())
         .chain(reports::ROUTES.iter())
         .chain(search::ROUTES.iter())
+        .chain(integrations::ROUTES.iter())
         .collect()
 }
 
@@ -34,7 +35,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 14] = [
+    let values: [(&'static str, String); 15] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -53,6 +54,8 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         ("schedule_id", fresh()),
         // A saved search.
         ("id", fresh()),
+        // A backup (ids are job ids, UUIDv7).
+        ("backup_id", fresh()),
         // A share token that names no link.
         ("token", "no-such-share-token".to_string()),
     ];
@@ -128,6 +131,12 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/admin/analytics") => 200,
         ("GET", "/admin/system/health") => 200,
         ("GET", "/admin/system/metrics") => 200,
+        // backups: `{}` has no kind / no target table; the list answers; a fresh id is missing.
+        ("POST", "/admin/backups") => 400,
+        ("GET", "/admin/backups") => 200,
+        ("GET", "/admin/backups/{backup_id}") => 404,
+        ("POST", "/admin/backups/{backup_id}/verify") => 404,
+        ("POST", "/admin/backups/{backup_id}/restore") => 400,
         // data
         // `{}`: no dataset (one's own data), but no format.
         ("POST", "/data/export") => 400,
@@ -195,6 +204,16 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("DELETE", "/search/saved/{id}") => 404,
         ("POST", "/search/click") => 400,
         ("GET", "/search/analytics") => 200,
+        // integrations: `{}` has no url; a fresh id names no webhook (an
+        // update's fields are all optional, so `{}` reaches the lookup).
+        ("POST", "/integrations/webhooks") => 400,
+        ("GET", "/integrations/webhooks") => 200,
+        ("GET", "/integrations/webhooks/{id}") => 404,
+        ("PUT", "/integrations/webhooks/{id}") => 404,
+        ("DELETE", "/integrations/webhooks/{id}") => 404,
+        ("POST", "/integrations/webhooks/{id}/rotate-secret") => 404,
+        ("GET", "/integrations/webhooks/{id}/deliveries") => 404,
+        ("POST", "/integrations/webhooks/deliveries/{id}/replay") => 404,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

@@ -2,10 +2,12 @@
 //! resetting a user's 2FA and unlocking rate limits), roles and role
 //! assignments, chart moderation, the system configuration, the audit log
 //! (listing, entries, verification against signed digests, exports), the
-//! analytics dashboard, and system health and metrics.
+//! analytics dashboard, system health and metrics, and the table's backups
+//! (create, list, verify, restore).
 
 pub mod audit_integrity;
 pub mod audit_logs;
+pub mod backups;
 pub mod charts;
 pub mod masking;
 pub mod moderation;
@@ -70,6 +72,13 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/admin/analytics", Access::Permission(Permission::AnalyticsRead)),
     Route::new(Method::GET, "/api/v1/admin/system/health", Access::Permission(Permission::SystemRead)),
     Route::new(Method::GET, "/api/v1/admin/system/metrics", Access::Permission(Permission::SystemRead)),
+    // Backups (backups.rs): every route reads or acts on copies of the
+    // whole table, so one permission for all.
+    Route::new(Method::POST, "/api/v1/admin/backups", Access::Permission(Permission::BackupsManage)),
+    Route::new(Method::GET, "/api/v1/admin/backups", Access::Permission(Permission::BackupsManage)),
+    Route::new(Method::GET, "/api/v1/admin/backups/{backup_id}", Access::Permission(Permission::BackupsManage)),
+    Route::new(Method::POST, "/api/v1/admin/backups/{backup_id}/verify", Access::Permission(Permission::BackupsManage)),
+    Route::new(Method::POST, "/api/v1/admin/backups/{backup_id}/restore", Access::Permission(Permission::BackupsManage)),
 ];
 
 pub fn router(state: AdminState) -> Router {
@@ -100,6 +109,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/analytics", get(analytics::read))
         .route("/api/v1/admin/system/health", get(system_health::read))
         .route("/api/v1/admin/system/metrics", get(system_metrics::read))
+        // Backups.
+        .route("/api/v1/admin/backups", get(backups::list).post(backups::create))
+        .route("/api/v1/admin/backups/{backup_id}", get(backups::read))
+        .route("/api/v1/admin/backups/{backup_id}/verify", post(backups::verify))
+        .route("/api/v1/admin/backups/{backup_id}/restore", post(backups::restore))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
@@ -113,6 +127,7 @@ pub fn router(state: AdminState) -> Router {
         charts::list, charts::queue, charts::read, charts::moderate, charts::moderate_bulk,
         system_config::read, system_config::update, system_config::history, system_config::rollback,
         analytics::read, system_health::read, system_metrics::read,
+        backups::create, backups::list, backups::read, backups::verify, backups::restore,
     ),
     components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)

@@ -139,7 +139,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     sweep.orders(&mut checkpoint).await?;
     sweep.activity(&mut checkpoint).await?;
     sweep.exports_prefix(&mut checkpoint).await?;
-    sweep.other_jobs(&mut checkpoint, job, email.as_deref()).await?;
+    sweep.other_jobs(&mut checkpoint, &job.id, email.as_deref()).await?;
     save_checkpoint(worker, job, &checkpoint).await?;
 
     // The audit log: the entries stay (the chain must verify), their key goes.
@@ -206,6 +206,33 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
         AuditEntry::new(&Actor::system("erasure"), "data.erasure_complete", "subject_request", &request.id).changes::<Value, Value>(None, Some(&result));
     store.commit(writes, &audit).await?;
     Ok(result)
+}
+
+/// Erase a person again from a restored copy of the table (`store`), whose
+/// backup was taken before their erasure (docs/backups.md, "Erasures"):
+/// the same sweep of the table as the erasure job, and their audit key
+/// items deleted, so the restored audit entries stay sealed. Files were
+/// already deleted by the erasure itself (deleting them again is a no-op).
+/// Returns how many locations held something of the person.
+pub async fn reapply(worker: &Worker, store: &Store, user_id: &str) -> Result<u64> {
+    let sweep = Sweep { worker, store, user_id };
+    let mut checkpoint = Checkpoint::default();
+    let email = sweep.profile_email().await?;
+    sweep.own_partition(&mut checkpoint).await?;
+    sweep.personal_records(&mut checkpoint).await?;
+    sweep.searches(&mut checkpoint).await?;
+    // No request is "the current one" here: every request about the person
+    // in the copy loses their id, the erasure's own included.
+    sweep.owned(&mut checkpoint, "", email.as_deref()).await?;
+    sweep.orders(&mut checkpoint).await?;
+    sweep.activity(&mut checkpoint).await?;
+    sweep.other_jobs(&mut checkpoint, "", email.as_deref()).await?;
+    let mut keys = vec![(pseudonyms::subject_pk(user_id), pseudonyms::KEY_SK.to_string())];
+    if let Some(pseudonym) = worker.store.subject_keys()?.pseudonym_of(store, user_id).await? {
+        keys.push((pseudonyms::pseudonym_pk(&pseudonym), pseudonyms::KEY_SK.to_string()));
+    }
+    store.batch_delete(&keys).await?;
+    Ok(checkpoint.counts.values().filter(|a| a.count > 0).count() as u64)
 }
 
 async fn save_checkpoint(worker: &Worker, job: &Job, checkpoint: &Checkpoint) -> Result<()> {
@@ -392,13 +419,13 @@ impl Sweep<'_> {
     /// Other people's jobs: files that can hold the person (dataset
     /// exports with people in them, imports) are deleted, and any mention
     /// of the person's id or email in a job record is replaced.
-    async fn other_jobs(&self, checkpoint: &mut Checkpoint, this_job: &Job, email: Option<&str>) -> Result<()> {
+    async fn other_jobs(&self, checkpoint: &mut Checkpoint, this_job_id: &str, email: Option<&str>) -> Result<()> {
         let (mut purged, mut redacted, mut files) = (0u64, 0u64, 0u64);
         let mut seen = HashSet::new();
         for status in JOB_STATUSES {
             for item in self.all(Some("gsi2"), "gsi2pk", &format!("JOBS#{}", status.as_str())).await? {
                 let (pk, _) = key_of(&item);
-                if !seen.insert(pk.clone()) || pk == format!("JOB#{}", this_job.id) {
+                if !seen.insert(pk.clone()) || pk == format!("JOB#{this_job_id}") {
                     continue;
                 }
                 let value: Value = serde_dynamo::from_item(item.clone()).map_err(|e| Error::internal(e.to_string()))?;

@@ -10,6 +10,7 @@
 
 pub mod analytics_refresh;
 pub mod audit_export;
+pub mod backup;
 pub mod bulk;
 pub mod data_export;
 pub mod erasure;
@@ -21,6 +22,7 @@ pub mod multipart;
 pub mod pdf;
 pub mod report;
 pub mod retention;
+pub mod search_alert;
 pub mod security_email;
 pub mod xlsx;
 
@@ -52,6 +54,9 @@ pub struct Worker {
     pub kms: aws_sdk_kms::Client,
     /// Queues erasure jobs (the retention sweep).
     pub sqs: aws_sdk_sqs::Client,
+    /// Creates, describes and deletes the tables backups are restored into
+    /// (item reads and writes go through `Store`).
+    pub dynamo: aws_sdk_dynamodb::Client,
     /// Reads the audit log and its digest chain (audit exports).
     pub audit: shared::audit::chain::ChainReader,
     pub config: Arc<Config>,
@@ -69,7 +74,8 @@ impl Worker {
     pub fn new(config: Arc<Config>, sdk: &aws_config::SdkConfig) -> Worker {
         let kms = aws_sdk_kms::Client::new(sdk);
         let envelope = shared::platform::crypto::Envelope::new(kms.clone(), config.data_key_id.clone());
-        let store = Journal::with_subject_keys(Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()), envelope);
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        let store = Journal::with_subject_keys(Store::new(dynamo.clone(), config.table.clone()), envelope);
         let s3 = shared::platform::aws::s3_client(sdk);
         Worker {
             audit: shared::audit::chain::ChainReader::new(store.store().clone(), s3.clone(), kms.clone(), &config.audit_bucket, &config.audit_key_id),
@@ -78,6 +84,7 @@ impl Worker {
             s3,
             kms,
             sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamo,
             config,
         }
     }
@@ -85,9 +92,15 @@ impl Worker {
     /// Store a small, whole file in the exports bucket, SSE-KMS under the data
     /// key with the bucket key (large ones stream through `multipart`).
     pub async fn put_export(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<()> {
+        self.put_sealed(&self.config.exports_bucket, key, content_type, body).await
+    }
+
+    /// Put a whole object, SSE-KMS under the data key with the bucket key
+    /// (the exports and backups buckets).
+    pub async fn put_sealed(&self, bucket: &str, key: &str, content_type: &str, body: Vec<u8>) -> Result<()> {
         self.s3
             .put_object()
-            .bucket(&self.config.exports_bucket)
+            .bucket(bucket)
             .key(key)
             .content_type(content_type)
             .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
@@ -96,7 +109,7 @@ impl Worker {
             .body(body.into())
             .send()
             .await
-            .map_err(shared::platform::error::aws("s3 PutObject (exports bucket)"))?;
+            .map_err(shared::platform::error::aws("s3 PutObject"))?;
         Ok(())
     }
 
@@ -219,6 +232,18 @@ impl Worker {
             tracing::info!(?fired, "report schedules");
             return serde_json::to_value(&fired).map_err(|e| e.to_string());
         }
+        // The backups' schedules (template.yaml, `DailyBackup` and
+        // `WeeklyBackupVerify`).
+        if payload.get("source").and_then(Value::as_str) == Some(backup::DAILY_SOURCE) {
+            let done = backup::daily(self, chrono::Utc::now()).await.map_err(|e| format!("{e:#}"))?;
+            tracing::info!(?done, "daily backup");
+            return Ok(done);
+        }
+        if payload.get("source").and_then(Value::as_str) == Some(backup::VERIFY_SOURCE) {
+            let done = backup::weekly_verify(self).await.map_err(|e| format!("{e:#}"))?;
+            tracing::info!(?done, "weekly backup verification");
+            return Ok(done);
+        }
         if payload.get("source").and_then(Value::as_str) == Some("aws.events") {
             let swept = retention::sweep(self, chrono::Utc::now()).await.map_err(|e| format!("{e:#}"))?;
             tracing::info!(?swept, "retention sweep");
@@ -324,20 +349,28 @@ impl Worker {
     /// Every kind has its runner here: the match is exhaustive, so a new
     /// `JobKind` does not build until the worker can run it.
     async fn run(&self, job: &Job) -> Result<Value> {
-        match job.kind {
-            JobKind::InviteEmail => invite::send(self, job).await,
-            JobKind::SecurityEmail => security_email::send(self, job).await,
-            JobKind::ChartModerationEmail => moderation_notice::send(self, job).await,
-            JobKind::AuditExport => audit_export::run(self, job).await,
-            JobKind::DataImport => import::run(self, job).await,
-            JobKind::DataExport => data_export::run(self, job).await,
-            JobKind::GdprExport => gdpr_export::run(self, job).await,
-            JobKind::Erasure => erasure::run(self, job).await,
-            JobKind::AnalyticsRefresh => analytics_refresh::run(self, job).await,
-            // Boxed: generating a report is a deep future (the engine, the
-            // analytics reads), and every job's future is as large as the largest arm.
-            JobKind::Report => Box::pin(report::run(self, job)).await,
-            JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => Err(Error::internal("bulk jobs run as segment messages")),
-        }
+        // Every arm boxed: a job's future is as large as its largest arm
+        // (a report's engine, a restore holding the erasure sweep), and an
+        // unboxed match made every job's future that large, enough to
+        // overflow a test thread's stack. One allocation per job instead.
+        type Running<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + Send + 'a>>;
+        let running: Running<'_> = match job.kind {
+            JobKind::InviteEmail => Box::pin(invite::send(self, job)),
+            JobKind::SecurityEmail => Box::pin(security_email::send(self, job)),
+            JobKind::ChartModerationEmail => Box::pin(moderation_notice::send(self, job)),
+            JobKind::SavedSearchAlert => Box::pin(search_alert::send(self, job)),
+            JobKind::AuditExport => Box::pin(audit_export::run(self, job)),
+            JobKind::DataImport => Box::pin(import::run(self, job)),
+            JobKind::DataExport => Box::pin(data_export::run(self, job)),
+            JobKind::GdprExport => Box::pin(gdpr_export::run(self, job)),
+            JobKind::Erasure => Box::pin(erasure::run(self, job)),
+            JobKind::AnalyticsRefresh => Box::pin(analytics_refresh::run(self, job)),
+            JobKind::Report => Box::pin(report::run(self, job)),
+            JobKind::Backup => Box::pin(backup::run_backup(self, job)),
+            JobKind::BackupVerify => Box::pin(backup::run_verify(self, job)),
+            JobKind::BackupRestore => Box::pin(backup::run_restore(self, job)),
+            JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => return Err(Error::internal("bulk jobs run as segment messages")),
+        };
+        running.await
     }
 }

@@ -5,8 +5,10 @@
 //! search instance holds the newest published version memory-mapped.
 //! Typo-tolerant ranked search and highlights (`query`, `highlight`),
 //! filters, facets and sorts (`search`), suggestions, saved searches and
-//! search analytics (`suggestions`, `saved`, `stats`).
+//! search analytics (`suggestions`, `saved`, `stats`); saved searches'
+//! emailed alerts of new matches (`alerts`).
 
+pub mod alerts;
 pub mod documents;
 pub mod highlight;
 pub mod index;

@@ -5,7 +5,8 @@
 //! Saving and deleting are audited with the change.
 //!
 //! Keys: `SAVEDSEARCH#<owner> / <id>` (one partition per person: listing is
-//! one Query, and erasure removes it with the person's other records).
+//! one Query, and erasure removes it with the person's other records). One
+//! with `notify` is also listed for the alert check (`alerts`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,8 +19,8 @@ use shared::platform::error::{Error, Result};
 use shared::store::{QuerySpec, Write, from_item, s, timestamp, to_item};
 use utoipa::ToSchema;
 
-use crate::SearchState;
 use crate::search::{AdvancedRequest, request_of, scope_of};
+use crate::{SearchState, alerts};
 
 /// Saved searches one person may keep.
 pub const MAX_SAVED: usize = 100;
@@ -36,8 +37,8 @@ pub struct SaveRequest {
     pub name: String,
     /// The search, as `POST /api/v1/search/advanced` takes it.
     pub request: AdvancedRequest,
-    /// Whether the owner wants to hear about new matches (kept with the
-    /// search; see docs/search.md, "Saved searches").
+    /// Email the owner the records created from now on that match (checked
+    /// every 15 minutes; see docs/search.md, "Saved searches").
     pub notify: Option<bool>,
 }
 
@@ -48,6 +49,17 @@ pub struct SavedSearch {
     pub request: AdvancedRequest,
     pub notify: bool,
     pub created_at: String,
+    /// With `notify`: the end of the last window checked for new matches
+    /// (the next check starts there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
+    /// With `notify`: when new matches were last emailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notified_at: Option<String>,
+    /// With `notify`: why the last check could not run (e.g. the owner may
+    /// no longer read a type the search asks for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -86,14 +98,23 @@ pub async fn save(State(state): State<SearchState>, caller: Caller, ValidJson(bo
     if own(&state, &owner).await?.len() >= MAX_SAVED {
         return Err(Error::Conflict(format!("at most {MAX_SAVED} saved searches; delete one first")));
     }
+    let now = chrono::Utc::now();
+    let notify = body.notify.unwrap_or(false);
     let saved = SavedSearch {
         id: uuid::Uuid::now_v7().to_string(),
         name: name.to_string(),
         request: body.request,
-        notify: body.notify.unwrap_or(false),
-        created_at: timestamp(chrono::Utc::now()),
+        notify,
+        created_at: timestamp(now),
+        // New matches are those created from now on.
+        last_checked_at: notify.then(|| alerts::window_start(now)),
+        last_notified_at: None,
+        alert_error: None,
     };
     let mut item = to_item(&saved)?;
+    if notify {
+        item.extend(alerts::schedule_attributes(now + alerts::CHECK_EVERY));
+    }
     item.insert("pk".into(), s(pk(&owner)));
     item.insert("sk".into(), s(saved.id.clone()));
     item.insert("type".into(), s("saved_search"));

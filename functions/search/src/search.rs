@@ -283,17 +283,8 @@ fn hit_of(doc: &TantivyDocument, f: &Fields, score: f32, scope: &Scope, terms: &
 /// Run a checked request: the results, and what search analytics logs.
 pub async fn execute(state: &SearchState, caller: &Caller, request: &Request) -> Result<SearchResults> {
     let opened = state.searchers.current().await?;
-    let scope = scope_of(&caller.principal);
     let started = Instant::now();
-    let searcher = opened.reader.searcher();
-    let found = query::run(&searcher, &opened.fields, &scope, request)?;
-    // Every term the query matched, in any field: what a hit's shown text highlights.
-    let terms: std::collections::BTreeSet<String> = found.matched.values().flatten().cloned().collect();
-    let mut hits = Vec::with_capacity(found.hits.len());
-    for (score, address) in &found.hits {
-        let doc: TantivyDocument = searcher.doc(*address).map_err(crate::index::tantivy_error)?;
-        hits.extend(hit_of(&doc, &opened.fields, *score, &scope, &terms));
-    }
+    let (found, hits) = run_on(&opened, &scope_of(&caller.principal), request)?;
     let took = started.elapsed();
     let next = request.offset + hits.len();
     let next_cursor = (next < found.total && next + request.limit <= MAX_DEPTH && !hits.is_empty()).then(|| cursor_at(next));
@@ -302,6 +293,21 @@ pub async fn execute(state: &SearchState, caller: &Caller, request: &Request) ->
     });
     let query_id = stats::record_search(&state.platform.store, &caller.principal.user_id, request, &hits, found.total, took).await?;
     Ok(SearchResults { query_id, total: found.total, hits, next_cursor, facets, index_version: opened.version, took_ms: took.as_secs_f64() * 1e3 })
+}
+
+/// Run `request` on one opened index version as `scope` may see it: what
+/// matched, and this page's hits with their shown fields and highlights.
+pub fn run_on(opened: &crate::index::Opened, scope: &Scope, request: &Request) -> Result<(query::Found, Vec<Hit>)> {
+    let searcher = opened.reader.searcher();
+    let found = query::run(&searcher, &opened.fields, scope, request)?;
+    // Every term the query matched, in any field: what a hit's shown text highlights.
+    let terms: std::collections::BTreeSet<String> = found.matched.values().flatten().cloned().collect();
+    let mut hits = Vec::with_capacity(found.hits.len());
+    for (score, address) in &found.hits {
+        let doc: TantivyDocument = searcher.doc(*address).map_err(crate::index::tantivy_error)?;
+        hits.extend(hit_of(&doc, &opened.fields, *score, scope, &terms));
+    }
+    Ok((found, hits))
 }
 
 #[utoipa::path(post, path = "/api/v1/search", tag = "search", request_body = SearchRequest,

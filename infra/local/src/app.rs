@@ -34,6 +34,13 @@ pub struct LocalApp {
     pub indexer: Arc<search::indexer::Indexer>,
     /// Where this stack's search instances keep their index files.
     pub search_dir: std::path::PathBuf,
+    /// The integrations function's state (tests build its router with
+    /// another webhook policy).
+    pub integrations: integrations::IntegrationsState,
+    /// The webhooks queue's worker (tests swap its clock).
+    pub webhooks: integrations::delivery::Worker,
+    /// Audit entries to webhook deliveries, from the stream.
+    pub webhook_dispatcher: integrations::dispatch::Dispatcher,
 }
 
 /// Build every function exactly as its `main.rs` would, from the stack's
@@ -67,6 +74,10 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let searchers = search::index::Searchers::new(remote.clone(), search_dir.join("reader"), std::time::Duration::from_secs(1))?;
     let search = search::SearchState { platform: platform.clone(), searchers: Arc::new(searchers) };
     let indexer = Arc::new(search::indexer::Indexer::new(remote, search_dir.join("writer")));
+    // Loopback webhook targets only when the stack is started with
+    // KEEL_WEBHOOKS_ALLOW_LOOPBACK=1 (local receivers; docs/integrations.md).
+    let webhook_policy = integrations::ssrf::Policy::from_lookup(|name| env.get(name).cloned().or_else(|| std::env::var(name).ok()));
+    let integrations = integrations::IntegrationsState { platform: platform.clone(), webhook_policy };
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new() })))
         .merge(as_function("admin", admin::router(admin.clone())))
@@ -74,13 +85,44 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .merge(as_function("analytics", analytics::router(analytics::AnalyticsState { platform: platform.clone() })))
         .merge(as_function("reports", reports::router(reports::ReportsState { platform: platform.clone(), s3: clients.s3.clone() })))
         .merge(as_function("search", search::router(search.clone())))
+        .merge(as_function("integrations", integrations::router(integrations.clone())))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());
     let streams = streams::Worker { store: platform.store.store().clone(), outbox: outbox.clone() };
     let sweeper = scheduler::outbox_sweep::Sweeper::new(platform.store.store().clone(), outbox);
+    let webhooks = integrations::delivery::Worker {
+        state: integrations.clone(),
+        sqs: clients.sqs.clone(),
+        queue_url: config.webhooks_queue_url.clone(),
+        dlq_url: config.webhooks_dlq_url.clone(),
+        clock: Arc::new(integrations::delivery::SystemClock),
+    };
+    let webhook_dispatcher = integrations::dispatch::Dispatcher {
+        store: platform.store.store().clone(),
+        sqs: clients.sqs.clone(),
+        queue_url: config.webhooks_queue_url.clone(),
+        clock: webhooks.clock.clone(),
+    };
     let sealer = scheduler::Sealer::new(config, &clients);
-    Ok(LocalApp { router, platform, clients, signer, worker, streams, admin, data, sealer, sweeper, search, indexer, search_dir })
+    Ok(LocalApp {
+        router,
+        platform,
+        clients,
+        signer,
+        worker,
+        streams,
+        admin,
+        data,
+        sealer,
+        sweeper,
+        search,
+        indexer,
+        search_dir,
+        integrations,
+        webhooks,
+        webhook_dispatcher,
+    })
 }
 
 /// Serve a function's router as that function: its metrics carry its name,

@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
     // The search indexer reads the stream on its own (its own event source
     // mapping in AWS), from here; the seeded items are indexed at once below.
     let search_reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
+    // And the webhook dispatcher (audit entries to deliveries), likewise.
+    let webhook_reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
     let started = std::time::Instant::now();
     let documents: Vec<search::documents::SearchDoc> = items
         .iter()
@@ -114,9 +116,16 @@ async fn main() -> anyhow::Result<()> {
     let jobs_arn = stack.resources["JobsQueue"].attributes["Arn"].clone();
     tokio::spawn(poller::run(local.clients.sqs.clone(), jobs_queue, jobs_arn, local.worker.clone()));
     tokio::spawn(schedule::run(local.sealer.clone()));
+    tokio::spawn(stream_reader::run(webhook_reader, local.webhook_dispatcher.clone()));
+    let webhooks_queue = stack.env["KEEL_WEBHOOKS_QUEUE_URL"].clone();
+    let webhooks_arn = stack.resources["WebhooksQueue"].attributes["Arn"].clone();
+    tokio::spawn(poller::run(local.clients.sqs.clone(), webhooks_queue, webhooks_arn, local.webhooks.clone()));
+    tokio::spawn(schedule::run_webhook_sweep(local.webhooks.clone()));
     tokio::spawn(schedule::run_outbox_sweep(local.sweeper.clone()));
     tokio::spawn(schedule::run_retention(local.worker.clone()));
     tokio::spawn(schedule::run_report_schedules(local.worker.clone()));
+    tokio::spawn(schedule::run_search_alerts(local.search.clone()));
+    tokio::spawn(schedule::run_backups(local.worker.clone()));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -4,15 +4,34 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 /// How soon a failed message is retried locally. Deployed, the queue's
 /// visibility timeout decides (minutes); locally we want to see retries.
 pub const LOCAL_RETRY_SECONDS: i32 = 5;
 
+/// A queue's consumer, as its Lambda would be: an SQS batch in, the
+/// messages that failed out.
+pub trait QueueWorker {
+    fn handle(&self, event: SqsEvent) -> impl std::future::Future<Output = SqsBatchResponse> + Send;
+}
+
+impl QueueWorker for jobs::Worker {
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        jobs::Worker::handle(self, event).await
+    }
+}
+
+/// The webhooks queue's worker.
+impl QueueWorker for integrations::delivery::Worker {
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        integrations::delivery::Worker::handle(self, event).await
+    }
+}
+
 /// Receive one batch (waiting up to `wait` seconds), run it, and return how
 /// many messages were received.
-pub async fn poll_once(sqs: &aws_sdk_sqs::Client, queue_url: &str, queue_arn: &str, worker: &jobs::Worker, wait: i32) -> anyhow::Result<usize> {
+pub async fn poll_once(sqs: &aws_sdk_sqs::Client, queue_url: &str, queue_arn: &str, worker: &impl QueueWorker, wait: i32) -> anyhow::Result<usize> {
     let out = sqs
         .receive_message()
         .queue_url(queue_url)
@@ -58,10 +77,10 @@ pub async fn poll_once(sqs: &aws_sdk_sqs::Client, queue_url: &str, queue_arn: &s
 }
 
 /// Poll forever (the `make dev` loop).
-pub async fn run(sqs: aws_sdk_sqs::Client, queue_url: String, queue_arn: String, worker: jobs::Worker) {
+pub async fn run(sqs: aws_sdk_sqs::Client, queue_url: String, queue_arn: String, worker: impl QueueWorker) {
     loop {
         if let Err(e) = poll_once(&sqs, &queue_url, &queue_arn, &worker, 1).await {
-            tracing::warn!(error = %e, "polling the jobs queue failed");
+            tracing::warn!(error = %e, queue = %queue_url, "polling a queue failed");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }

@@ -2,7 +2,9 @@
 //! the audit sealer every 5 minutes (template.yaml `SchedulerFunction`) and
 //! the jobs worker's retention sweep every hour (`JobsFunction`'s
 //! `RetentionSweep`), and the report schedules every minute (`JobsFunction`'s
-//! `ReportSchedules`: EventBridge Scheduler, which the emulator never fires).
+//! `ReportSchedules`: EventBridge Scheduler, which the emulator never fires),
+//! the saved-search alert check every 15 minutes (`SearchAlertsFunction`),
+//! and the daily backup and weekly verification (`run_backups`).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
@@ -46,6 +48,21 @@ pub async fn run_report_schedules(worker: jobs::Worker) {
     }
 }
 
+/// Check saved searches' alerts on their schedule forever (the `make dev`
+/// loop); each email goes out as a job through the outbox.
+pub async fn run_search_alerts(state: search::SearchState) {
+    let every = search::alerts::CHECK_EVERY.to_std().unwrap_or(Duration::from_secs(900));
+    let mut every = tokio::time::interval(every);
+    loop {
+        every.tick().await;
+        match search::alerts::check_due(&state.platform.store, &state.searchers, chrono::Utc::now()).await {
+            Ok(checked) if checked.checked + checked.stopped > 0 => tracing::info!(?checked, "saved-search alerts"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "saved-search alerts failed"),
+        }
+    }
+}
+
 /// Seal the audit log up to this instant, without the settle delay (tests
 /// and demos: nothing is in flight when they call it).
 pub async fn seal_now(sealer: &scheduler::Sealer) -> shared::Result<scheduler::SealOutcome> {
@@ -67,6 +84,20 @@ pub async fn run_outbox_sweep(sweeper: scheduler::outbox_sweep::Sweeper) {
     }
 }
 
+/// Send the webhook deliveries whose next attempt is due, every minute (as
+/// the webhooks worker's EventBridge schedule does).
+pub async fn run_webhook_sweep(worker: integrations::delivery::Worker) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let store = worker.state.platform.store.store();
+        if let Err(e) = integrations::dispatch::sweep_due(store, &worker.sqs, &worker.queue_url, integrations::delivery::Clock::now(&*worker.clock), 500).await
+        {
+            tracing::warn!(error = %e, "webhook sweep failed");
+        }
+    }
+}
+
 /// Run the sealer on its schedule forever (the `make dev` loop).
 pub async fn run(sealer: scheduler::Sealer) {
     let mut every = tokio::time::interval(SEAL_EVERY);
@@ -78,5 +109,67 @@ pub async fn run(sealer: scheduler::Sealer) {
             Ok(outcome) => tracing::info!(?outcome, "audit seal run"),
             Err(e) => tracing::warn!(error = %e, "audit seal run failed"),
         }
+    }
+}
+
+/// What the backups' schedules fire (template.yaml, `JobsFunction`'s
+/// `DailyBackup` at 03:00 UTC and `WeeklyBackupVerify` on Sundays at 05:00
+/// UTC: EventBridge Scheduler, which the emulator never fires).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupEvent {
+    Daily,
+    WeeklyVerify,
+}
+
+/// The next firing of the backups' schedules strictly after `now`.
+pub fn next_backup_event(now: chrono::DateTime<chrono::Utc>) -> (chrono::DateTime<chrono::Utc>, BackupEvent) {
+    use chrono::{Datelike, Duration as Days, TimeZone, Weekday};
+    let at = |day: chrono::NaiveDate, hour: u32| chrono::Utc.from_utc_datetime(&day.and_hms_opt(hour, 0, 0).expect("a valid hour"));
+    let mut day = now.date_naive();
+    loop {
+        let mut due = vec![(at(day, 3), BackupEvent::Daily)];
+        if day.weekday() == Weekday::Sun {
+            due.push((at(day, 5), BackupEvent::WeeklyVerify));
+        }
+        if let Some(next) = due.into_iter().find(|(t, _)| *t > now) {
+            return next;
+        }
+        day += Days::days(1);
+    }
+}
+
+/// Fire the backups' schedules forever (the `make dev` loop): each asks for
+/// a job through the outbox, as deployed.
+pub async fn run_backups(worker: jobs::Worker) {
+    loop {
+        let now = chrono::Utc::now();
+        let (at, event) = next_backup_event(now);
+        tokio::time::sleep((at - now).to_std().unwrap_or_default()).await;
+        let outcome = match event {
+            BackupEvent::Daily => jobs::backup::daily(&worker, chrono::Utc::now()).await,
+            BackupEvent::WeeklyVerify => jobs::backup::weekly_verify(&worker).await,
+        };
+        match outcome {
+            Ok(done) => tracing::info!(?event, %done, "backup schedule"),
+            Err(e) => tracing::warn!(?event, error = %e, "backup schedule failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn backups_fire_daily_at_three_and_verify_on_sunday_at_five() {
+        // 2026-12-05 is a Saturday.
+        assert_eq!(next_backup_event(t("2026-12-05T01:00:00Z")), (t("2026-12-05T03:00:00Z"), BackupEvent::Daily));
+        assert_eq!(next_backup_event(t("2026-12-05T03:00:00Z")), (t("2026-12-06T03:00:00Z"), BackupEvent::Daily));
+        assert_eq!(next_backup_event(t("2026-12-06T03:00:00Z")), (t("2026-12-06T05:00:00Z"), BackupEvent::WeeklyVerify));
+        assert_eq!(next_backup_event(t("2026-12-06T06:00:00Z")), (t("2026-12-07T03:00:00Z"), BackupEvent::Daily));
     }
 }

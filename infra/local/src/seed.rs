@@ -26,6 +26,12 @@ pub struct Summary {
     pub plan_changes: usize,
     /// Customers who came back after churning.
     pub reactivations: usize,
+    /// Moves to a cheaper plan in a later month than the spell began (each
+    /// one a contraction movement: paying at the month's start, less after).
+    pub downgrades: usize,
+    /// Moves to a dearer plan in a later month than the spell began (each
+    /// one an expansion movement).
+    pub upgrades: usize,
 }
 
 const COUNTRIES: &[(&str, u32)] = &[
@@ -401,6 +407,13 @@ fn subscription(rng: &mut StdRng, user_id: &str, country: &str, signed_up: DateT
                 let to = if plan == 0 || (plan == 1 && rng.gen_bool(0.6)) { plan + 1 } else { plan - 1 };
                 orders.last_mut().expect("just pushed")["ended_at"] = json!(timestamp(switch));
                 summary.plan_changes += 1;
+                if (switch.year(), switch.month()) != (spell_start.year(), spell_start.month()) {
+                    if to < plan {
+                        summary.downgrades += 1;
+                    } else {
+                        summary.upgrades += 1;
+                    }
+                }
                 plan = to;
                 at = switch;
                 continue;

@@ -51,6 +51,13 @@ impl Consumer for search::indexer::Indexer {
     }
 }
 
+/// The webhook dispatcher: its own reader of the stream too.
+impl Consumer for integrations::dispatch::Dispatcher {
+    async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        integrations::dispatch::Dispatcher::handle(self, event).await
+    }
+}
+
 impl<C: Consumer + Send + Sync> Consumer for std::sync::Arc<C> {
     fn handle(&self, event: Event) -> impl std::future::Future<Output = DynamoDbEventResponse> + Send {
         C::handle(self, event)

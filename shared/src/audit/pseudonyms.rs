@@ -39,7 +39,8 @@ pub const PSEUDONYM_PREFIX: &str = "psn_";
 /// Stands for a person who had already been erased when the entry was written.
 pub const ERASED: &str = "erased";
 const KEYRING_PK: &str = "SECRET#subject-keyring";
-const KEY_SK: &str = "KEY";
+/// The sort key of both key items (`SUBJECT#<id>` and `PSEUDONYM#<p>`).
+pub const KEY_SK: &str = "KEY";
 
 pub fn is_pseudonym(value: &str) -> bool {
     value.starts_with(PSEUDONYM_PREFIX)

@@ -72,6 +72,8 @@ pub enum JobKind {
     SecurityEmail,
     /// Tell a chart's owner why it was rejected or hidden (`ChartModerationEmail`).
     ChartModerationEmail,
+    /// Tell a saved search's owner about its new matches (`SavedSearchAlert`).
+    SavedSearchAlert,
     /// A verifiable export of the audit log.
     AuditExport,
     /// A dataset or own-data export (`export::ExportParams`).
@@ -92,6 +94,13 @@ pub enum JobKind {
     /// Generate a report (the `reports` crate's `ReportJob`): run its
     /// specs, render each format, store the files.
     Report,
+    /// A full or incremental backup of the table (`backups::BackupJob`).
+    Backup,
+    /// Restore a backup into a scratch table and compare it with its
+    /// manifest (`backups::VerifyJob`).
+    BackupVerify,
+    /// Restore a backup into a new table (`backups::RestoreJob`).
+    BackupRestore,
 }
 
 impl JobKind {
@@ -99,6 +108,7 @@ impl JobKind {
         JobKind::InviteEmail,
         JobKind::SecurityEmail,
         JobKind::ChartModerationEmail,
+        JobKind::SavedSearchAlert,
         JobKind::AuditExport,
         JobKind::DataExport,
         JobKind::DataImport,
@@ -109,6 +119,9 @@ impl JobKind {
         JobKind::Erasure,
         JobKind::AnalyticsRefresh,
         JobKind::Report,
+        JobKind::Backup,
+        JobKind::BackupVerify,
+        JobKind::BackupRestore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +129,7 @@ impl JobKind {
             JobKind::InviteEmail => "invite_email",
             JobKind::SecurityEmail => "security_email",
             JobKind::ChartModerationEmail => "chart_moderation_email",
+            JobKind::SavedSearchAlert => "saved_search_alert",
             JobKind::AuditExport => "audit_export",
             JobKind::DataExport => "data_export",
             JobKind::DataImport => "data_import",
@@ -126,6 +140,9 @@ impl JobKind {
             JobKind::Erasure => "erasure",
             JobKind::AnalyticsRefresh => "analytics_refresh",
             JobKind::Report => "report",
+            JobKind::Backup => "backup",
+            JobKind::BackupVerify => "backup_verify",
+            JobKind::BackupRestore => "backup_restore",
         }
     }
 
@@ -275,27 +292,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<Job>> {
 /// dispatcher and the sweeper only: producers commit the job record and
 /// nothing else. Fails if any message was not accepted.
 pub async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Result<()> {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-    for (n, batch) in bodies.chunks(10).enumerate() {
-        let entries = batch
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
-                SendMessageBatchRequestEntry::builder().id(format!("m{n}_{i}")).message_body(body).build().map_err(|e| Error::internal(e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let out = sqs
-            .send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(crate::platform::error::aws("sqs SendMessageBatch (jobs)"))?;
-        if !out.failed().is_empty() {
-            return Err(Error::internal(format!("{} job messages were not accepted", out.failed().len())));
-        }
-    }
-    Ok(())
+    crate::platform::aws::send_batch(sqs, queue_url, bodies, "job").await
 }
 
 /// The job a changed table item asks to run, if any: a job record whose
@@ -494,6 +491,38 @@ pub struct ChartModerationEmail {
 impl JobPayload for ChartModerationEmail {
     fn kind(&self) -> JobKind {
         JobKind::ChartModerationEmail
+    }
+}
+
+/// Parameters of a `saved_search_alert` job: what the search function's
+/// alert check found, as the owner may see it (run with the owner's
+/// permissions when it was checked), so the worker only writes the email.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedSearchAlert {
+    pub saved_search_id: String,
+    pub name: String,
+    /// The window checked: records created in `[since, until)`.
+    pub since: String,
+    pub until: String,
+    /// How many new records match (the email lists the first few).
+    pub total: u64,
+    pub hits: Vec<AlertHit>,
+}
+
+/// One new match, as an email line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertHit {
+    /// `users`, `charts`, `orders` or `audit`.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    pub id: String,
+    /// What the record is called, as the owner may read it.
+    pub label: String,
+}
+
+impl JobPayload for SavedSearchAlert {
+    fn kind(&self) -> JobKind {
+        JobKind::SavedSearchAlert
     }
 }
 

@@ -2,6 +2,7 @@
 //! datasets, jobs and their kinds, charts, rollups, the system settings and
 //! subject (GDPR/CCPA) requests.
 
+pub mod backups;
 pub mod business;
 pub mod charts;
 pub mod custom_segments;

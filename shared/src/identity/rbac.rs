@@ -62,6 +62,8 @@ permissions! {
     WorkflowsRead => "workflows:read",
     WorkflowsWrite => "workflows:write",
     SystemRead => "system:read",
+    // Take, list, verify and restore backups of the whole table.
+    BackupsManage => "backups:manage",
 }
 
 impl std::fmt::Display for Permission {
@@ -218,6 +220,7 @@ impl BuiltinRole {
                 WorkflowsRead,
                 WorkflowsWrite,
                 SystemRead,
+                BackupsManage,
             ]),
             // Moderators see users without personal data, and act on content.
             BuiltinRole::Moderator => PermissionSet::of(&[UsersRead, ChartsRead, ChartsModerate, SearchRead]),

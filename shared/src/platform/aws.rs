@@ -120,3 +120,31 @@ impl HttpClient for LazyHttpsClient {
         Some(ConnectorMetadata::new("hyper", Some(std::borrow::Cow::Borrowed("1.x"))))
     }
 }
+
+/// Send message bodies to a queue with SendMessageBatch, 10 a call; fails
+/// if any message was not accepted. `what` names the messages in errors
+/// (`job`, `webhook`).
+pub async fn send_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String], what: &str) -> crate::platform::error::Result<()> {
+    use crate::platform::error::Error;
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for (n, batch) in bodies.chunks(10).enumerate() {
+        let entries = batch
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder().id(format!("m{n}_{i}")).message_body(body).build().map_err(|e| Error::internal(e.to_string()))
+            })
+            .collect::<crate::platform::error::Result<Vec<_>>>()?;
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(crate::platform::error::aws("sqs SendMessageBatch"))?;
+        if !out.failed().is_empty() {
+            return Err(Error::internal(format!("{} {what} messages were not accepted", out.failed().len())));
+        }
+    }
+    Ok(())
+}

@@ -23,6 +23,8 @@ pub struct Config {
     pub webhooks_dlq_url: String,
     pub exports_bucket: String,
     pub audit_bucket: String,
+    /// Keel's logical backups of the table (docs/backups.md).
+    pub backups_bucket: String,
     /// `iss` of the access tokens; `aud` is always [`AUDIENCE`].
     pub issuer: String,
     pub email_from: String,
@@ -105,6 +107,7 @@ impl Config {
             webhooks_dlq_url: required("KEEL_WEBHOOKS_DLQ_URL")?,
             exports_bucket: required("KEEL_EXPORTS_BUCKET")?,
             audit_bucket: required("KEEL_AUDIT_BUCKET")?,
+            backups_bucket: required("KEEL_BACKUPS_BUCKET")?,
             issuer: required("KEEL_ISSUER")?,
             email_from: required("KEEL_EMAIL_FROM")?,
             public_url: public_url.trim_end_matches('/').to_string(),

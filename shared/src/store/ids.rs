@@ -180,6 +180,12 @@ uuid_id!(
     "REQUEST"
 );
 uuid_id!(
+    /// A backup of the table (`BACKUP#<id>`): the id of the job that wrote it.
+    BackupId,
+    "backup",
+    "BACKUP"
+);
+uuid_id!(
     /// A custom analytics segment (stored under `ANALYTICS#SEGMENTS / SEGMENT#<id>`).
     SegmentId,
     "segment",

@@ -1,0 +1,63 @@
+//! The integrations function: `/api/v1/integrations/*` (docs/integrations.md).
+//! Outgoing webhooks (Standard Webhooks): endpoints and their secrets
+//! (`webhooks`), signatures (`signing`), the SSRF guard every target URL
+//! passes (`ssrf`), deliveries from audit entries through the table stream
+//! (`dispatch`, its own stream consumer) to the webhooks queue and its
+//! worker (`delivery`), and the deliveries log with replays (`deliveries`).
+
+pub mod deliveries;
+pub mod delivery;
+pub mod dispatch;
+pub mod signing;
+pub mod ssrf;
+pub mod webhooks;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{get, post};
+use shared::http::{Access, BearerAuth, Platform, Route};
+use shared::identity::rbac::Permission;
+
+#[derive(Clone)]
+pub struct IntegrationsState {
+    pub platform: Platform,
+    /// What webhook targets may be (`KEEL_WEBHOOKS_ALLOW_LOOPBACK`).
+    pub webhook_policy: ssrf::Policy,
+}
+
+/// Every route of this function and who may call it. Webhook endpoints
+/// receive audit events, so reading them is `integrations:read` and
+/// changing them (which decides where events go) `integrations:write`.
+pub static ROUTES: &[Route] = &[
+    Route::new(Method::POST, "/api/v1/integrations/webhooks", Access::Permission(Permission::IntegrationsWrite)),
+    Route::new(Method::GET, "/api/v1/integrations/webhooks", Access::Permission(Permission::IntegrationsRead)),
+    Route::new(Method::GET, "/api/v1/integrations/webhooks/{id}", Access::Permission(Permission::IntegrationsRead)),
+    Route::new(Method::PUT, "/api/v1/integrations/webhooks/{id}", Access::Permission(Permission::IntegrationsWrite)),
+    Route::new(Method::DELETE, "/api/v1/integrations/webhooks/{id}", Access::Permission(Permission::IntegrationsWrite)),
+    Route::new(Method::POST, "/api/v1/integrations/webhooks/{id}/rotate-secret", Access::Permission(Permission::IntegrationsWrite)),
+    Route::new(Method::GET, "/api/v1/integrations/webhooks/{id}/deliveries", Access::Permission(Permission::IntegrationsRead)),
+    Route::new(Method::POST, "/api/v1/integrations/webhooks/deliveries/{id}/replay", Access::Permission(Permission::IntegrationsWrite)),
+];
+
+pub fn router(state: IntegrationsState) -> Router {
+    let platform = state.platform.clone();
+    let routes = Router::new()
+        .route("/api/v1/integrations/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/api/v1/integrations/webhooks/{id}", get(webhooks::read).put(webhooks::update).delete(webhooks::delete))
+        .route("/api/v1/integrations/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/api/v1/integrations/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/api/v1/integrations/webhooks/deliveries/{id}/replay", post(deliveries::replay))
+        .with_state(state);
+    shared::http::secure(routes, &platform, ROUTES)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay),
+    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
+    modifiers(&BearerAuth, &ERROR_RESPONSES)
+)]
+pub struct ApiDoc;
+
+/// The errors every route can answer, from the route table (`shared::http::openapi`).
+static ERROR_RESPONSES: shared::http::openapi::ErrorResponses = shared::http::openapi::ErrorResponses(ROUTES);
