@@ -517,3 +517,59 @@ async fn retry_after_is_honoured_and_the_last_failure_goes_to_the_dlq() {
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["delivery_id"], log[0]["id"]);
 }
+
+/// An endpoint whose attempts all fail for five days is disabled, with an
+/// audit entry and an email to its owner; a success in between starts the
+/// five days again, and turning it back on does too.
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed() {
+    let app = TestApp::spawn().await;
+    let (owner, token) = app.user(&["super_admin"]).await;
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+    let clock = ManualClock::at(start);
+    let mut pipeline = Pipeline::new(&app, Arc::new(clock.clone())).await;
+    let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(200), Reply::Status(500), Reply::Status(502), Reply::Status(503)]).await;
+    // One attempt per event, so each event is one failure.
+    let endpoint = pipeline.endpoint(&token, json!({"url": receiver.url, "event_types": ["user.create"], "retry_schedule_seconds": [0]})).await;
+    let id = endpoint["id"].as_str().unwrap();
+    let path = format!("/api/v1/integrations/webhooks/{id}");
+    let event_at = |at: chrono::DateTime<chrono::Utc>| {
+        clock.set(at);
+        app.user(&["user"])
+    };
+
+    event_at(start).await; // fails: failing since `start`
+    pipeline.run(&app).await;
+    event_at(start + chrono::Duration::days(1)).await; // succeeds
+    pipeline.run(&app).await;
+    event_at(start + chrono::Duration::days(2)).await; // fails: failing since day 2
+    pipeline.run(&app).await;
+    event_at(start + chrono::Duration::days(6)).await; // fails, 4 days on: still on
+    pipeline.run(&app).await;
+    assert_eq!(app.get(&path, &token).await.body["enabled"], json!(true), "the success on day 1 started the days again");
+    let health = integrations::delivery::health(app.store(), id).await.unwrap();
+    assert_eq!((health.consecutive_failures, health.failing_since), (2, Some(shared::store::timestamp(start + chrono::Duration::days(2)))));
+
+    event_at(start + chrono::Duration::days(7)).await; // fails, 5 days on: disabled
+    pipeline.run(&app).await;
+    let read = app.get(&path, &token).await;
+    assert_eq!(read.body["enabled"], false);
+    let reason = read.body["disabled_reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("every attempt failed for 5 days (since "), "{reason}");
+    let disabled: Vec<_> = app.audit_for("webhook", id).await.into_iter().filter(|e| e.action == "webhook.disabled").collect();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].actor.id, "webhooks");
+
+    app.run_jobs().await;
+    let emails = app.sent_emails(&owner.email).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(emails[0].contains(&receiver.url) && emails[0].contains("every attempt failed for 5 days"), "{}", emails[0]);
+
+    // Nothing more goes to it; turned back on, it starts afresh.
+    event_at(start + chrono::Duration::days(8)).await;
+    pipeline.run(&app).await;
+    assert_eq!(receiver.seen().len(), 5);
+    let on = app.call(Method::PUT, &path, Some(&token), Some(json!({"enabled": true}))).await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    assert_eq!(integrations::delivery::health(app.store(), id).await.unwrap().failing_since, None);
+}

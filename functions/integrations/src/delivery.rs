@@ -16,7 +16,11 @@
 //! gsi2 `WEBHOOKDUE`) and, when SQS can hold it (≤ 900 s), also sent as a
 //! delayed message; the sweeper (`dispatch::sweep_due`) sends the longer
 //! ones when due, and any whose message was lost. After the last attempt
-//! the message goes to the webhooks DLQ. A 410 disables the endpoint.
+//! the message goes to the webhooks DLQ. A 410 disables the endpoint, and
+//! so does failing for `DISABLE_AFTER_FAILING` (five days) with no success
+//! in between (`WEBHOOK#<id> / HEALTH` keeps when the failing began), with
+//! an email to its owner (a `webhook_disabled_email` job, committed with
+//! the change through the outbox).
 //!
 //! Keys: `WHDELIVERY#<id> / META`; an endpoint's deliveries on gsi1
 //! `WEBHOOKDELIVERIES#<endpoint>` / created#id.
@@ -50,6 +54,50 @@ pub const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 pub const MAX_RETRY_AFTER_SECONDS: i64 = webhooks::MAX_RETRY_WAIT_SECONDS as i64;
 
 pub const DUE_PK: &str = "WEBHOOKDUE";
+
+/// An endpoint whose attempts have all failed for this long is disabled.
+pub const DISABLE_AFTER_FAILING: chrono::Duration = chrono::Duration::days(5);
+/// A deleted endpoint's health record goes with this TTL.
+const HEALTH_TTL: chrono::Duration = chrono::Duration::days(30);
+pub const HEALTH_SK: &str = "HEALTH";
+
+/// An endpoint's delivery health (`WEBHOOK#<id> / HEALTH`), updated after
+/// every attempt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointHealth {
+    #[serde(default)]
+    pub last_success_at: Option<String>,
+    #[serde(default)]
+    pub last_failure_at: Option<String>,
+    /// The first failed attempt with no success since; none while healthy.
+    #[serde(default)]
+    pub failing_since: Option<String>,
+    #[serde(default)]
+    pub consecutive_failures: u64,
+}
+
+/// Record an attempt's outcome; the health after it.
+pub async fn note_attempt(store: &shared::store::Store, endpoint_id: &str, delivered: bool, now: DateTime<Utc>) -> Result<EndpointHealth> {
+    let update = if delivered {
+        "SET last_success_at = :now, consecutive_failures = :zero, #type = :type, #ttl = :ttl REMOVE failing_since"
+    } else {
+        "SET last_failure_at = :now, failing_since = if_not_exists(failing_since, :now), #type = :type, #ttl = :ttl ADD consecutive_failures :one"
+    };
+    let mut spec = shared::store::UpdateSpec::new(update)
+        .name("#type", "type")
+        .name("#ttl", "ttl")
+        .value(":now", s(timestamp(now)))
+        .value(":type", s("webhook_health"))
+        .value(":ttl", shared::store::n((now + HEALTH_TTL).timestamp()));
+    spec = if delivered { spec.value(":zero", shared::store::n(0)) } else { spec.value(":one", shared::store::n(1)) };
+    let item = store.update(&webhooks::pk(endpoint_id), HEALTH_SK, &spec).await?.unwrap_or_default();
+    from_item(item)
+}
+
+/// The health of an endpoint (default when no attempt was made yet).
+pub async fn health(store: &shared::store::Store, endpoint_id: &str) -> Result<EndpointHealth> {
+    Ok(store.get(&webhooks::pk(endpoint_id), HEALTH_SK).await?.unwrap_or_default())
+}
 
 /// What time it is: the system clock, or one a test moves by hand so that
 /// retry waits pass without waiting.
@@ -472,6 +520,13 @@ impl Worker {
         {
             self.send(&saved.message(), wait).await?;
         }
+        let health = note_attempt(store, &endpoint.id, saved.attempts.last().is_some_and(|a| a.status.is_some_and(|s| (200..300).contains(&s))), now).await?;
+        if let Some(since) = health.failing_since.as_deref().and_then(shared::platform::time::parse)
+            && now - since >= DISABLE_AFTER_FAILING
+            && endpoint.enabled
+        {
+            self.disable_for_failing(endpoint, since, now).await?;
+        }
         if saved.status == DeliveryStatus::Failed {
             // Out of attempts: kept on the DLQ for an operator.
             self.send_to(&self.dlq_url, &saved.message(), 0).await?;
@@ -497,6 +552,41 @@ impl Worker {
             AuditEntry::new(&Actor::system("webhooks"), "webhook.delivery_gone", "webhook", &endpoint.id)
         };
         journal.commit(writes, &audit).await
+    }
+
+    /// Disable an endpoint that failed for `DISABLE_AFTER_FAILING`, and
+    /// email its owner, in one transaction with the audit entry. A
+    /// concurrent change of the endpoint (an admin's edit) wins: the next
+    /// failure tries again.
+    async fn disable_for_failing(&self, endpoint: &WebhookEndpoint, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        let journal = &self.state.platform.store;
+        let reason = format!("every attempt failed for {} days", DISABLE_AFTER_FAILING.num_days());
+        let mut disabled = endpoint.clone();
+        disabled.enabled = false;
+        disabled.disabled_reason = Some(format!("{reason} (since {})", timestamp(since)));
+        disabled.version = endpoint.version + 1;
+        disabled.updated_at = timestamp(now);
+        let notice = shared::domain::jobs::WebhookDisabledEmail {
+            endpoint_id: endpoint.id.clone(),
+            url: endpoint.url.clone(),
+            owner_id: endpoint.owner_id.clone(),
+            reason,
+            failing_since: timestamp(since),
+            disabled_at: timestamp(now),
+        };
+        let job = shared::domain::jobs::Job::of(&endpoint.owner_id, &notice)?;
+        let writes = vec![webhooks::replace_write(&self.state, endpoint, &disabled).await?, job.create_write(journal.table())?];
+        let audit = AuditEntry::new(&Actor::system("webhooks"), "webhook.disabled", "webhook", &endpoint.id)
+            .changes(Some(endpoint), Some(&disabled))
+            .reason(disabled.disabled_reason.clone().unwrap_or_default());
+        match journal.commit(writes, &audit).await {
+            Ok(()) => {
+                tracing::warn!(endpoint_id = %endpoint.id, failing_since = %timestamp(since), "webhook endpoint disabled after failing for days");
+                Ok(())
+            }
+            Err(Error::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// A delivery whose endpoint is disabled or deleted: failed, no attempt.

@@ -207,7 +207,8 @@ pub struct UpdateWebhook {
     pub event_types: Option<Vec<String>>,
     pub description: Option<String>,
     pub retry_schedule_seconds: Option<Vec<u32>>,
-    /// `true` re-enables an endpoint disabled by an admin or by a 410.
+    /// `true` re-enables an endpoint disabled by an admin, by a 410 or
+    /// after failing for five days (its failing days start again).
     pub enabled: Option<bool>,
 }
 
@@ -374,7 +375,18 @@ pub async fn update(
     after.updated_at = timestamp(chrono::Utc::now());
     let store = &state.platform.store;
     let audit = AuditEntry::new(&caller.actor(), "webhook.updated", "webhook", &after.id).changes(Some(&before), Some(&after));
-    store.commit(vec![Write::put_versioned(store.table(), item_of(&after, &secrets)?, before.version)?], &audit).await?;
+    let mut writes = vec![Write::put_versioned(store.table(), item_of(&after, &secrets)?, before.version)?];
+    if after.enabled && !before.enabled {
+        // Turned back on: its failing days start again from the next failure.
+        let fresh = Item::from([
+            ("pk".to_string(), s(pk(&after.id))),
+            ("sk".to_string(), s(crate::delivery::HEALTH_SK)),
+            ("type".to_string(), s("webhook_health")),
+            ("reenabled_at".to_string(), s(after.updated_at.clone())),
+        ]);
+        writes.push(Write::put(store.table(), fresh)?);
+    }
+    store.commit(writes, &audit).await?;
     Ok(Json(after))
 }
 

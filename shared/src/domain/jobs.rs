@@ -74,6 +74,8 @@ pub enum JobKind {
     ChartModerationEmail,
     /// Tell a saved search's owner about its new matches (`SavedSearchAlert`).
     SavedSearchAlert,
+    /// Tell a webhook endpoint's owner it was disabled (`WebhookDisabledEmail`).
+    WebhookDisabledEmail,
     /// A verifiable export of the audit log.
     AuditExport,
     /// A dataset or own-data export (`export::ExportParams`).
@@ -109,6 +111,7 @@ impl JobKind {
         JobKind::SecurityEmail,
         JobKind::ChartModerationEmail,
         JobKind::SavedSearchAlert,
+        JobKind::WebhookDisabledEmail,
         JobKind::AuditExport,
         JobKind::DataExport,
         JobKind::DataImport,
@@ -130,6 +133,7 @@ impl JobKind {
             JobKind::SecurityEmail => "security_email",
             JobKind::ChartModerationEmail => "chart_moderation_email",
             JobKind::SavedSearchAlert => "saved_search_alert",
+            JobKind::WebhookDisabledEmail => "webhook_disabled_email",
             JobKind::AuditExport => "audit_export",
             JobKind::DataExport => "data_export",
             JobKind::DataImport => "data_import",
@@ -523,6 +527,25 @@ pub struct AlertHit {
 impl JobPayload for SavedSearchAlert {
     fn kind(&self) -> JobKind {
         JobKind::SavedSearchAlert
+    }
+}
+
+/// Parameters of a `webhook_disabled_email` job: which endpoint stopped
+/// receiving events, why and since when, for its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabledEmail {
+    pub endpoint_id: String,
+    pub url: String,
+    pub owner_id: String,
+    pub reason: String,
+    /// The first failed attempt with no success since (RFC 3339).
+    pub failing_since: String,
+    pub disabled_at: String,
+}
+
+impl JobPayload for WebhookDisabledEmail {
+    fn kind(&self) -> JobKind {
+        JobKind::WebhookDisabledEmail
     }
 }
 
