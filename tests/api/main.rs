@@ -23,6 +23,7 @@ mod lambda_events;
 mod oauth;
 mod openapi;
 mod outbox;
+mod payments;
 mod rate_limits;
 mod rbac;
 mod report_schedules;

@@ -64,6 +64,8 @@ async fn resources_match_the_template() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(&format!("KEEL_TABLE={}", env["KEEL_TABLE"])));
     assert!(text.contains("AWS_ENDPOINT_URL=http://127.0.0.1:"));
+    // The Stripe signing secret the local stack made for its webhook endpoint.
+    assert!(text.lines().any(|l| l.starts_with("KEEL_STRIPE_WEBHOOK_SECRET=whsec_") && l.len() > "KEEL_STRIPE_WEBHOOK_SECRET=whsec_".len() + 40), "{text}");
 }
 
 /// What a deployed function runs on: its SDK configuration is built from the

@@ -4,10 +4,12 @@
 //! passes (`ssrf`), deliveries from audit entries through the table stream
 //! (`dispatch`, its own stream consumer) to the webhooks queue and its
 //! worker (`delivery`), and the deliveries log with replays (`deliveries`).
+//! Payments: Stripe's signed events to Keel's orders (`payments`).
 
 pub mod deliveries;
 pub mod delivery;
 pub mod dispatch;
+pub mod payments;
 pub mod signing;
 pub mod ssrf;
 pub mod webhooks;
@@ -23,6 +25,9 @@ pub struct IntegrationsState {
     pub platform: Platform,
     /// What webhook targets may be (`KEEL_WEBHOOKS_ALLOW_LOOPBACK`).
     pub webhook_policy: ssrf::Policy,
+    /// Stripe's webhook signing secret (`KEEL_STRIPE_WEBHOOK_SECRET`);
+    /// none: the Stripe endpoint answers that it is not configured.
+    pub stripe_webhook_secret: Option<payments::signature::StripeSecret>,
 }
 
 /// Every route of this function and who may call it. Webhook endpoints
@@ -37,6 +42,9 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/integrations/webhooks/{id}/rotate-secret", Access::Permission(Permission::IntegrationsWrite)),
     Route::new(Method::GET, "/api/v1/integrations/webhooks/{id}/deliveries", Access::Permission(Permission::IntegrationsRead)),
     Route::new(Method::POST, "/api/v1/integrations/webhooks/deliveries/{id}/replay", Access::Permission(Permission::IntegrationsWrite)),
+    // Stripe signs its events with the endpoint's secret: the signature,
+    // checked first, is the authentication.
+    Route::new(Method::POST, "/api/v1/integrations/payments/stripe/webhook", Access::Public),
 ];
 
 pub fn router(state: IntegrationsState) -> Router {
@@ -47,14 +55,15 @@ pub fn router(state: IntegrationsState) -> Router {
         .route("/api/v1/integrations/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/api/v1/integrations/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/api/v1/integrations/webhooks/deliveries/{id}/replay", post(deliveries::replay))
+        .route("/api/v1/integrations/payments/stripe/webhook", post(payments::stripe_webhook))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay),
-    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook),
+    components(schemas(payments::Receipt, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;

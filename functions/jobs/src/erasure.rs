@@ -395,6 +395,12 @@ impl Sweep<'_> {
             n += 1;
         }
         checkpoint.add("dynamodb:table", "orders", "anonymized (person removed; kept for accounting)", n);
+        // The links from Stripe customers to the person: without them, no
+        // later Stripe event finds the person again (the facts themselves
+        // hold amounts and dates, no one's details).
+        let links: Vec<_> = items.iter().filter(|i| attr_s(i, "type") == Some("stripe_customer")).map(key_of).collect();
+        self.store.batch_delete(&links).await?;
+        checkpoint.add("dynamodb:table", "links from Stripe customers", "deleted", links.len() as u64);
         Ok(())
     }
 

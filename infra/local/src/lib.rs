@@ -62,11 +62,17 @@ impl Settings {
     }
 
     /// Template parameter overrides for the local stack.
+    /// `KEEL_STRIPE_WEBHOOK_SECRET` in the environment is used as the Stripe
+    /// signing secret (the one `stripe listen` prints); else one is made.
     pub fn parameters(&self) -> std::collections::HashMap<String, String> {
-        std::collections::HashMap::from([
+        let mut parameters = std::collections::HashMap::from([
             ("PublicUrl".to_string(), format!("http://127.0.0.1:{}", self.port)),
             ("EmailFrom".to_string(), "noreply@keel.local".to_string()),
-        ])
+        ]);
+        if let Ok(secret) = std::env::var("KEEL_STRIPE_WEBHOOK_SECRET") {
+            parameters.insert("StripeWebhookSecret".to_string(), secret);
+        }
+        parameters
     }
 }
 

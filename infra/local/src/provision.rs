@@ -127,8 +127,18 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
 
     let ctx = Context { stack, region: crate::REGION, account: ACCOUNT, parameters: &parameters, resources: &resources };
     let mut env = HashMap::new();
-    for (name, value) in template.function_environment() {
+    for (name, value) in template.function_environment().into_iter().chain(template.functions_own_environment()) {
         env.insert(name.clone(), ctx.resolve(&value).with_context(|| format!("function environment {name}"))?);
+    }
+
+    // Deployed, the operator copies the signing secret Stripe shows for the
+    // endpoint into the StripeWebhookSecret parameter. Locally, unless an
+    // override gave one, each stack makes its own (written to
+    // .keel/local.env for `stripe listen --forward-to` style senders).
+    if env.get("KEEL_STRIPE_WEBHOOK_SECRET").is_some_and(|v| v.trim().is_empty()) {
+        use base64::Engine as _;
+        let bytes: [u8; 32] = rand::random();
+        env.insert("KEEL_STRIPE_WEBHOOK_SECRET".into(), format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes)));
     }
 
     // Deployed, the operator passes the signing key's public key as the

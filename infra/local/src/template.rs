@@ -73,6 +73,18 @@ impl Template {
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone()))).collect())
             .unwrap_or_default()
     }
+
+    /// The variables single functions add to it (`Properties.Environment`
+    /// of each `AWS::Serverless::Function`), in file order. Locally every
+    /// function runs in one process, so they join the one environment.
+    pub fn functions_own_environment(&self) -> Vec<(String, Value)> {
+        self.resources()
+            .into_iter()
+            .filter(|(_, kind, _)| kind == "AWS::Serverless::Function")
+            .filter_map(|(_, _, props)| props.get("Environment")?.get("Variables")?.as_mapping().cloned())
+            .flat_map(|vars| vars.into_iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect::<Vec<_>>())
+            .collect()
+    }
 }
 
 fn scalar(v: &Value) -> Option<String> {

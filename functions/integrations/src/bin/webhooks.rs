@@ -16,7 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let webhook_policy = integrations::ssrf::Policy::from_lookup(|name| std::env::var(name).ok());
     let config = platform.config.clone();
     let worker = &*Box::leak(Box::new(integrations::delivery::Worker {
-        state: integrations::IntegrationsState { platform, webhook_policy },
+        // The delivery worker receives no Stripe events.
+        state: integrations::IntegrationsState { platform, webhook_policy, stripe_webhook_secret: None },
         sqs: aws_sdk_sqs::Client::new(&sdk),
         queue_url: config.webhooks_queue_url.clone(),
         dlq_url: config.webhooks_dlq_url.clone(),
