@@ -99,12 +99,12 @@ impl TestApp {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    /// Create a user with `roles` and a password directly in the store (as
+    /// Create a user with `roles` and a password (`PASSWORD`) directly in the store (as
     /// the system), and mint an access token for it.
     pub async fn user(&self, roles: &[&str]) -> (User, String) {
         let email = Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4().simple())).unwrap();
         let mut user = User::new(&email, "Test User", roles.iter().map(|r| r.to_string()).collect(), UserStatus::Active);
-        user.password_hash = Some(shared::platform::crypto::hash_password(PASSWORD).unwrap());
+        user.password_hash = Some(password_hash().to_string());
         let audit = AuditEntry::new(&Actor::system("tests"), "user.create", "user", &user.id);
         shared::identity::users::create(self.store(), &user, audit).await.unwrap();
         let grant = shared::identity::token::SessionGrant::new(&[shared::identity::token::amr::PASSWORD], None);
@@ -246,4 +246,12 @@ pub fn request(method: Method, path: &str, token: Option<&str>, body: Option<Val
         Some(b) => builder.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
         None => builder.body(Body::empty()).unwrap(),
     }
+}
+
+/// `PASSWORD`'s argon2id hash, made once: test users all share it (the
+/// role walks create thousands of users, and each hash takes 19 MiB and a
+/// noticeable time).
+pub fn password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| shared::platform::crypto::hash_password(PASSWORD).expect("hash"))
 }
