@@ -19,6 +19,7 @@ mod exports;
 mod health;
 mod insights;
 mod integrations;
+mod integrations_hub;
 mod lambda_events;
 mod oauth;
 mod openapi;

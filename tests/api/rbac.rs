@@ -214,6 +214,11 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("POST", "/integrations/webhooks/{id}/rotate-secret") => 404,
         ("GET", "/integrations/webhooks/{id}/deliveries") => 404,
         ("POST", "/integrations/webhooks/deliveries/{id}/replay") => 404,
+        // The hub: `{name}` is filled with a role's name, no integration;
+        // `{}` has no `values`.
+        ("GET", "/integrations/available") => 200,
+        ("PUT", "/integrations/{name}/config") => 400,
+        ("POST", "/integrations/{name}/test") => 404,
         // Public: the probe carries no Stripe-Signature header.
         ("POST", "/integrations/payments/stripe/webhook") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),

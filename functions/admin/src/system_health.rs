@@ -45,6 +45,9 @@ pub struct Health {
     pub status: Status,
     pub checked_at: String,
     pub dependencies: Vec<DependencyHealth>,
+    /// Each integration's last recorded outcome (docs/integrations.md, "The
+    /// hub"); one failing (3 failures in a row) makes the status degraded.
+    pub integrations: Vec<shared::domain::integration_health::IntegrationHealth>,
 }
 
 async fn check<F, E>(name: String, critical: bool, call: F) -> DependencyHealth
@@ -106,14 +109,27 @@ pub async fn check_all(state: &AdminState) -> Health {
     dependencies.extend(buckets);
     dependencies.extend(queue_checks);
     dependencies.extend(keys);
+    let integrations = match shared::domain::integration_health::all(state.platform.store.store()).await {
+        Ok(list) => list,
+        Err(e) => {
+            dependencies.push(DependencyHealth {
+                name: "integrations".into(),
+                status: Status::Down,
+                latency_ms: 0.0,
+                error: Some(e.to_string()),
+                critical: false,
+            });
+            Vec::new()
+        }
+    };
     let status = if dependencies.iter().any(|d| d.critical && d.status == Status::Down) {
         Status::Down
-    } else if dependencies.iter().any(|d| d.status == Status::Down) {
+    } else if dependencies.iter().any(|d| d.status == Status::Down) || integrations.iter().any(|i| i.failing()) {
         Status::Degraded
     } else {
         Status::Ok
     };
-    Health { status, checked_at: shared::store::timestamp(chrono::Utc::now()), dependencies }
+    Health { status, checked_at: shared::store::timestamp(chrono::Utc::now()), dependencies, integrations }
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/system/health", tag = "system", security(("bearer" = [])),

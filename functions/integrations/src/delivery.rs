@@ -318,29 +318,14 @@ pub async fn post(url: &str, policy: ssrf::Policy, headers: &[(&str, String)], b
     let failed =
         |error: String, started: Instant| Sent { status: None, retry_after: None, response: String::new(), error: Some(error), latency: started.elapsed() };
     // Checked again at each attempt: the URL may have been saved under an
-    // older rule, and the name's answer is whatever DNS says now.
-    let target = match ssrf::check_url(url, policy) {
-        Ok(checked) => match ssrf::resolve(checked).await {
-            Ok(target) => target,
-            Err(refusal) => return failed(format!("refused: {refusal}"), started),
-        },
-        Err(refusal) => return failed(format!("refused: {refusal}"), started),
+    // older rule, and the name's answer is whatever DNS says now. A client
+    // per attempt: it is pinned to the address just checked, so the
+    // connection cannot go anywhere DNS says later.
+    let (client, target) = match ssrf::guarded_client(url, policy, ATTEMPT_TIMEOUT, "keel-webhooks").await {
+        Ok(found) => found,
+        Err(error) => return failed(error, started),
     };
-    shared::platform::tls::install();
-    // A client per attempt: `resolve` pins this host name to the address
-    // just checked, so the connection cannot go anywhere DNS says later.
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(ATTEMPT_TIMEOUT)
-        .user_agent("keel-webhooks")
-        .resolve(&target.host, target.pinned)
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => return failed(format!("building the HTTP client: {e}"), started),
-    };
-    let mut request = client.post(target.url).header("content-type", "application/json").body(body.to_string());
+    let mut request = client.post(target).header("content-type", "application/json").body(body.to_string());
     for (name, value) in headers {
         request = request.header(*name, value);
     }

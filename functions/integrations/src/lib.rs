@@ -4,11 +4,13 @@
 //! passes (`ssrf`), deliveries from audit entries through the table stream
 //! (`dispatch`, its own stream consumer) to the webhooks queue and its
 //! worker (`delivery`), and the deliveries log with replays (`deliveries`).
-//! Payments: Stripe's signed events to Keel's orders (`payments`).
+//! Payments: Stripe's signed events to Keel's orders (`payments`). The
+//! hub: the catalogue, credentials and connection tests (`hub`).
 
 pub mod deliveries;
 pub mod delivery;
 pub mod dispatch;
+pub mod hub;
 pub mod payments;
 pub mod signing;
 pub mod ssrf;
@@ -42,6 +44,9 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/integrations/webhooks/{id}/rotate-secret", Access::Permission(Permission::IntegrationsWrite)),
     Route::new(Method::GET, "/api/v1/integrations/webhooks/{id}/deliveries", Access::Permission(Permission::IntegrationsRead)),
     Route::new(Method::POST, "/api/v1/integrations/webhooks/deliveries/{id}/replay", Access::Permission(Permission::IntegrationsWrite)),
+    Route::new(Method::GET, "/api/v1/integrations/available", Access::Permission(Permission::IntegrationsRead)),
+    Route::new(Method::PUT, "/api/v1/integrations/{name}/config", Access::Permission(Permission::IntegrationsWrite)),
+    Route::new(Method::POST, "/api/v1/integrations/{name}/test", Access::Permission(Permission::IntegrationsWrite)),
     // Stripe signs its events with the endpoint's secret: the signature,
     // checked first, is the authentication.
     Route::new(Method::POST, "/api/v1/integrations/payments/stripe/webhook", Access::Public),
@@ -56,14 +61,17 @@ pub fn router(state: IntegrationsState) -> Router {
         .route("/api/v1/integrations/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/api/v1/integrations/webhooks/deliveries/{id}/replay", post(deliveries::replay))
         .route("/api/v1/integrations/payments/stripe/webhook", post(payments::stripe_webhook))
+        .route("/api/v1/integrations/available", get(hub::available))
+        .route("/api/v1/integrations/{name}/config", axum::routing::put(hub::configure))
+        .route("/api/v1/integrations/{name}/test", post(hub::test))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook),
-    components(schemas(payments::Receipt, shared::platform::error::Problem, shared::platform::error::FieldError)),
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test),
+    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, shared::domain::integration_health::IntegrationHealth, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;

@@ -104,6 +104,25 @@ pub async fn resolve(checked: Checked) -> Result<Target, Refusal> {
     pin(checked, &addresses)
 }
 
+/// An HTTP client that can reach only `url`'s host, at the address just
+/// checked (DNS is asked once, here): no redirects, no proxy, `timeout`.
+/// Every outgoing call to a URL someone configured goes through it (webhook
+/// deliveries, the hub's connection tests). Err: why the target is refused.
+pub async fn guarded_client(url: &str, policy: Policy, timeout: std::time::Duration, user_agent: &str) -> Result<(reqwest::Client, url::Url), String> {
+    let checked = check_url(url, policy).map_err(|refusal| format!("refused: {refusal}"))?;
+    let target = resolve(checked).await.map_err(|refusal| format!("refused: {refusal}"))?;
+    shared::platform::tls::install();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .user_agent(user_agent)
+        .resolve(&target.host, target.pinned)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    Ok((client, target.url))
+}
+
 /// The address a delivery connects to, from one DNS answer.
 pub fn pin(checked: Checked, answer: &[SocketAddr]) -> Result<Target, Refusal> {
     let first = *answer.first().ok_or_else(|| Refusal::Resolve("no addresses".into()))?;

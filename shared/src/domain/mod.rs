@@ -9,6 +9,7 @@ pub mod custom_segments;
 pub mod data_jobs;
 pub mod export;
 pub mod insights;
+pub mod integration_health;
 pub mod jobs;
 pub mod masking;
 pub mod moderation_metrics;

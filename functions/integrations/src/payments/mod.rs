@@ -31,6 +31,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use shared::audit::{Actor, AuditEntry};
+use shared::domain::integration_health;
 use shared::identity::users::{self, Email};
 use shared::platform::error::{Error, Result};
 use shared::store::{Condition, Item, QuerySpec, Transacted, UpdateSpec, Write, attr_s, from_item, n, s, timestamp, to_item};
@@ -91,9 +92,20 @@ pub async fn stripe_webhook(State(state): State<IntegrationsState>, headers: Hea
     }
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now();
-    signature::verify(secret, header, &body, now).map_err(|e| Error::field("Stripe-Signature", e.to_string()))?;
-    let event: facts::Event = serde_json::from_slice(&body).map_err(|e| Error::field("body", format!("is not a Stripe event: {e}")))?;
-    receive(&state, &event, now).await.map(Json)
+    let outcome = async {
+        signature::verify(secret, header, &body, now).map_err(|e| Error::field("Stripe-Signature", e.to_string()))?;
+        let event: facts::Event = serde_json::from_slice(&body).map_err(|e| Error::field("body", format!("is not a Stripe event: {e}")))?;
+        receive(&state, &event, now).await
+    }
+    .await;
+    // The hub's health: a wrong signing secret is the usual way this
+    // integration breaks, so refused signatures count as failures too.
+    let health = match &outcome {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("an event was refused: {e}")),
+    };
+    integration_health::record(state.platform.store.store(), "stripe", health, now).await?;
+    outcome.map(Json)
 }
 
 /// Apply a verified event (steps 2–5 above).
