@@ -30,6 +30,8 @@ pub struct IntegrationsState {
     /// Stripe's webhook signing secret (`KEEL_STRIPE_WEBHOOK_SECRET`);
     /// none: the Stripe endpoint answers that it is not configured.
     pub stripe_webhook_secret: Option<payments::signature::StripeSecret>,
+    /// Webhook secrets this instance has opened, by their sealed form.
+    pub opened_secrets: webhooks::OpenedSecrets,
 }
 
 /// Every route of this function and who may call it. Webhook endpoints

@@ -9,5 +9,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let platform = shared::http::Platform::with_clients(aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_kms::Client::new(&sdk)).await?;
     let webhook_policy = integrations::ssrf::Policy::from_lookup(|name| std::env::var(name).ok());
     let stripe_webhook_secret = integrations::payments::signature::StripeSecret::from_value(std::env::var("KEEL_STRIPE_WEBHOOK_SECRET").ok());
-    lambda_http::run(integrations::router(integrations::IntegrationsState { platform, webhook_policy, stripe_webhook_secret })).await
+    lambda_http::run(integrations::router(integrations::IntegrationsState {
+        platform,
+        webhook_policy,
+        stripe_webhook_secret,
+        opened_secrets: Default::default(),
+    }))
+    .await
 }

@@ -166,11 +166,47 @@ pub async fn with_signing_keys(state: &IntegrationsState, id: &str, now: chrono:
     }
     let mut keys = Vec::new();
     for secret in sealed {
+        if let Some(key) = state.opened_secrets.get(secret) {
+            keys.push(key);
+            continue;
+        }
         let plain = state.platform.envelope.open(secret, &context).await?;
         let text = String::from_utf8(plain).map_err(|_| Error::internal("webhook secret is not text"))?;
-        keys.push(signing::key_of(&text).ok_or_else(|| Error::internal("webhook secret is malformed"))?);
+        let key = signing::key_of(&text).ok_or_else(|| Error::internal("webhook secret is malformed"))?;
+        state.opened_secrets.put(secret, key.clone());
+        keys.push(key);
     }
     Ok((endpoint, keys))
+}
+
+/// Webhook signing keys an instance has opened, by the sealed secret they
+/// came from: a delivery worker signs many messages per endpoint, and
+/// opening costs a KMS Decrypt each time. A rotation seals a new secret,
+/// so it is a new entry; at most `OpenedSecrets::CAPACITY` are held (then
+/// the map starts afresh), for the instance's life only.
+#[derive(Clone, Default)]
+pub struct OpenedSecrets(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>);
+
+impl std::fmt::Debug for OpenedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenedSecrets(…)")
+    }
+}
+
+impl OpenedSecrets {
+    pub const CAPACITY: usize = 1024;
+
+    fn get(&self, sealed: &Sealed) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&sealed.data).cloned()
+    }
+
+    fn put(&self, sealed: &Sealed, key: Vec<u8>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert(sealed.data.clone(), key);
+    }
 }
 
 /// The write that replaces `before` by `after` (its version checked),

@@ -78,7 +78,8 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     // KEEL_WEBHOOKS_ALLOW_LOOPBACK=1 (local receivers; docs/integrations.md).
     let webhook_policy = integrations::ssrf::Policy::from_lookup(|name| env.get(name).cloned().or_else(|| std::env::var(name).ok()));
     let stripe_webhook_secret = integrations::payments::signature::StripeSecret::from_value(env.get("KEEL_STRIPE_WEBHOOK_SECRET").cloned());
-    let integrations = integrations::IntegrationsState { platform: platform.clone(), webhook_policy, stripe_webhook_secret };
+    let integrations =
+        integrations::IntegrationsState { platform: platform.clone(), webhook_policy, stripe_webhook_secret, opened_secrets: Default::default() };
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new() })))
         .merge(as_function("admin", admin::router(admin.clone())))

@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = platform.config.clone();
     let worker = &*Box::leak(Box::new(integrations::delivery::Worker {
         // The delivery worker receives no Stripe events.
-        state: integrations::IntegrationsState { platform, webhook_policy, stripe_webhook_secret: None },
+        state: integrations::IntegrationsState { platform, webhook_policy, stripe_webhook_secret: None, opened_secrets: Default::default() },
         sqs: aws_sdk_sqs::Client::new(&sdk),
         queue_url: config.webhooks_queue_url.clone(),
         dlq_url: config.webhooks_dlq_url.clone(),
