@@ -474,6 +474,7 @@ impl Worker {
         next.claimed_at = None;
         next.next_attempt = number + 1;
         let mut retry_in = None;
+        let delivered = matches!(outcome, Outcome::Delivered);
         match outcome {
             Outcome::Delivered => {
                 next.status = DeliveryStatus::Succeeded;
@@ -505,7 +506,7 @@ impl Worker {
         {
             self.send(&saved.message(), wait).await?;
         }
-        let health = note_attempt(store, &endpoint.id, saved.attempts.last().is_some_and(|a| a.status.is_some_and(|s| (200..300).contains(&s))), now).await?;
+        let health = note_attempt(store, &endpoint.id, delivered, now).await?;
         if let Some(since) = health.failing_since.as_deref().and_then(shared::platform::time::parse)
             && now - since >= DISABLE_AFTER_FAILING
             && endpoint.enabled

@@ -313,9 +313,19 @@ async fn webhooks_status(state: &IntegrationsState, item: &mut Available) -> Res
         item.status = Status::NotConfigured;
         return Ok(());
     }
+    // One read for every enabled endpoint's health.
+    let keys: Vec<_> = enabled.iter().map(|e| (webhooks::pk(&e.id), delivery::HEALTH_SK.to_string())).collect();
+    let healths: std::collections::HashMap<String, delivery::EndpointHealth> = state
+        .platform
+        .store
+        .batch_get(&keys)
+        .await?
+        .into_iter()
+        .filter_map(|item| Some((attr_s(&item, "pk")?.to_string(), shared::store::from_item(item).ok()?)))
+        .collect();
     let mut failing = 0;
     for endpoint in &enabled {
-        let health = delivery::health(state.platform.store.store(), &endpoint.id).await?;
+        let health = healths.get(&webhooks::pk(&endpoint.id)).cloned().unwrap_or_default();
         item.last_success_at = item.last_success_at.clone().max(health.last_success_at.clone());
         if health.failing_since.is_some() && health.consecutive_failures >= integration_health::FAILING_AFTER {
             failing += 1;

@@ -16,16 +16,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The event types Keel maps; others are acknowledged and ignored.
-pub const HANDLED: &[&str] = &[
-    "checkout.session.completed",
-    "invoice.paid",
-    "invoice.payment_succeeded",
-    "charge.refunded",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-];
-
 /// The envelope of every Stripe event.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Event {
