@@ -67,7 +67,7 @@ struct Args {
 /// Set for the measuring child process: where to write the report.
 const REPORT_TO: &str = "KEEL_BENCH_REPORT_TO";
 /// Sizes for every function binary of template.yaml (hello: the baseline).
-const SIZED_BINARIES: [&str; 15] = [
+const SIZED_BINARIES: [&str; 16] = [
     "hello",
     "auth",
     "admin",
@@ -80,6 +80,7 @@ const SIZED_BINARIES: [&str; 15] = [
     "integrations",
     "integrations-webhooks",
     "integrations-dispatcher",
+    "integrations-connectors",
     "jobs",
     "streams",
     "scheduler",

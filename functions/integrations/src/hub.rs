@@ -85,39 +85,39 @@ pub const CATALOGUE: &[Entry] = &[
         name: "segment",
         title: "Segment",
         category: "analytics",
-        description: "Keel's domain events to Segment's HTTP tracking API.",
+        description: "Keel's domain events (sign-ups, sign-ins, orders, chart actions) to Segment's HTTP tracking API, in batches of at most 500 KB, deduplicated by messageId.",
         fields: &[
             field("write_key", true, true, "The source's write key."),
             field("endpoint", false, false, "Tracking API base URL (default https://api.segment.io; EU: https://events.eu1.segmentapis.com)."),
         ],
-        built: false,
-        setup: "Store the write key; the connection test sends one track call.",
+        built: true,
+        setup: "Store the write key; the connection test sends one track call. Events are forwarded every minute from the time it is configured.",
     },
     Entry {
         name: "mixpanel",
         title: "Mixpanel",
         category: "analytics",
-        description: "Keel's domain events to Mixpanel's /import API.",
+        description: "Keel's domain events to Mixpanel's /import API, 2,000 per call, deduplicated by $insert_id.",
         fields: &[
             field("project_id", false, true, "The Mixpanel project id (digits)."),
             field("api_secret", true, true, "The project's API secret."),
             field("endpoint", false, false, "API base URL (default https://api.mixpanel.com; EU: https://api-eu.mixpanel.com)."),
         ],
-        built: false,
-        setup: "Store the project id and API secret; the connection test imports one event.",
+        built: true,
+        setup: "Store the project id and API secret; the connection test imports one event. Events are forwarded every minute from the time it is configured.",
     },
     Entry {
         name: "ga4",
         title: "Google Analytics 4",
         category: "analytics",
-        description: "Keel's domain events to the GA4 Measurement Protocol.",
+        description: "Keel's domain events to the GA4 Measurement Protocol, 25 per request and person.",
         fields: &[
             field("measurement_id", false, true, "The data stream's measurement id (G-…)."),
             field("api_secret", true, true, "A Measurement Protocol API secret of that stream."),
             field("endpoint", false, false, "Base URL (default https://www.google-analytics.com)."),
         ],
-        built: false,
-        setup: "Store the measurement id and API secret; the connection test asks the validation server.",
+        built: true,
+        setup: "Store the measurement id and API secret; the connection test asks the validation server. Events are forwarded every minute from the time it is configured.",
     },
     Entry {
         name: "caldav",
@@ -233,7 +233,7 @@ fn hint(secret: &str) -> String {
     if secret.chars().count() <= 8 { "…".to_string() } else { format!("…{tail}") }
 }
 
-async fn stored(state: &IntegrationsState, name: &str) -> Result<Option<(ConfigView, Option<Sealed>)>> {
+pub(crate) async fn stored(state: &IntegrationsState, name: &str) -> Result<Option<(ConfigView, Option<Sealed>)>> {
     let Some(item) = state.platform.store.get_item(&config_pk(name), "CONFIG").await? else { return Ok(None) };
     let view: ConfigView =
         serde_json::from_str(attr_s(&item, "view").unwrap_or("null")).map_err(|e| Error::internal(format!("integration config view: {e}")))?;
@@ -242,7 +242,7 @@ async fn stored(state: &IntegrationsState, name: &str) -> Result<Option<(ConfigV
 }
 
 /// The secrets of a stored configuration, opened.
-async fn open_secrets(state: &IntegrationsState, name: &str, sealed: Option<&Sealed>) -> Result<BTreeMap<String, String>> {
+pub(crate) async fn open_secrets(state: &IntegrationsState, name: &str, sealed: Option<&Sealed>) -> Result<BTreeMap<String, String>> {
     let Some(sealed) = sealed else { return Ok(BTreeMap::new()) };
     let plain = state.platform.envelope.open(sealed, &format!("integration:{name}")).await?;
     serde_json::from_slice(&plain).map_err(|e| Error::internal(format!("integration secrets: {e}")))
@@ -473,11 +473,11 @@ pub async fn test(State(state): State<IntegrationsState>, caller: Caller, Path(n
     Ok(Json(TestResult { name: entry.name.to_string(), ok: outcome.is_ok(), http_status, latency_ms, error: outcome.err(), health }))
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
-fn base(value: String, default: &str) -> String {
+pub(crate) fn base(value: String, default: &str) -> String {
     let base = if value.is_empty() { default.to_string() } else { value };
     base.trim_end_matches('/').to_string()
 }

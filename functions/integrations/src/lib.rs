@@ -5,8 +5,10 @@
 //! (`dispatch`, its own stream consumer) to the webhooks queue and its
 //! worker (`delivery`), and the deliveries log with replays (`deliveries`).
 //! Payments: Stripe's signed events to Keel's orders (`payments`). The
-//! hub: the catalogue, credentials and connection tests (`hub`).
+//! hub: the catalogue, credentials and connection tests (`hub`). Analytics
+//! connectors: domain events to Segment, Mixpanel and GA4 (`connectors`).
 
+pub mod connectors;
 pub mod deliveries;
 pub mod delivery;
 pub mod dispatch;

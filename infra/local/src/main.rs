@@ -121,6 +121,10 @@ async fn main() -> anyhow::Result<()> {
     let webhooks_arn = stack.resources["WebhooksQueue"].attributes["Arn"].clone();
     tokio::spawn(poller::run(local.clients.sqs.clone(), webhooks_queue, webhooks_arn, local.webhooks.clone()));
     tokio::spawn(schedule::run_webhook_sweep(local.webhooks.clone()));
+    tokio::spawn(schedule::run_connectors(integrations::connectors::Forwarder {
+        state: local.webhooks.state.clone(),
+        clock: std::sync::Arc::new(integrations::delivery::SystemClock),
+    }));
     tokio::spawn(schedule::run_outbox_sweep(local.sweeper.clone()));
     tokio::spawn(schedule::run_retention(local.worker.clone()));
     tokio::spawn(schedule::run_report_schedules(local.worker.clone()));

@@ -4,6 +4,7 @@
 //! `RetentionSweep`), and the report schedules every minute (`JobsFunction`'s
 //! `ReportSchedules`: EventBridge Scheduler, which the emulator never fires),
 //! the saved-search alert check every 15 minutes (`SearchAlertsFunction`),
+//! the analytics connectors every minute (`IntegrationsConnectorsFunction`),
 //! and the daily backup and weekly verification (`run_backups`).
 //! Tests run it on demand with [`seal_now`].
 
@@ -95,6 +96,17 @@ pub async fn run_webhook_sweep(worker: integrations::delivery::Worker) {
         {
             tracing::warn!(error = %e, "webhook sweep failed");
         }
+    }
+}
+
+/// Forward domain events to the configured analytics connectors every
+/// minute (`IntegrationsConnectorsFunction`'s schedule).
+pub async fn run_connectors(forwarder: integrations::connectors::Forwarder) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        // Each connector's outcome is logged and recorded in its health.
+        forwarder.run().await;
     }
 }
 
