@@ -11,6 +11,7 @@ mod audit_integrity;
 mod audit_log;
 mod backups;
 mod charts;
+mod compliance;
 mod connectors;
 mod dashboard;
 mod data_bulk;

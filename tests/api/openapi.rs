@@ -12,6 +12,7 @@ fn document() -> serde_json::Value {
     doc.merge(reports::ApiDoc::openapi());
     doc.merge(search::ApiDoc::openapi());
     doc.merge(integrations::ApiDoc::openapi());
+    doc.merge(compliance::ApiDoc::openapi());
     doc.info = utoipa::openapi::InfoBuilder::new()
         .title("Keel API")
         .version(env!("CARGO_PKG_VERSION"))
@@ -34,6 +35,7 @@ fn no_schema_name_means_two_shapes() {
         ("reports", reports::ApiDoc::openapi()),
         ("search", search::ApiDoc::openapi()),
         ("integrations", integrations::ApiDoc::openapi()),
+        ("compliance", compliance::ApiDoc::openapi()),
     ];
     let mut seen: std::collections::BTreeMap<String, (&str, serde_json::Value)> = Default::default();
     let mut clashes = Vec::new();

@@ -22,6 +22,7 @@ pub fn all_routes() -> Vec<&'static Route> {
         .chain(reports::ROUTES.iter())
         .chain(search::ROUTES.iter())
         .chain(integrations::ROUTES.iter())
+        .chain(compliance::ROUTES.iter())
         .collect()
 }
 
@@ -221,6 +222,10 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("POST", "/integrations/{name}/test") => 404,
         // Public: the probe carries no Stripe-Signature header.
         ("POST", "/integrations/payments/stripe/webhook") => 400,
+        // compliance: evidence read from state.
+        ("GET", "/compliance/gdpr") => 200,
+        ("GET", "/compliance/access-review") => 200,
+        ("GET", "/compliance/security-recommendations") => 200,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }
