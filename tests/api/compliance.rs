@@ -102,3 +102,100 @@ async fn the_access_review_lists_privileged_principals_with_their_last_uses_and_
     // Action needed comes first.
     assert_eq!(list[0]["status"], "action_needed");
 }
+
+/// A GET's status, headers and body bytes (not JSON).
+async fn raw(app: &TestApp, path: &str, token: &str) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let response = app.router().oneshot(crate::helpers::request(Method::GET, path, Some(token), None)).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+/// Text of a PDF as poppler reads it.
+fn pdftotext(bytes: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("keel-compliance-{}.pdf", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("pdftotext").arg("-layout").arg(&path).arg("-").output().expect("pdftotext (poppler-utils; `make test` installs it)");
+    assert!(out.status.success(), "pdftotext failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const CONTROLS: &[&str] = &[
+    "subject_request_deadlines",
+    "erasure_certificates",
+    "retention_enforced",
+    "encryption_at_rest",
+    "audit_chain_verified",
+    "privileged_2fa",
+    "access_review",
+    "export_logs",
+    "security_events",
+    "backups_restorable",
+];
+
+#[tokio::test]
+async fn the_report_measures_every_control_and_its_pdf_is_recorded_by_its_sha256() {
+    let app = TestApp::spawn().await;
+    let (_, officer) = app.user(&["super_admin"]).await;
+    let (_, person) = app.user(&["user"]).await;
+    let r = app.call(Method::POST, "/api/v1/data/export/gdpr", Some(&person), Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    // The audit chain sealed, and the retention sweep run: their controls pass.
+    keel_local::schedule::seal_now(&app.app.sealer).await.unwrap();
+    jobs::retention::sweep(&app.app.worker, chrono::Utc::now()).await.unwrap();
+
+    let r = app.get("/api/v1/compliance/report", &officer).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let controls = r.body["controls"].as_array().unwrap();
+    for id in CONTROLS {
+        let control = find(&r.body["controls"], "id", id).unwrap_or_else(|| panic!("{id} in the report: {}", r.body));
+        assert!(["pass", "warn", "fail"].contains(&control["status"].as_str().unwrap()), "{control}");
+        assert!(control["evidence"].is_object() && !control["evidence"].as_object().unwrap().is_empty(), "{control}");
+        assert!(!control["remediation"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(controls.len(), CONTROLS.len());
+    let get = |id: &str| find(&r.body["controls"], "id", id).unwrap().clone();
+    assert_eq!(get("subject_request_deadlines")["status"], "pass");
+    assert_eq!(get("subject_request_deadlines")["evidence"]["open"], 1);
+    assert_eq!(get("retention_enforced")["status"], "pass", "{}", get("retention_enforced"));
+    assert_eq!(get("privileged_2fa")["status"], "fail", "the officer has no 2FA");
+    assert_eq!(get("encryption_at_rest")["evidence"]["stores"].as_array().unwrap().len(), 8);
+    assert!(get("audit_chain_verified")["evidence"]["head"]["hash"].is_string(), "{}", get("audit_chain_verified"));
+    assert_eq!(get("backups_restorable")["status"], "fail", "no backup yet");
+    let summary = &r.body["summary"];
+    assert_eq!(summary["pass"].as_u64().unwrap() + summary["warn"].as_u64().unwrap() + summary["fail"].as_u64().unwrap(), CONTROLS.len() as u64);
+    let sha = r.headers["x-keel-report-sha256"].to_str().unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+
+    // CCPA alone: its requests only.
+    let r = app.get("/api/v1/compliance/report?framework=ccpa", &officer).await;
+    assert_eq!(find(&r.body["controls"], "id", "subject_request_deadlines").unwrap()["evidence"]["open"], 0);
+
+    // The PDF: every control's title and status, and its SHA-256 in the audit log.
+    let response = raw(&app, "/api/v1/compliance/report?format=pdf", &officer).await;
+    assert_eq!(response.0, StatusCode::OK);
+    assert_eq!(response.1.get("content-type").unwrap(), "application/pdf");
+    let pdf_sha = response.1["x-keel-report-sha256"].to_str().unwrap().to_string();
+    assert_eq!(pdf_sha, shared::platform::crypto::sha256_hex(&response.2));
+    // Titles and descriptions wrap: compare with whitespace collapsed.
+    let text = pdftotext(&response.2).split_whitespace().collect::<Vec<_>>().join(" ");
+    for title in [
+        "GDPR (General Data Protection Regulation): Subject requests answered within the legal deadline [PASS]",
+        "CCPA (California Consumer Privacy Act): Every privileged account uses two-factor authentication [FAIL]",
+        "Backups are taken daily and proven to restore [FAIL]",
+        "Remediation: Redeploy template.yaml",
+    ] {
+        assert!(text.contains(title), "{title} in the PDF:\n{text}");
+    }
+    let audit = app.audit_for("compliance_report", &pdf_sha).await;
+    assert_eq!(audit.len(), 1, "the PDF's SHA-256 is recorded");
+    assert_eq!(audit[0].action, "compliance.report");
+    assert_eq!(app.audit_for("compliance_report", &sha).await.len(), 1);
+
+    // Bad input names its field.
+    let r = app.get("/api/v1/compliance/report?framework=hipaa", &officer).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = app.get("/api/v1/compliance/report?format=docx", &officer).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}

@@ -1,11 +1,14 @@
 //! The compliance function: `/api/v1/compliance/*` (docs/compliance.md).
 //! Evidence from live state, read-only: the GDPR/CCPA status (`gdpr`), the
-//! access review (`access_review`) and the security recommendations
-//! (`recommendations`).
+//! access review (`access_review`), the security recommendations
+//! (`recommendations`), and the report over every control (`report`, JSON
+//! or PDF, recorded in the audit log by its SHA-256: the only write).
 
 pub mod access_review;
+pub mod encryption;
 pub mod gdpr;
 pub mod recommendations;
+pub mod report;
 
 use axum::Router;
 use axum::http::Method;
@@ -16,8 +19,9 @@ use shared::identity::rbac::Permission;
 #[derive(Clone)]
 pub struct ComplianceState {
     pub platform: Platform,
-    /// The data key's rotation status (a recommendation).
-    pub kms: aws_sdk_kms::Client,
+    /// The stores' encryption settings (DescribeTable, GetBucketEncryption,
+    /// GetQueueAttributes) and the data key's rotation status.
+    pub clients: shared::platform::aws::Clients,
 }
 
 /// Every route of this function and who may call it: all read evidence,
@@ -26,6 +30,7 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/compliance/gdpr", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/access-review", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/security-recommendations", Access::Permission(Permission::ComplianceRead)),
+    Route::new(Method::GET, "/api/v1/compliance/report", Access::Permission(Permission::ComplianceRead)),
 ];
 
 pub fn router(state: ComplianceState) -> Router {
@@ -34,13 +39,14 @@ pub fn router(state: ComplianceState) -> Router {
         .route("/api/v1/compliance/gdpr", get(gdpr::gdpr))
         .route("/api/v1/compliance/access-review", get(access_review::get))
         .route("/api/v1/compliance/security-recommendations", get(recommendations::get))
+        .route("/api/v1/compliance/report", get(report::get))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(gdpr::gdpr, access_review::get, recommendations::get),
+    paths(gdpr::gdpr, access_review::get, recommendations::get, report::get),
     components(schemas(
         gdpr::GdprStatus,
         gdpr::OpenRequest,
@@ -52,6 +58,11 @@ pub fn router(state: ComplianceState) -> Router {
         recommendations::Recommendations,
         recommendations::Recommendation,
         recommendations::Severity,
+        report::Report,
+        report::Control,
+        report::ControlStatus,
+        report::Framework,
+        report::CompliancePdf,
         shared::platform::error::Problem,
         shared::platform::error::FieldError
     )),

@@ -161,7 +161,7 @@ pub async fn recommendations(state: &ComplianceState, review: &AccessReview) -> 
     ));
 
     let data_key = &state.platform.config.data_key_id;
-    let rotation = state.kms.get_key_rotation_status().key_id(data_key).send().await;
+    let rotation = state.clients.kms.get_key_rotation_status().key_id(data_key).send().await;
     let not_rotating = match rotation {
         Ok(status) if status.key_rotation_enabled() => Vec::new(),
         Ok(_) => vec![data_key.clone()],

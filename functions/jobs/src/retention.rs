@@ -105,6 +105,12 @@ pub async fn sweep(worker: &Worker, now: DateTime<Utc>) -> Result<Swept> {
         }
     }
     sweep_jobs(worker, now, &settings.retention, &mut swept).await?;
+    // The evidence that retention is enforced (the compliance report).
+    let mut last = shared::store::to_item(&serde_json::json!({"ran_at": timestamp(now), "swept": swept, "retention": settings.retention}))?;
+    last.insert("pk".into(), s(shared::domain::system_settings::RETENTION_LAST_RUN_PK));
+    last.insert("sk".into(), s(shared::domain::system_settings::RETENTION_LAST_RUN_SK));
+    last.insert("type".into(), s("retention_run"));
+    worker.store.put_item_unchecked(last).await?;
     Ok(swept)
 }
 

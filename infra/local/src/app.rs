@@ -88,7 +88,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .merge(as_function("reports", reports::router(reports::ReportsState { platform: platform.clone(), s3: clients.s3.clone() })))
         .merge(as_function("search", search::router(search.clone())))
         .merge(as_function("integrations", integrations::router(integrations.clone())))
-        .merge(as_function("compliance", compliance::router(compliance::ComplianceState { platform: platform.clone(), kms: clients.kms.clone() })))
+        .merge(as_function("compliance", compliance::router(compliance::ComplianceState { platform: platform.clone(), clients: clients.clone() })))
         .fallback(shared::http::not_found);
     let worker = jobs::Worker::new(config.clone(), sdk);
     let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());

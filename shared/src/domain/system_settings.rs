@@ -86,6 +86,11 @@ impl Default for Limits {
     }
 }
 
+/// Where the retention sweep records its last run (the jobs worker writes
+/// it, the compliance report reads it): `RETENTION#SWEEP / LAST`.
+pub const RETENTION_LAST_RUN_PK: &str = "RETENTION#SWEEP";
+pub const RETENTION_LAST_RUN_SK: &str = "LAST";
+
 impl Default for Retention {
     fn default() -> Self {
         Retention { audit_days: 2555, exports_days: 7, jobs_days: 30, restore_window_days: 30 }
