@@ -439,3 +439,45 @@ async fn a_failing_caldav_server_is_reported_and_counted_on_the_health() {
     let health = shared::domain::integration_health::all(app.store()).await.unwrap();
     assert_eq!(health.iter().find(|h| h.name == "caldav").unwrap().consecutive_failures, 0);
 }
+
+/// The scheduled re-sync (`IntegrationsCalendarFunction`, every 15
+/// minutes) syncs every connected calendar as the system: a source change
+/// reaches the server without the user asking; a suspended user's calendar
+/// is left alone.
+#[tokio::test]
+async fn the_scheduled_resync_syncs_every_connected_calendar_as_the_system() {
+    let app = TestApp::spawn().await;
+    let radicale = radicale().await;
+    let calendar = Calendar { url: radicale.url.clone(), http: reqwest::Client::new() };
+    let (ada, token) = app.user(&["user"]).await;
+    let mut renewing = order(&app, &ada, Duration::days(2)).await;
+    let connect =
+        json!({"target": "caldav", "calendar_url": radicale.url, "credentials": {"username": "ada", "password": "calendar-pass"}, "events": "renewals"});
+    assert_eq!(counts(&summary(&sync(&app, &token, connect).await))[0], 1);
+
+    renewing.period_end = Some(timestamp(renewal_at(&renewing) + Duration::days(3)));
+    put_order(&app, &renewing).await;
+    let mut state = app.app.integrations.clone();
+    state.webhook_policy = integrations::ssrf::Policy { allow_loopback: true };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let resynced = integrations::calendar::sync::resync_all(&state, deadline).await.unwrap();
+    assert_eq!((resynced.synced, resynced.failed, resynced.skipped), (1, 0, 0));
+    let (_, text) = calendar.get(&format!("renewal-{}.ics", renewing.id)).await.unwrap();
+    assert_eq!(read_ics(&text)[0].start, renewal_at(&renewing));
+    let newest = app.audit_for("calendar_caldav", &ada.id).await.remove(0);
+    assert_eq!((newest.action.as_str(), newest.actor.kind.as_str(), newest.actor.id.as_str()), ("calendar.caldav_synced", "system", "calendar-resync"));
+
+    // Suspended: skipped, nothing written.
+    let mut user = shared::identity::users::get(app.store(), &ada.id).await.unwrap().unwrap();
+    user.status = shared::identity::users::UserStatus::Suspended;
+    let mut item = to_item(&user).unwrap();
+    let stored = app.store().get_item(&format!("USER#{}", ada.id), "PROFILE").await.unwrap().unwrap();
+    for key in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "type"] {
+        if let Some(value) = stored.get(key) {
+            item.insert(key.to_string(), value.clone());
+        }
+    }
+    app.store().put_item_unchecked(item).await.unwrap();
+    let resynced = integrations::calendar::sync::resync_all(&state, deadline).await.unwrap();
+    assert_eq!((resynced.synced, resynced.skipped), (0, 1));
+}

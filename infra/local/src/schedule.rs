@@ -4,7 +4,8 @@
 //! `RetentionSweep`), and the report schedules every minute (`JobsFunction`'s
 //! `ReportSchedules`: EventBridge Scheduler, which the emulator never fires),
 //! the saved-search alert check every 15 minutes (`SearchAlertsFunction`),
-//! and the daily backup and weekly verification (`run_backups`).
+//! the daily backup and weekly verification (`run_backups`), and the
+//! calendar re-sync every 15 minutes (`IntegrationsCalendarFunction`).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
@@ -94,6 +95,25 @@ pub async fn run_webhook_sweep(worker: integrations::delivery::Worker) {
         if let Err(e) = integrations::dispatch::sweep_due(store, &worker.sqs, &worker.queue_url, integrations::delivery::Clock::now(&*worker.clock), 500).await
         {
             tracing::warn!(error = %e, "webhook sweep failed");
+        }
+    }
+}
+
+/// The calendar re-sync's schedule (`IntegrationsCalendarFunction`, `rate(15 minutes)`).
+pub const CALENDAR_RESYNC_EVERY: Duration = Duration::from_secs(900);
+
+/// Sync every connected CalDAV calendar every 15 minutes forever (the
+/// `make dev` loop), as `IntegrationsCalendarFunction` does deployed.
+pub async fn run_calendar_resync(state: integrations::IntegrationsState) {
+    let mut every = tokio::time::interval(CALENDAR_RESYNC_EVERY);
+    // The first tick fires at once; the first re-sync is one period later.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match integrations::calendar::sync::resync_all(&state, std::time::Instant::now() + Duration::from_secs(240)).await {
+            Ok(resynced) if resynced != Default::default() => tracing::info!(?resynced, "calendar re-sync"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "calendar re-sync failed"),
         }
     }
 }

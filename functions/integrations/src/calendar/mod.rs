@@ -165,7 +165,7 @@ pub async fn sync_now(State(state): State<IntegrationsState>, caller: Caller, Va
             stored
         }
     };
-    let summary = sync::run(&state, &caller, stored).await?;
+    let summary = sync::run(&state, &caller.actor(), stored).await?;
     let connection = sync::load(&state, &caller.principal.user_id).await?.map(|s| s.connection);
     Ok(Json(SyncResult { target: "caldav", feed: None, connection, sync: Some(summary) }).into_response())
 }

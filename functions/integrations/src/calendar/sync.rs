@@ -20,6 +20,9 @@
 //!   written over it with the new ETag (and counted as a conflict);
 //! - resources Keel did not create are never touched.
 //!
+//! Syncs run when the user asks, and every 15 minutes for every
+//! connection (`resync_all`, as the system).
+//!
 //! A sync stops after `SYNC_BUDGET` (what it did is kept; the next sync
 //! continues). Whatever the outcome, the state reached is committed with
 //! the audit entry, and the outcome is recorded on the hub's `caldav`
@@ -29,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shared::audit::{AuditEntry, Outcome};
+use shared::audit::{Actor, AuditEntry, Outcome};
 use shared::domain::integration_health;
 use shared::http::Caller;
 use shared::platform::crypto::Sealed;
@@ -118,9 +121,13 @@ pub struct Summary {
 
 pub async fn load(state: &IntegrationsState, user_id: &str) -> Result<Option<Stored>> {
     let Some(item) = state.platform.store.get_item(&pk(user_id), "CONNECTION").await? else { return Ok(None) };
+    stored_of(item).map(Some)
+}
+
+fn stored_of(item: Item) -> Result<Stored> {
     let password = serde_json::from_str(attr_s(&item, "password_sealed").unwrap_or("null")).map_err(|e| Error::internal(format!("caldav password: {e}")))?;
     let entries = serde_json::from_str(attr_s(&item, "entries").unwrap_or("{}")).map_err(|e| Error::internal(format!("caldav entries: {e}")))?;
-    Ok(Some(Stored { connection: from_item(item)?, password, entries }))
+    Ok(Stored { connection: from_item(item)?, password, entries })
 }
 
 fn item_of(stored: &Stored) -> Result<Item> {
@@ -192,9 +199,10 @@ pub async fn count(state: &IntegrationsState) -> Result<u64> {
     state.platform.store.query_count(&spec).await
 }
 
-/// Sync a stored connection now, as `caller`; the state reached is
-/// committed with its audit entry, the outcome recorded on the health.
-pub async fn run(state: &IntegrationsState, caller: &Caller, mut stored: Stored) -> Result<Summary> {
+/// Sync a stored connection now, as `actor` (the user, or the scheduled
+/// re-sync); the state reached is committed with its audit entry, the
+/// outcome recorded on the health.
+pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored) -> Result<Summary> {
     let before = stored.connection.clone();
     let user_id = before.user_id.clone();
     let now = chrono::Utc::now();
@@ -212,7 +220,7 @@ pub async fn run(state: &IntegrationsState, caller: &Caller, mut stored: Stored)
     stored.connection.last_synced_at = Some(timestamp(now));
     stored.connection.last_error = summary.error.clone();
     stored.connection.version = before.version + 1;
-    let mut audit = AuditEntry::new(&caller.actor(), "calendar.caldav_synced", "calendar_caldav", &user_id)
+    let mut audit = AuditEntry::new(actor, "calendar.caldav_synced", "calendar_caldav", &user_id)
         .changes(Some(&before), Some(&stored.connection))
         .outcome(if summary.ok { Outcome::Success } else { Outcome::Failure });
     if let Some(error) = &summary.error {
@@ -221,6 +229,63 @@ pub async fn run(state: &IntegrationsState, caller: &Caller, mut stored: Stored)
     store.commit(vec![Write::put_versioned(store.table(), item_of(&stored)?, before.version)?], &audit).await?;
     integration_health::record(store.store(), HEALTH_NAME, outcome.map_err(|e| e.to_string()), now).await?;
     Ok(summary)
+}
+
+/// What a scheduled re-sync did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Resynced {
+    pub synced: u32,
+    /// Syncs whose server failed (recorded on each connection and the health).
+    pub failed: u32,
+    /// Left for the next run: the deadline came, or the user is not active.
+    pub skipped: u32,
+}
+
+/// How many connections a re-sync syncs at once.
+const RESYNC_CONCURRENCY: usize = 4;
+
+/// Sync every connected calendar (those synced longest ago first), as the
+/// system, starting none after `deadline`; the scheduled re-sync
+/// (`integrations-calendar`, every 15 minutes), so that changes made on
+/// either side arrive without the user asking.
+pub async fn resync_all(state: &IntegrationsState, deadline: Instant) -> Result<Resynced> {
+    use futures::StreamExt as _;
+    let spec = QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(LIST_PK))], forward: true, ..Default::default() };
+    let mut connections = state.platform.store.query_all(&spec).await?.into_iter().map(stored_of).collect::<Result<Vec<_>>>()?;
+    connections.sort_by(|a, b| a.connection.last_synced_at.cmp(&b.connection.last_synced_at));
+    let actor = Actor::system("calendar-resync");
+    let outcomes: Vec<std::result::Result<Option<bool>, Error>> = futures::stream::iter(connections)
+        .map(|stored| {
+            let actor = &actor;
+            async move {
+                if Instant::now() > deadline {
+                    return Ok(None);
+                }
+                let user = shared::identity::users::get(state.platform.store.store(), &stored.connection.user_id).await?;
+                if user.is_none_or(|u| u.status != shared::identity::users::UserStatus::Active) {
+                    return Ok(None);
+                }
+                run(state, actor, stored).await.map(|summary| Some(summary.ok))
+            }
+        })
+        .buffer_unordered(RESYNC_CONCURRENCY)
+        .collect()
+        .await;
+    let mut resynced = Resynced::default();
+    for outcome in outcomes {
+        match outcome {
+            Ok(Some(true)) => resynced.synced += 1,
+            Ok(Some(false)) => resynced.failed += 1,
+            Ok(None) => resynced.skipped += 1,
+            // The user synced at the same moment (a version conflict), or
+            // the table failed: the next run tries again.
+            Err(e) => {
+                tracing::warn!(error = %e, "calendar re-sync of one connection failed");
+                resynced.failed += 1;
+            }
+        }
+    }
+    Ok(resynced)
 }
 
 /// Pull the server's changes into `stored`, then push Keel's.
