@@ -180,7 +180,7 @@ pub async fn read(State(state): State<IntegrationsState>, Path(token): Path<Stri
     }
     let now = chrono::Utc::now();
     let list = events::for_user(store, &user_id, &feed.events, now).await?;
-    let body = ics::calendar("Keel", &list.iter().map(|e| (e, 0)).collect::<Vec<_>>(), now);
+    let body = ics::calendar(ics::Purpose::Feed, &list.iter().map(|e| (e, 0)).collect::<Vec<_>>(), now);
     Ok((
         StatusCode::OK,
         [

@@ -17,16 +17,28 @@ pub const PRODID: &str = "-//Keel//Calendar sync//EN";
 /// How often subscribers should read the feed again.
 const REFRESH: &str = "PT1H";
 
+/// What the text is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A subscribed feed: named, published, with a refresh interval.
+    Feed,
+    /// A calendar object resource in a CalDAV collection, which must not
+    /// carry METHOD (RFC 4791 4.1).
+    Resource,
+}
+
 /// A calendar of `events`, each with its `SEQUENCE` (bumped by Keel each
 /// time it changes an event a CalDAV server holds; 0 in feeds).
-pub fn calendar(name: &str, events: &[(&CalendarEvent, u32)], now: DateTime<Utc>) -> String {
+pub fn calendar(purpose: Purpose, events: &[(&CalendarEvent, u32)], now: DateTime<Utc>) -> String {
     let mut calendar = Calendar::new();
     calendar.properties.retain(|p| p.key() != "PRODID");
     calendar.append_property(Property::new("PRODID", PRODID));
-    calendar.append_property(Property::new("METHOD", "PUBLISH"));
-    calendar.name(name);
-    calendar.append_property(Property::new("REFRESH-INTERVAL", REFRESH).add_parameter("VALUE", "DURATION").done());
-    calendar.append_property(Property::new("X-PUBLISHED-TTL", REFRESH));
+    if purpose == Purpose::Feed {
+        calendar.append_property(Property::new("METHOD", "PUBLISH"));
+        calendar.name("Keel");
+        calendar.append_property(Property::new("REFRESH-INTERVAL", REFRESH).add_parameter("VALUE", "DURATION").done());
+        calendar.append_property(Property::new("X-PUBLISHED-TTL", REFRESH));
+    }
     let mut zones: BTreeMap<&str, (Tz, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for (event, _) in events {
         if let Some(tz) = event.timezone {
@@ -146,7 +158,7 @@ mod tests {
             duration: Duration::minutes(15),
             timezone: Some(chrono_tz::Europe::Berlin),
         };
-        let text = calendar("Keel", &[(&event, 0)], start);
+        let text = calendar(Purpose::Feed, &[(&event, 0)], start);
         assert!(text.contains("DTSTART;TZID=Europe/Berlin:20261210T080000"), "{text}");
         assert!(text.contains("BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin"), "{text}");
         // 2025-12 .. 2027-12: 2026 and 2027 each change twice (March, October).
@@ -168,7 +180,8 @@ mod tests {
             duration: Duration::minutes(30),
             timezone: None,
         };
-        let text = calendar("Keel", &[(&event, 3)], start);
+        let text = calendar(Purpose::Resource, &[(&event, 3)], start);
         assert!(text.contains("DTSTART:20270101T000000Z") && text.contains("SEQUENCE:3") && !text.contains("VTIMEZONE"), "{text}");
+        assert!(!text.contains("METHOD:") && !text.contains("REFRESH-INTERVAL"), "a CalDAV resource has no METHOD: {text}");
     }
 }

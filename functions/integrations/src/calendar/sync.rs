@@ -364,7 +364,7 @@ async fn pull(client: &Client, stored: &mut Stored, summary: &mut Summary) -> st
 }
 
 fn resource(event: &CalendarEvent, sequence: u32, now: chrono::DateTime<chrono::Utc>) -> String {
-    ics::calendar("Keel", &[(event, sequence)], now)
+    ics::calendar(ics::Purpose::Resource, &[(event, sequence)], now)
 }
 
 /// The ETag after a write: the server's answer, else read back.
