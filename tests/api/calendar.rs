@@ -144,6 +144,20 @@ print(json.dumps(out))
         .collect()
 }
 
+/// Suspend a user as an administrator would (the profile's status; its keys kept).
+async fn suspend(app: &TestApp, user_id: &str) {
+    let mut user = shared::identity::users::get(app.store(), user_id).await.unwrap().unwrap();
+    user.status = shared::identity::users::UserStatus::Suspended;
+    let mut item = to_item(&user).unwrap();
+    let stored = app.store().get_item(&format!("USER#{user_id}"), "PROFILE").await.unwrap().unwrap();
+    for key in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "type"] {
+        if let Some(value) = stored.get(key) {
+            item.insert(key.to_string(), value.clone());
+        }
+    }
+    app.store().put_item_unchecked(item).await.unwrap();
+}
+
 fn feed_path(url: &str) -> String {
     url.strip_prefix("http://keel.test").unwrap_or_else(|| panic!("the public URL in {url}")).to_string()
 }
@@ -233,6 +247,10 @@ async fn an_ics_feed_has_the_users_own_events_and_a_revoked_or_reissued_url_is_d
     assert_eq!(read_feed(&app, &new_url).await.status, StatusCode::NOT_FOUND);
     assert_eq!(call(&app, Method::DELETE, "/api/v1/integrations/calendar/feeds", Some(&token), None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(read_feed(&app, &bob_url).await.status, StatusCode::OK, "bob's feed is his own");
+
+    // A suspended user's feed stops with their account.
+    suspend(&app, &bob.id).await;
+    assert_eq!(read_feed(&app, &bob_url).await.status, StatusCode::NOT_FOUND);
 
     let actions: Vec<String> = app.audit_for("calendar_feed", &ada.id).await.into_iter().map(|e| e.action).collect();
     assert_eq!(actions, ["calendar.feed_revoked", "calendar.feed_reissued", "calendar.feed_issued"]);
@@ -381,6 +399,12 @@ async fn caldav_sync_round_trips_with_radicale_both_ways() {
     let (_, text) = calendar.get(&moving_file).await.unwrap();
     assert_eq!(read_ics(&text)[0].start, renewal_at(&moving));
 
+    // Fewer sources: the renewals leave the calendar (the dismissed report
+    // event stays gone); the change is audited.
+    let narrowed = summary(&sync(&app, &token, json!({"target": "caldav", "events": "scheduled_reports"})).await);
+    assert_eq!(counts(&narrowed), [0, 0, 1, 0, 0, 0], "{narrowed}");
+    assert!(calendar.get(&moving_file).await.is_none() && calendar.get(&schedule_file).await.is_none());
+
     // The user's own event was never touched.
     assert_eq!(calendar.get("dentist.ics").await.unwrap().0, dentist_etag);
 
@@ -390,8 +414,9 @@ async fn caldav_sync_round_trips_with_radicale_both_ways() {
     let caldav = catalogue.body["integrations"].as_array().unwrap().iter().find(|i| i["name"] == "caldav").unwrap().clone();
     assert_eq!(caldav["status"], "connected", "{caldav}");
     let actions: Vec<String> = app.audit_for("calendar_caldav", &ada.id).await.into_iter().map(|e| e.action).collect();
-    assert_eq!(actions.iter().filter(|a| *a == "calendar.caldav_synced").count(), 7, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| *a == "calendar.caldav_synced").count(), 8, "{actions:?}");
     assert_eq!(actions.last().unwrap(), "calendar.caldav_connected");
+    assert!(actions.contains(&"calendar.caldav_updated".to_string()), "{actions:?}");
 
     // Disconnected: the password is gone; a sync needs a calendar again.
     assert_eq!(call(&app, Method::DELETE, "/api/v1/integrations/calendar/caldav", Some(&token), None).await.status, StatusCode::NO_CONTENT);
@@ -468,16 +493,7 @@ async fn the_scheduled_resync_syncs_every_connected_calendar_as_the_system() {
     assert_eq!((newest.action.as_str(), newest.actor.kind.as_str(), newest.actor.id.as_str()), ("calendar.caldav_synced", "system", "calendar-resync"));
 
     // Suspended: skipped, nothing written.
-    let mut user = shared::identity::users::get(app.store(), &ada.id).await.unwrap().unwrap();
-    user.status = shared::identity::users::UserStatus::Suspended;
-    let mut item = to_item(&user).unwrap();
-    let stored = app.store().get_item(&format!("USER#{}", ada.id), "PROFILE").await.unwrap().unwrap();
-    for key in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "type"] {
-        if let Some(value) = stored.get(key) {
-            item.insert(key.to_string(), value.clone());
-        }
-    }
-    app.store().put_item_unchecked(item).await.unwrap();
+    suspend(&app, &ada.id).await;
     let resynced = integrations::calendar::sync::resync_all(&state, deadline).await.unwrap();
     assert_eq!((resynced.synced, resynced.skipped), (0, 1));
 }

@@ -140,34 +140,10 @@ pub async fn sync_now(State(state): State<IntegrationsState>, caller: Caller, Va
         // The URL is the credential: neither caches nor the idempotency store keep it.
         return Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(result)).into_response());
     }
-    let stored = match (body.calendar_url, body.credentials) {
-        (Some(url), Some(credentials)) => {
-            let sources = match (sources, sync::load(&state, &caller.principal.user_id).await?) {
-                (Some(sources), _) => sources,
-                (None, Some(before)) => before.connection.events,
-                (None, None) => EventSource::ALL.to_vec(),
-            };
-            sync::connect(&state, &caller, url, credentials.username, &credentials.password, sources).await?
-        }
-        _ => {
-            let mut stored = sync::load(&state, &caller.principal.user_id)
-                .await?
-                .ok_or_else(|| Error::field("calendar_url", "no CalDAV calendar is connected: give calendar_url and credentials"))?;
-            if let Some(sources) = sources
-                && sources != stored.connection.events
-            {
-                // New sources: a change of the connection, audited as such.
-                let password = state.platform.envelope.open(&stored.password, &format!("caldav:{}", caller.principal.user_id)).await?;
-                let password = String::from_utf8(password).map_err(|_| Error::internal("caldav password is not text"))?;
-                let (url, username) = (stored.connection.calendar_url.clone(), stored.connection.username.clone());
-                stored = sync::connect(&state, &caller, url, username, &password, sources).await?;
-            }
-            stored
-        }
-    };
-    let summary = sync::run(&state, &caller.actor(), stored).await?;
-    let connection = sync::load(&state, &caller.principal.user_id).await?.map(|s| s.connection);
-    Ok(Json(SyncResult { target: "caldav", feed: None, connection, sync: Some(summary) }).into_response())
+    let connect = body.calendar_url.zip(body.credentials).map(|(url, c)| sync::NewConnection { calendar_url: url, username: c.username, password: c.password });
+    let stored = sync::connection_for(&state, &caller, connect, sources).await?;
+    let (summary, connection) = sync::run(&state, &caller.actor(), stored).await?;
+    Ok(Json(SyncResult { target: "caldav", feed: None, connection: Some(connection), sync: Some(summary) }).into_response())
 }
 
 fn check_caldav_fields(state: &IntegrationsState, body: &SyncRequest, errors: &mut Vec<FieldError>) {

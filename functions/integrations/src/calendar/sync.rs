@@ -146,24 +146,42 @@ fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
 }
 
+/// A calendar to connect, as the request gives it.
+pub struct NewConnection {
+    pub calendar_url: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The connection a sync request means: `new` connected (replacing any;
+/// the sources default to the previous connection's, else all), or the
+/// stored one, its sources changed if `sources` differ. None stored and
+/// none given: a 400 naming `calendar_url`.
+pub async fn connection_for(state: &IntegrationsState, caller: &Caller, new: Option<NewConnection>, sources: Option<Vec<EventSource>>) -> Result<Stored> {
+    let before = load(state, &caller.principal.user_id).await?;
+    match (new, before) {
+        (Some(new), before) => {
+            let sources = sources.or_else(|| before.as_ref().map(|b| b.connection.events.clone())).unwrap_or_else(|| EventSource::ALL.to_vec());
+            connect(state, caller, before, new, sources).await
+        }
+        (None, Some(stored)) => match sources {
+            Some(sources) if sources != stored.connection.events => set_sources(state, caller, stored, sources).await,
+            _ => Ok(stored),
+        },
+        (None, None) => Err(Error::field("calendar_url", "no CalDAV calendar is connected: give calendar_url and credentials")),
+    }
+}
+
 /// Store (or replace) the caller's connection; a new calendar URL starts
 /// with no events known there.
-pub async fn connect(
-    state: &IntegrationsState,
-    caller: &Caller,
-    calendar_url: String,
-    username: String,
-    password: &str,
-    sources: Vec<EventSource>,
-) -> Result<Stored> {
+async fn connect(state: &IntegrationsState, caller: &Caller, before: Option<Stored>, new: NewConnection, sources: Vec<EventSource>) -> Result<Stored> {
     let user_id = caller.principal.user_id.clone();
-    let before = load(state, &user_id).await?;
-    let sealed = state.platform.envelope.seal(password.as_bytes(), &seal_context(&user_id)).await?;
-    let same_calendar = before.as_ref().filter(|b| b.connection.calendar_url == calendar_url);
+    let sealed = state.platform.envelope.seal(new.password.as_bytes(), &seal_context(&user_id)).await?;
+    let same_calendar = before.as_ref().filter(|b| b.connection.calendar_url == new.calendar_url);
     let connection = Connection {
         user_id: user_id.clone(),
-        calendar_url,
-        username,
+        calendar_url: new.calendar_url,
+        username: new.username,
         events: sources,
         sync_token: same_calendar.and_then(|b| b.connection.sync_token.clone()),
         connected_at: timestamp(chrono::Utc::now()),
@@ -181,6 +199,19 @@ pub async fn connect(
         .changes(before.as_ref().map(|b| &b.connection), Some(&stored.connection));
     store.commit(vec![write], &audit).await?;
     Ok(stored)
+}
+
+/// Change what a connection syncs (events of sources no longer wanted are
+/// deleted from the calendar by the sync that follows).
+async fn set_sources(state: &IntegrationsState, caller: &Caller, before: Stored, sources: Vec<EventSource>) -> Result<Stored> {
+    let mut after = before.clone();
+    after.connection.events = sources;
+    after.connection.version = before.connection.version + 1;
+    let store = &state.platform.store;
+    let audit = AuditEntry::new(&caller.actor(), "calendar.caldav_updated", "calendar_caldav", &after.connection.user_id)
+        .changes(Some(&before.connection), Some(&after.connection));
+    store.commit(vec![Write::put_versioned(store.table(), item_of(&after)?, before.connection.version)?], &audit).await?;
+    Ok(after)
 }
 
 /// Forget the caller's connection (and its sealed password). Keel's events
@@ -202,7 +233,7 @@ pub async fn count(state: &IntegrationsState) -> Result<u64> {
 /// Sync a stored connection now, as `actor` (the user, or the scheduled
 /// re-sync); the state reached is committed with its audit entry, the
 /// outcome recorded on the health.
-pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored) -> Result<Summary> {
+pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored) -> Result<(Summary, Connection)> {
     let before = stored.connection.clone();
     let user_id = before.user_id.clone();
     let now = chrono::Utc::now();
@@ -228,7 +259,7 @@ pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored) -
     }
     store.commit(vec![Write::put_versioned(store.table(), item_of(&stored)?, before.version)?], &audit).await?;
     integration_health::record(store.store(), HEALTH_NAME, outcome.map_err(|e| e.to_string()), now).await?;
-    Ok(summary)
+    Ok((summary, stored.connection))
 }
 
 /// What a scheduled re-sync did.
@@ -265,7 +296,7 @@ pub async fn resync_all(state: &IntegrationsState, deadline: Instant) -> Result<
                 if user.is_none_or(|u| u.status != shared::identity::users::UserStatus::Active) {
                     return Ok(None);
                 }
-                run(state, actor, stored).await.map(|summary| Some(summary.ok))
+                run(state, actor, stored).await.map(|(summary, _)| Some(summary.ok))
             }
         })
         .buffer_unordered(RESYNC_CONCURRENCY)
