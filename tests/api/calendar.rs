@@ -492,6 +492,12 @@ async fn the_scheduled_resync_syncs_every_connected_calendar_as_the_system() {
     let newest = app.audit_for("calendar_caldav", &ada.id).await.remove(0);
     assert_eq!((newest.action.as_str(), newest.actor.kind.as_str(), newest.actor.id.as_str()), ("calendar.caldav_synced", "system", "calendar-resync"));
 
+    // Nothing changed since: synced, but neither written nor audited.
+    let audited = app.audit_for("calendar_caldav", &ada.id).await.len();
+    let quiet = integrations::calendar::sync::resync_all(&state, deadline).await.unwrap();
+    assert_eq!((quiet.synced, quiet.failed), (1, 0));
+    assert_eq!(app.audit_for("calendar_caldav", &ada.id).await.len(), audited);
+
     // Suspended: skipped, nothing written.
     suspend(&app, &ada.id).await;
     let resynced = integrations::calendar::sync::resync_all(&state, deadline).await.unwrap();

@@ -45,6 +45,20 @@ pub enum CalDavError {
     Malformed(String),
 }
 
+impl CalDavError {
+    /// The kind of failure without the server's words (for the audit log
+    /// and the hub's health, which other people read).
+    pub fn reason(&self) -> String {
+        match self {
+            CalDavError::Status { what, status, .. } => format!("{what} answered {status}"),
+            CalDavError::Refused(_) => "the calendar URL was refused by the SSRF guard".to_string(),
+            CalDavError::Connection(_) => "connection failed".to_string(),
+            CalDavError::Malformed(_) => "the server's answer was not understood".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, CalDavError>;
 
 /// A resource changed or removed since the token.

@@ -142,7 +142,7 @@ pub async fn sync_now(State(state): State<IntegrationsState>, caller: Caller, Va
     }
     let connect = body.calendar_url.zip(body.credentials).map(|(url, c)| sync::NewConnection { calendar_url: url, username: c.username, password: c.password });
     let stored = sync::connection_for(&state, &caller, connect, sources).await?;
-    let (summary, connection) = sync::run(&state, &caller.actor(), stored).await?;
+    let (summary, connection) = sync::run(&state, &caller.actor(), stored, sync::Record::Always).await?;
     Ok(Json(SyncResult { target: "caldav", feed: None, connection: Some(connection), sync: Some(summary) }).into_response())
 }
 

@@ -230,11 +230,22 @@ pub async fn count(state: &IntegrationsState) -> Result<u64> {
     state.platform.store.query_count(&spec).await
 }
 
+/// Whether a sync that changed nothing is committed and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// A user's sync: always (they asked; the audit log shows it).
+    Always,
+    /// The scheduled re-sync: only when something changed or failed, so a
+    /// quiet calendar does not add an audit entry every 15 minutes.
+    IfChanged,
+}
+
 /// Sync a stored connection now, as `actor` (the user, or the scheduled
 /// re-sync); the state reached is committed with its audit entry, the
 /// outcome recorded on the health.
-pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored) -> Result<(Summary, Connection)> {
+pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored, record: Record) -> Result<(Summary, Connection)> {
     let before = stored.connection.clone();
+    let entries_before = stored.entries.clone();
     let user_id = before.user_id.clone();
     let now = chrono::Utc::now();
     let store = &state.platform.store;
@@ -248,17 +259,25 @@ pub async fn run(state: &IntegrationsState, actor: &Actor, mut stored: Stored) -
     };
     summary.ok = outcome.is_ok();
     summary.error = outcome.as_ref().err().map(ToString::to_string);
+    let health = outcome.map_err(|e| e.reason());
+    let quiet = summary.ok && before.last_error.is_none() && stored.connection.sync_token == before.sync_token && stored.entries == entries_before;
+    if quiet && record == Record::IfChanged {
+        integration_health::record(store.store(), HEALTH_NAME, health, now).await?;
+        return Ok((summary, before));
+    }
     stored.connection.last_synced_at = Some(timestamp(now));
     stored.connection.last_error = summary.error.clone();
     stored.connection.version = before.version + 1;
     let mut audit = AuditEntry::new(actor, "calendar.caldav_synced", "calendar_caldav", &user_id)
         .changes(Some(&before), Some(&stored.connection))
         .outcome(if summary.ok { Outcome::Success } else { Outcome::Failure });
-    if let Some(error) = &summary.error {
-        audit = audit.reason(error.clone());
+    // The reason names the kind of failure only: the server's own words
+    // (kept on the connection for its user) may name a person.
+    if let Err(reason) = &health {
+        audit = audit.reason(reason.clone());
     }
     store.commit(vec![Write::put_versioned(store.table(), item_of(&stored)?, before.version)?], &audit).await?;
-    integration_health::record(store.store(), HEALTH_NAME, outcome.map_err(|e| e.to_string()), now).await?;
+    integration_health::record(store.store(), HEALTH_NAME, health, now).await?;
     Ok((summary, stored.connection))
 }
 
@@ -296,7 +315,7 @@ pub async fn resync_all(state: &IntegrationsState, deadline: Instant) -> Result<
                 if user.is_none_or(|u| u.status != shared::identity::users::UserStatus::Active) {
                     return Ok(None);
                 }
-                run(state, actor, stored).await.map(|(summary, _)| Some(summary.ok))
+                run(state, actor, stored, Record::IfChanged).await.map(|(summary, _)| Some(summary.ok))
             }
         })
         .buffer_unordered(RESYNC_CONCURRENCY)
@@ -348,6 +367,12 @@ async fn two_way(
             remove(client, &entry, summary).await?;
         }
         stored.entries.remove(&uid);
+    }
+    // Keel's own writes moved the collection's token: read past them now
+    // (their ETags are the ones kept, so they are no edits), so that the
+    // next sync of a quiet calendar finds nothing to do.
+    if summary.created + summary.updated + summary.deleted + summary.conflicts > 0 {
+        pull(client, stored, summary).await?;
     }
     Ok(())
 }
