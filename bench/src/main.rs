@@ -67,7 +67,7 @@ struct Args {
 /// Set for the measuring child process: where to write the report.
 const REPORT_TO: &str = "KEEL_BENCH_REPORT_TO";
 /// Sizes for every function binary of template.yaml (hello: the baseline).
-const SIZED_BINARIES: [&str; 17] = [
+const SIZED_BINARIES: [&str; 18] = [
     "hello",
     "auth",
     "admin",
@@ -81,6 +81,7 @@ const SIZED_BINARIES: [&str; 17] = [
     "integrations-webhooks",
     "integrations-dispatcher",
     "integrations-connectors",
+    "integrations-calendar",
     "compliance",
     "jobs",
     "streams",

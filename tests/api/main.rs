@@ -3,6 +3,7 @@
 //! helpers, an app per test.
 
 mod helpers;
+mod radicale;
 
 mod analytics;
 mod analytics_custom_segments;
@@ -10,6 +11,7 @@ mod analytics_moderation;
 mod audit_integrity;
 mod audit_log;
 mod backups;
+mod calendar;
 mod charts;
 mod compliance;
 mod connectors;

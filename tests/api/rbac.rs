@@ -220,6 +220,12 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/integrations/available") => 200,
         ("PUT", "/integrations/{name}/config") => 400,
         ("POST", "/integrations/{name}/test") => 404,
+        // Calendar sync: `{}` has no target; the caller has no feed and no
+        // connected calendar; a made-up feed token is no feed.
+        ("POST", "/integrations/calendar/sync") => 400,
+        ("DELETE", "/integrations/calendar/feeds") => 404,
+        ("DELETE", "/integrations/calendar/caldav") => 404,
+        ("GET", "/integrations/calendar/feeds/{token}") => 404,
         // Public: the probe carries no Stripe-Signature header.
         ("POST", "/integrations/payments/stripe/webhook") => 400,
         // compliance: evidence read from state.

@@ -24,7 +24,7 @@ use shared::platform::error::{Error, FieldError, Result};
 use shared::store::{Item, Write, attr_s, s, timestamp};
 use utoipa::ToSchema;
 
-use crate::{IntegrationsState, delivery, ssrf, webhooks};
+use crate::{IntegrationsState, calendar, delivery, ssrf, webhooks};
 
 /// How long a connection test may take.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,14 +123,14 @@ pub const CATALOGUE: &[Entry] = &[
         name: "caldav",
         title: "Calendar (CalDAV)",
         category: "calendar",
-        description: "Two-way sync of renewals and scheduled reports with a CalDAV calendar (Google, Outlook via a bridge, Fastmail, Radicale…).",
+        description: "Two-way sync of each user's renewals and scheduled reports with their CalDAV calendar (Fastmail, iCloud, Nextcloud, Radicale…).",
         fields: &[
-            field("url", false, true, "The calendar collection's URL."),
+            field("url", false, true, "A calendar collection's URL (for the connection test; users connect their own)."),
             field("username", false, true, "The account's user name."),
             field("password", true, true, "Its password or app password."),
         ],
-        built: false,
-        setup: "Store the calendar URL and credentials; the connection test reads the collection (PROPFIND).",
+        built: true,
+        setup: "Each user connects their own calendar with POST /api/v1/integrations/calendar/sync {target: caldav, calendar_url, credentials}; optionally store a calendar here to test the server (PROPFIND).",
     },
     Entry {
         name: "ics",
@@ -138,8 +138,8 @@ pub const CATALOGUE: &[Entry] = &[
         category: "calendar",
         description: "A private, revocable ICS feed per user that Google Calendar and Outlook subscribe to.",
         fields: &[],
-        built: false,
-        setup: "Not built yet.",
+        built: true,
+        setup: "Each user issues their feed URL with POST /api/v1/integrations/calendar/sync {target: ics} and revokes it with DELETE /api/v1/integrations/calendar/feeds.",
     },
     Entry {
         name: "ses_marketing",
@@ -292,7 +292,10 @@ pub async fn available(State(state): State<IntegrationsState>) -> Result<Json<Ca
         if entry.name == "webhooks" {
             webhooks_status(&state, &mut item).await?;
         } else {
-            let configured = item.config.is_some() || (entry.name == "stripe" && state.stripe_webhook_secret.is_some());
+            let configured = item.config.is_some()
+                || (entry.name == "stripe" && state.stripe_webhook_secret.is_some())
+                || (entry.name == "caldav" && calendar::sync::count(&state).await? > 0)
+                || (entry.name == "ics" && calendar::feeds::count(&state).await? > 0);
             item.status = match (configured, recorded.is_some_and(IntegrationHealth::failing)) {
                 (false, _) => Status::NotConfigured,
                 (true, true) => Status::Failing,

@@ -7,7 +7,10 @@
 //! Payments: Stripe's signed events to Keel's orders (`payments`). The
 //! hub: the catalogue, credentials and connection tests (`hub`). Analytics
 //! connectors: domain events to Segment, Mixpanel and GA4 (`connectors`).
+//! Calendar sync: a user's renewals and scheduled reports as a private ICS
+//! feed or two-way with a CalDAV calendar (`calendar`).
 
+pub mod calendar;
 pub mod connectors;
 pub mod deliveries;
 pub mod delivery;
@@ -51,6 +54,14 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/integrations/available", Access::Permission(Permission::IntegrationsRead)),
     Route::new(Method::PUT, "/api/v1/integrations/{name}/config", Access::Permission(Permission::IntegrationsWrite)),
     Route::new(Method::POST, "/api/v1/integrations/{name}/test", Access::Permission(Permission::IntegrationsWrite)),
+    // Calendar sync: a signed-in user syncs their own events only (the
+    // handlers read the caller's orders and schedules, never a path id).
+    Route::new(Method::POST, "/api/v1/integrations/calendar/sync", Access::Authenticated),
+    Route::new(Method::DELETE, "/api/v1/integrations/calendar/feeds", Access::Authenticated),
+    Route::new(Method::DELETE, "/api/v1/integrations/calendar/caldav", Access::Authenticated),
+    // Calendar apps fetch the feed without a sign-in: the unguessable
+    // token in the path is the credential.
+    Route::new(Method::GET, "/api/v1/integrations/calendar/feeds/{token}", Access::Public),
     // Stripe signs its events with the endpoint's secret: the signature,
     // checked first, is the authentication.
     Route::new(Method::POST, "/api/v1/integrations/payments/stripe/webhook", Access::Public),
@@ -65,6 +76,10 @@ pub fn router(state: IntegrationsState) -> Router {
         .route("/api/v1/integrations/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/api/v1/integrations/webhooks/deliveries/{id}/replay", post(deliveries::replay))
         .route("/api/v1/integrations/payments/stripe/webhook", post(payments::stripe_webhook))
+        .route("/api/v1/integrations/calendar/sync", post(calendar::sync_now))
+        .route("/api/v1/integrations/calendar/feeds", axum::routing::delete(calendar::feeds::revoke))
+        .route("/api/v1/integrations/calendar/feeds/{token}", get(calendar::feeds::read))
+        .route("/api/v1/integrations/calendar/caldav", axum::routing::delete(calendar::disconnect))
         .route("/api/v1/integrations/available", get(hub::available))
         .route("/api/v1/integrations/{name}/config", axum::routing::put(hub::configure))
         .route("/api/v1/integrations/{name}/test", post(hub::test))
@@ -74,8 +89,8 @@ pub fn router(state: IntegrationsState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test),
-    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, shared::domain::integration_health::IntegrationHealth, shared::platform::error::Problem, shared::platform::error::FieldError)),
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test, calendar::sync_now, calendar::feeds::read, calendar::feeds::revoke, calendar::disconnect),
+    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, shared::domain::integration_health::IntegrationHealth, calendar::SyncRequest, calendar::Credentials, calendar::SyncResult, calendar::feeds::Issued, calendar::feeds::Feed, calendar::sync::Connection, calendar::sync::Summary, calendar::events::EventSource, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;

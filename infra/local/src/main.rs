@@ -130,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(schedule::run_report_schedules(local.worker.clone()));
     tokio::spawn(schedule::run_search_alerts(local.search.clone()));
     tokio::spawn(schedule::run_backups(local.worker.clone()));
+    tokio::spawn(schedule::run_calendar_resync(local.integrations.clone()));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);

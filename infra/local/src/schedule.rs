@@ -5,7 +5,8 @@
 //! `ReportSchedules`: EventBridge Scheduler, which the emulator never fires),
 //! the saved-search alert check every 15 minutes (`SearchAlertsFunction`),
 //! the analytics connectors every minute (`IntegrationsConnectorsFunction`),
-//! and the daily backup and weekly verification (`run_backups`).
+//! the daily backup and weekly verification (`run_backups`), and the
+//! calendar re-sync every 15 minutes (`IntegrationsCalendarFunction`).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
@@ -107,6 +108,25 @@ pub async fn run_connectors(forwarder: integrations::connectors::Forwarder) {
         every.tick().await;
         // Each connector's outcome is logged and recorded in its health.
         forwarder.run().await;
+    }
+}
+
+/// The calendar re-sync's schedule (`IntegrationsCalendarFunction`, `rate(15 minutes)`).
+pub const CALENDAR_RESYNC_EVERY: Duration = Duration::from_secs(900);
+
+/// Sync every connected CalDAV calendar every 15 minutes forever (the
+/// `make dev` loop), as `IntegrationsCalendarFunction` does deployed.
+pub async fn run_calendar_resync(state: integrations::IntegrationsState) {
+    let mut every = tokio::time::interval(CALENDAR_RESYNC_EVERY);
+    // The first tick fires at once; the first re-sync is one period later.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match integrations::calendar::sync::resync_all(&state, std::time::Instant::now() + Duration::from_secs(240)).await {
+            Ok(resynced) if resynced != Default::default() => tracing::info!(?resynced, "calendar re-sync"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "calendar re-sync failed"),
+        }
     }
 }
 
