@@ -67,7 +67,7 @@ struct Args {
 /// Set for the measuring child process: where to write the report.
 const REPORT_TO: &str = "KEEL_BENCH_REPORT_TO";
 /// Sizes for every function binary of template.yaml (hello: the baseline).
-const SIZED_BINARIES: [&str; 18] = [
+const SIZED_BINARIES: [&str; 19] = [
     "hello",
     "auth",
     "admin",
@@ -83,6 +83,7 @@ const SIZED_BINARIES: [&str; 18] = [
     "integrations-connectors",
     "integrations-calendar",
     "compliance",
+    "compliance-review",
     "jobs",
     "streams",
     "scheduler",

@@ -199,3 +199,34 @@ async fn the_report_measures_every_control_and_its_pdf_is_recorded_by_its_sha256
     let r = app.get("/api/v1/compliance/report?format=docx", &officer).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
+
+#[tokio::test]
+async fn the_monthly_access_review_is_recorded_once_with_its_audit_entry() {
+    let app = TestApp::spawn().await;
+    let (officer, token) = app.user(&["super_admin"]).await;
+    let state = compliance::ComplianceState { platform: app.app.platform.clone(), clients: app.app.clients.clone() };
+    let now = chrono::Utc::now();
+    let (review, recorded) = compliance::access_review::record_monthly(&state, now).await.unwrap();
+    assert!(recorded);
+    assert_eq!(review.month, now.format("%Y-%m").to_string());
+    assert_eq!(review.principals, 1);
+    assert_eq!(review.flagged, 1, "the officer has no 2FA");
+    assert_eq!(review.findings[0]["user_id"], officer.id.as_str());
+    // Run again the same month: the recorded one stands, no second entry.
+    let (again, recorded) = compliance::access_review::record_monthly(&state, now).await.unwrap();
+    assert!(!recorded);
+    assert_eq!(again.generated_at, review.generated_at);
+    let audit = app.audit_for("access_review", &review.month).await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, "compliance.access_review");
+    assert!(audit[0].reason.as_deref().unwrap().contains("1 flagged"));
+    // Next month's is another.
+    let (next, recorded) = compliance::access_review::record_monthly(&state, now + chrono::Duration::days(32)).await.unwrap();
+    assert!(recorded);
+    assert_ne!(next.month, review.month);
+
+    let r = app.get("/api/v1/compliance/access-reviews", &token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let months: Vec<&str> = r.body["reviews"].as_array().unwrap().iter().map(|v| v["month"].as_str().unwrap()).collect();
+    assert_eq!(months, vec![next.month.as_str(), review.month.as_str()], "newest first");
+}

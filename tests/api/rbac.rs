@@ -231,6 +231,7 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         // compliance: evidence read from state.
         ("GET", "/compliance/gdpr") => 200,
         ("GET", "/compliance/access-review") => 200,
+        ("GET", "/compliance/access-reviews") => 200,
         ("GET", "/compliance/security-recommendations") => 200,
         ("GET", "/compliance/report") => 200,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),

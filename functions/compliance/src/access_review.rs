@@ -265,3 +265,85 @@ mod tests {
         assert!(privileged(BuiltinRole::SuperAdmin.permissions()).contains(&Permission::RolesWrite));
     }
 }
+
+/// A month's recorded review (`ACCESSREVIEW#<yyyy-mm> / REVIEW`, listed on
+/// gsi1 `ACCESSREVIEWS`): what the monthly run found, kept as evidence.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[schema(as = ComplianceRecordedAccessReview)]
+pub struct RecordedReview {
+    /// `yyyy-mm`.
+    pub month: String,
+    pub generated_at: String,
+    pub principals: u64,
+    pub flagged: u64,
+    pub without_two_factor: u64,
+    /// The flagged principals and their flags.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<serde_json::Value>,
+}
+
+pub const REVIEWS_LIST_PK: &str = "ACCESSREVIEWS";
+
+fn review_pk(month: &str) -> String {
+    format!("ACCESSREVIEW#{month}")
+}
+
+/// The monthly review: computed and recorded once per calendar month (with
+/// its audit entry, in one transaction); run again in the same month, it
+/// returns the one recorded. The schedule fires it on the 1st; the local
+/// stack whenever a month has none.
+pub async fn record_monthly(state: &ComplianceState, now: DateTime<Utc>) -> Result<(RecordedReview, bool)> {
+    let month = now.format("%Y-%m").to_string();
+    let store = &state.platform.store;
+    if let Some(item) = store.get_item(&review_pk(&month), "REVIEW").await? {
+        return Ok((shared::store::from_item(item)?, false));
+    }
+    let review = access_review(state, now).await?;
+    let recorded = RecordedReview {
+        month: month.clone(),
+        generated_at: review.generated_at.clone(),
+        principals: review.principals.len() as u64,
+        flagged: review.flagged,
+        without_two_factor: review.without_two_factor,
+        findings: review
+            .principals
+            .iter()
+            .filter(|p| !p.flags.is_empty())
+            .map(|p| serde_json::json!({"user_id": p.user_id, "roles": p.roles, "flags": p.flags}))
+            .collect(),
+    };
+    let mut item = shared::store::to_item(&recorded)?;
+    item.insert("pk".into(), s(review_pk(&month)));
+    item.insert("sk".into(), s("REVIEW"));
+    item.insert("gsi1pk".into(), s(REVIEWS_LIST_PK));
+    item.insert("gsi1sk".into(), s(month.clone()));
+    item.insert("type".into(), s("access_review"));
+    let write = shared::store::Write::put_new(store.table(), item, shared::Error::Conflict(format!("the access review of {month} was recorded meanwhile")))?;
+    let audit = shared::audit::AuditEntry::at(now, &shared::audit::Actor::system("access-review"), "compliance.access_review", "access_review", &month)
+        .reason(format!("{} privileged principals, {} flagged, {} without 2FA", recorded.principals, recorded.flagged, recorded.without_two_factor));
+    match store.commit(vec![write], &audit).await {
+        Ok(()) => Ok((recorded, true)),
+        // A concurrent run recorded it first: that one stands.
+        Err(shared::Error::Conflict(_)) => {
+            let item = store.get_item(&review_pk(&month), "REVIEW").await?.ok_or_else(|| shared::Error::internal("access review vanished"))?;
+            Ok((shared::store::from_item(item)?, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ComplianceAccessReviewHistory)]
+pub struct ReviewHistory {
+    /// Newest first, at most 24.
+    pub reviews: Vec<RecordedReview>,
+}
+
+/// The recorded monthly reviews, newest first.
+#[utoipa::path(get, path = "/api/v1/compliance/access-reviews", tag = "compliance", responses((status = 200, body = ReviewHistory)))]
+pub async fn history(State(state): State<ComplianceState>) -> Result<Json<ReviewHistory>> {
+    let spec =
+        QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(REVIEWS_LIST_PK))], forward: false, ..QuerySpec::default() };
+    let (items, _) = state.platform.store.query_filled(&spec, None, 24, 5).await?;
+    Ok(Json(ReviewHistory { reviews: items.into_iter().map(shared::store::from_item).collect::<Result<_>>()? }))
+}

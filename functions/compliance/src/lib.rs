@@ -29,6 +29,7 @@ pub struct ComplianceState {
 pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/compliance/gdpr", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/access-review", Access::Permission(Permission::ComplianceRead)),
+    Route::new(Method::GET, "/api/v1/compliance/access-reviews", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/security-recommendations", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/report", Access::Permission(Permission::ComplianceRead)),
 ];
@@ -38,6 +39,7 @@ pub fn router(state: ComplianceState) -> Router {
     let routes = Router::new()
         .route("/api/v1/compliance/gdpr", get(gdpr::gdpr))
         .route("/api/v1/compliance/access-review", get(access_review::get))
+        .route("/api/v1/compliance/access-reviews", get(access_review::history))
         .route("/api/v1/compliance/security-recommendations", get(recommendations::get))
         .route("/api/v1/compliance/report", get(report::get))
         .with_state(state);
@@ -46,7 +48,7 @@ pub fn router(state: ComplianceState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(gdpr::gdpr, access_review::get, recommendations::get, report::get),
+    paths(gdpr::gdpr, access_review::get, access_review::history, recommendations::get, report::get),
     components(schemas(
         gdpr::GdprStatus,
         gdpr::OpenRequest,
@@ -55,6 +57,8 @@ pub fn router(state: ComplianceState) -> Router {
         access_review::AccessReview,
         access_review::PrincipalReview,
         access_review::PermissionUse,
+        access_review::RecordedReview,
+        access_review::ReviewHistory,
         recommendations::Recommendations,
         recommendations::Recommendation,
         recommendations::Severity,

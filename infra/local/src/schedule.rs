@@ -130,6 +130,21 @@ pub async fn run_calendar_resync(state: integrations::IntegrationsState) {
     }
 }
 
+/// The monthly access review: deployed on the 1st at 06:00 UTC
+/// (`ComplianceReviewFunction`); here every hour, recording the month's
+/// review when it has none (a month is recorded once either way).
+pub async fn run_access_review(state: compliance::ComplianceState) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match compliance::access_review::record_monthly(&state, chrono::Utc::now()).await {
+            Ok((review, true)) => tracing::info!(month = %review.month, flagged = review.flagged, "monthly access review recorded"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "monthly access review failed"),
+        }
+    }
+}
+
 /// Run the sealer on its schedule forever (the `make dev` loop).
 pub async fn run(sealer: scheduler::Sealer) {
     let mut every = tokio::time::interval(SEAL_EVERY);
