@@ -32,6 +32,7 @@ mod reports;
 mod roles;
 mod search;
 mod sessions;
+mod social;
 mod stack;
 mod subject_requests;
 mod system_config;

@@ -221,6 +221,11 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("POST", "/integrations/{name}/test") => 404,
         // Public: the probe carries no Stripe-Signature header.
         ("POST", "/integrations/payments/stripe/webhook") => 400,
+        // Social sharing: `{}` names no chart or network; the token names
+        // no link; stats need `chart_id`.
+        ("POST", "/integrations/social/share") => 400,
+        ("GET", "/integrations/social/s/{token}") => 404,
+        ("GET", "/integrations/social/stats") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

@@ -5,7 +5,8 @@
 //! (`dispatch`, its own stream consumer) to the webhooks queue and its
 //! worker (`delivery`), and the deliveries log with replays (`deliveries`).
 //! Payments: Stripe's signed events to Keel's orders (`payments`). The
-//! hub: the catalogue, credentials and connection tests (`hub`).
+//! hub: the catalogue, credentials and connection tests (`hub`). Social
+//! sharing: share intents, short links with cards, clicks (`social`).
 
 pub mod deliveries;
 pub mod delivery;
@@ -13,6 +14,7 @@ pub mod dispatch;
 pub mod hub;
 pub mod payments;
 pub mod signing;
+pub mod social;
 pub mod ssrf;
 pub mod webhooks;
 
@@ -52,6 +54,12 @@ pub static ROUTES: &[Route] = &[
     // Stripe signs its events with the endpoint's secret: the signature,
     // checked first, is the authentication.
     Route::new(Method::POST, "/api/v1/integrations/payments/stripe/webhook", Access::Public),
+    // Anyone signed in may share a public chart (its page is public anyway);
+    // the short link is what the shared post points at, so anyone may
+    // follow it. Click counts are about charts: `charts:read`.
+    Route::new(Method::POST, "/api/v1/integrations/social/share", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/integrations/social/s/{token}", Access::Public),
+    Route::new(Method::GET, "/api/v1/integrations/social/stats", Access::Permission(Permission::ChartsRead)),
 ];
 
 pub fn router(state: IntegrationsState) -> Router {
@@ -66,14 +74,17 @@ pub fn router(state: IntegrationsState) -> Router {
         .route("/api/v1/integrations/available", get(hub::available))
         .route("/api/v1/integrations/{name}/config", axum::routing::put(hub::configure))
         .route("/api/v1/integrations/{name}/test", post(hub::test))
+        .route("/api/v1/integrations/social/share", post(social::share))
+        .route("/api/v1/integrations/social/s/{token}", get(social::follow))
+        .route("/api/v1/integrations/social/stats", get(social::stats))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test),
-    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, shared::domain::integration_health::IntegrationHealth, shared::platform::error::Problem, shared::platform::error::FieldError)),
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test, social::share, social::follow, social::stats),
+    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, social::Network, social::ShareRequest, social::Share, social::ShareStats, social::NetworkClicks, shared::domain::integration_health::IntegrationHealth, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;
