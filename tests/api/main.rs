@@ -21,6 +21,7 @@ mod insights;
 mod integrations;
 mod integrations_hub;
 mod lambda_events;
+mod marketing;
 mod oauth;
 mod openapi;
 mod outbox;

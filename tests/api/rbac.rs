@@ -226,6 +226,15 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("POST", "/integrations/social/share") => 400,
         ("GET", "/integrations/social/s/{token}") => 404,
         ("GET", "/integrations/social/stats") => 400,
+        // Email marketing: `{}` has no email (subscribe) or list
+        // (campaigns); the token names nothing (the confirm page is shown
+        // for any); `{}` is not a one-click body; the lookup needs `email`.
+        ("POST", "/integrations/marketing/subscribe") => 400,
+        ("GET", "/integrations/marketing/confirm/{token}") => 200,
+        ("POST", "/integrations/marketing/confirm/{token}") => 404,
+        ("POST", "/integrations/marketing/unsubscribe/{token}") => 400,
+        ("GET", "/integrations/marketing/subscribers") => 400,
+        ("POST", "/integrations/marketing/campaigns") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

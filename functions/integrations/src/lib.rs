@@ -7,11 +7,13 @@
 //! Payments: Stripe's signed events to Keel's orders (`payments`). The
 //! hub: the catalogue, credentials and connection tests (`hub`). Social
 //! sharing: share intents, short links with cards, clicks (`social`).
+//! Email marketing: double opt-in, one-click unsubscribe, campaigns (`marketing`).
 
 pub mod deliveries;
 pub mod delivery;
 pub mod dispatch;
 pub mod hub;
+pub mod marketing;
 pub mod payments;
 pub mod signing;
 pub mod social;
@@ -60,6 +62,16 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/integrations/social/share", Access::Authenticated),
     Route::new(Method::GET, "/api/v1/integrations/social/s/{token}", Access::Public),
     Route::new(Method::GET, "/api/v1/integrations/social/stats", Access::Permission(Permission::ChartsRead)),
+    // Email marketing: anyone may subscribe (rate limited, same answer
+    // whatever the address), and confirm or unsubscribe with the token
+    // their email carries. Looking a person up shows their address: PII.
+    // A campaign emails people on Keel's behalf: `integrations:write`.
+    Route::new(Method::POST, "/api/v1/integrations/marketing/subscribe", Access::Public),
+    Route::new(Method::GET, "/api/v1/integrations/marketing/confirm/{token}", Access::Public),
+    Route::new(Method::POST, "/api/v1/integrations/marketing/confirm/{token}", Access::Public),
+    Route::new(Method::POST, "/api/v1/integrations/marketing/unsubscribe/{token}", Access::Public),
+    Route::new(Method::GET, "/api/v1/integrations/marketing/subscribers", Access::Permission(Permission::PiiRead)),
+    Route::new(Method::POST, "/api/v1/integrations/marketing/campaigns", Access::Permission(Permission::IntegrationsWrite)),
 ];
 
 pub fn router(state: IntegrationsState) -> Router {
@@ -77,14 +89,19 @@ pub fn router(state: IntegrationsState) -> Router {
         .route("/api/v1/integrations/social/share", post(social::share))
         .route("/api/v1/integrations/social/s/{token}", get(social::follow))
         .route("/api/v1/integrations/social/stats", get(social::stats))
+        .route("/api/v1/integrations/marketing/subscribe", post(marketing::subscriptions::subscribe))
+        .route("/api/v1/integrations/marketing/confirm/{token}", get(marketing::subscriptions::confirm_page).post(marketing::subscriptions::confirm))
+        .route("/api/v1/integrations/marketing/unsubscribe/{token}", post(marketing::subscriptions::unsubscribe))
+        .route("/api/v1/integrations/marketing/subscribers", get(marketing::subscriptions::lookup))
+        .route("/api/v1/integrations/marketing/campaigns", post(marketing::campaigns::create))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test, social::share, social::follow, social::stats),
-    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, social::Network, social::ShareRequest, social::Share, social::ShareStats, social::NetworkClicks, shared::domain::integration_health::IntegrationHealth, shared::platform::error::Problem, shared::platform::error::FieldError)),
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test, social::share, social::follow, social::stats, marketing::subscriptions::subscribe, marketing::subscriptions::confirm_page, marketing::subscriptions::confirm, marketing::subscriptions::unsubscribe, marketing::subscriptions::lookup, marketing::campaigns::create),
+    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, social::Network, social::ShareRequest, social::Share, social::ShareStats, social::NetworkClicks, marketing::subscriptions::SubscribeRequest, marketing::subscriptions::SubscribeAccepted, marketing::subscriptions::SubscriptionState, marketing::subscriptions::SubscriberView, marketing::subscriptions::SuppressionView, marketing::campaigns::CampaignRequest, marketing::campaigns::CampaignAccepted, shared::domain::marketing::Subscriber, shared::domain::marketing::SubscriberStatus, shared::domain::integration_health::IntegrationHealth, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;
