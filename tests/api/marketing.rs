@@ -281,3 +281,25 @@ async fn bad_input_names_its_field() {
     assert_eq!((r.status, r.error_fields()), (StatusCode::BAD_REQUEST, vec!["email".to_string()]));
     assert!(raw_emails(&app, "a@example.com").await.is_empty());
 }
+
+#[tokio::test]
+async fn erasing_a_person_deletes_their_subscription_and_leaves_no_address_behind() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.user(&["super_admin"]).await;
+    let (_, support) = app.user(&["support"]).await;
+    let (me, token) = app.user(&["user"]).await;
+    let email = me.email.as_str().to_string();
+    confirmed(&app, &email).await;
+    campaign(&app, &admin, "Before the erasure").await;
+    assert_eq!(raw_emails(&app, &email).await.len(), 1);
+
+    let r = app.call(Method::DELETE, &format!("/api/v1/data/user/{}", me.id), Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    app.run_jobs().await;
+    assert_eq!(lookup(&app, &support, &email).await.status, StatusCode::NOT_FOUND);
+    let items = app.store().store().scan_all().await.unwrap();
+    let holding: Vec<String> = items.iter().map(|i| format!("{i:?}")).filter(|text| text.contains(&email)).collect();
+    assert!(holding.is_empty(), "items still holding the address: {holding:?}");
+    campaign(&app, &admin, "After the erasure").await;
+    assert_eq!(raw_emails(&app, &email).await.len(), 1, "nothing sent after the erasure");
+}

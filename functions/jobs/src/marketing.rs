@@ -33,7 +33,7 @@ pub async fn send_confirmation(worker: &Worker, job: &Job) -> Result<Value> {
     let now = chrono::Utc::now();
     let token = marketing::new_token();
     let expires = now + marketing::CONFIRM_TTL;
-    let record = Token { purpose: TokenPurpose::Confirm, email: subscriber.email.clone(), list: None, expires_at: timestamp(expires) };
+    let record = Token { purpose: TokenPurpose::Confirm, email_key: marketing::email_key(&subscriber.email), list: None, expires_at: timestamp(expires) };
     store.store().put_item_unchecked(record.to_item(&token, expires)?).await?;
     let link = format!("{}/api/v1/integrations/marketing/confirm/{token}", worker.config.public_url);
     let text = format!(
@@ -103,8 +103,12 @@ async fn send_one(worker: &Worker, campaign: &Campaign, subscriber: &Subscriber)
     let now = chrono::Utc::now();
     let token = marketing::new_token();
     let expires = now + marketing::UNSUBSCRIBE_TTL;
-    let record =
-        Token { purpose: TokenPurpose::Unsubscribe, email: subscriber.email.clone(), list: Some(campaign.list.clone()), expires_at: timestamp(expires) };
+    let record = Token {
+        purpose: TokenPurpose::Unsubscribe,
+        email_key: marketing::email_key(&subscriber.email),
+        list: Some(campaign.list.clone()),
+        expires_at: timestamp(expires),
+    };
     worker.store.store().put_item_unchecked(record.to_item(&token, expires)?).await?;
     let url = format!("{}/api/v1/integrations/marketing/unsubscribe/{token}", worker.config.public_url);
     let raw = campaign_message(&worker.config.email_from, &subscriber.email, campaign, &url)?;
@@ -266,6 +270,8 @@ mod tests {
     fn a_campaign_email_carries_both_unsubscribe_headers() {
         let campaign = Campaign { campaign_id: "c".into(), list: "news".into(), subject: "Hello".into(), text: "Body".into() };
         let raw = String::from_utf8(campaign_message("noreply@keel.example", "a@example.com", &campaign, "https://keel.example/u/t").unwrap()).unwrap();
+        // Unfolded (RFC 5322 folds long headers).
+        let raw = raw.replace("\r\n ", " ");
         assert!(raw.contains("List-Unsubscribe: <https://keel.example/u/t>, <mailto:noreply@keel.example?subject=unsubscribe>"), "{raw}");
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{raw}");
     }

@@ -40,7 +40,11 @@ pub fn email_key(email: &str) -> String {
 }
 
 pub fn subscriber_pk(email: &str) -> String {
-    format!("SUBSCRIBER#{}", email_key(email))
+    subscriber_pk_of_key(&email_key(email))
+}
+
+pub fn subscriber_pk_of_key(key: &str) -> String {
+    format!("SUBSCRIBER#{key}")
 }
 
 pub fn suppression_pk(email: &str) -> String {
@@ -124,7 +128,12 @@ pub fn member_item(list: &str, email: &str) -> Item {
 }
 
 pub async fn get(store: &Store, email: &str) -> Result<Option<Subscriber>> {
-    store.get_item(&subscriber_pk(email), "META").await?.map(from_item).transpose()
+    get_by_key(store, &email_key(email)).await
+}
+
+/// The subscriber whose address has this `email_key` (what tokens hold).
+pub async fn get_by_key(store: &Store, key: &str) -> Result<Option<Subscriber>> {
+    store.get_item(&subscriber_pk_of_key(key), "META").await?.map(from_item).transpose()
 }
 
 /// What a token is for.
@@ -135,11 +144,13 @@ pub enum TokenPurpose {
     Unsubscribe,
 }
 
-/// A link's token as stored (under its hash).
+/// A link's token as stored (under its hash). It names the subscriber by
+/// `email_key`, not the address: erasing the subscriber leaves no address
+/// in the tokens still out in emails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Token {
     pub purpose: TokenPurpose,
-    pub email: String,
+    pub email_key: String,
     /// The list an unsubscribe link leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<String>,

@@ -192,7 +192,7 @@ pub async fn confirm(State(state): State<IntegrationsState>, meta: RequestMeta, 
     if found.expired(now) {
         return Err(Error::Gone("this confirmation link has expired: subscribe again".into()));
     }
-    let before = marketing::get(store.store(), &found.email).await?.filter(|s| s.status == SubscriberStatus::Pending).ok_or_else(invalid)?;
+    let before = marketing::get_by_key(store.store(), &found.email_key).await?.filter(|s| s.status == SubscriberStatus::Pending).ok_or_else(invalid)?;
     let after = Subscriber {
         status: SubscriberStatus::Confirmed,
         confirmed_at: Some(timestamp(now)),
@@ -240,7 +240,7 @@ pub async fn unsubscribe(State(state): State<IntegrationsState>, meta: RequestMe
     let store = &state.platform.store;
     let now = chrono::Utc::now();
     let found = marketing::token(store.store(), &token).await?.filter(|t| t.purpose == TokenPurpose::Unsubscribe && !t.expired(now)).ok_or_else(invalid)?;
-    let before = marketing::get(store.store(), &found.email).await?.ok_or_else(invalid)?;
+    let before = marketing::get_by_key(store.store(), &found.email_key).await?.ok_or_else(invalid)?;
     let leaving = found.list.clone().unwrap_or_default();
     if !before.lists.contains(&leaving) || before.status == SubscriberStatus::Unsubscribed {
         return Ok(Json(SubscriptionState { status: before.status, lists: before.lists }));
