@@ -228,6 +228,20 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/integrations/calendar/feeds/{token}") => 404,
         // Public: the probe carries no Stripe-Signature header.
         ("POST", "/integrations/payments/stripe/webhook") => 400,
+        // Social sharing: `{}` names no chart or network; the token names
+        // no link; stats need `chart_id`.
+        ("POST", "/integrations/social/share") => 400,
+        ("GET", "/integrations/social/s/{token}") => 404,
+        ("GET", "/integrations/social/stats") => 400,
+        // Email marketing: `{}` has no email (subscribe) or list
+        // (campaigns); the token names nothing (the confirm page is shown
+        // for any); `{}` is not a one-click body; the lookup needs `email`.
+        ("POST", "/integrations/marketing/subscribe") => 400,
+        ("GET", "/integrations/marketing/confirm/{token}") => 200,
+        ("POST", "/integrations/marketing/confirm/{token}") => 404,
+        ("POST", "/integrations/marketing/unsubscribe/{token}") => 400,
+        ("GET", "/integrations/marketing/subscribers") => 400,
+        ("POST", "/integrations/marketing/campaigns") => 400,
         // compliance: evidence read from state.
         ("GET", "/compliance/gdpr") => 200,
         ("GET", "/compliance/access-review") => 200,

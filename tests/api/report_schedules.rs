@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::helpers::TestApp;
 
 /// Raw (MIME) messages the emulator accepted for `to`.
-async fn raw_emails(app: &TestApp, to: &str) -> Vec<String> {
+pub async fn raw_emails(app: &TestApp, to: &str) -> Vec<String> {
     let mut data = Value::Null;
     for _ in 0..20 {
         if let Ok(response) = reqwest::get(format!("{}/moto-api/data.json", app.endpoint)).await

@@ -24,7 +24,7 @@ use shared::platform::error::{Error, FieldError, Result};
 use shared::store::{Item, Write, attr_s, s, timestamp};
 use utoipa::ToSchema;
 
-use crate::{IntegrationsState, calendar, delivery, ssrf, webhooks};
+use crate::{IntegrationsState, calendar, delivery, marketing, social, ssrf, webhooks};
 
 /// How long a connection test may take.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,8 +147,8 @@ pub const CATALOGUE: &[Entry] = &[
         category: "email",
         description: "Double opt-in subscriptions, one-click unsubscribe (RFC 8058), bounce and complaint suppression.",
         fields: &[],
-        built: false,
-        setup: "Not built yet.",
+        built: true,
+        setup: "Sends from the EmailFrom identity; set the stack's SesEventsTopicArn output as that identity's bounce and complaint topic. Subscribe with POST /api/v1/integrations/marketing/subscribe, send with POST /api/v1/integrations/marketing/campaigns.",
     },
     Entry {
         name: "social_sharing",
@@ -156,8 +156,8 @@ pub const CATALOGUE: &[Entry] = &[
         category: "social",
         description: "Share links for public charts with Open Graph cards and click counts per network.",
         fields: &[],
-        built: false,
-        setup: "Not built yet.",
+        built: true,
+        setup: "Nothing to set up: POST /api/v1/integrations/social/share gives a network's share link; short links live under the PublicUrl parameter.",
     },
 ];
 
@@ -292,10 +292,14 @@ pub async fn available(State(state): State<IntegrationsState>) -> Result<Json<Ca
         if entry.name == "webhooks" {
             webhooks_status(&state, &mut item).await?;
         } else {
+            // Social sharing needs nothing but the public URL, always set;
+            // email marketing sends from the deployed sender (EmailFrom).
             let configured = item.config.is_some()
                 || (entry.name == "stripe" && state.stripe_webhook_secret.is_some())
                 || (entry.name == "caldav" && calendar::sync::count(&state).await? > 0)
-                || (entry.name == "ics" && calendar::feeds::count(&state).await? > 0);
+                || (entry.name == "ics" && calendar::feeds::count(&state).await? > 0)
+                || entry.name == social::HUB_NAME
+                || entry.name == marketing::HUB_NAME;
             item.status = match (configured, recorded.is_some_and(IntegrationHealth::failing)) {
                 (false, _) => Status::NotConfigured,
                 (true, true) => Status::Failing,

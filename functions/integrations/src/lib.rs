@@ -9,6 +9,9 @@
 //! connectors: domain events to Segment, Mixpanel and GA4 (`connectors`).
 //! Calendar sync: a user's renewals and scheduled reports as a private ICS
 //! feed or two-way with a CalDAV calendar (`calendar`).
+//! Social
+//! sharing: share intents, short links with cards, clicks (`social`).
+//! Email marketing: double opt-in, one-click unsubscribe, campaigns (`marketing`).
 
 pub mod calendar;
 pub mod connectors;
@@ -16,8 +19,10 @@ pub mod deliveries;
 pub mod delivery;
 pub mod dispatch;
 pub mod hub;
+pub mod marketing;
 pub mod payments;
 pub mod signing;
+pub mod social;
 pub mod ssrf;
 pub mod webhooks;
 
@@ -65,6 +70,22 @@ pub static ROUTES: &[Route] = &[
     // Stripe signs its events with the endpoint's secret: the signature,
     // checked first, is the authentication.
     Route::new(Method::POST, "/api/v1/integrations/payments/stripe/webhook", Access::Public),
+    // Anyone signed in may share a public chart (its page is public anyway);
+    // the short link is what the shared post points at, so anyone may
+    // follow it. Click counts are about charts: `charts:read`.
+    Route::new(Method::POST, "/api/v1/integrations/social/share", Access::Authenticated),
+    Route::new(Method::GET, "/api/v1/integrations/social/s/{token}", Access::Public),
+    Route::new(Method::GET, "/api/v1/integrations/social/stats", Access::Permission(Permission::ChartsRead)),
+    // Email marketing: anyone may subscribe (rate limited, same answer
+    // whatever the address), and confirm or unsubscribe with the token
+    // their email carries. Looking a person up shows their address: PII.
+    // A campaign emails people on Keel's behalf: `integrations:write`.
+    Route::new(Method::POST, "/api/v1/integrations/marketing/subscribe", Access::Public),
+    Route::new(Method::GET, "/api/v1/integrations/marketing/confirm/{token}", Access::Public),
+    Route::new(Method::POST, "/api/v1/integrations/marketing/confirm/{token}", Access::Public),
+    Route::new(Method::POST, "/api/v1/integrations/marketing/unsubscribe/{token}", Access::Public),
+    Route::new(Method::GET, "/api/v1/integrations/marketing/subscribers", Access::Permission(Permission::PiiRead)),
+    Route::new(Method::POST, "/api/v1/integrations/marketing/campaigns", Access::Permission(Permission::IntegrationsWrite)),
 ];
 
 pub fn router(state: IntegrationsState) -> Router {
@@ -83,14 +104,22 @@ pub fn router(state: IntegrationsState) -> Router {
         .route("/api/v1/integrations/available", get(hub::available))
         .route("/api/v1/integrations/{name}/config", axum::routing::put(hub::configure))
         .route("/api/v1/integrations/{name}/test", post(hub::test))
+        .route("/api/v1/integrations/social/share", post(social::share))
+        .route("/api/v1/integrations/social/s/{token}", get(social::follow))
+        .route("/api/v1/integrations/social/stats", get(social::stats))
+        .route("/api/v1/integrations/marketing/subscribe", post(marketing::subscriptions::subscribe))
+        .route("/api/v1/integrations/marketing/confirm/{token}", get(marketing::subscriptions::confirm_page).post(marketing::subscriptions::confirm))
+        .route("/api/v1/integrations/marketing/unsubscribe/{token}", post(marketing::subscriptions::unsubscribe))
+        .route("/api/v1/integrations/marketing/subscribers", get(marketing::subscriptions::lookup))
+        .route("/api/v1/integrations/marketing/campaigns", post(marketing::campaigns::create))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test, calendar::sync_now, calendar::feeds::read, calendar::feeds::revoke, calendar::disconnect),
-    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, shared::domain::integration_health::IntegrationHealth, calendar::SyncRequest, calendar::Credentials, calendar::SyncResult, calendar::feeds::Issued, calendar::feeds::Feed, calendar::sync::Connection, calendar::sync::Summary, calendar::events::EventSource, shared::platform::error::Problem, shared::platform::error::FieldError)),
+    paths(webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete, webhooks::rotate_secret, deliveries::list, deliveries::replay, payments::stripe_webhook, hub::available, hub::configure, hub::test, calendar::sync_now, calendar::feeds::read, calendar::feeds::revoke, calendar::disconnect, social::share, social::follow, social::stats, marketing::subscriptions::subscribe, marketing::subscriptions::confirm_page, marketing::subscriptions::confirm, marketing::subscriptions::unsubscribe, marketing::subscriptions::lookup, marketing::campaigns::create),
+    components(schemas(payments::Receipt, hub::Catalogue, hub::Available, hub::Field, hub::Status, hub::ConfigView, hub::ConfigRequest, hub::TestResult, shared::domain::integration_health::IntegrationHealth, calendar::SyncRequest, calendar::Credentials, calendar::SyncResult, calendar::feeds::Issued, calendar::feeds::Feed, calendar::sync::Connection, calendar::sync::Summary, calendar::events::EventSource, social::Network, social::ShareRequest, social::Share, social::ShareStats, social::NetworkClicks, marketing::subscriptions::SubscribeRequest, marketing::subscriptions::SubscribeAccepted, marketing::subscriptions::SubscriptionState, marketing::subscriptions::SubscriberView, marketing::subscriptions::SuppressionView, marketing::campaigns::CampaignRequest, marketing::campaigns::CampaignAccepted, shared::domain::marketing::Subscriber, shared::domain::marketing::SubscriberStatus, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;

@@ -138,6 +138,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Value> {
     sweep.owned(&mut checkpoint, &request.id, email.as_deref()).await?;
     sweep.orders(&mut checkpoint).await?;
     sweep.activity(&mut checkpoint).await?;
+    sweep.marketing(&mut checkpoint, email.as_deref()).await?;
     sweep.exports_prefix(&mut checkpoint).await?;
     sweep.other_jobs(&mut checkpoint, &job.id, email.as_deref()).await?;
     save_checkpoint(worker, job, &checkpoint).await?;
@@ -226,6 +227,7 @@ pub async fn reapply(worker: &Worker, store: &Store, user_id: &str) -> Result<u6
     sweep.owned(&mut checkpoint, "", email.as_deref()).await?;
     sweep.orders(&mut checkpoint).await?;
     sweep.activity(&mut checkpoint).await?;
+    sweep.marketing(&mut checkpoint, email.as_deref()).await?;
     sweep.other_jobs(&mut checkpoint, "", email.as_deref()).await?;
     let mut keys = vec![(pseudonyms::subject_pk(user_id), pseudonyms::KEY_SK.to_string())];
     if let Some(pseudonym) = worker.store.subject_keys()?.pseudonym_of(store, user_id).await? {
@@ -401,6 +403,18 @@ impl Sweep<'_> {
         let links: Vec<_> = items.iter().filter(|i| attr_s(i, "type") == Some("stripe_customer")).map(key_of).collect();
         self.store.batch_delete(&links).await?;
         checkpoint.add("dynamodb:table", "links from Stripe customers", "deleted", links.len() as u64);
+        Ok(())
+    }
+
+    /// The person's email-marketing subscription (by their address): the
+    /// subscriber and list memberships. A suppression stays: it holds no
+    /// address (only its hash) and keeps Keel from mailing it again.
+    async fn marketing(&self, checkpoint: &mut Checkpoint, email: Option<&str>) -> Result<()> {
+        let n = match email {
+            Some(email) => shared::domain::marketing::erase(self.store, email).await?,
+            None => 0,
+        };
+        checkpoint.add("dynamodb:table", "email-marketing subscription and list memberships", "deleted", n);
         Ok(())
     }
 

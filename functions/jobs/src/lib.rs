@@ -4,7 +4,9 @@
 //! acknowledged without doing the work again. Kinds today: invitation emails,
 //! security notices (`security_email`), chart moderation notices, audit
 //! exports, data exports (`data_export`, streamed to S3), imports
-//! (`data_import`), bulk operations (`bulk_segment` messages) and GDPR/CCPA
+//! (`data_import`), email marketing (`marketing`: confirmations, campaigns,
+//! SES contacts, and SES bounce/complaint notifications from their own
+//! queue), bulk operations (`bulk_segment` messages) and GDPR/CCPA
 //! subject exports (`gdpr_export`, one zip per request), and the revenue
 //! rollups' recomputation (`analytics_refresh`), and reports (`report`).
 
@@ -17,6 +19,7 @@ pub mod erasure;
 pub mod gdpr_export;
 pub mod import;
 pub mod invite;
+pub mod marketing;
 pub mod moderation_notice;
 pub mod multipart;
 pub mod pdf;
@@ -271,6 +274,13 @@ impl Worker {
 
     async fn process(&self, message: &SqsMessage) -> Result<()> {
         let body = message.body.as_deref().unwrap_or("");
+        // The SES events queue (SNS notifications of bounces and
+        // complaints) is this worker's other event source.
+        if marketing::is_sns_notification(body) {
+            let suppressed = marketing::handle_ses_notification(self, body).await?;
+            tracing::info!(suppressed, "SES notification");
+            return Ok(());
+        }
         let msg: JobMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed job message: {e}")))?;
         // A segment of a bulk job: many messages share one job record.
         if msg.kind == shared::domain::data_jobs::SEGMENT_KIND {
@@ -371,6 +381,9 @@ impl Worker {
             JobKind::Backup => Box::pin(backup::run_backup(self, job)),
             JobKind::BackupVerify => Box::pin(backup::run_verify(self, job)),
             JobKind::BackupRestore => Box::pin(backup::run_restore(self, job)),
+            JobKind::MarketingConfirmation => Box::pin(marketing::send_confirmation(self, job)),
+            JobKind::MarketingCampaign => Box::pin(marketing::send_campaign(self, job)),
+            JobKind::MarketingContact => Box::pin(marketing::sync_contact(self, job)),
             JobKind::BulkUpdate | JobKind::BulkDelete | JobKind::BulkRestore => return Err(Error::internal("bulk jobs run as segment messages")),
         };
         running.await

@@ -115,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
     let jobs_queue = stack.env["KEEL_JOBS_QUEUE_URL"].clone();
     let jobs_arn = stack.resources["JobsQueue"].attributes["Arn"].clone();
     tokio::spawn(poller::run(local.clients.sqs.clone(), jobs_queue, jobs_arn, local.worker.clone()));
+    // SES's bounce and complaint notifications (SNS → SesEventsQueue) go
+    // to the jobs worker too, as its second event source does deployed.
+    let ses_events = stack.resources["SesEventsQueue"].clone();
+    tokio::spawn(poller::run(local.clients.sqs.clone(), ses_events.reference.clone(), ses_events.attributes["Arn"].clone(), local.worker.clone()));
     tokio::spawn(schedule::run(local.sealer.clone()));
     tokio::spawn(stream_reader::run(webhook_reader, local.webhook_dispatcher.clone()));
     let webhooks_queue = stack.env["KEEL_WEBHOOKS_QUEUE_URL"].clone();

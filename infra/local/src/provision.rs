@@ -1,5 +1,5 @@
 //! Creates the template's data resources (KMS keys and aliases, the table,
-//! buckets, queues) in the emulator, and resolves the functions' environment
+//! buckets, queues, SNS topics and their SQS subscriptions) in the emulator, and resolves the functions' environment
 //! from the template's own `Globals.Function.Environment`. Resource types
 //! that are not data (functions, event source mappings, the HTTP API, log
 //! groups, alarms, IAM, bucket policies) are served or skipped by the local
@@ -46,6 +46,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
     // Creates the table itself (control plane): before there is a Store.
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let s3 = crate::s3_client(sdk);
+    let sns = aws_sdk_sns::Client::new(sdk);
     let all = template.resources();
 
     // Keys first, then queues without a redrive policy (dead-letter queues)
@@ -55,6 +56,8 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
         "AWS::KMS::Alias" => 1,
         "AWS::SQS::Queue" if props.get("RedrivePolicy").is_none() => 2,
         "AWS::SQS::Queue" => 3,
+        // Topics and queues first.
+        "AWS::SNS::Subscription" => 5,
         _ => 4,
     };
     let mut ordered: Vec<&(String, String, Value)> = all.iter().collect();
@@ -114,6 +117,23 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str, overri
                 let url = req.send().await.with_context(|| format!("creating {id}"))?.queue_url.ok_or_else(|| anyhow!("no queue url"))?;
                 let arn = format!("arn:aws:sqs:{}:{ACCOUNT}:{name}", crate::REGION);
                 Resolved { reference: url.clone(), attributes: HashMap::from([("Arn".into(), arn), ("QueueName".into(), name), ("QueueUrl".into(), url)]) }
+            }
+            // The topic's KmsMasterKeyId is not applied (moto does not
+            // encrypt); its policy is not needed locally.
+            "AWS::SNS::Topic" => {
+                let name = format!("{stack}-{id}");
+                let arn =
+                    sns.create_topic().name(&name).send().await.with_context(|| format!("creating {id}"))?.topic_arn.ok_or_else(|| anyhow!("no topic arn"))?;
+                Resolved { reference: arn.clone(), attributes: HashMap::from([("TopicArn".into(), arn), ("TopicName".into(), name)]) }
+            }
+            // An SQS subscription as SNS makes it: the queue receives SNS's
+            // JSON envelope (no raw delivery), as in AWS.
+            "AWS::SNS::Subscription" => {
+                let topic = ctx.resolve(props.get("TopicArn").ok_or_else(|| anyhow!("{id}: no TopicArn"))?)?;
+                let endpoint = ctx.resolve(props.get("Endpoint").ok_or_else(|| anyhow!("{id}: no Endpoint"))?)?;
+                let protocol = get_str(props, "Protocol").unwrap_or("sqs");
+                let out = sns.subscribe().topic_arn(&topic).protocol(protocol).endpoint(&endpoint).send().await.with_context(|| format!("creating {id}"))?;
+                Resolved { reference: out.subscription_arn.unwrap_or_default(), attributes: HashMap::new() }
             }
             "AWS::DynamoDB::Table" => create_table(&dynamo, &ctx, id, props, stack).await?,
             "AWS::S3::Bucket" => create_bucket(&s3, &ctx, id, props, stack).await?,

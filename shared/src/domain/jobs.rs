@@ -103,6 +103,14 @@ pub enum JobKind {
     BackupVerify,
     /// Restore a backup into a new table (`backups::RestoreJob`).
     BackupRestore,
+    /// Email a pending marketing subscriber their confirmation link
+    /// (`marketing::ConfirmationEmail`).
+    MarketingConfirmation,
+    /// Send a marketing email to a list (`marketing::Campaign`).
+    MarketingCampaign,
+    /// Add a subscriber to, or remove one from, SES's contact list
+    /// (`marketing::ContactSync`).
+    MarketingContact,
 }
 
 impl JobKind {
@@ -125,6 +133,9 @@ impl JobKind {
         JobKind::Backup,
         JobKind::BackupVerify,
         JobKind::BackupRestore,
+        JobKind::MarketingConfirmation,
+        JobKind::MarketingCampaign,
+        JobKind::MarketingContact,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -147,6 +158,9 @@ impl JobKind {
             JobKind::Backup => "backup",
             JobKind::BackupVerify => "backup_verify",
             JobKind::BackupRestore => "backup_restore",
+            JobKind::MarketingConfirmation => "marketing_confirmation",
+            JobKind::MarketingCampaign => "marketing_campaign",
+            JobKind::MarketingContact => "marketing_contact",
         }
     }
 

@@ -11,6 +11,7 @@ pub mod export;
 pub mod insights;
 pub mod integration_health;
 pub mod jobs;
+pub mod marketing;
 pub mod masking;
 pub mod moderation_metrics;
 pub mod periods;

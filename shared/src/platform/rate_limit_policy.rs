@@ -10,16 +10,19 @@ pub enum Action {
     Login,
     Refresh,
     TwoFactor,
+    /// A public email-marketing subscription (each one may send an email).
+    Subscribe,
 }
 
 impl Action {
-    pub const ALL: &'static [Action] = &[Action::Login, Action::Refresh, Action::TwoFactor];
+    pub const ALL: &'static [Action] = &[Action::Login, Action::Refresh, Action::TwoFactor, Action::Subscribe];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Login => "login",
             Action::Refresh => "refresh",
             Action::TwoFactor => "two_factor",
+            Action::Subscribe => "subscribe",
         }
     }
 }
@@ -85,6 +88,12 @@ impl Default for RateLimits {
             // minutes (under 300 guesses a day against a million codes).
             ((Action::TwoFactor, Scope::Account), Policy::new(10, 300)),
             ((Action::TwoFactor, Scope::Ip), Policy::new(50, 5)),
+            // Every subscription counts (there is no "success" to give the
+            // token back): an address 5 at once then one per 10 minutes (its
+            // confirmation emails are further limited to one per 10 minutes),
+            // a source address 20 then one a minute.
+            ((Action::Subscribe, Scope::Account), Policy::new(5, 600)),
+            ((Action::Subscribe, Scope::Ip), Policy::new(20, 60)),
         ]);
         RateLimits { policies }
     }
