@@ -450,7 +450,11 @@ pub struct TestResult {
     responses(
         (status = 200, description = "The test ran (passed or not: see `ok`)", body = TestResult),
         (status = 400, description = "Nothing to test: not configured, or not built", body = shared::platform::error::Problem),
-        (status = 404, description = "No such integration", body = shared::platform::error::Problem)
+        (status = 404, description = "No such integration", body = shared::platform::error::Problem),
+        // `/webhooks/{id}` is the more specific route for this path (static
+        // segments win), and it takes no POST; webhooks are tested by their
+        // deliveries.
+        (status = 405, description = "`name` is `webhooks`: POST /api/v1/integrations/webhooks/test is a webhook endpoint's path (Allow lists its methods)", body = shared::platform::error::Problem)
     )
 )]
 pub async fn test(State(state): State<IntegrationsState>, caller: Caller, Path(name): Path<String>) -> Result<Json<TestResult>> {
