@@ -36,6 +36,7 @@ mod report_schedules;
 mod reports;
 mod roles;
 mod search;
+mod security_events;
 mod sessions;
 mod social;
 mod stack;

@@ -248,6 +248,10 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/compliance/access-reviews") => 200,
         ("GET", "/compliance/security-recommendations") => 200,
         ("GET", "/compliance/report") => 200,
+        ("GET", "/compliance/security-events") => 200,
+        // A fresh id names no event; `{}` has no note.
+        ("GET", "/compliance/security-events/{id}") => 404,
+        ("POST", "/compliance/security-events/{id}/acknowledge") => 400,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

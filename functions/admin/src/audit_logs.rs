@@ -265,6 +265,11 @@ pub async fn read(State(state): State<AdminState>, principal: Principal, Path(en
 fn mask(entry: &mut AuditEntry) {
     entry.actor.source_ip = entry.actor.source_ip.as_deref().map(masking::ip);
     entry.actor.user_agent = entry.actor.user_agent.as_ref().map(|_| "[masked]".to_string());
+    // The country stays (no more precise than a masked address); the
+    // coordinates go.
+    if let Some(location) = entry.actor.location.as_mut() {
+        (location.latitude, location.longitude) = (None, None);
+    }
     if let Some(changes) = entry.changes.as_mut() {
         for side in ["before", "after"] {
             if let Some(obj) = changes.get_mut(side).and_then(|v| v.as_object_mut()) {

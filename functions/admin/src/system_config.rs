@@ -66,6 +66,9 @@ pub struct UpdateConfig {
     pub retention: Option<RetentionChange>,
     /// Replaces the whole list.
     pub oauth_providers: Option<Vec<String>>,
+    /// Who is emailed about new high-severity security events; replaces
+    /// the whole list (at most 10 addresses).
+    pub security_contacts: Option<Vec<String>>,
 }
 
 impl UpdateConfig {
@@ -95,6 +98,7 @@ impl UpdateConfig {
         next.moderation_reasons = self.moderation_reasons.unwrap_or(next.moderation_reasons);
         next.mfa_required_roles = self.mfa_required_roles.unwrap_or(next.mfa_required_roles);
         next.oauth_providers = self.oauth_providers.unwrap_or(next.oauth_providers);
+        next.security_contacts = self.security_contacts.unwrap_or(next.security_contacts);
         next
     }
 }

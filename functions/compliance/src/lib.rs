@@ -9,10 +9,11 @@ pub mod encryption;
 pub mod gdpr;
 pub mod recommendations;
 pub mod report;
+pub mod security_events;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::get;
+use axum::routing::{get, post};
 use shared::http::{Access, BearerAuth, Platform, Route};
 use shared::identity::rbac::Permission;
 
@@ -24,14 +25,18 @@ pub struct ComplianceState {
     pub clients: shared::platform::aws::Clients,
 }
 
-/// Every route of this function and who may call it: all read evidence,
-/// `compliance:read`.
+/// Every route of this function and who may call it: reading evidence
+/// needs `compliance:read`; acknowledging a security event
+/// `security:respond`.
 pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/compliance/gdpr", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/access-review", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/access-reviews", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/security-recommendations", Access::Permission(Permission::ComplianceRead)),
     Route::new(Method::GET, "/api/v1/compliance/report", Access::Permission(Permission::ComplianceRead)),
+    Route::new(Method::GET, "/api/v1/compliance/security-events", Access::Permission(Permission::ComplianceRead)),
+    Route::new(Method::GET, "/api/v1/compliance/security-events/{id}", Access::Permission(Permission::ComplianceRead)),
+    Route::new(Method::POST, "/api/v1/compliance/security-events/{id}/acknowledge", Access::Permission(Permission::SecurityRespond)),
 ];
 
 pub fn router(state: ComplianceState) -> Router {
@@ -42,13 +47,25 @@ pub fn router(state: ComplianceState) -> Router {
         .route("/api/v1/compliance/access-reviews", get(access_review::history))
         .route("/api/v1/compliance/security-recommendations", get(recommendations::get))
         .route("/api/v1/compliance/report", get(report::get))
+        .route("/api/v1/compliance/security-events", get(security_events::routes::list))
+        .route("/api/v1/compliance/security-events/{id}", get(security_events::routes::get))
+        .route("/api/v1/compliance/security-events/{id}/acknowledge", post(security_events::routes::acknowledge))
         .with_state(state);
     shared::http::secure(routes, &platform, ROUTES)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(gdpr::gdpr, access_review::get, access_review::history, recommendations::get, report::get),
+    paths(
+        gdpr::gdpr,
+        access_review::get,
+        access_review::history,
+        recommendations::get,
+        report::get,
+        security_events::routes::list,
+        security_events::routes::get,
+        security_events::routes::acknowledge
+    ),
     components(schemas(
         gdpr::GdprStatus,
         gdpr::OpenRequest,
@@ -67,6 +84,11 @@ pub fn router(state: ComplianceState) -> Router {
         report::ControlStatus,
         report::Framework,
         report::CompliancePdf,
+        security_events::SecurityEvent,
+        security_events::detectors::Kind,
+        security_events::detectors::Severity,
+        security_events::routes::EventList,
+        security_events::routes::AcknowledgeRequest,
         shared::platform::error::Problem,
         shared::platform::error::FieldError
     )),

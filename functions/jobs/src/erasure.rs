@@ -425,6 +425,16 @@ impl Sweep<'_> {
             self.store.batch_delete(&[(pk, "LAST".into())]).await?;
         }
         checkpoint.add("dynamodb:table", "last-active marker (dashboard)", "deleted", found as u64);
+        // What the security detectors learned of the person (countries,
+        // last sign-in place, working hours; compliance's
+        // `security_events::profile_pk`). Their security events stay,
+        // naming the person by a pseudonym nothing links back any more.
+        let pk = format!("SECPROFILE#{}", self.user_id);
+        let found = self.store.get_item(&pk, "PROFILE").await?.is_some();
+        if found {
+            self.store.batch_delete(&[(pk, "PROFILE".into())]).await?;
+        }
+        checkpoint.add("dynamodb:table", "security detectors' profile (sign-in places, habits)", "deleted", found as u64);
         Ok(())
     }
 

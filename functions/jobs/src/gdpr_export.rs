@@ -400,6 +400,10 @@ fn audit_record(entry: &shared::audit::AuditEntry, subject: &str) -> Map<String,
         if entry.actor.user_agent.is_some() {
             value["actor"]["user_agent"] = Value::String(shared::domain::masking::REDACTED.into());
         }
+        if let Some(location) = value["actor"].get_mut("location").and_then(Value::as_object_mut) {
+            location.remove("latitude");
+            location.remove("longitude");
+        }
     }
     let about_someone_else = entry.target_type == "user" && entry.target_id != subject;
     if about_someone_else && entry.changes.is_some() {
@@ -736,8 +740,14 @@ mod tests {
 
     #[test]
     fn other_peoples_details_are_masked_in_audit_entries() {
-        let admin =
-            Actor { id: "admin".into(), kind: "user".into(), source_ip: Some("203.0.113.7".into()), user_agent: Some("Firefox".into()), request_id: None };
+        let admin = Actor {
+            id: "admin".into(),
+            kind: "user".into(),
+            source_ip: Some("203.0.113.7".into()),
+            user_agent: Some("Firefox".into()),
+            request_id: None,
+            location: None,
+        };
         let about_me =
             shared::audit::AuditEntry::new(&admin, "user.update", "user", "me").changes(Some(&json!({ "name": "A" })), Some(&json!({ "name": "B" })));
         let r = audit_record(&about_me, "me");

@@ -26,6 +26,7 @@ pub mod pdf;
 pub mod report;
 pub mod retention;
 pub mod search_alert;
+pub mod security_alert;
 pub mod security_email;
 pub mod webhook_disabled;
 pub mod xlsx;
@@ -371,6 +372,7 @@ impl Worker {
             JobKind::ChartModerationEmail => Box::pin(moderation_notice::send(self, job)),
             JobKind::SavedSearchAlert => Box::pin(search_alert::send(self, job)),
             JobKind::WebhookDisabledEmail => Box::pin(webhook_disabled::send(self, job)),
+            JobKind::SecurityAlertEmail => Box::pin(security_alert::send(self, job)),
             JobKind::AuditExport => Box::pin(audit_export::run(self, job)),
             JobKind::DataImport => Box::pin(import::run(self, job)),
             JobKind::DataExport => Box::pin(data_export::run(self, job)),

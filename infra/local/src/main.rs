@@ -136,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(schedule::run_backups(local.worker.clone()));
     tokio::spawn(schedule::run_calendar_resync(local.integrations.clone()));
     tokio::spawn(schedule::run_access_review(compliance::ComplianceState { platform: local.platform.clone(), clients: local.clients.clone() }));
+    tokio::spawn(schedule::run_security_detectors(compliance::ComplianceState { platform: local.platform.clone(), clients: local.clients.clone() }));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -6,7 +6,9 @@
 //! the saved-search alert check every 15 minutes (`SearchAlertsFunction`),
 //! the analytics connectors every minute (`IntegrationsConnectorsFunction`),
 //! the daily backup and weekly verification (`run_backups`), and the
-//! calendar re-sync every 15 minutes (`IntegrationsCalendarFunction`).
+//! calendar re-sync every 15 minutes (`IntegrationsCalendarFunction`), and
+//! the security detectors every minute (`ComplianceReviewFunction`'s
+//! `SecurityDetectors`).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
@@ -141,6 +143,20 @@ pub async fn run_access_review(state: compliance::ComplianceState) {
             Ok((review, true)) => tracing::info!(month = %review.month, flagged = review.flagged, "monthly access review recorded"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "monthly access review failed"),
+        }
+    }
+}
+
+/// The security detectors every minute (`ComplianceReviewFunction`'s
+/// `SecurityDetectors` schedule, `rate(1 minute)`).
+pub async fn run_security_detectors(state: compliance::ComplianceState) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        match compliance::security_events::run(&state, chrono::Utc::now()).await {
+            Ok(report) if report.events_recorded > 0 => tracing::warn!(events = report.events_recorded, high = report.high_events, "security events detected"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "security detectors failed"),
         }
     }
 }

@@ -18,8 +18,32 @@ pub enum Outcome {
     Denied,
 }
 
+/// Where a request came from on the map, as the CDN in front of the API
+/// geolocated its address (CloudFront's `CloudFront-Viewer-Country`,
+/// `-Latitude` and `-Longitude` headers): city-level, personal data, sealed
+/// with the address. Read by the sign-in detectors (new country,
+/// impossible travel).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AuditActorLocation)]
+pub struct Location {
+    /// ISO 3166-1 alpha-2, upper case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+}
+
+impl Location {
+    /// Both coordinates, when the CDN sent them.
+    pub fn point(&self) -> Option<(f64, f64)> {
+        Some((self.latitude?, self.longitude?))
+    }
+}
+
 /// Who acted and from where; built from the request (see `http::Caller`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     /// A user id, or a name such as `cli` or `system` for non-user actors.
     pub id: String,
@@ -28,6 +52,8 @@ pub struct Actor {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 impl Actor {

@@ -10,7 +10,7 @@ use crate::audit::AuditEntry;
 use crate::audit::pseudonyms::{SubjectKeys, seal_entry};
 use crate::platform::crypto::Envelope;
 use crate::platform::error::{Error, Result};
-use crate::store::{Item, Store, Write};
+use crate::store::{Item, QuerySpec, Store, Write, s};
 
 #[derive(Clone, Debug)]
 pub struct Journal {
@@ -82,4 +82,32 @@ impl Journal {
     pub async fn record(&self, audit: &AuditEntry) -> Result<()> {
         self.commit(Vec::new(), audit).await
     }
+}
+
+/// Audit items with `after < sort key <= until` (`until` a timestamp), in
+/// log order, at most `limit`: day partition by day partition.
+pub async fn items_after(store: &Store, after: &str, until: &str, limit: usize) -> Result<Vec<Item>> {
+    let day = |t: &str| chrono::NaiveDate::parse_from_str(t.get(..10).unwrap_or(""), "%Y-%m-%d").map_err(|_| Error::internal(format!("not a timestamp: {t}")));
+    let (first, last) = (day(after)?, day(until)?);
+    // `\u{1}` sorts before every later character: excludes `after` itself
+    // and nothing else; `~` after every `#id`: includes entries at `until`.
+    let (lower, upper) = (format!("{after}\u{1}"), format!("{until}~"));
+    let mut out = Vec::new();
+    for date in first.iter_days().take_while(|d| *d <= last) {
+        let spec = QuerySpec {
+            key_condition: "pk = :pk AND sk BETWEEN :lower AND :upper",
+            values: vec![(":pk", s(format!("AUDIT#{}", date.format("%Y-%m-%d")))), (":lower", s(lower.clone())), (":upper", s(upper.clone()))],
+            forward: true,
+            consistent: true,
+            ..QuerySpec::default()
+        };
+        let wanted = limit - out.len();
+        let (items, _) = store.query_filled(&spec, None, i32::try_from(wanted).unwrap_or(i32::MAX), 50).await?;
+        out.extend(items);
+        if out.len() >= limit {
+            out.truncate(limit);
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -388,7 +388,12 @@ pub async fn seal_entry(keys: Option<&SubjectKeys>, store: &Store, entry: &Audit
     let mut stored_actor = entry.actor.clone();
     if let Some(actor) = &actor {
         stored_actor.id = actor.stored_id().to_string();
-        let personal = json!({ "source_ip": stored_actor.source_ip.take(), "user_agent": stored_actor.user_agent.take() });
+        let mut personal = json!({ "source_ip": stored_actor.source_ip.take(), "user_agent": stored_actor.user_agent.take() });
+        // Only when known: entries written before locations were recorded
+        // keep their exact sealed bytes.
+        if let Some(location) = stored_actor.location.take() {
+            personal["location"] = serde_json::to_value(location).map_err(|e| Error::internal(format!("actor location: {e}")))?;
+        }
         if let Subject::Active(k) = actor {
             payloads.entry(k.pseudonym.clone()).or_insert_with(|| (k.clone(), Map::new())).1.insert("actor".into(), personal);
         }
@@ -463,6 +468,7 @@ fn reveal_one(e: StoredEntry, keys: &HashMap<String, SubjectKey>) -> Result<Audi
         if let Some(fields) = payload.get("actor") {
             actor.source_ip = fields["source_ip"].as_str().map(String::from);
             actor.user_agent = fields["user_agent"].as_str().map(String::from);
+            actor.location = fields.get("location").and_then(|l| serde_json::from_value(l.clone()).ok());
         }
         if let Some(values) = payload.get("changes") {
             changes = Some(values.clone());

@@ -76,6 +76,9 @@ pub enum JobKind {
     SavedSearchAlert,
     /// Tell a webhook endpoint's owner it was disabled (`WebhookDisabledEmail`).
     WebhookDisabledEmail,
+    /// Tell the security contacts about a new high-severity security event
+    /// (`SecurityAlertEmail`).
+    SecurityAlertEmail,
     /// A verifiable export of the audit log.
     AuditExport,
     /// A dataset or own-data export (`export::ExportParams`).
@@ -120,6 +123,7 @@ impl JobKind {
         JobKind::ChartModerationEmail,
         JobKind::SavedSearchAlert,
         JobKind::WebhookDisabledEmail,
+        JobKind::SecurityAlertEmail,
         JobKind::AuditExport,
         JobKind::DataExport,
         JobKind::DataImport,
@@ -145,6 +149,7 @@ impl JobKind {
             JobKind::ChartModerationEmail => "chart_moderation_email",
             JobKind::SavedSearchAlert => "saved_search_alert",
             JobKind::WebhookDisabledEmail => "webhook_disabled_email",
+            JobKind::SecurityAlertEmail => "security_alert_email",
             JobKind::AuditExport => "audit_export",
             JobKind::DataExport => "data_export",
             JobKind::DataImport => "data_import",
@@ -560,6 +565,26 @@ pub struct WebhookDisabledEmail {
 impl JobPayload for WebhookDisabledEmail {
     fn kind(&self) -> JobKind {
         JobKind::WebhookDisabledEmail
+    }
+}
+
+/// Parameters of a `security_alert_email` job: a new high-severity
+/// security event, for the security contacts named when it was detected
+/// (the setting at that time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityAlertEmail {
+    pub event_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub summary: String,
+    pub recommendation: String,
+    pub occurred_at: String,
+    pub contacts: Vec<String>,
+}
+
+impl JobPayload for SecurityAlertEmail {
+    fn kind(&self) -> JobKind {
+        JobKind::SecurityAlertEmail
     }
 }
 

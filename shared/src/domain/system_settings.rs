@@ -78,6 +78,9 @@ pub struct Settings {
     pub retention: Retention,
     /// Which OAuth providers may be used to sign in.
     pub oauth_providers: Vec<String>,
+    /// Who is emailed about each new high-severity security event (at most
+    /// 10 addresses; none: the events are only listed and counted).
+    pub security_contacts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -115,6 +118,7 @@ impl Default for Settings {
             mfa_required_roles: vec![BuiltinRole::SuperAdmin.as_str().into(), BuiltinRole::Admin.as_str().into()],
             retention: Retention::default(),
             oauth_providers: KNOWN_OAUTH_PROVIDERS.iter().map(|p| p.to_string()).collect(),
+            security_contacts: Vec::new(),
         }
     }
 }
@@ -191,6 +195,17 @@ impl Settings {
             }
         }
         duplicates(&mut errors, "oauth_providers", self.oauth_providers.iter().map(String::as_str));
+        if self.security_contacts.len() > 10 {
+            errors.push(FieldError::new("security_contacts", "at most 10 addresses"));
+        }
+        for (i, contact) in self.security_contacts.iter().enumerate() {
+            match crate::identity::users::Email::parse(contact) {
+                Ok(email) if email.as_str() == contact => {}
+                Ok(email) => errors.push(FieldError::new(format!("security_contacts[{i}]"), format!("write it as {:?}", email.as_str()))),
+                Err(why) => errors.push(FieldError::new(format!("security_contacts[{i}]"), why)),
+            }
+        }
+        duplicates(&mut errors, "security_contacts", self.security_contacts.iter().map(String::as_str));
         errors
     }
 

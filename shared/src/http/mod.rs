@@ -331,6 +331,21 @@ pub struct RequestMeta {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    pub location: Option<crate::audit::Location>,
+}
+
+/// The viewer's location from CloudFront's geolocation headers (present
+/// when the API is served through a distribution that forwards them):
+/// each value checked, anything malformed left out.
+pub fn viewer_location(headers: &axum::http::HeaderMap) -> Option<crate::audit::Location> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let country = text("cloudfront-viewer-country").filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic())).map(str::to_ascii_uppercase);
+    let degrees = |name: &str, limit: f64| text(name).and_then(|v| v.parse::<f64>().ok()).filter(|d| d.is_finite() && d.abs() <= limit);
+    let (latitude, longitude) = match (degrees("cloudfront-viewer-latitude", 90.0), degrees("cloudfront-viewer-longitude", 180.0)) {
+        (Some(lat), Some(lon)) => (Some(lat), Some(lon)),
+        _ => (None, None),
+    };
+    (country.is_some() || latitude.is_some()).then_some(crate::audit::Location { country, latitude, longitude })
 }
 
 impl RequestMeta {
@@ -342,6 +357,7 @@ impl RequestMeta {
             source_ip: self.source_ip.clone(),
             user_agent: self.user_agent.clone(),
             request_id: self.request_id.clone(),
+            location: self.location.clone(),
         }
     }
 }
@@ -361,7 +377,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             .filter(|v| !v.is_empty());
         let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(256).collect());
-        Ok(RequestMeta { source_ip: forwarded.or(connected), user_agent, request_id: crate::platform::telemetry::current_request_id() })
+        Ok(RequestMeta {
+            source_ip: forwarded.or(connected),
+            user_agent,
+            request_id: crate::platform::telemetry::current_request_id(),
+            location: viewer_location(&parts.headers),
+        })
     }
 }
 
@@ -394,6 +415,8 @@ struct Gate {
     routes: &'static [Route],
     verifier: Arc<TokenVerifier>,
     roles: RoleCatalog,
+    /// Records refusals of signed-in callers (`access.denied`).
+    journal: Journal,
 }
 
 tokio::task_local! {
@@ -488,17 +511,34 @@ async fn check(
     let facts = Facts { caller: &principal.user_id, path: &path_params, body: body.as_ref() };
     // `None`: a body the rule cannot read; the handler refuses it (400).
     if let Some(missing) = route.access.need(&facts).and_then(|need| need.missing(principal.permissions)) {
+        record_denial(gate, &principal, &method, path, &missing, request).await;
         return Err(Error::Forbidden { missing });
     }
     request.extensions_mut().insert(principal);
     Ok(request)
 }
 
+/// A signed-in caller refused by a route's rule is recorded
+/// (`access.denied` on the route, outcome `denied`, the missing
+/// permissions as the reason): evidence for access reviews, and what the
+/// probing detector counts. A failure to record is logged and the caller
+/// still gets the 403 (never a 500 for a refusal).
+async fn record_denial(gate: &Gate, principal: &Principal, method: &Method, path: &str, missing: &str, request: Request) {
+    let (mut parts, _) = request.into_parts();
+    let Ok(meta) = RequestMeta::from_request_parts(&mut parts, &()).await;
+    let audit = crate::audit::AuditEntry::new(&meta.actor(&principal.user_id), "access.denied", "route", &format!("{method} {path}"))
+        .outcome(crate::audit::Outcome::Denied)
+        .reason(format!("missing permission: {missing}"));
+    if let Err(e) = gate.journal.record(&audit).await {
+        tracing::warn!(error = %e, "could not record an access denial");
+    }
+}
+
 /// Wrap a function's router with Keel's middleware: request id and logs,
 /// body limit, authentication and authorization from the route table, and
 /// `Idempotency-Key` handling for POSTs.
 pub fn secure(router: Router, platform: &Platform, routes: &'static [Route]) -> Router {
-    let gate = Gate { routes, verifier: platform.verifier.clone(), roles: platform.roles.clone() };
+    let gate = Gate { routes, verifier: platform.verifier.clone(), roles: platform.roles.clone(), journal: platform.store.clone() };
     let limit = platform.config.max_body_bytes;
     router
         .route_layer(middleware::from_fn_with_state(platform.store.clone(), crate::http::idempotency::middleware))

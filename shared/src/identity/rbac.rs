@@ -56,6 +56,8 @@ permissions! {
     DataErase => "data:erase",
     GdprManage => "gdpr:manage",
     ComplianceRead => "compliance:read",
+    // Acknowledge security events (the detectors' findings), with a note.
+    SecurityRespond => "security:respond",
     IntegrationsRead => "integrations:read",
     IntegrationsWrite => "integrations:write",
     SearchRead => "search:read",
@@ -214,6 +216,7 @@ impl BuiltinRole {
                 DataErase,
                 GdprManage,
                 ComplianceRead,
+                SecurityRespond,
                 IntegrationsRead,
                 IntegrationsWrite,
                 SearchRead,

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use shared::platform::error::{Error, Result};
-use shared::store::{Item, QuerySpec, Store, attr_s, s};
+use shared::platform::error::Result;
+use shared::store::{Item, Store, attr_s};
 
 /// What happened, in the words of each service's conventions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,32 +150,4 @@ pub async fn load_orders(store: &Store, ids: &[String]) -> Result<HashMap<String
     }
     let keys: Vec<_> = ids.iter().map(|id| (format!("ORDER#{id}"), "META".to_string())).collect();
     Ok(store.batch_get(&keys).await?.into_iter().filter_map(|item| Some((attr_s(&item, "id")?.to_string(), item))).collect())
-}
-
-/// Audit items with `after < sort key <= until` (`until` a timestamp), in
-/// log order, at most `limit`: day partition by day partition.
-pub async fn audit_after(store: &Store, after: &str, until: &str, limit: usize) -> Result<Vec<Item>> {
-    let day = |t: &str| chrono::NaiveDate::parse_from_str(t.get(..10).unwrap_or(""), "%Y-%m-%d").map_err(|_| Error::internal(format!("not a timestamp: {t}")));
-    let (first, last) = (day(after)?, day(until)?);
-    // `\u{1}` sorts before every later character: excludes `after` itself
-    // and nothing else; `~` after every `#id`: includes entries at `until`.
-    let (lower, upper) = (format!("{after}\u{1}"), format!("{until}~"));
-    let mut out = Vec::new();
-    for date in first.iter_days().take_while(|d| *d <= last) {
-        let spec = QuerySpec {
-            key_condition: "pk = :pk AND sk BETWEEN :lower AND :upper",
-            values: vec![(":pk", s(format!("AUDIT#{}", date.format("%Y-%m-%d")))), (":lower", s(lower.clone())), (":upper", s(upper.clone()))],
-            forward: true,
-            consistent: true,
-            ..QuerySpec::default()
-        };
-        let wanted = limit - out.len();
-        let (items, _) = store.query_filled(&spec, None, i32::try_from(wanted).unwrap_or(i32::MAX), 50).await?;
-        out.extend(items);
-        if out.len() >= limit {
-            out.truncate(limit);
-            break;
-        }
-    }
-    Ok(out)
 }

@@ -238,7 +238,7 @@ impl Forwarder {
                 (Some(end), Some(at)) => {
                     let at = DateTime::parse_from_rfc3339(at).map_err(|e| Error::internal(format!("cursor page_at: {e}")))?.with_timezone(&Utc);
                     let until = end.split_once('#').map_or(end.as_str(), |(ts, _)| ts);
-                    let items = events::audit_after(store, &cursor.position, until, usize::MAX).await?;
+                    let items = shared::audit::journal::items_after(store, &cursor.position, until, usize::MAX).await?;
                     let items: Vec<Item> = items.into_iter().filter(|i| events::position(i).is_some_and(|p| p <= end.as_str())).collect();
                     (items, end.clone(), at)
                 }
@@ -247,7 +247,7 @@ impl Forwarder {
                     if cursor.position.as_str() >= until.as_str() {
                         return Ok(());
                     }
-                    let items = events::audit_after(store, &cursor.position, &until, PAGE_ENTRIES).await?;
+                    let items = shared::audit::journal::items_after(store, &cursor.position, &until, PAGE_ENTRIES).await?;
                     let Some(last) = items.last().and_then(events::position).map(str::to_string) else {
                         // Nothing new: move up to the settled instant.
                         cursor.position = until;
