@@ -338,7 +338,7 @@ pub async fn gather(state: &ComplianceState, now: DateTime<Utc>, from: DateTime<
     let retention_run = store
         .get_item(system_settings::RETENTION_LAST_RUN_PK, system_settings::RETENTION_LAST_RUN_SK)
         .await?
-        .map(|item| serde_json::json!({"ran_at": attr_s(&item, "ran_at"), "swept": shared::store::from_item::<Value>(item.clone()).ok().and_then(|v| v.get("swept").cloned())}));
+        .map(|item| serde_json::json!({"ran_at": attr_s(&item, "ran_at"), "swept": shared::store::from_item::<Value>(item).ok().and_then(|v| v.get("swept").cloned())}));
     let encryption = crate::encryption::stores(state).await?;
     let chain_head = shared::audit::chain::head(store).await?;
     let verified = shared::audit::chain::last_verified(store).await?;

@@ -71,6 +71,11 @@ pub async fn record(store: &Store, name: &str, outcome: std::result::Result<(), 
     Ok(health)
 }
 
+/// One integration's health (none: no outcome recorded yet).
+pub async fn get(store: &Store, name: &str) -> Result<Option<IntegrationHealth>> {
+    store.get_item(&pk(name), "HEALTH").await?.map(from_item).transpose()
+}
+
 /// Every integration with a recorded outcome, by name.
 pub async fn all(store: &Store) -> Result<Vec<IntegrationHealth>> {
     let spec = QuerySpec { index: Some("gsi1"), key_condition: "gsi1pk = :pk", values: vec![(":pk", s(LIST_PK))], forward: true, ..Default::default() };

@@ -283,7 +283,7 @@ impl Forwarder {
                         }
                     }
                     Sent::Retry { error, at } => {
-                        let failures = integration_health::all(store).await?.into_iter().find(|h| h.name == name).map_or(0, |h| h.consecutive_failures);
+                        let failures = integration_health::get(store, name).await?.map_or(0, |h| h.consecutive_failures);
                         // A minute, doubling per failure in a row, at most an hour.
                         let backoff = chrono::Duration::seconds(60 * (1i64 << failures.min(6)).min(60));
                         cursor.retry_at = Some(timestamp(at.unwrap_or(self.clock.now() + backoff)));
