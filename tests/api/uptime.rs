@@ -109,6 +109,20 @@ async fn incidents_open_on_failure_and_close_on_recovery() {
     assert_eq!(during.body["incidents"].as_array().unwrap().len(), 1);
     assert_eq!(during.body["overall"]["availability"], 0.0);
 
+    // Sign-in unreachable: one incident (sign-in); the functions, called
+    // without a token, answer 401 from their gates and count as up.
+    let mut no_sign_in = check.clone();
+    no_sign_in.base_url = closed_port().await;
+    let fifth = no_sign_in.run(t0 + Duration::minutes(20)).await.unwrap();
+    assert!(!result(&fifth, "sign-in").up);
+    assert_eq!(result(&fifth, "auth").status, Some(401));
+    assert!(fifth.results.iter().filter(|r| r.target != "sign-in").all(|r| r.up), "{:?}", fifth.results);
+    let later = app.get(&format!("/api/v1/admin/uptime?from={}", ts(t0 + Duration::minutes(19))), &admin).await;
+    let incidents = later.body["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{}", later.body);
+    assert_eq!(incidents[0]["target"], "sign-in");
+    assert_eq!(incidents[0]["ended_at"], Value::Null);
+
     // Bad input and permission.
     let bad = app.get("/api/v1/admin/uptime?from=soon", &admin).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);

@@ -180,6 +180,7 @@ impl UptimeCheck {
     }
 
     async fn call(&self, target: &Target, token: Option<&str>) -> ProbeResult {
+        let expect = if token.is_some() { target.expect } else { 401 };
         let started = Instant::now();
         let mut request = self.http.get(&target.url);
         if let Some(token) = token {
@@ -191,7 +192,7 @@ impl UptimeCheck {
             Err(e) => (None, Some(call_error(&e))),
             Ok(response) => {
                 let status = response.status().as_u16();
-                (Some(status), (status != target.expect).then(|| format!("expected {}, answered {status}", target.expect)))
+                (Some(status), (status != expect).then(|| format!("expected {expect}, answered {status}")))
             }
         };
         ProbeResult { target: target.name.clone(), up: error.is_none(), status, latency_ms, error }
@@ -202,8 +203,8 @@ impl UptimeCheck {
     pub async fn run(&self, now: DateTime<Utc>) -> Result<CheckRecord> {
         let (email, password) = self.probe_account().await?;
         let (signed_in, tokens) = self.sign_in(&email, &password).await;
-        // Without a token the targets still answer (401), which is not what
-        // they answer when serving the probe: the sign-in incident says why.
+        // Without a token (sign-in down, its own incident) a serving
+        // function still answers: 401 from its gate.
         let token = tokens.as_ref().map(|(access, _)| access.as_str());
         let calls = futures::future::join_all(self.targets.iter().map(|t| self.call(t, token))).await;
         if let Some((_, refresh)) = &tokens {
