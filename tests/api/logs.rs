@@ -113,3 +113,86 @@ async fn bad_filters_are_named_and_the_permission_is_needed() {
     let (_, auditor) = app.user(&["auditor"]).await;
     assert_eq!(app.get("/api/v1/admin/logs", &auditor).await.status, StatusCode::OK);
 }
+
+/// The deployed source: the same lines as Lambda writes them to stdout (no
+/// timestamp of their own) in the stack's function log groups, between the
+/// runtime's START/END lines and EMF metric lines, read back through
+/// DescribeLogGroups and FilterLogEvents (the emulator's).
+#[tokio::test]
+async fn the_cloudwatch_source_reads_the_stacks_log_groups() {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.user(&["super_admin"]).await;
+    let failed = app.get("/api/v1/admin/users/no-such-user", &admin).await;
+    let request_id = failed.body["request_id"].as_str().unwrap().to_string();
+
+    // This request's lines as the admin Lambda would print them.
+    let path = shared::platform::telemetry::log_file().expect("the test log file");
+    let written: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&request_id))
+        .map(|l| {
+            let mut line: serde_json::Map<String, Value> = serde_json::from_str(l).unwrap();
+            line.remove("timestamp");
+            Value::Object(line).to_string()
+        })
+        .collect();
+    assert!(written.len() >= 2, "{written:?}");
+
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&app.sdk);
+    let stack = &app.stack.name;
+    let now = chrono::Utc::now().timestamp_millis();
+    let put = |group: String, messages: Vec<String>| {
+        let logs = logs.clone();
+        async move {
+            logs.create_log_group().log_group_name(&group).send().await.unwrap();
+            logs.create_log_stream().log_group_name(&group).log_stream_name("2026/12/04/[$LATEST]0a1b").send().await.unwrap();
+            let events = messages.into_iter().enumerate().map(|(i, m)| InputLogEvent::builder().timestamp(now - 1000 + i as i64).message(m).build().unwrap());
+            logs.put_log_events()
+                .log_group_name(&group)
+                .log_stream_name("2026/12/04/[$LATEST]0a1b")
+                .set_log_events(Some(events.collect()))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let mut admin_lines = vec!["START RequestId: 6f1c Version: $LATEST".to_string()];
+    admin_lines.extend(written.iter().cloned());
+    admin_lines.push(shared::platform::telemetry::emf_line(&[("Function", "keel-AdminFunction-AB12")], &[("Requests", 1.0, "Count")]));
+    admin_lines.push("END RequestId: 6f1c".to_string());
+    put(format!("/aws/lambda/{stack}-AdminFunction-AB12CD"), admin_lines).await;
+    let other_request = r#"{"level":"WARN","fields":{"message":"slow provider","elapsed_ms":2500},"span":{"request_id":"auth-req-1","function":"keel-AuthFunction-XY","name":"request"}}"#;
+    put(format!("/aws/lambda/{stack}-AuthFunction-XY12"), vec![other_request.to_string()]).await;
+    // Another stack's group (the same request id in it) is not searched.
+    put(format!("/aws/lambda/{stack}x-AdminFunction-ZZ"), written.clone()).await;
+
+    let mut state = app.app.admin.clone();
+    state.monitoring.logs = std::sync::Arc::new(admin::logs::LogSource::CloudWatch { client: logs.clone(), stack: stack.clone() });
+    let router = admin::router(state);
+    let get = |path: String| crate::helpers::send_to(router.clone(), request(Method::GET, &path, Some(&admin), None));
+
+    let found = get(format!("/api/v1/admin/logs?request_id={request_id}")).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    assert_eq!(found.body["source"], "cloudwatch");
+    let found_lines = lines(&found.body);
+    assert_eq!(found_lines.len(), written.len(), "{found_lines:?}");
+    assert!(found_lines.iter().all(|l| l["function"] == "admin" && l["request_id"] == request_id.as_str()));
+    let refused = found_lines.iter().find(|l| l["message"] == "request refused").expect("the refusal line");
+    assert_eq!(refused["fields"]["status"], 404);
+
+    let warn = get("/api/v1/admin/logs?level=warn".into()).await;
+    let warn_lines = lines(&warn.body);
+    assert_eq!(warn_lines.len(), 1, "{}", warn.body);
+    assert_eq!(warn_lines[0]["function"], "auth");
+    assert_eq!(warn_lines[0]["request_id"], "auth-req-1");
+    let by_text = get("/api/v1/admin/logs?function=auth&q=SLOW%20provider".into()).await;
+    assert_eq!(lines(&by_text.body).len(), 1);
+    let all = get("/api/v1/admin/logs?function=admin".into()).await;
+    assert_eq!(lines(&all.body).len(), written.len(), "START/END and the EMF line are not log lines");
+
+    let unknown = get("/api/v1/admin/logs?function=billing".into()).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.error_fields(), ["function"]);
+}
