@@ -188,9 +188,9 @@ pub fn problem_response(status: StatusCode, detail: &str) -> Response {
         tracing::error!(%status, detail, "internal error");
         "an unexpected error occurred; quote the request id to support".to_string()
     } else {
-        let detail: String = detail.chars().filter(|c| !c.is_control()).take(500).collect();
-        tracing::info!(status = status.as_u16(), detail = %detail, "request refused");
-        detail
+        // The extractor's text may quote what was sent: the line keeps only the status.
+        tracing::info!(status = status.as_u16(), "request refused");
+        detail.chars().filter(|c| !c.is_control()).take(500).collect()
     };
     let title = status.canonical_reason().unwrap_or("Error");
     let problem = Problem {
