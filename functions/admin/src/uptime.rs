@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -36,6 +35,8 @@ const INCIDENTS_PK: &str = "UPTIME#INCIDENT";
 const PROBE_PK: &str = "UPTIME#PROBE";
 const PROBE_SK: &str = "ACCOUNT";
 const PROBE_CONTEXT: &str = "uptime-probe";
+/// An incident still open: no end (stored as a null attribute).
+const OPEN: &str = "attribute_not_exists(ended_at) OR attribute_type(ended_at, :null)";
 
 /// One function's route the check calls with the probe's token, and the
 /// status that function answers when it is serving: 200 where the probe (a
@@ -244,8 +245,8 @@ fn incident_item(incident: &Incident) -> Result<shared::store::Item> {
 async fn open_incidents(store: &Journal) -> Result<Vec<Incident>> {
     let spec = QuerySpec {
         key_condition: "pk = :pk",
-        filter: "attribute_not_exists(ended_at) OR ended_at = :null",
-        values: vec![(":pk", s(INCIDENTS_PK)), (":null", AttributeValue::Null(true))],
+        filter: OPEN,
+        values: vec![(":pk", s(INCIDENTS_PK)), (":null", s("NULL"))],
         consistent: true,
         forward: true,
         ..Default::default()
@@ -284,7 +285,7 @@ pub async fn record(store: &Journal, now: DateTime<Utc>, results: Vec<ProbeResul
                 let mut closed = incident.clone();
                 closed.ended_at = Some(at.clone());
                 closed.duration_seconds = (now - started).num_seconds().max(0);
-                let condition = shared::store::Condition::new("attribute_not_exists(ended_at) OR ended_at = :null").value(":null", AttributeValue::Null(true));
+                let condition = shared::store::Condition::new(OPEN).value(":null", s("NULL"));
                 writes.push(Write::put_if(&table, incident_item(&closed)?, &condition, Some(Error::Conflict("the incident was closed meanwhile".into())))?);
             }
             _ => {}
