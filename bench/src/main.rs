@@ -67,10 +67,11 @@ struct Args {
 /// Set for the measuring child process: where to write the report.
 const REPORT_TO: &str = "KEEL_BENCH_REPORT_TO";
 /// Sizes for every function binary of template.yaml (hello: the baseline).
-const SIZED_BINARIES: [&str; 19] = [
+const SIZED_BINARIES: [&str; 20] = [
     "hello",
     "auth",
     "admin",
+    "admin-uptime",
     "data",
     "analytics",
     "reports",

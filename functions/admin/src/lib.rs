@@ -2,7 +2,7 @@
 //! resetting a user's 2FA and unlocking rate limits), roles and role
 //! assignments, chart moderation, the system configuration, the audit log
 //! (listing, entries, verification against signed digests, exports), the
-//! analytics dashboard, system health and metrics, and the table's backups
+//! analytics dashboard, system health and metrics, log search, uptime, and the table's backups
 //! (create, list, verify, restore).
 
 pub mod audit_integrity;
@@ -17,9 +17,11 @@ pub mod two_factor;
 pub mod users;
 // Dashboard and monitoring (issue 4).
 pub mod analytics;
+pub mod logs;
 pub mod monitoring;
 pub mod system_health;
 pub mod system_metrics;
+pub mod uptime;
 
 use axum::Router;
 use axum::http::Method;
@@ -72,6 +74,9 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/admin/analytics", Access::Permission(Permission::AnalyticsRead)),
     Route::new(Method::GET, "/api/v1/admin/system/health", Access::Permission(Permission::SystemRead)),
     Route::new(Method::GET, "/api/v1/admin/system/metrics", Access::Permission(Permission::SystemRead)),
+    // Logs and uptime (logs.rs): operational reads, like health and metrics.
+    Route::new(Method::GET, "/api/v1/admin/logs", Access::Permission(Permission::SystemRead)),
+    Route::new(Method::GET, "/api/v1/admin/uptime", Access::Permission(Permission::SystemRead)),
     // Backups (backups.rs): every route reads or acts on copies of the
     // whole table, so one permission for all.
     Route::new(Method::POST, "/api/v1/admin/backups", Access::Permission(Permission::BackupsManage)),
@@ -109,6 +114,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/analytics", get(analytics::read))
         .route("/api/v1/admin/system/health", get(system_health::read))
         .route("/api/v1/admin/system/metrics", get(system_metrics::read))
+        .route("/api/v1/admin/logs", get(logs::search))
+        .route("/api/v1/admin/uptime", get(uptime::read))
         // Backups.
         .route("/api/v1/admin/backups", get(backups::list).post(backups::create))
         .route("/api/v1/admin/backups/{backup_id}", get(backups::read))
@@ -126,10 +133,10 @@ pub fn router(state: AdminState) -> Router {
         audit_logs::list, audit_logs::read, audit_integrity::verify, audit_integrity::export,
         charts::list, charts::queue, charts::read, charts::moderate, charts::moderate_bulk,
         system_config::read, system_config::update, system_config::history, system_config::rollback,
-        analytics::read, system_health::read, system_metrics::read,
+        analytics::read, system_health::read, system_metrics::read, logs::search, uptime::read,
         backups::create, backups::list, backups::read, backups::verify, backups::restore,
     ),
-    components(schemas(shared::platform::error::Problem, shared::platform::error::FieldError)),
+    components(schemas(logs::LogSearch, logs::LogLine, uptime::UptimeReport, uptime::DayReport, uptime::Availability, uptime::Incident, uptime::ProbeResult, shared::platform::error::Problem, shared::platform::error::FieldError)),
     modifiers(&BearerAuth, &ERROR_RESPONSES)
 )]
 pub struct ApiDoc;

@@ -13,6 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         kms: clients.kms.clone(),
         dynamo: clients.dynamo.clone(),
         metrics: Arc::new(admin::system_metrics::CloudWatchMetrics::new(&sdk)),
+        logs: Arc::new(admin::logs::LogSource::cloudwatch_from_env(&sdk)),
     };
     let audit = admin::audit_chain_reader(&platform, &clients);
     let app = admin::router(admin::AdminState { platform, sqs: clients.sqs, monitoring, audit });

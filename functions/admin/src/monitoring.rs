@@ -1,6 +1,7 @@
 //! What the dashboard and system routes need beyond the platform: clients
 //! for the health checks and queue depths, and the metrics source chosen at
-//! start (CloudWatch deployed, the in-memory ring locally).
+//! start (CloudWatch deployed, the in-memory ring locally), and the log
+//! source (CloudWatch Logs deployed, the local stack's JSON lines file).
 
 use std::sync::Arc;
 
@@ -18,6 +19,8 @@ pub struct Monitoring {
     pub kms: aws_sdk_kms::Client,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub metrics: Arc<dyn MetricsSource>,
+    /// Where the log search reads (CloudWatch Logs deployed, the local file).
+    pub logs: Arc<crate::logs::LogSource>,
 }
 
 /// Messages waiting in a queue right now (SQS's approximate counts).

@@ -43,6 +43,9 @@ pub struct LocalApp {
     pub webhook_dispatcher: integrations::dispatch::Dispatcher,
 }
 
+/// Where `make dev`'s functions append their log lines (relative to the repository root).
+pub const LOG_FILE: &str = ".keel/logs/keel.jsonl";
+
 /// Build every function exactly as its `main.rs` would, from the stack's
 /// environment.
 pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Result<LocalApp> {
@@ -57,6 +60,11 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         kms: clients.kms.clone(),
         dynamo: clients.dynamo.clone(),
         metrics: Arc::new(admin::system_metrics::LocalMetrics { ring: shared::platform::telemetry::MetricsRing::installed(), sqs: clients.sqs.clone() }),
+        // The file this process's functions all log to (`make dev`:
+        // `.keel/logs/keel.jsonl`; tests: one per test process).
+        logs: Arc::new(admin::logs::LogSource::File(
+            shared::platform::telemetry::log_file().map(Into::into).unwrap_or_else(|| crate::repo_root().join(LOG_FILE)),
+        )),
     };
     let admin = admin::AdminState { platform: platform.clone(), sqs: clients.sqs.clone(), monitoring, audit: admin::audit_chain_reader(&platform, &clients) };
     let exports = data::ExportSettings::from_lookup(|name| env.get(name).cloned())?;

@@ -7,9 +7,11 @@ use keel_local::{app, moto::Moto, poller, provision, schedule, seed, stream_read
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::platform::telemetry::init();
-    let settings = keel_local::Settings::from_env()?;
     let root = keel_local::repo_root();
+    // Every function's lines also go to one JSON lines file, which the
+    // admin function's log search reads (CloudWatch Logs deployed).
+    shared::platform::telemetry::init_with_log_file(Some(root.join(keel_local::app::LOG_FILE)));
+    let settings = keel_local::Settings::from_env()?;
     std::fs::create_dir_all(root.join(".keel"))?;
     let booted = std::time::Instant::now();
     println!("Starting the AWS emulator (moto)...");
@@ -140,6 +142,8 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     let url = format!("http://{}", listener.local_addr()?);
+    // The uptime check calls the functions over HTTP, here on this port.
+    tokio::spawn(schedule::run_uptime(admin::uptime::UptimeCheck::new(local.platform.store.clone(), local.platform.envelope.clone(), &url)?));
     println!("\nKeel is running at {url}/api/v1 (AWS emulator at {}; ready {:.0} s after start)", moto.endpoint, booted.elapsed().as_secs_f64());
     println!("  admin login: {}  password: {}  (user id {})", settings.admin_email, settings.admin_password, admin.id);
     println!("  try: curl -s {url}/api/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"...\"}}'", settings.admin_email);

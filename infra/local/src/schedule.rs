@@ -6,9 +6,10 @@
 //! the saved-search alert check every 15 minutes (`SearchAlertsFunction`),
 //! the analytics connectors every minute (`IntegrationsConnectorsFunction`),
 //! the daily backup and weekly verification (`run_backups`), and the
-//! calendar re-sync every 15 minutes (`IntegrationsCalendarFunction`), and
-//! the security detectors every minute (`ComplianceReviewFunction`'s
-//! `SecurityDetectors`).
+//! calendar re-sync every 15 minutes (`IntegrationsCalendarFunction`), the
+//! security detectors every minute (`ComplianceReviewFunction`'s
+//! `SecurityDetectors`), and the uptime check every 5 minutes
+//! (`AdminUptimeFunction`).
 //! Tests run it on demand with [`seal_now`].
 
 use std::time::Duration;
@@ -157,6 +158,27 @@ pub async fn run_security_detectors(state: compliance::ComplianceState) {
             Ok(report) if report.events_recorded > 0 => tracing::warn!(events = report.events_recorded, high = report.high_events, "security events detected"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "security detectors failed"),
+        }
+    }
+}
+
+/// The uptime check's schedule (`AdminUptimeFunction`, `rate(5 minutes)`).
+pub const UPTIME_EVERY: Duration = Duration::from_secs(300);
+
+/// Run the uptime check every 5 minutes forever (the `make dev` loop), its
+/// lines logged as the `admin-uptime` function's.
+pub async fn run_uptime(check: admin::uptime::UptimeCheck) {
+    use tracing::Instrument as _;
+    let mut every = tokio::time::interval(UPTIME_EVERY);
+    loop {
+        every.tick().await;
+        let span = tracing::info_span!("uptime", function = "admin-uptime");
+        match check.run(chrono::Utc::now()).instrument(span.clone()).await {
+            Ok(record) => {
+                let down: Vec<&str> = record.results.iter().filter(|r| !r.up).map(|r| r.target.as_str()).collect();
+                span.in_scope(|| tracing::info!(?down, "uptime check"));
+            }
+            Err(e) => span.in_scope(|| tracing::warn!(error = %e, "uptime check failed")),
         }
     }
 }

@@ -138,6 +138,12 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
+        if !status.is_server_error() {
+            // The line a request id from a problem body leads to (the admin
+            // function's log search). The detail names fields and rules,
+            // never the values sent.
+            tracing::info!(status = status.as_u16(), problem = self.slug(), detail = %detail, "request refused");
+        }
         let problem = Problem {
             kind: format!("https://keel.dev/problems/{}", self.slug()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -182,6 +188,8 @@ pub fn problem_response(status: StatusCode, detail: &str) -> Response {
         tracing::error!(%status, detail, "internal error");
         "an unexpected error occurred; quote the request id to support".to_string()
     } else {
+        // The extractor's text may quote what was sent: the line keeps only the status.
+        tracing::info!(status = status.as_u16(), "request refused");
         detail.chars().filter(|c| !c.is_control()).take(500).collect()
     };
     let title = status.canonical_reason().unwrap_or("Error");

@@ -16,22 +16,70 @@ tokio::task_local! {
 /// JSON logs to stdout, filtered by `RUST_LOG` (default `info`). Safe to call
 /// more than once (tests).
 pub fn init() {
-    let subscriber = tracing_subscriber::fmt()
+    init_with_log_file(None);
+}
+
+/// As [`init`], and every line at `info` or above also appended, with its
+/// timestamp, to `log_file` (the local stack's `.keel/logs/keel.jsonl`,
+/// which the admin function's log search reads as CloudWatch Logs is read
+/// deployed).
+pub fn init_with_log_file(log_file: Option<std::path::PathBuf>) {
+    use tracing_subscriber::Layer as _;
+    let stdout = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time() // Lambda timestamps every line itself
-        .finish()
-        .with(log_filter("info"));
+        .with_filter(log_filter("info"));
+    let file = log_file.and_then(|path| file_layer(&path));
+    let subscriber = tracing_subscriber::registry().with(stdout).with(file);
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 /// Logs for tests: the same JSON lines, written through the test harness so
-/// they show only for failing tests.
+/// they show only for failing tests; and every `info` line to this test
+/// process's log file ([`log_file`]), which the log search tests read.
 pub fn init_for_tests() {
-    let subscriber = tracing_subscriber::fmt().json().with_test_writer().finish().with(log_filter("warn"));
+    use tracing_subscriber::Layer as _;
+    let path = std::env::temp_dir().join(format!("keel-tests-{}", std::process::id())).join("keel.jsonl");
+    let test = tracing_subscriber::fmt::layer().json().with_test_writer().with_filter(log_filter("warn"));
+    let subscriber = tracing_subscriber::registry().with(test).with(file_layer(&path));
     let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+static LOG_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The file this process's logs are also written to, if any (set by the
+/// first [`init_with_log_file`] or [`init_for_tests`] that opened one).
+pub fn log_file() -> Option<&'static std::path::Path> {
+    LOG_FILE.get().map(|p| p.as_path())
+}
+
+/// The JSON lines layer appending to `path` (created with its directory),
+/// or none when it cannot be opened (logging must not stop the process).
+fn file_layer<S>(path: &std::path::Path) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    if LOG_FILE.get().is_some_and(|p| p != path) {
+        return None;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok()?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok()?;
+    let _ = LOG_FILE.set(path.to_path_buf());
+    Some(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+    )
 }
 
 /// `RUST_LOG` as a list of `target=level` directives or a bare level (e.g.
@@ -64,6 +112,7 @@ pub async fn request_context(request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        function = %function_name(),
         method = %request.method(),
         path = %request.uri().path(),
         principal = tracing::field::Empty,
