@@ -318,4 +318,11 @@ async fn account_misuse_is_detected_and_an_event_is_acknowledged_and_emailed() {
     let r = app.get(&format!("/api/v1/compliance/security-events/{id}"), &officer).await;
     assert!(r.body["acknowledged_at"].is_string(), "{}", r.body);
     assert_eq!(app.get("/api/v1/compliance/security-events/sev_nothing", &officer).await.status, StatusCode::NOT_FOUND);
+
+    // The compliance report's control counts them: open ones warn.
+    let r = app.get("/api/v1/compliance/report", &officer).await;
+    let control = r.body["controls"].as_array().unwrap().iter().find(|c| c["id"] == "security_events").unwrap().clone();
+    assert_eq!(control["status"], "warn", "{control}");
+    assert_eq!(control["evidence"]["open"].as_array().unwrap().len(), 4, "{control}");
+    assert_eq!(control["evidence"]["detected_by_kind"]["privilege_escalation"], 1, "{control}");
 }

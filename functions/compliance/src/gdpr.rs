@@ -212,10 +212,26 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         InventoryEntry {
             record: "audit entries",
             location: "table AUDIT#<day>",
-            personal_data: "pseudonyms; IP, user agent and changed values sealed under a per-person key",
+            personal_data: "pseudonyms; IP, user agent, location (country, coordinates) and changed values sealed under a per-person key",
             protection: "per-person keys (crypto-shredding), hash-chained signed digests",
             retention: days(retention.audit_days),
             on_erasure: "the person's key is destroyed: their fields become unreadable, the chain stays verifiable",
+        },
+        InventoryEntry {
+            record: "security detectors' profiles",
+            location: "table SECPROFILE#<user id> / PROFILE",
+            personal_data: "countries signed in from, the last sign-in's time and coordinates, privileged actions per hour of day, exports per day",
+            protection: "DynamoDB encryption at rest with the table's KMS key",
+            retention: "while the account exists (exports: the last 15 days)".into(),
+            on_erasure: "deleted",
+        },
+        InventoryEntry {
+            record: "security events",
+            location: "table SECEVENT#<id> / EVENT",
+            personal_data: "the account by audit pseudonym, the source IP address, audit entry ids",
+            protection: "DynamoDB encryption at rest; the account named only by pseudonym",
+            retention: "400 days (TTL), as evidence for the yearly audit".into(),
+            on_erasure: "kept (legitimate interest: security); the pseudonym no longer leads to the person",
         },
         InventoryEntry {
             record: "charts",

@@ -246,6 +246,20 @@ pub(crate) async fn reveal(store: &shared::store::Store, items: Vec<Item>) -> Re
     Ok(events)
 }
 
+/// The events that happened between `from` and `to` (timestamps), newest
+/// first, at most `limit`, as answered.
+pub async fn between(store: &shared::store::Store, from: &str, to: &str, limit: i32) -> Result<Vec<SecurityEvent>> {
+    let spec = shared::store::QuerySpec {
+        index: Some("gsi1"),
+        key_condition: "gsi1pk = :pk AND gsi1sk BETWEEN :from AND :to",
+        values: vec![(":pk", s(EVENTS_LIST_PK)), (":from", s(from)), (":to", s(format!("{to}~")))],
+        forward: false,
+        ..shared::store::QuerySpec::default()
+    };
+    let (items, _) = store.query_filled(&spec, None, limit, 20).await?;
+    reveal(store, items).await
+}
+
 /// (kind, subject) of the counting rules' events since `since`.
 async fn recent_subjects(store: &shared::store::Store, since: DateTime<Utc>) -> Result<HashSet<(Kind, String)>> {
     let spec = shared::store::QuerySpec {

@@ -10,11 +10,11 @@ use shared::audit::AuditEntry;
 use shared::http::Caller;
 use shared::http::extract::ValidJson;
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, QuerySpec, Store, Write, n, s, timestamp};
+use shared::store::{Item, Store, Write, n, s, timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use super::detectors::{Kind, Severity};
-use super::{EVENT_SK, EVENTS_LIST_PK, SecurityEvent, event_pk, reveal};
+use super::{EVENT_SK, SecurityEvent, event_pk, reveal};
 use crate::ComplianceState;
 
 const LIST_MAX: i32 = 500;
@@ -93,16 +93,7 @@ pub async fn list(State(state): State<ComplianceState>, Query(query): Query<Even
         return Err(Error::field("from", "must not be after `to`"));
     }
     let (from, to) = (timestamp(from), timestamp(to));
-    let spec = QuerySpec {
-        index: Some("gsi1"),
-        key_condition: "gsi1pk = :pk AND gsi1sk BETWEEN :from AND :to",
-        values: vec![(":pk", s(EVENTS_LIST_PK)), (":from", s(from.clone())), (":to", s(format!("{to}~")))],
-        forward: false,
-        ..QuerySpec::default()
-    };
-    let store = state.platform.store.store();
-    let (items, _) = store.query_filled(&spec, None, LIST_MAX, 20).await?;
-    let mut events = reveal(store, items).await?;
+    let mut events = super::between(state.platform.store.store(), &from, &to, LIST_MAX).await?;
     events.retain(|e| {
         severity.is_none_or(|s| e.severity >= s) && kind.is_none_or(|k| e.kind == k) && query.acknowledged.is_none_or(|a| e.acknowledged_at.is_some() == a)
     });
