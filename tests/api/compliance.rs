@@ -122,6 +122,7 @@ fn pdftotext(bytes: &[u8]) -> String {
 }
 
 const CONTROLS: &[&str] = &[
+    "lawful_basis",
     "subject_request_deadlines",
     "erasure_certificates",
     "retention_enforced",

@@ -137,6 +137,23 @@ async fn double_opt_in_round_trip_with_a_single_use_link_and_the_ses_contact_lis
     let key = shared::domain::marketing::email_key(&email);
     let actions: Vec<String> = app.audit_for("marketing_subscriber", &key).await.into_iter().map(|e| e.action).collect();
     assert_eq!(actions, ["marketing.confirmed", "marketing.subscribed"]);
+    // The consent held shows in the GDPR status and the lawful-basis control:
+    // this address confirmed, the other one asked (pending).
+    // (The table's stream through the whole streams worker, rollups included.)
+    let arn = &app.stack.resources["Table"].attributes["StreamArn"];
+    let mut stream =
+        keel_local::stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&app.sdk), arn, keel_local::stream_reader::Start::TrimHorizon)
+            .await
+            .unwrap();
+    stream.drain(&app.app.streams).await.unwrap();
+    let (_, officer) = app.user(&["auditor"]).await;
+    let gdpr = app.get("/api/v1/compliance/gdpr", &officer).await;
+    assert_eq!(gdpr.body["consent"], json!({"marketing_pending": 1, "marketing_confirmed": 1, "marketing_unsubscribed": 0}), "{}", gdpr.body);
+    let marketing = gdpr.body["data_inventory"].as_array().unwrap().iter().find(|e| e["record"] == "email-marketing subscription").unwrap().clone();
+    assert!(marketing["lawful_basis"].as_str().unwrap().starts_with("consent"), "{marketing}");
+    let report = app.get("/api/v1/compliance/report", &officer).await;
+    let control = report.body["controls"].as_array().unwrap().iter().find(|c| c["id"] == "lawful_basis").unwrap().clone();
+    assert_eq!((control["status"].as_str(), control["evidence"]["consent"]["marketing_confirmed"].as_i64()), (Some("pass"), Some(1)), "{control}");
     // Looking a person up needs pii:read.
     let (_, plain) = app.user(&["user"]).await;
     assert_eq!(lookup(&app, &plain, &email).await.status, StatusCode::FORBIDDEN);

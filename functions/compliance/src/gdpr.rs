@@ -80,6 +80,9 @@ pub struct ClosedRequests {
 pub struct InventoryEntry {
     /// The kind of record.
     pub record: &'static str,
+    /// Why Keel may process it (GDPR art. 6; the register of processing,
+    /// art. 30).
+    pub lawful_basis: &'static str,
     /// Where it is kept (table keys, bucket prefix).
     pub location: &'static str,
     pub personal_data: &'static str,
@@ -103,7 +106,38 @@ pub struct GdprStatus {
     pub open_requests: Vec<OpenRequest>,
     pub overdue: u64,
     pub closed: ClosedRequests,
+    /// Consent held now (email marketing, the processing that relies on it):
+    /// subscribers by status, from the streams worker's rollup.
+    pub consent: Consent,
     pub data_inventory: Vec<InventoryEntry>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = ComplianceConsent)]
+pub struct Consent {
+    /// Asked, waiting for the address to confirm (no mail but the confirmation goes out).
+    pub marketing_pending: i64,
+    /// Double opt-in given: the only addresses campaigns reach.
+    pub marketing_confirmed: i64,
+    /// Consent withdrawn.
+    pub marketing_unsubscribed: i64,
+}
+
+/// The consent counts (rollup counters `METRIC#marketing_consent`).
+pub async fn consent(store: &Store) -> Result<Consent> {
+    use shared::domain::rollups;
+    let keys: Vec<(String, String)> = rollups::CONSENT_STATUSES.iter().map(|s| (rollups::pk(rollups::MARKETING_CONSENT), format!("status#{s}"))).collect();
+    let mut consent = Consent::default();
+    for item in store.batch_get(&keys).await? {
+        let value = item.get(rollups::VALUE).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0);
+        match shared::store::attr_s(&item, "sk") {
+            Some("status#pending") => consent.marketing_pending = value,
+            Some("status#confirmed") => consent.marketing_confirmed = value,
+            Some("status#unsubscribed") => consent.marketing_unsubscribed = value,
+            _ => {}
+        }
+    }
+    Ok(consent)
 }
 
 /// Every subject request (the `REQUESTS` partition of gsi2, by deadline).
@@ -176,6 +210,7 @@ pub fn status_of(
         open_requests: open,
         overdue,
         closed,
+        consent: Consent::default(),
         data_inventory: inventory(retention),
     }
 }
@@ -187,6 +222,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
     vec![
         InventoryEntry {
             record: "user profile",
+            lawful_basis: "contract (GDPR art. 6(1)(b)): the account the person signed up for",
             location: "table USER#<id> / PROFILE",
             personal_data: "email, name, country, password hash, last sign-in",
             protection: "DynamoDB encryption at rest with the table's KMS key",
@@ -195,6 +231,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "two-factor secret and recovery codes",
+            lawful_basis: "contract, and security of processing (art. 32)",
             location: "table USER#<id> / MFA",
             personal_data: "TOTP secret, recovery code hashes",
             protection: "secret sealed with the data key (envelope encryption), codes hashed",
@@ -203,6 +240,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "sessions and refresh tokens",
+            lawful_basis: "contract (signing in), security of processing (art. 32)",
             location: "table SESSION#<id>",
             personal_data: "user id, IP address, user agent",
             protection: "tokens stored as hashes",
@@ -211,6 +249,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "audit entries",
+            lawful_basis: "legal obligation (art. 6(1)(c): accountability, art. 5(2)) and legitimate interest (security)",
             location: "table AUDIT#<day>",
             personal_data: "pseudonyms; IP, user agent, location (country, coordinates) and changed values sealed under a per-person key",
             protection: "per-person keys (crypto-shredding), hash-chained signed digests",
@@ -219,6 +258,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "security detectors' profiles",
+            lawful_basis: "legitimate interest (art. 6(1)(f), recital 49: network and information security)",
             location: "table SECPROFILE#<user id> / PROFILE",
             personal_data: "countries signed in from, the last sign-in's time and coordinates, privileged actions per hour of day, exports per day",
             protection: "DynamoDB encryption at rest with the table's KMS key",
@@ -227,6 +267,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "security events",
+            lawful_basis: "legitimate interest (art. 6(1)(f), recital 49: network and information security)",
             location: "table SECEVENT#<id> / EVENT",
             personal_data: "the account by audit pseudonym, the source IP address, audit entry ids",
             protection: "DynamoDB encryption at rest; the account named only by pseudonym",
@@ -234,7 +275,17 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
             on_erasure: "kept (legitimate interest: security); the pseudonym no longer leads to the person",
         },
         InventoryEntry {
+            record: "email-marketing subscription",
+            lawful_basis: "consent (art. 6(1)(a), 7): double opt-in, recorded with its time; withdrawn by one-click unsubscribe",
+            location: "table SUBSCRIBER#<sha256(email)> / META, MKLIST#<list> / <sha256(email)>",
+            personal_data: "email address, lists, when consent was asked, given and withdrawn",
+            protection: "DynamoDB encryption at rest; confirmation and unsubscribe tokens stored as hashes",
+            retention: "while subscribed; an unsubscribed address is kept only as a hash on the suppression list".into(),
+            on_erasure: "deleted (the suppression hash stays, so the address is never mailed again)",
+        },
+        InventoryEntry {
             record: "charts",
+            lawful_basis: "contract: the content the person publishes",
             location: "table CHART#<id>",
             personal_data: "owner id, content the person wrote",
             protection: "DynamoDB encryption at rest",
@@ -243,6 +294,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "orders",
+            lawful_basis: "contract, and legal obligation (tax and accounting records)",
             location: "table ORDER#<id>",
             personal_data: "user id, country",
             protection: "DynamoDB encryption at rest",
@@ -251,6 +303,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "exports and import files",
+            lawful_basis: "the requester's own basis for the dataset (contract or legal obligation); subject exports: art. 15/20",
             location: "S3 exports bucket (SSE-KMS)",
             personal_data: "whatever the export or import held",
             protection: "SSE-KMS with the data key, presigned downloads",
@@ -259,6 +312,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "jobs",
+            lawful_basis: "as the work they carry out",
             location: "table JOB#<id>",
             personal_data: "owner id, parameters",
             protection: "DynamoDB encryption at rest",
@@ -267,6 +321,7 @@ pub fn inventory(retention: &shared::domain::system_settings::Retention) -> Vec<
         },
         InventoryEntry {
             record: "backups",
+            lawful_basis: "legitimate interest and security of processing (art. 32(1)(c): restore availability)",
             location: "S3 backups bucket (SSE-KMS, Object Lock)",
             personal_data: "everything the table held when taken",
             protection: "SSE-KMS, versioning, Object Lock (governance)",
@@ -293,7 +348,9 @@ pub async fn gdpr(State(state): State<ComplianceState>, Query(query): Query<Peri
     let store = state.platform.store.store();
     let requests = all_requests(store).await?;
     let settings = state.platform.settings.current().await?;
-    Ok(Json(status_of(&requests, now, from, to, &settings.settings.retention)))
+    let mut status = status_of(&requests, now, from, to, &settings.settings.retention);
+    status.consent = consent(state.platform.store.store()).await?;
+    Ok(Json(status))
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ pub fn router(state: ComplianceState) -> Router {
         gdpr::OpenRequest,
         gdpr::ClosedRequests,
         gdpr::InventoryEntry,
+        gdpr::Consent,
         access_review::AccessReview,
         access_review::PrincipalReview,
         access_review::PermissionUse,

@@ -40,6 +40,7 @@ fn kind(item: Option<&Value>) -> Option<&str> {
         (Some("chart"), Some("CHART"), "META") => Some("chart"),
         (Some("order"), Some("ORDER"), "META") => Some("order"),
         (Some("audit"), Some("AUDIT"), _) => Some("audit"),
+        (Some("marketing_subscriber"), Some("SUBSCRIBER"), "META") => Some("marketing_subscriber"),
         _ => None,
     }
 }
@@ -87,6 +88,9 @@ pub fn of_change(old: Option<&Value>, new: Option<&Value>) -> Vec<Effect> {
             {
                 out.push(Effect::Active { user_id: user_id.into(), day: day.into() });
             }
+        }
+        Some("marketing_subscriber") => {
+            status_move(&mut out, rollups::MARKETING_CONSENT, str_of(old, "status"), str_of(new, "status"));
         }
         Some("event") => {
             if old.is_none()
@@ -178,6 +182,20 @@ mod tests {
 
     fn user(status: &str, login: Option<&str>) -> Value {
         json!({"pk": "USER#u1", "sk": "PROFILE", "type": "user", "id": "u1", "status": status, "created_at": "2026-01-02T03:04:05Z", "last_login_at": login})
+    }
+
+    #[test]
+    fn marketing_consent_moves_with_the_subscriber() {
+        let sub = |status: &str| json!({"pk": "SUBSCRIBER#k", "sk": "META", "type": "marketing_subscriber", "status": status});
+        let (pending, confirmed) = (sub("pending"), sub("confirmed"));
+        assert_eq!(net_adds(&of_change(None, Some(&pending))).into_iter().collect::<Vec<_>>(), vec![(("marketing_consent", "status#pending".to_string()), 1)]);
+        let moved = net_adds(&of_change(Some(&pending), Some(&confirmed)));
+        assert_eq!((moved[&("marketing_consent", "status#pending".to_string())], moved[&("marketing_consent", "status#confirmed".to_string())]), (-1, 1));
+        // Erased: the subscriber is deleted, the count goes down.
+        assert_eq!(
+            net_adds(&of_change(Some(&confirmed), None)).into_iter().collect::<Vec<_>>(),
+            vec![(("marketing_consent", "status#confirmed".to_string()), -1)]
+        );
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub const ORDERS: &str = "orders";
 pub const REVENUE: &str = "revenue";
 /// Refunded cents by refund date: `<yyyy-mm-dd>` and `<yyyy-mm>`.
 pub const REFUNDS: &str = "refunds";
+/// Email-marketing subscribers by consent status: `status#<status>`
+/// (`pending`: asked, not confirmed; `confirmed`: double opt-in given;
+/// `unsubscribed`: consent withdrawn). The GDPR status's consent counts.
+pub const MARKETING_CONSENT: &str = "marketing_consent";
+/// The subscriber statuses (`marketing::SubscriberStatus`).
+pub const CONSENT_STATUSES: &[&str] = &["pending", "confirmed", "unsubscribed"];
 /// Security-relevant audit events: `<yyyy-mm-dd>`.
 pub const SECURITY_EVENTS: &str = "security_events";
 
