@@ -199,10 +199,7 @@ async fn failing_webhook_endpoints(state: &ComplianceState) -> Result<Vec<String
     let healths = store.batch_get(&enabled).await?;
     Ok(healths
         .iter()
-        .filter(|h| {
-            let failures = h.get("consecutive_failures").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-            h.contains_key("failing_since") && failures >= integration_health::FAILING_AFTER
-        })
+        .filter(|h| shared::store::from_item::<integration_health::EndpointHealth>((*h).clone()).is_ok_and(|health| health.failing()))
         .filter_map(|h| attr_s(h, "pk").map(|pk| format!("webhook endpoint {}", pk.trim_start_matches("WEBHOOK#"))))
         .collect())
 }

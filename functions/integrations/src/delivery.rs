@@ -62,19 +62,8 @@ const HEALTH_TTL: chrono::Duration = chrono::Duration::days(30);
 pub const HEALTH_SK: &str = "HEALTH";
 
 /// An endpoint's delivery health (`WEBHOOK#<id> / HEALTH`), updated after
-/// every attempt.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct EndpointHealth {
-    #[serde(default)]
-    pub last_success_at: Option<String>,
-    #[serde(default)]
-    pub last_failure_at: Option<String>,
-    /// The first failed attempt with no success since; none while healthy.
-    #[serde(default)]
-    pub failing_since: Option<String>,
-    #[serde(default)]
-    pub consecutive_failures: u64,
-}
+/// every attempt; its failing rule is shared with the compliance function.
+pub use shared::domain::integration_health::EndpointHealth;
 
 /// Record an attempt's outcome; the health after it.
 pub async fn note_attempt(store: &shared::store::Store, endpoint_id: &str, delivered: bool, now: DateTime<Utc>) -> Result<EndpointHealth> {

@@ -334,7 +334,7 @@ async fn webhooks_status(state: &IntegrationsState, item: &mut Available) -> Res
     for endpoint in &enabled {
         let health = healths.get(&webhooks::pk(&endpoint.id)).cloned().unwrap_or_default();
         item.last_success_at = item.last_success_at.clone().max(health.last_success_at.clone());
-        if health.failing_since.is_some() && health.consecutive_failures >= integration_health::FAILING_AFTER {
+        if health.failing() {
             failing += 1;
             item.last_error_at = item.last_error_at.clone().max(health.last_failure_at.clone());
         }

@@ -37,6 +37,29 @@ impl IntegrationHealth {
     }
 }
 
+/// A webhook endpoint's delivery health (`WEBHOOK#<id> / HEALTH`), written
+/// by the integrations function after every attempt; the hub and the
+/// compliance recommendations judge it by the same rule (`failing`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EndpointHealth {
+    #[serde(default)]
+    pub last_success_at: Option<String>,
+    #[serde(default)]
+    pub last_failure_at: Option<String>,
+    /// The first failed attempt with no success since; none while healthy.
+    #[serde(default)]
+    pub failing_since: Option<String>,
+    #[serde(default)]
+    pub consecutive_failures: u64,
+}
+
+impl EndpointHealth {
+    /// Failing: `FAILING_AFTER` failed attempts in a row, none succeeded since.
+    pub fn failing(&self) -> bool {
+        self.failing_since.is_some() && self.consecutive_failures >= FAILING_AFTER
+    }
+}
+
 pub fn pk(name: &str) -> String {
     format!("INTEGRATION#{name}")
 }
