@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono::{Duration, Timelike};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
 use utoipa::ToSchema;
@@ -204,9 +204,7 @@ impl Finding {
     }
 }
 
-fn at(ts: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(ts).ok().map(|t| t.with_timezone(&Utc))
-}
+use shared::platform::time::parse as at;
 
 fn failed_sign_in(e: &AuditEntry) -> bool {
     e.action == "auth.login" && e.outcome == Outcome::Failure
@@ -246,22 +244,10 @@ fn added(e: &AuditEntry, field: &str) -> BTreeSet<String> {
     after.difference(&before).cloned().collect()
 }
 
-/// Roles a role-changing entry granted (in `after`, not in `before`).
+/// Roles a role-changing entry granted (in `after`, not in `before`),
+/// less the baseline role every sign-up gets, which is no privilege.
 fn granted_roles(e: &AuditEntry) -> Vec<String> {
-    let roles = |side: &str| -> BTreeSet<String> {
-        e.changes
-            .as_ref()
-            .and_then(|c| c.get(side))
-            .and_then(|s| s.get("roles"))
-            .and_then(|r| r.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect()
-    };
-    let (before, after) = (roles("before"), roles("after"));
-    // The baseline role every sign-up gets is no privilege.
-    after.difference(&before).filter(|r| r.as_str() != "user").cloned().collect()
+    added(e, "roles").into_iter().filter(|r| r != "user").collect()
 }
 
 /// The entries of `window` within `minutes` before `e` (inclusive) that `pick` keeps.

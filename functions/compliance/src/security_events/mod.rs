@@ -110,9 +110,7 @@ pub struct RunReport {
     pub position: String,
 }
 
-fn at(ts: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(ts).ok().map(|t| t.with_timezone(&Utc))
-}
+use shared::platform::time::parse as at;
 
 /// Whether a detector reads entries of this action (before decrypting).
 fn relevant(action: &str) -> bool {
@@ -202,7 +200,7 @@ async fn pass(state: &ComplianceState, now: DateTime<Utc>, report: &mut RunRepor
 
     let mut known = know(state, &window[fresh_from..]).await?;
     let oldest = window.get(fresh_from).and_then(|e| at(&e.ts)).unwrap_or(now);
-    known.recent = recent_subjects(store, oldest - Duration::minutes(detectors::REPEAT_AFTER_MINUTES)).await?;
+    known.recent = recent_subjects(store, oldest - Duration::minutes(detectors::REPEAT_AFTER_MINUTES), now).await?;
     let findings = detectors::detect(&window, fresh_from, &mut known);
     let contacts = state.platform.settings.current().await?.settings.security_contacts.clone();
     for finding in &findings {
@@ -260,15 +258,9 @@ pub async fn between(store: &shared::store::Store, from: &str, to: &str, limit: 
     reveal(store, items).await
 }
 
-/// (kind, subject) of the counting rules' events since `since`.
-async fn recent_subjects(store: &shared::store::Store, since: DateTime<Utc>) -> Result<HashSet<(Kind, String)>> {
-    let spec = shared::store::QuerySpec {
-        index: Some("gsi1"),
-        key_condition: "gsi1pk = :pk AND gsi1sk > :since",
-        values: vec![(":pk", s(EVENTS_LIST_PK)), (":since", s(timestamp(since)))],
-        ..shared::store::QuerySpec::default()
-    };
-    let events = reveal(store, store.query_all(&spec).await?).await?;
+/// (kind, subject) of the counting rules' events from `since` to `now`.
+async fn recent_subjects(store: &shared::store::Store, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<HashSet<(Kind, String)>> {
+    let events = between(store, &timestamp(since), &timestamp(now), 1_000).await?;
     Ok(events.into_iter().filter(|e| e.kind.counts()).filter_map(|e| Some((e.kind, e.principal.or(e.source_ip)?))).collect())
 }
 

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shared::audit::AuditEntry;
 use shared::http::Caller;
@@ -53,15 +53,6 @@ pub struct AcknowledgeRequest {
     pub note: String,
 }
 
-fn time(field: &str, value: Option<&str>, default: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    match value {
-        None => Ok(default),
-        Some(v) => DateTime::parse_from_rfc3339(v)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| Error::field(field, "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z")),
-    }
-}
-
 /// Security events in a period, newest first.
 #[utoipa::path(
     get,
@@ -87,11 +78,8 @@ pub async fn list(State(state): State<ComplianceState>, Query(query): Query<Even
                 .ok_or_else(|| Error::field("kind", format!("one of {}", Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))))?,
         ),
     };
-    let to = time("to", query.to.as_deref(), Utc::now())?;
-    let from = time("from", query.from.as_deref(), to - Duration::days(30))?;
-    if from > to {
-        return Err(Error::field("from", "must not be after `to`"));
-    }
+    // The compliance function's one period rule (default 30 days to now).
+    let (from, to) = crate::gdpr::period(&crate::gdpr::PeriodQuery { from: query.from, to: query.to }, Utc::now())?;
     let (from, to) = (timestamp(from), timestamp(to));
     let mut events = super::between(state.platform.store.store(), &from, &to, LIST_MAX).await?;
     events.retain(|e| {
