@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use shared::domain::backups::{self, BackupKind, RestoreJob, VerifyJob};
 use shared::store::{Item, Store, s};
 
@@ -19,6 +20,9 @@ mod rss;
 use rss::peak_rss_mb;
 
 const CHILD: &str = "KEEL_BACKUP_BENCH_CHILD";
+
+/// Items per writer task of the load (BatchWriteItem calls of 25).
+const LOAD_CHUNK: usize = 2_000;
 
 fn items() -> usize {
     std::env::var("KEEL_BACKUP_BENCH_ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
@@ -58,8 +62,24 @@ async fn parent() -> anyhow::Result<()> {
     let total = items();
     eprintln!("backup bench: loading {total} items into the local table");
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.env["KEEL_TABLE"].clone());
-    let chunks: Vec<Vec<Item>> = (0..total).collect::<Vec<_>>().chunks(2_000).map(|c| c.iter().map(|&n| generated(n)).collect()).collect();
-    futures::future::try_join_all(chunks.into_iter().map(|c| store.batch_put(c))).await?;
+    // Eight writers at a time: moto serves each connection on a thread of
+    // one Python process, and hundreds at once (one per chunk) slowed the
+    // load of a million items to a crawl.
+    let started = Instant::now();
+    let mut loaded = futures::stream::iter((0..total).step_by(LOAD_CHUNK).map(|first| {
+        let chunk: Vec<Item> = (first..(first + LOAD_CHUNK).min(total)).map(generated).collect();
+        let store = store.clone();
+        async move { store.batch_put(chunk).await }
+    }))
+    .buffer_unordered(8);
+    let mut done = 0usize;
+    while let Some(result) = loaded.next().await {
+        result?;
+        done += LOAD_CHUNK;
+        if done.is_multiple_of(100_000) {
+            eprintln!("backup bench: {done} items loaded in {:.0} s", started.elapsed().as_secs_f64());
+        }
+    }
     let env_file = std::env::temp_dir().join(format!("keel-backup-bench-{}.env", std::process::id()));
     keel_local::write_env_file(&env_file, &moto.endpoint, &stack)?;
     let mut report = format!("Backups: {total} items in the local table (moto), the jobs worker's code\n");
