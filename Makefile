@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LAMBDA_VENV := .keel/lambda-venv
 LAMBDA_REQS := infra/local/lambda-requirements.txt
 LAMBDA_STAMP := $(LAMBDA_VENV)/.installed
-FUNCTIONS := auth admin data analytics reports search integrations compliance jobs streams scheduler
+FUNCTIONS := auth admin data analytics reports search integrations compliance workflows jobs streams scheduler
 ARM64_STD = $(shell rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu/lib
 OIDC := tests/oidc
 OIDC_STAMP := $(OIDC)/node_modules/.installed
@@ -116,7 +116,7 @@ api-fuzz: venv fuzz-venv
 ## exports of 1M rows to CSV and XLSX (rows/s, peak RSS); export requests,
 ## the first audit seal and verify on the demo data.
 bench: venv
-	$(CARGO) build --locked --release -p auth -p admin -p data -p analytics -p reports -p search -p integrations -p compliance -p jobs -p streams -p scheduler -p keel-bench
+	$(CARGO) build --locked --release -p auth -p admin -p data -p analytics -p reports -p search -p integrations -p compliance -p workflows -p jobs -p streams -p scheduler -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench
 	$(CARGO) run --locked --release -p keel-bench --bin login
 	$(CARGO) run --locked --release -p keel-bench --bin export-bench

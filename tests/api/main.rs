@@ -48,3 +48,4 @@ mod two_factor;
 mod uptime;
 mod users;
 mod validation;
+mod workflows;

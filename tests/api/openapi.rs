@@ -13,6 +13,7 @@ fn document() -> serde_json::Value {
     doc.merge(search::ApiDoc::openapi());
     doc.merge(integrations::ApiDoc::openapi());
     doc.merge(compliance::ApiDoc::openapi());
+    doc.merge(workflows::ApiDoc::openapi());
     doc.info = utoipa::openapi::InfoBuilder::new()
         .title("Keel API")
         .version(env!("CARGO_PKG_VERSION"))
@@ -36,6 +37,7 @@ fn no_schema_name_means_two_shapes() {
         ("search", search::ApiDoc::openapi()),
         ("integrations", integrations::ApiDoc::openapi()),
         ("compliance", compliance::ApiDoc::openapi()),
+        ("workflows", workflows::ApiDoc::openapi()),
     ];
     let mut seen: std::collections::BTreeMap<String, (&str, serde_json::Value)> = Default::default();
     let mut clashes = Vec::new();

@@ -23,6 +23,7 @@ pub fn all_routes() -> Vec<&'static Route> {
         .chain(search::ROUTES.iter())
         .chain(integrations::ROUTES.iter())
         .chain(compliance::ROUTES.iter())
+        .chain(workflows::ROUTES.iter())
         .collect()
 }
 
@@ -36,7 +37,7 @@ pub fn concrete(path: &str, user_id: &str, role_name: &str) -> String {
 /// the gate sees as the matched path parameters).
 pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'static str, String)>) {
     let fresh = || uuid::Uuid::now_v7().to_string();
-    let values: [(&'static str, String); 15] = [
+    let values: [(&'static str, String); 18] = [
         ("user_id", user_id.to_string()),
         ("name", role_name.to_string()),
         ("provider", "no-such-provider".to_string()),
@@ -57,6 +58,10 @@ pub fn fill(path: &str, user_id: &str, role_name: &str) -> (String, Vec<(&'stati
         ("id", fresh()),
         // A backup (ids are job ids, UUIDv7).
         ("backup_id", fresh()),
+        // A workflow run; two versions of a workflow.
+        ("run_id", fresh()),
+        ("from", "1".to_string()),
+        ("to", "2".to_string()),
         // A share token that names no link.
         ("token", "no-such-share-token".to_string()),
     ];
@@ -255,6 +260,25 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         // A fresh id names no event; `{}` has no note.
         ("GET", "/compliance/security-events/{id}") => 404,
         ("POST", "/compliance/security-events/{id}/acknowledge") => 400,
+        // workflows: `{}` is no definition; a fresh id names no workflow.
+        ("GET", "/workflows") => 200,
+        ("POST", "/workflows") => 400,
+        ("POST", "/workflows/validate") => 400,
+        ("GET", "/workflows/templates") => 200,
+        ("POST", "/workflows/from-template") => 400,
+        ("POST", "/workflows/{id}/hooks") => 404,
+        ("GET", "/workflows/{id}") => 404,
+        ("PUT", "/workflows/{id}") => 400,
+        ("GET", "/workflows/{id}/versions") => 404,
+        ("GET", "/workflows/{id}/versions/{from}/diff/{to}") => 404,
+        ("POST", "/workflows/{id}/rollback") => 400,
+        ("POST", "/workflows/{id}/dry-run") => 404,
+        ("GET", "/workflows/{id}/analytics") => 404,
+        ("GET", "/workflows/{id}/runs") => 404,
+        ("POST", "/workflows/{id}/runs") => 404,
+        ("GET", "/workflows/{id}/runs/{run_id}") => 404,
+        ("POST", "/workflows/{id}/runs/{run_id}/cancel") => 404,
+        ("POST", "/workflows/{id}/runs/{run_id}/retry") => 404,
         (method, path) => panic!("the walk has no expected status for {method} {path}: add it to admitted_status"),
     }
 }

@@ -64,6 +64,8 @@ pub struct Worker {
     pub dynamo: aws_sdk_dynamodb::Client,
     /// Reads the audit log and its digest chain (audit exports).
     pub audit: shared::audit::chain::ChainReader,
+    /// Executes workflow steps (`workflow_step` messages; docs/workflows.md).
+    pub workflows: workflows::engine::Engine,
     pub config: Arc<Config>,
 }
 
@@ -82,7 +84,16 @@ impl Worker {
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         let store = Journal::with_subject_keys(Store::new(dynamo.clone(), config.table.clone()), envelope);
         let s3 = shared::platform::aws::s3_client(sdk);
+        let workflows = workflows::engine::Engine {
+            store: store.clone(),
+            roles: shared::identity::roles::RoleCatalog::new(store.store().clone(), config.role_cache_ttl),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+            email_from: config.email_from.clone(),
+            webhook_policy: integrations::ssrf::Policy::from_lookup(|name| std::env::var(name).ok()),
+            clock: Arc::new(workflows::engine::SystemClock),
+        };
         Worker {
+            workflows,
             audit: shared::audit::chain::ChainReader::new(store.store().clone(), s3.clone(), kms.clone(), &config.audit_bucket, &config.audit_key_id),
             store,
             ses: aws_sdk_sesv2::Client::new(sdk),
@@ -281,6 +292,13 @@ impl Worker {
             let suppressed = marketing::handle_ses_notification(self, body).await?;
             tracing::info!(suppressed, "SES notification");
             return Ok(());
+        }
+        // A workflow step (its own message: run, step, attempt).
+        if body.contains(workflows::model::STEP_KIND)
+            && let Ok(step) = serde_json::from_str::<workflows::model::StepMessage>(body)
+            && step.kind == workflows::model::STEP_KIND
+        {
+            return self.workflows.execute(&step).await;
         }
         let msg: JobMessage = serde_json::from_str(body).map_err(|e| Error::internal(format!("malformed job message: {e}")))?;
         // A segment of a bulk job: many messages share one job record.

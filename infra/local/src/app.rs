@@ -41,6 +41,8 @@ pub struct LocalApp {
     pub webhooks: integrations::delivery::Worker,
     /// Audit entries to webhook deliveries, from the stream.
     pub webhook_dispatcher: integrations::dispatch::Dispatcher,
+    /// Audit entries to workflow runs, step messages to the jobs queue.
+    pub workflows_dispatcher: workflows::dispatch::Dispatcher,
 }
 
 /// Where `make dev`'s functions append their log lines (relative to the repository root).
@@ -88,6 +90,8 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
     let stripe_webhook_secret = integrations::payments::signature::StripeSecret::from_value(env.get("KEEL_STRIPE_WEBHOOK_SECRET").cloned());
     let integrations =
         integrations::IntegrationsState { platform: platform.clone(), webhook_policy, stripe_webhook_secret, opened_secrets: Default::default() };
+    // Workflow steps go out through the webhook guard as deliveries do.
+    let workflows_engine = workflows::engine(&platform, aws_sdk_sesv2::Client::new(sdk), webhook_policy, Arc::new(workflows::engine::SystemClock));
     let router = Router::new()
         .merge(as_function("auth", auth::router(auth::AuthState { platform: platform.clone(), signer: signer.clone(), providers: auth::Providers::new() })))
         .merge(as_function("admin", admin::router(admin.clone())))
@@ -97,8 +101,11 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         .merge(as_function("search", search::router(search.clone())))
         .merge(as_function("integrations", integrations::router(integrations.clone())))
         .merge(as_function("compliance", compliance::router(compliance::ComplianceState { platform: platform.clone(), clients: clients.clone() })))
+        .merge(as_function("workflows", workflows::router(workflows::WorkflowsState { platform: platform.clone(), engine: workflows_engine.clone() })))
         .fallback(shared::http::not_found);
-    let worker = jobs::Worker::new(config.clone(), sdk);
+    let mut worker = jobs::Worker::new(config.clone(), sdk);
+    // The workflows engine of this stack (its webhook policy, role cache).
+    worker.workflows = workflows_engine.clone();
     let outbox = shared::domain::jobs::Outbox::new(clients.sqs.clone(), config.jobs_queue_url.clone());
     let streams = streams::Worker { store: platform.store.store().clone(), outbox: outbox.clone() };
     let sweeper = scheduler::outbox_sweep::Sweeper::new(platform.store.store().clone(), outbox);
@@ -115,6 +122,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         queue_url: config.webhooks_queue_url.clone(),
         clock: webhooks.clock.clone(),
     };
+    let workflows_dispatcher = workflows::dispatch::Dispatcher { engine: workflows_engine, sqs: clients.sqs.clone(), queue_url: config.jobs_queue_url.clone() };
     let sealer = scheduler::Sealer::new(config, &clients);
     Ok(LocalApp {
         router,
@@ -133,6 +141,7 @@ pub async fn build(sdk: &SdkConfig, env: &HashMap<String, String>) -> anyhow::Re
         integrations,
         webhooks,
         webhook_dispatcher,
+        workflows_dispatcher,
     })
 }
 

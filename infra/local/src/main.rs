@@ -49,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
     let search_reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
     // And the webhook dispatcher (audit entries to deliveries), likewise.
     let webhook_reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
+    // And the workflows dispatcher (audit entries to runs, steps to the jobs queue).
+    let workflows_reader = stream_reader::StreamReader::open(aws_sdk_dynamodbstreams::Client::new(&sdk), &stream_arn, stream_reader::Start::Latest).await?;
     let started = std::time::Instant::now();
     let documents: Vec<search::documents::SearchDoc> = items
         .iter()
@@ -123,6 +125,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(poller::run(local.clients.sqs.clone(), ses_events.reference.clone(), ses_events.attributes["Arn"].clone(), local.worker.clone()));
     tokio::spawn(schedule::run(local.sealer.clone()));
     tokio::spawn(stream_reader::run(webhook_reader, local.webhook_dispatcher.clone()));
+    tokio::spawn(stream_reader::run(workflows_reader, local.workflows_dispatcher.clone()));
+    tokio::spawn(schedule::run_workflows_tick(local.workflows_dispatcher.clone()));
     let webhooks_queue = stack.env["KEEL_WEBHOOKS_QUEUE_URL"].clone();
     let webhooks_arn = stack.resources["WebhooksQueue"].attributes["Arn"].clone();
     tokio::spawn(poller::run(local.clients.sqs.clone(), webhooks_queue, webhooks_arn, local.webhooks.clone()));

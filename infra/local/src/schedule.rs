@@ -241,6 +241,24 @@ pub async fn run_backups(worker: jobs::Worker) {
     }
 }
 
+/// The workflows tick every minute (template.yaml `WorkflowsTickFunction`):
+/// due schedules start runs, due step messages are sent. EventBridge
+/// Scheduler never fires in the emulator, so the local stack does.
+pub async fn run_workflows_tick(dispatcher: workflows::dispatch::Dispatcher) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let tick = workflows::tick::Tick { engine: &dispatcher.engine, sqs: &dispatcher.sqs, queue_url: &dispatcher.queue_url };
+        match tick.run(chrono::Utc::now()).await {
+            Ok(ticked) if ticked.schedules_fired + ticked.messages_sent > 0 => {
+                tracing::info!(schedules = ticked.schedules_fired, messages = ticked.messages_sent, "workflows tick")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "workflows tick failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

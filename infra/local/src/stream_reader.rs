@@ -51,6 +51,13 @@ impl Consumer for search::indexer::Indexer {
     }
 }
 
+/// The workflows dispatcher: its own reader of the stream too.
+impl Consumer for workflows::dispatch::Dispatcher {
+    async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        workflows::dispatch::Dispatcher::handle(self, event).await
+    }
+}
+
 /// The webhook dispatcher: its own reader of the stream too.
 impl Consumer for integrations::dispatch::Dispatcher {
     async fn handle(&self, event: Event) -> DynamoDbEventResponse {

@@ -1,0 +1,204 @@
+//! The workflows dispatcher: its own consumer of the table's stream (as
+//! the webhook dispatcher and the search indexer are).
+//!
+//! - A new audit entry (committed with the change it records) starts a run
+//!   of every enabled workflow whose event trigger names its action and
+//!   whose filter it passes. The run's id is derived from the entry's and
+//!   the workflow's, so a stream record read twice starts one run.
+//! - A new step message (committed with the transition that asks for it)
+//!   is sent to the jobs queue, held back until its time when SQS can hold
+//!   it (15 minutes); later ones are sent by the tick.
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde_json::{Value, json};
+use shared::audit::{AuditEntry, Outcome};
+use shared::domain::masking;
+use shared::identity::rbac::Permission;
+use shared::identity::users;
+use shared::platform::error::{Error, Result};
+use shared::store::{QuerySpec, s};
+
+use crate::definition::Trigger;
+use crate::engine::Engine;
+use crate::expr;
+use crate::model::{self, Workflow};
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub engine: Engine,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+impl Dispatcher {
+    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        for record in &event.records {
+            let image = |item: &serde_dynamo::Item| -> Option<Value> { if item.is_empty() { None } else { serde_dynamo::from_item(item.clone()).ok() } };
+            let (old, new) = (image(&record.change.old_image), image(&record.change.new_image));
+            if let Err(e) = self.apply(old.as_ref(), new.as_ref()).await {
+                tracing::warn!(error = %e, "workflow dispatch failed; the stream record will be retried");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+        response
+    }
+
+    /// One changed item: an audit entry may start runs; a step message is sent.
+    pub async fn apply(&self, old: Option<&Value>, new: Option<&Value>) -> Result<usize> {
+        let (None, Some(new)) = (old, new) else { return Ok(0) };
+        if let Some((message, deferred)) = model::pending_message(new) {
+            if deferred {
+                return Ok(0);
+            }
+            crate::tick::send(&self.sqs, &self.queue_url, &message, self.engine.clock.now()).await?;
+            return Ok(1);
+        }
+        if new.get("type").and_then(Value::as_str) != Some("audit") || new.get("outcome").and_then(Value::as_str) != Some("success") {
+            return Ok(0);
+        }
+        let Some(action) = new.get("action").and_then(Value::as_str) else { return Ok(0) };
+        let workflows = self.triggered_by(action).await?;
+        if workflows.is_empty() {
+            return Ok(0);
+        }
+        let (Some(pk), Some(sk)) = (new.get("pk").and_then(Value::as_str), new.get("sk").and_then(Value::as_str)) else { return Ok(0) };
+        // The entry as readers see it (people by id, not pseudonym).
+        let Some(item) = self.engine.store.get_item(pk, sk).await? else { return Ok(0) };
+        let Some(entry) = self.engine.store.reveal_audit(vec![item]).await?.pop() else { return Ok(0) };
+        if entry.outcome != Outcome::Success {
+            return Ok(0);
+        }
+        let mut started = 0;
+        for workflow in workflows {
+            if self.start_for(&workflow, &entry).await? {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    async fn triggered_by(&self, action: &str) -> Result<Vec<Workflow>> {
+        let spec = QuerySpec {
+            index: Some("gsi2"),
+            key_condition: "gsi2pk = :pk",
+            values: vec![(":pk", s(model::trigger_pk(&model::event_key(action))))],
+            ..Default::default()
+        };
+        let items = self.engine.store.query_all(&spec).await?;
+        Ok(items.into_iter().filter_map(|item| Workflow::from_item(item).ok()).filter(|w| w.enabled).collect())
+    }
+
+    /// Start `workflow`'s run for `entry` unless its filter says no or the
+    /// loop guard stops it (then a failed run says why); whether a run was
+    /// recorded.
+    async fn start_for(&self, workflow: &Workflow, entry: &AuditEntry) -> Result<bool> {
+        let store = self.engine.store.store();
+        let Some(version) = model::version(store, &workflow.id, workflow.version).await? else { return Ok(false) };
+        let event = self.event_of(workflow, entry).await?;
+        if let Trigger::Event { filter: Some(filter), .. } = &version.definition.trigger {
+            let context = json!({"event": event, "input": {}, "steps": {}, "vars": {}, "run": {}});
+            match expr::evaluate(filter, &context) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    tracing::warn!(workflow_id = %workflow.id, error = %e, "a workflow's trigger filter failed; no run");
+                    return Ok(false);
+                }
+            }
+        }
+        // Started by a workflow's own action: the chain goes on from its run.
+        let (depth, chain, parent) = match (entry.actor.kind.as_str(), entry.actor.request_id.as_deref()) {
+            ("workflow", Some(run_id)) => match model::run(store, run_id).await? {
+                Some(parent) => {
+                    let mut chain = parent.chain.clone();
+                    chain.push(parent.workflow_id.clone());
+                    (parent.depth + 1, chain, Some(parent.id))
+                }
+                None => (0, Vec::new(), None),
+            },
+            _ => (0, Vec::new(), None),
+        };
+        let id = crate::engine::derived_id(&format!("{}/{}", entry.id, workflow.id));
+        let now = self.engine.clock.now();
+        let (run, writes) = crate::engine::start_with_id(
+            &id,
+            &version,
+            crate::engine::Origin { trigger: "event", event, input: json!({}), depth, chain, parent },
+            now,
+            store.table(),
+        )?;
+        match store.transact(writes).await {
+            Ok(()) => {
+                if run.status == model::RunStatus::Failed {
+                    tracing::warn!(workflow_id = %workflow.id, run_id = %run.id, error = ?run.error, "workflow run stopped by the loop guard");
+                }
+                Ok(true)
+            }
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The run's `event`: `{type, actor, target, data}`, where `data` is the
+    /// entity after the change as the API shows it to the workflow's owner.
+    async fn event_of(&self, workflow: &Workflow, entry: &AuditEntry) -> Result<Value> {
+        let data = entity_data(&self.engine, &workflow.owner_id, &entry.target_type, &entry.target_id).await?;
+        Ok(json!({
+            "type": entry.action,
+            "id": entry.id,
+            "at": entry.ts,
+            "actor": {"id": entry.actor.id, "kind": entry.actor.kind},
+            "target": {"type": entry.target_type, "id": entry.target_id},
+            "data": data,
+        }))
+    }
+}
+
+/// An entity as the API shows it to `owner_id` (personal fields masked
+/// without pii:read), or `{id}` for kinds the workflow cannot read.
+pub async fn entity_data(engine: &Engine, owner_id: &str, target_type: &str, target_id: &str) -> Result<Value> {
+    let store = engine.store.store();
+    let held = match users::get(store, owner_id).await? {
+        Some(owner) => engine.roles.fresh_for(&owner.roles).await?.permissions_of(&owner.roles),
+        None => shared::identity::rbac::PermissionSet::of(&[]),
+    };
+    match target_type {
+        "user" if held.contains(Permission::UsersRead) => {
+            let Some(user) = users::get(store, target_id).await? else { return Ok(json!({"id": target_id})) };
+            let pii = held.contains(Permission::PiiRead);
+            let two_factor = shared::identity::two_factor::get(store, &user.id).await?.is_some_and(|r| r.is_active());
+            Ok(json!({
+                "id": user.id,
+                "email": if pii { user.email.clone() } else { masking::email(&user.email) },
+                "name": if pii { user.name.clone() } else { masking::name(&user.name) },
+                "roles": user.roles,
+                "status": user.status,
+                "country": user.country,
+                "created_at": user.created_at,
+                "last_login_at": user.last_login_at,
+                "version": user.version,
+                "two_factor": two_factor,
+            }))
+        }
+        "chart" if held.contains(Permission::ChartsRead) => {
+            let Some(id) = shared::store::ids::ChartId::parse(target_id) else { return Ok(json!({"id": target_id})) };
+            match shared::domain::charts::get(store, &id).await? {
+                Some(chart) => serde_json::to_value(&chart).map_err(|e| Error::internal(e.to_string())),
+                None => Ok(json!({"id": target_id})),
+            }
+        }
+        "order" if held.contains(Permission::AnalyticsRead) => {
+            let item = store.get_item(&format!("ORDER#{target_id}"), "META").await?;
+            match item.map(shared::store::from_item::<shared::domain::revenue::Order>).transpose()? {
+                Some(order) => serde_json::to_value(&order).map_err(|e| Error::internal(e.to_string())),
+                None => Ok(json!({"id": target_id})),
+            }
+        }
+        _ => Ok(json!({"id": target_id})),
+    }
+}

@@ -1,0 +1,4 @@
+pub mod hooks;
+pub mod runs;
+pub mod templates;
+pub mod workflows;

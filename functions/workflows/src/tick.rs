@@ -1,0 +1,131 @@
+//! The workflows tick (EventBridge, every minute; `make dev` and the tests
+//! call it with their own clock): fires the schedules that are due, and
+//! sends the step messages that are due but were too far ahead for SQS
+//! (waits and retry delays over 15 minutes) or whose message was lost.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::platform::error::Result;
+use shared::store::{QuerySpec, Write, s, timestamp};
+
+use crate::engine::Engine;
+use crate::model::{self, DUE_PK, SCHEDULE_PK, SQS_MAX_DELAY_SECONDS, StepMessage, Workflow};
+
+/// A pending message still unsent this long after its time was lost.
+const STALE_SECONDS: i64 = 300;
+/// At most this many of each a tick.
+const BATCH: i32 = 200;
+
+/// The next time `cron` fires strictly after `after`, in `timezone` (UTC
+/// by default).
+pub fn next_time(cron: &str, timezone: Option<&str>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let cron: croner::Cron = cron.parse().ok()?;
+    let tz: chrono_tz::Tz = timezone.unwrap_or("UTC").parse().ok()?;
+    cron.find_next_occurrence(&after.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc))
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Ticked {
+    pub schedules_fired: usize,
+    pub messages_sent: usize,
+}
+
+pub struct Tick<'a> {
+    pub engine: &'a Engine,
+    pub sqs: &'a aws_sdk_sqs::Client,
+    pub queue_url: &'a str,
+}
+
+impl Tick<'_> {
+    pub async fn run(&self, now: DateTime<Utc>) -> Result<Ticked> {
+        let schedules_fired = self.fire_schedules(now).await?;
+        let messages_sent = self.send_due(now).await?;
+        Ok(Ticked { schedules_fired, messages_sent })
+    }
+
+    /// Start a run of every schedule whose time has come, and move its
+    /// next time on, in one transaction per schedule (the run's id is the
+    /// schedule's time: a tick that runs twice starts it once).
+    async fn fire_schedules(&self, now: DateTime<Utc>) -> Result<usize> {
+        let store = self.engine.store.store();
+        let spec = QuerySpec {
+            index: Some("gsi3"),
+            key_condition: "gsi3pk = :pk AND gsi3sk <= :now",
+            values: vec![(":pk", s(SCHEDULE_PK)), (":now", s(format!("{}~", timestamp(now))))],
+            forward: true,
+            ..Default::default()
+        };
+        let (items, _) = store.query_page(&spec, None, BATCH).await?;
+        let mut fired = 0;
+        for item in items {
+            let workflow = Workflow::from_item(item)?;
+            let (Some(due), true) = (workflow.next_run_at.clone(), workflow.enabled) else { continue };
+            let Some(version) = model::version(store, &workflow.id, workflow.version).await? else { continue };
+            let crate::definition::Trigger::Schedule { cron, timezone } = &version.definition.trigger else { continue };
+            let mut next = workflow.clone();
+            next.next_run_at = next_time(cron, timezone.as_deref(), now).map(timestamp);
+            next.rev += 1;
+            let run_id = crate::engine::derived_id(&format!("{}/schedule/{due}", workflow.id));
+            let event = serde_json::json!({"type": "schedule", "scheduled_for": due, "cron": cron});
+            let (_, mut writes) =
+                crate::engine::start_with_id(&run_id, &version, crate::engine::Origin::new("schedule", event, serde_json::json!({})), now, store.table())?;
+            writes.push(Write::put_versioned(store.table(), next.to_item()?, workflow.rev)?);
+            match store.transact(writes).await {
+                Ok(()) => fired += 1,
+                Err(shared::platform::error::Error::Conflict(_)) => tracing::info!(workflow_id = %workflow.id, "schedule fired by another tick"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Send the pending step messages due within SQS's reach that only the
+    /// tick sends (deferred ones), and any left unsent past their time.
+    async fn send_due(&self, now: DateTime<Utc>) -> Result<usize> {
+        let store = self.engine.store.store();
+        let horizon = now + chrono::Duration::seconds(SQS_MAX_DELAY_SECONDS);
+        let spec = QuerySpec {
+            index: Some("gsi2"),
+            key_condition: "gsi2pk = :pk AND gsi2sk <= :until",
+            values: vec![(":pk", s(DUE_PK)), (":until", s(format!("{}~", timestamp(horizon))))],
+            forward: true,
+            ..Default::default()
+        };
+        let (items, _) = store.query_page(&spec, None, BATCH).await?;
+        let mut sent = 0;
+        for item in items {
+            let image = serde_dynamo::from_item::<_, serde_json::Value>(item.clone()).map_err(|e| shared::platform::error::Error::internal(e.to_string()))?;
+            let Some((message, deferred)) = model::pending_message(&image) else { continue };
+            let due = model::not_before(&message.not_before)?;
+            let already_sent = image.get("sent_at").and_then(|v| v.as_str()).is_some();
+            let stale = (now - due).num_seconds() > STALE_SECONDS;
+            if (deferred && !already_sent) || stale {
+                send(self.sqs, self.queue_url, &message, now).await?;
+                store
+                    .update(
+                        &model::run_pk(&message.run_id),
+                        &message.sk(),
+                        &shared::store::UpdateSpec::new("SET sent_at = :now").condition("attribute_exists(pk)").value(":now", s(timestamp(now))),
+                    )
+                    .await?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// Send one step message to the jobs queue, held back until its time (at
+/// most SQS's 15 minutes; the tick sends later ones when they are due).
+pub async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, message: &StepMessage, now: DateTime<Utc>) -> Result<()> {
+    let due = model::not_before(&message.not_before)?;
+    let delay = (due - now).num_seconds().clamp(0, SQS_MAX_DELAY_SECONDS) as i32;
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(message.body()?)
+        .delay_seconds(delay)
+        .send()
+        .await
+        .map_err(shared::platform::error::aws("sqs SendMessage (workflow step)"))?;
+    Ok(())
+}
