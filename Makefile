@@ -126,6 +126,7 @@ bench: venv
 	$(CARGO) run --locked --release -p keel-bench --bin search-bench
 	$(CARGO) run --locked --release -p keel-bench --bin backup-bench
 	$(CARGO) run --locked --release -p keel-bench --bin webhook-bench
+	$(CARGO) run --locked --release -p keel-bench --bin workflow-bench
 
 ## Lambda zips for `sam deploy`: target/lambda/<function>/bootstrap.zip, built
 ## by cargo-lambda with zig as the linker (both pinned PyPI wheels, so nothing
