@@ -207,14 +207,15 @@ pub fn parse_duration(raw: &str) -> Result<i64, String> {
     let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
     let amount: i64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration such as 30s, 15m, 2h, 1d or 1w"))?;
-    let seconds = match unit {
-        "" | "s" => amount,
-        "m" => amount * 60,
-        "h" => amount * 3_600,
-        "d" => amount * 86_400,
-        "w" => amount * 7 * 86_400,
+    let unit_seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
         _ => return Err(format!("{raw:?} is not a duration such as 30s, 15m, 2h, 1d or 1w")),
     };
+    let seconds = amount.checked_mul(unit_seconds).unwrap_or(i64::MAX);
     if seconds > MAX_WAIT_SECONDS {
         return Err("at most a year".into());
     }
@@ -592,6 +593,14 @@ mod tests {
         let errors = definition.validate();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].message.contains("a → b → a"), "{errors:?}");
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("90m"), Ok(5_400));
+        assert!(parse_duration("9223372036854775807w").is_err());
+        assert!(parse_duration("367d").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use serde_json::Value;
 /// The names a run's context has at its top level.
 pub const ROOTS: &[&str] = &["event", "input", "steps", "vars", "run"];
 
+/// Brackets inside brackets, at most.
+const MAX_NESTING: usize = 24;
+
 /// A condition compiled once per evaluation (programs are not `Send`).
 pub fn compile(source: &str) -> Result<cel::Program, String> {
     if source.trim().is_empty() {
@@ -25,7 +28,21 @@ pub fn compile(source: &str) -> Result<cel::Program, String> {
     if source.len() > 2_000 {
         return Err("at most 2,000 characters".into());
     }
-    cel::Program::compile(source).map_err(|e| format!("not a CEL expression: {}", first_line(&e.to_string())))
+    // The parser recurses per nesting level: bound it (a deep expression
+    // would exhaust the stack, which no error can report).
+    let mut depth = 0usize;
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(format!("nested more than {MAX_NESTING} levels deep"));
+        }
+    }
+    let compiled = std::panic::catch_unwind(|| cel::Program::compile(source)).map_err(|_| "not a CEL expression the parser can read".to_string())?;
+    compiled.map_err(|e| format!("not a CEL expression: {}", first_line(&e.to_string())))
 }
 
 /// The top-level variables an expression reads, and the step ids it reads
@@ -181,6 +198,7 @@ mod tests {
         assert!(evaluate("event.data.email", &context).unwrap_err().contains("boolean"));
         assert!(evaluate("event.data.missing == 1", &context).is_err());
         assert!(compile("event.data.email.endsWith(").is_err());
+        assert!(compile(&format!("{}1{}", "(".repeat(500), ")".repeat(500))).unwrap_err().contains("nested"));
     }
 
     #[test]

@@ -115,11 +115,12 @@ pub fn event_key(event: &str) -> String {
     let Some((noun, verb)) = event.split_once('.') else { return event.to_string() };
     let mut stem = verb.strip_suffix("ed").unwrap_or(verb);
     stem = stem.strip_suffix('e').unwrap_or(stem);
-    let bytes = stem.as_bytes();
-    if bytes.len() > 2 && bytes[bytes.len() - 1] == bytes[bytes.len() - 2] && !b"aeiou".contains(&bytes[bytes.len() - 1]) {
-        stem = &stem[..stem.len() - 1];
+    let mut chars: Vec<char> = stem.chars().collect();
+    let n = chars.len();
+    if n > 2 && chars[n - 1] == chars[n - 2] && chars[n - 1].is_ascii_alphabetic() && !"aeiou".contains(chars[n - 1]) {
+        chars.pop();
     }
-    format!("{noun}.{stem}")
+    format!("{noun}.{}", chars.into_iter().collect::<String>())
 }
 
 pub async fn get(store: &Store, id: &str) -> Result<Option<Workflow>> {
