@@ -216,6 +216,16 @@ pub async fn confirm(State(state): State<IntegrationsState>, meta: RequestMeta, 
     Ok(Json(SubscriptionState { status: after.status, lists: after.lists }))
 }
 
+/// The form RFC 8058 mail clients post (documented as the object it is,
+/// so generated requests are forms).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OneClickUnsubscribe {
+    /// `One-Click`.
+    #[schema(rename = "List-Unsubscribe", example = "One-Click")]
+    pub list_unsubscribe: String,
+}
+
 /// RFC 8058 one-click unsubscribe: the mail client POSTs
 /// `List-Unsubscribe=One-Click` to the link in the `List-Unsubscribe`
 /// header; the address leaves that list at once.
@@ -224,7 +234,7 @@ pub async fn confirm(State(state): State<IntegrationsState>, meta: RequestMeta, 
     path = "/api/v1/integrations/marketing/unsubscribe/{token}",
     tag = "integrations",
     params(("token" = String, Path, description = "The token in the email's List-Unsubscribe link")),
-    request_body(content = String, description = "`List-Unsubscribe=One-Click`", content_type = "application/x-www-form-urlencoded"),
+    request_body(content = OneClickUnsubscribe, description = "`List-Unsubscribe=One-Click`", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Unsubscribed from the email's list (also when it already was)", body = SubscriptionState),
         (status = 400, description = "The body is not `List-Unsubscribe=One-Click`", body = shared::platform::error::Problem),
