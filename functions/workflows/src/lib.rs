@@ -155,3 +155,10 @@ pub async fn from_env() -> Result<(Platform, shared::platform::aws::Clients, eng
     let engine = engine(&platform, aws_sdk_sesv2::Client::new(&sdk), policy, std::sync::Arc::new(engine::SystemClock));
     Ok((platform, clients, engine))
 }
+
+/// The dispatcher (and the tick, which shares its engine, queue and
+/// client) as a cold start builds it.
+pub async fn dispatcher_from_env() -> Result<dispatch::Dispatcher, lambda_http::Error> {
+    let (platform, clients, engine) = from_env().await?;
+    Ok(dispatch::Dispatcher { engine, sqs: clients.sqs.clone(), queue_url: platform.config.jobs_queue_url.clone() })
+}

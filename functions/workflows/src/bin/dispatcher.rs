@@ -9,9 +9,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::platform::telemetry::init();
-    let (platform, clients, engine) = workflows::from_env().await?;
-    let dispatcher =
-        &*Box::leak(Box::new(workflows::dispatch::Dispatcher { engine, sqs: clients.sqs.clone(), queue_url: platform.config.jobs_queue_url.clone() }));
+    let dispatcher = &*Box::leak(Box::new(workflows::dispatcher_from_env().await?));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move { Ok::<_, lambda_runtime::Error>(dispatcher.handle(event.payload).await) }))
         .await
 }

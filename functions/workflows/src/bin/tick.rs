@@ -7,9 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::platform::telemetry::init();
-    let (platform, clients, engine) = workflows::from_env().await?;
-    let dispatcher =
-        &*Box::leak(Box::new(workflows::dispatch::Dispatcher { engine, sqs: clients.sqs.clone(), queue_url: platform.config.jobs_queue_url.clone() }));
+    let dispatcher = &*Box::leak(Box::new(workflows::dispatcher_from_env().await?));
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let tick = workflows::tick::Tick { engine: &dispatcher.engine, sqs: &dispatcher.sqs, queue_url: &dispatcher.queue_url };
         let ticked = tick.run(chrono::Utc::now()).await?;
