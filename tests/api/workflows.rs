@@ -63,6 +63,17 @@ impl Flow {
     }
 }
 
+/// Move the test's clock to the next whole second after the real now and
+/// answer it. Runs started through the API are due by the real clock; a
+/// test clock behind it would hold their first step back in the queue with
+/// a delay (on a slow machine, seconds), where one poll does not see it.
+/// Whole seconds, since stored times keep microseconds, not nanoseconds.
+fn catch_up(clock: &ManualClock) -> DateTime<Utc> {
+    let now = DateTime::from_timestamp(Utc::now().timestamp() + 1, 0).unwrap();
+    clock.set(now);
+    now
+}
+
 async fn create(app: &TestApp, token: &str, definition: Value) -> Value {
     let created = app.call(Method::POST, "/api/v1/workflows", Some(token), Some(definition)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -270,9 +281,7 @@ async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>, Arc<std::
 async fn a_failing_step_retries_with_its_configured_spacing() {
     let app = TestApp::spawn().await;
     let (_, token) = app.user(&["admin"]).await;
-    // Whole seconds: stored times keep microseconds, not nanoseconds.
-    let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-    let clock = ManualClock::at(t0);
+    let clock = ManualClock::at(Utc::now());
     let mut flow = Flow::new(&app, Arc::new(clock.clone())).await;
     let (url, calls, ids) = flaky_receiver(2).await;
     let workflow = create(
@@ -287,6 +296,7 @@ async fn a_failing_step_retries_with_its_configured_spacing() {
     let started = app.call(Method::POST, &format!("/api/v1/workflows/{id}/runs"), Some(&token), Some(json!({"input": {"who": "ops"}}))).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
     let run_id = started.body["id"].as_str().unwrap().to_string();
+    let t0 = catch_up(&clock);
 
     // Attempt 1 fails (503): the next is due an hour later, not before.
     flow.run(&app).await;
@@ -329,8 +339,7 @@ async fn a_failing_step_retries_with_its_configured_spacing() {
 async fn a_step_that_exhausts_its_retries_fails_the_run_honestly_and_can_be_rerun() {
     let app = TestApp::spawn().await;
     let (_, token) = app.user(&["admin"]).await;
-    let t0 = Utc::now();
-    let clock = ManualClock::at(t0);
+    let clock = ManualClock::at(Utc::now());
     let mut flow = Flow::new(&app, Arc::new(clock.clone())).await;
     let (url, calls, _) = flaky_receiver(2).await;
     let workflow = create(
@@ -344,6 +353,7 @@ async fn a_step_that_exhausts_its_retries_fails_the_run_honestly_and_can_be_reru
     let id = workflow["id"].as_str().unwrap();
     let started = app.call(Method::POST, &format!("/api/v1/workflows/{id}/runs"), Some(&token), Some(json!({}))).await;
     let run_id = started.body["id"].as_str().unwrap().to_string();
+    let t0 = catch_up(&clock);
     flow.run(&app).await;
     clock.set(t0 + Duration::minutes(30));
     flow.tick(t0 + Duration::minutes(30)).await;
@@ -373,8 +383,7 @@ async fn a_step_that_exhausts_its_retries_fails_the_run_honestly_and_can_be_reru
 async fn a_one_day_wait_completes_when_the_clock_reaches_it_and_runs_can_be_cancelled() {
     let app = TestApp::spawn().await;
     let (_, token) = app.user(&["admin"]).await;
-    let t0 = Utc::now();
-    let clock = ManualClock::at(t0);
+    let clock = ManualClock::at(Utc::now());
     let mut flow = Flow::new(&app, Arc::new(clock.clone())).await;
     let workflow = create(
         &app,
@@ -389,6 +398,7 @@ async fn a_one_day_wait_completes_when_the_clock_reaches_it_and_runs_can_be_canc
     let start = || app.call(Method::POST, &path, Some(&token), Some(json!({})));
     let run_id = start().await.body["id"].as_str().unwrap().to_string();
     let cancelled_id = start().await.body["id"].as_str().unwrap().to_string();
+    let t0 = catch_up(&clock);
     flow.run(&app).await;
     let run = run_of(&app, &token, id, &run_id).await;
     assert_eq!(run["status"], "waiting");
