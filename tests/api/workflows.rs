@@ -380,6 +380,113 @@ async fn a_step_that_exhausts_its_retries_fails_the_run_honestly_and_can_be_reru
 }
 
 #[tokio::test]
+async fn a_wait_for_event_resumes_on_the_matching_event_or_times_out() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["admin"]).await;
+    let (ada, _) = app.user(&["user"]).await;
+    let (bob, _) = app.user(&["user"]).await;
+    let clock = ManualClock::at(Utc::now());
+    let mut flow = Flow::new(&app, Arc::new(clock.clone())).await;
+    // Wait up to three days for this run's user to be suspended.
+    let workflow = create(
+        &app,
+        &token,
+        json!({"name": "await", "trigger": {"type": "manual"},
+            "steps": [{"id": "hold", "type": "wait_for_event", "event": "user.suspended", "filter": "received.target.id == input.user_id",
+                       "timeout": "3d", "on_timeout": "late"},
+                      {"id": "mail", "type": "send_email", "to": "ops@example.com", "subject": "Suspended",
+                       "body": "{{ steps.hold.output.event.target.id }} is {{ steps.hold.output.event.data.status }}", "on_success": "end"},
+                      {"id": "late", "type": "set", "values": {"late": "yes"}}]}),
+    )
+    .await;
+    let id = workflow["id"].as_str().unwrap();
+    // Without on_timeout, a timeout fails the step.
+    let strict = create(
+        &app,
+        &token,
+        json!({"name": "strict", "trigger": {"type": "manual"},
+            "steps": [{"id": "hold", "type": "wait_for_event", "event": "user.suspend", "timeout": "1d"}]}),
+    )
+    .await;
+    let strict_id = strict["id"].as_str().unwrap();
+    let start = async |wf: &str, user: &str| -> String {
+        let started = app.call(Method::POST, &format!("/api/v1/workflows/{wf}/runs"), Some(&token), Some(json!({"input": {"user_id": user}}))).await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+        started.body["id"].as_str().unwrap().to_string()
+    };
+    let (ada_run, bob_run) = (start(id, &ada.id).await, start(id, &bob.id).await);
+    let t0 = catch_up(&clock);
+    flow.run(&app).await;
+    for run_id in [&ada_run, &bob_run] {
+        let run = run_of(&app, &token, id, run_id).await;
+        assert_eq!(run["status"], "waiting", "{run}");
+        assert_eq!(run["waiting_for"], "user.suspended");
+        assert_eq!(run["current_step"], "hold");
+    }
+
+    // Ada is suspended through the API: her run goes on with the event;
+    // Bob's does not match the filter and keeps waiting. (The waits began
+    // at the test clock's time, up to a second ahead of the real one the
+    // API records events at; an event before a wait does not count.)
+    while Utc::now() <= t0 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let path = format!("/api/v1/admin/users/{}", ada.id);
+    let suspended = app.call(Method::PUT, &path, Some(&token), Some(json!({"version": 1, "status": "suspended", "reason": "chargeback"}))).await;
+    assert_eq!(suspended.status, StatusCode::OK, "{}", suspended.body);
+    flow.run(&app).await;
+    let run = run_of(&app, &token, id, &ada_run).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().map(|s| s["step_id"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["hold", "mail"]);
+    assert_eq!(run["steps"][0]["output"]["event"]["type"], "user.suspend");
+    let emails = app.sent_emails("ops@example.com").await;
+    assert_eq!(emails.len(), 1);
+    assert!(emails[0].contains(&format!("{} is suspended", ada.id)), "{}", emails[0]);
+    assert_eq!(run_of(&app, &token, id, &bob_run).await["status"], "waiting");
+
+    // The strict run starts now: Ada's suspension came before its wait and
+    // does not count; a day later it fails honestly.
+    let strict_run = start(strict_id, &ada.id).await;
+    catch_up(&clock);
+    flow.run(&app).await;
+    assert_eq!(run_of(&app, &token, strict_id, &strict_run).await["status"], "waiting");
+
+    // Three days on: Bob's wait times out into `late`; the strict run failed.
+    let later = t0 + Duration::days(3) + Duration::seconds(2);
+    clock.set(later);
+    assert_eq!(flow.tick(later).await.messages_sent, 2, "both timeouts, kept for the tick");
+    flow.run(&app).await;
+    let run = run_of(&app, &token, id, &bob_run).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let steps: Vec<(&str, &Value)> = run["steps"].as_array().unwrap().iter().map(|s| (s["step_id"].as_str().unwrap(), &s["output"])).collect();
+    assert_eq!(steps[0], ("hold", &json!({"timed_out": true})));
+    assert_eq!(steps[1].0, "late");
+    let run = run_of(&app, &token, strict_id, &strict_run).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["failed_step"], "hold");
+    assert!(run["error"].as_str().unwrap().contains("timed out: no user.suspend within 1d"), "{run}");
+    // Bob suspended now: no run waits any more, nothing happens.
+    let path = format!("/api/v1/admin/users/{}", bob.id);
+    assert_eq!(app.call(Method::PUT, &path, Some(&token), Some(json!({"version": 1, "status": "suspended", "reason": "x"}))).await.status, StatusCode::OK);
+    flow.run(&app).await;
+    assert_eq!(app.sent_emails("ops@example.com").await.len(), 1);
+
+    // A waiting run cancelled: its wait goes with it.
+    let cancelled = start(id, &bob.id).await;
+    catch_up(&clock);
+    flow.run(&app).await;
+    let answer = app.call(Method::POST, &format!("/api/v1/workflows/{id}/runs/{cancelled}/cancel"), Some(&token), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let spec = shared::store::QuerySpec {
+        key_condition: "pk = :pk AND begins_with(sk, :w)",
+        values: vec![(":pk", shared::store::s(format!("WFRUN#{cancelled}"))), (":w", shared::store::s("WAIT#"))],
+        ..Default::default()
+    };
+    assert!(app.store().query_all(&spec).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_one_day_wait_completes_when_the_clock_reaches_it_and_runs_can_be_cancelled() {
     let app = TestApp::spawn().await;
     let (_, token) = app.user(&["admin"]).await;

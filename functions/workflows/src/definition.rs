@@ -85,6 +85,11 @@ pub enum StepType {
     Wait,
     /// Start another workflow's run with `input` (it runs on its own).
     RunWorkflow,
+    /// Wait until an audit event (`event`, past or present tense) passes
+    /// `filter` (CEL; `received` is the event), at most `timeout`; then
+    /// `on_success` with the event as `steps.<id>.output.event`, or on
+    /// timeout `on_timeout` (absent: the step fails, `on_failure`).
+    WaitForEvent,
 }
 
 impl StepType {
@@ -97,6 +102,7 @@ impl StepType {
             StepType::Action => "action",
             StepType::Wait => "wait",
             StepType::RunWorkflow => "run_workflow",
+            StepType::WaitForEvent => "wait_for_event",
         }
     }
 }
@@ -126,6 +132,9 @@ pub struct Step {
     pub on_success: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
+    /// `wait_for_event`: where to go when the time runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +163,16 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
+    /// `wait_for_event`: the audit action waited for (`user.two_factor_enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// `wait_for_event`: CEL over the context and `received` (the event,
+    /// shaped as the run's `event`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// `wait_for_event`: how long at most (`30m`, `3d`; at most a year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// Retries of one step: `attempts` tries in all; before try n + 1 a delay
@@ -200,6 +219,11 @@ impl RetryPolicy {
         let seconds = (initial * backoff.powi(next.saturating_sub(2) as i32)).min(max);
         chrono::Duration::milliseconds((seconds * 1000.0) as i64)
     }
+}
+
+/// An audit action's shape: `noun.verb`, lower-case letters and `_`.
+pub fn is_event_name(event: &str) -> bool {
+    event.len() <= 80 && event.split('.').count() == 2 && event.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
 }
 
 /// `30s`, `15m`, `2h`, `1d`, `1w` (or a plain number of seconds) in seconds.
@@ -300,10 +324,7 @@ impl Definition {
         };
         match &self.trigger {
             Trigger::Event { event, filter } => {
-                let valid = event.len() <= 80
-                    && event.split('.').count() == 2
-                    && event.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-                if !valid {
+                if !is_event_name(event) {
                     push("trigger.event".into(), "an audit action such as user.create or chart.flag".into());
                 }
                 if let Some(filter) = filter {
@@ -336,9 +357,13 @@ impl Definition {
             } else if !seen.insert(step.id.as_str()) {
                 push(at("id"), format!("{:?} is the id of an earlier step", step.id));
             }
-            for (field, target) in
-                [("on_true", &step.on_true), ("on_false", &step.on_false), ("on_success", &step.on_success), ("on_failure", &step.on_failure)]
-            {
+            for (field, target) in [
+                ("on_true", &step.on_true),
+                ("on_false", &step.on_false),
+                ("on_success", &step.on_success),
+                ("on_failure", &step.on_failure),
+                ("on_timeout", &step.on_timeout),
+            ] {
                 if let Some(target) = target
                     && target != END
                     && !known.contains(target.as_str())
@@ -449,8 +474,31 @@ impl Definition {
                     }
                     &["workflow_id", "input", "on_success", "on_failure"]
                 }
+                StepType::WaitForEvent => {
+                    match step.event.as_deref() {
+                        Some(event) if is_event_name(event) => {}
+                        Some(_) => push(at("event"), "an audit action such as user.two_factor_enable or chart.flag".into()),
+                        None => push(at("event"), "required for a wait_for_event step".into()),
+                    }
+                    match step.timeout.as_deref().map(parse_duration) {
+                        None => push(at("timeout"), "required for a wait_for_event step (a duration such as 3d; at most a year)".into()),
+                        Some(Err(e)) => push(at("timeout"), e),
+                        Some(Ok(_)) => {}
+                    }
+                    if let Some(filter) = &step.filter {
+                        // `received` is the event that arrived, beside the context.
+                        match expr::expression_references(filter) {
+                            Ok((mut variables, steps)) => {
+                                variables.remove("received");
+                                check_refs(at("filter"), Ok((variables, steps)), &mut push);
+                            }
+                            Err(e) => push(at("filter"), e),
+                        }
+                    }
+                    &["event", "filter", "timeout", "on_success", "on_failure", "on_timeout"]
+                }
             };
-            let present: [(&str, bool); 16] = [
+            let present: [(&str, bool); 20] = [
                 ("on_true", step.on_true.is_some()),
                 ("on_false", step.on_false.is_some()),
                 ("on_success", step.on_success.is_some()),
@@ -467,6 +515,10 @@ impl Definition {
                 ("duration", step.duration.is_some()),
                 ("until", step.until.is_some()),
                 ("workflow_id", step.workflow_id.is_some() || step.input.is_some()),
+                ("event", step.event.is_some()),
+                ("filter", step.filter.is_some()),
+                ("timeout", step.timeout.is_some()),
+                ("on_timeout", step.on_timeout.is_some()),
             ];
             for (field, is_set) in present {
                 if is_set && !allowed.contains(&field) {
@@ -514,6 +566,7 @@ impl Definition {
                 } else {
                     next.extend(self.next_after(s, None));
                     next.extend(s.on_failure.clone().filter(|f| f != END));
+                    next.extend(s.on_timeout.clone().filter(|f| f != END));
                 }
                 (s.id.as_str(), next)
             })
@@ -584,6 +637,25 @@ mod tests {
         ] {
             assert!(fields.contains(field), "{field} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_wait_for_event_needs_an_event_and_a_timeout_and_its_filter_may_read_received() {
+        let good = parse(json!({"name": "w", "trigger": {"type": "manual"},
+            "steps": [{"id": "w", "type": "wait_for_event", "event": "user.two_factor_enable", "filter": "received.actor.id == input.user_id",
+                       "timeout": "3d", "on_timeout": "late"},
+                      {"id": "late", "type": "set", "values": {"x": "{{ steps.w.output }}"}}]}));
+        assert_eq!(good.validate(), vec![]);
+        let bad = parse(json!({"name": "w", "trigger": {"type": "manual"},
+            "steps": [{"id": "w", "type": "wait_for_event", "event": "User Created", "filter": "recieved.actor.id == 'x'", "on_timeout": "nowhere",
+                       "duration": "1d"}]}));
+        let fields: BTreeSet<String> = bad.validate().into_iter().map(|e| e.field).collect();
+        for field in ["steps[0].event", "steps[0].timeout", "steps[0].filter", "steps[0].on_timeout", "steps[0].duration"] {
+            assert!(fields.contains(field), "{field} missing from {fields:?}");
+        }
+        let elsewhere =
+            parse(json!({"name": "w", "trigger": {"type": "manual"}, "steps": [{"id": "s", "type": "set", "values": {"x": "1"}, "timeout": "1d"}]}));
+        assert_eq!(elsewhere.validate()[0].field, "steps[0].timeout");
     }
 
     #[test]

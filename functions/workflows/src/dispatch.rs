@@ -5,6 +5,9 @@
 //!   of every enabled workflow whose event trigger names its action and
 //!   whose filter it passes. The run's id is derived from the entry's and
 //!   the workflow's, so a stream record read twice starts one run.
+//! - The same entry ends the `wait_for_event` steps of runs waiting for it
+//!   (found in the same index query as the workflows it starts), when it
+//!   passes the step's filter and is not the run's own doing.
 //! - A new step message (committed with the transition that asks for it)
 //!   is sent to the jobs queue, held back until its time when SQS can hold
 //!   it (15 minutes); later ones are sent by the tick.
@@ -62,8 +65,8 @@ impl Dispatcher {
             return Ok(0);
         }
         let Some(action) = new.get("action").and_then(Value::as_str) else { return Ok(0) };
-        let workflows = self.triggered_by(action).await?;
-        if workflows.is_empty() {
+        let (workflows, waiters) = self.listeners(action).await?;
+        if workflows.is_empty() && waiters.is_empty() {
             return Ok(0);
         }
         let (Some(pk), Some(sk)) = (new.get("pk").and_then(Value::as_str), new.get("sk").and_then(Value::as_str)) else { return Ok(0) };
@@ -79,18 +82,47 @@ impl Dispatcher {
                 started += 1;
             }
         }
+        for waiter in waiters {
+            if self.resume(&waiter, &entry).await? {
+                started += 1;
+            }
+        }
         Ok(started)
     }
 
-    async fn triggered_by(&self, action: &str) -> Result<Vec<Workflow>> {
+    /// The enabled workflows an audit action starts and the runs waiting for it.
+    async fn listeners(&self, action: &str) -> Result<(Vec<Workflow>, Vec<model::Waiter>)> {
         let spec = QuerySpec {
             index: Some("gsi2"),
             key_condition: "gsi2pk = :pk",
             values: vec![(":pk", s(model::trigger_pk(&model::event_key(action))))],
             ..Default::default()
         };
-        let items = self.engine.store.query_all(&spec).await?;
-        Ok(items.into_iter().filter_map(|item| Workflow::from_item(item).ok()).filter(|w| w.enabled).collect())
+        let (mut workflows, mut waiters) = (Vec::new(), Vec::new());
+        for item in self.engine.store.query_all(&spec).await? {
+            match model::listener(item) {
+                Some(model::Listener::Workflow(w)) if w.enabled => workflows.push(w),
+                Some(model::Listener::Waiter(w)) => waiters.push(w),
+                _ => {}
+            }
+        }
+        Ok((workflows, waiters))
+    }
+
+    /// End a run's wait with `entry`, unless the entry is older than the
+    /// wait or the run's own doing (an action it took before waiting).
+    async fn resume(&self, waiter: &model::Waiter, entry: &AuditEntry) -> Result<bool> {
+        let since = shared::platform::time::parse(&waiter.since);
+        let at = shared::platform::time::parse(&entry.ts);
+        if matches!((at, since), (Some(at), Some(since)) if at < since) {
+            return Ok(false);
+        }
+        if entry.actor.kind == "workflow" && entry.actor.request_id.as_deref() == Some(waiter.run_id.as_str()) {
+            return Ok(false);
+        }
+        let Some(workflow) = model::get(self.engine.store.store(), &waiter.workflow_id).await? else { return Ok(false) };
+        let received = self.event_of(&workflow, entry).await?;
+        self.engine.resume(waiter, received).await
     }
 
     /// Start `workflow`'s run for `entry` unless its filter says no or the

@@ -78,6 +78,10 @@ struct Outcome {
     audit: Option<AuditEntry>,
     /// Values a `set` step adds to `vars`.
     vars: Map<String, Value>,
+    /// A `wait_for_event` step registered: it waits until this time.
+    awaiting: Option<DateTime<Utc>>,
+    /// The step that follows, named by the outcome (a timeout's `on_timeout`).
+    goto: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +103,19 @@ impl StepError {
 
 impl Outcome {
     fn done(input: Value, output: Value) -> Outcome {
-        Outcome { status: StepStatus::Succeeded, input, output, branch: None, error: None, next_due: None, writes: Vec::new(), audit: None, vars: Map::new() }
+        Outcome {
+            status: StepStatus::Succeeded,
+            input,
+            output,
+            branch: None,
+            error: None,
+            next_due: None,
+            writes: Vec::new(),
+            audit: None,
+            vars: Map::new(),
+            awaiting: None,
+            goto: None,
+        }
     }
 
     fn failed(input: Value, error: StepError) -> Outcome {
@@ -162,6 +178,7 @@ pub fn start_with_id(id: &str, version: &Version, origin: Origin, now: DateTime<
         current_step: first.clone(),
         current_attempt: 1,
         due_at: Some(started_at.clone()),
+        waiting_for: None,
         depth,
         chain: chain.clone(),
         error: None,
@@ -242,6 +259,13 @@ impl Engine {
         let Some(step) = version.definition.step(&message.step_id).cloned() else {
             return Err(Error::internal(format!("run {} names step {} its version does not have", run.id, message.step_id)));
         };
+        if message.is_timeout() {
+            if run.waiting_for.is_none() {
+                return Ok(());
+            }
+            let outcome = timed_out(&step);
+            return self.finish(run, &version.definition, &workflow, &step, message, outcome, now, 0).await;
+        }
         // Email is sent at most once: a marker before sending.
         if step.step_type == StepType::SendEmail && !step_skipped(&step, &run.context) {
             let marker = Item::from([
@@ -283,6 +307,36 @@ impl Engine {
         let table = self.store.table().to_string();
         let now = self.now();
         let mut writes = vec![message.done_write(&table)?];
+        if let (Some(deadline), None) = (outcome.awaiting, &outcome.error) {
+            // Registered: the event (through the dispatcher) or the timeout
+            // (a message due at the deadline) ends the step, whichever
+            // marks the timeout message done first.
+            let event = step.event.clone().unwrap_or_default();
+            let waiter = model::Waiter {
+                run_id: run.id.clone(),
+                workflow_id: run.workflow_id.clone(),
+                step_id: step.id.clone(),
+                attempt: message.attempt,
+                event: event.clone(),
+                since: timestamp(now),
+                deadline: timestamp(deadline),
+            };
+            run.status = RunStatus::Waiting;
+            run.waiting_for = Some(event);
+            run.due_at = Some(timestamp(deadline));
+            run.updated_at = timestamp(now);
+            run.rev += 1;
+            writes.push(StepMessage::timeout(&run.id, &step.id, message.attempt, deadline).create_write(&table, now)?);
+            writes.push(waiter.put_write(&table)?);
+            writes.push(run.save_write(&table)?);
+            return match self.store.store().transact(writes).await {
+                Ok(()) | Err(Error::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        if run.waiting_for.take().is_some() {
+            writes.push(model::Waiter::delete_write(&table, &run.id, &step.id, message.attempt)?);
+        }
         let mut execution = StepExecution {
             step_id: step.id.clone(),
             step_type: step.step_type.as_str().into(),
@@ -312,7 +366,13 @@ impl Engine {
                     (None, 0, now)
                 }
             }
-            (None, _) => (definition.next_after(step, outcome.branch), 1, outcome.next_due.unwrap_or(now)),
+            (None, _) => {
+                let next = match &outcome.goto {
+                    Some(target) => Some(target.clone()).filter(|t| t != crate::definition::END),
+                    None => definition.next_after(step, outcome.branch),
+                };
+                (next, 1, outcome.next_due.unwrap_or(now))
+            }
         };
         execution.next = next.clone().filter(|n| *n != step.id || next_attempt == 1);
         // The context the following steps read.
@@ -478,7 +538,71 @@ impl Engine {
                 }
             }
             StepType::RunWorkflow => self.run_workflow(run, step, mode).await,
+            StepType::WaitForEvent => {
+                let event = step.event.clone().unwrap_or_default();
+                let input = json!({"event": event, "filter": step.filter, "timeout": step.timeout});
+                let deadline = match parse_duration(step.timeout.as_deref().unwrap_or_default()) {
+                    Ok(seconds) => self.now() + chrono::Duration::seconds(seconds),
+                    Err(e) => return Outcome::failed(input, StepError::permanent(format!("timeout: {e}"))),
+                };
+                if mode == Mode::Dry {
+                    // The plan assumes the event comes; the run's own event
+                    // stands in for it.
+                    let output = json!({"dry_run": true, "would_wait_for": event, "timeout_at": timestamp(deadline), "event": context.get("event")});
+                    return Outcome { next_due: Some(deadline), ..Outcome::done(input, output) };
+                }
+                Outcome { awaiting: Some(deadline), ..Outcome::done(input, json!({"waiting_for": event, "until": timestamp(deadline)})) }
+            }
         }
+    }
+
+    /// An event for a run waiting in a `wait_for_event` step: if the run is
+    /// still waiting for it and `received` passes the step's filter, the
+    /// step succeeds with the event and the run goes on (one transaction;
+    /// the step's timeout message is marked done in it, so the timeout and
+    /// the event cannot both end the step). Whether it ended the step.
+    pub async fn resume(&self, waiter: &model::Waiter, received: Value) -> Result<bool> {
+        let store = self.store.store();
+        let table = store.table().to_string();
+        let now = self.now();
+        let forget = || async { store.transact(vec![model::Waiter::delete_write(&table, &waiter.run_id, &waiter.step_id, waiter.attempt)?]).await };
+        let Some(run) = model::run(store, &waiter.run_id).await? else {
+            forget().await?;
+            return Ok(false);
+        };
+        let current = !run.status.is_final()
+            && run.waiting_for.is_some()
+            && run.current_step.as_deref() == Some(waiter.step_id.as_str())
+            && run.current_attempt == waiter.attempt;
+        if !current {
+            forget().await?;
+            return Ok(false);
+        }
+        let version = model::version(store, &run.workflow_id, run.version)
+            .await?
+            .ok_or_else(|| Error::internal(format!("run {} is pinned to a missing version", run.id)))?;
+        let workflow = model::load(store, &run.workflow_id).await?;
+        let Some(step) = version.definition.step(&waiter.step_id).cloned() else { return Ok(false) };
+        if let Some(filter) = &step.filter {
+            let mut context = run.context.clone();
+            if let Some(map) = context.as_object_mut() {
+                map.insert("received".into(), received.clone());
+            }
+            match expr::evaluate(filter, &context) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    tracing::warn!(run_id = %run.id, step = %step.id, error = %e, "a wait_for_event filter failed; not this event");
+                    return Ok(false);
+                }
+            }
+        }
+        let deadline = model::not_before(&waiter.deadline)?;
+        let message = StepMessage::timeout(&run.id, &step.id, waiter.attempt, deadline);
+        let input = json!({"event": step.event, "filter": step.filter, "timeout": step.timeout});
+        let outcome = Outcome::done(input, json!({"event": received}));
+        self.finish(run, &version.definition, &workflow, &step, &message, outcome, now, 0).await?;
+        Ok(true)
     }
 
     async fn send_email(&self, to: &str, subject: &str, text: &str) -> Result<Option<String>> {
@@ -795,6 +919,18 @@ pub fn workflow_actor(workflow: &Workflow, run: &Run) -> Actor {
         user_agent: Some(format!("keel-workflow/{}", workflow.id)),
         request_id: Some(run.id.clone()),
         ..Actor::default()
+    }
+}
+
+/// A `wait_for_event` step whose time ran out: on to `on_timeout`, or failed.
+fn timed_out(step: &Step) -> Outcome {
+    let input = json!({"event": step.event, "filter": step.filter, "timeout": step.timeout});
+    match &step.on_timeout {
+        Some(target) => Outcome { goto: Some(target.clone()), ..Outcome::done(input, json!({"timed_out": true})) },
+        None => Outcome::failed(
+            input,
+            StepError::permanent(format!("timed out: no {} within {}", step.event.as_deref().unwrap_or_default(), step.timeout.as_deref().unwrap_or_default())),
+        ),
     }
 }
 

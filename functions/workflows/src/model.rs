@@ -11,6 +11,10 @@
 //! - `WFRUN#<run id> / MSG#<step>#<attempt>`: a step to execute (the
 //!   outbox: committed with the transition that asks for it, sent to the
 //!   jobs queue from the stream); gsi2 `WFDUE` by its time while pending.
+//!   A `wait_for_event` step's timeout is one too (`MSG#<step>#<attempt>#timeout`).
+//! - `WFRUN#<run id> / WAIT#<step>#<attempt>`: a run waiting for an event;
+//!   gsi2 `WFTRIGGER#<event>` (beside the workflows that event starts, so
+//!   the dispatcher finds both in one query).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -296,9 +300,12 @@ pub struct Run {
     pub current_step: Option<String>,
     #[serde(default)]
     pub current_attempt: u32,
-    /// When the current step is due.
+    /// When the current step is due (waiting for an event: its timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
+    /// The event a `wait_for_event` step is waiting for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// How many runs led to this one (the loop guard), and their workflows.
     pub depth: u32,
     pub chain: Vec<String>,
@@ -350,6 +357,16 @@ impl Run {
     pub fn create_write(&self, table: &str) -> Result<Write> {
         Write::put_new(table, self.to_item()?, Error::Conflict(format!("run {} exists already", self.id)))
     }
+
+    /// The message its current step waits on: the step's own, or (waiting
+    /// for an event) its timeout.
+    pub fn pending_message(&self) -> Option<StepMessage> {
+        let (step, due) = (self.current_step.as_deref()?, shared::platform::time::parse(self.due_at.as_deref()?)?);
+        Some(match self.waiting_for {
+            Some(_) => StepMessage::timeout(&self.id, step, self.current_attempt, due),
+            None => StepMessage::new(&self.id, step, self.current_attempt, due),
+        })
+    }
 }
 
 pub async fn run(store: &Store, id: &str) -> Result<Option<Run>> {
@@ -372,15 +389,34 @@ pub struct StepMessage {
     pub step_id: String,
     pub attempt: u32,
     pub not_before: String,
+    /// `timeout`: a `wait_for_event` step's time ran out (absent: execute
+    /// the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
+
+pub const TIMEOUT_PHASE: &str = "timeout";
 
 impl StepMessage {
     pub fn new(run_id: &str, step_id: &str, attempt: u32, not_before: DateTime<Utc>) -> StepMessage {
-        StepMessage { kind: STEP_KIND.into(), run_id: run_id.into(), step_id: step_id.into(), attempt, not_before: timestamp(not_before) }
+        StepMessage { kind: STEP_KIND.into(), run_id: run_id.into(), step_id: step_id.into(), attempt, not_before: timestamp(not_before), phase: None }
+    }
+
+    /// A `wait_for_event` step's timeout. Whichever comes first, the event
+    /// or this, marks it done; the other then changes nothing.
+    pub fn timeout(run_id: &str, step_id: &str, attempt: u32, at: DateTime<Utc>) -> StepMessage {
+        StepMessage { phase: Some(TIMEOUT_PHASE.into()), ..StepMessage::new(run_id, step_id, attempt, at) }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        self.phase.as_deref() == Some(TIMEOUT_PHASE)
     }
 
     pub fn sk(&self) -> String {
-        format!("MSG#{}#{:03}", self.step_id, self.attempt)
+        match &self.phase {
+            Some(phase) => format!("MSG#{}#{:03}#{phase}", self.step_id, self.attempt),
+            None => format!("MSG#{}#{:03}", self.step_id, self.attempt),
+        }
     }
 
     /// The pending item; `deferred` when SQS cannot hold it back that long.
@@ -419,6 +455,60 @@ impl StepMessage {
 
     pub fn body(&self) -> Result<String> {
         serde_json::to_string(self).map_err(|e| Error::internal(e.to_string()))
+    }
+}
+
+/// A run waiting for an event (`wait_for_event`), found by the dispatcher
+/// with the workflows the same event starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub run_id: String,
+    pub workflow_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    /// The audit action waited for, as the step names it.
+    pub event: String,
+    /// Since when (events recorded before do not count) and until when.
+    pub since: String,
+    pub deadline: String,
+}
+
+pub const WAITER_TYPE: &str = "workflow_wait";
+
+impl Waiter {
+    pub fn sk(step_id: &str, attempt: u32) -> String {
+        format!("WAIT#{step_id}#{attempt:03}")
+    }
+
+    pub fn put_write(&self, table: &str) -> Result<Write> {
+        let deadline = not_before(&self.deadline)?;
+        let mut item = to_item(self)?;
+        item.insert("pk".into(), s(run_pk(&self.run_id)));
+        item.insert("sk".into(), s(Waiter::sk(&self.step_id, self.attempt)));
+        item.insert("type".into(), s(WAITER_TYPE));
+        item.insert("gsi2pk".into(), s(trigger_pk(&event_key(&self.event))));
+        // After every workflow id (UUIDs sort before `~`).
+        item.insert("gsi2sk".into(), s(format!("~WAIT#{}#{}", self.run_id, self.step_id)));
+        item.insert("ttl".into(), n(deadline.timestamp() + 7 * 86_400));
+        Write::put(table, item)
+    }
+
+    pub fn delete_write(table: &str, run_id: &str, step_id: &str, attempt: u32) -> Result<Write> {
+        Write::delete(table, &run_pk(run_id), &Waiter::sk(step_id, attempt))
+    }
+}
+
+/// What an event's index entry is: a workflow it starts, or a run waiting for it.
+pub enum Listener {
+    Workflow(Workflow),
+    Waiter(Waiter),
+}
+
+pub fn listener(item: Item) -> Option<Listener> {
+    match shared::store::attr_s(&item, "type") {
+        Some(WAITER_TYPE) => from_item(item).ok().map(Listener::Waiter),
+        Some("workflow") => Workflow::from_item(item).ok().map(Listener::Workflow),
+        _ => None,
     }
 }
 

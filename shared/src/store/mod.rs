@@ -270,6 +270,12 @@ impl Write {
         Ok(Write { item: TransactWriteItem::builder().put(put).build(), on_conflict: None })
     }
 
+    /// Delete an item if it exists (items the transaction owns outright).
+    pub fn delete(table: &str, pk: &str, sk: &str) -> Result<Write> {
+        let delete = Delete::builder().table_name(table).key("pk", s(pk)).key("sk", s(sk)).build().map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Write { item: TransactWriteItem::builder().delete(delete).build(), on_conflict: None })
+    }
+
     /// Delete an item that must exist.
     pub fn delete_existing(table: &str, pk: &str, sk: &str, on_conflict: Error) -> Result<Write> {
         let delete = Delete::builder()

@@ -128,10 +128,15 @@ pub async fn cancel(State(state): State<WorkflowsState>, caller: Caller, Path((i
         AuditEntry::new(&caller.actor(), "workflow_run.cancel", "workflow", &id).reason(format!("run {run_id} cancelled at step {:?}", run.current_step));
     let table = state.platform.store.table();
     let mut writes = vec![next.save_write(table)?];
-    // Its pending step message is retired with it (the tick would send it).
-    if let (Some(step), Some(due)) = (&run.current_step, run.due_at.as_deref().and_then(shared::platform::time::parse)) {
-        writes.push(StepMessage::new(&run_id, step, run.current_attempt, due).done_write(table)?);
+    // Its pending step message is retired with it (the tick would send
+    // it), and a wait for an event with it.
+    if let Some(message) = run.pending_message() {
+        writes.push(message.done_write(table)?);
     }
+    if let (Some(_), Some(step)) = (&run.waiting_for, &run.current_step) {
+        writes.push(crate::model::Waiter::delete_write(table, &run_id, step, run.current_attempt)?);
+    }
+    next.waiting_for = None;
     state.platform.store.commit(writes, &audit).await?;
     Ok(Json(next))
 }
@@ -165,6 +170,7 @@ pub async fn retry(State(state): State<WorkflowsState>, caller: Caller, Path((id
         current_step: Some(step.clone()),
         current_attempt: 1,
         due_at: Some(timestamp(now)),
+        waiting_for: None,
         depth: failed.depth,
         chain: failed.chain.clone(),
         error: None,
