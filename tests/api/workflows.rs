@@ -487,6 +487,82 @@ async fn a_wait_for_event_resumes_on_the_matching_event_or_times_out() {
 }
 
 #[tokio::test]
+async fn a_reported_chart_is_hidden_and_an_export_made_as_the_workflow_through_the_apis_own_rules() {
+    let app = TestApp::spawn().await;
+    let (admin, token) = app.user(&["admin"]).await;
+    let (owner, _) = app.user(&["user"]).await;
+    let mut flow = Flow::new(&app, Arc::new(workflows::engine::SystemClock)).await;
+    let chart = crate::charts::chart(&app, &owner.id, "Reported chart", shared::domain::charts::ModerationStatus::Approved, Utc::now()).await;
+    let workflow = create(
+        &app,
+        &token,
+        json!({"name": "escalate", "trigger": {"type": "event", "event": "chart.flagged"},
+            "steps": [{"id": "hide", "type": "action", "action": "chart.moderate",
+                       "params": {"chart_id": "{{ event.target.id }}", "action": "hide", "reason": "abuse", "note": "hidden by workflow"}},
+                      {"id": "export", "type": "action", "action": "data.export",
+                       "params": {"dataset": "charts", "format": "csv", "columns": "id,title,moderation_status"}},
+                      {"id": "mail", "type": "send_email", "to": "mods@example.com", "subject": "Chart hidden",
+                       "body": "{{ steps.hide.output.from }} → {{ steps.hide.output.to }}; export {{ steps.export.output.location }}"}]}),
+    )
+    .await;
+    let id = workflow["id"].as_str().unwrap();
+
+    // A moderator flags it: the workflow hides it, as the API would.
+    let flagged = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/charts/{}/moderate", chart.id),
+            Some(&token),
+            Some(json!({"action": "flag", "reason": "abuse", "version": chart.version})),
+        )
+        .await;
+    assert_eq!(flagged.status, StatusCode::OK, "{}", flagged.body);
+    flow.run(&app).await;
+    let all = runs(&app, &token, id).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["status"], "succeeded", "{}", all[0]);
+    let id_of = |s: &str| shared::store::ids::ChartId::parse(s).unwrap();
+    let now = shared::domain::charts::get(app.store(), &id_of(&chart.id)).await.unwrap().unwrap();
+    assert_eq!(now.moderation_status, shared::domain::charts::ModerationStatus::Hidden);
+    let history = shared::domain::charts::history(app.store(), &chart.id, 10).await.unwrap();
+    assert!(history.iter().any(|e| e.to == shared::domain::charts::ModerationStatus::Hidden && e.actor_id == admin.id), "{history:?}");
+    let hide = app.audit_for("chart", &chart.id).await.into_iter().find(|e| e.action == "chart.hide").expect("the hide is audited");
+    assert_eq!(hide.actor.kind, "workflow");
+    assert_eq!(hide.actor.request_id.as_deref(), all[0]["id"].as_str());
+    // The export: a data export job of the owner's, run by the worker.
+    let job_id = all[0]["steps"][1]["output"]["job_id"].as_str().unwrap().to_string();
+    let emails = app.sent_emails("mods@example.com").await;
+    assert!(emails[0].contains(&format!("flagged → hidden; export /api/v1/data/jobs/{job_id}")), "{}", emails[0]);
+    app.run_jobs().await;
+    let job = app.get(&format!("/api/v1/data/jobs/{job_id}"), &token).await;
+    assert_eq!(job.status, StatusCode::OK, "{}", job.body);
+    assert_eq!(job.body["status"], "succeeded", "{}", job.body);
+    assert!(app.audit_for("job", &job_id).await.iter().any(|e| e.action == "data.export" && e.actor.kind == "workflow"));
+
+    // The same rules as the API: a transition the state machine refuses
+    // fails the step and says why; bad fixed parameters are refused when
+    // saving.
+    let again =
+        app.call(Method::POST, &format!("/api/v1/workflows/{id}/dry-run"), Some(&token), Some(json!({"target": {"type": "chart", "id": chart.id}}))).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(again.body["steps"][0]["error"].as_str().unwrap().contains("cannot hide a chart that is hidden"), "{}", again.body);
+    let bad = app
+        .call(
+            Method::POST,
+            "/api/v1/workflows/validate",
+            Some(&token),
+            Some(json!({"name": "x", "trigger": {"type": "manual"},
+                "steps": [{"id": "a", "type": "action", "action": "chart.moderate", "params": {"chart_id": "x", "action": "burn", "reason": "spam", "colour": "red"}},
+                          {"id": "b", "type": "action", "action": "data.export", "params": {"dataset": "secrets", "format": "csv"}}]})),
+        )
+        .await;
+    let fields: Vec<&str> = bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    for field in ["steps[0].params.action", "steps[0].params.colour", "steps[1].params.dataset"] {
+        assert!(fields.contains(&field), "{field} missing from {fields:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_one_day_wait_completes_when_the_clock_reaches_it_and_runs_can_be_cancelled() {
     let app = TestApp::spawn().await;
     let (_, token) = app.user(&["admin"]).await;

@@ -20,8 +20,8 @@ use shared::store::{Item, QuerySpec, s};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminState;
-use crate::moderation::{self, Decision, Refusal};
 use crate::users::MAX_READS_PER_PAGE;
+use shared::domain::moderation::{self, Decision, Refusal};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChartPage {

@@ -10,7 +10,6 @@ pub mod audit_logs;
 pub mod backups;
 pub mod charts;
 pub mod masking;
-pub mod moderation;
 pub mod roles;
 pub mod system_config;
 pub mod two_factor;

@@ -251,7 +251,9 @@ pub fn parse_duration(raw: &str) -> Result<i64, String> {
 /// loop guard).
 pub struct ActionSpec {
     pub name: &'static str,
+    /// Required parameters, then optional ones.
     pub params: &'static [&'static str],
+    pub optional: &'static [&'static str],
     pub permission: shared::identity::rbac::Permission,
     pub records: &'static [&'static str],
 }
@@ -259,13 +261,32 @@ pub struct ActionSpec {
 pub const ACTIONS: &[ActionSpec] = {
     use shared::identity::rbac::Permission::*;
     &[
-        ActionSpec { name: "user.suspend", params: &["user_id"], permission: UsersWrite, records: &["user.suspend"] },
-        ActionSpec { name: "user.reactivate", params: &["user_id"], permission: UsersWrite, records: &["user.reactivate"] },
-        ActionSpec { name: "user.add_role", params: &["user_id", "role"], permission: RolesWrite, records: &["user.update"] },
-        ActionSpec { name: "user.remove_role", params: &["user_id", "role"], permission: RolesWrite, records: &["user.update"] },
-        ActionSpec { name: "user.revoke_sessions", params: &["user_id"], permission: UsersWrite, records: &["user.revoke_sessions"] },
+        ActionSpec { name: "user.suspend", params: &["user_id"], optional: &[], permission: UsersWrite, records: &["user.suspend"] },
+        ActionSpec { name: "user.reactivate", params: &["user_id"], optional: &[], permission: UsersWrite, records: &["user.reactivate"] },
+        ActionSpec { name: "user.add_role", params: &["user_id", "role"], optional: &[], permission: RolesWrite, records: &["user.update"] },
+        ActionSpec { name: "user.remove_role", params: &["user_id", "role"], optional: &[], permission: RolesWrite, records: &["user.update"] },
+        ActionSpec { name: "user.revoke_sessions", params: &["user_id"], optional: &[], permission: UsersWrite, records: &["user.revoke_sessions"] },
+        ActionSpec {
+            name: "chart.moderate",
+            params: &["chart_id", "action", "reason"],
+            optional: &["note"],
+            permission: ChartsModerate,
+            records: &["chart.approve", "chart.reject", "chart.flag", "chart.unflag", "chart.hide", "chart.restore"],
+        },
+        ActionSpec {
+            name: "data.export",
+            params: &["dataset"],
+            optional: &["format", "columns", "filters"],
+            permission: DataExport,
+            records: &["data.export"],
+        },
     ]
 };
+
+/// A `chart.moderate` action's `action`, a `data.export` action's `dataset` and `format`.
+pub const MODERATION_ACTIONS: &[&str] = &["approve", "reject", "flag", "unflag", "hide", "restore"];
+pub const EXPORT_DATASETS: &[&str] = &["users", "charts", "orders", "activity", "audit"];
+pub const EXPORT_FORMATS: &[&str] = &["csv", "json", "ndjson", "xlsx", "pdf", "sql"];
 
 pub fn action_spec(name: &str) -> Option<&'static ActionSpec> {
     ACTIONS.iter().find(|a| a.name == name)
@@ -289,7 +310,18 @@ impl Definition {
 
     /// The audit actions this workflow's steps record (the loop guard).
     pub fn records(&self) -> BTreeSet<&'static str> {
-        self.steps.iter().filter_map(|s| s.action.as_deref()).filter_map(action_spec).flat_map(|a| a.records.iter().copied()).collect()
+        let mut records = BTreeSet::new();
+        for step in &self.steps {
+            let Some(spec) = step.action.as_deref().and_then(action_spec) else { continue };
+            // A moderation whose decision is fixed records that one action;
+            // a templated one may record any.
+            let fixed = step.params.as_ref().and_then(|p| p.get("action")).filter(|a| !a.contains("{{")).map(|a| format!("chart.{}", a.trim()));
+            match fixed.filter(|_| spec.name == "chart.moderate") {
+                Some(action) => records.extend(spec.records.iter().copied().filter(|r| *r == action)),
+                None => records.extend(spec.records.iter().copied()),
+            }
+        }
+        records
     }
 
     /// The workflows this one starts (`run_workflow`).
@@ -441,8 +473,21 @@ impl Definition {
                                     Some(template) => templates.push((at(&format!("params.{needed}")), template.clone())),
                                 }
                             }
-                            if let Some(extra) = params.keys().find(|k| !spec.params.contains(&k.as_str())) {
-                                push(at(&format!("params.{extra}")), format!("{} takes {}", spec.name, spec.params.join(", ")));
+                            for (name, template) in params.iter().filter(|(k, _)| spec.optional.contains(&k.as_str())) {
+                                templates.push((at(&format!("params.{name}")), template.clone()));
+                            }
+                            if let Some(extra) = params.keys().find(|k| !spec.params.contains(&k.as_str()) && !spec.optional.contains(&k.as_str())) {
+                                let takes: Vec<&str> = spec.params.iter().chain(spec.optional).copied().collect();
+                                push(at(&format!("params.{extra}")), format!("{} takes {}", spec.name, takes.join(", ")));
+                            }
+                            // Fixed values are checked now; templates when they run.
+                            for (name, allowed) in [("action", MODERATION_ACTIONS), ("dataset", EXPORT_DATASETS), ("format", EXPORT_FORMATS)] {
+                                let takes = spec.params.contains(&name) || spec.optional.contains(&name);
+                                if let Some(value) = params.get(name).filter(|v| takes && !v.contains("{{"))
+                                    && !allowed.contains(&value.trim())
+                                {
+                                    push(at(&format!("params.{name}")), format!("one of {}", allowed.join(", ")));
+                                }
                             }
                         }
                     }

@@ -655,6 +655,11 @@ impl Engine {
         if !held.contains(spec.permission) {
             return Outcome::failed(input, StepError::permanent(format!("the workflow's owner does not hold {} (needed by {name})", spec.permission)));
         }
+        match name.as_str() {
+            "chart.moderate" => return self.moderate_chart(workflow, run, step, &params, input, mode).await,
+            "data.export" => return self.export(workflow, run, &params, &held, input, mode),
+            _ => {}
+        }
         let param = |key: &str| params.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         let user_id = param("user_id");
         let user = match shared::store::ids::UserId::parse(&user_id) {
@@ -743,6 +748,118 @@ impl Engine {
             .reason(format!("workflow {:?} ({}), run {}, step {}", workflow.name, workflow.id, run.id, step.id))
             .changes(Some(&user), Some(&next));
         Outcome { writes, audit: Some(audit), ..Outcome::done(input, output) }
+    }
+
+    /// Moderate a chart as the owner, through the API's own domain code
+    /// (`shared::domain::moderation`): the state machine, the history
+    /// entry, the owner's notice and the audit entry, committed with the
+    /// step's transition. The chart's current version is the one decided
+    /// on; a change in between makes the transition conflict and the
+    /// message is executed again.
+    async fn moderate_chart(&self, workflow: &Workflow, run: &Run, step: &Step, params: &Map<String, Value>, input: Value, mode: Mode) -> Outcome {
+        use shared::domain::moderation::{self, Decision, Refusal};
+        let param = |key: &str| params.get(key).and_then(Value::as_str).map(str::to_string);
+        let chart_id = param("chart_id").unwrap_or_default();
+        let action: shared::domain::charts::ModerationAction = match serde_json::from_value(json!(param("action").unwrap_or_default())) {
+            Ok(action) => action,
+            Err(_) => {
+                return Outcome::failed(input, StepError::permanent(format!("params.action: one of {}", crate::definition::MODERATION_ACTIONS.join(", "))));
+            }
+        };
+        let settings = match shared::domain::system_settings::load_current(self.store.store()).await {
+            Ok(settings) => settings,
+            Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
+        };
+        let code = param("reason").unwrap_or_default();
+        let Some(reason) = settings.settings.moderation_reason(&code) else {
+            let codes: Vec<&str> = settings.settings.moderation_reasons.iter().map(|r| r.code.as_str()).collect();
+            return Outcome::failed(input, StepError::permanent(format!("params.reason: {code:?} is not a configured reason ({})", codes.join(", "))));
+        };
+        let note = param("note").filter(|n| !n.trim().is_empty());
+        if note.as_ref().is_some_and(|n| n.chars().count() > 1_000) {
+            return Outcome::failed(input, StepError::permanent("params.note: at most 1,000 characters"));
+        }
+        let current = match shared::store::ids::ChartId::parse(&chart_id) {
+            Some(id) => match shared::domain::charts::get(self.store.store(), &id).await {
+                Ok(Some(chart)) => chart,
+                Ok(None) => return Outcome::failed(input, StepError::permanent(format!("params.chart_id: no chart {chart_id}"))),
+                Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
+            },
+            None => return Outcome::failed(input, StepError::permanent(format!("params.chart_id: {chart_id:?} is not a chart id"))),
+        };
+        let decision = Decision { action, reason, note: note.as_deref(), version: current.version };
+        let actor = workflow_actor(workflow, run);
+        let planned = match moderation::plan(&self.store, &actor, &chart_id, &decision).await {
+            Ok(planned) => planned,
+            Err(Refusal::InvalidTransition(why)) => return Outcome::failed(input, StepError::permanent(why)),
+            Err(Refusal::NotFound) => return Outcome::failed(input, StepError::permanent(format!("params.chart_id: no chart {chart_id}"))),
+            Err(Refusal::Stale(why)) => return Outcome::failed(input, StepError::transient(why)),
+            Err(Refusal::Failed(e)) => return Outcome::failed(input, StepError::transient(e.to_string())),
+        };
+        let mut output =
+            json!({"chart_id": chart_id, "from": planned.before.moderation_status, "to": planned.chart.moderation_status, "version": planned.chart.version});
+        if mode == Mode::Dry {
+            // The shape a live run gives, so later steps' templates render.
+            output["dry_run"] = json!(true);
+            return Outcome::done(input, output);
+        }
+        let audit = planned.audit.reason(format!("{} (workflow {:?}, run {}, step {})", code, workflow.name, run.id, step.id));
+        Outcome { writes: planned.writes, audit: Some(audit), ..Outcome::done(input, output) }
+    }
+
+    /// Export a dataset as the owner: a data export job (the data
+    /// function's own), masked unless the owner holds pii:read, the audit
+    /// log only with audit:read; the job is committed with the step's
+    /// transition and its file is the owner's to download.
+    fn export(&self, workflow: &Workflow, run: &Run, params: &Map<String, Value>, held: &PermissionSet, input: Value, mode: Mode) -> Outcome {
+        use shared::domain::export::{self, Dataset, ExportParams, Filters, Format};
+        use shared::identity::rbac::Permission;
+        let param = |key: &str| params.get(key).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let dataset: Dataset = match serde_json::from_value(json!(param("dataset").unwrap_or_default())) {
+            Ok(dataset) => dataset,
+            Err(_) => return Outcome::failed(input, StepError::permanent(format!("params.dataset: one of {}", crate::definition::EXPORT_DATASETS.join(", ")))),
+        };
+        if dataset == Dataset::Audit && !held.contains(Permission::AuditRead) {
+            return Outcome::failed(input, StepError::permanent("the workflow's owner does not hold audit:read (needed to export the audit log)"));
+        }
+        let format: Format = match serde_json::from_value(json!(param("format").unwrap_or_else(|| "csv".into()))) {
+            Ok(format) => format,
+            Err(_) => return Outcome::failed(input, StepError::permanent(format!("params.format: one of {}", crate::definition::EXPORT_FORMATS.join(", ")))),
+        };
+        let filters_value = match param("filters").map(|text| serde_json::from_str::<Value>(&text)) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            Some(Err(e)) => return Outcome::failed(input, StepError::permanent(format!("params.filters: not JSON: {e}"))),
+        };
+        let filters = match Filters::parse(dataset, filters_value.as_ref()) {
+            Ok(filters) => filters,
+            Err(e) => return Outcome::failed(input, StepError::permanent(field_errors("params.", &e))),
+        };
+        let requested: Option<Vec<String>> = param("columns").map(|c| c.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect());
+        let columns = match export::select_columns(filters.columns(), requested.as_deref()) {
+            Ok(columns) => columns.iter().map(|c| c.name.to_string()).collect::<Vec<_>>(),
+            Err(e) => return Outcome::failed(input, StepError::permanent(field_errors("params.", &e))),
+        };
+        let params = ExportParams { filters, columns, format, mask: !held.contains(Permission::PiiRead) };
+        let job_params = match serde_json::to_value(&params) {
+            Ok(v) => v,
+            Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
+        };
+        let job = shared::domain::jobs::Job::new(shared::domain::jobs::JobKind::DataExport, &workflow.owner_id, job_params);
+        let mut output = json!({"job_id": job.id, "location": format!("/api/v1/data/jobs/{}", job.id), "dataset": dataset, "format": format, "columns": params.columns, "masked": params.mask});
+        if mode == Mode::Dry {
+            // The shape a live run gives (the job id is not kept).
+            output["dry_run"] = json!(true);
+            return Outcome::done(input, output);
+        }
+        let write = match job.create_write(self.store.table()) {
+            Ok(write) => write,
+            Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
+        };
+        let summary = json!({"dataset": dataset, "filters": params.filters, "columns": params.columns, "format": format, "masked": params.mask, "delivery": "job",
+            "workflow": {"id": workflow.id, "run": run.id}});
+        let audit = AuditEntry::new(&workflow_actor(workflow, run), "data.export", "job", &job.id).changes::<(), _>(None, Some(&summary));
+        Outcome { writes: vec![write], audit: Some(audit), ..Outcome::done(input, output) }
     }
 
     /// Revoke every active session of `user` (refresh tokens stop working;
@@ -919,6 +1036,14 @@ pub fn workflow_actor(workflow: &Workflow, run: &Run) -> Actor {
         user_agent: Some(format!("keel-workflow/{}", workflow.id)),
         request_id: Some(run.id.clone()),
         ..Actor::default()
+    }
+}
+
+/// A domain error as a step's error: each field named (under `prefix`).
+fn field_errors(prefix: &str, error: &Error) -> String {
+    match error {
+        Error::Validation(errors) => errors.iter().map(|e| format!("{prefix}{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
     }
 }
 

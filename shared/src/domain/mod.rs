@@ -13,6 +13,7 @@ pub mod integration_health;
 pub mod jobs;
 pub mod marketing;
 pub mod masking;
+pub mod moderation;
 pub mod moderation_metrics;
 pub mod periods;
 pub mod predictions;

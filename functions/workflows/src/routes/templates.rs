@@ -60,11 +60,16 @@ const TEMPLATES: &[Raw] = &[
     },
     Raw {
         name: "escalate_reported_charts",
-        description: "Email the moderators when a chart is reported.",
-        settings: &[("moderators_email", "moderators@example.com")],
+        description: "Email the moderators when a chart is reported, and (auto_hide: true) hide it until they decide.",
+        settings: &[("moderators_email", "moderators@example.com"), ("auto_hide", "false"), ("reason", "abuse")],
         definition: || {
             json!({"name": "Escalate reported charts", "trigger": {"type": "event", "event": "chart.flagged"},
-                "steps": [{"id": "notify", "type": "send_email", "to": "${moderators_email}", "subject": "A chart was reported", "body": "Chart {{ event.target.id }} was reported and waits for review."}]})
+            "steps": [
+                {"id": "hide", "type": "action", "action": "chart.moderate", "condition": "${auto_hide}",
+                 "params": {"chart_id": "{{ event.target.id }}", "action": "hide", "reason": "${reason}", "note": "hidden by a workflow until a moderator decides"}},
+                {"id": "notify", "type": "send_email", "to": "${moderators_email}", "subject": "A chart was reported",
+                 "body": "Chart {{ event.target.id }} ({{ event.data.title }}) was reported and waits for review.{% if steps.hide.status == 'succeeded' %} It is hidden meanwhile.{% endif %}"}
+            ]})
         },
     },
     Raw {
@@ -81,11 +86,15 @@ const TEMPLATES: &[Raw] = &[
     },
     Raw {
         name: "weekly_report_email",
-        description: "Every Monday at 08:00, remind the team to read the weekly figures.",
-        settings: &[("recipient", "team@example.com"), ("timezone", "Europe/Paris")],
+        description: "Every Monday at 08:00, export the orders (as the owner, masked without pii:read) and email the team the link.",
+        settings: &[("recipient", "team@example.com"), ("timezone", "Europe/Paris"), ("format", "xlsx")],
         definition: || {
             json!({"name": "Weekly report", "trigger": {"type": "schedule", "cron": "0 8 * * 1", "timezone": "${timezone}"},
-                "steps": [{"id": "mail", "type": "send_email", "to": "${recipient}", "subject": "Weekly figures", "body": "The week's revenue, growth and moderation figures are ready (run {{ run.id }})."}]})
+            "steps": [
+                {"id": "export", "type": "action", "action": "data.export", "params": {"dataset": "orders", "format": "${format}"}},
+                {"id": "mail", "type": "send_email", "to": "${recipient}", "subject": "Weekly figures",
+                 "body": "This week's orders export is being built: sign in to Keel and open {{ steps.export.output.location }} to download it (run {{ run.id }})."}
+            ]})
         },
     },
     Raw {
@@ -102,13 +111,17 @@ const TEMPLATES: &[Raw] = &[
     },
     Raw {
         name: "two_factor_reminder",
-        description: "Remind a privileged user who signs in without 2FA to turn it on.",
-        settings: &[],
+        description: "Remind a privileged user who signs in without 2FA to turn it on; tell security if they have not within the grace period.",
+        settings: &[("grace", "7d"), ("security_email", "security@example.com")],
         definition: || {
             json!({"name": "2FA reminder", "trigger": {"type": "event", "event": "auth.login"},
             "steps": [
                 {"id": "privileged", "type": "condition", "condition": "!event.data.two_factor && event.data.roles.exists(r, r in ['super_admin', 'admin', 'moderator'])", "on_true": "remind"},
-                {"id": "remind", "type": "send_email", "to": "{{ event.data.email }}", "subject": "Turn on two-factor authentication", "body": "Hello {{ event.data.name }},\n\nyour account can change other people's data: please turn on 2FA."}
+                {"id": "remind", "type": "send_email", "to": "{{ event.data.email }}", "subject": "Turn on two-factor authentication", "body": "Hello {{ event.data.name }},\n\nyour account can change other people's data: please turn on 2FA."},
+                {"id": "enrolled", "type": "wait_for_event", "event": "mfa.activated", "filter": "received.target.id == event.target.id", "timeout": "${grace}",
+                 "on_success": "end", "on_timeout": "escalate"},
+                {"id": "escalate", "type": "send_email", "to": "${security_email}", "subject": "A privileged account still has no 2FA",
+                 "body": "User {{ event.target.id }} (roles {{ event.data.roles | join(', ') }}) was reminded on {{ event.at }} and has not turned on 2FA."}
             ]})
         },
     },

@@ -1,16 +1,17 @@
 //! Moderating one chart: the version check, the state machine, the history
 //! entry, the owner's notification job and the audit entry, all in one
-//! transaction (the single and the bulk endpoints both go through here, so a
-//! chart is never half-moderated).
+//! transaction (the admin API's single and bulk endpoints and a workflow's
+//! `chart.moderate` action all go through here, so a chart is never
+//! half-moderated and the rules are the same for each).
 
-use shared::audit::Journal;
-use shared::audit::{Actor, AuditEntry};
-use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
-use shared::domain::jobs::{ChartModerationEmail, Job};
-use shared::domain::system_settings::ModerationReason;
-use shared::platform::error::Error;
-use shared::store::ids::ChartId;
-use shared::store::{Write, timestamp};
+use crate::audit::Journal;
+use crate::audit::{Actor, AuditEntry};
+use crate::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
+use crate::domain::jobs::{ChartModerationEmail, Job};
+use crate::domain::system_settings::ModerationReason;
+use crate::platform::error::Error;
+use crate::store::ids::ChartId;
+use crate::store::{Write, timestamp};
 
 /// What a moderator decided about one chart.
 #[derive(Debug, Clone)]
@@ -56,9 +57,32 @@ fn invalid_transition(action: ModerationAction, from: ModerationStatus) -> Refus
     Refusal::InvalidTransition(format!("cannot {} a chart that is {} (only from: {})", action.as_str(), from.as_str(), valid.join(", ")))
 }
 
+/// A decision checked against the chart as it is, not yet committed: the
+/// writes and the audit entry to commit together (a workflow commits them
+/// with its step's transition).
+#[derive(Debug)]
+pub struct Planned {
+    pub before: Chart,
+    pub chart: Chart,
+    pub writes: Vec<Write>,
+    pub audit: AuditEntry,
+    pub notice: Option<Job>,
+}
+
 /// `chart_id` as the request gave it: one that is not a chart id is a chart
 /// that does not exist.
 pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Moderated, Refusal> {
+    let planned = plan(store, actor, chart_id, decision).await?;
+    match store.commit(planned.writes, &planned.audit).await {
+        Ok(()) => Ok(Moderated { chart: planned.chart, notice: planned.notice }),
+        // The chart's versioned put is the only write that can conflict.
+        Err(Error::Conflict(m)) => Err(Refusal::Stale(m)),
+        Err(e) => Err(Refusal::Failed(e)),
+    }
+}
+
+/// Check `decision` against the chart and plan its writes.
+pub async fn plan(store: &Journal, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Planned, Refusal> {
     let chart_id = ChartId::parse(chart_id).ok_or(Refusal::NotFound)?;
     let current = charts::get(store, &chart_id).await.map_err(Refusal::Failed)?.ok_or(Refusal::NotFound)?;
     if current.version != decision.version {
@@ -79,7 +103,7 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
         note: decision.note.map(str::to_string),
         version: next.version,
     };
-    let put = |result: shared::Result<Write>| result.map_err(Refusal::Failed);
+    let put = |result: crate::Result<Write>| result.map_err(Refusal::Failed);
     let mut writes = vec![
         put(next.to_item().and_then(|item| Write::put_versioned(store.table(), item, current.version)))?,
         put(event.to_item().and_then(|item| Write::put_new(store.table(), item, Error::Conflict("duplicate moderation event".into()))))?,
@@ -111,10 +135,5 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
         .about(&current.owner_id)
         .changes(Some(&current), Some(&next))
         .reason(why);
-    match store.commit(writes, &audit).await {
-        Ok(()) => Ok(Moderated { chart: next, notice }),
-        // The chart's versioned put is the only write that can conflict.
-        Err(Error::Conflict(m)) => Err(Refusal::Stale(m)),
-        Err(e) => Err(Refusal::Failed(e)),
-    }
+    Ok(Planned { before: current, chart: next, writes, audit, notice })
 }
