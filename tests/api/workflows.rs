@@ -256,6 +256,67 @@ async fn an_inbound_webhook_runs_only_when_signed_with_the_secret() {
     assert_eq!(all[0]["context"]["vars"]["order"], "o-1");
 }
 
+#[tokio::test]
+async fn a_flood_of_events_or_webhooks_is_stopped_by_the_runs_per_minute_limit() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["admin"]).await;
+    // A fixed minute: the limit counts per clock minute.
+    let clock = ManualClock::at(DateTime::from_timestamp(Utc::now().timestamp() / 60 * 60 + 10, 0).unwrap());
+    let mut flow = Flow::new(&app, Arc::new(clock.clone())).await;
+    let workflow = create(
+        &app,
+        &token,
+        json!({"name": "capped", "max_runs_per_minute": 2, "trigger": {"type": "event", "event": "user.created"},
+            "steps": [{"id": "mark", "type": "set", "values": {"user": "{{ event.target.id }}"}}]}),
+    )
+    .await;
+    let id = workflow["id"].as_str().unwrap();
+    for _ in 0..5 {
+        app.user(&["user"]).await;
+    }
+    flow.run(&app).await;
+    let all = runs(&app, &token, id).await;
+    let mut statuses: Vec<&str> = all.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["failed", "succeeded", "succeeded"], "two runs, one failed run saying why, the rest counted: {all:?}");
+    let failed = all.iter().find(|r| r["status"] == "failed").unwrap();
+    assert!(failed["error"].as_str().unwrap().starts_with("rate limit: more than 2 runs"), "{failed}");
+    // The next minute: runs again.
+    clock.set(clock.now() + Duration::minutes(1));
+    app.user(&["user"]).await;
+    flow.run(&app).await;
+    assert_eq!(runs(&app, &token, id).await.len(), 4);
+
+    // An inbound webhook past its limit answers 429 with Retry-After.
+    let hooked = create(
+        &app,
+        &token,
+        json!({"name": "hooked", "max_runs_per_minute": 1, "trigger": {"type": "webhook"}, "steps": [{"id": "s", "type": "set", "values": {"x": "1"}}]}),
+    )
+    .await;
+    let (hook_id, secret) = (hooked["id"].as_str().unwrap(), hooked["webhook_secret"].as_str().unwrap());
+    while Utc::now().timestamp() % 60 > 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let now = Utc::now().timestamp();
+    let body = r#"{"n": 1}"#;
+    assert_eq!(hook(&app, hook_id, "msg_a", now, &signed(secret, "msg_a", now, body), body).await.status, StatusCode::ACCEPTED);
+    let over = hook(&app, hook_id, "msg_b", now, &signed(secret, "msg_b", now, body), body).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert!(over.headers.get("retry-after").is_some());
+    // The sender's retry of the accepted message is still the same run.
+    assert_eq!(hook(&app, hook_id, "msg_a", now, &signed(secret, "msg_a", now, body), body).await.status, StatusCode::ACCEPTED);
+    let bad = app
+        .call(
+            Method::POST,
+            "/api/v1/workflows/validate",
+            Some(&token),
+            Some(json!({"name": "x", "max_runs_per_minute": 0, "trigger": {"type": "manual"}, "steps": [{"id": "s", "type": "set", "values": {"x": "1"}}]})),
+        )
+        .await;
+    assert_eq!(bad.body["errors"][0]["field"], "max_runs_per_minute");
+}
+
 /// A receiver that answers 503 to the first `failures` calls, then 200.
 async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -28,7 +28,14 @@ pub struct Definition {
     pub trigger: Trigger,
     /// Run from the first; each step names what follows (see `Step`).
     pub steps: Vec<Step>,
+    /// Runs events and inbound webhooks may start per minute (1 to 1,000;
+    /// default 120): past it, a flood stops with an honest failed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs_per_minute: Option<u32>,
 }
+
+/// Runs per minute when a definition does not say.
+pub const DEFAULT_RUNS_PER_MINUTE: u32 = 120;
 
 /// What starts a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -308,6 +315,10 @@ impl Definition {
         named.filter(|n| n != END)
     }
 
+    pub fn runs_per_minute(&self) -> u32 {
+        self.max_runs_per_minute.unwrap_or(DEFAULT_RUNS_PER_MINUTE)
+    }
+
     /// The audit actions this workflow's steps record (the loop guard).
     pub fn records(&self) -> BTreeSet<&'static str> {
         let mut records = BTreeSet::new();
@@ -339,6 +350,9 @@ impl Definition {
         }
         if self.description.as_ref().is_some_and(|d| d.chars().count() > 1_000) {
             push("description".into(), "at most 1,000 characters".into());
+        }
+        if self.max_runs_per_minute.is_some_and(|m| !(1..=1_000).contains(&m)) {
+            push("max_runs_per_minute".into(), "1 to 1,000".into());
         }
         let ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
         let known: BTreeSet<&str> = ids.iter().copied().collect();

@@ -157,19 +157,35 @@ impl Dispatcher {
         };
         let id = crate::engine::derived_id(&format!("{}/{}", entry.id, workflow.id));
         let now = self.engine.clock.now();
-        let (run, writes) = crate::engine::start_with_id(
-            &id,
-            &version,
-            crate::engine::Origin { trigger: "event", event, input: json!({}), depth, chain, parent },
-            now,
-            store.table(),
-        )?;
+        let origin = crate::engine::Origin { trigger: "event", event, input: json!({}), depth, chain, parent };
+        let (run, mut writes) = crate::engine::start_with_id(&id, &version, origin.clone(), now, store.table())?;
+        let limit = version.definition.runs_per_minute();
+        writes.push(model::rate_write(store.table(), &workflow.id, now, limit)?);
         match store.transact(writes).await {
             Ok(()) => {
                 if run.status == model::RunStatus::Failed {
                     tracing::warn!(workflow_id = %workflow.id, run_id = %run.id, error = ?run.error, "workflow run stopped by the loop guard");
                 }
                 Ok(true)
+            }
+            Err(Error::TooManyRequests { .. }) => {
+                // A flood: the first refusal of the minute is a failed run
+                // saying why; the others are counted in the bucket.
+                shared::platform::telemetry::emit_metric(&[("Function", "workflows")], &[("RunsRateLimited", 1.0, "Count")]);
+                if !model::first_refusal(store, &workflow.id, now).await? {
+                    return Ok(false);
+                }
+                let reason = format!(
+                    "rate limit: more than {limit} runs of workflow {} started in one minute; events are not run until the next minute (max_runs_per_minute)",
+                    workflow.id
+                );
+                tracing::warn!(workflow_id = %workflow.id, limit, "workflow runs rate-limited");
+                let (_, writes) = crate::engine::refuse_with_id(&id, &version, origin, now, store.table(), reason)?;
+                match store.transact(writes).await {
+                    Ok(()) => Ok(true),
+                    Err(Error::Conflict(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
             }
             Err(Error::Conflict(_)) => Ok(false),
             Err(e) => Err(e),

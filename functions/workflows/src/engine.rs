@@ -167,7 +167,7 @@ pub fn start_with_id(id: &str, version: &Version, origin: Origin, now: DateTime<
     let started_at = timestamp(now);
     let first = version.definition.steps.first().map(|s| s.id.clone());
     let guard = loop_guard(&version.workflow_id, depth, &chain);
-    let mut run = Run {
+    let run = Run {
         id: id.to_string(),
         workflow_id: version.workflow_id.clone(),
         version: version.version,
@@ -190,18 +190,29 @@ pub fn start_with_id(id: &str, version: &Version, origin: Origin, now: DateTime<
         rev: 1,
     };
     if let Some(refused) = guard {
-        run.status = RunStatus::Failed;
-        run.error = Some(refused);
-        run.current_step = None;
-        run.due_at = None;
-        run.finished_at = Some(started_at);
-        return Ok((run.clone(), vec![run.create_write(table)?]));
+        return refused_run(run, refused, table);
     }
     let mut writes = vec![run.create_write(table)?];
     if let Some(first) = first {
         writes.push(StepMessage::new(id, &first, 1, now).create_write(table, now)?);
     }
     Ok((run, writes))
+}
+
+/// A run that is not started: recorded as failed with `reason`, no step.
+fn refused_run(mut run: Run, reason: String, table: &str) -> Result<(Run, Vec<Write>)> {
+    run.status = RunStatus::Failed;
+    run.error = Some(reason);
+    run.current_step = None;
+    run.due_at = None;
+    run.finished_at = Some(run.started_at.clone());
+    Ok((run.clone(), vec![run.create_write(table)?]))
+}
+
+/// `start_with_id`'s run refused for `reason` (the rate limit).
+pub fn refuse_with_id(id: &str, version: &Version, origin: Origin, now: DateTime<Utc>, table: &str, reason: String) -> Result<(Run, Vec<Write>)> {
+    let (run, _) = start_with_id(id, version, Origin { chain: Vec::new(), depth: 0, ..origin }, now, table)?;
+    refused_run(run, reason, table)
 }
 
 /// Why a run may not start: a chain of runs too deep, or a workflow that

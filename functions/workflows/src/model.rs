@@ -458,6 +458,34 @@ impl StepMessage {
     }
 }
 
+/// One more run of `workflow_id` in this minute's bucket
+/// (`WORKFLOW#<id> / RATE#<minute>`), only while under `limit`: written
+/// with the run, so a run over the limit is not started. Over it, the
+/// write fails with 429.
+pub fn rate_write(table: &str, workflow_id: &str, now: DateTime<Utc>, limit: u32) -> Result<Write> {
+    let update = shared::store::UpdateSpec::new("ADD #count :one SET #ttl = :ttl")
+        .condition("attribute_not_exists(#count) OR #count < :limit")
+        .name("#count", "count")
+        .name("#ttl", "ttl")
+        .value(":one", n(1))
+        .value(":limit", n(limit))
+        .value(":ttl", n(now.timestamp() + 3_600));
+    let retry_after = 60 - now.timestamp().rem_euclid(60) as u64;
+    Write::update(table, &workflow_pk(workflow_id), &rate_sk(now), &update, Some(Error::TooManyRequests { retry_after_secs: retry_after }))
+}
+
+pub fn rate_sk(now: DateTime<Utc>) -> String {
+    format!("RATE#{}", now.format("%Y%m%dT%H%M"))
+}
+
+/// Count a refused run in this minute's bucket; whether it is the first
+/// (that one is recorded as a failed run, the rest only counted).
+pub async fn first_refusal(store: &Store, workflow_id: &str, now: DateTime<Utc>) -> Result<bool> {
+    let update = shared::store::UpdateSpec::new("ADD refused :one").value(":one", n(1));
+    let item = store.update(&workflow_pk(workflow_id), &rate_sk(now), &update).await?;
+    Ok(item.as_ref().and_then(|i| i.get("refused")).and_then(|v| v.as_n().ok()).is_some_and(|v| v == "1"))
+}
+
 /// A run waiting for an event (`wait_for_event`), found by the dispatcher
 /// with the workflows the same event starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

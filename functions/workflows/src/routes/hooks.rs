@@ -48,6 +48,7 @@ fn refused(why: &str) -> Error {
         (status = 400, description = "The body is not a JSON object", body = shared::platform::error::Problem),
         (status = 401, description = "Missing, stale or wrong signature", body = shared::platform::error::Problem),
         (status = 404, description = "No webhook-triggered workflow here", body = shared::platform::error::Problem),
+        (status = 429, description = "The workflow started its max_runs_per_minute; retry after Retry-After", body = shared::platform::error::Problem),
     ))]
 pub async fn receive(State(state): State<WorkflowsState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<HookAccepted>)> {
     let store = state.platform.store.store();
@@ -82,7 +83,11 @@ pub async fn receive(State(state): State<WorkflowsState>, Path(id): Path<String>
     let version = model::version(store, &id, workflow.version).await?.ok_or_else(|| Error::internal("the workflow has no current version"))?;
     let run_id = engine::derived_id(&format!("{id}/hook/{message_id}"));
     let event = json!({"type": "webhook", "webhook_id": message_id});
-    let (_, writes) = engine::start_with_id(&run_id, &version, engine::Origin::new("webhook", event, input), Utc::now(), store.table())?;
+    let now = Utc::now();
+    let (_, mut writes) = engine::start_with_id(&run_id, &version, engine::Origin::new("webhook", event, input), now, store.table())?;
+    // Past the workflow's runs per minute: 429 with Retry-After, which
+    // webhook senders honour by retrying later.
+    writes.push(model::rate_write(store.table(), &id, now, version.definition.runs_per_minute())?);
     match store.transact(writes).await {
         // A retry of a message already taken: the same run.
         Ok(()) | Err(Error::Conflict(_)) => Ok((StatusCode::ACCEPTED, Json(HookAccepted { run_id }))),
