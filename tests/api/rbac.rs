@@ -272,6 +272,8 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("GET", "/workflows/{id}/versions") => 404,
         ("GET", "/workflows/{id}/versions/{from}/diff/{to}") => 404,
         ("POST", "/workflows/{id}/rollback") => 400,
+        ("POST", "/workflows/{id}/enable") => 404,
+        ("POST", "/workflows/{id}/disable") => 404,
         ("POST", "/workflows/{id}/dry-run") => 404,
         ("GET", "/workflows/{id}/analytics") => 404,
         ("GET", "/workflows/{id}/runs") => 404,

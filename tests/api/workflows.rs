@@ -317,6 +317,37 @@ async fn a_flood_of_events_or_webhooks_is_stopped_by_the_runs_per_minute_limit()
     assert_eq!(bad.body["errors"][0]["field"], "max_runs_per_minute");
 }
 
+#[tokio::test]
+async fn a_disabled_workflow_starts_nothing_until_enabled_again() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["admin"]).await;
+    let mut flow = Flow::new(&app, Arc::new(workflows::engine::SystemClock)).await;
+    let workflow = create(
+        &app,
+        &token,
+        json!({"name": "toggled", "trigger": {"type": "event", "event": "user.created"}, "steps": [{"id": "s", "type": "set", "values": {"x": "1"}}]}),
+    )
+    .await;
+    let id = workflow["id"].as_str().unwrap();
+    let off = app.call(Method::POST, &format!("/api/v1/workflows/{id}/disable"), Some(&token), None).await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    assert_eq!(off.body["enabled"], false);
+    app.user(&["user"]).await;
+    flow.run(&app).await;
+    assert!(runs(&app, &token, id).await.is_empty(), "disabled: no run");
+    let manual = app.call(Method::POST, &format!("/api/v1/workflows/{id}/runs"), Some(&token), Some(json!({}))).await;
+    assert_eq!(manual.status, StatusCode::CONFLICT);
+
+    let on = app.call(Method::POST, &format!("/api/v1/workflows/{id}/enable"), Some(&token), None).await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    assert_eq!(on.body["enabled"], true);
+    app.user(&["user"]).await;
+    flow.run(&app).await;
+    assert_eq!(runs(&app, &token, id).await.len(), 1, "enabled again: the next event runs");
+    let actions: Vec<String> = app.audit_for("workflow", id).await.into_iter().map(|e| e.action).collect();
+    assert!(actions.contains(&"workflow.disable".to_string()) && actions.contains(&"workflow.enable".to_string()), "{actions:?}");
+}
+
 /// A receiver that answers 503 to the first `failures` calls, then 200.
 async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -40,6 +40,8 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::GET, "/api/v1/workflows/{id}/versions", Access::Permission(Permission::WorkflowsRead)),
     Route::new(Method::GET, "/api/v1/workflows/{id}/versions/{from}/diff/{to}", Access::Permission(Permission::WorkflowsRead)),
     Route::new(Method::POST, "/api/v1/workflows/{id}/rollback", Access::Permission(Permission::WorkflowsWrite)),
+    Route::new(Method::POST, "/api/v1/workflows/{id}/enable", Access::Permission(Permission::WorkflowsWrite)),
+    Route::new(Method::POST, "/api/v1/workflows/{id}/disable", Access::Permission(Permission::WorkflowsWrite)),
     Route::new(Method::POST, "/api/v1/workflows/{id}/dry-run", Access::Permission(Permission::WorkflowsWrite)),
     Route::new(Method::GET, "/api/v1/workflows/{id}/analytics", Access::Permission(Permission::WorkflowsRead)),
     Route::new(Method::GET, "/api/v1/workflows/{id}/runs", Access::Permission(Permission::WorkflowsRead)),
@@ -62,6 +64,8 @@ pub fn router(state: WorkflowsState) -> Router {
         .route("/api/v1/workflows/{id}/versions", get(workflows::versions))
         .route("/api/v1/workflows/{id}/versions/{from}/diff/{to}", get(workflows::diff))
         .route("/api/v1/workflows/{id}/rollback", post(workflows::rollback))
+        .route("/api/v1/workflows/{id}/enable", post(workflows::enable))
+        .route("/api/v1/workflows/{id}/disable", post(workflows::disable))
         .route("/api/v1/workflows/{id}/dry-run", post(runs::dry_run))
         .route("/api/v1/workflows/{id}/analytics", get(runs::analytics))
         .route("/api/v1/workflows/{id}/runs", get(runs::list).post(runs::start))
@@ -82,6 +86,8 @@ pub fn router(state: WorkflowsState) -> Router {
         routes::workflows::versions,
         routes::workflows::diff,
         routes::workflows::rollback,
+        routes::workflows::enable,
+        routes::workflows::disable,
         routes::workflows::validate,
         routes::runs::start,
         routes::runs::list,

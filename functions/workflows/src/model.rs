@@ -102,6 +102,14 @@ impl Workflow {
         Ok(item)
     }
 
+    /// Replace the record if its `rev` is still `expected` (its `version`
+    /// attribute is the definition's version, not the record's).
+    pub fn save_write(&self, table: &str, expected: u64) -> Result<Write> {
+        let condition = shared::store::Condition::new("#rev = :rev").name("#rev", "rev").value(":rev", n(expected));
+        let conflict = Error::Conflict(format!("workflow {} was changed by someone else; reload and retry", self.id));
+        Write::put_if(table, self.to_item()?, &condition, Some(conflict))
+    }
+
     pub fn from_item(mut item: Item) -> Result<Workflow> {
         let secret = item.remove("webhook_secret").and_then(|v| v.as_s().ok().cloned());
         let mut workflow: Workflow = from_item(item)?;

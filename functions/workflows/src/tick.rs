@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::platform::error::Result;
-use shared::store::{QuerySpec, Write, s, timestamp};
+use shared::store::{QuerySpec, s, timestamp};
 
 use crate::engine::Engine;
 use crate::model::{self, DUE_PK, SCHEDULE_PK, SQS_MAX_DELAY_SECONDS, StepMessage, Workflow};
@@ -69,7 +69,7 @@ impl Tick<'_> {
             let event = serde_json::json!({"type": "schedule", "scheduled_for": due, "cron": cron});
             let (_, mut writes) =
                 crate::engine::start_with_id(&run_id, &version, crate::engine::Origin::new("schedule", event, serde_json::json!({})), now, store.table())?;
-            writes.push(Write::put_versioned(store.table(), next.to_item()?, workflow.rev)?);
+            writes.push(next.save_write(store.table(), workflow.rev)?);
             match store.transact(writes).await {
                 Ok(()) => fired += 1,
                 Err(shared::platform::error::Error::Conflict(_)) => tracing::info!(workflow_id = %workflow.id, "schedule fired by another tick"),

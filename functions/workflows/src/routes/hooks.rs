@@ -48,6 +48,7 @@ fn refused(why: &str) -> Error {
         (status = 400, description = "The body is not a JSON object", body = shared::platform::error::Problem),
         (status = 401, description = "Missing, stale or wrong signature", body = shared::platform::error::Problem),
         (status = 404, description = "No webhook-triggered workflow here", body = shared::platform::error::Problem),
+        (status = 409, description = "The workflow is disabled", body = shared::platform::error::Problem),
         (status = 429, description = "The workflow started its max_runs_per_minute; retry after Retry-After", body = shared::platform::error::Problem),
     ))]
 pub async fn receive(State(state): State<WorkflowsState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<HookAccepted>)> {
@@ -75,6 +76,9 @@ pub async fn receive(State(state): State<WorkflowsState>, Path(id): Path<String>
     let matches = signatures.split_whitespace().any(|given| given.as_bytes().ct_eq(expected.as_bytes()).into());
     if !matches {
         return Err(refused("the signature does not match"));
+    }
+    if !workflow.enabled {
+        return Err(Error::Conflict(format!("workflow {id} is disabled")));
     }
     let input: Value = serde_json::from_slice(&body).map_err(|_| Error::field("body", "a JSON object"))?;
     if !input.is_object() {

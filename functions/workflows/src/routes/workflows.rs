@@ -265,13 +265,60 @@ pub async fn new_version(
         rolled_back_from,
     };
     let table = state.platform.store.table();
-    let writes = vec![Write::put_versioned(table, next.to_item()?, workflow.rev)?, version.create_write(table)?];
+    let writes = vec![next.save_write(table, workflow.rev)?, version.create_write(table)?];
     let action = if rolled_back_from.is_some() { "workflow.rollback" } else { "workflow.update" };
     let audit = AuditEntry::new(&caller.actor(), action, "workflow", &workflow.id)
         .reason(format!("version {} → {}", workflow.version, next.version))
         .changes(Some(&current.definition), Some(&definition));
     state.platform.store.commit(writes, &audit).await?;
     Ok(next)
+}
+
+/// Turn a workflow off (its triggers stop starting runs; runs under way go
+/// on) or on again (checked by the loop guard like a save; a schedule's
+/// next time counted from now). Audited.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/disable", tag = "workflows",
+    params(("id" = String, Path, description = "A workflow's id")),
+    responses(
+        (status = 200, body = WorkflowView),
+        (status = 404, description = "No such workflow", body = shared::platform::error::Problem),
+        (status = 409, description = "Changed meanwhile; retry", body = shared::platform::error::Problem),
+    ))]
+pub async fn disable(State(state): State<WorkflowsState>, caller: Caller, Path(id): Path<String>) -> Result<Json<WorkflowView>> {
+    set_enabled(&state, &caller, &id, false).await
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/enable", tag = "workflows",
+    params(("id" = String, Path, description = "A workflow's id")),
+    responses(
+        (status = 200, body = WorkflowView),
+        (status = 400, description = "Enabled, it would trigger itself (the loop guard)", body = shared::platform::error::Problem),
+        (status = 404, description = "No such workflow", body = shared::platform::error::Problem),
+        (status = 409, description = "Changed meanwhile; retry", body = shared::platform::error::Problem),
+    ))]
+pub async fn enable(State(state): State<WorkflowsState>, caller: Caller, Path(id): Path<String>) -> Result<Json<WorkflowView>> {
+    set_enabled(&state, &caller, &id, true).await
+}
+
+async fn set_enabled(state: &WorkflowsState, caller: &Caller, id: &str, enabled: bool) -> Result<Json<WorkflowView>> {
+    let (workflow, version) = load_with_definition(state, id).await?;
+    if workflow.enabled == enabled {
+        return Ok(Json(view(state, workflow, version.definition, None)));
+    }
+    if enabled {
+        check(state, &version.definition, Some(id)).await?;
+    }
+    let now = Utc::now();
+    let mut next = workflow.clone();
+    next.enabled = enabled;
+    next.updated_at = timestamp(now);
+    next.rev = workflow.rev + 1;
+    model::apply_trigger(&mut next, &version.definition, now);
+    let action = if enabled { "workflow.enable" } else { "workflow.disable" };
+    let audit = AuditEntry::new(&caller.actor(), action, "workflow", id).changes(Some(&workflow), Some(&next));
+    let table = state.platform.store.table();
+    state.platform.store.commit(vec![next.save_write(table, workflow.rev)?], &audit).await?;
+    Ok(Json(view(state, next, version.definition, None)))
 }
 
 #[utoipa::path(get, path = "/api/v1/workflows/{id}/versions", tag = "workflows",
