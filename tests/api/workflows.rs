@@ -967,6 +967,8 @@ async fn every_template_dry_runs_against_the_demo_data() {
             Some("order.updated") => {
                 let mut data = order.clone();
                 data["status"] = json!(if name == "suspend_on_chargeback" { "disputed" } else { "refunded" });
+                // As the dispatcher adds it: the customer's orders by status.
+                data["customer"] = json!({"orders": 3, "paid": 1, "disputed": 2});
                 json!({"event": {"type": "order.updated", "target": {"type": "order", "id": order["id"]}, "data": data}})
             }
             Some("security_event.detected") => {

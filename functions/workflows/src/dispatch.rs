@@ -207,6 +207,31 @@ impl Dispatcher {
     }
 }
 
+/// The order's customer's orders by status (`{orders, disputed, refunded,
+/// …}`), so a workflow can act on repeated chargebacks. Orders are on gsi1
+/// under their user.
+async fn customer_orders(store: &shared::store::Store, user_id: &str) -> Result<Value> {
+    let spec = QuerySpec {
+        index: Some("gsi1"),
+        key_condition: "gsi1pk = :pk",
+        filter: "#type = :order",
+        names: vec![("#type", "type")],
+        values: vec![(":pk", s(format!("USER#{user_id}"))), (":order", s("order"))],
+        ..Default::default()
+    };
+    let mut counts = serde_json::Map::new();
+    let mut total = 0u64;
+    for item in store.query_all(&spec).await? {
+        total += 1;
+        if let Some(status) = shared::store::attr_s(&item, "status") {
+            let entry = counts.entry(status.to_string()).or_insert(json!(0));
+            *entry = json!(entry.as_u64().unwrap_or(0) + 1);
+        }
+    }
+    counts.insert("orders".into(), json!(total));
+    Ok(Value::Object(counts))
+}
+
 /// An entity as the API shows it to `owner_id` (personal fields masked
 /// without pii:read), or `{id}` for kinds the workflow cannot read.
 pub async fn entity_data(engine: &Engine, owner_id: &str, target_type: &str, target_id: &str) -> Result<Value> {
@@ -243,7 +268,11 @@ pub async fn entity_data(engine: &Engine, owner_id: &str, target_type: &str, tar
         "order" if held.contains(Permission::AnalyticsRead) => {
             let item = store.get_item(&format!("ORDER#{target_id}"), "META").await?;
             match item.map(shared::store::from_item::<shared::domain::revenue::Order>).transpose()? {
-                Some(order) => serde_json::to_value(&order).map_err(|e| Error::internal(e.to_string())),
+                Some(order) => {
+                    let mut data = serde_json::to_value(&order).map_err(|e| Error::internal(e.to_string()))?;
+                    data["customer"] = customer_orders(store, &order.user_id).await?;
+                    Ok(data)
+                }
                 None => Ok(json!({"id": target_id})),
             }
         }

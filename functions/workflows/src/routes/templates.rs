@@ -99,13 +99,15 @@ const TEMPLATES: &[Raw] = &[
     },
     Raw {
         name: "suspend_on_chargeback",
-        description: "Suspend the customer of an order marked disputed, and tell the trust team.",
-        settings: &[("trust_email", "trust@example.com")],
+        description: "Suspend a customer whose orders were disputed (charged back) repeatedly, and tell the trust team.",
+        settings: &[("trust_email", "trust@example.com"), ("disputes", "2")],
         definition: || {
-            json!({"name": "Suspend on chargeback", "trigger": {"type": "event", "event": "order.updated", "filter": "event.data.status == 'disputed'"},
+            json!({"name": "Suspend on repeated chargebacks", "trigger": {"type": "event", "event": "order.updated", "filter": "event.data.status == 'disputed'"},
             "steps": [
+                {"id": "repeated", "type": "condition", "condition": "has(event.data.customer) && has(event.data.customer.disputed) && event.data.customer.disputed >= ${disputes}", "on_true": "suspend"},
                 {"id": "suspend", "type": "action", "action": "user.suspend", "params": {"user_id": "{{ event.data.user_id }}"}},
-                {"id": "tell", "type": "send_email", "to": "${trust_email}", "subject": "Customer suspended after a chargeback", "body": "Order {{ event.target.id }} was disputed; user {{ event.data.user_id }} is suspended."}
+                {"id": "tell", "type": "send_email", "to": "${trust_email}", "subject": "Customer suspended after repeated chargebacks",
+                 "body": "Order {{ event.target.id }} was disputed, the customer's {{ event.data.customer.disputed }}th of {{ event.data.customer.orders }} orders; user {{ event.data.user_id }} is suspended."}
             ]})
         },
     },
