@@ -101,8 +101,10 @@ async fn main() -> anyhow::Result<()> {
     // 1. Latency, with make dev's own loops running.
     let events = setting("KEEL_WEBHOOK_BENCH_EVENTS", 200);
     let reader = StreamReader::open(streams.clone(), &stream_arn, Start::Latest).await?;
-    let dispatcher = tokio::spawn(keel_local::stream_reader::run(reader, app.webhook_dispatcher.clone()));
-    let poller = tokio::spawn(keel_local::poller::run(app.clients.sqs.clone(), queue_url.clone(), queue_arn.clone(), app.webhooks.clone()));
+    // Stopped between polls, not aborted: see `poller::run_until`.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(keel_local::stream_reader::run_until(reader, app.webhook_dispatcher.clone(), stopped.clone()));
+    let poller = tokio::spawn(keel_local::poller::run_until(app.clients.sqs.clone(), queue_url.clone(), queue_arn.clone(), app.webhooks.clone(), stopped));
     let mut committed = Vec::with_capacity(events);
     for _ in 0..events {
         let id = event(&store).await?;
@@ -113,8 +115,9 @@ async fn main() -> anyhow::Result<()> {
     while arrivals.lock().expect("arrivals").len() < events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    dispatcher.abort();
-    poller.abort();
+    stop.send_replace(true);
+    dispatcher.await?;
+    poller.await?;
     let seen = arrivals.lock().expect("arrivals").clone();
     let mut latencies: Vec<f64> = committed.iter().filter_map(|(id, at)| seen.get(id).map(|arrived| (*arrived - *at).as_secs_f64() * 1000.0)).collect();
     anyhow::ensure!(latencies.len() == events, "{} of {events} deliveries arrived", latencies.len());

@@ -70,15 +70,19 @@ async fn main() -> anyhow::Result<()> {
         &token,
         "POST",
         "/api/v1/workflows",
-        json!({"name": "bench", "trigger": {"type": "event", "event": "user.created"},
+        // The burst is the point: past the default 120 runs a minute the
+        // rate limit would refuse events.
+        json!({"name": "bench", "max_runs_per_minute": 1000, "trigger": {"type": "event", "event": "user.created"},
                "steps": [{"id": "mark", "type": "set", "values": {"user": "{{ event.target.id }}"}}]}),
     )
     .await?;
     let workflow_id = triggered["id"].as_str().unwrap_or_default().to_string();
     let events = setting("KEEL_WORKFLOW_BENCH_EVENTS", 200);
     let reader = StreamReader::open(streams.clone(), &stream_arn, Start::Latest).await?;
-    let dispatcher = tokio::spawn(keel_local::stream_reader::run(reader, app.workflows_dispatcher.clone()));
-    let poller = tokio::spawn(keel_local::poller::run(app.clients.sqs.clone(), queue_url.clone(), queue_arn.clone(), app.worker.clone()));
+    // Stopped between polls, not aborted: see `poller::run_until`.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(keel_local::stream_reader::run_until(reader, app.workflows_dispatcher.clone(), stopped.clone()));
+    let poller = tokio::spawn(keel_local::poller::run_until(app.clients.sqs.clone(), queue_url.clone(), queue_arn.clone(), app.worker.clone(), stopped));
     let mut committed: Vec<(String, DateTime<Utc>)> = Vec::with_capacity(events);
     for _ in 0..events {
         let email = Email::parse(&format!("{}@bench.example", uuid::Uuid::new_v4().simple())).map_err(|e| anyhow::anyhow!(e))?;
@@ -109,8 +113,9 @@ async fn main() -> anyhow::Result<()> {
         committed.iter().filter_map(|(id, at)| first_step.get(id).map(|s| (*s - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0)).collect();
     anyhow::ensure!(latencies.len() == events, "{} of {events} runs reached their first step", latencies.len());
     latencies.sort_by(f64::total_cmp);
-    dispatcher.abort();
-    poller.abort();
+    stop.send_replace(true);
+    dispatcher.await?;
+    poller.await?;
 
     // 2. Throughput: runs of a 5-step workflow started at once, one worker.
     let total_runs = setting("KEEL_WORKFLOW_BENCH_RUNS", 200);

@@ -12,20 +12,30 @@
 //!   is sent to the jobs queue, held back until its time when SQS can hold
 //!   it (15 minutes); later ones are sent by the tick.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use shared::audit::{AuditEntry, Outcome};
 use shared::domain::masking;
-use shared::identity::rbac::Permission;
+use shared::identity::rbac::{Permission, PermissionSet};
 use shared::identity::users;
 use shared::platform::error::{Error, Result};
 use shared::store::{QuerySpec, s};
+use tokio::sync::OnceCell;
 
 use crate::definition::Trigger;
 use crate::engine::Engine;
 use crate::expr;
-use crate::model::{self, Workflow};
+use crate::model::{self, Version, Workflow};
+
+/// Records of a batch applied at once, at most. Bounded so a batch of
+/// 100 does not send 100 requests to the table together.
+const CONCURRENCY: usize = 8;
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -34,60 +44,105 @@ pub struct Dispatcher {
     pub queue_url: String,
 }
 
+/// Values read once per key, shared by a batch's records applied at once.
+struct Memo<V>(Mutex<HashMap<String, Arc<OnceCell<V>>>>);
+
+impl<V: Clone> Memo<V> {
+    fn new() -> Memo<V> {
+        Memo(Mutex::new(HashMap::new()))
+    }
+
+    async fn get<F: Future<Output = Result<V>>>(&self, key: String, load: impl FnOnce() -> F) -> Result<V> {
+        // A poisoned lock only means another record panicked while inserting.
+        let cell = self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        cell.get_or_try_init(load).await.cloned()
+    }
+}
+
+/// What one batch reads once instead of once per record: each action's
+/// listeners, each workflow owner's permissions, each version. Made anew
+/// for every batch, so a workflow or a waiter committed before a batch's
+/// records is seen (its stream record came first, so it was committed
+/// before the batch was read), and permissions are as fresh as the batch.
+struct Batch {
+    listeners: Memo<(Vec<Workflow>, Vec<model::Waiter>)>,
+    held: Memo<PermissionSet>,
+    versions: Memo<Option<Version>>,
+}
+
+/// An audit entry that arrived, with the waits it may end.
+struct Arrived {
+    entry: AuditEntry,
+    waiters: Vec<model::Waiter>,
+}
+
 impl Dispatcher {
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
-        let mut response = DynamoDbEventResponse::default();
-        for record in &event.records {
-            let image = |item: &serde_dynamo::Item| -> Option<Value> { if item.is_empty() { None } else { serde_dynamo::from_item(item.clone()).ok() } };
-            let (old, new) = (image(&record.change.old_image), image(&record.change.new_image));
-            if let Err(e) = self.apply(old.as_ref(), new.as_ref()).await {
-                tracing::warn!(error = %e, "workflow dispatch failed; the stream record will be retried");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(failure);
-                break;
+        let batch = Batch { listeners: Memo::new(), held: Memo::new(), versions: Memo::new() };
+        let image = |item: &serde_dynamo::Item| -> Option<Value> { if item.is_empty() { None } else { serde_dynamo::from_item(item.clone()).ok() } };
+        let images: Vec<(Option<Value>, Option<Value>)> = event.records.iter().map(|r| (image(&r.change.old_image), image(&r.change.new_image))).collect();
+        // Runs are started and messages sent a few records at a time: each
+        // is idempotent (a run's id is derived from its entry; a step
+        // message executes once however often it is sent) and none needs
+        // another's effect. Waits are ended after, in stream order: the
+        // first matching event ends a wait. (The futures are collected
+        // first: a stream mapping through a closure is not `Send`, a rustc
+        // limitation with higher-ranked lifetimes, and the reader needs it.)
+        let applying: Vec<_> = images.iter().map(|(old, new)| self.apply(old.as_ref(), new.as_ref(), &batch)).collect();
+        let applied: Vec<Result<Option<Arrived>>> = futures::stream::iter(applying).buffered(CONCURRENCY).collect().await;
+        let mut failed = applied.iter().enumerate().find_map(|(i, r)| r.as_ref().err().map(|e| (i, e.to_string())));
+        let resumable = failed.as_ref().map_or(applied.len(), |(i, _)| *i);
+        'records: for (i, arrived) in applied.iter().enumerate().take(resumable) {
+            let Ok(Some(arrived)) = arrived else { continue };
+            for waiter in &arrived.waiters {
+                if let Err(e) = self.resume(waiter, &arrived.entry, &batch).await {
+                    failed = Some((i, e.to_string()));
+                    break 'records;
+                }
             }
+        }
+        let mut response = DynamoDbEventResponse::default();
+        // The first failed record and all after it are read again (Lambda's
+        // retry from the reported sequence number); those after it that
+        // were applied meanwhile are idempotent.
+        if let Some((i, error)) = failed {
+            tracing::warn!(error = %error, "workflow dispatch failed; the stream record will be retried");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = event.records[i].change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
         }
         response
     }
 
-    /// One changed item: an audit entry may start runs; a step message is sent.
-    pub async fn apply(&self, old: Option<&Value>, new: Option<&Value>) -> Result<usize> {
-        let (None, Some(new)) = (old, new) else { return Ok(0) };
+    /// One changed item: an audit entry may start runs (and is returned
+    /// with the waits it may end); a step message is sent.
+    async fn apply(&self, old: Option<&Value>, new: Option<&Value>, batch: &Batch) -> Result<Option<Arrived>> {
+        let (None, Some(new)) = (old, new) else { return Ok(None) };
         if let Some((message, deferred)) = model::pending_message(new) {
-            if deferred {
-                return Ok(0);
+            if !deferred {
+                crate::tick::send(&self.sqs, &self.queue_url, &message, self.engine.clock.now()).await?;
             }
-            crate::tick::send(&self.sqs, &self.queue_url, &message, self.engine.clock.now()).await?;
-            return Ok(1);
+            return Ok(None);
         }
         if new.get("type").and_then(Value::as_str) != Some("audit") || new.get("outcome").and_then(Value::as_str) != Some("success") {
-            return Ok(0);
+            return Ok(None);
         }
-        let Some(action) = new.get("action").and_then(Value::as_str) else { return Ok(0) };
-        let (workflows, waiters) = self.listeners(action).await?;
+        let Some(action) = new.get("action").and_then(Value::as_str) else { return Ok(None) };
+        let (workflows, waiters) = batch.listeners.get(action.to_string(), || self.listeners(action)).await?;
         if workflows.is_empty() && waiters.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
-        let (Some(pk), Some(sk)) = (new.get("pk").and_then(Value::as_str), new.get("sk").and_then(Value::as_str)) else { return Ok(0) };
+        let (Some(pk), Some(sk)) = (new.get("pk").and_then(Value::as_str), new.get("sk").and_then(Value::as_str)) else { return Ok(None) };
         // The entry as readers see it (people by id, not pseudonym).
-        let Some(item) = self.engine.store.get_item(pk, sk).await? else { return Ok(0) };
-        let Some(entry) = self.engine.store.reveal_audit(vec![item]).await?.pop() else { return Ok(0) };
+        let Some(item) = self.engine.store.get_item(pk, sk).await? else { return Ok(None) };
+        let Some(entry) = self.engine.store.reveal_audit(vec![item]).await?.pop() else { return Ok(None) };
         if entry.outcome != Outcome::Success {
-            return Ok(0);
+            return Ok(None);
         }
-        let mut started = 0;
-        for workflow in workflows {
-            if self.start_for(&workflow, &entry).await? {
-                started += 1;
-            }
+        for workflow in &workflows {
+            self.start_for(workflow, &entry, batch).await?;
         }
-        for waiter in waiters {
-            if self.resume(&waiter, &entry).await? {
-                started += 1;
-            }
-        }
-        Ok(started)
+        Ok(Some(Arrived { entry, waiters }))
     }
 
     /// The enabled workflows an audit action starts and the runs waiting for it.
@@ -111,7 +166,7 @@ impl Dispatcher {
 
     /// End a run's wait with `entry`, unless the entry is older than the
     /// wait or the run's own doing (an action it took before waiting).
-    async fn resume(&self, waiter: &model::Waiter, entry: &AuditEntry) -> Result<bool> {
+    async fn resume(&self, waiter: &model::Waiter, entry: &AuditEntry, batch: &Batch) -> Result<bool> {
         let since = shared::platform::time::parse(&waiter.since);
         let at = shared::platform::time::parse(&entry.ts);
         if matches!((at, since), (Some(at), Some(since)) if at < since) {
@@ -121,17 +176,19 @@ impl Dispatcher {
             return Ok(false);
         }
         let Some(workflow) = model::get(self.engine.store.store(), &waiter.workflow_id).await? else { return Ok(false) };
-        let received = self.event_of(&workflow, entry).await?;
+        let received = self.event_of(&workflow, entry, batch).await?;
         self.engine.resume(waiter, received).await
     }
 
     /// Start `workflow`'s run for `entry` unless its filter says no or the
     /// loop guard stops it (then a failed run says why); whether a run was
     /// recorded.
-    async fn start_for(&self, workflow: &Workflow, entry: &AuditEntry) -> Result<bool> {
+    async fn start_for(&self, workflow: &Workflow, entry: &AuditEntry, batch: &Batch) -> Result<bool> {
         let store = self.engine.store.store();
-        let Some(version) = model::version(store, &workflow.id, workflow.version).await? else { return Ok(false) };
-        let event = self.event_of(workflow, entry).await?;
+        // A version never changes once written.
+        let key = format!("{}/{}", workflow.id, workflow.version);
+        let Some(version) = batch.versions.get(key, || model::version(store, &workflow.id, workflow.version)).await? else { return Ok(false) };
+        let event = self.event_of(workflow, entry, batch).await?;
         if let Trigger::Event { filter: Some(filter), .. } = &version.definition.trigger {
             let context = json!({"event": event, "input": {}, "steps": {}, "vars": {}, "run": {}});
             match expr::evaluate(filter, &context) {
@@ -183,19 +240,20 @@ impl Dispatcher {
                 let (_, writes) = crate::engine::refuse_with_id(&id, &version, origin, now, store.table(), reason)?;
                 match store.transact(writes).await {
                     Ok(()) => Ok(true),
-                    Err(Error::Conflict(_)) => Ok(false),
+                    Err(Error::Conflict(why)) => already_started(store, &id, why).await,
                     Err(e) => Err(e),
                 }
             }
-            Err(Error::Conflict(_)) => Ok(false),
+            Err(Error::Conflict(why)) => already_started(store, &id, why).await,
             Err(e) => Err(e),
         }
     }
 
     /// The run's `event`: `{type, actor, target, data}`, where `data` is the
     /// entity after the change as the API shows it to the workflow's owner.
-    async fn event_of(&self, workflow: &Workflow, entry: &AuditEntry) -> Result<Value> {
-        let data = entity_data(&self.engine, &workflow.owner_id, &entry.target_type, &entry.target_id).await?;
+    async fn event_of(&self, workflow: &Workflow, entry: &AuditEntry, batch: &Batch) -> Result<Value> {
+        let held = batch.held.get(workflow.owner_id.clone(), || held_by(&self.engine, &workflow.owner_id)).await?;
+        let data = entity_data_for(&self.engine, held, &entry.target_type, &entry.target_id).await?;
         Ok(json!({
             "type": entry.action,
             "id": entry.id,
@@ -205,6 +263,17 @@ impl Dispatcher {
             "data": data,
         }))
     }
+}
+
+/// A run's start that conflicted: fine if the run exists (this record was
+/// read before), else a transaction that lost a race on the minute's rate
+/// bucket (records are applied concurrently): an error, so the record is
+/// retried, never dropped.
+async fn already_started(store: &shared::store::Store, run_id: &str, why: String) -> Result<bool> {
+    if model::run(store, run_id).await?.is_some() {
+        return Ok(false);
+    }
+    Err(Error::Conflict(format!("starting run {run_id}: {why}; the record will be retried")))
 }
 
 /// The order's customer's orders by status (`{orders, disputed, refunded,
@@ -235,11 +304,20 @@ async fn customer_orders(store: &shared::store::Store, user_id: &str) -> Result<
 /// An entity as the API shows it to `owner_id` (personal fields masked
 /// without pii:read), or `{id}` for kinds the workflow cannot read.
 pub async fn entity_data(engine: &Engine, owner_id: &str, target_type: &str, target_id: &str) -> Result<Value> {
-    let store = engine.store.store();
-    let held = match users::get(store, owner_id).await? {
+    entity_data_for(engine, held_by(engine, owner_id).await?, target_type, target_id).await
+}
+
+/// The permissions `owner_id` holds now (none once they are gone).
+async fn held_by(engine: &Engine, owner_id: &str) -> Result<PermissionSet> {
+    Ok(match users::get(engine.store.store(), owner_id).await? {
         Some(owner) => engine.roles.fresh_for(&owner.roles).await?.permissions_of(&owner.roles),
-        None => shared::identity::rbac::PermissionSet::of(&[]),
-    };
+        None => PermissionSet::of(&[]),
+    })
+}
+
+/// An entity as the API shows it to a holder of `held`.
+async fn entity_data_for(engine: &Engine, held: PermissionSet, target_type: &str, target_id: &str) -> Result<Value> {
+    let store = engine.store.store();
     match target_type {
         "user" if held.contains(Permission::UsersRead) => {
             let Some(user) = users::get(store, target_id).await? else { return Ok(json!({"id": target_id})) };

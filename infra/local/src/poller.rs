@@ -78,7 +78,16 @@ pub async fn poll_once(sqs: &aws_sdk_sqs::Client, queue_url: &str, queue_arn: &s
 
 /// Poll forever (the `make dev` loop).
 pub async fn run(sqs: aws_sdk_sqs::Client, queue_url: String, queue_arn: String, worker: impl QueueWorker) {
-    loop {
+    run_until(sqs, queue_url, queue_arn, worker, tokio::sync::watch::channel(false).1).await
+}
+
+/// Poll until `stop` turns true, stopping only between polls (benches).
+/// Not by aborting the task: the emulator goes on with an abandoned long
+/// poll, and the messages it then receives stay invisible for the queue's
+/// visibility timeout (90 minutes for the jobs queue), lost to the next
+/// poller.
+pub async fn run_until(sqs: aws_sdk_sqs::Client, queue_url: String, queue_arn: String, worker: impl QueueWorker, stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
         if let Err(e) = poll_once(&sqs, &queue_url, &queue_arn, &worker, 1).await {
             tracing::warn!(error = %e, queue = %queue_url, "polling a queue failed");
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -177,8 +177,14 @@ impl StreamReader {
 }
 
 /// Poll forever (the `make dev` loop).
-pub async fn run(mut reader: StreamReader, worker: impl Consumer) {
-    loop {
+pub async fn run(reader: StreamReader, worker: impl Consumer) {
+    run_until(reader, worker, tokio::sync::watch::channel(false).1).await
+}
+
+/// Poll until `stop` turns true, stopping only between polls (benches):
+/// a batch is never left half applied.
+pub async fn run_until(mut reader: StreamReader, worker: impl Consumer, stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
         match reader.poll_once(&worker).await {
             Ok(0) => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(_) => {}

@@ -93,8 +93,13 @@ pub async fn receive(State(state): State<WorkflowsState>, Path(id): Path<String>
     // webhook senders honour by retrying later.
     writes.push(model::rate_write(store.table(), &id, now, version.definition.runs_per_minute())?);
     match store.transact(writes).await {
-        // A retry of a message already taken: the same run.
-        Ok(()) | Err(Error::Conflict(_)) => Ok((StatusCode::ACCEPTED, Json(HookAccepted { run_id }))),
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(HookAccepted { run_id }))),
+        // A retry of a message already taken: the same run. (Otherwise a
+        // race on the rate bucket: 409, and the sender retries.)
+        Err(Error::Conflict(why)) => match model::run(store, &run_id).await? {
+            Some(_) => Ok((StatusCode::ACCEPTED, Json(HookAccepted { run_id }))),
+            None => Err(Error::Conflict(why)),
+        },
         Err(e) => Err(e),
     }
 }
