@@ -81,6 +81,21 @@ fn charge_refunded(evt: &str, created: i64, charge: &str, customer: &str, invoic
     )
 }
 
+/// A `charge.dispute.*` event: Stripe's dispute object, which names its
+/// charge and payment intent but not the customer.
+fn dispute_event(evt: &str, kind: &str, created: i64, dispute: &str, charge: &str, amount: i64, status: &str) -> Value {
+    let payment_intent = charge.strip_prefix("ch_").map(|rest| format!("pi_{rest}"));
+    event(
+        evt,
+        kind,
+        created,
+        json!({"id": dispute, "object": "dispute", "amount": amount, "currency": "eur", "charge": charge, "payment_intent": payment_intent,
+               "reason": "fraudulent", "status": status, "created": JAN + 5 * DAY, "is_charge_refundable": false, "livemode": false,
+               "balance_transactions": [], "evidence_details": {"due_by": JAN + 15 * DAY, "has_evidence": false, "past_due": false, "submission_count": 0},
+               "metadata": {}}),
+    )
+}
+
 fn subscription_deleted(evt: &str, created: i64, sub: &str, customer: &str, ended_at: i64) -> Value {
     event(
         evt,
@@ -300,4 +315,86 @@ async fn without_a_signing_secret_the_endpoint_says_stripe_is_not_configured() {
         .unwrap();
     let response = send_to(integrations::router(state), request).await;
     assert_eq!(response.status, StatusCode::NOT_FOUND, "{:?}", response.body);
+}
+
+/// A chargeback reaches the order its charge paid: `charge.dispute.created`
+/// makes it `disputed` (audited as `order.updated`, what the "suspend on
+/// chargeback" workflow template listens to), `charge.dispute.closed` as
+/// won gives it back its status, and neither a replayed event nor an older
+/// one arriving late changes anything.
+#[tokio::test]
+async fn a_dispute_marks_its_order_disputed_until_it_is_won() {
+    let app = TestApp::spawn().await;
+    let (user, _) = app.user(&["user"]).await;
+    let mut paid = invoice_paid("evt_dp_paid", "in_dp", "cus_dp", "sub_dp", "month", 2900, JAN, JAN + 31 * DAY);
+    paid["data"]["object"]["metadata"] = json!({"user_id": user.id});
+    assert_eq!(deliver(&app, &paid).await.body["orders_changed"], json!([order_id("in_dp")]));
+
+    let created = dispute_event("evt_dp_created", "charge.dispute.created", JAN + 5 * DAY, "dp_1", "ch_in_dp", 3190, "needs_response");
+    let r = deliver(&app, &created).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!((r.body["handled"].clone(), r.body["user_id"].clone()), (json!(true), json!(user.id)));
+    assert_eq!(r.body["orders_changed"], json!([order_id("in_dp")]));
+    let disputed = order(&app, "in_dp").await.unwrap();
+    assert_eq!((text(&disputed, "status"), text(&disputed, "dispute_status")), (Some("disputed".into()), Some("needs_response".into())));
+    assert_eq!(number(&disputed, "disputed_cents"), Some(2900), "at most the order's amount (the dispute includes tax)");
+    assert_eq!(text(&disputed, "disputed_at").as_deref(), Some("2026-01-06T00:00:00.000000Z"));
+    let audit = app.audit_for("order", &order_id("in_dp")).await;
+    assert_eq!(audit.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["order.updated", "order.created"], "newest first");
+    let update = &audit[0];
+    assert_eq!((update.actor.kind.as_str(), update.actor.id.as_str()), ("system", "stripe"));
+    assert_eq!(update.changes.as_ref().unwrap()["after"]["status"], "disputed", "{:?}", update.changes);
+
+    // Replayed: acknowledged as a duplicate, nothing written.
+    let again = deliver(&app, &created).await;
+    assert_eq!((again.status, again.body["duplicate"].clone(), again.body["orders_changed"].clone()), (StatusCode::OK, json!(true), json!([])));
+    assert_eq!(app.audit_for("order", &order_id("in_dp")).await.len(), 2);
+
+    // Won: no longer disputed, the dispute kept for the record.
+    let won = dispute_event("evt_dp_won", "charge.dispute.closed", JAN + 30 * DAY, "dp_1", "ch_in_dp", 3190, "won");
+    assert_eq!(deliver(&app, &won).await.body["orders_changed"], json!([order_id("in_dp")]));
+    let released = order(&app, "in_dp").await.unwrap();
+    assert_eq!((text(&released, "status"), text(&released, "dispute_status")), (Some("paid".into()), Some("won".into())));
+    assert_eq!(number(&released, "disputed_cents"), None);
+    // The same again, and an older update arriving late: nothing changes.
+    let late = dispute_event("evt_dp_late", "charge.dispute.updated", JAN + 10 * DAY, "dp_1", "ch_in_dp", 3190, "under_review");
+    for e in [&won, &late] {
+        let r = deliver(&app, e).await;
+        assert_eq!((r.status, r.body["orders_changed"].clone()), (StatusCode::OK, json!([])), "{:?}", r.body);
+    }
+    assert_eq!(order(&app, "in_dp").await.unwrap(), released);
+    assert_eq!(
+        app.audit_for("order", &order_id("in_dp")).await.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["order.updated", "order.updated", "order.created"]
+    );
+}
+
+/// A dispute of a charge Keel has not seen yet (Stripe does not deliver
+/// in order) waits under the charge; the invoice that names the charge
+/// brings it, and its order is created disputed. A dispute lost after a
+/// refund leaves the order disputed, the refund kept.
+#[tokio::test]
+async fn a_dispute_before_its_invoice_waits_for_it_and_a_lost_dispute_wins_over_a_refund() {
+    let app = TestApp::spawn().await;
+    let (user, _) = app.user(&["user"]).await;
+    let early = dispute_event("evt_dpe_created", "charge.dispute.created", JAN + 5 * DAY, "dp_e", "ch_in_dpe", 1000, "warning_needs_response");
+    let r = deliver(&app, &early).await;
+    assert_eq!((r.status, r.body["handled"].clone(), r.body["orders_changed"].clone()), (StatusCode::OK, json!(true), json!([])), "{:?}", r.body);
+    assert_eq!(r.body.get("user_id"), None);
+
+    let mut paid = invoice_paid("evt_dpe_paid", "in_dpe", "cus_dpe", "sub_dpe", "month", 2900, JAN, JAN + 31 * DAY);
+    paid["data"]["object"]["metadata"] = json!({"user_id": user.id});
+    assert_eq!(deliver(&app, &paid).await.body["orders_changed"], json!([order_id("in_dpe")]));
+    let o = order(&app, "in_dpe").await.unwrap();
+    assert_eq!((text(&o, "status"), number(&o, "disputed_cents")), (Some("disputed".into()), Some(1000)));
+    assert_eq!(app.audit_for("order", &order_id("in_dpe")).await.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["order.created"]);
+
+    let refund = charge_refunded("evt_dpe_refund", JAN + 6 * DAY, "ch_in_dpe", "cus_dpe", "in_dpe", 3190, 500);
+    let lost = dispute_event("evt_dpe_lost", "charge.dispute.closed", JAN + 40 * DAY, "dp_e", "ch_in_dpe", 1000, "lost");
+    for e in [&refund, &lost] {
+        assert_eq!(deliver(&app, e).await.status, StatusCode::OK);
+    }
+    let o = order(&app, "in_dpe").await.unwrap();
+    assert_eq!((text(&o, "status"), text(&o, "dispute_status")), (Some("disputed".into()), Some("lost".into())));
+    assert_eq!((number(&o, "refunded_cents"), number(&o, "disputed_cents")), (Some(500), Some(1000)));
 }

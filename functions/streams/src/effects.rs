@@ -122,12 +122,26 @@ pub fn of_change(old: Option<&Value>, new: Option<&Value>) -> Vec<Effect> {
                 add(&mut out, rollups::REVENUE, day, amount);
                 add(&mut out, rollups::REVENUE, month, amount);
             }
-            let refunded = |i: Option<&Value>| str_of(i, "status") == Some("refunded");
+            // A refunded order that is then disputed (`status: disputed`)
+            // keeps its `refunded_at`: still refunded, not refunded again
+            // if the dispute is won.
+            let refunded = |i: Option<&Value>| str_of(i, "status") == Some("refunded") || str_of(i, "refunded_at").is_some();
             if refunded(new) && !refunded(old) {
                 let ts = str_of(new, "refunded_at").or(str_of(new, "updated_at")).or(str_of(new, "created_at"));
                 if let (Some(day), Some(month)) = (ts.and_then(day_of), ts.and_then(month_of)) {
                     add(&mut out, rollups::REFUNDS, day, amount);
                     add(&mut out, rollups::REFUNDS, month, amount);
+                }
+            }
+            // A dispute lost is money taken back, as a refund, when the
+            // dispute was opened (a lost dispute is final).
+            let lost = |i: Option<&Value>| str_of(i, "dispute_status") == Some("lost");
+            if lost(new) && !lost(old) {
+                let ts = str_of(new, "disputed_at").or(str_of(new, "updated_at")).or(str_of(new, "created_at"));
+                let disputed = int_of(new, "disputed_cents").unwrap_or(amount);
+                if let (Some(day), Some(month)) = (ts.and_then(day_of), ts.and_then(month_of)) {
+                    add(&mut out, rollups::REFUNDS, day, disputed);
+                    add(&mut out, rollups::REFUNDS, month, disputed);
                 }
             }
         }
@@ -235,6 +249,28 @@ mod tests {
         assert!(!adds.contains_key(&("refunds", "2026-05".to_string())));
         let adds = net_adds(&of_change(Some(&paid), Some(&refunded)));
         assert_eq!(adds.into_iter().collect::<Vec<_>>(), vec![(("refunds", "2026-06".to_string()), 2900), (("refunds", "2026-06-01".to_string()), 2900)]);
+    }
+
+    #[test]
+    fn a_lost_dispute_counts_as_a_refund_and_a_refund_disputed_is_not_counted_twice() {
+        let order = |extra: Value| {
+            let mut o = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "amount_cents": 2900, "status": "paid", "created_at": "2026-05-06T00:00:00Z"});
+            o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            o
+        };
+        let paid = order(json!({"refunded_at": null}));
+        let open = order(json!({"status": "disputed", "dispute_status": "needs_response", "disputed_cents": 2900, "disputed_at": "2026-06-02T00:00:00Z"}));
+        let lost = order(json!({"status": "disputed", "dispute_status": "lost", "disputed_cents": 2900, "disputed_at": "2026-06-02T00:00:00Z"}));
+        assert!(net_adds(&of_change(Some(&paid), Some(&open))).is_empty());
+        let adds = net_adds(&of_change(Some(&open), Some(&lost)));
+        assert_eq!(adds.into_iter().collect::<Vec<_>>(), vec![(("refunds", "2026-06".to_string()), 2900), (("refunds", "2026-06-02".to_string()), 2900)]);
+        // Refunded, disputed, the dispute won: refunded once.
+        let refunded = order(json!({"status": "refunded", "refunded_at": "2026-06-01T00:00:00Z", "refunded_cents": 2900}));
+        let refunded_disputed =
+            order(json!({"status": "disputed", "refunded_at": "2026-06-01T00:00:00Z", "refunded_cents": 2900, "dispute_status": "needs_response"}));
+        let refunded_won = order(json!({"status": "refunded", "refunded_at": "2026-06-01T00:00:00Z", "refunded_cents": 2900, "dispute_status": "won"}));
+        assert!(net_adds(&of_change(Some(&refunded), Some(&refunded_disputed))).is_empty());
+        assert!(net_adds(&of_change(Some(&refunded_disputed), Some(&refunded_won))).is_empty());
     }
 
     #[test]

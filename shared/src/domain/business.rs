@@ -381,7 +381,7 @@ pub fn rfm(orders: &[Order], as_of: DateTime<Utc>) -> Vec<RfmCustomer> {
     let mut by: BTreeMap<&str, (DateTime<Utc>, i64, i64)> = BTreeMap::new();
     for o in orders {
         let Some(at) = revenue::parse_time(&o.created_at).filter(|t| *t <= as_of) else { continue };
-        let refund = o.refund().filter(|(_, t)| *t <= as_of).map_or(0, |(a, _)| a);
+        let refund = o.returned_by(as_of);
         let e = by.entry(o.user_id.as_str()).or_insert((at, 0, 0));
         e.0 = e.0.max(at);
         e.1 += 1;

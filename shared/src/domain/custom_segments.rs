@@ -56,7 +56,7 @@ pub struct Profile {
     pub mrr_cents: i64,
     /// Plan of the running term with the most MRR; `none` without MRR.
     pub plan: String,
-    /// Any order refunded (wholly or partly).
+    /// Any order refunded (wholly or partly) or lost in a dispute.
     pub refunded: bool,
     #[serde(default)]
     pub rfm_segment: Option<RfmSegment>,
@@ -114,9 +114,9 @@ pub fn profiles(members: &[Member], events: &[Event], orders: &[Order], rfm: &[R
         if revenue::parse_time(&o.created_at).is_none_or(|t| t > as_of) {
             continue;
         }
-        let refund = o.refund().filter(|(_, t)| *t <= as_of);
-        p.spend_cents += o.amount_cents - refund.map_or(0, |(a, _)| a);
-        if refund.is_some() {
+        let returned = o.returned_by(as_of);
+        p.spend_cents += o.amount_cents - returned;
+        if returned > 0 || o.refund().is_some_and(|(_, t)| t <= as_of) {
             p.refunded = true;
         } else {
             p.paid_orders += 1;

@@ -63,6 +63,17 @@ pub struct Order {
     /// Refunded amount; the whole `amount_cents` when absent on a refunded order.
     #[serde(default)]
     pub refunded_cents: Option<i64>,
+    /// The Stripe status of the order's dispute (chargeback), if any; a
+    /// `lost` one is money taken back, counted as a refund ([`Order::chargeback`]).
+    /// (`status: disputed` alone, a dispute still open, changes no figure.)
+    #[serde(default)]
+    pub dispute_status: Option<String>,
+    /// The disputed amount; the whole `amount_cents` when absent.
+    #[serde(default)]
+    pub disputed_cents: Option<i64>,
+    /// When the dispute was opened (when Stripe withdrew the amount).
+    #[serde(default)]
+    pub disputed_at: Option<String>,
 }
 
 /// Country code for orders without one (ISO 3166 user-assigned "unknown").
@@ -173,6 +184,25 @@ impl Order {
         }
         let at = parse_time(self.refunded_at.as_deref().unwrap_or(&self.created_at))?;
         Some((self.refunded_cents.unwrap_or(self.amount_cents), at))
+    }
+
+    /// A lost dispute: the amount taken back (past what was refunded, so
+    /// together at most the order's amount) and when, the dispute's opening
+    /// (the amount left then; a dispute won gave it back). Counted as a
+    /// refund wherever refunds are subtracted.
+    pub fn chargeback(&self) -> Option<(i64, DateTime<Utc>)> {
+        if self.dispute_status.as_deref() != Some("lost") {
+            return None;
+        }
+        let refunded = self.refund().map_or(0, |(a, _)| a);
+        let amount = self.disputed_cents.unwrap_or(self.amount_cents).min(self.amount_cents - refunded);
+        let at = parse_time(self.disputed_at.as_deref().unwrap_or(&self.created_at))?;
+        (amount > 0).then_some((amount, at))
+    }
+
+    /// What was given back (refunds and lost disputes) up to `as_of`.
+    pub fn returned_by(&self, as_of: DateTime<Utc>) -> i64 {
+        [self.refund(), self.chargeback()].into_iter().flatten().filter(|(_, t)| *t <= as_of).map(|(a, _)| a).sum()
     }
 }
 
@@ -410,7 +440,8 @@ pub struct RevenueRow {
     pub movements: Movements,
     /// Sum of order amounts (after discounts, before tax) by order date.
     pub gross: i64,
-    /// Sum of refunded amounts by refund date.
+    /// Sum of refunded amounts by refund date, and of amounts lost in
+    /// disputes by the dispute's date.
     pub refunds: i64,
     pub orders: i64,
     pub refunded_orders: i64,
@@ -458,6 +489,15 @@ pub fn period_rollups(orders: &[Order], as_of: DateTime<Utc>, g: Granularity) ->
                 let row = rows.entry((group, g.key_of(at))).or_default();
                 row.refunds += amount;
                 row.refunded_orders += 1;
+            }
+        }
+        if let Some((amount, at)) = order.chargeback().filter(|(_, t)| *t <= as_of) {
+            // An order refunded in part and then lost in a dispute counts once.
+            let counted = order.refund().is_some_and(|(_, t)| t <= as_of);
+            for group in Group::of(&segment) {
+                let row = rows.entry((group, g.key_of(at))).or_default();
+                row.refunds += amount;
+                row.refunded_orders += i64::from(!counted);
             }
         }
     }
@@ -734,6 +774,43 @@ mod tests {
         let mar = rows[&(Group::all(), "2025-03".to_string())];
         assert_eq!((mar.movements.mrr_end, mar.movements.churn), (2900, 0));
         check_invariant(&rows);
+    }
+
+    /// A dispute: open, it changes nothing; lost, its amount (past what was
+    /// refunded) is a refund at its opening; won, nothing. MRR is left.
+    #[test]
+    fn a_lost_dispute_counts_as_a_refund_and_an_open_or_won_one_does_not() {
+        let disputed = |status: &str, refunded: Option<i64>| {
+            let mut o = order("o1", "pro", Billing::Monthly, 2900, "2025-01-01T00:00:00Z");
+            o.status = Some(if status == "won" { "paid" } else { "disputed" }.into());
+            o.dispute_status = Some(status.into());
+            o.disputed_cents = (status != "won").then_some(2900);
+            o.disputed_at = Some("2025-02-10T00:00:00Z".into());
+            if let Some(r) = refunded {
+                o.refunded_cents = Some(r);
+                o.refunded_at = Some("2025-01-20T00:00:00Z".into());
+            }
+            o
+        };
+        let as_of = t("2025-03-15T00:00:00Z");
+        let row = |o: &Order, month: &str| rollups(std::slice::from_ref(o), as_of).get(&(Group::all(), month.to_string())).copied().unwrap_or_default();
+        for status in ["needs_response", "won"] {
+            let o = disputed(status, None);
+            assert_eq!(o.chargeback(), None, "{status}");
+            assert_eq!((row(&o, "2025-02").refunds, row(&o, "2025-01").net()), (0, 2900), "{status}");
+        }
+        let lost = disputed("lost", None);
+        assert_eq!(lost.chargeback(), Some((2900, t("2025-02-10T00:00:00Z"))));
+        let feb = row(&lost, "2025-02");
+        assert_eq!((feb.refunds, feb.refunded_orders, row(&lost, "2025-01").gross), (2900, 1, 2900));
+        assert_eq!(lost.returned_by(as_of), 2900);
+        assert_eq!(lost.returned_by(t("2025-02-01T00:00:00Z")), 0);
+        // Refunded in part, then the rest lost: each by its date, never more than the order.
+        let both = disputed("lost", Some(900));
+        assert_eq!((row(&both, "2025-01").refunds, row(&both, "2025-01").refunded_orders), (900, 1));
+        assert_eq!((row(&both, "2025-02").refunds, row(&both, "2025-02").refunded_orders), (2000, 0));
+        assert_eq!(both.returned_by(as_of), 2900);
+        check_invariant(&rollups(&[both], as_of));
     }
 
     /// Golden case: a reactivation 91 days after the churn.

@@ -109,10 +109,15 @@ async fn renewals(store: &Store, user_id: &str, now: DateTime<Utc>) -> Result<Ve
 }
 
 /// The renewal of a subscription order: at the end of its paid term, unless
-/// it was stopped early (cancelled, switched), refunded or is long past.
+/// it was stopped early (cancelled, switched), refunded, lost in a dispute
+/// or is long past.
 pub fn renewal(order: &Order, now: DateTime<Utc>) -> Option<CalendarEvent> {
     let billing = order.billing?;
-    if order.ended_at.is_some() || order.refund().is_some() || matches!(order.status.as_deref(), Some("cancelled" | "canceled" | "failed")) {
+    if order.ended_at.is_some()
+        || order.refund().is_some()
+        || order.chargeback().is_some()
+        || matches!(order.status.as_deref(), Some("cancelled" | "canceled" | "failed"))
+    {
         return None;
     }
     let (_, end, _) = order.term()?;

@@ -7,6 +7,11 @@
 //! only: no email, name or address, so erasure has nothing of the person
 //! to remove here but the link to the user (`LINK`).
 //!
+//! A dispute is the one object that does not name its customer (Stripe's
+//! dispute names only its charge and payment intent): its fact is found a
+//! customer through the charges other facts named (`Fact::payment_ids`,
+//! payments/mod.rs).
+//!
 //! Both the classic (`invoice.subscription`, `line.price.recurring`) and
 //! the 2025 "basil" shapes (`invoice.parent.subscription_details`, lines
 //! without a price object) are read; a line's billing interval falls back
@@ -47,7 +52,9 @@ pub struct Identity {
 /// arrives as `invoice.paid`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
-    pub customer: String,
+    /// None for a dispute, which names only its charge and payment intent:
+    /// the customer is the one whose facts named them.
+    pub customer: Option<String>,
     pub fact: Option<Fact>,
     pub identity: Identity,
 }
@@ -64,6 +71,8 @@ pub enum Fact {
     Refund(RefundFact),
     /// A subscription's state (its end, if it ended).
     Subscription(SubscriptionFact),
+    /// A dispute (chargeback or inquiry) of a charge, in its latest state.
+    Dispute(DisputeFact),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +117,40 @@ pub struct RefundFact {
     pub event_created: i64,
 }
 
+/// A dispute of a charge (`charge.dispute.created`, `.updated`, `.closed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisputeFact {
+    pub dispute_id: String,
+    pub charge_id: String,
+    pub payment_intent: Option<String>,
+    /// The disputed amount, in the currency's minor unit (tax included, as
+    /// the charge was).
+    pub amount_cents: i64,
+    pub currency: String,
+    /// Stripe's: `warning_needs_response`, `warning_under_review`,
+    /// `warning_closed` (an inquiry), `needs_response`, `under_review`,
+    /// `won`, `lost`, …
+    pub status: String,
+    pub reason: Option<String>,
+    /// When the dispute was opened (its `created`).
+    pub disputed_at: String,
+    pub event_created: i64,
+}
+
+/// Dispute statuses that end a dispute without the money leaving through
+/// it: the order is no longer disputed (`charge_refunded`, of older API
+/// versions, closed it by a refund, which its `charge.refunded` says).
+/// Every other status (open, an inquiry open, `lost`, or one Stripe adds
+/// later) holds the order disputed.
+pub const DISPUTE_RELEASED: [&str; 4] = ["won", "warning_closed", "prevented", "charge_refunded"];
+
+impl DisputeFact {
+    /// The dispute holds its order disputed: open, or lost.
+    pub fn holds(&self) -> bool {
+        !DISPUTE_RELEASED.contains(&self.status.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionFact {
     pub subscription_id: String,
@@ -124,7 +167,21 @@ impl Fact {
             Fact::Payment(f) => format!("PAYMENT#{}", f.session_id),
             Fact::Refund(f) => format!("REFUND#{}", f.charge_id),
             Fact::Subscription(f) => format!("SUB#{}", f.subscription_id),
+            Fact::Dispute(f) => format!("DISPUTE#{}", f.dispute_id),
         }
+    }
+
+    /// The charge and payment intent ids the fact names: what a dispute,
+    /// which names nothing else, is matched to its customer by.
+    pub fn payment_ids(&self) -> Vec<&str> {
+        let (charge, intent) = match self {
+            Fact::Invoice(f) => (f.charge.as_deref(), f.payment_intent.as_deref()),
+            Fact::Payment(f) => (None, f.payment_intent.as_deref()),
+            Fact::Refund(f) => (Some(f.charge_id.as_str()), f.payment_intent.as_deref()),
+            Fact::Dispute(f) => (Some(f.charge_id.as_str()), f.payment_intent.as_deref()),
+            Fact::Subscription(_) => (None, None),
+        };
+        charge.into_iter().chain(intent).collect()
     }
 
     /// The `created` of the event that said it: a later event's fact
@@ -135,6 +192,7 @@ impl Fact {
             Fact::Payment(f) => f.event_created,
             Fact::Refund(f) => f.event_created,
             Fact::Subscription(f) => f.event_created,
+            Fact::Dispute(f) => f.event_created,
         }
     }
 }
@@ -229,12 +287,12 @@ pub fn observe(event: &Event) -> Result<Option<Observed>, Unreadable> {
             let customer = id_at(o, "customer").unwrap_or_else(|| format!("guest_{session_id}"));
             if str_at(o, &["mode"]) != Some("payment") || str_at(o, &["payment_status"]) != Some("paid") {
                 // Subscriptions are paid by invoices; only the link is news.
-                return Ok(Some(Observed { customer, fact: None, identity }));
+                return Ok(Some(Observed { customer: Some(customer), fact: None, identity }));
             }
             let total = int_at(o, &["amount_total"]).ok_or_else(|| unreadable("data.object.amount_total", "is required for a paid session"))?;
             let tax = int_at(o, &["total_details", "amount_tax"]).unwrap_or(0);
             Observed {
-                customer,
+                customer: Some(customer),
                 fact: Some(Fact::Payment(PaymentFact {
                     session_id,
                     payment_intent: id_at(o, "payment_intent"),
@@ -263,7 +321,7 @@ pub fn observe(event: &Event) -> Result<Option<Observed>, Unreadable> {
                 .or_else(|| recurring.and_then(metadata_user));
             let period = |key: &str| recurring.and_then(|l| int_at(l, &["period", key])).and_then(time);
             Observed {
-                customer,
+                customer: Some(customer),
                 fact: Some(Fact::Invoice(InvoiceFact {
                     invoice_id,
                     subscription_id,
@@ -283,7 +341,7 @@ pub fn observe(event: &Event) -> Result<Option<Observed>, Unreadable> {
             }
         }
         "charge.refunded" => Observed {
-            customer: required_customer(o, "a charge")?,
+            customer: Some(required_customer(o, "a charge")?),
             fact: Some(Fact::Refund(RefundFact {
                 charge_id: str_at(o, &["id"]).ok_or_else(|| unreadable("data.object.id", "is required"))?.to_string(),
                 invoice_id: id_at(o, "invoice"),
@@ -296,7 +354,7 @@ pub fn observe(event: &Event) -> Result<Option<Observed>, Unreadable> {
             identity: Identity { user_id: metadata_user(o), email: str_at(o, &["billing_details", "email"]).map(str::to_string) },
         },
         "customer.subscription.updated" | "customer.subscription.deleted" => Observed {
-            customer: required_customer(o, "a subscription")?,
+            customer: Some(required_customer(o, "a subscription")?),
             fact: Some(Fact::Subscription(SubscriptionFact {
                 subscription_id: str_at(o, &["id"]).ok_or_else(|| unreadable("data.object.id", "is required"))?.to_string(),
                 status: str_at(o, &["status"]).unwrap_or(if event.kind.ends_with("deleted") { "canceled" } else { "active" }).to_string(),
@@ -305,7 +363,108 @@ pub fn observe(event: &Event) -> Result<Option<Observed>, Unreadable> {
             })),
             identity: Identity { user_id: metadata_user(o), email: None },
         },
+        // A dispute's object names no customer (an expanded charge does).
+        "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" => Observed {
+            customer: o.get("charge").and_then(|c| id_at(c, "customer")).or_else(|| id_at(o, "customer")),
+            fact: Some(Fact::Dispute(DisputeFact {
+                dispute_id: str_at(o, &["id"]).ok_or_else(|| unreadable("data.object.id", "is required"))?.to_string(),
+                charge_id: id_at(o, "charge").ok_or_else(|| unreadable("data.object.charge", "is required"))?,
+                payment_intent: id_at(o, "payment_intent"),
+                amount_cents: int_at(o, &["amount"]).ok_or_else(|| unreadable("data.object.amount", "is required"))?,
+                currency: str_at(o, &["currency"]).unwrap_or("usd").to_uppercase(),
+                status: str_at(o, &["status"]).ok_or_else(|| unreadable("data.object.status", "is required"))?.to_string(),
+                reason: str_at(o, &["reason"]).map(str::to_string),
+                disputed_at: at(int_at(o, &["created"]))?,
+                event_created: created,
+            })),
+            identity: Identity::default(),
+        },
         _ => return Ok(None),
     };
     Ok(Some(observed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dispute_event(id: &str, kind: &str, created: i64, status: &str, payment_intent: Value) -> Event {
+        serde_json::from_value(json!({
+            "id": id, "object": "event", "type": kind, "created": created, "livemode": false,
+            "data": {"object": {
+                "id": "dp_1", "object": "dispute", "amount": 3190, "currency": "eur", "charge": "ch_1", "payment_intent": payment_intent,
+                "reason": "fraudulent", "status": status, "created": 1_767_225_600, "is_charge_refundable": false, "metadata": {}
+            }}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn dispute_events_are_one_fact_per_dispute_without_a_customer() {
+        for kind in ["charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"] {
+            let observed = observe(&dispute_event("evt_1", kind, 1_767_300_000, "needs_response", json!("pi_1"))).unwrap().expect(kind);
+            assert_eq!(observed.customer, None, "a dispute names only its charge");
+            assert_eq!(observed.identity, Identity::default());
+            let Some(Fact::Dispute(fact)) = &observed.fact else { panic!("{kind}: {:?}", observed.fact) };
+            assert_eq!(
+                fact,
+                &DisputeFact {
+                    dispute_id: "dp_1".into(),
+                    charge_id: "ch_1".into(),
+                    payment_intent: Some("pi_1".into()),
+                    amount_cents: 3190,
+                    currency: "EUR".into(),
+                    status: "needs_response".into(),
+                    reason: Some("fraudulent".into()),
+                    disputed_at: "2026-01-01T00:00:00.000000Z".into(),
+                    event_created: 1_767_300_000,
+                }
+            );
+            let fact = observed.fact.unwrap();
+            assert_eq!((fact.sort_key().as_str(), fact.event_created()), ("DISPUTE#dp_1", 1_767_300_000));
+            assert_eq!(fact.payment_ids(), ["ch_1", "pi_1"]);
+        }
+        let without_intent = observe(&dispute_event("evt_2", "charge.dispute.closed", 1, "won", Value::Null)).unwrap().unwrap();
+        assert_eq!(without_intent.fact.unwrap().payment_ids(), ["ch_1"]);
+    }
+
+    #[test]
+    fn an_expanded_charge_names_the_disputes_customer() {
+        let mut event = dispute_event("evt_1", "charge.dispute.created", 1, "needs_response", Value::Null);
+        event.data.object["charge"] = json!({"id": "ch_1", "object": "charge", "customer": "cus_1"});
+        let observed = observe(&event).unwrap().unwrap();
+        assert_eq!(observed.customer.as_deref(), Some("cus_1"));
+        assert!(matches!(observed.fact, Some(Fact::Dispute(DisputeFact { ref charge_id, .. })) if charge_id == "ch_1"));
+    }
+
+    #[test]
+    fn a_dispute_without_its_charge_or_status_is_unreadable() {
+        for field in ["charge", "status", "amount"] {
+            let mut event = dispute_event("evt_1", "charge.dispute.created", 1, "needs_response", Value::Null);
+            event.data.object.as_object_mut().unwrap().remove(field);
+            assert_eq!(observe(&event).unwrap_err().field, format!("data.object.{field}"));
+        }
+    }
+
+    #[test]
+    fn released_disputes_do_not_hold_their_order() {
+        let fact = |status: &str| DisputeFact {
+            dispute_id: "dp_1".into(),
+            charge_id: "ch_1".into(),
+            payment_intent: None,
+            amount_cents: 1,
+            currency: "USD".into(),
+            status: status.into(),
+            reason: None,
+            disputed_at: "2026-01-01T00:00:00Z".into(),
+            event_created: 1,
+        };
+        for status in ["warning_needs_response", "warning_under_review", "needs_response", "under_review", "lost", "something_new"] {
+            assert!(fact(status).holds(), "{status}");
+        }
+        for status in ["won", "warning_closed", "prevented", "charge_refunded"] {
+            assert!(!fact(status).holds(), "{status}");
+        }
+    }
 }

@@ -14,11 +14,20 @@
 //! - A refund marks the order its charge paid (by invoice, charge or
 //!   payment intent): `status: refunded`, the refunded amount (at most the
 //!   order's amount: tax refunded is not revenue) and its instant.
+//! - A dispute marks the order its charge paid (by charge or payment
+//!   intent): `dispute_status` is the dispute's, and while it is open or
+//!   lost the order is `status: disputed` with `disputed_cents` (at most
+//!   the order's amount) and `disputed_at` (when it was opened). A dispute
+//!   released (`won`, an inquiry closed, …) leaves the status the order
+//!   has without it, `dispute_status` and `disputed_at` kept for the
+//!   record. Precedence: an open or lost dispute wins over a refund
+//!   (`disputed`, whichever came first: the money is in question, or gone,
+//!   beyond what was refunded), `refunded_cents` and `refunded_at` kept.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::facts::{Fact, InvoiceFact, PaymentFact, RefundFact, SubscriptionFact};
+use super::facts::{DisputeFact, Fact, InvoiceFact, PaymentFact, RefundFact, SubscriptionFact};
 
 /// An order as Keel stores it (`ORDER#<id> / META`, the fields
 /// `shared::domain::revenue::Order` reads), with where it came from.
@@ -46,6 +55,15 @@ pub struct LedgerOrder {
     pub refunded_at: Option<String>,
     #[serde(default)]
     pub refunded_cents: Option<i64>,
+    /// The latest dispute's Stripe status (`won` kept once released).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute_status: Option<String>,
+    /// Disputed and not released (open or lost), at most `amount_cents`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disputed_cents: Option<i64>,
+    /// When the latest dispute was opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disputed_at: Option<String>,
     pub source: String,
     pub stripe_customer_id: String,
     #[serde(default)]
@@ -63,6 +81,7 @@ pub struct Facts {
     pub payments: Vec<PaymentFact>,
     pub refunds: Vec<RefundFact>,
     pub subscriptions: Vec<SubscriptionFact>,
+    pub disputes: Vec<DisputeFact>,
 }
 
 impl Facts {
@@ -72,6 +91,7 @@ impl Facts {
             Fact::Payment(f) => self.payments.push(f),
             Fact::Refund(f) => self.refunds.push(f),
             Fact::Subscription(f) => self.subscriptions.push(f),
+            Fact::Dispute(f) => self.disputes.push(f),
         }
     }
 }
@@ -106,6 +126,9 @@ pub fn orders(facts: &Facts, customer: &str, user_id: &str, country: Option<&str
             ended_at: None,
             refunded_at: None,
             refunded_cents: None,
+            dispute_status: None,
+            disputed_cents: None,
+            disputed_at: None,
             source: "stripe".into(),
             stripe_customer_id: customer.to_string(),
             stripe_invoice_id: Some(invoice.invoice_id.clone()),
@@ -119,6 +142,11 @@ pub fn orders(facts: &Facts, customer: &str, user_id: &str, country: Option<&str
                 || (r.payment_intent.is_some() && r.payment_intent == invoice.payment_intent)
         });
         apply_refunds(&mut order, refund);
+        let disputes = facts
+            .disputes
+            .iter()
+            .filter(|d| invoice.charge.as_deref() == Some(&d.charge_id) || (d.payment_intent.is_some() && d.payment_intent == invoice.payment_intent));
+        apply_disputes(&mut order, disputes);
         out.push(order);
     }
     for payment in facts.payments.iter().filter(|p| p.amount_cents > 0) {
@@ -137,6 +165,9 @@ pub fn orders(facts: &Facts, customer: &str, user_id: &str, country: Option<&str
             ended_at: None,
             refunded_at: None,
             refunded_cents: None,
+            dispute_status: None,
+            disputed_cents: None,
+            disputed_at: None,
             source: "stripe".into(),
             stripe_customer_id: customer.to_string(),
             stripe_invoice_id: None,
@@ -145,6 +176,8 @@ pub fn orders(facts: &Facts, customer: &str, user_id: &str, country: Option<&str
         };
         let refund = facts.refunds.iter().filter(|r| r.payment_intent.is_some() && r.payment_intent == payment.payment_intent);
         apply_refunds(&mut order, refund);
+        let disputes = facts.disputes.iter().filter(|d| d.payment_intent.is_some() && d.payment_intent == payment.payment_intent);
+        apply_disputes(&mut order, disputes);
         out.push(order);
     }
     out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
@@ -184,6 +217,26 @@ fn apply_refunds<'a>(order: &mut LedgerOrder, refunds: impl Iterator<Item = &'a 
         order.status = "refunded".into();
         order.refunded_cents = Some(refunded.min(order.amount_cents));
         order.refunded_at = Some(at.clone());
+    }
+}
+
+/// After the refunds: the disputes of the order's charge(s). Open or lost
+/// ones make it `disputed` (over `refunded`: see the module's comment);
+/// released ones only leave their status. A payment intent retried may
+/// have several charges, each disputed: the held amounts add up, and the
+/// status and instant shown are the latest held dispute's (else the
+/// latest released one's).
+fn apply_disputes<'a>(order: &mut LedgerOrder, disputes: impl Iterator<Item = &'a DisputeFact>) {
+    let disputes: Vec<&DisputeFact> = disputes.collect();
+    let latest =
+        |held: bool| disputes.iter().filter(|d| !held || d.holds()).max_by(|a, b| (&a.disputed_at, &a.dispute_id).cmp(&(&b.disputed_at, &b.dispute_id)));
+    let Some(shown) = latest(true).or_else(|| latest(false)) else { return };
+    order.dispute_status = Some(shown.status.clone());
+    order.disputed_at = Some(shown.disputed_at.clone());
+    if shown.holds() {
+        let held: i64 = disputes.iter().filter(|d| d.holds()).map(|d| d.amount_cents.max(0)).sum();
+        order.status = "disputed".into();
+        order.disputed_cents = Some(held.min(order.amount_cents));
     }
 }
 
@@ -266,6 +319,115 @@ mod tests {
             event_created: 9,
         }));
         assert_eq!(orders(&facts, "cus_1", "u1", None)[0].ended_at, None);
+    }
+
+    fn dispute(id: &str, charge: &str, status: &str, amount: i64, at: &str, created: i64) -> DisputeFact {
+        DisputeFact {
+            dispute_id: id.into(),
+            charge_id: charge.into(),
+            payment_intent: None,
+            amount_cents: amount,
+            currency: "USD".into(),
+            status: status.into(),
+            reason: Some("fraudulent".into()),
+            disputed_at: at.into(),
+            event_created: created,
+        }
+    }
+
+    fn refund(charge: &str, amount: i64, at: &str) -> RefundFact {
+        RefundFact {
+            charge_id: charge.into(),
+            invoice_id: None,
+            payment_intent: None,
+            amount_refunded_cents: amount,
+            full: false,
+            refunded_at: at.into(),
+            event_created: 2,
+        }
+    }
+
+    fn first(facts: &[Fact]) -> LedgerOrder {
+        let mut all = Facts::default();
+        for fact in facts {
+            all.add(fact.clone());
+        }
+        orders(&all, "cus_1", "u1", None).remove(0)
+    }
+
+    #[test]
+    fn an_open_or_lost_dispute_marks_its_order_disputed_and_a_won_one_releases_it() {
+        let paid = Fact::Invoice(invoice("in_1", "sub_1", "monthly", 2900, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"));
+        for status in ["warning_needs_response", "needs_response", "under_review", "lost"] {
+            let order = first(&[paid.clone(), Fact::Dispute(dispute("dp_1", "ch_in_1", status, 3190, "2026-01-10T00:00:00Z", 5))]);
+            assert_eq!(order.status, "disputed", "{status}");
+            assert_eq!(order.disputed_cents, Some(2900), "{status}: at most the order's amount (tax disputed is not revenue)");
+            assert_eq!((order.dispute_status.as_deref(), order.disputed_at.as_deref()), (Some(status), Some("2026-01-10T00:00:00Z")));
+        }
+        let won = first(&[paid.clone(), Fact::Dispute(dispute("dp_1", "ch_in_1", "won", 3190, "2026-01-10T00:00:00Z", 9))]);
+        assert_eq!((won.status.as_str(), won.disputed_cents, won.dispute_status.as_deref()), ("paid", None, Some("won")));
+        // By payment intent when the charge is not the invoice's.
+        let mut by_intent = dispute("dp_2", "ch_other", "needs_response", 100, "2026-01-10T00:00:00Z", 5);
+        by_intent.payment_intent = Some("pi_in_1".into());
+        assert_eq!(first(&[paid.clone(), Fact::Dispute(by_intent)]).status, "disputed");
+        // Another charge's dispute is not this order's.
+        assert_eq!(first(&[paid, Fact::Dispute(dispute("dp_3", "ch_in_9", "lost", 100, "2026-01-10T00:00:00Z", 5))]).status, "paid");
+    }
+
+    #[test]
+    fn a_dispute_wins_over_a_refund_until_it_is_won() {
+        let paid = Fact::Invoice(invoice("in_1", "sub_1", "monthly", 2900, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"));
+        let partly = Fact::Refund(refund("ch_in_1", 900, "2026-01-05T00:00:00Z"));
+        let lost = first(&[paid.clone(), partly.clone(), Fact::Dispute(dispute("dp_1", "ch_in_1", "lost", 2000, "2026-01-10T00:00:00Z", 5))]);
+        assert_eq!((lost.status.as_str(), lost.refunded_cents, lost.disputed_cents), ("disputed", Some(900), Some(2000)));
+        assert_eq!(lost.refunded_at.as_deref(), Some("2026-01-05T00:00:00Z"), "the refund is kept");
+        let won = first(&[Fact::Dispute(dispute("dp_1", "ch_in_1", "won", 2000, "2026-01-10T00:00:00Z", 9)), partly, paid]);
+        assert_eq!((won.status.as_str(), won.refunded_cents, won.dispute_status.as_deref()), ("refunded", Some(900), Some("won")));
+    }
+
+    #[test]
+    fn a_checkout_payment_is_disputed_by_its_payment_intent() {
+        let payment = Fact::Payment(PaymentFact {
+            session_id: "cs_1".into(),
+            payment_intent: Some("pi_1".into()),
+            amount_cents: 5000,
+            currency: "USD".into(),
+            paid_at: "2026-01-01T00:00:00Z".into(),
+            country: None,
+            event_created: 1,
+        });
+        let mut open = dispute("dp_1", "ch_1", "needs_response", 5000, "2026-01-10T00:00:00Z", 5);
+        open.payment_intent = Some("pi_1".into());
+        let order = first(&[payment, Fact::Dispute(open)]);
+        assert_eq!((order.status.as_str(), order.disputed_cents), ("disputed", Some(5000)));
+    }
+
+    #[test]
+    fn of_several_disputes_a_held_one_is_shown_and_held_amounts_add_up() {
+        let mut paid = invoice("in_1", "sub_1", "monthly", 2900, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z");
+        paid.charge = None;
+        let on_intent = |id: &str, status: &str, amount: i64, at: &str| {
+            let mut d = dispute(id, &format!("ch_{id}"), status, amount, at, 5);
+            d.payment_intent = Some("pi_in_1".into());
+            Fact::Dispute(d)
+        };
+        let order = first(&[
+            Fact::Invoice(paid),
+            on_intent("dp_a", "lost", 1000, "2026-01-10T00:00:00Z"),
+            on_intent("dp_b", "under_review", 1000, "2026-01-12T00:00:00Z"),
+            on_intent("dp_c", "won", 900, "2026-01-20T00:00:00Z"),
+        ]);
+        assert_eq!((order.status.as_str(), order.disputed_cents, order.dispute_status.as_deref()), ("disputed", Some(2000), Some("under_review")));
+        assert_eq!(order.disputed_at.as_deref(), Some("2026-01-12T00:00:00Z"));
+    }
+
+    #[test]
+    fn an_order_without_disputes_serializes_without_dispute_fields() {
+        let order = first(&[Fact::Invoice(invoice("in_1", "sub_1", "monthly", 2900, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"))]);
+        let item = serde_json::to_value(&order).unwrap();
+        assert!(item.get("dispute_status").is_none() && item.get("disputed_cents").is_none() && item.get("disputed_at").is_none());
+        // Orders stored before disputes read back the same.
+        assert_eq!(serde_json::from_value::<LedgerOrder>(item).unwrap(), order);
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! 3. Its fact (`facts`) is kept under the customer
 //!    (`STRIPECUSTOMER#<cus> / <kind>#<id>`), a later event's replacing an
 //!    earlier one's; the customer's `STATE` version is then bumped.
+//!    The charges and payment intents a fact names are recorded as the
+//!    customer's (`STRIPECHARGE#<ch_…|pi_…> / CUSTOMER`): a dispute names
+//!    only those, and finds its customer there. A dispute whose charge no
+//!    fact has named yet is kept under the charge (and payment intent),
+//!    `STRIPECHARGE#<id> / DISPUTE#<dp_…>`, until a fact naming it brings
+//!    it to its customer. (It is kept there before its customer is looked
+//!    up, and the customer recorded before disputes are looked for, so of
+//!    two such events at once one always sees the other.)
 //! 4. The customer is linked to a Keel user once (`LINK`, gsi1
 //!    `USER#<id>`): by `metadata.user_id` or `client_reference_id` naming
 //!    an existing user, else by the email. Unlinked customers' facts wait
@@ -117,9 +125,19 @@ pub async fn receive(state: &IntegrationsState, event: &facts::Event, now: chron
     let Some(Observed { customer, fact, identity }) = observed else {
         return Ok(receipt);
     };
+    let customer = match (customer, &fact) {
+        (Some(customer), _) => customer,
+        (None, Some(fact)) => match customer_of_payment(state, fact).await? {
+            Some(customer) => customer,
+            // Kept under its charge until a fact names the charge.
+            None => return Ok(receipt),
+        },
+        (None, None) => return Ok(receipt),
+    };
     let pk = customer_pk(&customer);
     if let Some(fact) = &fact {
         keep_fact(state, &pk, fact).await?;
+        record_payments(state, &pk, &customer, fact).await?;
     }
     let linked = match link_of(store, &pk).await? {
         Some(user_id) => Some(user_id),
@@ -171,6 +189,56 @@ async fn keep_fact(state: &IntegrationsState, pk: &str, fact: &Fact) -> Result<(
     };
     // A false outcome is an older event arriving late: nothing to keep.
     state.platform.store.put_if(item, &newer).await?;
+    Ok(())
+}
+
+pub fn charge_pk(charge_or_payment_intent: &str) -> String {
+    format!("STRIPECHARGE#{charge_or_payment_intent}")
+}
+
+/// The customer a fact naming no customer (a dispute) is about: the one
+/// recorded for its charge or payment intent. The fact is first kept under
+/// each of them, for a fact naming them later to bring to the customer.
+async fn customer_of_payment(state: &IntegrationsState, fact: &Fact) -> Result<Option<String>> {
+    for id in fact.payment_ids() {
+        keep_fact(state, &charge_pk(id), fact).await?;
+    }
+    for id in fact.payment_ids() {
+        if let Some(item) = state.platform.store.get_item(&charge_pk(id), "CUSTOMER").await?
+            && let Some(customer) = attr_s(&item, "stripe_customer_id")
+        {
+            return Ok(Some(customer.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// Record the customer's charges and payment intents the fact names, and
+/// bring the disputes kept under them (their customer unknown then) to the
+/// customer.
+async fn record_payments(state: &IntegrationsState, pk: &str, customer: &str, fact: &Fact) -> Result<()> {
+    let store = &state.platform.store;
+    for id in fact.payment_ids() {
+        let charge = charge_pk(id);
+        let item = Item::from([
+            ("pk".to_string(), s(&charge)),
+            ("sk".to_string(), s("CUSTOMER")),
+            ("type".to_string(), s("stripe_charge")),
+            ("stripe_customer_id".to_string(), s(customer)),
+        ]);
+        // A charge is one customer's: the first record stands.
+        store.put_new(item).await?;
+        let spec = QuerySpec {
+            key_condition: "pk = :pk AND begins_with(sk, :disputes)",
+            values: vec![(":pk", s(&charge)), (":disputes", s("DISPUTE#"))],
+            forward: true,
+            consistent: true,
+            ..Default::default()
+        };
+        for item in store.query_all(&spec).await? {
+            keep_fact(state, pk, &from_item::<Fact>(item)?).await?;
+        }
+    }
     Ok(())
 }
 
