@@ -14,15 +14,15 @@ use shared::store::Item;
 use crate::helpers::{Response, TestApp, send_to};
 
 const PATH: &str = "/api/v1/integrations/payments/stripe/webhook";
-const JAN: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
-const DAY: i64 = 86_400;
+pub(crate) const JAN: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+pub(crate) const DAY: i64 = 86_400;
 
 fn secret(app: &TestApp) -> signature::StripeSecret {
     app.app.integrations.stripe_webhook_secret.clone().expect("the local stack makes a Stripe signing secret")
 }
 
 /// POST an event as Stripe does: the raw JSON, signed now.
-async fn deliver(app: &TestApp, event: &Value) -> Response {
+pub(crate) async fn deliver(app: &TestApp, event: &Value) -> Response {
     let body = event.to_string();
     let header = signature::header(&secret(app), chrono::Utc::now().timestamp(), body.as_bytes());
     deliver_signed(app, &body, Some(&header)).await
@@ -48,7 +48,7 @@ fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
 /// An `invoice.paid` event for one paid term of a subscription: `amount`
 /// before tax (10 % tax on top), the price's interval and the term.
 #[allow(clippy::too_many_arguments)]
-fn invoice_paid(evt: &str, invoice: &str, customer: &str, sub: &str, interval: &str, amount: i64, start: i64, end: i64) -> Value {
+pub(crate) fn invoice_paid(evt: &str, invoice: &str, customer: &str, sub: &str, interval: &str, amount: i64, start: i64, end: i64) -> Value {
     let tax = amount / 10;
     event(
         evt,
@@ -83,7 +83,7 @@ fn charge_refunded(evt: &str, created: i64, charge: &str, customer: &str, invoic
 
 /// A `charge.dispute.*` event: Stripe's dispute object, which names its
 /// charge and payment intent but not the customer.
-fn dispute_event(evt: &str, kind: &str, created: i64, dispute: &str, charge: &str, amount: i64, status: &str) -> Value {
+pub(crate) fn dispute_event(evt: &str, kind: &str, created: i64, dispute: &str, charge: &str, amount: i64, status: &str) -> Value {
     let payment_intent = charge.strip_prefix("ch_").map(|rest| format!("pi_{rest}"));
     event(
         evt,

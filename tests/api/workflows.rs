@@ -348,6 +348,62 @@ async fn a_disabled_workflow_starts_nothing_until_enabled_again() {
     assert!(actions.contains(&"workflow.disable".to_string()) && actions.contains(&"workflow.enable".to_string()), "{actions:?}");
 }
 
+/// The "suspend on repeated chargebacks" template against real Stripe
+/// events: the first dispute of a customer's order does not suspend them,
+/// the second does, as the workflow, once.
+#[tokio::test]
+async fn repeated_chargebacks_from_stripe_suspend_the_customer_through_the_template() {
+    use crate::payments::{DAY, JAN, deliver, dispute_event, invoice_paid};
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["super_admin"]).await;
+    let (customer, _) = app.user(&["user"]).await;
+    let mut flow = Flow::new(&app, Arc::new(workflows::engine::SystemClock)).await;
+    let made = app
+        .call(
+            Method::POST,
+            "/api/v1/workflows/from-template",
+            Some(&token),
+            Some(json!({"template": "suspend_on_chargeback", "settings": {"trust_email": "trust@example.com", "disputes": "2"}})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.body["id"].as_str().unwrap();
+    for (n, invoice) in ["in_cb1", "in_cb2"].iter().enumerate() {
+        let start = JAN + (n as i64) * 31 * DAY;
+        let mut paid = invoice_paid(&format!("evt_{invoice}"), invoice, "cus_cb", "sub_cb", "month", 2900, start, start + 31 * DAY);
+        paid["data"]["object"]["metadata"] = json!({"user_id": customer.id});
+        assert_eq!(deliver(&app, &paid).await.status, StatusCode::OK);
+    }
+    flow.run(&app).await;
+
+    // One chargeback: a run, the condition false, nobody suspended.
+    let first = dispute_event("evt_cb1", "charge.dispute.created", JAN + 40 * DAY, "dp_cb1", "ch_in_cb1", 3190, "needs_response");
+    assert_eq!(deliver(&app, &first).await.status, StatusCode::OK);
+    flow.run(&app).await;
+    let all = runs(&app, &token, id).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["context"]["event"]["data"]["customer"]["disputed"], 1, "{}", all[0]);
+    assert_eq!(all[0]["steps"][0]["output"]["result"], false);
+    let now = shared::identity::users::get(app.store(), &customer.id).await.unwrap().unwrap();
+    assert_eq!(now.status, UserStatus::Active);
+
+    // The second: suspended as the workflow, the trust team told.
+    let second = dispute_event("evt_cb2", "charge.dispute.created", JAN + 41 * DAY, "dp_cb2", "ch_in_cb2", 3190, "needs_response");
+    assert_eq!(deliver(&app, &second).await.status, StatusCode::OK);
+    flow.run(&app).await;
+    let all = runs(&app, &token, id).await;
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|r| r["status"] == "succeeded"), "{all:?}");
+    let now = shared::identity::users::get(app.store(), &customer.id).await.unwrap().unwrap();
+    assert_eq!(now.status, UserStatus::Suspended);
+    let suspensions: Vec<_> = app.audit_for("user", &customer.id).await.into_iter().filter(|e| e.action == "user.suspend").collect();
+    assert_eq!(suspensions.len(), 1);
+    assert_eq!(suspensions[0].actor.kind, "workflow");
+    let emails = app.sent_emails("trust@example.com").await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(emails[0].contains("2 of the customer's 2 orders are"), "{}", emails[0]);
+}
+
 /// A receiver that answers 503 to the first `failures` calls, then 200.
 async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
     let calls = Arc::new(AtomicUsize::new(0));

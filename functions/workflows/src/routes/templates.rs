@@ -107,7 +107,7 @@ const TEMPLATES: &[Raw] = &[
                 {"id": "repeated", "type": "condition", "condition": "has(event.data.customer) && has(event.data.customer.disputed) && event.data.customer.disputed >= ${disputes}", "on_true": "suspend"},
                 {"id": "suspend", "type": "action", "action": "user.suspend", "params": {"user_id": "{{ event.data.user_id }}"}},
                 {"id": "tell", "type": "send_email", "to": "${trust_email}", "subject": "Customer suspended after repeated chargebacks",
-                 "body": "Order {{ event.target.id }} was disputed, the customer's {{ event.data.customer.disputed }}th of {{ event.data.customer.orders }} orders; user {{ event.data.user_id }} is suspended."}
+                 "body": "Order {{ event.target.id }} was disputed: {{ event.data.customer.disputed }} of the customer's {{ event.data.customer.orders }} orders are. User {{ event.data.user_id }} is suspended."}
             ]})
         },
     },
