@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use shared::domain::revenue::Order;
 use shared::domain::rollups::{self, day_of, month_of};
+use shared::store::timestamp;
 
 /// One rollup change.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,26 +124,20 @@ pub fn of_change(old: Option<&Value>, new: Option<&Value>) -> Vec<Effect> {
                 add(&mut out, rollups::REVENUE, day, amount);
                 add(&mut out, rollups::REVENUE, month, amount);
             }
-            // A refunded order that is then disputed (`status: disputed`)
-            // keeps its `refunded_at`: still refunded, not refunded again
-            // if the dispute is won.
-            let refunded = |i: Option<&Value>| str_of(i, "status") == Some("refunded") || str_of(i, "refunded_at").is_some();
-            if refunded(new) && !refunded(old) {
-                let ts = str_of(new, "refunded_at").or(str_of(new, "updated_at")).or(str_of(new, "created_at"));
-                if let (Some(day), Some(month)) = (ts.and_then(day_of), ts.and_then(month_of)) {
-                    add(&mut out, rollups::REFUNDS, day, amount);
-                    add(&mut out, rollups::REFUNDS, month, amount);
-                }
-            }
-            // A dispute lost is money taken back, as a refund, when the
-            // dispute was opened (a lost dispute is final).
-            let lost = |i: Option<&Value>| str_of(i, "dispute_status") == Some("lost");
-            if lost(new) && !lost(old) {
-                let ts = str_of(new, "disputed_at").or(str_of(new, "updated_at")).or(str_of(new, "created_at"));
-                let disputed = int_of(new, "disputed_cents").unwrap_or(amount);
-                if let (Some(day), Some(month)) = (ts.and_then(day_of), ts.and_then(month_of)) {
-                    add(&mut out, rollups::REFUNDS, day, disputed);
-                    add(&mut out, rollups::REFUNDS, month, disputed);
+            // Money given back, by its date, as revenue counts it
+            // (`Order::refund`, `Order::chargeback`: a refund of its amount,
+            // a lost dispute past what was refunded), once: when the change
+            // makes it appear. A refunded order then disputed keeps its
+            // refund; a dispute won gives nothing back.
+            let order_of = |i: Option<&Value>| i.and_then(|v| serde_json::from_value::<Order>(v.clone()).ok());
+            let (before, after) = (order_of(old), order_of(new));
+            for returned in [Order::refund, Order::chargeback] {
+                if let (Some((amount, at)), None) = (after.as_ref().and_then(returned), before.as_ref().and_then(returned)) {
+                    let ts = timestamp(at);
+                    if let (Some(day), Some(month)) = (day_of(&ts), month_of(&ts)) {
+                        add(&mut out, rollups::REFUNDS, day, amount);
+                        add(&mut out, rollups::REFUNDS, month, amount);
+                    }
                 }
             }
         }
@@ -242,8 +238,8 @@ mod tests {
 
     #[test]
     fn orders_count_revenue_and_refunds() {
-        let paid = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "amount_cents": 2900, "status": "paid", "created_at": "2026-05-06T00:00:00Z"});
-        let refunded = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "amount_cents": 2900, "status": "refunded", "created_at": "2026-05-06T00:00:00Z", "refunded_at": "2026-06-01T00:00:00Z"});
+        let paid = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "id": "o", "user_id": "u", "amount_cents": 2900, "status": "paid", "created_at": "2026-05-06T00:00:00Z"});
+        let refunded = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "id": "o", "user_id": "u", "amount_cents": 2900, "status": "refunded", "created_at": "2026-05-06T00:00:00Z", "refunded_at": "2026-06-01T00:00:00Z"});
         let adds = net_adds(&of_change(None, Some(&paid)));
         assert_eq!(adds[&("revenue", "2026-05".to_string())], 2900);
         assert!(!adds.contains_key(&("refunds", "2026-05".to_string())));
@@ -254,7 +250,7 @@ mod tests {
     #[test]
     fn a_lost_dispute_counts_as_a_refund_and_a_refund_disputed_is_not_counted_twice() {
         let order = |extra: Value| {
-            let mut o = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "amount_cents": 2900, "status": "paid", "created_at": "2026-05-06T00:00:00Z"});
+            let mut o = json!({"pk": "ORDER#o", "sk": "META", "type": "order", "id": "o", "user_id": "u", "amount_cents": 2900, "status": "paid", "created_at": "2026-05-06T00:00:00Z"});
             o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             o
         };
@@ -271,6 +267,12 @@ mod tests {
         let refunded_won = order(json!({"status": "refunded", "refunded_at": "2026-06-01T00:00:00Z", "refunded_cents": 2900, "dispute_status": "won"}));
         assert!(net_adds(&of_change(Some(&refunded), Some(&refunded_disputed))).is_empty());
         assert!(net_adds(&of_change(Some(&refunded_disputed), Some(&refunded_won))).is_empty());
+        // Refunded in part, then lost: the dispute counts what was left (as revenue does).
+        let partly = order(json!({"status": "refunded", "refunded_at": "2026-06-01T00:00:00Z", "refunded_cents": 900}));
+        let partly_lost = order(json!({"status": "disputed", "refunded_at": "2026-06-01T00:00:00Z", "refunded_cents": 900, "dispute_status": "lost",
+            "disputed_cents": 2900, "disputed_at": "2026-06-02T00:00:00Z"}));
+        let adds = net_adds(&of_change(Some(&partly), Some(&partly_lost)));
+        assert_eq!(adds.into_iter().collect::<Vec<_>>(), vec![(("refunds", "2026-06".to_string()), 2000), (("refunds", "2026-06-02".to_string()), 2000)]);
     }
 
     #[test]
