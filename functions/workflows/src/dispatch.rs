@@ -177,7 +177,7 @@ impl Dispatcher {
         }
         let Some(workflow) = model::get(self.engine.store.store(), &waiter.workflow_id).await? else { return Ok(false) };
         let received = self.event_of(&workflow, entry, batch).await?;
-        self.engine.resume(waiter, received).await
+        self.engine.resume(waiter, &workflow, received).await
     }
 
     /// Start `workflow`'s run for `entry` unless its filter says no or the

@@ -245,7 +245,9 @@ impl Engine {
             tracing::warn!(run_id = %message.run_id, "step message of an unknown run; acknowledged");
             return Ok(());
         };
-        if run.status.is_final() || run.current_step.as_deref() != Some(message.step_id.as_str()) || run.current_attempt != message.attempt {
+        let moved_on = run.status.is_final() || run.current_step.as_deref() != Some(message.step_id.as_str()) || run.current_attempt != message.attempt;
+        // A timeout counts only while the run still waits for its event.
+        if moved_on || (message.is_timeout() && run.waiting_for.is_none()) {
             tracing::info!(run_id = %run.id, step = %message.step_id, attempt = message.attempt, "stale step message; acknowledged");
             // Off the due index, so the tick does not send it again.
             match store.transact(vec![message.done_write(store.table())?]).await {
@@ -271,9 +273,6 @@ impl Engine {
             return Err(Error::internal(format!("run {} names step {} its version does not have", run.id, message.step_id)));
         };
         if message.is_timeout() {
-            if run.waiting_for.is_none() {
-                return Ok(());
-            }
             let outcome = timed_out(&step);
             return self.finish(run, &version.definition, &workflow, &step, message, outcome, now, 0).await;
         }
@@ -551,7 +550,7 @@ impl Engine {
             StepType::RunWorkflow => self.run_workflow(run, step, mode).await,
             StepType::WaitForEvent => {
                 let event = step.event.clone().unwrap_or_default();
-                let input = json!({"event": event, "filter": step.filter, "timeout": step.timeout});
+                let input = wait_input(step);
                 let deadline = match parse_duration(step.timeout.as_deref().unwrap_or_default()) {
                     Ok(seconds) => self.now() + chrono::Duration::seconds(seconds),
                     Err(e) => return Outcome::failed(input, StepError::permanent(format!("timeout: {e}"))),
@@ -572,7 +571,7 @@ impl Engine {
     /// step succeeds with the event and the run goes on (one transaction;
     /// the step's timeout message is marked done in it, so the timeout and
     /// the event cannot both end the step). Whether it ended the step.
-    pub async fn resume(&self, waiter: &model::Waiter, received: Value) -> Result<bool> {
+    pub async fn resume(&self, waiter: &model::Waiter, workflow: &Workflow, received: Value) -> Result<bool> {
         let store = self.store.store();
         let table = store.table().to_string();
         let now = self.now();
@@ -592,7 +591,6 @@ impl Engine {
         let version = model::version(store, &run.workflow_id, run.version)
             .await?
             .ok_or_else(|| Error::internal(format!("run {} is pinned to a missing version", run.id)))?;
-        let workflow = model::load(store, &run.workflow_id).await?;
         let Some(step) = version.definition.step(&waiter.step_id).cloned() else { return Ok(false) };
         if let Some(filter) = &step.filter {
             let mut context = run.context.clone();
@@ -610,9 +608,9 @@ impl Engine {
         }
         let deadline = model::not_before(&waiter.deadline)?;
         let message = StepMessage::timeout(&run.id, &step.id, waiter.attempt, deadline);
-        let input = json!({"event": step.event, "filter": step.filter, "timeout": step.timeout});
+        let input = wait_input(&step);
         let outcome = Outcome::done(input, json!({"event": received}));
-        self.finish(run, &version.definition, &workflow, &step, &message, outcome, now, 0).await?;
+        self.finish(run, &version.definition, workflow, &step, &message, outcome, now, 0).await?;
         Ok(true)
     }
 
@@ -1058,9 +1056,14 @@ fn field_errors(prefix: &str, error: &Error) -> String {
     }
 }
 
+/// A `wait_for_event` step's inputs, as its log shows them.
+fn wait_input(step: &Step) -> Value {
+    json!({"event": step.event, "filter": step.filter, "timeout": step.timeout})
+}
+
 /// A `wait_for_event` step whose time ran out: on to `on_timeout`, or failed.
 fn timed_out(step: &Step) -> Outcome {
-    let input = json!({"event": step.event, "filter": step.filter, "timeout": step.timeout});
+    let input = wait_input(step);
     match &step.on_timeout {
         Some(target) => Outcome { goto: Some(target.clone()), ..Outcome::done(input, json!({"timed_out": true})) },
         None => Outcome::failed(
