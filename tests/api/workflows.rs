@@ -677,6 +677,7 @@ async fn a_reported_chart_is_hidden_and_an_export_made_as_the_workflow_through_t
     let hide = app.audit_for("chart", &chart.id).await.into_iter().find(|e| e.action == "chart.hide").expect("the hide is audited");
     assert_eq!(hide.actor.kind, "workflow");
     assert_eq!(hide.actor.request_id.as_deref(), all[0]["id"].as_str());
+    assert!(hide.reason.as_deref().is_some_and(|r| r.starts_with("abuse: hidden by workflow (workflow \"escalate\"")), "{:?}", hide.reason);
     // The export: a data export job of the owner's, run by the worker.
     let job_id = all[0]["steps"][1]["output"]["job_id"].as_str().unwrap().to_string();
     let emails = app.sent_emails("mods@example.com").await;

@@ -9,10 +9,9 @@ use axum::extract::{Path, State};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use shared::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
-use shared::domain::system_settings::{ModerationReason, Settings};
 use shared::http::Caller;
 use shared::http::extract::{PathId, ValidJson, ValidQuery, page_limit};
-use shared::platform::error::{Error, FieldError, Result};
+use shared::platform::error::{Error, Result};
 use shared::platform::time;
 use shared::store::cursor::{KeyPosition, key_of, position_of};
 use shared::store::ids::{ChartId, UserId};
@@ -219,21 +218,6 @@ pub async fn read(State(state): State<AdminState>, PathId(chart_id): PathId<Char
 }
 
 /// Check the reason against the configured ones, and the note's length.
-fn check_reason<'a>(settings: &'a Settings, reason: &str, note: Option<&str>) -> Result<&'a ModerationReason> {
-    let mut errors = Vec::new();
-    let found = settings.moderation_reason(reason);
-    if found.is_none() {
-        let codes: Vec<&str> = settings.moderation_reasons.iter().map(|r| r.code.as_str()).collect();
-        errors.push(FieldError::new("reason", format!("must be one of the configured reasons: {}", codes.join(", "))));
-    }
-    if note.is_some_and(|n| n.trim().is_empty() || n.chars().count() > 1000) {
-        errors.push(FieldError::new("note", "1 to 1000 characters when given"));
-    }
-    match found {
-        Some(r) if errors.is_empty() => Ok(r),
-        _ => Err(Error::Validation(errors)),
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -263,8 +247,8 @@ pub async fn moderate(
     ValidJson(body): ValidJson<ModerateChart>,
 ) -> Result<Json<Chart>> {
     let settings = state.platform.settings.current().await?;
-    let reason = check_reason(&settings.settings, &body.reason, body.note.as_deref())?;
-    let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: body.version };
+    let reason = moderation::check_reason(&settings.settings, &body.reason, body.note.as_deref())?;
+    let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: Some(body.version) };
     let done = moderation::moderate(&state.platform.store, &caller.actor(), &chart_id, &decision).await?;
     Ok(Json(done.chart))
 }
@@ -327,14 +311,14 @@ pub async fn moderate_bulk(State(state): State<AdminState>, caller: Caller, Vali
     if body.items.is_empty() || body.items.len() > cap {
         return Err(Error::field("items", format!("1 to {cap} charts per request")));
     }
-    let reason = check_reason(&settings.settings, &body.reason, body.note.as_deref())?;
+    let reason = moderation::check_reason(&settings.settings, &body.reason, body.note.as_deref())?;
     let actor = caller.actor();
     let store = &state.platform.store;
     let pending: Vec<_> = body
         .items
         .iter()
         .map(|target| {
-            let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: target.version };
+            let decision = Decision { action: body.action, reason, note: body.note.as_deref(), version: Some(target.version) };
             let actor = &actor;
             async move {
                 let result = |status, detail: String, version| BulkItemResult { chart_id: target.chart_id.clone(), status, detail, version };

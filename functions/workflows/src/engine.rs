@@ -780,23 +780,12 @@ impl Engine {
             Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
         };
         let code = param("reason").unwrap_or_default();
-        let Some(reason) = settings.settings.moderation_reason(&code) else {
-            let codes: Vec<&str> = settings.settings.moderation_reasons.iter().map(|r| r.code.as_str()).collect();
-            return Outcome::failed(input, StepError::permanent(format!("params.reason: {code:?} is not a configured reason ({})", codes.join(", "))));
-        };
         let note = param("note").filter(|n| !n.trim().is_empty());
-        if note.as_ref().is_some_and(|n| n.chars().count() > 1_000) {
-            return Outcome::failed(input, StepError::permanent("params.note: at most 1,000 characters"));
-        }
-        let current = match shared::store::ids::ChartId::parse(&chart_id) {
-            Some(id) => match shared::domain::charts::get(self.store.store(), &id).await {
-                Ok(Some(chart)) => chart,
-                Ok(None) => return Outcome::failed(input, StepError::permanent(format!("params.chart_id: no chart {chart_id}"))),
-                Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
-            },
-            None => return Outcome::failed(input, StepError::permanent(format!("params.chart_id: {chart_id:?} is not a chart id"))),
+        let reason = match moderation::check_reason(&settings.settings, &code, note.as_deref()) {
+            Ok(reason) => reason,
+            Err(e) => return Outcome::failed(input, StepError::permanent(field_errors("params.", &e))),
         };
-        let decision = Decision { action, reason, note: note.as_deref(), version: current.version };
+        let decision = Decision { action, reason, note: note.as_deref(), version: None };
         let actor = workflow_actor(workflow, run);
         let planned = match moderation::plan(&self.store, &actor, &chart_id, &decision).await {
             Ok(planned) => planned,
@@ -812,7 +801,9 @@ impl Engine {
             output["dry_run"] = json!(true);
             return Outcome::done(input, output);
         }
-        let audit = planned.audit.reason(format!("{} (workflow {:?}, run {}, step {})", code, workflow.name, run.id, step.id));
+        // The moderation's own reason (code and note), and which workflow took it.
+        let why = planned.audit.reason.clone().unwrap_or(code);
+        let audit = planned.audit.reason(format!("{why} (workflow {:?}, run {}, step {})", workflow.name, run.id, step.id));
         Outcome { writes: planned.writes, audit: Some(audit), ..Outcome::done(input, output) }
     }
 

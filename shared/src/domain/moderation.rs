@@ -8,8 +8,8 @@ use crate::audit::Journal;
 use crate::audit::{Actor, AuditEntry};
 use crate::domain::charts::{self, Chart, ModerationAction, ModerationEvent, ModerationStatus};
 use crate::domain::jobs::{ChartModerationEmail, Job};
-use crate::domain::system_settings::ModerationReason;
-use crate::platform::error::Error;
+use crate::domain::system_settings::{ModerationReason, Settings};
+use crate::platform::error::{Error, FieldError};
 use crate::store::ids::ChartId;
 use crate::store::{Write, timestamp};
 
@@ -19,8 +19,28 @@ pub struct Decision<'a> {
     pub action: ModerationAction,
     pub reason: &'a ModerationReason,
     pub note: Option<&'a str>,
-    /// The chart version the moderator saw.
-    pub version: u64,
+    /// The chart version the moderator saw; `None`: the chart as it is
+    /// (a workflow decides on the current chart; the write is still
+    /// conditional on the version read).
+    pub version: Option<u64>,
+}
+
+/// The decision's `reason` (a configured code) and `note`, checked: the
+/// reason found, or every bad field named.
+pub fn check_reason<'a>(settings: &'a Settings, reason: &str, note: Option<&str>) -> crate::Result<&'a ModerationReason> {
+    let mut errors = Vec::new();
+    let found = settings.moderation_reason(reason);
+    if found.is_none() {
+        let codes: Vec<&str> = settings.moderation_reasons.iter().map(|r| r.code.as_str()).collect();
+        errors.push(FieldError::new("reason", format!("must be one of the configured reasons: {}", codes.join(", "))));
+    }
+    if note.is_some_and(|n| n.trim().is_empty() || n.chars().count() > 1000) {
+        errors.push(FieldError::new("note", "1 to 1000 characters when given"));
+    }
+    match found {
+        Some(r) if errors.is_empty() => Ok(r),
+        _ => Err(Error::Validation(errors)),
+    }
 }
 
 /// Why a decision was not applied.
@@ -85,8 +105,8 @@ pub async fn moderate(store: &Journal, actor: &Actor, chart_id: &str, decision: 
 pub async fn plan(store: &Journal, actor: &Actor, chart_id: &str, decision: &Decision<'_>) -> Result<Planned, Refusal> {
     let chart_id = ChartId::parse(chart_id).ok_or(Refusal::NotFound)?;
     let current = charts::get(store, &chart_id).await.map_err(Refusal::Failed)?.ok_or(Refusal::NotFound)?;
-    if current.version != decision.version {
-        return Err(Refusal::Stale(format!("the chart was changed (version {} now, {} sent); reload and retry", current.version, decision.version)));
+    if let Some(seen) = decision.version.filter(|v| *v != current.version) {
+        return Err(Refusal::Stale(format!("the chart was changed (version {} now, {seen} sent); reload and retry", current.version)));
     }
     let from = current.moderation_status;
     let to = decision.action.apply(from).ok_or_else(|| invalid_transition(decision.action, from))?;
