@@ -217,8 +217,6 @@ pub async fn read(State(state): State<AdminState>, PathId(chart_id): PathId<Char
     Ok(Json(ChartDetail { chart, moderation_history }))
 }
 
-/// Check the reason against the configured ones, and the note's length.
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModerateChart {
