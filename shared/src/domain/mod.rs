@@ -19,6 +19,7 @@ pub mod periods;
 pub mod predictions;
 pub mod revenue;
 pub mod rollups;
+pub mod security_events;
 pub mod subject_requests;
 pub mod system_settings;
 pub mod two_factor_policy;

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{Duration, Timelike};
 use serde::{Deserialize, Serialize};
 use shared::audit::{AuditEntry, Outcome};
-use utoipa::ToSchema;
 
 use crate::access_review::permission_of_action;
 
@@ -46,99 +45,7 @@ pub const PROBING_WINDOW_MINUTES: i64 = 10;
 /// At most this many entry ids are kept as a finding's evidence.
 const EVIDENCE_MAX: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = SecurityEventKind)]
-pub enum Kind {
-    BruteForce,
-    PasswordSpraying,
-    NewCountry,
-    ImpossibleTravel,
-    PrivilegeEscalation,
-    MassExport,
-    MfaDisabled,
-    RefreshTokenReuse,
-    OffHours,
-    Probing,
-}
-
-impl Kind {
-    pub const ALL: &'static [Kind] = &[
-        Kind::BruteForce,
-        Kind::PasswordSpraying,
-        Kind::NewCountry,
-        Kind::ImpossibleTravel,
-        Kind::PrivilegeEscalation,
-        Kind::MassExport,
-        Kind::MfaDisabled,
-        Kind::RefreshTokenReuse,
-        Kind::OffHours,
-        Kind::Probing,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::BruteForce => "brute_force",
-            Kind::PasswordSpraying => "password_spraying",
-            Kind::NewCountry => "new_country",
-            Kind::ImpossibleTravel => "impossible_travel",
-            Kind::PrivilegeEscalation => "privilege_escalation",
-            Kind::MassExport => "mass_export",
-            Kind::MfaDisabled => "mfa_disabled",
-            Kind::RefreshTokenReuse => "refresh_token_reuse",
-            Kind::OffHours => "off_hours",
-            Kind::Probing => "probing",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = SecurityEventSeverity)]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Severity> {
-        Some(match value {
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            _ => return None,
-        })
-    }
-}
-
-/// What a detector found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    pub kind: Kind,
-    pub severity: Severity,
-    /// Identifies the finding: the same evidence read again gives the same key.
-    pub key: String,
-    /// The user it is about (the attacked or the acting account), if any.
-    pub principal: Option<String>,
-    /// The source address, for the rules about one source.
-    pub source_ip: Option<String>,
-    /// The time of the entry that completed it.
-    pub occurred_at: String,
-    /// What was seen, naming no person (the principal is a field).
-    pub summary: String,
-    pub recommendation: String,
-    /// Audit entry ids, oldest first.
-    pub evidence: Vec<String>,
-}
+pub use shared::domain::security_events::{Finding, Kind, Severity};
 
 /// A sign-in's place and time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -188,21 +95,6 @@ pub struct Known {
 /// A counting rule fires again for the same subject only this long after
 /// its last event.
 pub const REPEAT_AFTER_MINUTES: i64 = 60;
-
-impl Kind {
-    /// The rules that count entries in a sliding window (the others fire
-    /// on one entry, or once a day).
-    pub fn counts(self) -> bool {
-        matches!(self, Kind::BruteForce | Kind::PasswordSpraying | Kind::Probing)
-    }
-}
-
-impl Finding {
-    /// Who or what it is about: the account, else the source address.
-    pub fn subject(&self) -> String {
-        self.principal.clone().or_else(|| self.source_ip.clone()).unwrap_or_default()
-    }
-}
 
 use shared::platform::time::parse as at;
 

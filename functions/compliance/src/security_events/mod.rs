@@ -22,13 +22,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use shared::audit::pseudonyms::SubjectKeys;
 use shared::audit::{Actor, AuditEntry};
-use shared::domain::jobs::{Job, SecurityAlertEmail};
 use shared::identity::users;
-use shared::platform::crypto::sha256_hex;
 use shared::platform::error::{Error, Result};
-use shared::store::{Item, Write, attr_s, from_item, n, s, timestamp, to_item};
+use shared::store::{Item, Write, attr_s, from_item, s, timestamp, to_item};
 use utoipa::ToSchema;
 
 use crate::ComplianceState;
@@ -47,49 +44,14 @@ const PASS_ENTRIES: usize = 2_000;
 /// them and the cursor).
 const PASS_PROFILES: usize = 90;
 const MAX_PASSES: usize = 20;
-/// Events are kept a year (then expire), as evidence for the annual audit.
-const EVENT_TTL_DAYS: i64 = 400;
-
-pub const EVENTS_LIST_PK: &str = "SECEVENTS";
 const CURSOR_PK: &str = "SECDETECT#CURSOR";
 const CURSOR_SK: &str = "CURSOR";
 const PROFILE_SK: &str = "PROFILE";
 
-pub fn event_pk(id: &str) -> String {
-    format!("SECEVENT#{id}")
-}
-pub const EVENT_SK: &str = "EVENT";
+pub use shared::domain::security_events::{EVENT_SK, EVENTS_LIST_PK, SecurityEvent, event_pk};
 
 pub fn profile_pk(user_id: &str) -> String {
     format!("SECPROFILE#{user_id}")
-}
-
-/// A security event as stored and answered. The principal is stored by
-/// audit pseudonym and answered by user id while the person is known (an
-/// erased person's events stay, naming nobody).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(as = DetectedSecurityEvent)]
-pub struct SecurityEvent {
-    pub id: String,
-    pub kind: Kind,
-    pub severity: Severity,
-    /// When the entry that completed the finding happened.
-    pub occurred_at: String,
-    pub detected_at: String,
-    /// The account it is about (user id; `null` for a source-only finding
-    /// or once the person was erased).
-    pub principal: Option<String>,
-    pub source_ip: Option<String>,
-    pub summary: String,
-    pub recommendation: String,
-    /// Audit entry ids (GET /api/v1/admin/audit-logs/{entry_id}).
-    pub evidence: Vec<String>,
-    pub acknowledged_at: Option<String>,
-    pub acknowledged_by: Option<String>,
-    pub acknowledgement_note: Option<String>,
-    /// Whether the security contacts were emailed.
-    pub notified: bool,
-    pub version: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -204,12 +166,11 @@ async fn pass(state: &ComplianceState, now: DateTime<Utc>, report: &mut RunRepor
     let findings = detectors::detect(&window, fresh_from, &mut known);
     let contacts = state.platform.settings.current().await?.settings.security_contacts.clone();
     for finding in &findings {
-        if record(state, keys, finding, &contacts, now).await? {
+        if record(state, finding, &contacts, now).await? {
             report.events_recorded += 1;
             if finding.severity == Severity::High {
                 report.high_events += 1;
-                shared::platform::telemetry::emit_metric(&[("Kind", finding.kind.as_str())], &[("SecurityEventsHigh", 1.0, "Count")]);
-                shared::platform::telemetry::emit_metric(&[], &[("SecurityEventsHigh", 1.0, "Count")]);
+                shared::domain::security_events::emit_high_metric(finding.kind);
             }
         }
     }
@@ -317,58 +278,10 @@ async fn know(state: &ComplianceState, fresh: &[AuditEntry]) -> Result<Known> {
 
 /// Record a finding once, with its audit entry and (high, with contacts)
 /// the email job, in one transaction. False when it was recorded before.
-async fn record(state: &ComplianceState, keys: &SubjectKeys, finding: &Finding, contacts: &[String], now: DateTime<Utc>) -> Result<bool> {
+async fn record(state: &ComplianceState, finding: &Finding, contacts: &[String], now: DateTime<Utc>) -> Result<bool> {
     let journal = &state.platform.store;
-    let store = journal.store();
-    let id = format!("sev_{}", &sha256_hex(finding.key.as_bytes())[..24]);
-    let principal = match &finding.principal {
-        Some(user_id) => Some(keys.pseudonym_of(store, user_id).await?.unwrap_or_else(|| shared::audit::pseudonyms::ERASED.to_string())),
-        None => None,
-    };
-    let notify = finding.severity == Severity::High && !contacts.is_empty();
-    let event = SecurityEvent {
-        id: id.clone(),
-        kind: finding.kind,
-        severity: finding.severity,
-        occurred_at: finding.occurred_at.clone(),
-        detected_at: timestamp(now),
-        principal,
-        source_ip: finding.source_ip.clone(),
-        summary: finding.summary.clone(),
-        recommendation: finding.recommendation.clone(),
-        evidence: finding.evidence.clone(),
-        acknowledged_at: None,
-        acknowledged_by: None,
-        acknowledgement_note: None,
-        notified: notify,
-        version: 1,
-    };
-    let mut item = to_item(&event)?;
-    item.insert("pk".into(), s(event_pk(&id)));
-    item.insert("sk".into(), s(EVENT_SK));
-    item.insert("gsi1pk".into(), s(EVENTS_LIST_PK));
-    item.insert("gsi1sk".into(), s(format!("{}#{id}", event.occurred_at)));
-    item.insert("type".into(), s("security_event"));
-    item.insert("ttl".into(), n((now + Duration::days(EVENT_TTL_DAYS)).timestamp()));
-    let mut writes = vec![Write::put_new(store.table(), item, Error::Conflict(format!("security event {id} was recorded before")))?];
-    if notify {
-        let alert = SecurityAlertEmail {
-            event_id: id.clone(),
-            kind: finding.kind.as_str().to_string(),
-            severity: finding.severity.as_str().to_string(),
-            summary: finding.summary.clone(),
-            recommendation: finding.recommendation.clone(),
-            occurred_at: finding.occurred_at.clone(),
-            contacts: contacts.to_vec(),
-        };
-        writes.push(Job::of("security-detectors", &alert)?.create_write(store.table())?);
-    }
-    let audit = AuditEntry::at(now, &Actor::system("security-detectors"), "security_event.detected", "security_event", &id).reason(format!(
-        "{} ({}): {}",
-        finding.kind.as_str(),
-        finding.severity.as_str(),
-        finding.summary
-    ));
+    let actor = Actor::system("security-detectors");
+    let (_, writes, audit) = shared::domain::security_events::record(journal, finding, contacts, &actor, now).await?;
     match journal.commit(writes, &audit).await {
         Ok(()) => Ok(true),
         Err(Error::Conflict(_)) => Ok(false),
