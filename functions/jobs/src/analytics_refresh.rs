@@ -686,6 +686,15 @@ async fn update_insights(journal: &Journal, fitted: &Fitted, as_of: DateTime<Utc
         if found_ids.contains(&old.id) {
             continue;
         }
+        // A workflow's insight is not the models' to find: it is never
+        // stale, though its outcome is measured like any other's.
+        if old.origin.is_some() {
+            if let Some(measured) = measure(old, fitted, as_of) {
+                change(Some(old), measured, "analytics.insight.measured")?;
+                counts.measured += 1;
+            }
+            continue;
+        }
         if let Some(measured) = measure(old, fitted, as_of) {
             change(Some(old), measured, "analytics.insight.measured")?;
             counts.measured += 1;

@@ -227,7 +227,19 @@ pub struct Insight {
     pub found_at: String,
     #[serde(default)]
     pub stale: bool,
+    /// Raised by a workflow (`insight.create`), not found by the analytics
+    /// job: a refresh that does not find it leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<InsightOrigin>,
     pub version: u64,
+}
+
+/// The workflow run (and step) that raised an insight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InsightOrigin {
+    pub workflow_id: String,
+    pub run_id: String,
+    pub step_id: String,
 }
 
 /// The id of the insight about `key`: a UUID (v8) from the key's SHA-256.
@@ -256,6 +268,7 @@ impl Insight {
             updated_at: at.clone(),
             found_at: at,
             stale: false,
+            origin: None,
             version: 1,
         }
     }
