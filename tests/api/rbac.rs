@@ -269,6 +269,7 @@ pub fn admitted_status(method: &Method, path: &str) -> u16 {
         ("POST", "/workflows/{id}/hooks") => 404,
         ("GET", "/workflows/{id}") => 404,
         ("PUT", "/workflows/{id}") => 400,
+        ("DELETE", "/workflows/{id}") => 404,
         ("GET", "/workflows/{id}/versions") => 404,
         ("GET", "/workflows/{id}/versions/{from}/diff/{to}") => 404,
         ("POST", "/workflows/{id}/rollback") => 400,

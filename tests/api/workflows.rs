@@ -862,6 +862,7 @@ async fn a_workflow_that_would_trigger_itself_is_refused_or_stopped() {
         webhook_secret: None,
         created_at: shared::store::timestamp(now),
         updated_at: shared::store::timestamp(now),
+        deleted_at: None,
         rev: 1,
     };
     workflows::model::apply_trigger(&mut record, &definition, now);
@@ -1037,4 +1038,200 @@ async fn every_template_dry_runs_against_the_demo_data() {
         assert_eq!(planned.status, StatusCode::OK, "{name}: {}", planned.body);
         assert_eq!(planned.body["status"], "succeeded", "{name}: {}", planned.body);
     }
+}
+
+/// Suspend or reactivate a user through the API (as an operator would).
+async fn set_status(app: &TestApp, token: &str, user_id: &str, status: &str) {
+    let path = format!("/api/v1/admin/users/{user_id}");
+    let current = app.get(&path, token).await;
+    assert_eq!(current.status, StatusCode::OK, "{}", current.body);
+    let r = app.call(Method::PUT, &path, Some(token), Some(json!({"version": current.body["version"], "status": status, "reason": "abuse"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_workflow_raises_a_security_event_an_insight_and_a_report_through_the_same_records() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["super_admin"]).await;
+    let (suspect, _) = app.user(&["user"]).await;
+    let contact = "soc@example.com";
+    let r = app
+        .call(
+            Method::PUT,
+            "/api/v1/admin/system/config",
+            Some(&token),
+            Some(json!({"version": 0, "reason": "security contacts", "security_contacts": [contact]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut flow = Flow::new(&app, Arc::new(workflows::engine::SystemClock)).await;
+    let workflow = create(
+        &app,
+        &token,
+        json!({"name": "suspensions", "trigger": {"type": "event", "event": "user.suspended"},
+            "steps": [{"id": "raise", "type": "action", "action": "security_event.raise",
+                       "params": {"severity": "high", "principal": "{{ event.target.id }}", "summary": "An account was suspended by {{ event.actor.id }}",
+                                  "recommendation": "Review the account's recent sign-ins and exports."}},
+                      {"id": "insight", "type": "action", "action": "insight.create",
+                       "params": {"key": "suspensions", "category": "security", "title": "Accounts are being suspended",
+                                  "explanation": "{{ event.target.id }} was suspended", "recommendation": "Look for a pattern", "impact": "1"}},
+                      {"id": "report", "type": "action", "action": "report.generate",
+                       "params": {"template": "signups_and_activation", "formats": "csv,pdf"}}]}),
+    )
+    .await;
+    let id = workflow["id"].as_str().unwrap();
+    set_status(&app, &token, &suspect.id, "suspended").await;
+    flow.run(&app).await;
+    let all = runs(&app, &token, id).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["status"], "succeeded", "{}", all[0]);
+    let trigger_entry = app.audit_for("user", &suspect.id).await.into_iter().find(|e| e.action == "user.suspend").expect("suspension audited");
+
+    // The security event: the detectors' record, about the suspect, with
+    // the suspension as evidence, emailed to the contacts (high).
+    let event_id = all[0]["steps"][0]["output"]["event_id"].as_str().unwrap().to_string();
+    let event = app.get(&format!("/api/v1/compliance/security-events/{event_id}"), &token).await;
+    assert_eq!(event.status, StatusCode::OK, "{}", event.body);
+    assert_eq!((event.body["kind"].as_str(), event.body["severity"].as_str()), (Some("workflow"), Some("high")), "{}", event.body);
+    assert_eq!(event.body["principal"], json!(suspect.id));
+    assert_eq!(event.body["evidence"], json!([trigger_entry.id]));
+    assert_eq!(event.body["notified"], true);
+    let detected = app.audit_for("security_event", &event_id).await;
+    assert!(detected.iter().any(|e| e.action == "security_event.detected" && e.actor.kind == "workflow"), "{detected:?}");
+    let listed = app.get("/api/v1/compliance/security-events?kind=workflow", &token).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert!(listed.body["events"].as_array().unwrap().iter().any(|e| e["id"] == json!(event_id)), "{}", listed.body);
+
+    // The insight: listed beside the analytics job's, from this run.
+    let insight_id = all[0]["steps"][1]["output"]["insight_id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/analytics/insights/{insight_id}");
+    let insight = app.get(&path, &token).await;
+    assert_eq!(insight.status, StatusCode::OK, "{}", insight.body);
+    assert_eq!(insight.body["category"], "security");
+    assert_eq!(insight.body["origin"]["workflow_id"], json!(id));
+    assert_eq!(insight.body["evidence"]["ids"], json!([trigger_entry.id]));
+    assert_eq!(insight.body["query"]["path"], json!(format!("/api/v1/workflows/{id}/runs/{}", all[0]["id"].as_str().unwrap())));
+    let r = app.call(Method::PATCH, &path, Some(&token), Some(json!({"status": "acknowledged", "note": "watching"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // The report: the reports function's job, generated by the worker.
+    let report_id = all[0]["steps"][2]["output"]["report_id"].as_str().unwrap().to_string();
+    app.run_jobs().await;
+    let report = app.get(&format!("/api/v1/reports/{report_id}"), &token).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert_eq!(report.body["status"], "succeeded", "{}", report.body);
+    assert_eq!(report.body["files"].as_array().map(Vec::len), Some(2), "{}", report.body);
+    assert!(app.audit_for("report", &report_id).await.iter().any(|e| e.action == "report.generate" && e.actor.kind == "workflow"));
+    assert_eq!(app.sent_emails(contact).await.len(), 1, "the high event's alert");
+
+    // A second suspension: a new event, and the same insight (its key)
+    // with new figures and its lifecycle kept.
+    let (second, _) = app.user(&["user"]).await;
+    set_status(&app, &token, &second.id, "suspended").await;
+    flow.run(&app).await;
+    let all = runs(&app, &token, id).await;
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|r| r["status"] == "succeeded"), "{all:?}");
+    let newest = all.iter().find(|r| r["steps"][1]["output"]["created"] == false).expect("the second run updated the insight");
+    assert_eq!(newest["steps"][1]["output"]["insight_id"], json!(insight_id));
+    assert_ne!(newest["steps"][0]["output"]["event_id"], json!(event_id));
+    let insight = app.get(&path, &token).await;
+    assert_eq!(insight.body["status"], "acknowledged", "{}", insight.body);
+    assert!(insight.body["explanation"].as_str().unwrap().contains(&second.id), "{}", insight.body);
+
+    // An analytics refresh does not find it (it is no model's finding) and
+    // leaves it as it is: not stale.
+    let r = app.call(Method::POST, "/api/v1/analytics/refresh", Some(&token), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    app.run_jobs().await;
+    let insight = app.get(&path, &token).await;
+    assert_eq!(insight.body["stale"], false, "{}", insight.body);
+
+    // Fixed parameters are checked when saving, each named.
+    let bad = app
+        .call(
+            Method::POST,
+            "/api/v1/workflows/validate",
+            Some(&token),
+            Some(json!({"name": "x", "trigger": {"type": "manual"},
+                "steps": [{"id": "a", "type": "action", "action": "security_event.raise", "params": {"severity": "dire", "summary": "s", "recommendation": "r"}},
+                          {"id": "b", "type": "action", "action": "insight.create", "params": {"title": "t", "explanation": "e", "recommendation": "r", "category": "vibes"}},
+                          {"id": "c", "type": "action", "action": "report.generate", "params": {"template": "nope", "formats": "pdf,doc"}}]})),
+        )
+        .await;
+    assert_eq!((bad.status, &bad.body["valid"]), (StatusCode::OK, &json!(false)), "{}", bad.body);
+    let fields: Vec<&str> = bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    for field in ["steps[0].params.severity", "steps[1].params.category", "steps[2].params.template", "steps[2].params.formats"] {
+        assert!(fields.contains(&field), "{field} missing from {fields:?}");
+    }
+    // A workflow that raises security events on security events would
+    // trigger itself: refused.
+    let looping = app
+        .call(
+            Method::POST,
+            "/api/v1/workflows",
+            Some(&token),
+            Some(json!({"name": "echo", "trigger": {"type": "event", "event": "security_event.detected"},
+                "steps": [{"id": "a", "type": "action", "action": "security_event.raise", "params": {"severity": "low", "summary": "s", "recommendation": "r"}}]})),
+        )
+        .await;
+    assert_eq!(looping.status, StatusCode::BAD_REQUEST, "{}", looping.body);
+}
+
+#[tokio::test]
+async fn deleting_a_workflow_stops_it_cancels_its_runs_and_keeps_its_history() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user(&["admin"]).await;
+    let (someone, _) = app.user(&["user"]).await;
+    let mut flow = Flow::new(&app, Arc::new(workflows::engine::SystemClock)).await;
+    let waiting = create(
+        &app,
+        &token,
+        json!({"name": "slow", "trigger": {"type": "event", "event": "user.suspended"},
+            "steps": [{"id": "pause", "type": "wait", "duration": "1d"},
+                      {"id": "mail", "type": "send_email", "to": "slow@example.com", "subject": "later", "body": "later"}]}),
+    )
+    .await;
+    let id = waiting["id"].as_str().unwrap().to_string();
+    let starter =
+        create(&app, &token, json!({"name": "starter", "trigger": {"type": "manual"}, "steps": [{"id": "go", "type": "run_workflow", "workflow_id": id}]}))
+            .await;
+    let starter_id = starter["id"].as_str().unwrap().to_string();
+    set_status(&app, &token, &someone.id, "suspended").await;
+    flow.run(&app).await;
+    let run = runs(&app, &token, &id).await.remove(0);
+    assert_eq!(run["status"], "waiting", "{run}");
+    let run_id = run["id"].as_str().unwrap().to_string();
+
+    // Another workflow starts it: refused, naming that one.
+    let path = format!("/api/v1/workflows/{id}");
+    let refused = app.call(Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(refused.body["detail"].as_str().unwrap().contains(&starter_id), "{}", refused.body);
+    let r = app.call(Method::DELETE, &format!("/api/v1/workflows/{starter_id}"), Some(&token), None).await;
+    assert_eq!((r.status, r.body["cancelled_runs"].as_u64()), (StatusCode::OK, Some(0)), "{}", r.body);
+
+    // Deleted: its waiting run cancelled, gone from the API, audited.
+    let deleted = app.call(Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(deleted.body["cancelled_runs"], 1, "{}", deleted.body);
+    assert_eq!(app.get(&path, &token).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.call(Method::DELETE, &path, Some(&token), None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.call(Method::POST, &format!("{path}/runs"), Some(&token), Some(json!({}))).await.status, StatusCode::NOT_FOUND);
+    let list = app.get("/api/v1/workflows", &token).await;
+    assert!(!list.body["items"].as_array().unwrap().iter().any(|w| w["id"] == json!(id)), "{}", list.body);
+    let stored = workflows::model::run(app.store(), &run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, workflows::model::RunStatus::Cancelled);
+    let audit = app.audit_for("workflow", &id).await;
+    assert!(audit.iter().any(|e| e.action == "workflow.delete"), "{audit:?}");
+    assert!(audit.iter().any(|e| e.action == "workflow_run.cancel" && e.reason.as_deref().is_some_and(|r| r.contains("deletion"))), "{audit:?}");
+    // Versions stay in the table.
+    assert!(workflows::model::version(app.store(), &id, 1).await.unwrap().is_some());
+
+    // Its event no longer starts it.
+    set_status(&app, &token, &someone.id, "active").await;
+    set_status(&app, &token, &someone.id, "suspended").await;
+    flow.run(&app).await;
+    assert_eq!(workflows::model::runs_of(app.store(), &id, 10).await.unwrap().len(), 1, "no new run");
+    assert!(app.sent_emails("slow@example.com").await.is_empty());
 }

@@ -287,6 +287,27 @@ pub const ACTIONS: &[ActionSpec] = {
             permission: DataExport,
             records: &["data.export"],
         },
+        ActionSpec {
+            name: "report.generate",
+            params: &["template"],
+            optional: &["formats", "parameters", "shared"],
+            permission: ReportsWrite,
+            records: &["report.generate"],
+        },
+        ActionSpec {
+            name: "insight.create",
+            params: &["title", "explanation", "recommendation", "category"],
+            optional: &["key", "confidence", "impact", "unit", "series", "desired", "evidence"],
+            permission: AnalyticsInsightsWrite,
+            records: &["analytics.insight.found", "analytics.insight.refreshed"],
+        },
+        ActionSpec {
+            name: "security_event.raise",
+            params: &["severity", "summary", "recommendation"],
+            optional: &["principal", "source_ip", "evidence"],
+            permission: SecurityRespond,
+            records: &["security_event.detected"],
+        },
     ]
 };
 
@@ -294,6 +315,31 @@ pub const ACTIONS: &[ActionSpec] = {
 pub const MODERATION_ACTIONS: &[&str] = &["approve", "reject", "flag", "unflag", "hide", "restore"];
 pub const EXPORT_DATASETS: &[&str] = &["users", "charts", "orders", "activity", "audit"];
 pub const EXPORT_FORMATS: &[&str] = &["csv", "json", "ndjson", "xlsx", "pdf", "sql"];
+/// A `report.generate` action's `formats` (a comma-separated list of them).
+pub const REPORT_FORMATS: &[&str] = &["csv", "json", "ndjson", "xlsx", "pdf", "sql", "png"];
+/// An `insight.create` action's `category`, `unit` and `desired`.
+pub const INSIGHT_CATEGORIES: &[&str] = &["revenue", "churn", "growth", "engagement", "moderation", "security"];
+pub const INSIGHT_UNITS: &[&str] = &["cents", "users", "charts"];
+pub const DIRECTIONS: &[&str] = &["up", "down"];
+/// A `security_event.raise` action's `severity`.
+pub const SEVERITIES: &[&str] = &["low", "medium", "high"];
+
+/// The values a fixed (untemplated) parameter of an action may take, where
+/// they are a closed set: checked at save, as templated ones are when they run.
+fn allowed_values(action: &str, param: &str) -> Option<&'static [&'static str]> {
+    Some(match (action, param) {
+        ("chart.moderate", "action") => MODERATION_ACTIONS,
+        ("data.export", "dataset") => EXPORT_DATASETS,
+        ("data.export", "format") => EXPORT_FORMATS,
+        ("report.generate", "formats") => REPORT_FORMATS,
+        ("report.generate", "shared") => &["true", "false"],
+        ("insight.create", "category") => INSIGHT_CATEGORIES,
+        ("insight.create", "unit") => INSIGHT_UNITS,
+        ("insight.create", "desired") => DIRECTIONS,
+        ("security_event.raise", "severity") => SEVERITIES,
+        _ => return None,
+    })
+}
 
 pub fn action_spec(name: &str) -> Option<&'static ActionSpec> {
     ACTIONS.iter().find(|a| a.name == name)
@@ -495,13 +541,19 @@ impl Definition {
                                 push(at(&format!("params.{extra}")), format!("{} takes {}", spec.name, takes.join(", ")));
                             }
                             // Fixed values are checked now; templates when they run.
-                            for (name, allowed) in [("action", MODERATION_ACTIONS), ("dataset", EXPORT_DATASETS), ("format", EXPORT_FORMATS)] {
-                                let takes = spec.params.contains(&name) || spec.optional.contains(&name);
-                                if let Some(value) = params.get(name).filter(|v| takes && !v.contains("{{"))
-                                    && !allowed.contains(&value.trim())
-                                {
+                            for (name, value) in params.iter().filter(|(_, v)| !v.contains("{{")) {
+                                let Some(allowed) = allowed_values(spec.name, name) else { continue };
+                                // `formats` is a list; the others one value.
+                                let values: Vec<&str> = if name == "formats" { value.split(',').map(str::trim).collect() } else { vec![value.trim()] };
+                                if values.iter().any(|v| !allowed.contains(v)) {
                                     push(at(&format!("params.{name}")), format!("one of {}", allowed.join(", ")));
                                 }
+                            }
+                            if spec.name == "report.generate"
+                                && let Some(template) = params.get("template").filter(|t| !t.contains("{{"))
+                                && !reports::templates::exists(template.trim())
+                            {
+                                push(at("params.template"), format!("not a report template; one of {}", reports::templates::ids().join(", ")));
                             }
                         }
                     }

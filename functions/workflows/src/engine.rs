@@ -38,6 +38,8 @@ const OUTPUT_MAX_BYTES: usize = 8_192;
 
 pub use integrations::delivery::{Clock, ManualClock, SystemClock};
 
+mod actions;
+
 #[derive(Clone)]
 pub struct Engine {
     pub store: Journal,
@@ -82,6 +84,8 @@ struct Outcome {
     awaiting: Option<DateTime<Utc>>,
     /// The step that follows, named by the outcome (a timeout's `on_timeout`).
     goto: Option<String>,
+    /// A high security event was raised: its metric, once committed.
+    high_security_event: Option<shared::domain::security_events::Kind>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +119,7 @@ impl Outcome {
             vars: Map::new(),
             awaiting: None,
             goto: None,
+            high_security_event: None,
         }
     }
 
@@ -310,7 +315,7 @@ impl Engine {
         workflow: &Workflow,
         step: &Step,
         message: &StepMessage,
-        outcome: Outcome,
+        mut outcome: Outcome,
         started: DateTime<Utc>,
         elapsed: u64,
     ) -> Result<()> {
@@ -417,13 +422,16 @@ impl Engine {
             }
         }
         writes.push(run.save_write(&table)?);
-        writes.extend(outcome.writes);
+        writes.extend(std::mem::take(&mut outcome.writes));
         let committed = match &outcome.audit {
             Some(audit) => self.store.commit(writes, audit).await,
             None => self.store.store().transact(writes).await,
         };
         match committed {
             Ok(()) => {
+                if let Some(kind) = outcome.high_security_event {
+                    shared::domain::security_events::emit_high_metric(kind);
+                }
                 tracing::info!(run_id = %run.id, workflow_id = %workflow.id, step = %step.id, attempt = message.attempt, status = run.status.as_str(), "workflow step done");
                 Ok(())
             }
@@ -667,6 +675,9 @@ impl Engine {
         match name.as_str() {
             "chart.moderate" => return self.moderate_chart(workflow, run, step, &params, input, mode).await,
             "data.export" => return self.export(workflow, run, &params, &held, input, mode),
+            "report.generate" => return self.generate_report(workflow, run, &params, &held, input, mode),
+            "insight.create" => return self.create_insight(workflow, run, step, &params, input, mode).await,
+            "security_event.raise" => return self.raise_security_event(workflow, run, step, &params, input, mode).await,
             _ => {}
         }
         let param = |key: &str| params.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -846,20 +857,25 @@ impl Engine {
             Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
         };
         let job = shared::domain::jobs::Job::new(shared::domain::jobs::JobKind::DataExport, &workflow.owner_id, job_params);
-        let mut output = json!({"job_id": job.id, "location": format!("/api/v1/data/jobs/{}", job.id), "dataset": dataset, "format": format, "columns": params.columns, "masked": params.mask});
-        if mode == Mode::Dry {
-            // The shape a live run gives (the job id is not kept).
-            output["dry_run"] = json!(true);
-            return Outcome::done(input, output);
-        }
-        let write = match job.create_write(self.store.table()) {
-            Ok(write) => write,
-            Err(e) => return Outcome::failed(input, StepError::transient(e.to_string())),
-        };
+        let output = json!({"job_id": job.id, "location": format!("/api/v1/data/jobs/{}", job.id), "dataset": dataset, "format": format, "columns": params.columns, "masked": params.mask});
         let summary = json!({"dataset": dataset, "filters": params.filters, "columns": params.columns, "format": format, "masked": params.mask, "delivery": "job",
             "workflow": {"id": workflow.id, "run": run.id}});
         let audit = AuditEntry::new(&workflow_actor(workflow, run), "data.export", "job", &job.id).changes::<(), _>(None, Some(&summary));
-        Outcome { writes: vec![write], audit: Some(audit), ..Outcome::done(input, output) }
+        self.job_outcome(&job, output, audit, input, mode)
+    }
+
+    /// An action that queues a job: a dry run answers the output a live
+    /// run gives (the job id is not kept); a live one the job's write and
+    /// its audit entry, committed with the step's transition.
+    fn job_outcome(&self, job: &shared::domain::jobs::Job, mut output: Value, audit: AuditEntry, input: Value, mode: Mode) -> Outcome {
+        if mode == Mode::Dry {
+            output["dry_run"] = json!(true);
+            return Outcome::done(input, output);
+        }
+        match job.create_write(self.store.table()) {
+            Ok(write) => Outcome { writes: vec![write], audit: Some(audit), ..Outcome::done(input, output) },
+            Err(e) => Outcome::failed(input, StepError::transient(e.to_string())),
+        }
     }
 
     /// Revoke every active session of `user` (refresh tokens stop working;

@@ -37,6 +37,7 @@ pub static ROUTES: &[Route] = &[
     Route::new(Method::POST, "/api/v1/workflows/{id}/hooks", Access::Public),
     Route::new(Method::GET, "/api/v1/workflows/{id}", Access::Permission(Permission::WorkflowsRead)),
     Route::new(Method::PUT, "/api/v1/workflows/{id}", Access::Permission(Permission::WorkflowsWrite)),
+    Route::new(Method::DELETE, "/api/v1/workflows/{id}", Access::Permission(Permission::WorkflowsWrite)),
     Route::new(Method::GET, "/api/v1/workflows/{id}/versions", Access::Permission(Permission::WorkflowsRead)),
     Route::new(Method::GET, "/api/v1/workflows/{id}/versions/{from}/diff/{to}", Access::Permission(Permission::WorkflowsRead)),
     Route::new(Method::POST, "/api/v1/workflows/{id}/rollback", Access::Permission(Permission::WorkflowsWrite)),
@@ -60,7 +61,7 @@ pub fn router(state: WorkflowsState) -> Router {
         .route("/api/v1/workflows/templates", get(templates::list))
         .route("/api/v1/workflows/from-template", post(templates::create))
         .route("/api/v1/workflows/{id}/hooks", post(hooks::receive))
-        .route("/api/v1/workflows/{id}", get(workflows::get).put(workflows::update))
+        .route("/api/v1/workflows/{id}", get(workflows::get).put(workflows::update).delete(workflows::delete))
         .route("/api/v1/workflows/{id}/versions", get(workflows::versions))
         .route("/api/v1/workflows/{id}/versions/{from}/diff/{to}", get(workflows::diff))
         .route("/api/v1/workflows/{id}/rollback", post(workflows::rollback))
@@ -87,6 +88,7 @@ pub fn router(state: WorkflowsState) -> Router {
         routes::workflows::diff,
         routes::workflows::rollback,
         routes::workflows::enable,
+        routes::workflows::delete,
         routes::workflows::disable,
         routes::workflows::validate,
         routes::runs::start,

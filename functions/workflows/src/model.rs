@@ -74,6 +74,12 @@ pub struct Workflow {
     pub webhook_secret: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Deleted (`DELETE /api/v1/workflows/{id}`): disabled, out of the
+    /// list, answered as missing; the record, versions and runs are kept
+    /// for the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub deleted_at: Option<String>,
     /// Bumped by every change of this record (optimistic concurrency).
     pub rev: u64,
 }
@@ -87,8 +93,10 @@ impl Workflow {
         item.insert("pk".into(), s(workflow_pk(&self.id)));
         item.insert("sk".into(), s("META"));
         item.insert("type".into(), s("workflow"));
-        item.insert("gsi1pk".into(), s(LIST_PK));
-        item.insert("gsi1sk".into(), s(format!("{}#{}", self.created_at, self.id)));
+        if self.deleted_at.is_none() {
+            item.insert("gsi1pk".into(), s(LIST_PK));
+            item.insert("gsi1sk".into(), s(format!("{}#{}", self.created_at, self.id)));
+        }
         if self.enabled {
             if let Some(event) = &self.event {
                 item.insert("gsi2pk".into(), s(trigger_pk(&event_key(event))));
@@ -143,7 +151,7 @@ pub async fn load(store: &Store, id: &str) -> Result<Workflow> {
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(Error::NotFound(format!("no workflow {id}")));
     }
-    get(store, id).await?.ok_or_else(|| Error::NotFound(format!("no workflow {id}")))
+    get(store, id).await?.filter(|w| w.deleted_at.is_none()).ok_or_else(|| Error::NotFound(format!("no workflow {id}")))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

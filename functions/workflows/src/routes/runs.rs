@@ -11,7 +11,7 @@ use shared::audit::AuditEntry;
 use shared::http::Caller;
 use shared::http::extract::ValidJson;
 use shared::platform::error::{Error, Result};
-use shared::store::timestamp;
+use shared::store::{s, timestamp};
 use utoipa::ToSchema;
 
 use crate::WorkflowsState;
@@ -117,6 +117,40 @@ pub async fn cancel(State(state): State<WorkflowsState>, caller: Caller, Path((i
     if run.status.is_final() {
         return Err(Error::Conflict(format!("run {run_id} has ended ({})", run.status.as_str())));
     }
+    Ok(Json(cancel_run(&state, &caller, run, "cancelled").await?))
+}
+
+/// Cancel every run of workflow `id` that is running or waiting (its
+/// deletion); a run that ends meanwhile is left as it ended.
+pub(crate) async fn cancel_active(state: &WorkflowsState, caller: &Caller, id: &str) -> Result<u64> {
+    let spec = shared::store::QuerySpec {
+        index: Some("gsi1"),
+        key_condition: "gsi1pk = :pk",
+        filter: "#status IN (:running, :waiting)",
+        names: vec![("#status", "status")],
+        values: vec![(":pk", s(format!("WFRUNS#{id}"))), (":running", s("running")), (":waiting", s("waiting"))],
+        ..Default::default()
+    };
+    let mut cancelled = 0;
+    for item in state.platform.store.query_all(&spec).await? {
+        let listed = Run::from_item(&item)?;
+        // The index may lag: the run as it is now decides.
+        let Some(run) = model::run(state.platform.store.store(), &listed.id).await? else { continue };
+        if run.status.is_final() {
+            continue;
+        }
+        match cancel_run(state, caller, run, "cancelled with its workflow's deletion").await {
+            Ok(_) => cancelled += 1,
+            Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cancelled)
+}
+
+/// A run cancelled (`why`), with its pending message and waiter retired.
+async fn cancel_run(state: &WorkflowsState, caller: &Caller, run: Run, why: &str) -> Result<Run> {
+    let (id, run_id) = (run.workflow_id.clone(), run.id.clone());
     let mut next = run.clone();
     next.status = RunStatus::Cancelled;
     next.current_step = None;
@@ -124,8 +158,7 @@ pub async fn cancel(State(state): State<WorkflowsState>, caller: Caller, Path((i
     next.finished_at = Some(timestamp(Utc::now()));
     next.updated_at = timestamp(Utc::now());
     next.rev += 1;
-    let audit =
-        AuditEntry::new(&caller.actor(), "workflow_run.cancel", "workflow", &id).reason(format!("run {run_id} cancelled at step {:?}", run.current_step));
+    let audit = AuditEntry::new(&caller.actor(), "workflow_run.cancel", "workflow", &id).reason(format!("run {run_id} {why} at step {:?}", run.current_step));
     let table = state.platform.store.table();
     let mut writes = vec![next.save_write(table)?];
     // Its pending step message is retired with it (the tick would send
@@ -138,7 +171,7 @@ pub async fn cancel(State(state): State<WorkflowsState>, caller: Caller, Path((i
     }
     next.waiting_for = None;
     state.platform.store.commit(writes, &audit).await?;
-    Ok(Json(next))
+    Ok(next)
 }
 
 /// Re-run a failed run from its failed step: a new run on the same version

@@ -86,14 +86,14 @@ const TEMPLATES: &[Raw] = &[
     },
     Raw {
         name: "weekly_report_email",
-        description: "Every Monday at 08:00, export the orders (as the owner, masked without pii:read) and email the team the link.",
-        settings: &[("recipient", "team@example.com"), ("timezone", "Europe/Paris"), ("format", "xlsx")],
+        description: "Every Monday at 08:00, generate the executive summary report (as the owner, masked without pii:read) and email the team the link.",
+        settings: &[("recipient", "team@example.com"), ("timezone", "Europe/Paris"), ("report", "executive_summary"), ("formats", "pdf,xlsx")],
         definition: || {
             json!({"name": "Weekly report", "trigger": {"type": "schedule", "cron": "0 8 * * 1", "timezone": "${timezone}"},
             "steps": [
-                {"id": "export", "type": "action", "action": "data.export", "params": {"dataset": "orders", "format": "${format}"}},
-                {"id": "mail", "type": "send_email", "to": "${recipient}", "subject": "Weekly figures",
-                 "body": "This week's orders export is being built: sign in to Keel and open {{ steps.export.output.location }} to download it (run {{ run.id }})."}
+                {"id": "report", "type": "action", "action": "report.generate", "params": {"template": "${report}", "formats": "${formats}"}},
+                {"id": "mail", "type": "send_email", "to": "${recipient}", "subject": "Weekly figures: {{ steps.report.output.title }}",
+                 "body": "This week's report is being generated: sign in to Keel and open {{ steps.report.output.location }} to download it (run {{ run.id }})."}
             ]})
         },
     },

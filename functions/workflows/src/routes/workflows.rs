@@ -171,6 +171,7 @@ pub async fn create_workflow(state: &WorkflowsState, caller: &Caller, definition
         webhook_secret: sealed,
         created_at: timestamp(now),
         updated_at: timestamp(now),
+        deleted_at: None,
         rev: 1,
     };
     model::apply_trigger(&mut workflow, &definition, now);
@@ -319,6 +320,60 @@ async fn set_enabled(state: &WorkflowsState, caller: &Caller, id: &str, enabled:
     let table = state.platform.store.table();
     state.platform.store.commit(vec![next.save_write(table, workflow.rev)?], &audit).await?;
     Ok(Json(view(state, next, version.definition, None)))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = WorkflowDeleted)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted_at: String,
+    /// Runs that were running or waiting, now cancelled.
+    pub cancelled_runs: u64,
+}
+
+/// Delete a workflow: it stops at once (no event, schedule, webhook or
+/// manual run starts it again), its runs in flight are cancelled, and it
+/// is gone from the API. Refused while another workflow starts it
+/// (`run_workflow`). Its record, versions and runs stay in the table for
+/// the audit trail (the entry holds the record as it was).
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "A workflow's id")),
+    responses(
+        (status = 200, body = Deleted),
+        (status = 404, description = "No such workflow", body = shared::platform::error::Problem),
+        (status = 409, description = "Another workflow starts this one, or it changed meanwhile", body = shared::platform::error::Problem),
+    ))]
+pub async fn delete(State(state): State<WorkflowsState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Deleted>> {
+    let store = state.platform.store.store();
+    let workflow = model::load(store, &id).await?;
+    let mut starters = Vec::new();
+    for other in list_all(store).await? {
+        if other.id == id {
+            continue;
+        }
+        if let Some(version) = model::version(store, &other.id, other.version).await?
+            && version.definition.starts().contains(&id)
+        {
+            starters.push(format!("{:?} ({})", other.name, other.id));
+        }
+    }
+    if !starters.is_empty() {
+        return Err(Error::Conflict(format!("workflow {id} is started by {}: remove their run_workflow steps first", starters.join(", "))));
+    }
+    let now = Utc::now();
+    let mut next = workflow.clone();
+    next.enabled = false;
+    next.next_run_at = None;
+    next.webhook_secret = None;
+    next.deleted_at = Some(timestamp(now));
+    next.updated_at = timestamp(now);
+    next.rev = workflow.rev + 1;
+    let audit = AuditEntry::new(&caller.actor(), "workflow.delete", "workflow", &id).changes(Some(&workflow), Some(&next));
+    let table = state.platform.store.table();
+    state.platform.store.commit(vec![next.save_write(table, workflow.rev)?], &audit).await?;
+    // Nothing starts it now; what was under way stops.
+    let cancelled = crate::routes::runs::cancel_active(&state, &caller, &id).await?;
+    Ok(Json(Deleted { id, deleted_at: timestamp(now), cancelled_runs: cancelled }))
 }
 
 #[utoipa::path(get, path = "/api/v1/workflows/{id}/versions", tag = "workflows",
