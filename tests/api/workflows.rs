@@ -193,6 +193,41 @@ async fn a_schedule_fires_through_the_local_tick_once() {
     assert_eq!(moved - next, Duration::days(7), "the next Monday");
 }
 
+#[tokio::test]
+async fn the_tick_finds_deferred_and_lost_messages_behind_a_backlog_of_sent_ones() {
+    use workflows::model::StepMessage;
+    let app = TestApp::spawn().await;
+    let flow = Flow::new(&app, Arc::new(workflows::engine::SystemClock)).await;
+    let table = app.store().table().to_string();
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    // 450 messages the dispatcher sent itself (due within SQS's reach),
+    // sorting before the deferred one the tick must send.
+    let mut backlog: Vec<_> =
+        (0..450).map(|i| StepMessage::new(&format!("backlog-{i:03}"), "s", 1, now + Duration::minutes(4)).create_write(&table, now).unwrap()).collect();
+    while !backlog.is_empty() {
+        let chunk: Vec<_> = backlog.drain(..backlog.len().min(100)).collect();
+        app.store().transact(chunk).await.unwrap();
+    }
+    // A step waiting a day (deferred: SQS cannot hold it), due in 5 minutes;
+    // a message due 10 minutes ago and never executed (lost).
+    let deferred = StepMessage::new("zz-deferred", "wait", 1, now + Duration::minutes(5));
+    let lost = StepMessage::new("zz-lost", "step", 1, now - Duration::minutes(10));
+    app.store()
+        .transact(vec![deferred.create_write(&table, now - Duration::days(1)).unwrap(), lost.create_write(&table, now - Duration::minutes(11)).unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(flow.tick(now).await.messages_sent, 2);
+    for message in [&deferred, &lost] {
+        let item = app.store().get_item(&workflows::model::run_pk(&message.run_id), &message.sk()).await.unwrap().unwrap();
+        assert!(shared::store::attr_s(&item, "sent_at").is_some(), "{message:?} sent");
+    }
+    // Each sent once: a minute later nothing; the lost one is tried again
+    // five minutes after its last send (the backlog is not stale yet).
+    assert_eq!(flow.tick(now + Duration::minutes(1)).await.messages_sent, 0);
+    assert_eq!(flow.tick(now + Duration::minutes(2) + Duration::seconds(30)).await.messages_sent, 0);
+    assert_eq!(flow.tick(now + Duration::minutes(5) + Duration::seconds(1)).await.messages_sent, 1);
+}
+
 fn signed(secret: &str, id: &str, at: i64, body: &str) -> String {
     use base64::Engine as _;
     let key = base64::engine::general_purpose::STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();

@@ -11,10 +11,17 @@ use shared::store::{QuerySpec, s, timestamp};
 use crate::engine::Engine;
 use crate::model::{self, DUE_PK, SCHEDULE_PK, SQS_MAX_DELAY_SECONDS, StepMessage, Workflow};
 
-/// A pending message still unsent this long after its time was lost.
+/// A pending message still unsent this long after its time was lost (and
+/// one resent is resent again only this long after).
 const STALE_SECONDS: i64 = 300;
-/// At most this many of each a tick.
-const BATCH: i32 = 200;
+/// Items read per page.
+const PAGE: i32 = 200;
+/// At most this many schedules fired and messages sent a tick (the tick's
+/// Lambda has 120 s); the rest wait for the next minute's tick.
+const MAX_SCHEDULES: usize = 2_000;
+const MAX_MESSAGES: usize = 5_000;
+/// Messages sent at once.
+const SEND_CONCURRENCY: usize = 16;
 
 /// The next time `cron` fires strictly after `after`, in `timezone` (UTC
 /// by default).
@@ -55,9 +62,15 @@ impl Tick<'_> {
             forward: true,
             ..Default::default()
         };
-        let (items, _) = store.query_page(&spec, None, BATCH).await?;
+        let mut pages = store.query_pages(&spec, None);
+        let mut due = Vec::new();
+        while due.len() < MAX_SCHEDULES
+            && let Some(page) = pages.next(Some(PAGE)).await?
+        {
+            due.extend(page);
+        }
         let mut fired = 0;
-        for item in items {
+        for item in due {
             let workflow = Workflow::from_item(item)?;
             let (Some(due), true) = (workflow.next_run_at.clone(), workflow.enabled) else { continue };
             let Some(version) = model::version(store, &workflow.id, workflow.version).await? else { continue };
@@ -81,37 +94,66 @@ impl Tick<'_> {
 
     /// Send the pending step messages due within SQS's reach that only the
     /// tick sends (deferred ones), and any left unsent past their time.
+    /// Each kind is read with its own filter, page after page, so messages
+    /// already on their way (a backlog of them) never hide the ones only
+    /// the tick would send.
     async fn send_due(&self, now: DateTime<Utc>) -> Result<usize> {
+        use futures::{StreamExt, TryStreamExt};
         let store = self.engine.store.store();
         let horizon = now + chrono::Duration::seconds(SQS_MAX_DELAY_SECONDS);
-        let spec = QuerySpec {
+        let stale_before = timestamp(now - chrono::Duration::seconds(STALE_SECONDS));
+        let deferred = QuerySpec {
             index: Some("gsi2"),
             key_condition: "gsi2pk = :pk AND gsi2sk <= :until",
-            values: vec![(":pk", s(DUE_PK)), (":until", s(format!("{}~", timestamp(horizon))))],
+            filter: "#deferred = :yes AND attribute_not_exists(sent_at)",
+            names: vec![("#deferred", "deferred")],
+            values: vec![(":pk", s(DUE_PK)), (":until", s(format!("{}~", timestamp(horizon)))), (":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))],
             forward: true,
             ..Default::default()
         };
-        let (items, _) = store.query_page(&spec, None, BATCH).await?;
-        let mut sent = 0;
-        for item in items {
-            let image = serde_dynamo::from_item::<_, serde_json::Value>(item.clone()).map_err(|e| shared::platform::error::Error::internal(e.to_string()))?;
-            let Some((message, deferred)) = model::pending_message(&image) else { continue };
-            let due = model::not_before(&message.not_before)?;
-            let already_sent = image.get("sent_at").and_then(|v| v.as_str()).is_some();
-            let stale = (now - due).num_seconds() > STALE_SECONDS;
-            if (deferred && !already_sent) || stale {
-                send(self.sqs, self.queue_url, &message, now).await?;
+        // Due before `stale_before` and not sent since then: lost.
+        let lost = QuerySpec {
+            index: Some("gsi2"),
+            key_condition: "gsi2pk = :pk AND gsi2sk < :stale",
+            filter: "attribute_not_exists(sent_at) OR sent_at < :stale",
+            values: vec![(":pk", s(DUE_PK)), (":stale", s(stale_before.clone()))],
+            forward: true,
+            ..Default::default()
+        };
+        let mut messages: Vec<StepMessage> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for spec in [&lost, &deferred] {
+            let mut pages = store.query_pages(spec, None);
+            // Whole pages (1 MB): the filters drop most of what is read.
+            while messages.len() < MAX_MESSAGES
+                && let Some(page) = pages.next(None).await?
+            {
+                for item in page {
+                    let image = serde_dynamo::from_item::<_, serde_json::Value>(item).map_err(|e| shared::platform::error::Error::internal(e.to_string()))?;
+                    if let Some((message, _)) = model::pending_message(&image)
+                        && seen.insert((message.run_id.clone(), message.sk()))
+                    {
+                        messages.push(message);
+                    }
+                }
+            }
+        }
+        let sent = futures::stream::iter(messages.iter().take(MAX_MESSAGES))
+            .map(|message| async move {
+                send(self.sqs, self.queue_url, message, now).await?;
                 store
                     .update(
                         &model::run_pk(&message.run_id),
                         &message.sk(),
                         &shared::store::UpdateSpec::new("SET sent_at = :now").condition("attribute_exists(pk)").value(":now", s(timestamp(now))),
                     )
-                    .await?;
-                sent += 1;
-            }
-        }
-        Ok(sent)
+                    .await
+                    .map(|_| ())
+            })
+            .buffer_unordered(SEND_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(sent.len())
     }
 }
 
