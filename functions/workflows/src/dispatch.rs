@@ -60,7 +60,8 @@ impl<V: Clone> Memo<V> {
 }
 
 /// What one batch reads once instead of once per record: each action's
-/// listeners, each workflow owner's permissions, each version. Made anew
+/// listeners, each workflow owner's permissions, each version, each
+/// entity's data as a set of permissions sees it. Made anew
 /// for every batch, so a workflow or a waiter committed before a batch's
 /// records is seen (its stream record came first, so it was committed
 /// before the batch was read), and permissions are as fresh as the batch.
@@ -68,6 +69,9 @@ struct Batch {
     listeners: Memo<(Vec<Workflow>, Vec<model::Waiter>)>,
     held: Memo<PermissionSet>,
     versions: Memo<Option<Version>>,
+    /// An entity's `data`, per target and what its reader may see of it
+    /// (owners holding the same relevant permissions share one read).
+    data: Memo<Value>,
 }
 
 /// An audit entry that arrived, with the waits it may end.
@@ -78,7 +82,7 @@ struct Arrived {
 
 impl Dispatcher {
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
-        let batch = Batch { listeners: Memo::new(), held: Memo::new(), versions: Memo::new() };
+        let batch = Batch { listeners: Memo::new(), held: Memo::new(), versions: Memo::new(), data: Memo::new() };
         let image = |item: &serde_dynamo::Item| -> Option<Value> { if item.is_empty() { None } else { serde_dynamo::from_item(item.clone()).ok() } };
         let images: Vec<(Option<Value>, Option<Value>)> = event.records.iter().map(|r| (image(&r.change.old_image), image(&r.change.new_image))).collect();
         // Runs are started and messages sent a few records at a time: each
@@ -253,7 +257,9 @@ impl Dispatcher {
     /// entity after the change as the API shows it to the workflow's owner.
     async fn event_of(&self, workflow: &Workflow, entry: &AuditEntry, batch: &Batch) -> Result<Value> {
         let held = batch.held.get(workflow.owner_id.clone(), || held_by(&self.engine, &workflow.owner_id)).await?;
-        let data = entity_data_for(&self.engine, held, &entry.target_type, &entry.target_id).await?;
+        let sees: String = DATA_PERMISSIONS.iter().map(|p| if held.contains(*p) { '1' } else { '0' }).collect();
+        let key = format!("{}#{}#{sees}", entry.target_type, entry.target_id);
+        let data = batch.data.get(key, || entity_data_for(&self.engine, held, &entry.target_type, &entry.target_id)).await?;
         Ok(json!({
             "type": entry.action,
             "id": entry.id,
@@ -315,7 +321,11 @@ async fn held_by(engine: &Engine, owner_id: &str) -> Result<PermissionSet> {
     })
 }
 
-/// An entity as the API shows it to a holder of `held`.
+/// The permissions that decide what `entity_data_for` shows.
+const DATA_PERMISSIONS: [Permission; 4] = [Permission::UsersRead, Permission::PiiRead, Permission::ChartsRead, Permission::AnalyticsRead];
+
+/// An entity as the API shows it to a holder of `held` (what it shows
+/// depends only on `DATA_PERMISSIONS`).
 async fn entity_data_for(engine: &Engine, held: PermissionSet, target_type: &str, target_id: &str) -> Result<Value> {
     let store = engine.store.store();
     match target_type {
