@@ -1263,10 +1263,22 @@ async fn deleting_a_workflow_stops_it_cancels_its_runs_and_keeps_its_history() {
     // Versions stay in the table.
     assert!(workflows::model::version(app.store(), &id, 1).await.unwrap().is_some());
 
+    // A run its deletion did not reach (started from a trigger index read
+    // just before it) ends failed at its next step, naming why.
+    let version = workflows::model::version(app.store(), &id, 1).await.unwrap().unwrap();
+    let late_id = uuid::Uuid::now_v7().to_string();
+    let origin = workflows::engine::Origin::new("event", json!({"type": "user.suspend"}), json!({}));
+    let (_, writes) = workflows::engine::start_with_id(&late_id, &version, origin, Utc::now(), app.store().table()).unwrap();
+    app.store().transact(writes).await.unwrap();
+    flow.run(&app).await;
+    let late = workflows::model::run(app.store(), &late_id).await.unwrap().unwrap();
+    assert_eq!(late.status, workflows::model::RunStatus::Failed, "{late:?}");
+    assert!(late.error.as_deref().is_some_and(|e| e.contains("the workflow was deleted")), "{late:?}");
+
     // Its event no longer starts it.
     set_status(&app, &token, &someone.id, "active").await;
     set_status(&app, &token, &someone.id, "suspended").await;
     flow.run(&app).await;
-    assert_eq!(workflows::model::runs_of(app.store(), &id, 10).await.unwrap().len(), 1, "no new run");
+    assert_eq!(workflows::model::runs_of(app.store(), &id, 10).await.unwrap().len(), 2, "no new run (the first and the late one)");
     assert!(app.sent_emails("slow@example.com").await.is_empty());
 }

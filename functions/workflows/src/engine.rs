@@ -273,10 +273,16 @@ impl Engine {
         let version = model::version(store, &run.workflow_id, run.version)
             .await?
             .ok_or_else(|| Error::internal(format!("run {} is pinned to a missing version", run.id)))?;
-        let workflow = model::load(store, &run.workflow_id).await?;
+        let workflow = model::get(store, &run.workflow_id).await?.ok_or_else(|| Error::internal(format!("run {} names a missing workflow", run.id)))?;
         let Some(step) = version.definition.step(&message.step_id).cloned() else {
             return Err(Error::internal(format!("run {} names step {} its version does not have", run.id, message.step_id)));
         };
+        // A run its workflow's deletion did not reach (started from a
+        // trigger index read just before): it ends here, honestly.
+        if workflow.deleted_at.is_some() {
+            let outcome = Outcome::failed(Value::Null, StepError::permanent("the workflow was deleted"));
+            return self.finish(run, &version.definition, &workflow, &step, message, outcome, now, 0).await;
+        }
         if message.is_timeout() {
             let outcome = timed_out(&step);
             return self.finish(run, &version.definition, &workflow, &step, message, outcome, now, 0).await;

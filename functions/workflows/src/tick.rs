@@ -138,22 +138,20 @@ impl Tick<'_> {
                 }
             }
         }
-        let sent = futures::stream::iter(messages.iter().take(MAX_MESSAGES))
-            .map(|message| async move {
-                send(self.sqs, self.queue_url, message, now).await?;
-                store
-                    .update(
-                        &model::run_pk(&message.run_id),
-                        &message.sk(),
-                        &shared::store::UpdateSpec::new("SET sent_at = :now").condition("attribute_exists(pk)").value(":now", s(timestamp(now))),
-                    )
-                    .await
-                    .map(|_| ())
-            })
-            .buffer_unordered(SEND_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+        // The futures are collected first: a stream mapping through a
+        // closure is not `Send` (a rustc limitation with higher-ranked
+        // lifetimes), and the local stack spawns the tick.
+        let sending: Vec<_> = messages.iter().take(MAX_MESSAGES).map(|message| self.send_one(message, now)).collect();
+        let sent = futures::stream::iter(sending).buffer_unordered(SEND_CONCURRENCY).try_collect::<Vec<()>>().await?;
         Ok(sent.len())
+    }
+
+    /// Send one message and record when (the lost ones wait 5 minutes from it).
+    async fn send_one(&self, message: &StepMessage, now: DateTime<Utc>) -> Result<()> {
+        send(self.sqs, self.queue_url, message, now).await?;
+        let update = shared::store::UpdateSpec::new("SET sent_at = :now").condition("attribute_exists(pk)").value(":now", s(timestamp(now)));
+        self.engine.store.store().update(&model::run_pk(&message.run_id), &message.sk(), &update).await?;
+        Ok(())
     }
 }
 
