@@ -1089,7 +1089,7 @@ async fn a_workflow_raises_a_security_event_an_insight_and_a_report_through_the_
     let app = TestApp::spawn().await;
     let (_, token) = app.user(&["super_admin"]).await;
     let (suspect, _) = app.user(&["user"]).await;
-    let contact = "soc@example.com";
+    let contact = "soc-workflow-events@example.com";
     let r = app
         .call(
             Method::PUT,
