@@ -707,6 +707,20 @@ impl Definition {
 
 #[cfg(test)]
 mod tests {
+    /// The closed values checked at save are the ones the domain takes
+    /// when the step runs (a value added there must be added here).
+    #[test]
+    fn closed_values_are_the_domains() {
+        let formats: Vec<&str> = reports::generate::ReportFormat::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(super::REPORT_FORMATS, formats.as_slice());
+        let severities: Vec<&str> = shared::domain::security_events::Severity::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(super::SEVERITIES, severities.as_slice());
+        for name in super::INSIGHT_CATEGORIES {
+            let category: shared::domain::insights::InsightCategory = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(category.as_str(), *name);
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

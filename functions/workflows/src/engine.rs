@@ -831,7 +831,7 @@ impl Engine {
     fn export(&self, workflow: &Workflow, run: &Run, params: &Map<String, Value>, held: &PermissionSet, input: Value, mode: Mode) -> Outcome {
         use shared::domain::export::{self, Dataset, ExportParams, Filters, Format};
         use shared::identity::rbac::Permission;
-        let param = |key: &str| params.get(key).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let param = |key: &str| actions::param(params, key);
         let dataset: Dataset = match serde_json::from_value(json!(param("dataset").unwrap_or_default())) {
             Ok(dataset) => dataset,
             Err(_) => return Outcome::failed(input, StepError::permanent(format!("params.dataset: one of {}", crate::definition::EXPORT_DATASETS.join(", ")))),

@@ -14,7 +14,7 @@ use crate::definition::Step;
 use crate::model::{Run, Workflow};
 
 /// A parameter as rendered, trimmed; `None` when absent or blank.
-fn param(params: &Map<String, Value>, key: &str) -> Option<String> {
+pub(super) fn param(params: &Map<String, Value>, key: &str) -> Option<String> {
     params.get(key).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
